@@ -38,7 +38,12 @@ public sealed class StoredTensor
         long n = 1;
         foreach (int d in shape)
         {
-            n *= d;
+            if (d < 0)
+            {
+                throw new ArgumentException($"Shape {Tensor.FormatShape(shape)} has a negative dimension.", nameof(shape));
+            }
+
+            n = checked(n * d);
         }
 
         return n;

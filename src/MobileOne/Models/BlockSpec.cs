@@ -1,0 +1,48 @@
+namespace MobileOne.Models;
+
+/// <summary>
+/// What one MobileOne block computes: a KxK convolution (stride, padding, groups) whose train-time form has
+/// <see cref="NumConvBranches"/> conv+BN branches, a 1x1 scale branch when K > 1, and a BN skip when the
+/// shapes allow, optionally followed by squeeze-excite (<see cref="SeChannels"/> > 0), then ReLU.
+/// </summary>
+public sealed record BlockSpec(
+    int InChannels,
+    int OutChannels,
+    int KernelSize,
+    int Stride,
+    int Padding,
+    int Groups,
+    int NumConvBranches,
+    int SeChannels)
+{
+    public bool HasIdentity => InChannels == OutChannels && Stride == 1;
+
+    public bool HasScaleBranch => KernelSize > 1;
+
+    public bool HasSqueezeExcite => SeChannels > 0;
+
+    public bool IsDepthwise => Groups == InChannels && Groups == OutChannels && Groups > 1;
+
+    public void Validate()
+    {
+        if (InChannels <= 0 || OutChannels <= 0 || KernelSize <= 0 || Stride <= 0 || Padding < 0 || Groups <= 0 || NumConvBranches <= 0 || SeChannels < 0)
+        {
+            throw new ArgumentException($"Invalid MobileOne block: {this}.");
+        }
+
+        if (InChannels % Groups != 0 || OutChannels % Groups != 0)
+        {
+            throw new ArgumentException($"Groups {Groups} must divide {InChannels} input and {OutChannels} output channels.");
+        }
+
+        if (KernelSize % 2 == 0)
+        {
+            throw new ArgumentException($"Kernel size {KernelSize} must be odd so the 1x1 and identity branches sit at its centre.");
+        }
+
+        if (HasScaleBranch && Padding != KernelSize / 2)
+        {
+            throw new ArgumentException($"A {KernelSize}x{KernelSize} block needs padding {KernelSize / 2} for its branches to align; got {Padding}.");
+        }
+    }
+}

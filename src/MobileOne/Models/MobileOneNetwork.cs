@@ -1,0 +1,110 @@
+using MobileOne.Kernels;
+using MobileOne.Nn;
+using MobileOne.Tensors;
+
+namespace MobileOne.Models;
+
+/// <summary>Logits plus, on request, the stem output and each stage's output (timm's feature taps).</summary>
+public sealed record NetworkOutput(Tensor Logits, IReadOnlyList<(string Name, Tensor Value)> Features);
+
+/// <summary>
+/// A whole MobileOne network, train-time (unfused) or fused. State names are timm's:
+/// stem., stages.{s}.{b}., head.fc.
+/// </summary>
+public sealed class MobileOneNetwork : Module
+{
+    private MobileOneNetwork(MobileOneConfig config, bool fused)
+    {
+        Config = config;
+        IsFused = fused;
+        Func<BlockSpec, MobileOneBlock> create = fused ? MobileOneBlock.CreateFused : MobileOneBlock.CreateTrainTime;
+        Stem = create(config.StemSpec);
+        var stages = new List<MobileOneBlock>[MobileOneConfig.StageCount];
+        for (int s = 0; s < stages.Length; s++)
+        {
+            stages[s] = [];
+        }
+
+        foreach (var (stage, _, spec) in config.StageBlocks())
+        {
+            stages[stage].Add(create(spec));
+        }
+
+        Stages = stages;
+        Head = new Linear(config.FeatureChannels, config.NumClasses);
+    }
+
+    public MobileOneConfig Config { get; }
+
+    public bool IsFused { get; }
+
+    public MobileOneBlock Stem { get; }
+
+    public IReadOnlyList<IReadOnlyList<MobileOneBlock>> Stages { get; }
+
+    public Linear Head { get; }
+
+    public static MobileOneNetwork Create(MobileOneConfig config, bool fused = false) => new(config, fused);
+
+    /// <summary>Every block with its timm prefix ("stem.", "stages.0.0.", ...).</summary>
+    public IEnumerable<(string Prefix, MobileOneBlock Block)> Blocks()
+    {
+        yield return ("stem.", Stem);
+        for (int s = 0; s < Stages.Count; s++)
+        {
+            for (int b = 0; b < Stages[s].Count; b++)
+            {
+                yield return ($"stages.{s}.{b}.", Stages[s][b]);
+            }
+        }
+    }
+
+    public Tensor Forward(Tensor input) => Forward(input, withFeatures: false).Logits;
+
+    /// <summary>Eval-mode forward. Features are named stem, stage1..stage4 (stage k is timm's stages.{k-1}).</summary>
+    public NetworkOutput Forward(Tensor input, bool withFeatures)
+    {
+        Shapes.RequireNchw(input, Config.InChans, "network input");
+        var features = new List<(string, Tensor)>();
+        Tensor x = Stem.Forward(input);
+        if (withFeatures)
+        {
+            features.Add(("stem", x));
+        }
+
+        for (int s = 0; s < Stages.Count; s++)
+        {
+            foreach (var block in Stages[s])
+            {
+                x = block.Forward(x);
+            }
+
+            if (withFeatures)
+            {
+                features.Add(($"stage{s + 1}", x));
+            }
+        }
+
+        int n = x.Dim(0), c = x.Dim(1);
+        var pooled = new Tensor(n, c);
+        Pooling.GlobalAverage(x.Data, pooled.Data, n, c, x.Dim(2) * x.Dim(3));
+        return new NetworkOutput(Head.Forward(pooled), features);
+    }
+
+    /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier).</summary>
+    public long MultiplyAccumulates(int size)
+    {
+        long macs = 0;
+        int h = size, w = size;
+        foreach (var (_, block) in Blocks())
+        {
+            macs += block.MultiplyAccumulates(h, w);
+            (h, w) = block.OutputSize(h, w);
+        }
+
+        return macs + ((long)Head.InFeatures * Head.OutFeatures);
+    }
+
+    public override IEnumerable<StateEntry> State(string prefix = "") =>
+        Blocks().SelectMany(b => b.Block.State(prefix + b.Prefix)).Concat(Head.State(prefix + "head.fc."));
+}

@@ -1,0 +1,19 @@
+namespace MobileOne.Models;
+
+/// <summary>Parameter and multiply-accumulate counts of a configuration, train-time and fused.</summary>
+public sealed record ModelStatistics(long ParamsUnfused, long ParamsFused, long MacsUnfused, long MacsFused, int ImageSize)
+{
+    /// <summary>
+    /// Parameters are trainable tensors (BatchNorm running statistics excluded, as timm counts them);
+    /// MACs count convolutions, squeeze-excite and the classifier for one image of size x size.
+    /// </summary>
+    public static ModelStatistics Compute(MobileOneConfig config, int imageSize = 224)
+    {
+        var unfused = MobileOneNetwork.Create(config, fused: false);
+        var fused = MobileOneNetwork.Create(config, fused: true);
+        return new ModelStatistics(
+            unfused.ParameterCount(), fused.ParameterCount(),
+            unfused.MultiplyAccumulates(imageSize), fused.MultiplyAccumulates(imageSize),
+            imageSize);
+    }
+}

@@ -1,0 +1,89 @@
+using MobileOne.Nn;
+
+namespace MobileOne.Models;
+
+/// <summary>
+/// Seeded initialization. <see cref="Initialize"/> follows timm's scheme for convolutions (normal with
+/// std sqrt(2 / fan_out)) and PyTorch's BatchNorm defaults; <see cref="RandomizeBatchNorm"/> additionally gives
+/// every BatchNorm random affine terms and running statistics, as the reference fixtures do, so that
+/// fusing is not a near no-op in demos and tests.
+/// </summary>
+public static class WeightInit
+{
+    public static void Initialize(Module module, int seed)
+    {
+        var rng = new Random(seed);
+        foreach (var entry in module.State())
+        {
+            var data = entry.Value.Data;
+            string name = entry.Name;
+            if (entry.Kind != StateKind.Parameter)
+            {
+                continue;
+            }
+
+            if (entry.Value.Rank == 4)
+            {
+                // fan_out = out_channels / groups * kh * kw = shape[0] * kh * kw / groups; groups is not in
+                // the weight shape, and for depthwise kernels shape[1] == 1 so fan_out = kh * kw.
+                int[] s = entry.Value.Shape;
+                int fanOut = s[1] == 1 && !name.Contains("attn", StringComparison.Ordinal) ? s[2] * s[3] : s[0] * s[2] * s[3];
+                FillNormal(rng, data, 0, Math.Sqrt(2.0 / fanOut));
+            }
+            else if (entry.Value.Rank == 2)
+            {
+                FillNormal(rng, data, 0, 0.01);
+            }
+            else if (name.EndsWith("bn.weight", StringComparison.Ordinal) || name.EndsWith("identity.weight", StringComparison.Ordinal))
+            {
+                Array.Fill(data, 1f);
+            }
+            else
+            {
+                Array.Clear(data);
+            }
+        }
+    }
+
+    public static void RandomizeBatchNorm(Module module, int seed)
+    {
+        var rng = new Random(seed);
+        foreach (var entry in module.State())
+        {
+            var data = entry.Value.Data;
+            if (entry.Name.EndsWith(".running_mean", StringComparison.Ordinal))
+            {
+                FillNormal(rng, data, 0, 0.1);
+            }
+            else if (entry.Name.EndsWith(".running_var", StringComparison.Ordinal))
+            {
+                for (int i = 0; i < data.Length; i++)
+                {
+                    data[i] = (float)(0.5 + rng.NextDouble());
+                }
+            }
+            else if (entry.Kind == StateKind.Parameter && entry.Value.Rank == 1 && IsBatchNormParameter(entry.Name))
+            {
+                bool gamma = entry.Name.EndsWith(".weight", StringComparison.Ordinal);
+                for (int i = 0; i < data.Length; i++)
+                {
+                    data[i] = gamma ? (float)(0.5 + (0.5 * rng.NextDouble())) : (float)(0.1 * (rng.NextDouble() - 0.5));
+                }
+            }
+        }
+    }
+
+    public static void FillNormal(Random rng, Span<float> data, double mean, double std)
+    {
+        for (int i = 0; i < data.Length; i++)
+        {
+            // Box-Muller; one draw per value keeps the sequence simple to reproduce.
+            double u1 = 1.0 - rng.NextDouble();
+            double u2 = rng.NextDouble();
+            data[i] = (float)(mean + (std * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)));
+        }
+    }
+
+    private static bool IsBatchNormParameter(string name) =>
+        name.Contains(".bn.", StringComparison.Ordinal) || name.Contains(".identity.", StringComparison.Ordinal);
+}

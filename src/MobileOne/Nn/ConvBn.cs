@@ -1,0 +1,22 @@
+using MobileOne.Tensors;
+
+namespace MobileOne.Nn;
+
+/// <summary>Convolution without bias followed by BatchNorm: one branch of a train-time MobileOne block.</summary>
+public sealed class ConvBn : Module
+{
+    public ConvBn(int inChannels, int outChannels, int kernelSize, int stride, int padding, int groups)
+    {
+        Conv = new Conv2d(inChannels, outChannels, kernelSize, stride, padding, groups, bias: false);
+        Bn = new BatchNorm2d(outChannels);
+    }
+
+    public Conv2d Conv { get; }
+
+    public BatchNorm2d Bn { get; }
+
+    public Tensor Forward(Tensor input) => Bn.Forward(Conv.Forward(input));
+
+    public override IEnumerable<StateEntry> State(string prefix = "") =>
+        Conv.State(prefix + "conv.").Concat(Bn.State(prefix + "bn."));
+}

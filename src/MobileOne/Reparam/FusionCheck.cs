@@ -1,0 +1,45 @@
+using MobileOne.Models;
+using MobileOne.Tensors;
+
+namespace MobileOne.Reparam;
+
+/// <summary>Outcome of comparing a train-time network with its fused form on one input.</summary>
+public sealed record FusionCheckResult(double MaxAbsDifference, double MaxAbsLogit, double Tolerance, int Batch, int ImageSize, int Seed)
+{
+    public double RelativeDifference => MaxAbsLogit > 0 ? MaxAbsDifference / MaxAbsLogit : MaxAbsDifference;
+
+    public bool Passed => MaxAbsDifference <= Tolerance * Math.Max(1.0, MaxAbsLogit);
+}
+
+/// <summary>
+/// Fuses a network and measures the largest logit difference on a seeded random normal input. The
+/// tolerance is relative to the largest logit magnitude (absolute when logits are below 1), because
+/// float32 fusion error scales with the activations.
+/// </summary>
+public static class FusionCheck
+{
+    public const double DefaultTolerance = 1e-4;
+
+    public static FusionCheckResult Run(MobileOneNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        if (network.IsFused)
+        {
+            throw new ArgumentException("The network is already fused; a fused-vs-unfused check needs the train-time (unfused) checkpoint.");
+        }
+
+        var input = new Tensor(batch, network.Config.InChans, imageSize, imageSize);
+        WeightInit.FillNormal(new Random(seed), input.Data, 0, 1);
+        var fused = Reparameterizer.Fuse(network);
+        var expected = network.Forward(input);
+        var actual = fused.Forward(input);
+        double maxDiff = 0, maxLogit = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            maxDiff = Math.Max(maxDiff, Math.Abs((double)expected.Data[i] - actual.Data[i]));
+            maxLogit = Math.Max(maxLogit, Math.Abs(expected.Data[i]));
+        }
+
+        return new FusionCheckResult(maxDiff, maxLogit, tolerance, batch, imageSize, seed);
+    }
+}

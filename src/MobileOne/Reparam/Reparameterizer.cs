@@ -1,0 +1,36 @@
+using MobileOne.Models;
+using MobileOne.Nn;
+
+namespace MobileOne.Reparam;
+
+/// <summary>Turns a train-time network into its fused inference form (timm's reparameterize_model).</summary>
+public static class Reparameterizer
+{
+    /// <summary>A new fused network; the input is left untouched. A fused input is copied.</summary>
+    public static MobileOneNetwork Fuse(MobileOneNetwork network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        var fused = MobileOneNetwork.Create(network.Config, fused: true);
+        foreach (var ((_, source), (_, target)) in network.Blocks().Zip(fused.Blocks()))
+        {
+            var kernel = BlockFusion.Fuse(source);
+            kernel.WeightTensor().Data.CopyTo(target.ReparamConv!.Weight.Value.Data, 0);
+            kernel.BiasTensor().Data.CopyTo(target.ReparamConv!.Bias!.Value.Data, 0);
+            if (source.Attn is not null)
+            {
+                CopyState(source.Attn, target.Attn!);
+            }
+        }
+
+        CopyState(network.Head, fused.Head);
+        return fused;
+    }
+
+    private static void CopyState(Module from, Module to)
+    {
+        foreach (var (a, b) in from.State().Zip(to.State()))
+        {
+            a.Value.Data.CopyTo(b.Value.Data, 0);
+        }
+    }
+}
