@@ -1,4 +1,5 @@
 using MobileOne.Nn;
+using MobileOne.Tensors;
 
 namespace MobileOne.Models;
 
@@ -70,6 +71,52 @@ public static class WeightInit
                     data[i] = gamma ? (float)(0.5 + (0.5 * rng.NextDouble())) : (float)(0.1 * (rng.NextDouble() - 0.5));
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Sets every BatchNorm's running statistics to the statistics of the activations it sees for
+    /// <paramref name="input"/>, block by block, so a randomly initialized network keeps its activations
+    /// near unit scale in eval mode (what a short train-mode warm-up would do). Affine terms are kept.
+    /// </summary>
+    public static void CalibrateBatchNorm(MobileOneNetwork network, Tensor input)
+    {
+        Tensor x = input;
+        foreach (var (_, block) in network.Blocks())
+        {
+            foreach (var branch in block.ConvKxk.Append(block.ConvScale).OfType<ConvBn>())
+            {
+                SetRunningStatistics(branch.Bn, branch.Conv.Forward(x));
+            }
+
+            if (block.Identity is not null)
+            {
+                SetRunningStatistics(block.Identity, x);
+            }
+
+            x = block.Forward(x);
+        }
+    }
+
+    private static void SetRunningStatistics(BatchNorm2d bn, Tensor activations)
+    {
+        int n = activations.Dim(0), c = activations.Dim(1), plane = activations.Dim(2) * activations.Dim(3);
+        for (int ch = 0; ch < c; ch++)
+        {
+            double sum = 0, sumSq = 0;
+            for (int b = 0; b < n; b++)
+            {
+                foreach (float v in activations.Data.AsSpan(((b * c) + ch) * plane, plane))
+                {
+                    sum += v;
+                    sumSq += (double)v * v;
+                }
+            }
+
+            double count = (double)n * plane;
+            double mean = sum / count;
+            bn.RunningMean.Data[ch] = (float)mean;
+            bn.RunningVar.Data[ch] = (float)Math.Max(1e-3, (sumSq / count) - (mean * mean));
         }
     }
 

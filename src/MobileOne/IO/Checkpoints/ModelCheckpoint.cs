@@ -1,0 +1,144 @@
+using MobileOne.Models;
+using MobileOne.Nn;
+using MobileOne.Tensors;
+
+namespace MobileOne.IO.Checkpoints;
+
+/// <summary>What a checkpoint turned out to be.</summary>
+public sealed record CheckpointInfo(string Path, CheckpointFormat Format, KeyScheme Scheme, MobileOneConfig Config)
+{
+    public bool Fused => Scheme.Fused;
+
+    public string Variant => Config.Name;
+}
+
+public sealed record LoadedModel(MobileOneNetwork Network, CheckpointInfo Info);
+
+/// <summary>
+/// Loads a MobileOne network from any supported checkpoint (format, key scheme, variant, num_classes and
+/// in_chans all detected) and saves one in timm's or Apple's names. Every tensor of the model must be in the
+/// file with the right shape, and every tensor of the file must belong to the model.
+/// </summary>
+public static class ModelCheckpoint
+{
+    private const int MaxListedKeys = 12;
+
+    public static LoadedModel Load(string path)
+    {
+        var (file, format) = CheckpointFile.Read(path);
+        return FromTensorFile(file, path, format);
+    }
+
+    public static LoadedModel FromTensorFile(TensorFile file, string path, CheckpointFormat format)
+    {
+        var scheme = KeyNames.Detect(file.Tensors.Keys, out string? problem);
+        if (problem is not null)
+        {
+            throw new CheckpointException(path, problem + ".");
+        }
+
+        // Canonical (timm) name -> file name, so errors can quote the key as the file spells it.
+        var fileKeyOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string key in file.Tensors.Keys)
+        {
+            string canonical = KeyNames.ToTimm(key, scheme.Layout);
+            if (!fileKeyOf.TryAdd(canonical, key))
+            {
+                throw new CheckpointException(path, $"names the same parameter as '{fileKeyOf[canonical]}'.", key);
+            }
+        }
+
+        var shapes = fileKeyOf.ToDictionary(kv => kv.Key, kv => file.Tensors[kv.Value].Shape, StringComparer.Ordinal);
+        MobileOneConfig config;
+        try
+        {
+            config = ConfigInference.Infer(shapes, scheme.Fused, path);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException(path, "does not describe a valid MobileOne: " + e.Message);
+        }
+
+        var network = MobileOneNetwork.Create(config, scheme.Fused);
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        foreach (var entry in network.State())
+        {
+            if (!fileKeyOf.TryGetValue(entry.Name, out string? fileKey))
+            {
+                missing.Add(KeyNames.ToLayout(entry.Name, scheme.Layout));
+                continue;
+            }
+
+            used.Add(entry.Name);
+            Assign(entry, file.Tensors[fileKey], path, fileKey, config);
+        }
+
+        if (missing.Count > 0)
+        {
+            throw new CheckpointException(path, $"is missing {missing.Count} tensor(s) the inferred {config.Name} model needs: {ListKeys(missing)}.");
+        }
+
+        var unexpected = fileKeyOf.Where(kv => !used.Contains(kv.Key)).Select(kv => kv.Value).ToList();
+        if (unexpected.Count > 0)
+        {
+            throw new CheckpointException(path, $"has {unexpected.Count} tensor(s) that do not belong to the inferred {config.Name} model: {ListKeys(unexpected)}.");
+        }
+
+        return new LoadedModel(network, new CheckpointInfo(path, format, scheme, config));
+    }
+
+    /// <summary>The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as I64.</summary>
+    public static TensorFile ToTensorFile(MobileOneNetwork network, KeyLayout layout, DType floatType = DType.F32)
+    {
+        var file = new TensorFile();
+        foreach (var entry in network.State())
+        {
+            var stored = entry.Kind == StateKind.Counter
+                ? StoredTensor.FromInt64((long)entry.Value.Data[0])
+                : StoredTensor.FromTensor(entry.Value, floatType);
+            file.Tensors.Add(KeyNames.ToLayout(entry.Name, layout), stored);
+        }
+
+        file.Metadata["format"] = "pt";
+        return file;
+    }
+
+    public static void Save(MobileOneNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
+    {
+        var chosen = format ?? CheckpointFormats.ForOutputPath(path);
+        CheckpointFile.Write(path, ToTensorFile(network, layout), chosen);
+    }
+
+    private static void Assign(StateEntry entry, StoredTensor stored, string path, string fileKey, MobileOneConfig config)
+    {
+        if (!stored.Shape.AsSpan().SequenceEqual(entry.Value.Shape))
+        {
+            throw new CheckpointException(
+                path,
+                $"has shape {Tensor.FormatShape(stored.Shape)}, but the inferred {config.Name} model ({config}) expects {entry.Value.ShapeString}.",
+                fileKey);
+        }
+
+        if (entry.Kind == StateKind.Counter)
+        {
+            if (DTypeInfo.IsFloatingPoint(stored.DType))
+            {
+                throw new CheckpointException(path, $"is a {stored.DType} tensor; a batch counter must be an integer.", fileKey);
+            }
+
+            entry.Value.Data[0] = stored.ToInt64()[0];
+            return;
+        }
+
+        if (!DTypeInfo.IsFloatingPoint(stored.DType))
+        {
+            throw new CheckpointException(path, $"is a {stored.DType} tensor; expected floating point (F32, F16, BF16 or F64).", fileKey);
+        }
+
+        stored.ToTensor().Data.CopyTo(entry.Value.Data, 0);
+    }
+
+    private static string ListKeys(List<string> keys) =>
+        string.Join(", ", keys.Take(MaxListedKeys).Select(k => $"'{k}'")) + (keys.Count > MaxListedKeys ? $" and {keys.Count - MaxListedKeys} more" : string.Empty);
+}
