@@ -1,1 +1,20 @@
-return 0;
+using System.CommandLine;
+using MobileOne.Cli.Commands;
+
+namespace MobileOne.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand("MobileOne for .NET: build, fuse, convert, inspect and run MobileOne checkpoints (timm and Apple).");
+        root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(ForwardCommand.Create());
+        root.Subcommands.Add(VerifyCommand.Create());
+        return root;
+    }
+}

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using MobileOne.IO;
+using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Safetensors;
+using MobileOne.Reparam;
+
+namespace MobileOne.Cli.Commands;
+
+internal static class ForwardCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Argument<string>("checkpoint") { Description = "Model checkpoint (may be a sharded .safetensors.index.json)." };
+        var input = new Option<string>("--input") { Description = "Safetensors file holding the NCHW float input.", Required = true };
+        var tensor = new Option<string>("--tensor") { Description = "Name of the input tensor inside --input.", Required = true };
+        var output = new Option<string>("--output") { Description = "Safetensors file to write logits (and features) to.", Required = true };
+        var fuse = new Option<bool>("--fuse") { Description = "Run the fused (reparameterized) model." };
+        var features = new Option<bool>("--features") { Description = "Also write features.stem and features.stage1..stage4." };
+        var command = new Command("forward", "Run a model in eval mode on a tensor from a safetensors file and write the logits.");
+        command.Arguments.Add(checkpoint);
+        command.Options.Add(input);
+        command.Options.Add(tensor);
+        command.Options.Add(output);
+        command.Options.Add(fuse);
+        command.Options.Add(features);
+        CommandAction.Set(command, r =>
+        {
+            string inputPath = r.GetValue(input)!, name = r.GetValue(tensor)!, outputPath = r.GetValue(output)!;
+            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
+            var inputs = SafetensorsReader.Read(inputPath);
+            if (!inputs.Tensors.TryGetValue(name, out var stored))
+            {
+                throw new CheckpointException(inputPath, $"has no tensor named '{name}' (it holds {string.Join(", ", inputs.Tensors.Keys.Take(10).Select(k => $"'{k}'"))}).", name);
+            }
+
+            if (!DTypeInfo.IsFloatingPoint(stored.DType) || stored.Shape.Length != 4)
+            {
+                throw new CheckpointException(inputPath, $"must be a floating point NCHW tensor of rank 4; it is {stored.DType} {Tensors.Tensor.FormatShape(stored.Shape)}.", name);
+            }
+
+            if (stored.Shape[1] != loaded.Info.Config.InChans)
+            {
+                throw new CheckpointException(inputPath, $"has {stored.Shape[1]} channels but the model expects in_chans {loaded.Info.Config.InChans}.", name);
+            }
+
+            var network = r.GetValue(fuse) && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
+            var result = network.Forward(stored.ToTensor(), r.GetValue(features));
+            var file = new TensorFile();
+            file.Tensors.Add("logits", StoredTensor.FromTensor(result.Logits));
+            foreach (var (featureName, value) in result.Features)
+            {
+                file.Tensors.Add("features." + featureName, StoredTensor.FromTensor(value));
+            }
+
+            SafetensorsWriter.Write(outputPath, file);
+            Console.WriteLine($"wrote {outputPath}: logits {result.Logits.ShapeString}" + (result.Features.Count > 0 ? $" and {result.Features.Count} feature maps" : string.Empty));
+            return 0;
+        });
+        return command;
+    }
+}

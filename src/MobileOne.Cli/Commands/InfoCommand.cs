@@ -1,0 +1,99 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using MobileOne.Cli.Rendering;
+using MobileOne.IO.Checkpoints;
+using MobileOne.Models;
+
+namespace MobileOne.Cli.Commands;
+
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Argument<string>("checkpoint") { Description = "A .safetensors, .safetensors.index.json, .pth, .pth.tar or .pt file." };
+        var size = new Option<int>("--size") { Description = "Input resolution for the MAC count.", DefaultValueFactory = _ => 224 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table." };
+        var command = new Command("info", "Describe a checkpoint: format, key scheme, variant, classes, parameters and MACs (unfused and fused).");
+        command.Arguments.Add(checkpoint);
+        command.Options.Add(size);
+        command.Options.Add(json);
+        CommandAction.Set(command, r =>
+        {
+            int imageSize = Options.Positive(r.GetValue(size), "--size");
+            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
+            var summary = CheckpointSummary.Describe(loaded.Info, imageSize);
+            if (r.GetValue(json))
+            {
+                Report.WriteJson(summary.ToJson());
+            }
+            else
+            {
+                summary.ToReport().Write();
+            }
+
+            return 0;
+        });
+        return command;
+    }
+}
+
+/// <summary>What info and demo show about a model.</summary>
+internal sealed record CheckpointSummary(
+    string? Path, string Format, string Scheme, bool Fused, MobileOneConfig Config, int ImageSize,
+    long? ParamsUnfused, long ParamsFused, long? MacsUnfused, long MacsFused)
+{
+    public static CheckpointSummary Describe(CheckpointInfo info, int imageSize) =>
+        Describe(info.Path, CheckpointFormats.Name(info.Format), info.Scheme.Name, info.Fused, info.Config, imageSize);
+
+    public static CheckpointSummary Describe(string? path, string format, string scheme, bool fused, MobileOneConfig config, int imageSize)
+    {
+        // A fused file cannot tell how many branches it was trained with; a named variant can.
+        MobileOneConfig? trainTime = !fused ? config
+            : config.Name == "custom" ? null
+            : config with { NumConvBranches = MobileOneConfig.ByName(config.Name).NumConvBranches };
+        var stats = ModelStatistics.Compute(trainTime ?? config, imageSize);
+        return new CheckpointSummary(
+            path, format, scheme, fused, config, imageSize,
+            trainTime is null ? null : stats.ParamsUnfused, stats.ParamsFused,
+            trainTime is null ? null : stats.MacsUnfused, stats.MacsFused);
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["path"] = Path,
+        ["format"] = Format,
+        ["scheme"] = Scheme,
+        ["fused"] = Fused,
+        ["variant"] = Config.Name,
+        ["num_classes"] = Config.NumClasses,
+        ["in_chans"] = Config.InChans,
+        ["num_conv_branches"] = Fused ? null : Config.NumConvBranches,
+        ["stem_channels"] = Config.StemChannels,
+        ["stage_units"] = new JsonArray(Config.StageUnits.Select(v => (JsonNode)v).ToArray()),
+        ["stage_channels"] = new JsonArray(Config.StageChannels.Select(v => (JsonNode)v).ToArray()),
+        ["se_units"] = new JsonArray(Config.SeUnits.Select(v => (JsonNode)v).ToArray()),
+        ["image_size"] = ImageSize,
+        ["params_unfused"] = ParamsUnfused,
+        ["params_fused"] = ParamsFused,
+        ["macs_unfused"] = MacsUnfused,
+        ["macs_fused"] = MacsFused,
+    };
+
+    public Report ToReport()
+    {
+        var report = new Report(Path ?? $"MobileOne-{Config.Name}");
+        return report
+            .Add("format", Format)
+            .Add("scheme", Scheme)
+            .Add("variant", Config.Name)
+            .Add("fused", Fused ? "yes" : "no")
+            .Add("num_classes", Config.NumClasses.ToString(CultureInfo.InvariantCulture))
+            .Add("in_chans", Config.InChans.ToString(CultureInfo.InvariantCulture))
+            .Add("architecture", Config.ToString())
+            .Add("params (unfused / fused)", $"{Millions(ParamsUnfused)} / {Report.Millions(ParamsFused)}")
+            .Add($"MACs at {ImageSize} (unfused / fused)", $"{Millions(MacsUnfused)} / {Report.Millions(MacsFused)}");
+    }
+
+    private static string Millions(long? value) => value is null ? "unknown (fused custom model)" : Report.Millions(value.Value);
+}
