@@ -14,16 +14,16 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var variant = new Option<string>("--variant") { Description = "s0..s4.", DefaultValueFactory = _ => "s0" };
+        var model = new Option<string>("--model") { Description = "s0..s4, optionally with overrides, or a custom description (units=1/2/2/1,widths=0.5/0.5/0.5/0.5,k=2,se=0/0/1/1,classes=10,in_chans=1).", DefaultValueFactory = _ => "s0" };
         var size = new Option<int>("--size") { Description = "Input resolution.", DefaultValueFactory = _ => 224 };
         var seed = new Option<int>("--seed") { Description = "Seed for weights and input.", DefaultValueFactory = _ => 0 };
         var command = new Command("demo", "Build a random MobileOne, fuse it, show its size and check fused against unfused outputs.");
-        command.Options.Add(variant);
+        command.Options.Add(model);
         command.Options.Add(size);
         command.Options.Add(seed);
         CommandAction.Set(command, r =>
         {
-            var config = MobileOneConfig.ByName(r.GetValue(variant)!);
+            var config = MobileOneConfig.Parse(r.GetValue(model)!);
             int imageSize = Options.Positive(r.GetValue(size), "--size");
             int s = r.GetValue(seed);
             var network = MobileOneNetwork.Create(config);

@@ -106,6 +106,89 @@ public sealed record MobileOneConfig
         Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"Unknown MobileOne variant '{name}'; expected one of s0, s1, s2, s3, s4.");
 
+    /// <summary>
+    /// Parses "s0".."s4", optionally followed by overrides, or a custom description, e.g.
+    /// "s0,classes=10,in_chans=1" or "units=1/2/2/1,widths=0.5/0.5/0.5/0.5,k=2,se=0/0/1/1,classes=10".
+    /// Keys: units, widths, k, se, classes, in_chans. Unset keys default to S0's values.
+    /// </summary>
+    public static MobileOneConfig Parse(string text)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(text);
+        string[] parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        int first = 0;
+        var baseConfig = S0;
+        bool named = parts.Length > 0 && !parts[0].Contains('=');
+        if (named)
+        {
+            baseConfig = ByName(parts[0]);
+            first = 1;
+        }
+
+        IReadOnlyList<int> units = baseConfig.StageUnits, se = baseConfig.SeUnits;
+        IReadOnlyList<double>? widths = null;
+        int k = baseConfig.NumConvBranches, classes = baseConfig.NumClasses, inChans = baseConfig.InChans;
+        bool backboneChanged = false;
+        foreach (string part in parts.Skip(first))
+        {
+            int eq = part.IndexOf('=');
+            if (eq <= 0)
+            {
+                throw new ArgumentException($"Model description '{text}': '{part}' is not key=value (keys: units, widths, k, se, classes, in_chans).");
+            }
+
+            string key = part[..eq].Trim().ToLowerInvariant(), value = part[(eq + 1)..].Trim();
+            switch (key)
+            {
+                case "units": units = ParseList(value, key, text, int.Parse); backboneChanged = true; break;
+                case "widths": widths = ParseList(value, key, text, v => double.Parse(v, CultureInfo.InvariantCulture)); backboneChanged = true; break;
+                case "se": se = ParseList(value, key, text, int.Parse); backboneChanged = true; break;
+                case "k": k = ParseInt(value, key, text); backboneChanged = true; break;
+                case "classes" or "num_classes": classes = ParseInt(value, key, text); break;
+                case "in_chans": inChans = ParseInt(value, key, text); break;
+                default: throw new ArgumentException($"Model description '{text}': unknown key '{key}' (keys: units, widths, k, se, classes, in_chans).");
+            }
+        }
+
+        if (!backboneChanged)
+        {
+            return baseConfig.WithHead(classes, inChans);
+        }
+
+        widths ??= named ? null : [0.75, 1.0, 1.0, 2.0];
+        if (widths is null)
+        {
+            // Overrides of a named variant keep its widths.
+            var custom = new MobileOneConfig("custom", baseConfig.StemChannels, units, baseConfig.StageChannels, se, k, classes, inChans);
+            return custom with { Name = custom.MatchVariantName(ignoreBranches: false) };
+        }
+
+        var config = FromWidths("custom", widths, k, units, se, classes, inChans);
+        return config with { Name = config.MatchVariantName(ignoreBranches: false) };
+    }
+
+    private static int ParseInt(string value, string key, string text) =>
+        int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+            ? v
+            : throw new ArgumentException($"Model description '{text}': {key} must be an integer; got '{value}'.");
+
+    private static T[] ParseList<T>(string value, string key, string text, Func<string, T> parse)
+    {
+        string[] items = value.Split('/', StringSplitOptions.TrimEntries);
+        if (items.Length != StageCount)
+        {
+            throw new ArgumentException($"Model description '{text}': {key} needs {StageCount} values separated by '/'; got '{value}'.");
+        }
+
+        try
+        {
+            return items.Select(parse).ToArray();
+        }
+        catch (FormatException)
+        {
+            throw new ArgumentException($"Model description '{text}': {key} has a value that is not a number: '{value}'.");
+        }
+    }
+
     /// <summary>Stem, then each stage's blocks in order, with timm's stage and block indices.</summary>
     public IEnumerable<(int Stage, int Index, BlockSpec Spec)> StageBlocks()
     {
