@@ -1,0 +1,50 @@
+using MobileOne.IO;
+
+namespace MobileOne.Imaging.Plots;
+
+/// <summary>One epoch's numbers as the trainer's summary.csv holds them.</summary>
+public sealed record EpochPoint(int Epoch, double TrainLoss, double EvalLoss, double EvalTop1, double EvalTop5, double LearningRate);
+
+/// <summary>
+/// Draws the training curves (losses on the left axis, top-1/top-5 accuracy on the right) into a PNG,
+/// written through a temporary file so an interrupted write never replaces a good plot.
+/// </summary>
+public static class TrainingCurvesPlot
+{
+    public static void Save(string path, IReadOnlyList<EpochPoint> epochs, string title, int width = 900, int height = 540)
+    {
+        ArgumentNullException.ThrowIfNull(epochs);
+        var plot = new ScottPlot.Plot();
+        plot.Title(title);
+        plot.Axes.Bottom.Label.Text = "epoch";
+        plot.Axes.Left.Label.Text = "loss";
+        plot.Axes.Right.Label.Text = "accuracy";
+
+        double[] x = epochs.Select(e => (double)e.Epoch).ToArray();
+        AddLine(plot, x, epochs.Select(e => e.TrainLoss), "train loss", rightAxis: false);
+        AddLine(plot, x, epochs.Select(e => e.EvalLoss), "eval loss", rightAxis: false);
+        AddLine(plot, x, epochs.Select(e => e.EvalTop1), "eval top-1", rightAxis: true);
+        AddLine(plot, x, epochs.Select(e => e.EvalTop5), "eval top-5", rightAxis: true);
+        plot.ShowLegend(ScottPlot.Edge.Bottom);
+
+        byte[] png = plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+        AtomicFile.Write(path, stream => stream.Write(png));
+    }
+
+    private static void AddLine(ScottPlot.Plot plot, double[] x, IEnumerable<double> values, string label, bool rightAxis)
+    {
+        double[] y = values.ToArray();
+        if (x.Length == 0 || y.All(double.IsNaN))
+        {
+            return;
+        }
+
+        var line = plot.Add.Scatter(x, y);
+        line.LegendText = label;
+        line.MarkerSize = 5;
+        if (rightAxis)
+        {
+            line.Axes.YAxis = plot.Axes.Right;
+        }
+    }
+}
