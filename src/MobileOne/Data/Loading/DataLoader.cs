@@ -247,6 +247,7 @@ public sealed class DataLoader
 
         public Batch Take(int step)
         {
+            _stop.Token.ThrowIfCancellationRequested();
             object result;
             lock (_ready)
             {
