@@ -1,4 +1,5 @@
 using MobileOne.Data.Transforms;
+using System.Buffers;
 using System.Runtime.InteropServices;
 using MobileOne.Data;
 using SkiaSharp;
@@ -64,24 +65,32 @@ public sealed class SkiaImageDecoder : IImageDecoder
         }
 
         var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var rgba = new byte[width * height * 4];
-        var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
-        SKCodecResult result;
+        // Pooled: a 256x256 RGBA buffer is already a large-object-heap allocation per image.
+        byte[] rgba = ArrayPool<byte>.Shared.Rent(width * height * 4);
         try
         {
-            result = codec.GetPixels(info, handle.AddrOfPinnedObject(), width * 4, SKCodecOptions.Default);
+            var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
+            SKCodecResult result;
+            try
+            {
+                result = codec.GetPixels(info, handle.AddrOfPinnedObject(), width * 4, SKCodecOptions.Default);
+            }
+            finally
+            {
+                handle.Free();
+            }
+
+            if (result != SKCodecResult.Success)
+            {
+                throw new ImageDecodeException(name, $"decoding failed ({Describe(result)}).");
+            }
+
+            return Orient(rgba, width, height, codec.EncodedOrigin, channels);
         }
         finally
         {
-            handle.Free();
+            ArrayPool<byte>.Shared.Return(rgba);
         }
-
-        if (result != SKCodecResult.Success)
-        {
-            throw new ImageDecodeException(name, $"decoding failed ({Describe(result)}).");
-        }
-
-        return Orient(rgba, width, height, codec.EncodedOrigin, channels);
     }
 
     /// <summary>
@@ -94,6 +103,18 @@ public sealed class SkiaImageDecoder : IImageDecoder
         int outW = swap ? height : width, outH = swap ? width : height;
         var image = ByteImage.Rent(outW, outH, channels);
         var dst = image.Pixels;
+        if (channels == 3 && origin is SKEncodedOrigin.TopLeft or SKEncodedOrigin.Default)
+        {
+            for (int p = 0, o3 = 0, end = width * height * 4; p < end; p += 4, o3 += 3)
+            {
+                dst[o3] = rgba[p];
+                dst[o3 + 1] = rgba[p + 1];
+                dst[o3 + 2] = rgba[p + 2];
+            }
+
+            return image;
+        }
+
         int o = 0;
         for (int y = 0; y < outH; y++)
         {
