@@ -108,22 +108,6 @@ public sealed class InMemoryImageDataset : IImageDataset
         return FromIdx(images, imagesPath, labels, labelsPath, classNames, source ?? Path.GetDirectoryName(Path.GetFullPath(imagesPath)) ?? imagesPath);
     }
 
-    /// <summary>A new data set holding the given samples, in the given order.</summary>
-    public InMemoryImageDataset Subset(IReadOnlyList<int> indices, string source)
-    {
-        ArgumentNullException.ThrowIfNull(indices);
-        int size = Height * Width * Channels;
-        var pixels = new byte[indices.Count * size];
-        var labels = new int[indices.Count];
-        for (int i = 0; i < indices.Count; i++)
-        {
-            Pixels(indices[i]).CopyTo(pixels.AsSpan(i * size, size));
-            labels[i] = _labels[indices[i]];
-        }
-
-        return new InMemoryImageDataset(pixels, indices.Count, Height, Width, Channels, labels, _classNames, source, _imagesName);
-    }
-
     private void CheckIndex(int index)
     {
         if ((uint)index >= (uint)Count)

@@ -1,3 +1,7 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace MobileOne.Data.Transforms;
 
 /// <summary>
@@ -77,32 +81,34 @@ public static class Resample
         }
 
         var output = ByteImage.Rent(outWidth, outHeight, c);
-        var o = output.Pixels;
         int lineLength = outWidth * c;
         if (vertical)
         {
+            int[] acc = ArrayPool<int>.Shared.Rent(lineLength);
             for (int oy = 0; oy < outHeight; oy++)
             {
                 int start = yStart[oy] - firstRow, count = yCount[oy], kBase = oy * yK;
-                int outBase = oy * output.Stride;
+                var sums = acc.AsSpan(0, lineLength);
+                sums.Fill(1 << (PrecisionBits - 1));
+                for (int k = 0; k < count; k++)
+                {
+                    AccumulateRow(rows.Slice(((start + k) * rowsStride) + rowsLeft, lineLength), yWeights[kBase + k], sums);
+                }
+
+                var line = output.Row(oy);
                 for (int i = 0; i < lineLength; i++)
                 {
-                    int ss = 1 << (PrecisionBits - 1);
-                    int p = ((start) * rowsStride) + rowsLeft + i;
-                    for (int k = 0; k < count; k++, p += rowsStride)
-                    {
-                        ss += rows[p] * yWeights[kBase + k];
-                    }
-
-                    o[outBase + i] = Clip8(ss);
+                    line[i] = Clip8(sums[i]);
                 }
             }
+
+            ArrayPool<int>.Shared.Return(acc);
         }
         else
         {
             for (int oy = 0; oy < outHeight; oy++)
             {
-                rows.Slice(((oy + firstRow - (horizontal ? firstRow : 0)) * rowsStride) + rowsLeft, lineLength).CopyTo(output.Row(oy));
+                rows.Slice((oy * rowsStride) + rowsLeft, lineLength).CopyTo(output.Row(oy));
             }
         }
 
@@ -153,6 +159,32 @@ public static class Resample
         }
 
         return (start, count, weights, kSize);
+    }
+
+    /// <summary>sums[i] += row[i] * weight; integer arithmetic, so the order of taps cannot change a result.</summary>
+    private static void AccumulateRow(ReadOnlySpan<byte> row, int weight, Span<int> sums)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var w = Vector256.Create(weight);
+            ref byte src = ref MemoryMarshal.GetReference(row);
+            ref int dst = ref MemoryMarshal.GetReference(sums);
+            for (; i + 16 <= row.Length; i += 16)
+            {
+                var bytes = Vector128.LoadUnsafe(ref src, (nuint)i);
+                var (lo, hi) = Vector128.Widen(bytes);
+                var a = Vector256.Create(Vector128.WidenLower(lo), Vector128.WidenUpper(lo)).AsInt32();
+                var b = Vector256.Create(Vector128.WidenLower(hi), Vector128.WidenUpper(hi)).AsInt32();
+                (Vector256.LoadUnsafe(ref dst, (nuint)i) + (a * w)).StoreUnsafe(ref dst, (nuint)i);
+                (Vector256.LoadUnsafe(ref dst, (nuint)(i + 8)) + (b * w)).StoreUnsafe(ref dst, (nuint)(i + 8));
+            }
+        }
+
+        for (; i < row.Length; i++)
+        {
+            sums[i] += row[i] * weight;
+        }
     }
 
     private static byte Clip8(int ss)
