@@ -1,0 +1,165 @@
+using MobileOne.Data.Transforms;
+using System.Buffers;
+using System.Runtime.InteropServices;
+using MobileOne.Data;
+using SkiaSharp;
+
+namespace MobileOne.Imaging;
+
+/// <summary>
+/// Decodes JPEG, PNG, WebP, GIF (first frame), BMP, ICO and WBMP with SkiaSharp. Pixels are requested
+/// through <see cref="SKCodec"/> as RGBA 8888 with unpremultiplied alpha (SKBitmap.Decode would give BGRA
+/// on Linux and premultiply), no colour-space conversion, then turned upright by the EXIF orientation
+/// (<see cref="SKCodec.EncodedOrigin"/>), then reduced to the requested channels: RGB drops alpha without
+/// compositing (as PIL's convert("RGB") does), grey uses PIL's ITU-R 601-2 luma.
+/// </summary>
+public sealed class SkiaImageDecoder : IImageDecoder
+{
+    private static readonly string[] Known = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".ico", ".wbmp"];
+
+    public static SkiaImageDecoder Instance { get; } = new();
+
+    public IReadOnlyCollection<string> Extensions => Known;
+
+    public ByteImage Decode(string path, int channels)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (channels is not (1 or 3 or 4))
+        {
+            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Images are decoded to 1, 3 or 4 channels.");
+        }
+
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ImageDecodeException(path, $"cannot be read: {e.Message}", e);
+        }
+
+        return Decode(bytes, path, channels);
+    }
+
+    /// <summary>Decodes an encoded image held in memory; <paramref name="name"/> is used in messages.</summary>
+    public ByteImage Decode(byte[] encoded, string name, int channels)
+    {
+        ArgumentNullException.ThrowIfNull(encoded);
+        if (encoded.Length == 0)
+        {
+            throw new ImageDecodeException(name, "the file is empty.");
+        }
+
+        // The codec takes ownership of the stream and disposes it with itself.
+        using var codec = SKCodec.Create(new SKMemoryStream(encoded), out SKCodecResult created);
+        if (codec is null)
+        {
+            throw new ImageDecodeException(name, $"not a decodable image ({Describe(created)}).");
+        }
+
+        int width = codec.Info.Width, height = codec.Info.Height;
+        if (width <= 0 || height <= 0 || (long)width * height > int.MaxValue / 4)
+        {
+            throw new ImageDecodeException(name, $"image size {width}x{height} is not supported.");
+        }
+
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        // Pooled: a 256x256 RGBA buffer is already a large-object-heap allocation per image.
+        byte[] rgba = ArrayPool<byte>.Shared.Rent(width * height * 4);
+        try
+        {
+            var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
+            SKCodecResult result;
+            try
+            {
+                result = codec.GetPixels(info, handle.AddrOfPinnedObject(), width * 4, SKCodecOptions.Default);
+            }
+            finally
+            {
+                handle.Free();
+            }
+
+            if (result != SKCodecResult.Success)
+            {
+                throw new ImageDecodeException(name, $"decoding failed ({Describe(result)}).");
+            }
+
+            return Orient(rgba, width, height, codec.EncodedOrigin, channels);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rgba);
+        }
+    }
+
+    /// <summary>
+    /// Writes the upright image with the requested channels. For each output pixel (x', y') of the upright
+    /// image, the stored pixel it comes from is given per EXIF orientation 1..8.
+    /// </summary>
+    internal static ByteImage Orient(byte[] rgba, int width, int height, SKEncodedOrigin origin, int channels)
+    {
+        bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        int outW = swap ? height : width, outH = swap ? width : height;
+        var image = ByteImage.Rent(outW, outH, channels);
+        var dst = image.Pixels;
+        if (channels == 3 && origin is SKEncodedOrigin.TopLeft or SKEncodedOrigin.Default)
+        {
+            for (int p = 0, o3 = 0, end = width * height * 4; p < end; p += 4, o3 += 3)
+            {
+                dst[o3] = rgba[p];
+                dst[o3 + 1] = rgba[p + 1];
+                dst[o3 + 2] = rgba[p + 2];
+            }
+
+            return image;
+        }
+
+        int o = 0;
+        for (int y = 0; y < outH; y++)
+        {
+            for (int x = 0; x < outW; x++)
+            {
+                (int sx, int sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (width - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (width - 1 - x, height - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, height - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, height - 1 - x),
+                    SKEncodedOrigin.RightBottom => (width - 1 - y, height - 1 - x),
+                    SKEncodedOrigin.LeftBottom => (width - 1 - y, x),
+                    _ => (x, y),
+                };
+                int s = ((sy * width) + sx) * 4;
+                switch (channels)
+                {
+                    case 1:
+                        dst[o++] = ImageOps.Luma(rgba[s], rgba[s + 1], rgba[s + 2]);
+                        break;
+                    case 3:
+                        dst[o++] = rgba[s];
+                        dst[o++] = rgba[s + 1];
+                        dst[o++] = rgba[s + 2];
+                        break;
+                    default:
+                        dst[o++] = rgba[s];
+                        dst[o++] = rgba[s + 1];
+                        dst[o++] = rgba[s + 2];
+                        dst[o++] = rgba[s + 3];
+                        break;
+                }
+            }
+        }
+
+        return image;
+    }
+
+    private static string Describe(SKCodecResult result) => result switch
+    {
+        SKCodecResult.IncompleteInput => "the data is truncated",
+        SKCodecResult.ErrorInInput => "the data is corrupt",
+        SKCodecResult.InvalidInput or SKCodecResult.Unimplemented => "unrecognised or unsupported format",
+        _ => result.ToString(),
+    };
+}

@@ -1,0 +1,123 @@
+namespace MobileOne.Data.Transforms;
+
+/// <summary>Which policy-based augmentation an ImageNet-style training pipeline adds after the flip.</summary>
+public enum AugmentPolicy
+{
+    None,
+
+    /// <summary>torchvision AutoAugment, ImageNet policy (MobileOne's recipe for S2..S4).</summary>
+    AutoAugment,
+
+    /// <summary>timm RandAugment, rand-m9-mstd0.5 unless configured otherwise.</summary>
+    RandAugment,
+}
+
+/// <summary>The pipelines of the MobileOne recipes, ready to hand to a <see cref="Loading.DataLoader"/>.</summary>
+public static class DataTransforms
+{
+    /// <summary>Fashion-MNIST 28x28 images become 32x32 after a 2-pixel black border.</summary>
+    public const int FashionMnistSize = 32;
+
+    /// <summary>
+    /// Fashion-MNIST without augmentation (training without augmentation, and evaluation): x/255,
+    /// normalize with mean 0.2860 / std 0.3530, then pad by 2 with the normalized value of black,
+    /// (0 - 0.2860) / 0.3530, giving 1 x 32 x 32.
+    /// </summary>
+    public static SampleTransform FashionMnistEval()
+    {
+        var norm = Normalization.FashionMnist;
+        return new SampleTransform(1, FashionMnistSize, FashionMnistSize, null, norm, [new Pad(2, norm.Background)]);
+    }
+
+    /// <summary>
+    /// The recipe's Fashion-MNIST training pipeline: <see cref="FashionMnistEval"/>, then on the 32x32
+    /// normalized image a 4-pixel pad, a random 32x32 crop and a horizontal flip with p = 0.5. The pad-4
+    /// fill is black in normalized units by default (<paramref name="zeroFill"/> false), i.e. the same as
+    /// padding the raw image with 0: the shifted image then looks like a shifted garment on a black
+    /// background. PyTorch's literal RandomCrop(32, padding=4) after Normalize would fill with 0.0 in
+    /// normalized units (raw grey 0.2860); pass <paramref name="zeroFill"/> true for that.
+    /// </summary>
+    public static SampleTransform FashionMnistTrain(bool zeroFill = false)
+    {
+        var norm = Normalization.FashionMnist;
+        float[] fill = zeroFill ? [0f] : norm.Background;
+        return new SampleTransform(
+            1,
+            FashionMnistSize,
+            FashionMnistSize,
+            null,
+            norm,
+            [new Pad(2, norm.Background), new RandomCrop(FashionMnistSize, 4, fill), new RandomHorizontalFlip(0.5)]);
+    }
+
+    /// <summary>
+    /// timm's ImageNet training pipeline: RandomResizedCrop(size, scale (0.08, 1), ratio (3/4, 4/3),
+    /// bilinear), horizontal flip p = 0.5, an optional AutoAugment / RandAugment, ToTensor, Normalize.
+    /// </summary>
+    public static SampleTransform ImageNetTrain(
+        int size = 224, AugmentPolicy policy = AugmentPolicy.None, string randAugment = "rand-m9-mstd0.5", Normalization? normalization = null)
+    {
+        var norm = normalization ?? Normalization.ImageNet;
+        var steps = new List<IImageTransform> { new RandomResizedCrop(size), new RandomHorizontalFlip(0.5) };
+        switch (policy)
+        {
+            case AugmentPolicy.AutoAugment:
+                steps.Add(new AutoAugment());
+                break;
+            case AugmentPolicy.RandAugment:
+                steps.Add(RandAugment.Parse(randAugment, MeanColor(norm)));
+                break;
+        }
+
+        return new SampleTransform(norm.Channels, size, size, steps, norm);
+    }
+
+    /// <summary>
+    /// timm's evaluation pipeline: resize the shorter side to floor(size / cropPct) (bilinear), centre
+    /// crop size x size, ToTensor, Normalize.
+    /// </summary>
+    public static SampleTransform ImageNetEval(int size = 224, double cropPct = 0.875, Normalization? normalization = null)
+    {
+        if (!(cropPct > 0 && cropPct <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(cropPct), cropPct, "The crop fraction must lie in (0, 1].");
+        }
+
+        var norm = normalization ?? Normalization.ImageNet;
+        int scaleSize = (int)Math.Floor(size / cropPct);
+        return new SampleTransform(norm.Channels, size, size, [new ResizeShorterSide(scaleSize), new CenterCrop(size)], norm);
+    }
+
+    /// <summary>timm's crop_pct for a MobileOne variant: 0.875 for S0, 0.9 for S1..S4 (and anything else).</summary>
+    public static double EvalCropPct(string variant) =>
+        string.Equals(variant, "s0", StringComparison.OrdinalIgnoreCase) || string.Equals(variant, "mobileone_s0", StringComparison.OrdinalIgnoreCase) ? 0.875 : 0.9;
+
+    /// <summary>
+    /// Parses an augmentation name as the trainer's --aa takes it: "none", "autoaugment" (or timm's
+    /// "original"), or a RandAugment config "rand-...".
+    /// </summary>
+    public static (AugmentPolicy Policy, string RandAugment) ParsePolicy(string? name)
+    {
+        if (string.IsNullOrEmpty(name) || name == "none")
+        {
+            return (AugmentPolicy.None, "");
+        }
+
+        if (name is "autoaugment" or "original" or "aa")
+        {
+            return (AugmentPolicy.AutoAugment, "");
+        }
+
+        if (name.StartsWith("rand", StringComparison.Ordinal))
+        {
+            _ = RandAugment.Parse(name);
+            return (AugmentPolicy.RandAugment, name);
+        }
+
+        throw new ArgumentException($"Unknown augmentation '{name}'; expected none, autoaugment or a RandAugment config such as rand-m9-mstd0.5.", nameof(name));
+    }
+
+    /// <summary>timm's img_mean fill: round(255 * mean) per channel.</summary>
+    private static byte[] MeanColor(Normalization norm) =>
+        norm.Mean.Select(m => (byte)Math.Min(255, Math.Round(255 * m, MidpointRounding.ToEven))).ToArray();
+}

@@ -1,0 +1,90 @@
+namespace MobileOne.Data.Transforms;
+
+/// <summary>
+/// ToTensor + Normalize: value = (byte / 255 - mean[c]) / std[c], evaluated in float32 in exactly that
+/// order (as PyTorch does: a float division by 255, a subtraction, a division), tabulated per channel
+/// for all 256 byte values.
+/// </summary>
+public sealed class Normalization
+{
+    private readonly float[] _mean;
+    private readonly float[] _std;
+    private readonly float[][] _table;
+
+    public Normalization(float[] mean, float[] std)
+    {
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(std);
+        if (mean.Length == 0 || mean.Length != std.Length)
+        {
+            throw new ArgumentException($"Mean ({mean.Length} values) and std ({std.Length} values) must have one value per channel.");
+        }
+
+        foreach (float s in std)
+        {
+            if (!(s > 0) || !float.IsFinite(s))
+            {
+                throw new ArgumentException($"Every std must be positive and finite; got {s}.", nameof(std));
+            }
+        }
+
+        _mean = (float[])mean.Clone();
+        _std = (float[])std.Clone();
+        _table = new float[mean.Length][];
+        for (int c = 0; c < mean.Length; c++)
+        {
+            _table[c] = new float[256];
+            for (int v = 0; v < 256; v++)
+            {
+                _table[c][v] = Apply(v, c);
+            }
+        }
+    }
+
+    public static Normalization ImageNet { get; } = new([0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
+
+    public static Normalization FashionMnist { get; } = new([Data.FashionMnist.Mean], [Data.FashionMnist.Std]);
+
+    public int Channels => _mean.Length;
+
+    public IReadOnlyList<float> Mean => _mean;
+
+    public IReadOnlyList<float> Std => _std;
+
+    /// <summary>What a black pixel (byte 0) becomes in each channel: the fill that makes padding look black.</summary>
+    public float[] Background => _table.Select(t => t[0]).ToArray();
+
+    public float Apply(int value, int channel)
+    {
+        float x = value / 255f;
+        return (x - _mean[channel]) / _std[channel];
+    }
+
+    /// <summary>HWC bytes -> normalized CHW floats.</summary>
+    public void ToTensor(ByteImage image, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        int c = image.Channels;
+        if (c != Channels)
+        {
+            throw new ArgumentException($"The normalization has {Channels} channels but the image has {c}.");
+        }
+
+        int plane = image.Width * image.Height;
+        if (destination.Length < plane * c)
+        {
+            throw new ArgumentException($"The destination holds {destination.Length} floats; a {c}x{image.Height}x{image.Width} image needs {plane * c}.");
+        }
+
+        ReadOnlySpan<byte> src = image.Span;
+        for (int ch = 0; ch < c; ch++)
+        {
+            float[] table = _table[ch];
+            var dst = destination.Slice(ch * plane, plane);
+            for (int i = 0, p = ch; i < plane; i++, p += c)
+            {
+                dst[i] = table[src[p]];
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+namespace MobileOne.Data.Transforms;
+
+/// <summary>
+/// The whole per-sample pipeline: 8-bit image transforms, then ToTensor + Normalize, then tensor
+/// transforms, ending in a fixed Channels x Height x Width float block written into a batch.
+/// </summary>
+public sealed class SampleTransform
+{
+    private readonly IImageTransform[] _image;
+    private readonly ITensorTransform[] _tensor;
+
+    public SampleTransform(
+        int channels, int height, int width, IEnumerable<IImageTransform>? image, Normalization normalization, IEnumerable<ITensorTransform>? tensor = null)
+    {
+        ArgumentNullException.ThrowIfNull(normalization);
+        ByteImage.CheckSize(width, height, channels);
+        if (normalization.Channels != channels)
+        {
+            throw new ArgumentException($"The normalization has {normalization.Channels} channels; the output has {channels}.");
+        }
+
+        Channels = channels;
+        Height = height;
+        Width = width;
+        Normalization = normalization;
+        _image = image?.ToArray() ?? [];
+        _tensor = tensor?.ToArray() ?? [];
+    }
+
+    public int Channels { get; }
+
+    public int Height { get; }
+
+    public int Width { get; }
+
+    public int SampleLength => Channels * Height * Width;
+
+    public Normalization Normalization { get; }
+
+    public IReadOnlyList<IImageTransform> ImageTransforms => _image;
+
+    public IReadOnlyList<ITensorTransform> TensorTransforms => _tensor;
+
+    /// <summary>
+    /// Runs the pipeline on <paramref name="image"/> (which it may change in place but does not dispose)
+    /// and writes Channels x Height x Width floats to <paramref name="destination"/>.
+    /// </summary>
+    public void Apply(ByteImage image, ref SampleRandom random, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var current = image;
+        try
+        {
+            foreach (var t in _image)
+            {
+                var next = t.Apply(current, ref random);
+                if (!ReferenceEquals(next, current) && !ReferenceEquals(current, image))
+                {
+                    current.Dispose();
+                }
+
+                current = next;
+            }
+
+            if (current.Channels != Channels)
+            {
+                throw new InvalidOperationException($"The image has {current.Channels} channels; the transform produces {Channels}.");
+            }
+
+            if (_tensor.Length == 0)
+            {
+                CheckShape(current.Height, current.Width);
+                Normalization.ToTensor(current, destination);
+                return;
+            }
+
+            var tensor = FloatImage.Rent(current.Channels, current.Height, current.Width);
+            Normalization.ToTensor(current, tensor.Span);
+            foreach (var t in _tensor)
+            {
+                var next = t.Apply(tensor, ref random);
+                if (!ReferenceEquals(next, tensor))
+                {
+                    tensor.Dispose();
+                }
+
+                tensor = next;
+            }
+
+            CheckShape(tensor.Height, tensor.Width);
+            tensor.Span.CopyTo(destination);
+            tensor.Dispose();
+        }
+        finally
+        {
+            if (!ReferenceEquals(current, image))
+            {
+                current.Dispose();
+            }
+        }
+    }
+
+    private void CheckShape(int height, int width)
+    {
+        if (height != Height || width != Width)
+        {
+            throw new InvalidOperationException(
+                $"The transforms produced a {Channels}x{height}x{width} sample; the batch expects {Channels}x{Height}x{Width} (add a crop or resize to that size).");
+        }
+    }
+}
