@@ -21,17 +21,20 @@ internal static class BenchConvCommand
         var batch = new Option<int>("--batch") { Description = "Images per timed run, one kernel call each.", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "Output-row bands per image, one thread and workspace each.", DefaultValueFactory = _ => 1 };
         var layer = new Option<string?>("--layer") { Description = $"Run only the layers whose name contains this text ({string.Join(", ", ConvBenchmark.Layers.Select(l => l.Name))})." };
+        var simd = new Option<string>("--simd") { Description = "Register width: auto, 512, 256 or scalar (a width the CPU lacks falls back to the widest it has).", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print a JSON array (one object per layer and algorithm) instead of a table." };
         var command = new Command("bench-conv", "Time the direct, im2col and im2win convolution kernels (NHWC) on MobileOne stem and dense 3x3 layers.");
         command.Options.Add(iterations);
         command.Options.Add(batch);
         command.Options.Add(threads);
         command.Options.Add(layer);
+        command.Options.Add(simd);
         command.Options.Add(json);
         CommandAction.Set(command, r =>
         {
             int? fixedIterations = r.GetValue(iterations) is int n ? Options.Positive(n, "--iterations") : null;
-            var settings = new ConvBenchmark.Settings(fixedIterations, Options.Positive(r.GetValue(batch), "--batch"), Options.Positive(r.GetValue(threads), "--threads"));
+            var settings = new ConvBenchmark.Settings(
+                fixedIterations, Options.Positive(r.GetValue(batch), "--batch"), Options.Positive(r.GetValue(threads), "--threads"), ParseSimd(r.GetValue(simd)));
             string? filter = r.GetValue(layer);
             var layers = ConvBenchmark.Layers.Where(l => filter is null || l.Name.Contains(filter, StringComparison.OrdinalIgnoreCase)).ToList();
             if (layers.Count == 0)
@@ -65,12 +68,21 @@ internal static class BenchConvCommand
         return command;
     }
 
+    private static SimdWidth ParseSimd(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "auto" => SimdWidth.Auto,
+        "512" => SimdWidth.Vector512,
+        "256" => SimdWidth.Vector256,
+        "scalar" => SimdWidth.Scalar,
+        _ => throw new ArgumentException($"--simd must be auto, 512, 256 or scalar; got '{value}'."),
+    };
+
     private static readonly string[] Headers =
         ["layer", "algorithm", "workspace", "packed weights", "median ms", "p10 ms", "p90 ms", "GFLOP/s", "vs direct", "vs im2col", "max |diff|"];
 
     private static void WriteTable(List<ConvBenchmark.Result> results, ConvBenchmark.Settings settings)
     {
-        string title = $"bench-conv: NHWC, batch {settings.Batch}, {settings.Threads} thread(s), {ConvBenchmark.WidthName()} ({Environment.ProcessorCount} logical CPUs); " +
+        string title = $"bench-conv: NHWC, batch {settings.Batch}, {settings.Threads} thread(s), {results.FirstOrDefault()?.Width.ToString() ?? "-"} ({Environment.ProcessorCount} logical CPUs); " +
             "times per batch after warm-up, max |diff| against the reference convolution";
         var rows = results.Select(x => new[]
         {
@@ -131,6 +143,17 @@ internal static class ConvBenchmark
         new("28x28x128-128-s2", ConvGeometry.Square(1, 128, 28, 28, 128, 3, 2, 1, 1)),
         new("14x14x256-256-s1", ConvGeometry.Square(1, 256, 14, 14, 256, 3, 1, 1, 1)),
         new("14x14x256-256-s2", ConvGeometry.Square(1, 256, 14, 14, 256, 3, 2, 1, 1)),
+        new("7x7x512-512-s1", ConvGeometry.Square(1, 512, 7, 7, 512, 3, 1, 1, 1)),
+
+        // Not dense 3x3, but what the rest of a fused MobileOne S0 runs: the evidence for ConvolutionKernels.Choose.
+        new("dw3x3 112x112x48-s2", ConvGeometry.Square(1, 48, 112, 112, 48, 3, 2, 1, 48)),
+        new("dw3x3 56x56x48-s1", ConvGeometry.Square(1, 48, 56, 56, 48, 3, 1, 1, 48)),
+        new("dw3x3 28x28x128-s1", ConvGeometry.Square(1, 128, 28, 28, 128, 3, 1, 1, 128)),
+        new("dw3x3 14x14x256-s1", ConvGeometry.Square(1, 256, 14, 14, 256, 3, 1, 1, 256)),
+        new("pw 56x56x48-48", ConvGeometry.Square(1, 48, 56, 56, 48, 1, 1, 0, 1)),
+        new("pw 28x28x128-128", ConvGeometry.Square(1, 128, 28, 28, 128, 1, 1, 0, 1)),
+        new("pw 14x14x256-256", ConvGeometry.Square(1, 256, 14, 14, 256, 1, 1, 0, 1)),
+        new("pw 7x7x256-1024", ConvGeometry.Square(1, 256, 7, 7, 1024, 1, 1, 0, 1)),
     ];
 
     private static readonly ConvAlgorithm[] Algorithms = [ConvAlgorithm.Direct, ConvAlgorithm.Im2Col, ConvAlgorithm.Im2Win];
@@ -139,10 +162,6 @@ internal static class ConvBenchmark
     // on the shared machine hits all three instead of whichever happened to run then.
     private const int Block = 10;
     private const double AutoBudgetSeconds = 0.6;
-
-    public static string WidthName() =>
-        System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "Vector512"
-        : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar";
 
     public static IEnumerable<Result> Run(Layer layer, Settings settings)
     {
@@ -156,7 +175,7 @@ internal static class ConvBenchmark
 
         var runs = Algorithms.Select(a =>
         {
-            var kernel = ConvolutionKernels.Create(a, g, weight, bias, SimdWidth.Auto);
+            var kernel = ConvolutionKernels.Create(a, g, weight, bias, settings.Simd);
             var workspaces = cuts.Zip(cuts.Skip(1), (s, e) => new float[kernel.WorkspaceFloats(e - s)]).ToArray();
             var outputs = Enumerable.Range(0, settings.Batch).Select(_ => new float[outFloats]).ToArray();
             return new AlgorithmRun(kernel, workspaces, outputs);
@@ -299,7 +318,7 @@ internal static class ConvBenchmark
 
     internal sealed record Layer(string Name, ConvGeometry Geometry);
 
-    internal sealed record Settings(int? Iterations, int Batch, int Threads);
+    internal sealed record Settings(int? Iterations, int Batch, int Threads, SimdWidth Simd);
 
     internal sealed record Result(
         Layer Layer, ConvAlgorithm Algorithm, int Iterations, long WorkspaceBytes, long PackedWeightBytes, long WeightBytes,

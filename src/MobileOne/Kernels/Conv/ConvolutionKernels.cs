@@ -44,24 +44,30 @@ public static class ConvolutionKernels
     }
 
     /// <summary>
-    /// The algorithm <see cref="ConvAlgorithm.Auto"/> runs: direct for depthwise layers (nothing to gain from
-    /// a copy, every tap is one load per FMA anyway), im2col for 1x1 layers (the image is the GEMM operand
-    /// when the stride is 1 and there is no padding, a cheap strided copy otherwise), im2win for the rest.
+    /// The algorithm <see cref="ConvAlgorithm.Auto"/> runs, from bench-conv's measurements at batch 1
+    /// (docs/conv-algorithms.md): im2col for 1x1 layers (no unfold at stride 1 without padding: the image is the
+    /// GEMM operand, and its tiles run across output rows); direct for depthwise layers and for KxK layers at
+    /// least <see cref="DirectMinOutputWidth"/> columns wide (no transform to pay for, and whole 6-pixel tiles
+    /// fill each row); im2win for narrower KxK outputs, where direct's row tails and one-pixel edge tiles leave
+    /// the microkernel half empty while im2win's zero-padded windows tile straight across rows.
     /// </summary>
     public static ConvAlgorithm Choose(in ConvGeometry geometry)
     {
-        if (IsDepthwise(geometry))
-        {
-            return ConvAlgorithm.Direct;
-        }
-
         if (geometry.KernelHeight == 1 && geometry.KernelWidth == 1)
         {
             return ConvAlgorithm.Im2Col;
         }
 
+        if (IsDepthwise(geometry) || geometry.OutWidth >= DirectMinOutputWidth)
+        {
+            return ConvAlgorithm.Direct;
+        }
+
         return ConvAlgorithm.Im2Win;
     }
+
+    /// <summary>Output width from which <see cref="Choose"/> prefers direct to im2win for a KxK layer.</summary>
+    public const int DirectMinOutputWidth = 16;
 
     /// <summary>One input and one output channel per group (<see cref="ConvGeometry.IsDepthwise"/> with any C).</summary>
     internal static bool IsDepthwise(in ConvGeometry g) => g.InChannelsPerGroup == 1 && g.OutChannelsPerGroup == 1;

@@ -54,6 +54,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunRows<TVec, TOps>(float* image, float* output, int rowStart, int rowEnd, bool relu)
         where TVec : struct
         where TOps : struct, IVectorOps<TVec>

@@ -40,8 +40,11 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 
     public override long PackedWeightFloats => panels?.Floats ?? depthwise!.Floats;
 
-    public override long WorkspaceFloats(int outputRows) =>
-        imageIsPatchMatrix ? 0 : (long)ConvolutionKernels.CheckRows(outputRows, Geometry) * Geometry.OutWidth * patchLength;
+    public override long WorkspaceFloats(int outputRows)
+    {
+        long rows = ConvolutionKernels.CheckRows(outputRows, Geometry);
+        return imageIsPatchMatrix ? 0 : rows * Geometry.OutWidth * patchLength;
+    }
 
     private protected override void RunBand(float* image, float* output, float* workspace, int rowStart, int rowEnd, bool relu)
     {

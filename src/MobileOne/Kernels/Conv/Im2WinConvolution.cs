@@ -73,32 +73,40 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         }
     }
 
-    /// <summary>Window rows for output rows [rowStart, rowEnd), written in order: column, kernel row, channel.</summary>
+    /// <summary>
+    /// Window rows for output rows [rowStart, rowEnd), written in order: column, kernel row, channel. Padding
+    /// columns are whole runs of zeros; inside the image each (column, kernel row) is one C_in-float copy.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BuildWindows(float* image, float* windows, int rowStart, int rowEnd)
     {
         ConvGeometry g = Geometry;
-        int c = g.InChannels, h = g.InHeight, w = g.InWidth, kh = g.KernelHeight;
+        int c = g.InChannels, h = g.InHeight, kh = g.KernelHeight;
+        nint column = (nint)kh * c, imageRow = (nint)g.InWidth * c;
+
+        // Columns [inStart, inEnd) of the window row hold image columns [inStart - PadW, inEnd - PadW).
+        int inStart = Math.Min(g.PadW, paddedColumns), inEnd = Math.Min(paddedColumns, g.PadW + g.InWidth);
         float* dst = windows;
-        for (int oy = rowStart; oy < rowEnd; oy++)
+        for (int oy = rowStart; oy < rowEnd; oy++, dst += windowRow)
         {
+            Transform.Clear(dst, inStart * column);
+            Transform.Clear(dst + (inEnd * column), (paddedColumns - inEnd) * column);
             int iyTop = (oy * g.StrideH) - g.PadH;
-            for (int x = 0; x < paddedColumns; x++)
+            for (int ky = 0; ky < kh; ky++)
             {
-                int ix = x - g.PadW;
-                bool columnInside = (uint)ix < (uint)w;
-                for (int ky = 0; ky < kh; ky++, dst += c)
+                int iy = iyTop + ky;
+                float* d = dst + (inStart * column) + ((nint)ky * c);
+                if ((uint)iy >= (uint)h)
                 {
-                    int iy = iyTop + ky;
-                    if (columnInside && (uint)iy < (uint)h)
+                    for (int x = inStart; x < inEnd; x++, d += column)
                     {
-                        Transform.Copy(image + ((((nint)iy * w) + ix) * c), dst, c);
+                        Transform.Clear(d, c);
                     }
-                    else
-                    {
-                        Transform.Clear(dst, c);
-                    }
+
+                    continue;
                 }
+
+                Transform.CopyRuns(image + (iy * imageRow), c, d, column, c, inEnd - inStart);
             }
         }
     }

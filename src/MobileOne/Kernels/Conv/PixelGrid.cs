@@ -25,6 +25,7 @@ internal static unsafe class PixelKernels
     /// Dense or grouped: for each group and output-channel panel, 6-pixel tiles over the band. Panels are the
     /// outer loop so a panel (up to K x 64 floats) stays in L2 while the patch rows stream past it.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm<TVec, TOps>(in PixelGrid grid, int pixels, PanelWeights weights, in ReductionLoop loop, int inPerGroup, float* output, int outChannels, bool relu)
         where TVec : struct
         where TOps : struct, IVectorOps<TVec>

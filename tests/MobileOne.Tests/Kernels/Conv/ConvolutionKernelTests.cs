@@ -118,13 +118,19 @@ public class ConvolutionKernelTests
     }
 
     [Fact]
-    public void Auto_picks_direct_for_depthwise_im2col_for_pointwise_and_im2win_for_dense()
+    public void Auto_picks_im2col_for_1x1_direct_for_depthwise_and_wide_layers_and_im2win_for_narrow_ones()
     {
-        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 16, 3, 1, 1, 16)));
         Assert.Equal(ConvAlgorithm.Im2Col, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 32, 1, 1, 0, 1)));
-        Assert.Equal(ConvAlgorithm.Im2Win, ConvolutionKernels.Choose(ConvGeometry.Square(1, 3, 8, 8, 48, 3, 2, 1, 1)));
+        Assert.Equal(ConvAlgorithm.Im2Col, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 16, 1, 2, 0, 16)));
+        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 16, 3, 1, 1, 16)));
+        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 3, 224, 224, 48, 3, 2, 1, 1)));
+        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 64, 16, 16, 64, 3, 1, 1, 1)));
+        Assert.Equal(ConvAlgorithm.Im2Win, ConvolutionKernels.Choose(ConvGeometry.Square(1, 64, 15, 15, 64, 3, 1, 1, 1)));
+        Assert.Equal(ConvAlgorithm.Im2Win, ConvolutionKernels.Choose(ConvGeometry.Square(1, 256, 14, 14, 256, 3, 2, 1, 2)));
         var kernel = ConvolutionKernels.Create(ConvAlgorithm.Auto, ConvGeometry.Square(1, 8, 5, 5, 8, 3, 1, 1, 8), new float[8 * 9], []);
         Assert.Equal(ConvAlgorithm.Direct, kernel.Algorithm);
+        kernel = ConvolutionKernels.Create(ConvAlgorithm.Auto, ConvGeometry.Square(1, 8, 5, 5, 8, 3, 1, 1, 1), new float[8 * 8 * 9], []);
+        Assert.Equal(ConvAlgorithm.Im2Win, kernel.Algorithm);
     }
 
     [Fact]
