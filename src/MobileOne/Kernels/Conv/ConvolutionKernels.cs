@@ -45,29 +45,13 @@ public static class ConvolutionKernels
 
     /// <summary>
     /// The algorithm <see cref="ConvAlgorithm.Auto"/> runs, from bench-conv's measurements at batch 1
-    /// (docs/conv-algorithms.md): im2col for 1x1 layers (no unfold at stride 1 without padding: the image is the
-    /// GEMM operand, and its tiles run across output rows); direct for depthwise layers and for KxK layers at
-    /// least <see cref="DirectMinOutputWidth"/> columns wide (no transform to pay for, and whole 6-pixel tiles
-    /// fill each row); im2win for narrower KxK outputs, where direct's row tails and one-pixel edge tiles leave
-    /// the microkernel half empty while im2win's zero-padded windows tile straight across rows.
+    /// (docs/conv-algorithms.md): im2col for 1x1 layers (no unfold at stride 1 without padding: the image is
+    /// the GEMM operand, and its tiles run across output rows), direct for everything else (dense, grouped and
+    /// depthwise KxK): it needs no workspace, pays for no transform, and with its edge columns tiled down the
+    /// image it matched or beat im2win and im2col on every stem and dense 3x3 layer measured but one.
     /// </summary>
-    public static ConvAlgorithm Choose(in ConvGeometry geometry)
-    {
-        if (geometry.KernelHeight == 1 && geometry.KernelWidth == 1)
-        {
-            return ConvAlgorithm.Im2Col;
-        }
-
-        if (IsDepthwise(geometry) || geometry.OutWidth >= DirectMinOutputWidth)
-        {
-            return ConvAlgorithm.Direct;
-        }
-
-        return ConvAlgorithm.Im2Win;
-    }
-
-    /// <summary>Output width from which <see cref="Choose"/> prefers direct to im2win for a KxK layer.</summary>
-    public const int DirectMinOutputWidth = 16;
+    public static ConvAlgorithm Choose(in ConvGeometry geometry) =>
+        geometry.KernelHeight == 1 && geometry.KernelWidth == 1 ? ConvAlgorithm.Im2Col : ConvAlgorithm.Direct;
 
     /// <summary>One input and one output channel per group (<see cref="ConvGeometry.IsDepthwise"/> with any C).</summary>
     internal static bool IsDepthwise(in ConvGeometry g) => g.InChannelsPerGroup == 1 && g.OutChannelsPerGroup == 1;

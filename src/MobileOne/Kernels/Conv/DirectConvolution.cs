@@ -4,20 +4,34 @@ using System.Runtime.Intrinsics;
 namespace MobileOne.Kernels.Conv;
 
 /// <summary>
-/// Direct convolution in NHWC: no copy of the input. For each output row and each run of up to 6 output
-/// pixels the microkernel walks the kernel taps straight through the image (one contiguous run of Kw*C_in
-/// floats per kernel row when groups is 1), vectorized over output channels. Kernel rows that fall in the
-/// padding are skipped for the whole output row; pixels whose window crosses the left or right edge are
-/// computed one at a time with their columns clipped, so the hot path never tests bounds.
+/// Direct convolution in NHWC: no copy of the input. Runs of up to 6 output pixels go through the microkernel,
+/// which walks the kernel taps straight through the image (one contiguous run of Kw*C_in floats per kernel row
+/// when groups is 1), vectorized over output channels. A tile's pixels must share which taps fall inside the
+/// image, so: kernel rows in the padding are dropped for a whole output row; the interior of a row (every
+/// kernel column inside) goes in 6-pixel tiles along the row; and the columns left over (the edge columns
+/// with clipped kernel columns, and the interior's last &lt;6) go in 6-pixel tiles down the column, over the
+/// rows whose kernel rows are all inside. Only the few top and bottom rows are left with row tails and
+/// one-pixel edge tiles. The hot path never tests bounds, and a pixel's sum order depends only on its taps.
 /// </summary>
 internal sealed unsafe class DirectConvolution : ConvolutionKernel
 {
+    private const int BlockBytes = 256 * 1024;
+
     private readonly PanelWeights? panels;
     private readonly DepthwiseWeights? depthwise;
 
-    // Output columns whose whole window lies inside the image: [interiorStart, interiorEnd).
+    // Output columns whose whole window lies inside the image: [interiorStart, interiorEnd); the first
+    // tiledEnd - interiorStart of them are whole 6-pixel tiles along the row.
     private readonly int interiorStart;
     private readonly int interiorEnd;
+    private readonly int tiledEnd;
+
+    // Output rows whose kernel rows all lie inside the image: [fullRowStart, fullRowEnd).
+    private readonly int fullRowStart;
+    private readonly int fullRowEnd;
+
+    // Output rows per block in the dense path, a multiple of 6 whose input rows take about BlockBytes.
+    private readonly int rowsPerBlock;
 
     public DirectConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
         : base(ConvAlgorithm.Direct, g, width)
@@ -31,9 +45,12 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
             panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.RowMajor);
         }
 
-        interiorStart = Math.Min(g.OutWidth, (g.PadW + g.StrideW - 1) / g.StrideW);
-        int lastInside = g.InWidth - g.KernelWidth + g.PadW;
-        interiorEnd = lastInside < 0 ? interiorStart : Math.Clamp((lastInside / g.StrideW) + 1, interiorStart, g.OutWidth);
+        (interiorStart, interiorEnd) = Inside(g.OutWidth, g.InWidth, g.KernelWidth, g.StrideW, g.PadW);
+        tiledEnd = interiorStart + ((interiorEnd - interiorStart) / 6 * 6);
+        (fullRowStart, fullRowEnd) = Inside(g.OutHeight, g.InHeight, g.KernelHeight, g.StrideH, g.PadH);
+        long inputRowBytes = 4L * g.InWidth * g.InChannels;
+        long rows = ((BlockBytes / inputRowBytes) - g.KernelHeight) / g.StrideH / 6 * 6;
+        rowsPerBlock = (int)Math.Clamp(rows, 6, Math.Max(6, g.OutHeight));
     }
 
     public override long PackedWeightFloats => panels?.Floats ?? depthwise!.Floats;
@@ -54,106 +71,176 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         }
     }
 
+    /// <summary>Output positions [start, end) along one axis whose whole kernel window lies inside the input.</summary>
+    private static (int Start, int End) Inside(int outSize, int inSize, int kernel, int stride, int pad)
+    {
+        int start = Math.Min(outSize, (pad + stride - 1) / stride);
+        int lastInside = inSize - kernel + pad;
+        int end = lastInside < 0 ? start : Math.Clamp((lastInside / stride) + 1, start, outSize);
+        return (start, end);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunRows<TVec, TOps>(float* image, float* output, int rowStart, int rowEnd, bool relu)
         where TVec : struct
         where TOps : struct, IVectorOps<TVec>
     {
         ConvGeometry g = Geometry;
-        for (int oy = rowStart; oy < rowEnd; oy++)
+        if (depthwise is not null)
         {
-            int iyTop = (oy * g.StrideH) - g.PadH;
-            int ky0 = Math.Max(0, -iyTop);
-            int kyCount = Math.Max(0, Math.Min(g.KernelHeight, g.InHeight - iyTop) - ky0);
-            float* outRow = output + ((nint)oy * g.OutWidth * g.OutChannels);
-
-            // The first image row any kernel tap of this output row reads.
-            float* inRow = image + ((nint)(iyTop + ky0) * g.InWidth * g.InChannels);
-            if (depthwise is not null)
+            for (int oy = rowStart; oy < rowEnd; oy++)
             {
-                DepthwiseRow<TVec, TOps>(inRow, ky0, kyCount, outRow, relu);
-                continue;
+                var (inRow, ky0, kyCount) = InputRows(oy);
+                DepthwiseRow<TVec, TOps>(image + inRow, ky0, kyCount, output + ((nint)oy * g.OutWidth * g.OutChannels), relu);
             }
 
+            return;
+        }
+
+        // Panels inside row blocks: one panel's weights serve a whole block of output rows before the next
+        // panel is read, while the block's input rows (about L2-sized) are read once per panel.
+        for (int blockStart = rowStart; blockStart < rowEnd; blockStart += rowsPerBlock)
+        {
+            int blockEnd = Math.Min(rowEnd, blockStart + rowsPerBlock);
             for (int grp = 0; grp < g.Groups; grp++)
             {
                 for (int panel = 0; panel < panels!.Panels; panel++)
                 {
                     switch (panels.PanelVectors(panel))
                     {
-                        case 1: DenseRow<TVec, TOps, N1>(inRow, ky0, kyCount, grp, panel, outRow, relu); break;
-                        case 2: DenseRow<TVec, TOps, N2>(inRow, ky0, kyCount, grp, panel, outRow, relu); break;
-                        case 3: DenseRow<TVec, TOps, N3>(inRow, ky0, kyCount, grp, panel, outRow, relu); break;
-                        default: DenseRow<TVec, TOps, N4>(inRow, ky0, kyCount, grp, panel, outRow, relu); break;
+                        case 1: DenseBlock<TVec, TOps, N1>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        case 2: DenseBlock<TVec, TOps, N2>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        case 3: DenseBlock<TVec, TOps, N3>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        default: DenseBlock<TVec, TOps, N4>(image, output, blockStart, blockEnd, grp, panel, relu); break;
                     }
                 }
             }
         }
     }
 
+    /// <summary>Offset of the first image row output row <paramref name="oy"/> reads, and its kernel rows inside the image.</summary>
+    private (nint InRow, int Ky0, int KyCount) InputRows(int oy)
+    {
+        ConvGeometry g = Geometry;
+        int iyTop = (oy * g.StrideH) - g.PadH;
+        int ky0 = Math.Max(0, -iyTop);
+        int kyCount = Math.Max(0, Math.Min(g.KernelHeight, g.InHeight - iyTop) - ky0);
+        return ((nint)(iyTop + ky0) * g.InWidth * g.InChannels, ky0, kyCount);
+    }
+
+    /// <summary>Kernel columns inside the image for output column <paramref name="ox"/>, and the image column of the first.</summary>
+    private (int Kx0, int KxCount, int Ix) InputColumns(int ox)
+    {
+        ConvGeometry g = Geometry;
+        int ixLeft = (ox * g.StrideW) - g.PadW;
+        int kx0 = Math.Max(0, -ixLeft);
+        int kxCount = Math.Max(0, Math.Min(g.KernelWidth, g.InWidth - ixLeft) - kx0);
+        return (kx0, kxCount, ixLeft + kx0);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DenseRow<TVec, TOps, TCols>(float* inRow, int ky0, int kyCount, int grp, int panel, float* outRow, bool relu)
+    private void DenseBlock<TVec, TOps, TCols>(float* image, float* output, int blockStart, int blockEnd, int grp, int panel, bool relu)
         where TVec : struct
         where TOps : struct, IVectorOps<TVec>
         where TCols : struct, IConst
     {
         ConvGeometry g = Geometry;
         PanelWeights w = panels!;
-        int c = g.InChannels, cg = g.InChannelsPerGroup, kw = g.KernelWidth, sw = g.StrideW;
+        int c = g.InChannels, cg = g.InChannelsPerGroup, kw = g.KernelWidth, sw = g.StrideW, wo = g.OutWidth;
         nint ldb = w.PanelWidth(panel);
         int valid = w.PanelColumns(panel);
         nint ldc = g.OutChannels;
         nint aOffset = (nint)grp * cg;
-        float* bias = w.Bias(grp, panel);
-        float* b = w.Weights(grp, panel) + ((nint)ky0 * kw * cg * ldb);
-        float* c0 = outRow + (grp * w.OutPerGroup) + (panel * w.PanelFloats);
         nint imageRow = (nint)g.InWidth * c;
+        nint kernelRow = (nint)kw * cg;
+        float* bias = w.Bias(grp, panel);
+        float* b = w.Weights(grp, panel);
+        float* outBlock = output + (grp * w.OutPerGroup) + (panel * w.PanelFloats);
         float** rows = stackalloc float*[6];
+        int fullStart = Math.Clamp(fullRowStart, blockStart, blockEnd), fullEnd = Math.Clamp(fullRowEnd, fullStart, blockEnd);
 
-        // Interior pixels: every kernel column is inside the image.
-        var loop = g.Groups == 1
-            ? new ReductionLoop(kyCount, imageRow, kw * cg, 1, 0, 0, kw * c)
-            : new ReductionLoop(kyCount, imageRow, kw * cg, kw, c, cg, cg);
-        int ox = interiorStart;
-        for (; ox + 6 <= interiorEnd; ox += 6)
+        for (int oy = blockStart; oy < blockEnd; oy++)
         {
-            for (int r = 0; r < 6; r++)
+            var (inRow, ky0, kyCount) = InputRows(oy);
+            float* inputRow = image + inRow;
+            float* bRows = b + (ky0 * kernelRow * ldb);
+            float* outRow = outBlock + ((nint)oy * wo * ldc);
+            var loop = Loop(kyCount, kw, imageRow, kernelRow, c, cg);
+            for (int ox = interiorStart; ox < tiledEnd; ox += 6)
             {
-                rows[r] = inRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
+                for (int r = 0; r < 6; r++)
+                {
+                    rows[r] = inputRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
+                }
+
+                GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, bRows, ldb, loop, bias, outRow + (ox * ldc), ldc, valid, relu);
             }
 
-            GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, b, ldb, loop, bias, c0 + (ox * ldc), ldc, valid, relu);
-        }
-
-        if (ox < interiorEnd)
-        {
-            for (int r = 0; r < interiorEnd - ox; r++)
+            if (oy >= fullStart && oy < fullEnd)
             {
-                rows[r] = inRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
-            }
-
-            TileDispatch.GemmRows<TVec, TOps, TCols>(interiorEnd - ox, rows, aOffset, b, ldb, loop, bias, c0 + (ox * ldc), ldc, valid, relu);
-        }
-
-        // Edge pixels, one at a time with the kernel columns that fall inside the image.
-        for (ox = 0; ox < g.OutWidth; ox++)
-        {
-            if (ox >= interiorStart && ox < interiorEnd)
-            {
-                ox = interiorEnd - 1;
                 continue;
             }
 
-            int ix0 = (ox * sw) - g.PadW;
-            int kx0 = Math.Max(0, -ix0);
-            int kxCount = Math.Max(0, Math.Min(kw, g.InWidth - ix0) - kx0);
-            var edge = g.Groups == 1
-                ? new ReductionLoop(kyCount, imageRow, kw * cg, 1, 0, 0, kxCount * c)
-                : new ReductionLoop(kyCount, imageRow, kw * cg, kxCount, c, cg, cg);
-            rows[0] = inRow + ((nint)(ix0 + kx0) * c);
-            GemmTile.Run<TVec, TOps, N1, TCols>(rows, aOffset, b + ((nint)kx0 * cg * ldb), ldb, edge, bias, c0 + (ox * ldc), ldc, valid, relu);
+            // A top or bottom row: the rest of it one pixel at a time.
+            for (int ox = 0; ox < wo; ox++)
+            {
+                if (ox == interiorStart && tiledEnd > interiorStart)
+                {
+                    ox = tiledEnd - 1;
+                    continue;
+                }
+
+                var (kx0, kxCount, ix) = InputColumns(ox);
+                rows[0] = inputRow + ((nint)ix * c);
+                var edge = Loop(kyCount, kxCount, imageRow, kernelRow, c, cg);
+                GemmTile.Run<TVec, TOps, N1, TCols>(rows, aOffset, bRows + (kx0 * cg * ldb), ldb, edge, bias, outRow + (ox * ldc), ldc, valid, relu);
+            }
+        }
+
+        // The other columns of the rows with every kernel row inside, 6 pixels down a column at a time:
+        // consecutive rows' outputs are Wo*C_out apart, so the microkernel's row stride covers them.
+        nint columnStride = (nint)wo * ldc;
+        for (int ox = 0; ox < wo && fullStart < fullEnd; ox++)
+        {
+            if (ox == interiorStart && tiledEnd > interiorStart)
+            {
+                ox = tiledEnd - 1;
+                continue;
+            }
+
+            var (kx0, kxCount, ix) = InputColumns(ox);
+            var loop = Loop(g.KernelHeight, kxCount, imageRow, kernelRow, c, cg);
+            float* bColumn = b + (kx0 * cg * ldb);
+            for (int oy = fullStart; oy < fullEnd; oy += 6)
+            {
+                int count = Math.Min(6, fullEnd - oy);
+                for (int r = 0; r < count; r++)
+                {
+                    rows[r] = image + InputRows(oy + r).InRow + ((nint)ix * c);
+                }
+
+                float* target = outBlock + ((((nint)oy * wo) + ox) * ldc);
+                if (count == 6)
+                {
+                    GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
+                }
+                else
+                {
+                    TileDispatch.GemmRows<TVec, TOps, TCols>(count, rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
+                }
+            }
         }
     }
+
+    /// <summary>
+    /// The reduction of one pixel whose window has <paramref name="kyCount"/> kernel rows and
+    /// <paramref name="kxCount"/> kernel columns inside the image: with groups 1 each kernel row is one run of
+    /// kxCount*C_in floats; otherwise C_in/g floats per tap, C_in apart.
+    /// </summary>
+    private static ReductionLoop Loop(int kyCount, int kxCount, nint imageRow, nint kernelRow, int c, int cg) =>
+        c == cg
+            ? new ReductionLoop(kyCount, imageRow, kernelRow, 1, 0, 0, kxCount * c)
+            : new ReductionLoop(kyCount, imageRow, kernelRow, kxCount, c, cg, cg);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DepthwiseRow<TVec, TOps>(float* inRow, int ky0, int kyCount, float* outRow, bool relu)

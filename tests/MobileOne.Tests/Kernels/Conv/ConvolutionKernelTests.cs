@@ -93,6 +93,7 @@ public class ConvolutionKernelTests
     public void Wide_layers_with_several_channel_panels_match_the_reference(SimdWidth width)
     {
         // 150 output channels: two full 64-channel panels and a partial one at Vector512, 10 panels at Vector256.
+        // Bands [0, 1) and [1, Ho) so a band starts mid-image.
         foreach (var g in new[]
         {
             ConvGeometry.Square(1, 40, 9, 11, 150, 3, 1, 1, 1),
@@ -100,6 +101,7 @@ public class ConvolutionKernelTests
             ConvGeometry.Square(1, 70, 7, 9, 70, 3, 2, 1, 70),
             ConvGeometry.Square(1, 96, 5, 7, 80, 1, 1, 0, 1),
             ConvGeometry.Square(1, 96, 5, 7, 80, 1, 2, 0, 2),
+            ConvGeometry.Square(1, 64, 15, 128, 8, 3, 1, 1, 1), // 32 KiB input rows: direct runs several row blocks
         })
         {
             var rng = new Random(g.OutChannels);
@@ -118,19 +120,18 @@ public class ConvolutionKernelTests
     }
 
     [Fact]
-    public void Auto_picks_im2col_for_1x1_direct_for_depthwise_and_wide_layers_and_im2win_for_narrow_ones()
+    public void Auto_picks_im2col_for_1x1_and_direct_for_every_other_kernel()
     {
         Assert.Equal(ConvAlgorithm.Im2Col, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 32, 1, 1, 0, 1)));
         Assert.Equal(ConvAlgorithm.Im2Col, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 16, 1, 2, 0, 16)));
         Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 16, 8, 8, 16, 3, 1, 1, 16)));
         Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 3, 224, 224, 48, 3, 2, 1, 1)));
-        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 64, 16, 16, 64, 3, 1, 1, 1)));
-        Assert.Equal(ConvAlgorithm.Im2Win, ConvolutionKernels.Choose(ConvGeometry.Square(1, 64, 15, 15, 64, 3, 1, 1, 1)));
-        Assert.Equal(ConvAlgorithm.Im2Win, ConvolutionKernels.Choose(ConvGeometry.Square(1, 256, 14, 14, 256, 3, 2, 1, 2)));
-        var kernel = ConvolutionKernels.Create(ConvAlgorithm.Auto, ConvGeometry.Square(1, 8, 5, 5, 8, 3, 1, 1, 8), new float[8 * 9], []);
-        Assert.Equal(ConvAlgorithm.Direct, kernel.Algorithm);
+        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(ConvGeometry.Square(1, 256, 14, 14, 256, 3, 2, 1, 2)));
+        Assert.Equal(ConvAlgorithm.Direct, ConvolutionKernels.Choose(new ConvGeometry(1, 8, 9, 9, 8, 1, 3, 1, 1, 0, 1, 1)));
+        var kernel = ConvolutionKernels.Create(ConvAlgorithm.Auto, ConvGeometry.Square(1, 8, 5, 5, 8, 1, 1, 0, 1), new float[8 * 8], []);
+        Assert.Equal(ConvAlgorithm.Im2Col, kernel.Algorithm);
         kernel = ConvolutionKernels.Create(ConvAlgorithm.Auto, ConvGeometry.Square(1, 8, 5, 5, 8, 3, 1, 1, 1), new float[8 * 8 * 9], []);
-        Assert.Equal(ConvAlgorithm.Im2Win, kernel.Algorithm);
+        Assert.Equal(ConvAlgorithm.Direct, kernel.Algorithm);
     }
 
     [Fact]
