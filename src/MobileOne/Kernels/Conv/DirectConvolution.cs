@@ -10,8 +10,8 @@ namespace MobileOne.Kernels.Conv;
 /// image, so: kernel rows in the padding are dropped for a whole output row; the interior of a row (every
 /// kernel column inside) goes in 6-pixel tiles along the row; and the columns left over (the edge columns
 /// with clipped kernel columns, and the interior's last &lt;6) go in 6-pixel tiles down the column, over the
-/// rows whose kernel rows are all inside. Only the few top and bottom rows are left with row tails and
-/// one-pixel edge tiles. The hot path never tests bounds, and a pixel's sum order depends only on its taps.
+/// rows whose kernel rows are all inside. Only the few top and bottom rows are left with a shorter tail tile
+/// and one-pixel edge tiles. The hot path never tests bounds, and a pixel's sum order depends only on its taps.
 /// </summary>
 internal sealed unsafe class DirectConvolution : ConvolutionKernel
 {
@@ -181,12 +181,22 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 continue;
             }
 
-            // A top or bottom row: the rest of it one pixel at a time.
+            // A top or bottom row: the interior's last pixels as one shorter tile, the edges one pixel at a time.
+            if (tiledEnd < interiorEnd)
+            {
+                for (int r = 0; r < interiorEnd - tiledEnd; r++)
+                {
+                    rows[r] = inputRow + ((nint)(((tiledEnd + r) * sw) - g.PadW) * c);
+                }
+
+                TileDispatch.GemmRows<TVec, TOps, TCols>(interiorEnd - tiledEnd, rows, aOffset, bRows, ldb, loop, bias, outRow + (tiledEnd * ldc), ldc, valid, relu);
+            }
+
             for (int ox = 0; ox < wo; ox++)
             {
-                if (ox == interiorStart && tiledEnd > interiorStart)
+                if (ox == interiorStart && interiorEnd > interiorStart)
                 {
-                    ox = tiledEnd - 1;
+                    ox = interiorEnd - 1;
                     continue;
                 }
 
