@@ -178,7 +178,7 @@ internal static class BenchReport
                 r.Gflops.ToString("0.0", C),
                 (100 * r.PeakShare).ToString("0.0", C) + "%",
                 r.MaxAbsDiff == 0 ? "0" : r.MaxAbsDiff.ToString("0.0e+0", C),
-                r.MaxAbsLogit.ToString("0.0e+0", C),
+                r.MaxAbsLogit.ToString("g3", C),
                 r.Iterations.ToString(C),
                 ort is null ? "-" : (r.MedianMs / ort.MedianMs).ToString("0.00", C) + "x",
             ];

@@ -16,7 +16,8 @@ internal sealed record Machine(
     double PeakGflopsPerCore,
     string DotNet,
     string OnnxRuntime,
-    DateTimeOffset Date)
+    DateTimeOffset Date,
+    string LoadAverage)
 {
     public static Machine Describe()
     {
@@ -29,7 +30,8 @@ internal sealed record Machine(
             peak,
             RuntimeInformation.FrameworkDescription,
             EngineNames.OnnxRuntimeVersion(),
-            DateTimeOffset.UtcNow);
+            DateTimeOffset.UtcNow,
+            ReadLoadAverage());
     }
 
     public IEnumerable<(string Name, string Value)> Rows()
@@ -42,6 +44,25 @@ internal sealed record Machine(
         yield return (".NET", DotNet);
         yield return ("ONNX Runtime", OnnxRuntime);
         yield return ("date (UTC)", Date.ToString("yyyy-MM-dd HH:mm", c));
+        yield return ("load average at start (1, 5, 15 min)", LoadAverage);
+    }
+
+    /// <summary>The machines are shared: the load when the run started says how much to trust it.</summary>
+    private static string ReadLoadAverage()
+    {
+        try
+        {
+            string[] fields = File.ReadAllText("/proc/loadavg").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return fields.Length >= 3 ? string.Join(", ", fields[..3]) : "unknown";
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return "unknown";
+        }
     }
 
     private static string CpuModel()

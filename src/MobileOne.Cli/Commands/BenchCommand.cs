@@ -118,10 +118,11 @@ internal static class BenchCommand
     private static BenchModel RandomModel(MobileOneConfig config)
     {
         // Seeded train-time weights with random BatchNorm affine terms, fused: what a user would deploy. The running
-        // statistics are then measured on a small random batch, as training would. Squeeze-excite weights are drawn
-        // small first: with timm's fan-out init the gates saturate, calibration then rescales near-silent channels,
-        // and rounding noise grows until even our own fused and unfused forwards of S4 differ by percents, which
-        // would make max |diff| between engines meaningless.
+        // statistics are then measured on a random batch, as training would, so activations stay near unit scale and
+        // max |diff| between engines means something. The batch must give the 4x4 (at 128) last stage enough values
+        // per channel: 2 images at 64 left S0's logits in the thousands. Squeeze-excite weights are drawn small
+        // first: with timm's fan-out init the gates saturate and S4's own fused and unfused logits differ by 1e-4
+        // of their range, against 1e-5 with small SE weights.
         var network = MobileOneNetwork.Create(config);
         WeightInit.Initialize(network, WeightSeed);
         WeightInit.RandomizeBatchNorm(network, WeightSeed + 1);
@@ -135,7 +136,7 @@ internal static class BenchCommand
             }
         }
 
-        var calibration = new Tensor(2, config.InChans, 64, 64);
+        var calibration = new Tensor(4, config.InChans, 128, 128);
         WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
         WeightInit.CalibrateBatchNorm(network, calibration);
         return new BenchModel(config.Name, Reparameterizer.Fuse(network));
