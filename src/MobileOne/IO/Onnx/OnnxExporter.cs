@@ -24,9 +24,17 @@ namespace MobileOne.IO.Onnx;
 /// </remarks>
 public static class OnnxExporter
 {
+    /// <summary>
+    /// Gemm, Flatten and Sigmoid reached their current versions in opset 13; later revisions of the operators used
+    /// here (Relu and Mul in 14) only added integer and bfloat16 types, so every opset from 13 means the same float graph.
+    /// </summary>
     public const int MinOpset = 13;
+
     public const int MaxOpset = 17;
+
+    /// <summary>Opset 17 loads in ONNX Runtime 1.12 and later; pass 13-16 for older runtimes (1.11 knows opset 16).</summary>
     public const int DefaultOpset = 17;
+
     public const string InputName = "input";
     public const string OutputName = "logits";
     public const string BatchDimension = "batch";
