@@ -100,7 +100,7 @@ internal static class BenchReport
         string warmup = settings.Warmup is int w ? $"{w} warm-up runs" : "about 0.5 s of warm-up";
         sb.AppendLine(C, $"Input {settings.Size}x{settings.Size}, seeded random normal, the same bytes for every engine; {warmup}; {iterations}, engines alternating in blocks. `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.");
         sb.AppendLine();
-        sb.AppendLine("| " + string.Join(" | ", Columns) + " |");
+        sb.AppendLine("| " + string.Join(" | ", Columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
         sb.AppendLine("|" + string.Concat(Columns.Select((_, c) => c is 0 or 4 ? "---|" : "---:|")));
         foreach (string[] row in Rows(results))
         {

@@ -71,7 +71,7 @@ public class BenchCommandTests
         Assert.Contains("| ONNX Runtime | 1.31.1 |", section);
         Assert.Contains("| .NET | .NET 10", section);
         Assert.Contains("| load average at start (1, 5, 15 min) |", section);
-        Assert.Contains("| variant | threads | batch | size | engine | median ms |", section);
+        Assert.Contains("| variant | threads | batch | size | engine | median ms | p10 ms | p90 ms | GFLOP/s | % of peak | max \\|diff\\| | max \\|logit\\| | runs | time / ORT |", section);
         Assert.Contains("| s0 | 1 | 1 | 32 | onnxruntime |", section);
         Assert.Contains("| s0 | 1 | 1 | 32 | managed |", section);
         Assert.Equal([docs], Directory.GetFiles(dir.Path));
