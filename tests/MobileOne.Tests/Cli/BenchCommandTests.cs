@@ -43,6 +43,22 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void Checkpoint_is_fused_and_compared_with_the_managed_engine_even_when_only_onnxruntime_is_timed()
+    {
+        var r = CliRunner.Run("bench", "--checkpoint", Fixtures.Path("mobileone_s0_apple_unfused.pth.tar"), "--engines", "onnxruntime", "--size", "32", "--iterations", "2", "--warmup", "0", "--batch", "2", "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var o = Assert.Single(doc.RootElement.EnumerateArray().ToList());
+        Assert.Equal("onnxruntime", o.GetProperty("engine").GetString());
+        Assert.Equal("s0", o.GetProperty("variant").GetString());
+        Assert.Equal(2, o.GetProperty("batch").GetInt32());
+        Assert.Equal(0, o.GetProperty("warmup").GetInt32());
+        double scale = o.GetProperty("max_abs_logit").GetDouble();
+        Assert.True(scale > 0);
+        Assert.InRange(o.GetProperty("max_abs_diff").GetDouble(), 0, 1e-4 * Math.Max(1, scale));
+    }
+
+    [Fact]
     public void Plain_table_when_redirected_and_write_docs_replaces_only_the_marked_section_of_a_copy_of_the_repository_document()
     {
         using var dir = new TempDir();
