@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using MobileOne.IO;
+using Spectre.Console;
+
+namespace MobileOne.Cli.Benchmarking;
+
+/// <summary>Renders benchmark results: a Spectre table, plain aligned text, JSON, or a Markdown section for docs/benchmarks.md.</summary>
+internal static class BenchReport
+{
+    public const string BeginMarker = "<!-- bench:begin -->";
+    public const string EndMarker = "<!-- bench:end -->";
+
+    private static readonly CultureInfo C = CultureInfo.InvariantCulture;
+
+    private static readonly string[] Columns =
+        ["variant", "threads", "batch", "size", "engine", "median ms", "p10 ms", "p90 ms", "GFLOP/s", "% of peak", "max |diff|", "max |logit|", "runs", "time / ORT"];
+
+    public static JsonArray ToJson(IReadOnlyList<BenchResult> results, Machine machine) =>
+        new(results.Select(r => (JsonNode)new JsonObject
+        {
+            ["engine"] = r.Engine,
+            ["variant"] = r.Variant,
+            ["threads"] = r.Threads,
+            ["batch"] = r.Batch,
+            ["size"] = r.Size,
+            ["median_ms"] = r.MedianMs,
+            ["p10_ms"] = r.P10Ms,
+            ["p90_ms"] = r.P90Ms,
+            ["gflops"] = r.Gflops,
+            ["peak_share"] = r.PeakShare,
+            ["peak_gflops_per_core"] = machine.PeakGflopsPerCore,
+            ["max_abs_diff"] = double.IsFinite(r.MaxAbsDiff) ? r.MaxAbsDiff : null,
+            ["max_abs_logit"] = r.MaxAbsLogit,
+            ["iterations"] = r.Iterations,
+            ["warmup"] = r.Warmup,
+            ["macs_per_image"] = r.MacsPerImage,
+        }).ToArray());
+
+    public static void WriteTerminal(IReadOnlyList<BenchResult> results, Machine machine)
+    {
+        var facts = new Table().Title("machine").HideHeaders().AddColumn("").AddColumn("");
+        foreach (var (name, value) in machine.Rows())
+        {
+            facts.AddRow(Markup.Escape(name), Markup.Escape(value));
+        }
+
+        AnsiConsole.Write(facts);
+        var table = new Table().Title("mobileone bench");
+        for (int i = 0; i < Columns.Length; i++)
+        {
+            var column = new TableColumn(Markup.Escape(Columns[i]));
+            table.AddColumn(i is 0 or 4 ? column : column.RightAligned());
+        }
+
+        foreach (string[] row in Rows(results))
+        {
+            table.AddRow(row.Select(Markup.Escape).ToArray());
+        }
+
+        AnsiConsole.Write(table);
+    }
+
+    public static void WritePlain(IReadOnlyList<BenchResult> results, Machine machine, TextWriter output)
+    {
+        int nameWidth = machine.Rows().Max(r => r.Name.Length);
+        foreach (var (name, value) in machine.Rows())
+        {
+            output.WriteLine($"{(name + ":").PadRight(nameWidth + 1)} {value}");
+        }
+
+        output.WriteLine();
+        var rows = Rows(results).Prepend(Columns).ToList();
+        int[] widths = Enumerable.Range(0, Columns.Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
+        foreach (string[] row in rows)
+        {
+            output.WriteLine(string.Join("  ", row.Select((cell, c) => c is 0 or 4 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))).TrimEnd());
+        }
+    }
+
+    /// <summary>The section between the markers: the run's machine, command and table.</summary>
+    public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(BeginMarker);
+        sb.AppendLine(C, $"### Run of {machine.Date.ToString("yyyy-MM-dd HH:mm", C)} UTC");
+        sb.AppendLine();
+        sb.AppendLine(C, $"Command: `{command}`");
+        sb.AppendLine();
+        sb.AppendLine("| machine | |");
+        sb.AppendLine("|---|---|");
+        foreach (var (name, value) in machine.Rows())
+        {
+            sb.AppendLine(C, $"| {name} | {value} |");
+        }
+
+        sb.AppendLine();
+        string iterations = settings.Iterations is int n ? $"{n} timed runs per engine" : $"timed runs per engine chosen for about {settings.BudgetSeconds.ToString("0.##", C)} s each ({BenchRunner.MinAutoIterations} to {BenchRunner.MaxAutoIterations})";
+        string warmup = settings.Warmup is int w ? $"{w} warm-up runs" : "about 0.5 s of warm-up";
+        sb.AppendLine(C, $"Input {settings.Size}x{settings.Size}, seeded random normal, the same bytes for every engine; {warmup}; {iterations}, engines alternating in blocks. `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.");
+        sb.AppendLine();
+        sb.AppendLine("| " + string.Join(" | ", Columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
+        sb.AppendLine("|" + string.Concat(Columns.Select((_, c) => c is 0 or 4 ? "---|" : "---:|")));
+        foreach (string[] row in Rows(results))
+        {
+            sb.AppendLine("| " + string.Join(" | ", row) + " |");
+        }
+
+        sb.AppendLine(EndMarker);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Replaces the marked section of <paramref name="path"/> (or appends one, or creates the file) through a
+    /// temporary file and a rename, so the rest of the document survives and a failure leaves it as it was.
+    /// </summary>
+    public static void WriteDocs(string path, string section)
+    {
+        string updated = Splice(path, section);
+        AtomicFile.Write(path, s => s.Write(new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(updated)));
+    }
+
+    /// <summary>Checks, before any measuring, that <paramref name="path"/> can take the section: its folder exists and its markers are sound.</summary>
+    public static void CheckDocs(string path)
+    {
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder is not null && !Directory.Exists(folder))
+        {
+            throw new ArgumentException($"--write-docs {path}: the folder '{folder}' does not exist.");
+        }
+
+        if (Directory.Exists(path))
+        {
+            throw new ArgumentException($"--write-docs {path}: is a directory; expected a Markdown file.");
+        }
+
+        Splice(path, string.Empty);
+    }
+
+    private static string Splice(string path, string section)
+    {
+        string existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n";
+        int begin = existing.IndexOf(BeginMarker, StringComparison.Ordinal);
+        int end = existing.IndexOf(EndMarker, StringComparison.Ordinal);
+        string updated;
+        if (begin < 0 && end < 0)
+        {
+            updated = existing.TrimEnd('\n') + "\n\n" + section;
+        }
+        else if (begin >= 0 && end > begin && existing.IndexOf(BeginMarker, begin + 1, StringComparison.Ordinal) < 0)
+        {
+            updated = string.Concat(existing.AsSpan(0, begin), section.TrimEnd('\n'), existing.AsSpan(end + EndMarker.Length));
+        }
+        else
+        {
+            throw new InvalidDataException($"{path}: expected one '{BeginMarker}' followed by one '{EndMarker}' around the benchmark section; found them missing, repeated or out of order. Fix the markers or remove both.");
+        }
+
+        return updated;
+    }
+
+    private static IEnumerable<string[]> Rows(IReadOnlyList<BenchResult> results)
+    {
+        foreach (var r in results)
+        {
+            var ort = results.FirstOrDefault(o => o.Engine == EngineNames.OnnxRuntime && o.Variant == r.Variant && o.Threads == r.Threads && o.Batch == r.Batch && o.Size == r.Size);
+            yield return
+            [
+                r.Variant,
+                r.Threads.ToString(C),
+                r.Batch.ToString(C),
+                r.Size.ToString(C),
+                r.Engine,
+                Ms(r.MedianMs),
+                Ms(r.P10Ms),
+                Ms(r.P90Ms),
+                r.Gflops.ToString("0.0", C),
+                (100 * r.PeakShare).ToString("0.0", C) + "%",
+                r.MaxAbsDiff == 0 ? "0" : r.MaxAbsDiff.ToString("0.0e+0", C),
+                r.MaxAbsLogit.ToString("g3", C),
+                r.Iterations.ToString(C),
+                ort is null ? "-" : (r.MedianMs / ort.MedianMs).ToString("0.00", C) + "x",
+            ];
+        }
+    }
+
+    private static string Ms(double ms) => ms.ToString(ms < 1 ? "0.000" : ms < 100 ? "0.00" : "0.0", C);
+}

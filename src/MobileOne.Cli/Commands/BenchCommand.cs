@@ -1,0 +1,224 @@
+using System.CommandLine;
+using System.Globalization;
+using MobileOne.Cli.Benchmarking;
+using MobileOne.Cli.Rendering;
+using MobileOne.IO.Checkpoints;
+using MobileOne.Models;
+using MobileOne.Reparam;
+using MobileOne.Tensors;
+
+namespace MobileOne.Cli.Commands;
+
+internal static class BenchCommand
+{
+    public const int MinSize = 32;
+    public const string DefaultDocsPath = "docs/benchmarks.md";
+    private const int WeightSeed = 0;
+
+    public static Command Create()
+    {
+        var variant = new Option<string[]>("--variant") { Description = "s0..s4; repeat the option or give a comma list (default: all five)." };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Benchmark this checkpoint (fused first) instead of seeded random S0..S4." };
+        var engines = new Option<string[]>("--engines") { Description = "managed, onnxruntime or both (comma list).", DefaultValueFactory = _ => ["managed,onnxruntime"] };
+        var threads = new Option<string[]>("--threads") { Description = "Thread counts to measure, e.g. 1,2.", DefaultValueFactory = _ => ["1"] };
+        var batch = new Option<string[]>("--batch") { Description = "Batch sizes to measure, e.g. 1,8.", DefaultValueFactory = _ => ["1"] };
+        var size = new Option<int>("--size") { Description = $"Input resolution (at least {MinSize}).", DefaultValueFactory = _ => 224 };
+        var iterations = new Option<string?>("--iterations") { Description = "Timed runs per engine and combination (default: as many as fit --budget)." };
+        var warmup = new Option<string?>("--warmup") { Description = "Untimed runs before timing (default: about 0.5 s worth, at least 2)." };
+        var budget = new Option<double>("--budget") { Description = "Seconds of timed runs per engine and combination when --iterations is not given.", DefaultValueFactory = _ => 2.0 };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per engine and combination." };
+        var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the marked benchmark section of this Markdown file (default {DefaultDocsPath}) with the results.", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same fused model, input and thread budget.");
+        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs })
+        {
+            command.Options.Add(option);
+        }
+
+        CommandAction.Set(command, r =>
+        {
+            string? checkpointPath = r.GetValue(checkpoint);
+            var variants = List(r.GetValue(variant));
+            if (checkpointPath is not null && variants.Count > 0)
+            {
+                throw new ArgumentException("Give either --variant or --checkpoint, not both.");
+            }
+
+            var engineNames = Engines(List(r.GetValue(engines)));
+            var threadCounts = PositiveInts(r.GetValue(threads), "--threads");
+            var batchSizes = PositiveInts(r.GetValue(batch), "--batch");
+            int imageSize = r.GetValue(size);
+            if (imageSize < MinSize)
+            {
+                throw new ArgumentException($"--size must be at least {MinSize} (stage 4 reaches 1x1 at 32); got {imageSize}.");
+            }
+
+            int? runs = OptionalInt(r.GetValue(iterations), "--iterations", min: 1, "a positive integer");
+            int? warm = OptionalInt(r.GetValue(warmup), "--warmup", min: 0, "zero or a positive integer");
+
+            double seconds = r.GetValue(budget);
+            if (!(seconds > 0) || double.IsInfinity(seconds))
+            {
+                throw new ArgumentException($"--budget must be a positive number of seconds; got {seconds.ToString(CultureInfo.InvariantCulture)}.");
+            }
+
+            string? docsPath = r.GetResult(writeDocs) is null ? null : r.GetValue(writeDocs) ?? DefaultDocsPath;
+            if (docsPath is not null)
+            {
+                // Fail before minutes of measuring, not after.
+                BenchReport.CheckDocs(docsPath);
+            }
+
+            var configs = checkpointPath is null ? Variants(variants) : [];
+            var loaded = checkpointPath is null ? null : ModelCheckpoint.Load(checkpointPath);
+
+            var machine = Machine.Describe();
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
+            var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore);
+            var results = new List<BenchResult>();
+            var models = loaded is not null
+                ? [new BenchModel(loaded.Network.Config.Name, loaded.Network.IsFused ? loaded.Network : Reparameterizer.Fuse(loaded.Network))]
+                : configs.Select(RandomModel);
+            foreach (var model in models)
+            {
+                foreach (int t in threadCounts)
+                {
+                    foreach (int b in batchSizes)
+                    {
+                        var measured = BenchRunner.Measure(model, t, b, settings);
+                        results.AddRange(measured);
+                        Console.Error.WriteLine($"{model.Label} threads {t} batch {b}: " + string.Join(", ", measured.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Engine} {m.MedianMs:0.###} ms ({m.Iterations} runs, max |diff| {m.MaxAbsDiff:0.#e+0})"))));
+                    }
+                }
+            }
+
+            if (r.GetValue(json))
+            {
+                Report.WriteJson(BenchReport.ToJson(results, machine));
+            }
+            else if (Console.IsOutputRedirected)
+            {
+                BenchReport.WritePlain(results, machine, Console.Out);
+            }
+            else
+            {
+                BenchReport.WriteTerminal(results, machine);
+            }
+
+            if (docsPath is not null)
+            {
+                BenchReport.WriteDocs(docsPath, BenchReport.Markdown(results, machine, CommandLine(), settings));
+                Console.Error.WriteLine($"wrote the benchmark section of {docsPath}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static BenchModel RandomModel(MobileOneConfig config)
+    {
+        // Seeded train-time weights with random BatchNorm affine terms, fused: what a user would deploy. The running
+        // statistics are then measured on a random batch, as training would, so activations stay near unit scale and
+        // max |diff| between engines means something. The batch must give the 4x4 (at 128) last stage enough values
+        // per channel: 2 images at 64 left S0's logits in the thousands. Squeeze-excite weights are drawn small
+        // first: with timm's fan-out init the gates saturate and S4's own fused and unfused logits differ by 1e-4
+        // of their range, against 1e-5 with small SE weights.
+        var network = MobileOneNetwork.Create(config);
+        WeightInit.Initialize(network, WeightSeed);
+        WeightInit.RandomizeBatchNorm(network, WeightSeed + 1);
+        var rng = new Random(WeightSeed + 3);
+        foreach (var (_, block) in network.Blocks())
+        {
+            if (block.Attn is { } se)
+            {
+                WeightInit.FillNormal(rng, se.Reduce.Weight.Value.Data, 0, 0.01);
+                WeightInit.FillNormal(rng, se.Expand.Weight.Value.Data, 0, 0.01);
+            }
+        }
+
+        var calibration = new Tensor(4, config.InChans, 128, 128);
+        WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
+        WeightInit.CalibrateBatchNorm(network, calibration);
+        return new BenchModel(config.Name, Reparameterizer.Fuse(network));
+    }
+
+    private static int? OptionalInt(string? text, string option, int min, string expected)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+            ? v
+            : throw new ArgumentException($"{option} must be {expected}; got '{text}'.");
+    }
+
+    private static List<string> List(string[]? values) =>
+        (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
+
+    private static List<MobileOneConfig> Variants(List<string> names)
+    {
+        if (names.Count == 0)
+        {
+            return [.. MobileOneConfig.Variants];
+        }
+
+        var configs = new List<MobileOneConfig>();
+        foreach (string name in names)
+        {
+            var config = MobileOneConfig.Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
+                ?? throw new ArgumentException($"--variant: unknown variant '{name}'; expected s0, s1, s2, s3 or s4.");
+            if (!configs.Contains(config))
+            {
+                configs.Add(config);
+            }
+        }
+
+        return configs;
+    }
+
+    private static List<string> Engines(List<string> names)
+    {
+        if (names.Count == 0)
+        {
+            throw new ArgumentException($"--engines needs at least one of {string.Join(", ", EngineNames.All)}.");
+        }
+
+        var engines = new List<string>();
+        foreach (string name in names)
+        {
+            string known = EngineNames.All.FirstOrDefault(e => string.Equals(e, name, StringComparison.OrdinalIgnoreCase))
+                ?? throw new ArgumentException($"--engines: unknown engine '{name}'; expected {string.Join(" or ", EngineNames.All)}.");
+            if (!engines.Contains(known))
+            {
+                engines.Add(known);
+            }
+        }
+
+        return engines;
+    }
+
+    private static List<int> PositiveInts(string[]? values, string option)
+    {
+        var result = new List<int>();
+        foreach (string item in List(values))
+        {
+            if (!int.TryParse(item, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) || v <= 0)
+            {
+                throw new ArgumentException($"{option} takes positive integers separated by commas; got '{item}'.");
+            }
+
+            if (!result.Contains(v))
+            {
+                result.Add(v);
+            }
+        }
+
+        return result.Count > 0 ? result : throw new ArgumentException($"{option} needs at least one positive integer.");
+    }
+
+    /// <summary>The command as typed, for the docs: "mobileone bench ..." with arguments quoted where they need it.</summary>
+    private static string CommandLine() =>
+        "mobileone " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).Select(a => a.Length > 0 && a.All(ch => !char.IsWhiteSpace(ch) && ch is not ('"' or '\'' or '`')) ? a : $"'{a}'"));
+}
