@@ -1,9 +1,7 @@
 using MobileOne.IO;
+using MobileOne.Training;
 
 namespace MobileOne.Imaging.Plots;
-
-/// <summary>One epoch's numbers as the trainer's summary.csv holds them.</summary>
-public sealed record EpochPoint(int Epoch, double TrainLoss, double EvalLoss, double EvalTop1, double EvalTop5, double LearningRate);
 
 /// <summary>
 /// Draws the training curves (losses on the left axis, top-1/top-5 accuracy on the right) into a PNG,
@@ -11,7 +9,7 @@ public sealed record EpochPoint(int Epoch, double TrainLoss, double EvalLoss, do
 /// </summary>
 public static class TrainingCurvesPlot
 {
-    public static void Save(string path, IReadOnlyList<EpochPoint> epochs, string title, int width = 900, int height = 540)
+    public static void Save(string path, IReadOnlyList<EpochSummary> epochs, string title, int width = 900, int height = 540)
     {
         ArgumentNullException.ThrowIfNull(epochs);
         var plot = new ScottPlot.Plot();
@@ -25,6 +23,7 @@ public static class TrainingCurvesPlot
         AddLine(plot, x, epochs.Select(e => e.EvalLoss), "eval loss", rightAxis: false);
         AddLine(plot, x, epochs.Select(e => e.EvalTop1), "eval top-1", rightAxis: true);
         AddLine(plot, x, epochs.Select(e => e.EvalTop5), "eval top-5", rightAxis: true);
+        AddLine(plot, x, epochs.Select(e => e.EmaEvalTop1), "EMA eval top-1", rightAxis: true);
         plot.ShowLegend(ScottPlot.Edge.Bottom);
 
         byte[] png = plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
