@@ -18,7 +18,7 @@ internal static class EvalCommand
     public static Command Create()
     {
         var checkpoint = new Argument<string>("checkpoint") { Description = "Model checkpoint (any supported format and scheme)." };
-        var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder (DIR/val or DIR). Default: Fashion-MNIST test split from the system or the bundled subset." };
+        var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder (DIR/val or DIR). Default: Fashion-MNIST test split from the system or the bundled subset; 'bundled' picks the subset." };
         var fuse = new Option<bool>("--fuse") { Description = "Evaluate the fused (reparameterized) model on the inference engine." };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per batch.", DefaultValueFactory = _ => 256 };
         var size = new Option<int>("--img-size") { Description = "Image folders: evaluation size (resize by crop_pct, centre crop).", DefaultValueFactory = _ => 224 };

@@ -34,9 +34,17 @@ public sealed class TrainingData
 
     public int NumClasses => train.ClassNames.Count;
 
+    /// <summary>The --data value that selects the Fashion-MNIST subset bundled with the library.</summary>
+    public const string Bundled = "bundled";
+
     /// <summary>Opens the data a training run describes; <paramref name="decoder"/> reads image folders.</summary>
     public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none")
     {
+        if (data == Bundled)
+        {
+            return new TrainingData(FashionMnist.LoadBundled(FashionMnistSplit.Train), FashionMnist.LoadBundled(FashionMnistSplit.Test), fashion: true, autoAugment);
+        }
+
         if (data is null || IsFashionMnistFolder(data))
         {
             return new TrainingData(
@@ -58,6 +66,11 @@ public sealed class TrainingData
     /// <summary>Opens evaluation data alone (mobileone eval): Fashion-MNIST's test split, or DIR/val (or DIR itself) of an image folder.</summary>
     public static IImageDataset OpenEval(string? data, IImageDecoder? decoder, IReadOnlyList<string>? classNames = null)
     {
+        if (data == Bundled)
+        {
+            return FashionMnist.LoadBundled(FashionMnistSplit.Test);
+        }
+
         if (data is null || IsFashionMnistFolder(data))
         {
             return FashionMnist.Load(FashionMnistSplit.Test, data);
@@ -90,7 +103,7 @@ public sealed class TrainingData
     public SampleTransform EvalTransform(int size, string variant) => EvalTransform(fashion, size, variant);
 
     public static bool IsFashionMnistFolder(string directory) =>
-        FashionMnist.TryFind(directory, FashionMnistSplit.Train, out _, out _) || FashionMnist.TryFind(directory, FashionMnistSplit.Test, out _, out _);
+        directory == Bundled || FashionMnist.TryFind(directory, FashionMnistSplit.Train, out _, out _) || FashionMnist.TryFind(directory, FashionMnistSplit.Test, out _, out _);
 
     private static (string Train, string Eval) FolderSplits(string data)
     {
