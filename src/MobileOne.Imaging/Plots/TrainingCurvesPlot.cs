@@ -26,6 +26,17 @@ public static class TrainingCurvesPlot
         AddLine(plot, x, epochs.Select(e => e.EmaEvalTop1), "EMA eval top-1", rightAxis: true);
         plot.ShowLegend(ScottPlot.Edge.Bottom);
 
+        // An early evaluation with unsettled BatchNorm statistics can report a loss thousands of times the
+        // rest; keep the axis on the informative range and say so in the label.
+        double trainMax = epochs.Select(e => e.TrainLoss).Where(double.IsFinite).DefaultIfEmpty(1).Max();
+        double cap = 3 * trainMax;
+        if (epochs.Any(e => e.EvalLoss > cap))
+        {
+            double top = epochs.SelectMany(e => new[] { e.TrainLoss, e.EvalLoss }).Where(v => double.IsFinite(v) && v <= cap).DefaultIfEmpty(trainMax).Max();
+            plot.Axes.SetLimitsY(0, 1.1 * top, plot.Axes.Left);
+            plot.Axes.Left.Label.Text = "loss (off-scale values clipped)";
+        }
+
         byte[] png = plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
         AtomicFile.Write(path, stream => stream.Write(png));
     }
