@@ -13,6 +13,15 @@ namespace MobileOne.Kernels;
 /// </summary>
 public static unsafe class BatchNormTraining
 {
+    /// <summary>Planes up to this size run whole images per loop (coefficients expanded per element) instead of plane by plane.</summary>
+    public const int SmallPlane = 64;
+
+    [ThreadStatic]
+    private static float[]? expandScratch;
+
+    [ThreadStatic]
+    private static double[]? accumulatorScratch;
+
     /// <summary>Per-channel mean and biased variance over batch and plane. <paramref name="imageStride"/> is the distance between images.</summary>
     public static void Statistics(float* x, int batch, int channels, int plane, long imageStride, double* mean, double* variance)
     {
@@ -20,6 +29,31 @@ public static unsafe class BatchNormTraining
         double count = (double)batch * plane;
         ComputeThreads.For(channels, (c0, c1) =>
         {
+            if (plane <= SmallPlane)
+            {
+                // Element-wise double accumulators over the images, folded per channel: one long loop per image.
+                int len = (c1 - c0) * plane;
+                double* acc = Accumulators(2 * len);
+                for (int n = 0; n < batch; n++)
+                {
+                    AccumulateSumSquares((float*)xp + (n * imageStride) + ((long)c0 * plane), acc, acc + len, len);
+                }
+
+                for (int c = c0; c < c1; c++)
+                {
+                    double s = 0, sq = 0;
+                    for (int p = 0; p < plane; p++)
+                    {
+                        s += acc[((c - c0) * plane) + p];
+                        sq += acc[len + ((c - c0) * plane) + p];
+                    }
+
+                    Finish(c, s, sq);
+                }
+
+                return;
+            }
+
             for (int c = c0; c < c1; c++)
             {
                 double s = 0, sq = 0;
@@ -28,17 +62,39 @@ public static unsafe class BatchNormTraining
                     SumAndSquares((float*)xp + (n * imageStride) + ((long)c * plane), plane, ref s, ref sq);
                 }
 
-                double m = s / count;
-                ((double*)mp)[c] = m;
-                ((double*)vp)[c] = Math.Max(0.0, (sq / count) - (m * m));
+                Finish(c, s, sq);
             }
         });
+
+        void Finish(int c, double s, double sq)
+        {
+            double m = s / count;
+            ((double*)mp)[c] = m;
+            ((double*)vp)[c] = Math.Max(0.0, (sq / count) - (m * m));
+        }
     }
 
     /// <summary>y[n, c] = scale[c] * x[n, c] + shift[c].</summary>
     public static void Affine(float* x, float* y, int batch, int channels, int plane, float* scale, float* shift)
     {
         nint xp = (nint)x, yp = (nint)y, sp = (nint)scale, bp = (nint)shift;
+        if (plane <= SmallPlane)
+        {
+            ComputeThreads.For(channels, (c0, c1) =>
+            {
+                int len = (c1 - c0) * plane;
+                float* e = Expanded(2 * len);
+                Expand((float*)sp + c0, c1 - c0, plane, e);
+                Expand((float*)bp + c0, c1 - c0, plane, e + len);
+                for (int n = 0; n < batch; n++)
+                {
+                    long off = ((((long)n * channels) + c0) * plane);
+                    Flat.Affine((float*)xp + off, e, e + len, (float*)yp + off, len);
+                }
+            });
+            return;
+        }
+
         ComputeThreads.For(batch * channels, (p0, p1) =>
         {
             for (int p = p0; p < p1; p++)
@@ -62,15 +118,49 @@ public static unsafe class BatchNormTraining
         int count = xs.Length;
         ComputeThreads.For(channels, (c0, c1) =>
         {
+            if (plane <= SmallPlane)
+            {
+                int len = (c1 - c0) * plane;
+                double* acc = Accumulators((long)(count + 1) * len);
+                float* mu = Expanded((long)count * len);
+                for (int b = 0; b < count; b++)
+                {
+                    Expand((float*)mp + (b * channels) + c0, c1 - c0, plane, mu + ((long)b * len));
+                }
+
+                for (int n = 0; n < batch; n++)
+                {
+                    long off = ((((long)n * channels) + c0) * plane);
+                    float* g = (float*)dyp + off;
+                    AccumulateSum(g, acc, len);
+                    for (int b = 0; b < count; b++)
+                    {
+                        AccumulateDotCentered(g, (float*)xs[b] + off, mu + ((long)b * len), acc + ((long)(b + 1) * len), len);
+                    }
+                }
+
+                for (int c = c0; c < c1; c++)
+                {
+                    int at = (c - c0) * plane;
+                    ((double*)sdp)[c] = Fold(acc + at, plane);
+                    for (int b = 0; b < count; b++)
+                    {
+                        ((double*)sxp)[(b * channels) + c] = Fold(acc + ((long)(b + 1) * len) + at, plane);
+                    }
+                }
+
+                return;
+            }
+
             double* dots = stackalloc double[Math.Max(1, count)];
-            float* mu = stackalloc float[Math.Max(1, count)];
+            float* mus = stackalloc float[Math.Max(1, count)];
             for (int c = c0; c < c1; c++)
             {
                 double sd = 0;
                 for (int b = 0; b < count; b++)
                 {
                     dots[b] = 0;
-                    mu[b] = ((float*)mp)[(b * channels) + c];
+                    mus[b] = ((float*)mp)[(b * channels) + c];
                 }
 
                 for (int n = 0; n < batch; n++)
@@ -80,7 +170,7 @@ public static unsafe class BatchNormTraining
                     sd += Sum(g, plane);
                     for (int b = 0; b < count; b++)
                     {
-                        dots[b] += DotCentered(g, (float*)xs[b] + off, mu[b], plane);
+                        dots[b] += DotCentered(g, (float*)xs[b] + off, mus[b], plane);
                     }
                 }
 
@@ -97,6 +187,25 @@ public static unsafe class BatchNormTraining
     public static void InputGradient(float* dy, float* x, float* dx, bool accumulate, int batch, int channels, int plane, float* k1, float* meanDy, float* k2, float* mean)
     {
         nint dyp = (nint)dy, xp = (nint)x, dxp = (nint)dx, k1p = (nint)k1, mdp = (nint)meanDy, k2p = (nint)k2, mp = (nint)mean;
+        if (plane <= SmallPlane)
+        {
+            ComputeThreads.For(channels, (c0, c1) =>
+            {
+                int len = (c1 - c0) * plane;
+                float* e = Expanded(4L * len);
+                Expand((float*)k1p + c0, c1 - c0, plane, e);
+                Expand((float*)mdp + c0, c1 - c0, plane, e + len);
+                Expand((float*)k2p + c0, c1 - c0, plane, e + (2 * len));
+                Expand((float*)mp + c0, c1 - c0, plane, e + (3 * len));
+                for (int n = 0; n < batch; n++)
+                {
+                    long off = ((((long)n * channels) + c0) * plane);
+                    Flat.Gradient((float*)dyp + off, (float*)xp + off, (float*)dxp + off, e, e + len, e + (2 * len), e + (3 * len), len, accumulate);
+                }
+            });
+            return;
+        }
+
         ComputeThreads.For(batch * channels, (p0, p1) =>
         {
             for (int p = p0; p < p1; p++)
@@ -117,6 +226,34 @@ public static unsafe class BatchNormTraining
     {
         nint[] xs = branches.ToArray();
         nint sp = (nint)scales, bp = (nint)shift, yp = (nint)y;
+        if (plane <= SmallPlane)
+        {
+            ComputeThreads.For(channels, (c0, c1) =>
+            {
+                int len = (c1 - c0) * plane;
+                float* e = Expanded((long)(xs.Length + 1) * len);
+                for (int b = 0; b < xs.Length; b++)
+                {
+                    Expand((float*)sp + (b * channels) + c0, c1 - c0, plane, e + ((long)b * len));
+                }
+
+                float* sh = e + ((long)xs.Length * len);
+                Expand((float*)bp + c0, c1 - c0, plane, sh);
+                float** src = stackalloc float*[xs.Length];
+                for (int n = 0; n < batch; n++)
+                {
+                    long off = ((((long)n * channels) + c0) * plane);
+                    for (int b = 0; b < xs.Length; b++)
+                    {
+                        src[b] = (float*)xs[b] + off;
+                    }
+
+                    Flat.BranchSum(src, e, xs.Length, len, sh, (float*)yp + off, relu);
+                }
+            });
+            return;
+        }
+
         ComputeThreads.For(batch * channels, (p0, p1) =>
         {
             float** src = stackalloc float*[xs.Length];
@@ -134,6 +271,108 @@ public static unsafe class BatchNormTraining
                 SumPlane(src, sc, xs.Length, ((float*)bp)[c], (float*)yp + off, plane, relu);
             }
         }, minPerPart: 16);
+    }
+
+    private static float* Expanded(long size)
+    {
+        if (expandScratch is null || expandScratch.Length < size)
+        {
+            expandScratch = GC.AllocateUninitializedArray<float>(checked((int)Math.Max(size, 256)), pinned: true);
+        }
+
+        return (float*)Unsafe.AsPointer(ref expandScratch[0]);
+    }
+
+    private static double* Accumulators(long size)
+    {
+        if (accumulatorScratch is null || accumulatorScratch.Length < size)
+        {
+            accumulatorScratch = GC.AllocateUninitializedArray<double>(checked((int)Math.Max(size, 256)), pinned: true);
+        }
+
+        new Span<double>(accumulatorScratch, 0, (int)size).Clear();
+        return (double*)Unsafe.AsPointer(ref accumulatorScratch[0]);
+    }
+
+    /// <summary>dst[c * plane + p] = values[c]: per-channel coefficients laid out like the activations.</summary>
+    private static void Expand(float* values, int channels, int plane, float* dst)
+    {
+        for (int c = 0; c < channels; c++)
+        {
+            new Span<float>(dst + ((long)c * plane), plane).Fill(values[c]);
+        }
+    }
+
+    private static double Fold(double* acc, int plane)
+    {
+        double s = 0;
+        for (int p = 0; p < plane; p++)
+        {
+            s += acc[p];
+        }
+
+        return s;
+    }
+
+    private static void AccumulateSumSquares(float* x, double* sum, double* sumSq, int n)
+    {
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+                Vector512.FusedMultiplyAdd(lo, lo, Vector512.Load(sumSq + i)).Store(sumSq + i);
+                Vector512.FusedMultiplyAdd(hi, hi, Vector512.Load(sumSq + i + 8)).Store(sumSq + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            double v = x[i];
+            sum[i] += v;
+            sumSq[i] = Math.FusedMultiplyAdd(v, v, sumSq[i]);
+        }
+    }
+
+    private static void AccumulateSum(float* x, double* sum, int n)
+    {
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            sum[i] += x[i];
+        }
+    }
+
+    private static void AccumulateDotCentered(float* g, float* x, float* mu, double* sum, int n)
+    {
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(g + i) * (Vector512.Load(x + i) - Vector512.Load(mu + i)));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            sum[i] += g[i] * (x[i] - mu[i]);
+        }
     }
 
     private static void SumAndSquares(float* x, int n, ref double sum, ref double sumSq)
@@ -364,5 +603,103 @@ public static unsafe class BatchNormTraining
         }
 
         return i;
+    }
+
+    /// <summary>Element-wise passes with per-element coefficient arrays (the small-plane layout).</summary>
+    private static class Flat
+    {
+        public static void Affine(float* x, float* scale, float* shift, float* y, int n)
+        {
+            int i = 0;
+            if (Lanes.Use512)
+            {
+                i = Affine<Lanes512, Vector512<float>>(x, scale, shift, y, i, n);
+            }
+
+            if (Lanes.Use256)
+            {
+                i = Affine<Lanes256, Vector256<float>>(x, scale, shift, y, i, n);
+            }
+
+            Affine<Lanes1, float>(x, scale, shift, y, i, n);
+        }
+
+        public static void Gradient(float* dy, float* x, float* dx, float* k1, float* meanDy, float* k2, float* mean, int n, bool accumulate)
+        {
+            int i = 0;
+            if (Lanes.Use512)
+            {
+                i = Gradient<Lanes512, Vector512<float>>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
+            }
+
+            if (Lanes.Use256)
+            {
+                i = Gradient<Lanes256, Vector256<float>>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
+            }
+
+            Gradient<Lanes1, float>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
+        }
+
+        public static void BranchSum(float** src, float* scales, int count, int n, float* shift, float* y, bool relu)
+        {
+            int i = 0;
+            if (Lanes.Use512)
+            {
+                i = BranchSum<Lanes512, Vector512<float>>(src, scales, count, n, shift, y, i, relu);
+            }
+
+            if (Lanes.Use256)
+            {
+                i = BranchSum<Lanes256, Vector256<float>>(src, scales, count, n, shift, y, i, relu);
+            }
+
+            BranchSum<Lanes1, float>(src, scales, count, n, shift, y, i, relu);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static int Affine<TL, TV>(float* x, float* scale, float* shift, float* y, int i, int n)
+            where TL : struct, ILanes<TV>
+            where TV : struct
+        {
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(y + i, TL.Fma(TL.Load(scale + i), TL.Load(x + i), TL.Load(shift + i)));
+            }
+
+            return i;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static int Gradient<TL, TV>(float* dy, float* x, float* dx, float* k1, float* meanDy, float* k2, float* mean, int i, int n, bool accumulate)
+            where TL : struct, ILanes<TV>
+            where TV : struct
+        {
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV v = TL.Fma(TL.Load(k1 + i), TL.Subtract(TL.Load(dy + i), TL.Load(meanDy + i)), TL.Multiply(TL.Load(k2 + i), TL.Subtract(TL.Load(x + i), TL.Load(mean + i))));
+                TL.Store(dx + i, accumulate ? TL.Add(TL.Load(dx + i), v) : v);
+            }
+
+            return i;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static int BranchSum<TL, TV>(float** src, float* scales, int count, int n, float* shift, float* y, int i, bool relu)
+            where TL : struct, ILanes<TV>
+            where TV : struct
+        {
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV s = TL.Load(shift + i);
+                for (int k = 0; k < count; k++)
+                {
+                    s = TL.Fma(TL.Load(scales + ((long)k * n) + i), TL.Load(src[k] + i), s);
+                }
+
+                TL.Store(y + i, relu ? TL.Max(s, TL.Zero) : s);
+            }
+
+            return i;
+        }
     }
 }

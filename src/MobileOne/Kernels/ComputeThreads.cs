@@ -49,7 +49,13 @@ public static class ComputeThreads
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
     }
 
-    /// <summary>Runs <paramref name="body"/>(start, end) over <see cref="Count"/> contiguous ranges of [0, total).</summary>
+    /// <summary>
+    /// Work is cut into up to this many parts per thread: parts are claimed dynamically, so when the machine is shared and
+    /// one thread is descheduled the others take its remaining parts instead of waiting for it.
+    /// </summary>
+    public const int PartsPerThread = 4;
+
+    /// <summary>Runs <paramref name="body"/>(start, end) over contiguous ranges of [0, total) (at most <see cref="PartsPerThread"/> per thread).</summary>
     public static void For(int total, Action<int, int> body, int minPerPart = 1)
     {
         int parts = PartsFor(total, minPerPart);
@@ -70,9 +76,9 @@ public static class ComputeThreads
         });
     }
 
-    /// <summary>How many parts of at least <paramref name="minPerPart"/> items <paramref name="total"/> items make, at most <see cref="Count"/>.</summary>
+    /// <summary>How many parts of at least <paramref name="minPerPart"/> items <paramref name="total"/> items make (one per thread when single-threaded).</summary>
     public static int PartsFor(int total, int minPerPart = 1) =>
-        Math.Max(1, Math.Min(Count, total / Math.Max(1, minPerPart)));
+        Count == 1 ? 1 : Math.Max(1, Math.Min(Count * PartsPerThread, total / Math.Max(1, minPerPart)));
 
     /// <summary>The part-th of <paramref name="parts"/> near-equal contiguous ranges of [0, total).</summary>
     public static (int Start, int End) Range(int total, int parts, int part) =>

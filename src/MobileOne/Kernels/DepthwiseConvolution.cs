@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace MobileOne.Kernels;
 
 /// <summary>
@@ -26,11 +28,12 @@ public readonly unsafe struct DepthwiseBranch
 /// <summary>
 /// Direct depthwise convolution (groups = channels), forward, input gradient and weight gradient, for several
 /// branches that share one input (MobileOne's k 3x3 branches and its 1x1 scale branch) so each input plane is
-/// padded once. The fast path covers 3x3 with padding 1 and 1x1 without padding, stride 1 or 2: a plane is
-/// padded (stride 2: split into four row/column parity planes) so every tap is a constant offset and a plane is
-/// one flat vector loop (<see cref="TapKernels"/>). The stride-2 input gradient correlates a zero-upsampled
-/// output gradient. Other geometries take a plain scalar path. Planes (forward, input gradient) or channels
-/// (weight gradient) are split across threads; each weight gradient is summed over images in order.
+/// padded once. The fast path covers 3x3 with padding 1 and 1x1 without padding, stride 1 or 2: the planes of a
+/// channel are padded (stride 2: split into four row/column parity planes) and stacked over the batch, so every tap
+/// is a constant offset and a channel is one flat vector loop (<see cref="TapKernels"/>). The stride-2 input
+/// gradient correlates a zero-upsampled output gradient. Other geometries take a plain scalar path. Channels are
+/// split across threads; each channel's weight gradient is one sum over the batch, so results do not depend on the
+/// thread count.
 /// </summary>
 public static unsafe class DepthwiseConvolution
 {
@@ -58,24 +61,38 @@ public static unsafe class DepthwiseConvolution
             return;
         }
 
-        var plan = new PlanePlan(height, width, stride);
+        var plan = new FastPlan(batch, channels, height, width, stride);
         nint inp = (nint)input;
-        ComputeThreads.For(batch * channels, (p0, p1) =>
+        ComputeThreads.For(channels, (c0, c1) =>
         {
             float* src = Scratch(ref sourceScratch, plan.SourceSize);
-            float* tmp = Scratch(ref planeScratch, plan.FlatLength);
+            float* tmp = plan.Direct ? null : Scratch(ref planeScratch, plan.FlatLength);
             float** taps = stackalloc float*[9];
             float* w = stackalloc float[9];
-            for (int p = p0; p < p1; p++)
+            fixed (float* left = plan.Left)
+            fixed (float* right = plan.Right)
             {
-                int c = p % channels;
-                plan.BuildSource((float*)inp + ((long)p * plan.InPlane), src);
-                foreach (var b in list)
+                for (int c = c0; c < c1; c++)
                 {
-                    int count = plan.Taps(src, b.KernelSize, taps);
-                    LoadWeights(b.Weight + ((long)c * b.KernelSize * b.KernelSize), b.KernelSize, flip: false, w);
-                    TapKernels.Correlate(taps, w, count, tmp, plan.FlatLength, accumulate: false);
-                    plan.CopyOut(tmp, b.Activation + ((long)p * plan.OutPlane), accumulate: false);
+                    plan.BuildSource((float*)inp, c, src);
+                    foreach (var b in list)
+                    {
+                        LoadWeights(b.Weight + ((long)c * b.KernelSize * b.KernelSize), b.KernelSize, flip: false, w);
+                        if (plan.Direct)
+                        {
+                            for (int n = 0; n < batch; n++)
+                            {
+                                int count = plan.Taps(src, n, b.KernelSize, taps);
+                                TapKernels.CorrelateMasked(taps, w, count, left, right, plan.OutputPlane(b.Activation, n, c), plan.FlatLength, accumulate: false);
+                            }
+                        }
+                        else
+                        {
+                            int count = plan.Taps(src, 0, b.KernelSize, taps);
+                            TapKernels.CorrelateMasked(taps, w, count, left, right, tmp, plan.FlatLength, accumulate: false);
+                            plan.Unstack(tmp, b.Activation, c, accumulate: false);
+                        }
+                    }
                 }
             }
         });
@@ -91,29 +108,54 @@ public static unsafe class DepthwiseConvolution
             return;
         }
 
-        // The input gradient is a stride-1 correlation of the (zero-upsampled, for stride 2) padded output gradient.
-        var plan = new PlanePlan(height, width, 1);
-        var outPlan = new PlanePlan(height, width, stride);
+        // The input gradient is a stride-1 correlation, with the flipped kernel, of the output gradient placed at its
+        // stride positions (zero-upsampled for stride 2).
+        var plan = new FastPlan(batch, channels, height, width, 1);
+        int gradHeight = ((height - 1) / stride) + 1, gradWidth = ((width - 1) / stride) + 1;
         nint gin = (nint)gradInput;
-        ComputeThreads.For(batch * channels, (p0, p1) =>
+        ComputeThreads.For(channels, (c0, c1) =>
         {
             float* up = Scratch(ref sourceScratch, plan.SourceSize);
-            float* tmp = Scratch(ref planeScratch, plan.FlatLength);
+            float* tmp = plan.Direct ? null : Scratch(ref planeScratch, plan.FlatLength);
             float** taps = stackalloc float*[9];
             float* w = stackalloc float[9];
-            for (int p = p0; p < p1; p++)
+            if (stride != 1)
             {
-                int c = p % channels;
-                for (int i = 0; i < list.Length; i++)
-                {
-                    var b = list[i];
-                    plan.BuildUpsampled(b.Activation + ((long)p * outPlan.OutPlane), outPlan.OutHeight, outPlan.OutWidth, stride, up);
-                    int count = plan.Taps(up, b.KernelSize, taps);
-                    LoadWeights(b.Weight + ((long)c * b.KernelSize * b.KernelSize), b.KernelSize, flip: true, w);
-                    TapKernels.Correlate(taps, w, count, tmp, plan.FlatLength, accumulate: i > 0);
-                }
+                // Only the stride positions are ever written, so the zeros between them survive every rebuild.
+                new Span<float>(up, (int)plan.SourceSize).Clear();
+            }
 
-                plan.CopyOut(tmp, (float*)gin + ((long)p * plan.InPlane), accumulate);
+            fixed (float* left = plan.Left)
+            fixed (float* right = plan.Right)
+            {
+                for (int c = c0; c < c1; c++)
+                {
+                    for (int i = 0; i < list.Length; i++)
+                    {
+                        var b = list[i];
+                        plan.BuildUpsampled(b.Activation, c, gradHeight, gradWidth, stride, up);
+                        LoadWeights(b.Weight + ((long)c * b.KernelSize * b.KernelSize), b.KernelSize, flip: true, w);
+                        bool add = i > 0 || (accumulate && plan.Direct);
+                        if (plan.Direct)
+                        {
+                            for (int n = 0; n < batch; n++)
+                            {
+                                int count = plan.Taps(up, n, b.KernelSize, taps);
+                                TapKernels.CorrelateMasked(taps, w, count, left, right, plan.OutputPlane((float*)gin, n, c), plan.FlatLength, add);
+                            }
+                        }
+                        else
+                        {
+                            int count = plan.Taps(up, 0, b.KernelSize, taps);
+                            TapKernels.CorrelateMasked(taps, w, count, left, right, tmp, plan.FlatLength, add);
+                        }
+                    }
+
+                    if (!plan.Direct)
+                    {
+                        plan.Unstack(tmp, (float*)gin, c, accumulate);
+                    }
+                }
             }
         });
     }
@@ -128,43 +170,55 @@ public static unsafe class DepthwiseConvolution
             return;
         }
 
-        var plan = new PlanePlan(height, width, stride);
+        var plan = new FastPlan(batch, channels, height, width, stride);
         nint inp = (nint)input;
         ComputeThreads.For(channels, (c0, c1) =>
         {
             float* src = Scratch(ref sourceScratch, plan.SourceSize);
-            float* grad = Scratch(ref gradScratch, plan.FlatLength);
+            float* grad = plan.Direct ? null : Scratch(ref gradScratch, plan.FlatLength);
             float** taps = stackalloc float*[9];
             float* sums = stackalloc float[9];
-            double* totals = stackalloc double[9 * list.Length];
-            for (int c = c0; c < c1; c++)
+            double* totals = stackalloc double[9];
+            fixed (float* left = plan.Left)
+            fixed (float* right = plan.Right)
             {
-                new Span<double>(totals, 9 * list.Length).Clear();
-                for (int n = 0; n < batch; n++)
+                for (int c = c0; c < c1; c++)
                 {
-                    long p = ((long)n * channels) + c;
-                    plan.BuildSource((float*)inp + (p * plan.InPlane), src);
-                    for (int i = 0; i < list.Length; i++)
+                    plan.BuildSource((float*)inp, c, src);
+                    foreach (var b in list)
                     {
-                        var b = list[i];
-                        int count = plan.Taps(src, b.KernelSize, taps);
-                        plan.BuildGradient(b.Activation + (p * plan.OutPlane), grad);
-                        TapKernels.Dot(grad, taps, count, plan.FlatLength, sums);
+                        int count = b.KernelSize == 1 ? 1 : 9;
+                        if (plan.Direct)
+                        {
+                            // Per-image sums, added in image order in double.
+                            new Span<double>(totals, 9).Clear();
+                            for (int n = 0; n < batch; n++)
+                            {
+                                plan.Taps(src, n, b.KernelSize, taps);
+                                TapKernels.DotMasked(plan.OutputPlane(b.Activation, n, c), taps, count, left, right, plan.FlatLength, sums);
+                                for (int t = 0; t < count; t++)
+                                {
+                                    totals[t] += sums[t];
+                                }
+                            }
+
+                            for (int t = 0; t < count; t++)
+                            {
+                                sums[t] = (float)totals[t];
+                            }
+                        }
+                        else
+                        {
+                            plan.Taps(src, 0, b.KernelSize, taps);
+                            plan.Stack(b.Activation, c, grad);
+                            TapKernels.DotMasked(grad, taps, count, left, right, plan.FlatLength, sums);
+                        }
+
+                        float* gw = b.Weight + ((long)c * count);
                         for (int t = 0; t < count; t++)
                         {
-                            totals[(i * 9) + t] += sums[t];
+                            gw[t] += sums[t];
                         }
-                    }
-                }
-
-                for (int i = 0; i < list.Length; i++)
-                {
-                    var b = list[i];
-                    int kk = b.KernelSize * b.KernelSize;
-                    float* gw = b.Weight + ((long)c * kk);
-                    for (int t = 0; t < kk; t++)
-                    {
-                        gw[t] += (float)totals[(i * 9) + t];
                     }
                 }
             }
@@ -236,31 +290,51 @@ public static unsafe class DepthwiseConvolution
         return (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref cache[0]);
     }
 
-    /// <summary>Plane layout of the fast path for one input size and stride.</summary>
-    private readonly struct PlanePlan
+    /// <summary>
+    /// Layout of the fast path for one channel. Stride 1: each image's plane with a zero row above and below, stacked
+    /// over the batch, row stride W; a 3x3 tap is a constant offset and the plane's first/last columns are masked for the
+    /// left/right taps, so outputs come out dense. Stride 2: the plane split into row/column parity planes (even rows,
+    /// odd rows after a zero row; even columns, odd columns) so stride-2 taps become unit-stride offsets; only the
+    /// left taps need a mask. Planes of at least <see cref="DirectPlane"/> outputs are computed image by image straight
+    /// into the destination; smaller ones (2x2 at the end of a 32x32 network) as one loop over the stacked batch, copied
+    /// out per image.
+    /// </summary>
+    private sealed class FastPlan
     {
-        public PlanePlan(int height, int width, int stride)
+        public const int DirectPlane = 64;
+
+        public FastPlan(int batch, int channels, int height, int width, int stride)
         {
+            Batch = batch;
+            Channels = channels;
             Height = height;
             Width = width;
             Stride = stride;
             OutHeight = ((height - 1) / stride) + 1;
             OutWidth = ((width - 1) / stride) + 1;
-            if (stride == 1)
+            RowStride = OutWidth;
+            RowsPerImage = stride == 1 ? height + 2 : OutHeight + 1;
+            ImageStride = (long)RowsPerImage * RowStride;
+            PlaneStride = (batch * ImageStride) + 2;
+            SourceSize = 2 + ((stride == 1 ? 1 : 4) * PlaneStride) + 2;
+            Direct = OutPlane >= DirectPlane;
+            FlatLength = checked((int)(Direct ? OutPlane : ((batch - 1) * ImageStride) + OutPlane));
+            Left = new float[FlatLength];
+            Right = stride == 1 ? new float[FlatLength] : null;
+            for (int i = 0; i < FlatLength; i++)
             {
-                RowStride = width + 2;
-                SourceRows = height + 2;
-                SourceSize = ((long)SourceRows * RowStride) + 2;
+                int x = i % RowStride;
+                Left[i] = x == 0 ? 0f : 1f;
+                if (Right is not null)
+                {
+                    Right[i] = x == RowStride - 1 ? 0f : 1f;
+                }
             }
-            else
-            {
-                RowStride = (width + 3) / 2;
-                SourceRows = ((height + 3) / 2) + 1;
-                SourceSize = (4L * SourceRows * RowStride) + 2;
-            }
-
-            FlatLength = OutHeight * RowStride;
         }
+
+        public int Batch { get; }
+
+        public int Channels { get; }
 
         public int Height { get; }
 
@@ -272,104 +346,164 @@ public static unsafe class DepthwiseConvolution
 
         public int OutWidth { get; }
 
-        /// <summary>Row stride of the padded source and of the flat output.</summary>
         public int RowStride { get; }
 
-        /// <summary>Rows of the padded plane (stride 1) or of each parity plane (stride 2).</summary>
-        public int SourceRows { get; }
+        public int RowsPerImage { get; }
+
+        public long ImageStride { get; }
+
+        public long PlaneStride { get; }
 
         public long SourceSize { get; }
 
+        public bool Direct { get; }
+
+        /// <summary>Outputs per loop: one plane (direct) or the stacked batch including the gap rows.</summary>
         public int FlatLength { get; }
 
-        public int InPlane => Height * Width;
+        public float[] Left { get; }
+
+        public float[]? Right { get; }
 
         public int OutPlane => OutHeight * OutWidth;
 
-        /// <summary>Zero-padded copy of an input plane (stride 1), or its four parity planes (stride 2).</summary>
-        public void BuildSource(float* plane, float* dst)
+        private long InPlane => (long)Height * Width;
+
+        public float* OutputPlane(float* tensor, int n, int c) => tensor + ((((long)n * Channels) + c) * OutPlane);
+
+        /// <summary>Channel c of every image in the source layout.</summary>
+        public void BuildSource(float* input, int c, float* dst)
         {
-            new Span<float>(dst, (int)SourceSize).Clear();
-            int rs = RowStride;
             if (Stride == 1)
             {
-                for (int y = 0; y < Height; y++)
-                {
-                    new ReadOnlySpan<float>(plane + ((long)y * Width), Width).CopyTo(new Span<float>(dst + ((y + 1) * rs) + 1, Width));
-                }
-
+                BuildRows(input, c, Height, Width, dst);
                 return;
             }
 
-            long parity = (long)SourceRows * rs;
-            for (int y = 0; y < Height; y++)
+            // Margins, then every position no input pixel lands on: rows past the input in each parity plane (the odd-row
+            // planes' leading zero row included) and, for odd widths, the odd-column planes' last column.
+            int rs = RowStride;
+            new Span<float>(dst, 2).Clear();
+            for (int q = 0; q < 4; q++)
             {
-                // Padded row y + 1 goes to parity plane (y + 1) & 1, row (y + 1) >> 1; padded column x + 1 likewise.
-                int pr = (y + 1) & 1, row = (y + 1) >> 1;
-                float* even = dst + ((2 * pr) * parity) + ((long)row * rs);
-                float* odd = even + parity;
-                float* s = plane + ((long)y * Width);
-                for (int x = 0; x < Width; x++)
+                new Span<float>(dst + 2 + (q * PlaneStride) + (Batch * ImageStride), 2).Clear();
+            }
+
+            for (int n = 0; n < Batch; n++)
+            {
+                float* plane = input + ((((long)n * Channels) + c) * InPlane);
+                for (int q = 0; q < 4; q++)
                 {
-                    int px = x + 1;
-                    if ((px & 1) == 0)
+                    float* image = dst + 2 + (q * PlaneStride) + (n * ImageStride);
+                    bool oddRows = q >= 2;
+                    for (int r = 0; r < RowsPerImage; r++)
                     {
-                        even[px >> 1] = s[x];
-                    }
-                    else
-                    {
-                        odd[px >> 1] = s[x];
+                        int y = oddRows ? (2 * r) - 1 : 2 * r;
+                        if (y < 0 || y >= Height)
+                        {
+                            new Span<float>(image + ((long)r * rs), rs).Clear();
+                        }
+                        else if ((q & 1) == 1 && (Width & 1) == 1)
+                        {
+                            image[((long)r * rs) + rs - 1] = 0f;
+                        }
                     }
                 }
+
+                for (int y = 0; y < Height; y++)
+                {
+                    // Even input rows fill the even-row planes at y / 2; odd rows the odd-row planes (after their zero row) at (y + 1) / 2.
+                    int rowParity = y & 1, r = rowParity == 0 ? y >> 1 : (y + 1) >> 1;
+                    float* even = dst + 2 + (2 * rowParity * PlaneStride) + (n * ImageStride) + ((long)r * rs);
+                    Deinterleave(plane + ((long)y * Width), Width, even, even + PlaneStride);
+                }
+            }
+        }
+
+        /// <summary>even[x] = row[2x], odd[x] = row[2x + 1] (positions past the row stay as they are: zero).</summary>
+        private static void Deinterleave(float* row, int width, float* even, float* odd)
+        {
+            int x = 0;
+            if (Lanes.Use512)
+            {
+                var order = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+                for (; x + 16 <= width; x += 16)
+                {
+                    var split = Vector512.Shuffle(Vector512.Load(row + x), order);
+                    split.GetLower().Store(even + (x >> 1));
+                    split.GetUpper().Store(odd + (x >> 1));
+                }
+            }
+
+            for (; x + 1 < width; x += 2)
+            {
+                even[x >> 1] = row[x];
+                odd[x >> 1] = row[x + 1];
+            }
+
+            if (x < width)
+            {
+                even[x >> 1] = row[x];
             }
         }
 
         /// <summary>
-        /// For the input gradient (a stride-1 plan over the input size): the output gradient placed at its
-        /// stride positions inside a zero plane with a one-pixel border.
+        /// For the input gradient (a stride-1 plan over the input size): channel c of the output gradient of every image
+        /// at its stride positions. For stride 2 the caller zeroes the buffer once; only stride positions are written.
         /// </summary>
-        public void BuildUpsampled(float* grad, int gradHeight, int gradWidth, int stride, float* dst)
+        public void BuildUpsampled(float* grad, int c, int gradHeight, int gradWidth, int stride, float* dst)
         {
-            new Span<float>(dst, (int)SourceSize).Clear();
-            int rs = RowStride;
-            for (int y = 0; y < gradHeight; y++)
+            if (stride == 1)
             {
-                float* d = dst + ((long)((stride * y) + 1) * rs) + 1;
-                float* s = grad + ((long)y * gradWidth);
-                if (stride == 1)
+                BuildRows(grad, c, gradHeight, gradWidth, dst);
+                return;
+            }
+
+            long gradPlane = (long)gradHeight * gradWidth;
+            for (int n = 0; n < Batch; n++)
+            {
+                float* g = grad + ((((long)n * Channels) + c) * gradPlane);
+                float* origin = dst + 2 + (n * ImageStride) + RowStride;
+                for (int y = 0; y < gradHeight; y++)
                 {
-                    new ReadOnlySpan<float>(s, gradWidth).CopyTo(new Span<float>(d, gradWidth));
-                }
-                else
-                {
+                    float* d = origin + ((long)stride * y * RowStride);
+                    float* sr = g + ((long)y * gradWidth);
                     for (int x = 0; x < gradWidth; x++)
                     {
-                        d[stride * x] = s[x];
+                        d[stride * x] = sr[x];
                     }
                 }
             }
         }
 
-        /// <summary>An output-gradient plane laid out with the flat row stride, zeros in the extra columns.</summary>
-        public void BuildGradient(float* grad, float* dst)
+        /// <summary>Tap pointers of a 3x3 (nine) or 1x1 (the centre) window for image n's outputs.</summary>
+        public int Taps(float* src, int n, int kernelSize, float** taps)
         {
             int rs = RowStride;
-            for (int y = 0; y < OutHeight; y++)
+            float* origin = src + 2 + (n * ImageStride);
+            if (Stride == 1)
             {
-                float* d = dst + ((long)y * rs);
-                new ReadOnlySpan<float>(grad + ((long)y * OutWidth), OutWidth).CopyTo(new Span<float>(d, OutWidth));
-                new Span<float>(d + OutWidth, rs - OutWidth).Clear();
-            }
-        }
+                origin += rs;
+                if (kernelSize == 1)
+                {
+                    taps[0] = origin;
+                    return 1;
+                }
 
-        /// <summary>Tap pointers of a 3x3 (nine) or 1x1 (the centre) window over a source built by this plan.</summary>
-        public int Taps(float* src, int kernelSize, float** taps)
-        {
-            int rs = RowStride;
-            long parity = (long)SourceRows * rs;
+                for (int dy = 0; dy < 3; dy++)
+                {
+                    for (int dx = 0; dx < 3; dx++)
+                    {
+                        taps[(dy * 3) + dx] = origin + ((dy - 1) * rs) + (dx - 1);
+                    }
+                }
+
+                return 9;
+            }
+
             if (kernelSize == 1)
             {
-                taps[0] = Stride == 1 ? src + rs + 1 : src + (3 * parity);
+                taps[0] = origin;
                 return 1;
             }
 
@@ -377,32 +511,55 @@ public static unsafe class DepthwiseConvolution
             {
                 for (int dx = 0; dx < 3; dx++)
                 {
-                    taps[(dy * 3) + dx] = Stride == 1
-                        ? src + (dy * rs) + dx
-                        : src + ((((dy & 1) * 2) + (dx & 1)) * parity) + ((dy >> 1) * rs) + (dx >> 1);
+                    // Row 2y + dy - 1: dy = 1 even rows; dy = 0 / 2 odd rows at y / y + 1. Column 2x + dx - 1 likewise.
+                    int q = ((dy == 1 ? 0 : 1) * 2) + (dx == 1 ? 0 : 1);
+                    taps[(dy * 3) + dx] = origin + (q * PlaneStride) + ((dy == 2 ? 1 : 0) * rs) + (dx == 0 ? -1 : 0);
                 }
             }
 
             return 9;
         }
 
-        /// <summary>Valid columns of a flat output into a dense plane.</summary>
-        public void CopyOut(float* flat, float* dst, bool accumulate)
+        /// <summary>Stacked flat outputs into channel c of a dense NCHW tensor.</summary>
+        public void Unstack(float* flat, float* dst, int c, bool accumulate)
         {
-            int rs = RowStride;
-            for (int y = 0; y < OutHeight; y++)
+            int plane = OutPlane;
+            for (int n = 0; n < Batch; n++)
             {
-                var s = new ReadOnlySpan<float>(flat + ((long)y * rs), OutWidth);
-                var d = new Span<float>(dst + ((long)y * OutWidth), OutWidth);
-                if (accumulate)
+                float* s = flat + (n * ImageStride);
+                float* d = OutputPlane(dst, n, c);
+                for (int i = 0; i < plane; i++)
                 {
-                    Elementwise.Add(d, s);
-                }
-                else
-                {
-                    s.CopyTo(d);
+                    d[i] = accumulate ? d[i] + s[i] : s[i];
                 }
             }
+        }
+
+        /// <summary>Channel c of an output gradient in the stacked flat layout, zeros in the gap rows.</summary>
+        public void Stack(float* grad, int c, float* flat)
+        {
+            new Span<float>(flat, FlatLength).Clear();
+            int plane = OutPlane;
+            for (int n = 0; n < Batch; n++)
+            {
+                new ReadOnlySpan<float>(OutputPlane(grad, n, c), plane).CopyTo(new Span<float>(flat + (n * ImageStride), plane));
+            }
+        }
+
+        /// <summary>Stride-1 source: each plane (rows x cols = RowStride) between a zero row above and below.</summary>
+        private void BuildRows(float* tensor, int c, int rows, int cols, float* dst)
+        {
+            long plane = (long)rows * cols;
+            new Span<float>(dst, 2).Clear();
+            for (int n = 0; n < Batch; n++)
+            {
+                float* block = dst + 2 + (n * ImageStride);
+                new Span<float>(block, RowStride).Clear();
+                new ReadOnlySpan<float>(tensor + ((((long)n * Channels) + c) * plane), (int)plane).CopyTo(new Span<float>(block + RowStride, (int)plane));
+                new Span<float>(block + RowStride + plane, RowStride).Clear();
+            }
+
+            new Span<float>(dst + 2 + (Batch * ImageStride), 2).Clear();
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels;
 
@@ -28,6 +29,9 @@ public static unsafe class PackedSgemm
     public const int MR = 8;
     public const int NR = 32;
     private const int KC = 256;
+
+    /// <summary>Depth block for very deep products (weight gradients): fewer reloads of C, panels still fit L1/L2.</summary>
+    private const int DeepKC = 512;
     private const int NC = 256;
     private const long MinParallelMacs = 1L << 17;
 
@@ -221,16 +225,17 @@ public static unsafe class PackedSgemm
         }
 
         int mPadded = (mc + MR - 1) / MR * MR;
-        float[] aBuf = Scratch(ref packA, (long)mPadded * KC);
-        float[] bBuf = Scratch(ref packB, (long)KC * NC);
+        int kcBlock = k1 - k0 >= 8 * DeepKC ? DeepKC : KC;
+        float[] aBuf = Scratch(ref packA, (long)mPadded * kcBlock);
+        float[] bBuf = Scratch(ref packB, (long)kcBlock * NC);
         var kernel = Kernel();
         fixed (float* ap = aBuf)
         fixed (float* bp = bBuf)
         {
             float* tile = stackalloc float[MR * NR];
-            for (int pc = k0; pc < k1; pc += KC)
+            for (int pc = k0; pc < k1; pc += kcBlock)
             {
-                int kc = Math.Min(KC, k1 - pc);
+                int kc = Math.Min(kcBlock, k1 - pc);
                 bool load = accumulate || pc > k0;
                 PackA(a, m0, mc, pc, kc, ap);
                 for (int jc = n0; jc < n1; jc += NC)
@@ -269,14 +274,17 @@ public static unsafe class PackedSgemm
         int kc, float* aPanel, float* bPanel, in MatrixView c, int row, int mr, int col, int nr, bool load, float* tile)
     {
         // The same micro-kernel on a copy of the tile, so edge elements see exactly the arithmetic of full tiles.
+        long cs = c.ColStride;
         if (load)
         {
             for (int r = 0; r < mr; r++)
             {
                 long rowOff = c.RowOffset(row + r);
-                for (int j = 0; j < nr; j++)
+                for (int j = 0; j < nr;)
                 {
-                    tile[(r * NR) + j] = c.Data[rowOff + c.ColOffset(col + j)];
+                    int run = Math.Min(c.ColRun(col + j), nr - j);
+                    CopyRun(c.Data + rowOff + c.ColOffset(col + j), cs, tile + (r * NR) + j, 1, run);
+                    j += run;
                 }
             }
         }
@@ -288,21 +296,48 @@ public static unsafe class PackedSgemm
             for (int j = 0; j < nr;)
             {
                 int run = Math.Min(c.ColRun(col + j), nr - j);
-                float* dst = c.Data + rowOff + c.ColOffset(col + j);
-                long cs = c.ColStride;
-                for (int t = 0; t < run; t++)
-                {
-                    dst[t * cs] = tile[(r * NR) + j + t];
-                }
-
+                CopyRun(tile + (r * NR) + j, 1, c.Data + rowOff + c.ColOffset(col + j), cs, run);
                 j += run;
             }
+        }
+    }
+
+    /// <summary>Copies a short run of floats between strided locations (vector moves for unit strides).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRun(float* src, long srcStride, float* dst, long dstStride, int count)
+    {
+        if (srcStride == 1 && dstStride == 1)
+        {
+            int t = 0;
+            for (; t + 8 <= count; t += 8)
+            {
+                Vector256.Store(Vector256.Load(src + t), dst + t);
+            }
+
+            if (t + 4 <= count)
+            {
+                Vector128.Store(Vector128.Load(src + t), dst + t);
+                t += 4;
+            }
+
+            for (; t < count; t++)
+            {
+                dst[t] = src[t];
+            }
+
+            return;
+        }
+
+        for (int t = 0; t < count; t++)
+        {
+            dst[t * dstStride] = src[t * srcStride];
         }
     }
 
     /// <summary>Packs rows [m0, m0 + mc) x depth [k0, k0 + kc) of A into MR-row panels laid out [k][r], zero-padded.</summary>
     private static void PackA(in MatrixView a, int m0, int mc, int k0, int kc, float* dst)
     {
+        float** rowPtr = stackalloc float*[MR];
         for (int p = 0; p < mc; p += MR)
         {
             int rows = Math.Min(MR, mc - p);
@@ -320,6 +355,39 @@ public static unsafe class PackedSgemm
                     for (int t = 0; t < run; t++)
                     {
                         Vector256.Store(Vector256.Load(s + (t * cs)), d + ((long)(kk + t) * MR));
+                    }
+
+                    kk += run;
+                }
+
+                continue;
+            }
+
+            if (rows == MR && a.ColStride == 1 && Avx.IsSupported)
+            {
+                // Row-major A (e.g. an output gradient, k = pixels): 8 rows x 8 depths per register transpose.
+                for (int r = 0; r < MR; r++)
+                {
+                    rowPtr[r] = a.Data + a.RowOffset(row0 + r);
+                }
+
+                for (int kk = 0; kk < kc;)
+                {
+                    int col = k0 + kk;
+                    int run = Math.Min(a.ColRun(col), kc - kk);
+                    long colOff = a.ColOffset(col);
+                    int t = 0;
+                    for (; t + 8 <= run; t += 8)
+                    {
+                        Transpose8x8(rowPtr, colOff + t, d + ((long)(kk + t) * MR), MR);
+                    }
+
+                    for (; t < run; t++)
+                    {
+                        for (int r = 0; r < MR; r++)
+                        {
+                            d[((long)(kk + t) * MR) + r] = rowPtr[r][colOff + t];
+                        }
                     }
 
                     kk += run;
@@ -362,6 +430,7 @@ public static unsafe class PackedSgemm
     /// <summary>Packs depth [k0, k0 + kc) x columns [n0, n0 + nc) of B into NR-column panels laid out [k][c], zero-padded.</summary>
     private static void PackB(in MatrixView b, int k0, int kc, int n0, int nc, float* dst)
     {
+        float** colPtr = stackalloc float*[8];
         for (int q = 0; q < nc; q += NR)
         {
             int cols = Math.Min(NR, nc - q);
@@ -389,7 +458,7 @@ public static unsafe class PackedSgemm
                     while (j < cols)
                     {
                         int run = Math.Min(b.ColRun(col0 + j), cols - j);
-                        new ReadOnlySpan<float>(rowp + b.ColOffset(col0 + j), run).CopyTo(new Span<float>(dd + j, run));
+                        CopyRun(rowp + b.ColOffset(col0 + j), 1, dd + j, 1, run);
                         j += run;
                     }
 
@@ -403,6 +472,51 @@ public static unsafe class PackedSgemm
             }
 
             long rs = b.RowStride;
+            if (rs == 1 && Avx.IsSupported)
+            {
+                // Columns contiguous in k (e.g. activations as B^T for a weight gradient): 8 x 8 register transposes.
+                for (int c8 = 0; c8 < NR; c8 += 8)
+                {
+                    for (int c = 0; c < 8; c++)
+                    {
+                        // Missing columns read column c8 (any valid one) and are zeroed below.
+                        colPtr[c] = b.Data + b.ColOffset(col0 + Math.Min(c8 + c, cols - 1));
+                    }
+
+                    for (int kk = 0; kk < kc;)
+                    {
+                        int row = k0 + kk;
+                        int run = Math.Min(b.RowRun(row), kc - kk);
+                        long rowOff = b.RowOffset(row);
+                        int t = 0;
+                        for (; t + 8 <= run; t += 8)
+                        {
+                            Transpose8x8(colPtr, rowOff + t, d + ((long)(kk + t) * NR) + c8, NR);
+                        }
+
+                        for (; t < run; t++)
+                        {
+                            for (int c = 0; c < 8; c++)
+                            {
+                                d[((long)(kk + t) * NR) + c8 + c] = colPtr[c][rowOff + t];
+                            }
+                        }
+
+                        kk += run;
+                    }
+                }
+
+                for (int c = cols; c < NR; c++)
+                {
+                    for (int kk = 0; kk < kc; kk++)
+                    {
+                        d[(kk * NR) + c] = 0f;
+                    }
+                }
+
+                continue;
+            }
+
             for (int c = 0; c < NR; c++)
             {
                 if (c >= cols)
@@ -431,6 +545,44 @@ public static unsafe class PackedSgemm
                 }
             }
         }
+    }
+
+    /// <summary>dst[i * dstStride + j] = src[j][offset + i] for an 8 x 8 block (8 source rows, 8 consecutive elements each).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float** src, long offset, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src[0] + offset);
+        var r1 = Avx.LoadVector256(src[1] + offset);
+        var r2 = Avx.LoadVector256(src[2] + offset);
+        var r3 = Avx.LoadVector256(src[3] + offset);
+        var r4 = Avx.LoadVector256(src[4] + offset);
+        var r5 = Avx.LoadVector256(src[5] + offset);
+        var r6 = Avx.LoadVector256(src[6] + offset);
+        var r7 = Avx.LoadVector256(src[7] + offset);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + (2 * dstStride), Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + (3 * dstStride), Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + (4 * dstStride), Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + (5 * dstStride), Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + (6 * dstStride), Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
     }
 
     private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() => EffectiveSimd switch

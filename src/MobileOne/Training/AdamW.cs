@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using MobileOne.Nn;
 using MobileOne.Tensors;
 
@@ -83,7 +84,35 @@ public sealed class AdamW : Optimizer
         double lr = group.LearningRate;
         double decay = 1 - (lr * group.WeightDecay), w1 = 1 - Beta1, b2 = Beta2, w2 = 1 - Beta2, eps = Eps;
         double stepSize = lr / (1 - Math.Pow(Beta1, t)), correction2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, t));
-        for (int i = 0; i < p.Length; i++)
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vdecay = Vector512.Create(decay);
+            var vw1 = Vector512.Create(w1);
+            var vb2 = Vector512.Create(b2);
+            var vw2 = Vector512.Create(w2);
+            var veps = Vector512.Create(eps);
+            var vstep = Vector512.Create(stepSize);
+            var vc2 = Vector512.Create(correction2Sqrt);
+            for (; i + 16 <= p.Length; i += 16)
+            {
+                var (p0, p1) = Vector512.Widen(Vector512.Create(p.AsSpan(i, 16)));
+                var (g0, g1) = Vector512.Widen(Vector512.Create(g.AsSpan(i, 16)));
+                var (m0, m1) = Vector512.Widen(Vector512.Create(m.AsSpan(i, 16)));
+                var (v0, v1) = Vector512.Widen(Vector512.Create(v.AsSpan(i, 16)));
+                m0 += vw1 * (g0 - m0);
+                m1 += vw1 * (g1 - m1);
+                v0 = (vb2 * v0) + (vw2 * g0 * g0);
+                v1 = (vb2 * v1) + (vw2 * g1 * g1);
+                Vector512.Narrow(m0, m1).CopyTo(m.AsSpan(i, 16));
+                Vector512.Narrow(v0, v1).CopyTo(v.AsSpan(i, 16));
+                p0 = (p0 * vdecay) - (vstep * (m0 / ((Vector512.Sqrt(v0) / vc2) + veps)));
+                p1 = (p1 * vdecay) - (vstep * (m1 / ((Vector512.Sqrt(v1) / vc2) + veps)));
+                Vector512.Narrow(p0, p1).CopyTo(p.AsSpan(i, 16));
+            }
+        }
+
+        for (; i < p.Length; i++)
         {
             double gi = g[i];
             double mi = m[i] + (w1 * (gi - m[i]));

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using MobileOne.Nn;
 using MobileOne.Tensors;
 
@@ -65,9 +66,9 @@ public sealed class Sgd : Optimizer
         double lr = group.LearningRate, wd = group.WeightDecay, momentum = Momentum, keep = 1 - Dampening;
         if (Momentum == 0)
         {
-            for (int i = 0; i < p.Length; i++)
+            for (int j = 0; j < p.Length; j++)
             {
-                p[i] = (float)(p[i] - (lr * (g[i] + (wd * p[i]))));
+                p[j] = (float)(p[j] - (lr * (g[j] + (wd * p[j]))));
             }
 
             return;
@@ -75,7 +76,30 @@ public sealed class Sgd : Optimizer
 
         bool first = buffers[index] is null;
         float[] buf = (buffers[index] ??= new Tensor(parameter.Parameter.Shape)).Data;
-        for (int i = 0; i < p.Length; i++)
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vlr = Vector512.Create(lr);
+            var vwd = Vector512.Create(wd);
+            var vm = Vector512.Create(momentum);
+            var vkeep = Vector512.Create(keep);
+            for (; i + 16 <= p.Length; i += 16)
+            {
+                var (p0, p1) = Vector512.Widen(Vector512.Create(p.AsSpan(i, 16)));
+                var (g0, g1) = Vector512.Widen(Vector512.Create(g.AsSpan(i, 16)));
+                var (b0, b1) = Vector512.Widen(Vector512.Create(buf.AsSpan(i, 16)));
+                var d0 = g0 + (vwd * p0);
+                var d1 = g1 + (vwd * p1);
+                b0 = first ? d0 : (vm * b0) + (vkeep * d0);
+                b1 = first ? d1 : (vm * b1) + (vkeep * d1);
+                Vector512.Narrow(b0, b1).CopyTo(buf.AsSpan(i, 16));
+                d0 = Nesterov ? d0 + (vm * b0) : b0;
+                d1 = Nesterov ? d1 + (vm * b1) : b1;
+                Vector512.Narrow(p0 - (vlr * d0), p1 - (vlr * d1)).CopyTo(p.AsSpan(i, 16));
+            }
+        }
+
+        for (; i < p.Length; i++)
         {
             double d = g[i] + (wd * p[i]);
             double b = first ? d : (momentum * buf[i]) + (keep * d);

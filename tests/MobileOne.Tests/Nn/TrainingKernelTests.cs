@@ -227,6 +227,60 @@ public unsafe class TrainingKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 12, 17)]
+    [InlineData(2, 18, 15)]
+    [InlineData(2, 17, 16)]
+    [InlineData(1, 3, 30)]
+    [InlineData(2, 5, 40)]
+    public void Depthwise_passes_on_planes_computed_image_by_image_match_textbook_loops(int stride, int h, int w)
+    {
+        var rng = new Random(h * w);
+        int n = 3, c = 4;
+        var x = Reference.RandomArray(rng, n * c * h * w);
+        var w3 = Reference.RandomArray(rng, c * 9);
+        var w1 = Reference.RandomArray(rng, c);
+        int ho = ((h - 1) / stride) + 1, wo = ((w - 1) / stride) + 1, size = n * c * ho * wo;
+        var dy3 = Reference.RandomArray(rng, size);
+        var dy1 = Reference.RandomArray(rng, size);
+        var g3 = new ConvGeometry(n, c, h, w, c, 3, 3, stride, stride, 1, 1, c);
+        var g1 = new ConvGeometry(n, c, h, w, c, 1, 1, stride, stride, 0, 0, c);
+        var (dx3, dw3) = TextbookBackward(x, w3, dy3, g3);
+        var (dx1, dw1) = TextbookBackward(x, w1, dy1, g1);
+        foreach (var level in Levels)
+        {
+            Lanes.Level = level;
+            var out3 = new float[size];
+            var out1 = new float[size];
+            var dx = new float[x.Length];
+            var gw3 = new float[w3.Length];
+            var gw1 = new float[w1.Length];
+            fixed (float* px = x)
+            fixed (float* pw3 = w3)
+            fixed (float* pw1 = w1)
+            fixed (float* po3 = out3)
+            fixed (float* po1 = out1)
+            fixed (float* pdy3 = dy3)
+            fixed (float* pdy1 = dy1)
+            fixed (float* pdx = dx)
+            fixed (float* pgw3 = gw3)
+            fixed (float* pgw1 = gw1)
+            {
+                DepthwiseConvolution.Forward(px, n, c, h, w, stride, 1, [new DepthwiseBranch(pw3, 3, po3), new DepthwiseBranch(pw1, 1, po1)]);
+                DepthwiseConvolution.BackwardInput(pdx, false, n, c, h, w, stride, 1, [new DepthwiseBranch(pw3, 3, pdy3), new DepthwiseBranch(pw1, 1, pdy1)]);
+                DepthwiseConvolution.BackwardWeight(px, n, c, h, w, stride, 1, [new DepthwiseBranch(pgw3, 3, pdy3), new DepthwiseBranch(pgw1, 1, pdy1)]);
+            }
+
+            Close(Reference.Conv2d(x, n, c, h, w, w3, c, 3, stride, 1, c, null), out3, $"3x3 {level}");
+            Close(Reference.Conv2d(x, n, c, h, w, w1, c, 1, stride, 0, c, null), out1, $"1x1 {level}");
+            Close(dx3.Zip(dx1, (a, b) => a + b).ToArray(), dx, $"input gradient {level}");
+            Close(dw3, gw3, $"3x3 weight gradient {level}");
+            Close(dw1, gw1, $"1x1 weight gradient {level}");
+        }
+
+        Lanes.Level = SimdLevel.Auto;
+    }
+
     private static (double[] Dx, double[] Dw) TextbookBackward(float[] x, float[] w, float[] dy, ConvGeometry g)
     {
         var dx = new double[x.Length];
