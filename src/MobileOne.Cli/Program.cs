@@ -18,6 +18,9 @@ public static class Program
         root.Subcommands.Add(BenchConvCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(BenchTrainCommand.Create());
         return root;
     }
 }

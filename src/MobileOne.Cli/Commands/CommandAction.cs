@@ -1,5 +1,7 @@
 using System.CommandLine;
+using MobileOne.Data;
 using MobileOne.IO;
+using MobileOne.Training;
 
 namespace MobileOne.Cli.Commands;
 
@@ -20,7 +22,7 @@ internal static class CommandAction
         {
             return body();
         }
-        catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or InvalidDataException or UnauthorizedAccessException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is CheckpointException or DatasetException or TrainingDivergedException or ArgumentException or IOException or InvalidDataException or UnauthorizedAccessException or InvalidOperationException or FormatException or OperationCanceledException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return Failure;

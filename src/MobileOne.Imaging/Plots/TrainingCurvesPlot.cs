@@ -1,9 +1,7 @@
 using MobileOne.IO;
+using MobileOne.Training;
 
 namespace MobileOne.Imaging.Plots;
-
-/// <summary>One epoch's numbers as the trainer's summary.csv holds them.</summary>
-public sealed record EpochPoint(int Epoch, double TrainLoss, double EvalLoss, double EvalTop1, double EvalTop5, double LearningRate);
 
 /// <summary>
 /// Draws the training curves (losses on the left axis, top-1/top-5 accuracy on the right) into a PNG,
@@ -11,7 +9,7 @@ public sealed record EpochPoint(int Epoch, double TrainLoss, double EvalLoss, do
 /// </summary>
 public static class TrainingCurvesPlot
 {
-    public static void Save(string path, IReadOnlyList<EpochPoint> epochs, string title, int width = 900, int height = 540)
+    public static void Save(string path, IReadOnlyList<EpochSummary> epochs, string title, int width = 900, int height = 540)
     {
         ArgumentNullException.ThrowIfNull(epochs);
         var plot = new ScottPlot.Plot();
@@ -25,7 +23,19 @@ public static class TrainingCurvesPlot
         AddLine(plot, x, epochs.Select(e => e.EvalLoss), "eval loss", rightAxis: false);
         AddLine(plot, x, epochs.Select(e => e.EvalTop1), "eval top-1", rightAxis: true);
         AddLine(plot, x, epochs.Select(e => e.EvalTop5), "eval top-5", rightAxis: true);
+        AddLine(plot, x, epochs.Select(e => e.EmaEvalTop1), "EMA eval top-1", rightAxis: true);
         plot.ShowLegend(ScottPlot.Edge.Bottom);
+
+        // An early evaluation with unsettled BatchNorm statistics can report a loss thousands of times the
+        // rest; keep the axis on the informative range and say so in the label.
+        double trainMax = epochs.Select(e => e.TrainLoss).Where(double.IsFinite).DefaultIfEmpty(1).Max();
+        double cap = 3 * trainMax;
+        if (epochs.Any(e => e.EvalLoss > cap))
+        {
+            double top = epochs.SelectMany(e => new[] { e.TrainLoss, e.EvalLoss }).Where(v => double.IsFinite(v) && v <= cap).DefaultIfEmpty(trainMax).Max();
+            plot.Axes.SetLimitsY(0, 1.1 * top, plot.Axes.Left);
+            plot.Axes.Left.Label.Text = "loss (off-scale values clipped)";
+        }
 
         byte[] png = plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
         AtomicFile.Write(path, stream => stream.Write(png));

@@ -12,6 +12,16 @@ namespace MobileOne.Models;
 /// </summary>
 public sealed class MobileOneBlock : Module
 {
+    private readonly ActivationBuffer branchOutputs = new();
+    private readonly ActivationBuffer preActivation = new();
+    private readonly ActivationBuffer output = new();
+    private readonly ActivationBuffer gradPre = new();
+    private readonly ActivationBuffer gradInput = new();
+    private readonly ActivationBuffer concatWeights = new();
+    private readonly ActivationBuffer concatGrad = new();
+    private Tensor? savedInput;
+    private Tensor? savedOutput;
+
     private MobileOneBlock(BlockSpec spec, bool fused)
     {
         spec.Validate();
@@ -51,9 +61,19 @@ public sealed class MobileOneBlock : Module
 
     public static MobileOneBlock CreateFused(BlockSpec spec) => new(spec, fused: true);
 
-    /// <summary>Eval-mode forward: BatchNorm uses running statistics.</summary>
+    /// <summary>
+    /// Forward pass. Without gradients (the default, eval mode) this is the stateless inference path: BatchNorm uses
+    /// running statistics and a fresh tensor is returned. With gradients enabled (<see cref="Module.Train"/> or
+    /// <c>Eval(gradEnabled: true)</c>) the branches run as fused training passes (see <see cref="Backward"/>) and the
+    /// returned tensor is owned by the block until its next Forward.
+    /// </summary>
     public Tensor Forward(Tensor input)
     {
+        if (GradEnabled)
+        {
+            return ReparamConv is not null ? ForwardFusedTraining(input) : ForwardTraining(input);
+        }
+
         Tensor output;
         if (ReparamConv is not null)
         {
@@ -83,6 +103,47 @@ public sealed class MobileOneBlock : Module
         return output;
     }
 
+    /// <summary>
+    /// Backward of the last Forward with gradients enabled: accumulates every parameter gradient and returns the input
+    /// gradient (owned by the block), or null when <paramref name="inputGradient"/> is false (a network's stem).
+    /// </summary>
+    /// <remarks>
+    /// The train-time block is y = ReLU(SE(sum_b BN_b(conv_b(x)) + BN_id(x))). Its training passes are fused:
+    /// the branch convolutions write one buffer [branch][N][C][H][W] (k pointwise branches are one GEMM with the
+    /// weights stacked; depthwise branches share one padded copy of each input plane); every BatchNorm becomes a
+    /// per-channel scale and shift and one pass sums them with the ReLU. Backward makes one pass for the per-channel
+    /// sums of all BatchNorms, turns each branch buffer into its own gradient in place, then runs the convolution
+    /// gradients (again one GEMM for stacked pointwise branches).
+    /// </remarks>
+    public Tensor? Backward(Tensor gradOutput, bool inputGradient = true)
+    {
+        var x = savedInput ?? throw new InvalidOperationException("MobileOneBlock.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        var y = savedOutput!;
+        if (!gradOutput.HasShape(y.Shape))
+        {
+            throw new ArgumentException($"Block output gradient must have shape {y.ShapeString}; got {gradOutput.ShapeString}.", nameof(gradOutput));
+        }
+
+        var g = gradPre.Get(y.Shape);
+        unsafe
+        {
+            fixed (float* dy = gradOutput.Data)
+            fixed (float* yp = y.Data)
+            fixed (float* gp = g.Data)
+            {
+                ActivationBackward.Relu(dy, yp, gp, y.Length);
+            }
+        }
+
+        var ds = Attn is not null ? Attn.Backward(g) : g;
+        if (ReparamConv is not null)
+        {
+            return ReparamConv.Backward(ds, inputGradient);
+        }
+
+        return BackwardTraining(x, ds, inputGradient);
+    }
+
     /// <summary>Multiply-accumulates of the convolutions (and SE) for one image of the given input size.</summary>
     public long MultiplyAccumulates(int height, int width)
     {
@@ -105,6 +166,403 @@ public sealed class MobileOneBlock : Module
         int oh = ((height + (2 * Spec.Padding) - Spec.KernelSize) / Spec.Stride) + 1;
         int ow = ((width + (2 * Spec.Padding) - Spec.KernelSize) / Spec.Stride) + 1;
         return (oh, ow);
+    }
+
+    public override IEnumerable<Module> Children()
+    {
+        if (ReparamConv is not null)
+        {
+            yield return ReparamConv;
+        }
+
+        if (Identity is not null)
+        {
+            yield return Identity;
+        }
+
+        foreach (var b in ConvKxk)
+        {
+            yield return b;
+        }
+
+        if (ConvScale is not null)
+        {
+            yield return ConvScale;
+        }
+
+        if (Attn is not null)
+        {
+            yield return Attn;
+        }
+    }
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
+        Children().Zip(ChildPrefixes(prefix)).SelectMany(c => c.First.NamedParameters(c.Second));
+
+    public override void ReleaseBuffers()
+    {
+        branchOutputs.Release();
+        preActivation.Release();
+        output.Release();
+        gradPre.Release();
+        gradInput.Release();
+        concatWeights.Release();
+        concatGrad.Release();
+        savedInput = null;
+        savedOutput = null;
+        base.ReleaseBuffers();
+    }
+
+    private IEnumerable<string> ChildPrefixes(string prefix)
+    {
+        if (ReparamConv is not null)
+        {
+            yield return prefix + "reparam_conv.";
+        }
+
+        if (Identity is not null)
+        {
+            yield return prefix + "identity.";
+        }
+
+        for (int i = 0; i < ConvKxk.Count; i++)
+        {
+            yield return $"{prefix}conv_kxk.{i}.";
+        }
+
+        if (ConvScale is not null)
+        {
+            yield return prefix + "conv_scale.";
+        }
+
+        if (Attn is not null)
+        {
+            yield return prefix + "attn.";
+        }
+    }
+
+    /// <summary>Branches in buffer order: conv_kxk.0 .. k-1, then conv_scale.</summary>
+    private List<ConvBn> TrainBranches()
+    {
+        var list = new List<ConvBn>(ConvKxk);
+        if (ConvScale is not null)
+        {
+            list.Add(ConvScale);
+        }
+
+        return list;
+    }
+
+    /// <summary>k stacked 1x1 convolutions over the same input: one GEMM with the weights stacked.</summary>
+    private bool StacksPointwise => Spec.KernelSize == 1 && Spec.Stride == 1 && Spec.Padding == 0 && Spec.Groups == 1 && ConvScale is null;
+
+    private unsafe Tensor ForwardTraining(Tensor x)
+    {
+        Shapes.RequireNchw(x, Spec.InChannels, "block input");
+        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (ho, wo) = OutputSize(h, w);
+        int cout = Spec.OutChannels, plane = ho * wo;
+        var branches = TrainBranches();
+        int count = branches.Count;
+        long branchSize = (long)n * cout * plane;
+        var z = branchOutputs.Get(count, n, cout, ho, wo);
+        fixed (float* xp = x.Data)
+        fixed (float* zp = z.Data)
+        {
+            if (StacksPointwise)
+            {
+                float[] stacked = concatWeights.GetFlat((long)count * cout * Spec.InChannels);
+                for (int b = 0; b < count; b++)
+                {
+                    branches[b].Conv.Weight.Value.Data.CopyTo(stacked, b * cout * Spec.InChannels);
+                }
+
+                fixed (float* wp = stacked)
+                {
+                    PackedSgemm.Multiply(
+                        MatrixView.RowMajor(wp, count * cout, Spec.InChannels, Spec.InChannels),
+                        MatrixView.ChannelsByPixels(xp, Spec.InChannels, n, h * w, (long)Spec.InChannels * h * w),
+                        BranchView(zp, count, cout, n, plane, branchSize),
+                        accumulate: false);
+                }
+            }
+            else if (Spec.IsDepthwise)
+            {
+                // Weights are plain managed arrays: pinned for the duration of this call only.
+                using var pins = new Pins(branches.Select(b => b.Conv.Weight.Value.Data));
+                var list = PinnedDepthwise(branches, pins, zp, branchSize);
+                DepthwiseConvolution.Forward(xp, n, Spec.InChannels, h, w, Spec.Stride, Spec.Padding, list);
+            }
+            else
+            {
+                for (int b = 0; b < count; b++)
+                {
+                    branches[b].Conv.ForwardInto(x, z.Data.AsSpan((int)(b * branchSize), (int)branchSize));
+                }
+            }
+        }
+
+        int total = count + (Identity is not null ? 1 : 0);
+        var scales = new float[total * cout];
+        var shift = new float[cout];
+        var inputs = new nint[total];
+        for (int b = 0; b < count; b++)
+        {
+            var bn = branches[b].Bn;
+            bn.PrepareStatistics(z.Data.AsSpan((int)(b * branchSize), (int)branchSize), n, plane);
+            bn.Scale.CopyTo(scales.AsSpan(b * cout));
+            AddTo(shift, bn.Shift);
+        }
+
+        if (Identity is not null)
+        {
+            Identity.PrepareStatistics(x.Data, n, plane);
+            Identity.Scale.CopyTo(scales.AsSpan(count * cout));
+            AddTo(shift, Identity.Shift);
+        }
+
+        var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
+        fixed (float* xp = x.Data)
+        fixed (float* zp = z.Data)
+        fixed (float* sp = scales)
+        fixed (float* bp = shift)
+        fixed (float* yp = pre.Data)
+        {
+            for (int b = 0; b < count; b++)
+            {
+                inputs[b] = (nint)(zp + (b * branchSize));
+            }
+
+            if (Identity is not null)
+            {
+                inputs[count] = (nint)xp;
+            }
+
+            BatchNormTraining.BranchSum(inputs, sp, bp, yp, n, cout, plane, relu: Attn is null);
+        }
+
+        var y = pre;
+        if (Attn is not null)
+        {
+            var excited = Attn.Forward(pre);
+            y = output.Get(n, cout, ho, wo);
+            for (int i = 0; i < y.Length; i++)
+            {
+                y.Data[i] = MathF.Max(excited.Data[i], 0f);
+            }
+        }
+
+        savedInput = x;
+        savedOutput = y;
+        return y;
+    }
+
+    private unsafe Tensor? BackwardTraining(Tensor x, Tensor ds, bool inputGradient)
+    {
+        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (ho, wo) = OutputSize(h, w);
+        int cout = Spec.OutChannels, cin = Spec.InChannels, plane = ho * wo;
+        var branches = TrainBranches();
+        int count = branches.Count;
+        long branchSize = (long)n * cout * plane;
+        var z = branchOutputs.Get(count, n, cout, ho, wo);
+        int total = count + (Identity is not null ? 1 : 0);
+        var norms = branches.Select(b => b.Bn).ToList();
+        if (Identity is not null)
+        {
+            norms.Add(Identity);
+        }
+
+        var means = new float[total * cout];
+        for (int b = 0; b < total; b++)
+        {
+            norms[b].NormalizationMean.CopyTo(means.AsSpan(b * cout));
+        }
+
+        var sumDy = new double[cout];
+        var sumDyX = new double[total * cout];
+        var inputs = new nint[total];
+        var dx = inputGradient ? gradInput.Get(x.Shape) : null;
+        fixed (float* xp = x.Data)
+        fixed (float* zp = z.Data)
+        fixed (float* dsp = ds.Data)
+        fixed (float* mp = means)
+        fixed (double* sdp = sumDy)
+        fixed (double* sxp = sumDyX)
+        fixed (float* dxp = dx is null ? null : dx.Data)
+        {
+            for (int b = 0; b < count; b++)
+            {
+                inputs[b] = (nint)(zp + (b * branchSize));
+            }
+
+            if (Identity is not null)
+            {
+                inputs[count] = (nint)xp;
+            }
+
+            BatchNormTraining.GradientSums(dsp, inputs, mp, n, cout, plane, sdp, sxp);
+            for (int b = 0; b < total; b++)
+            {
+                norms[b].PrepareGradient(sumDy, sumDyX.AsSpan(b * cout, cout));
+            }
+
+            // Each branch buffer becomes the gradient of its convolution output, in place.
+            for (int b = 0; b < count; b++)
+            {
+                float* zb = zp + (b * branchSize);
+                InputGradient(norms[b], dsp, zb, zb, accumulate: false, n, cout, plane);
+            }
+
+            bool started = false;
+            if (Identity is not null && dxp is not null)
+            {
+                InputGradient(Identity, dsp, xp, dxp, accumulate: false, n, cout, plane);
+                started = true;
+            }
+
+            if (StacksPointwise)
+            {
+                float[] stacked = concatWeights.GetFlat((long)count * cout * cin);
+                float[] stackedGrad = concatGrad.GetFlat((long)count * cout * cin);
+                var zView = BranchView(zp, count, cout, n, plane, branchSize);
+                var xView = MatrixView.ChannelsByPixels(xp, cin, n, h * w, (long)cin * h * w);
+                fixed (float* wp = stacked)
+                fixed (float* gwp = stackedGrad)
+                {
+                    PackedSgemm.Multiply(zView, xView.Transposed(), MatrixView.RowMajor(gwp, count * cout, cin, cin), accumulate: false);
+                    if (dxp is not null)
+                    {
+                        PackedSgemm.Multiply(
+                            MatrixView.RowMajor(wp, count * cout, cin, cin).Transposed(), zView,
+                            MatrixView.ChannelsByPixels(dxp, cin, n, h * w, (long)cin * h * w), accumulate: started);
+                    }
+                }
+
+                for (int b = 0; b < count; b++)
+                {
+                    Elementwise.Add(branches[b].Conv.Weight.EnsureGrad().Data, stackedGrad.AsSpan(b * cout * cin, cout * cin));
+                }
+            }
+            else if (Spec.IsDepthwise)
+            {
+                // The 1x1 scale branch's weight gradient goes to a scratch first: ScaleBranchGradient may replace it.
+                bool scaleApart = ConvScale is not null && ConvScale.Conv.KernelSize == 1;
+                float[] scaleGrad = scaleApart ? new float[cout] : [];
+                using (var gradPins = new Pins(branches.Select((b, i) => scaleApart && i == count - 1 ? scaleGrad : b.Conv.Weight.EnsureGrad().Data)))
+                {
+                    var list = PinnedDepthwise(branches, gradPins, zp, branchSize);
+                    DepthwiseConvolution.BackwardWeight(xp, n, cin, h, w, Spec.Stride, Spec.Padding, list);
+                }
+
+                if (scaleApart)
+                {
+                    ScaleBranchGradient(scaleGrad, sumDyX.AsSpan((count - 1) * cout, cout));
+                }
+
+                if (dxp is not null)
+                {
+                    using var pins = new Pins(branches.Select(b => b.Conv.Weight.Value.Data));
+                    var list = PinnedDepthwise(branches, pins, zp, branchSize);
+                    DepthwiseConvolution.BackwardInput(dxp, started, n, cin, h, w, Spec.Stride, Spec.Padding, list);
+                }
+            }
+            else
+            {
+                for (int b = 0; b < count; b++)
+                {
+                    var gradOut = new ReadOnlySpan<float>(zp + (b * branchSize), (int)branchSize);
+                    branches[b].Conv.BackwardInto(gradOut, dx is null ? default : dx.Data, accumulate: started || b > 0);
+                }
+            }
+        }
+
+        return dx;
+    }
+
+    /// <summary>
+    /// Adds the 1x1 depthwise scale branch's weight gradient: the well-conditioned identity of
+    /// <see cref="BatchNorm2d.ScaleInvariantWeightGradient"/> where it applies, else the direct sum.
+    /// </summary>
+    private void ScaleBranchGradient(float[] direct, ReadOnlySpan<double> sumDyCentered)
+    {
+        var conv = ConvScale!.Conv;
+        float[] weights = conv.Weight.Value.Data, grad = conv.Weight.EnsureGrad().Data;
+        for (int c = 0; c < grad.Length; c++)
+        {
+            double? exact = ConvScale.Bn.ScaleInvariantWeightGradient(c, sumDyCentered[c], weights[c]);
+            grad[c] += exact is double e ? (float)e : direct[c];
+        }
+    }
+
+    private Tensor ForwardFusedTraining(Tensor x)
+    {
+        var conv = ReparamConv!.Forward(x);
+        var pre = Attn is not null ? Attn.Forward(conv) : conv;
+        var y = output.Get(pre.Shape);
+        for (int i = 0; i < y.Length; i++)
+        {
+            y.Data[i] = MathF.Max(pre.Data[i], 0f);
+        }
+
+        savedInput = x;
+        savedOutput = y;
+        return y;
+    }
+
+    private static unsafe void InputGradient(BatchNorm2d bn, float* dy, float* x, float* dx, bool accumulate, int n, int channels, int plane)
+    {
+        fixed (float* k1 = bn.K1)
+        fixed (float* md = bn.MeanDy)
+        fixed (float* k2 = bn.K2)
+        fixed (float* mu = bn.NormalizationMean)
+        {
+            BatchNormTraining.InputGradient(dy, x, dx, accumulate, n, channels, plane, k1, md, k2, mu);
+        }
+    }
+
+    /// <summary>The rows (branch, channel) x columns (image, pixel) view of the branch buffer.</summary>
+    private static unsafe MatrixView BranchView(float* z, int count, int cout, int n, int plane, long branchSize) =>
+        MatrixView.ChannelsByPixels(z, count * cout, n, plane, (long)cout * plane).WithRowBatches(cout, branchSize);
+
+    private static unsafe DepthwiseBranch[] PinnedDepthwise(List<ConvBn> branches, Pins pins, float* z, long branchSize)
+    {
+        var list = new DepthwiseBranch[branches.Count];
+        for (int b = 0; b < branches.Count; b++)
+        {
+            list[b] = new DepthwiseBranch(pins[b], branches[b].Conv.KernelSize, z + (b * branchSize));
+        }
+
+        return list;
+    }
+
+    private static void AddTo(float[] target, ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < target.Length; i++)
+        {
+            target[i] += values[i];
+        }
+    }
+
+    /// <summary>Pins a few managed arrays for the duration of a kernel call.</summary>
+    private sealed unsafe class Pins : IDisposable
+    {
+        private readonly System.Runtime.InteropServices.GCHandle[] handles;
+
+        public Pins(IEnumerable<float[]> arrays)
+        {
+            handles = arrays.Select(a => System.Runtime.InteropServices.GCHandle.Alloc(a, System.Runtime.InteropServices.GCHandleType.Pinned)).ToArray();
+        }
+
+        public float* this[int i] => (float*)handles[i].AddrOfPinnedObject();
+
+        public void Dispose()
+        {
+            foreach (var h in handles)
+            {
+                h.Free();
+            }
+        }
     }
 
     public override IEnumerable<StateEntry> State(string prefix = "")

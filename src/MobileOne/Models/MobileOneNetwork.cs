@@ -13,6 +13,10 @@ public sealed record NetworkOutput(Tensor Logits, IReadOnlyList<(string Name, Te
 /// </summary>
 public sealed class MobileOneNetwork : Module
 {
+    private readonly ActivationBuffer pooled = new();
+    private readonly ActivationBuffer gradFeatures = new();
+    private Tensor? savedFeatures;
+
     private MobileOneNetwork(MobileOneConfig config, bool fused)
     {
         Config = config;
@@ -61,7 +65,12 @@ public sealed class MobileOneNetwork : Module
 
     public Tensor Forward(Tensor input) => Forward(input, withFeatures: false).Logits;
 
-    /// <summary>Eval-mode forward. Features are named stem, stage1..stage4 (stage k is timm's stages.{k-1}).</summary>
+    /// <summary>
+    /// Forward pass. Features are named stem, stage1..stage4 (stage k is timm's stages.{k-1}).
+    /// Without gradients (the default, eval mode) this is the stateless inference path. With gradients enabled
+    /// (<see cref="Module.Train"/>: BatchNorm batch statistics; or <c>Eval(gradEnabled: true)</c>) every layer keeps
+    /// what <see cref="Backward"/> needs and the logits and features are tensors the network owns until its next Forward.
+    /// </summary>
     public NetworkOutput Forward(Tensor input, bool withFeatures)
     {
         Shapes.RequireNchw(input, Config.InChans, "network input");
@@ -86,9 +95,39 @@ public sealed class MobileOneNetwork : Module
         }
 
         int n = x.Dim(0), c = x.Dim(1);
-        var pooled = new Tensor(n, c);
-        Pooling.GlobalAverage(x.Data, pooled.Data, n, c, x.Dim(2) * x.Dim(3));
-        return new NetworkOutput(Head.Forward(pooled), features);
+        var pool = GradEnabled ? pooled.Get(n, c) : new Tensor(n, c);
+        Pooling.GlobalAverage(x.Data, pool.Data, n, c, x.Dim(2) * x.Dim(3));
+        savedFeatures = GradEnabled ? x : null;
+        return new NetworkOutput(Head.Forward(pool), features);
+    }
+
+    /// <summary>
+    /// Backward from the gradient of the loss with respect to the logits of the last Forward with gradients enabled:
+    /// head, global pooling, stages in reverse, stem. Accumulates into every <see cref="Parameter.Grad"/>. Returns the
+    /// gradient with respect to the input images only when <paramref name="inputGradient"/> is true.
+    /// </summary>
+    public Tensor? Backward(Tensor gradLogits, bool inputGradient = false)
+    {
+        var features = savedFeatures ?? throw new InvalidOperationException("MobileOneNetwork.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        var gradPooled = Head.Backward(gradLogits)!;
+        int n = features.Dim(0), c = features.Dim(1), plane = features.Dim(2) * features.Dim(3);
+        var g = gradFeatures.Get(features.Shape);
+        float inv = 1f / plane;
+        for (int i = 0; i < n * c; i++)
+        {
+            g.Data.AsSpan(i * plane, plane).Fill(gradPooled.Data[i] * inv);
+        }
+
+        Tensor grad = g;
+        for (int s = Stages.Count - 1; s >= 0; s--)
+        {
+            for (int b = Stages[s].Count - 1; b >= 0; b--)
+            {
+                grad = Stages[s][b].Backward(grad)!;
+            }
+        }
+
+        return Stem.Backward(grad, inputGradient);
     }
 
     /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier).</summary>
@@ -107,4 +146,17 @@ public sealed class MobileOneNetwork : Module
 
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Blocks().SelectMany(b => b.Block.State(prefix + b.Prefix)).Concat(Head.State(prefix + "head.fc."));
+
+    public override IEnumerable<Module> Children() => Blocks().Select(b => (Module)b.Block).Append(Head);
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
+        Blocks().SelectMany(b => b.Block.NamedParameters(prefix + b.Prefix)).Concat(Head.NamedParameters(prefix + "head.fc."));
+
+    public override void ReleaseBuffers()
+    {
+        pooled.Release();
+        gradFeatures.Release();
+        savedFeatures = null;
+        base.ReleaseBuffers();
+    }
 }

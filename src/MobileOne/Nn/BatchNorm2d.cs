@@ -4,10 +4,34 @@ using MobileOne.Tensors;
 namespace MobileOne.Nn;
 
 /// <summary>BatchNorm2d with PyTorch's defaults: eps 1e-5, momentum 0.1, affine, tracked running statistics.</summary>
+/// <remarks>
+/// Training mode (PyTorch semantics): normalize with the batch mean and biased batch variance (sums in double);
+/// running_mean and running_var move by <see cref="Momentum"/> toward the batch mean and the unbiased batch
+/// variance; num_batches_tracked += 1. Eval mode normalizes with the running statistics. Backward works in both.
+/// Besides Forward/Backward the layer exposes its per-channel affine form (<see cref="PrepareStatistics"/>,
+/// <see cref="Scale"/>, <see cref="Shift"/>) and gradient coefficients (<see cref="PrepareGradient"/>) so a
+/// caller that sums several BatchNorms (a MobileOne block) can fuse the passes.
+/// </remarks>
 public sealed class BatchNorm2d : Module
 {
     public const float DefaultEps = 1e-5f;
     public const float DefaultMomentum = 0.1f;
+
+    private readonly ActivationBuffer output = new();
+    private readonly ActivationBuffer gradInput = new();
+    private readonly float[] mean;
+    private readonly double[] invStd;
+    private readonly double[] batchVariance;
+    private readonly float[] scale;
+    private readonly float[] shift;
+    private readonly float[] k1;
+    private readonly float[] meanDy;
+    private readonly float[] k2;
+    private readonly double[] stat0;
+    private readonly double[] stat1;
+    private Tensor? savedInput;
+    private bool preparedInTraining;
+    private long preparedCount;
 
     public BatchNorm2d(int channels)
     {
@@ -17,6 +41,16 @@ public sealed class BatchNorm2d : Module
         RunningMean = new Tensor(channels);
         RunningVar = Tensor.Full(1f, channels);
         NumBatchesTracked = new Tensor([], [0f]);
+        mean = Pinned(channels);
+        invStd = new double[channels];
+        batchVariance = new double[channels];
+        scale = Pinned(channels);
+        shift = Pinned(channels);
+        k1 = Pinned(channels);
+        meanDy = Pinned(channels);
+        k2 = Pinned(channels);
+        stat0 = GC.AllocateArray<double>(channels, pinned: true);
+        stat1 = GC.AllocateArray<double>(channels, pinned: true);
     }
 
     public int Channels { get; }
@@ -35,15 +69,210 @@ public sealed class BatchNorm2d : Module
 
     public Tensor NumBatchesTracked { get; }
 
-    /// <summary>Eval-mode normalization with the running statistics.</summary>
+    /// <summary>After <see cref="PrepareStatistics"/>: y = Scale[c] * x + Shift[c] is this layer's output.</summary>
+    public ReadOnlySpan<float> Scale => scale;
+
+    public ReadOnlySpan<float> Shift => shift;
+
+    /// <summary>The mean the last prepared forward normalized with (batch mean in training, running mean in eval).</summary>
+    public ReadOnlySpan<float> NormalizationMean => mean;
+
+    /// <summary>
+    /// Gradient of the loss with respect to w, for a layer whose input is x = w * u (one weight per channel, e.g. a 1x1
+    /// depthwise convolution) normalized in training mode, from <paramref name="sumDyCentered"/> = sum dy * (x - mean).
+    /// BatchNorm is scale invariant up to eps, so this gradient is eps-small and the direct sum of dx * u is mostly
+    /// float32 rounding; the identity dL/dw = gamma * S * eps / (w * (var + eps)^1.5) (S the sum above) gives it to double
+    /// precision. Null in eval mode or for w = 0, where the identity does not apply.
+    /// </summary>
+    public double? ScaleInvariantWeightGradient(int channel, double sumDyCentered, double weight)
+    {
+        if (!preparedInTraining || weight == 0)
+        {
+            return null;
+        }
+
+        double v = batchVariance[channel] + Eps;
+        return Weight.Value.Data[channel] * sumDyCentered * Eps / (weight * v * Math.Sqrt(v));
+    }
+
+    /// <summary>After <see cref="PrepareGradient"/>: dx = K1 * (dy - MeanDy) + K2 * (x - NormalizationMean).</summary>
+    public ReadOnlySpan<float> K1 => k1;
+
+    public ReadOnlySpan<float> MeanDy => meanDy;
+
+    public ReadOnlySpan<float> K2 => k2;
+
+    /// <summary>
+    /// Normalizes an NCHW batch. In eval mode without gradients this is the stateless inference path; otherwise it
+    /// prepares the statistics (training mode: batch statistics and a running-statistics update), keeps the input
+    /// for <see cref="Backward"/> and returns a tensor this layer owns.
+    /// </summary>
     public Tensor Forward(Tensor input)
     {
         Shapes.RequireNchw(input, Channels, "BatchNorm input");
-        var output = new Tensor(input.Shape);
-        BatchNorm.ForwardInference(
-            input.Data, output.Data, input.Dim(0), Channels, input.Dim(2) * input.Dim(3),
-            Weight.Value.Data, Bias.Value.Data, RunningMean.Data, RunningVar.Data, Eps);
-        return output;
+        if (!GradEnabled)
+        {
+            var fresh = new Tensor(input.Shape);
+            BatchNorm.ForwardInference(
+                input.Data, fresh.Data, input.Dim(0), Channels, input.Dim(2) * input.Dim(3),
+                Weight.Value.Data, Bias.Value.Data, RunningMean.Data, RunningVar.Data, Eps);
+            return fresh;
+        }
+
+        int batch = input.Dim(0), plane = input.Dim(2) * input.Dim(3);
+        PrepareStatistics(input.Data, batch, plane);
+        var y = output.Get(input.Shape);
+        unsafe
+        {
+            fixed (float* x = input.Data)
+            fixed (float* yp = y.Data)
+            fixed (float* s = scale)
+            fixed (float* b = shift)
+            {
+                BatchNormTraining.Affine(x, yp, batch, Channels, plane, s, b);
+            }
+        }
+
+        savedInput = input;
+        return y;
+    }
+
+    /// <summary>
+    /// Computes the per-channel affine form of this layer for <paramref name="input"/> (NCHW, batch x Channels x plane):
+    /// in training mode from the batch statistics, updating the running statistics and the batch counter; in eval
+    /// mode from the running statistics.
+    /// </summary>
+    public unsafe void PrepareStatistics(ReadOnlySpan<float> input, int batch, int plane)
+    {
+        long count = (long)batch * plane;
+        if (input.Length != count * Channels)
+        {
+            throw new ArgumentException($"BatchNorm input holds {input.Length} floats; expected {batch} x {Channels} x {plane}.", nameof(input));
+        }
+
+        float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
+        if (Training)
+        {
+            if (count <= 1)
+            {
+                throw new ArgumentException($"Expected more than 1 value per channel when training, got input of {batch} x {Channels} x {plane}.");
+            }
+
+            fixed (float* x = input)
+            fixed (double* m = stat0)
+            fixed (double* v = stat1)
+            {
+                BatchNormTraining.Statistics(x, batch, Channels, plane, (long)Channels * plane, m, v);
+            }
+
+            float[] rm = RunningMean.Data, rv = RunningVar.Data;
+            double momentum = Momentum, unbias = (double)count / (count - 1);
+            for (int c = 0; c < Channels; c++)
+            {
+                double mu = stat0[c], variance = stat1[c];
+                double inv = 1.0 / Math.Sqrt(variance + Eps);
+                mean[c] = (float)mu;
+                batchVariance[c] = variance;
+                invStd[c] = inv;
+                scale[c] = (float)(gamma[c] * inv);
+                shift[c] = (float)(beta[c] - (mu * gamma[c] * inv));
+                rm[c] = (float)(((1 - momentum) * rm[c]) + (momentum * mu));
+                rv[c] = (float)(((1 - momentum) * rv[c]) + (momentum * variance * unbias));
+            }
+
+            NumBatchesTracked.Data[0] += 1;
+        }
+        else
+        {
+            float[] rm = RunningMean.Data, rv = RunningVar.Data;
+            for (int c = 0; c < Channels; c++)
+            {
+                double inv = 1.0 / Math.Sqrt(rv[c] + (double)Eps);
+                mean[c] = rm[c];
+                invStd[c] = inv;
+                scale[c] = (float)(gamma[c] * inv);
+                shift[c] = (float)(beta[c] - (rm[c] * gamma[c] * inv));
+            }
+        }
+
+        preparedInTraining = Training;
+        preparedCount = count;
+    }
+
+    /// <summary>
+    /// From the per-channel sums of a gradient dy over this layer's output (sum dy and sum dy * (x - NormalizationMean)),
+    /// accumulates the weight and bias gradients and computes <see cref="K1"/>, <see cref="MeanDy"/>, <see cref="K2"/>.
+    /// </summary>
+    public void PrepareGradient(ReadOnlySpan<double> sumDy, ReadOnlySpan<double> sumDyCentered)
+    {
+        if (preparedCount == 0)
+        {
+            throw new InvalidOperationException("BatchNorm2d.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        }
+
+        if (sumDy.Length != Channels || sumDyCentered.Length != Channels)
+        {
+            throw new ArgumentException($"BatchNorm gradient sums must have {Channels} entries.");
+        }
+
+        float[] gamma = Weight.Value.Data;
+        float[] dGamma = Weight.EnsureGrad().Data, dBeta = Bias.EnsureGrad().Data;
+        double count = preparedCount;
+        for (int c = 0; c < Channels; c++)
+        {
+            double inv = invStd[c];
+            double dotXhat = sumDyCentered[c] * inv;
+            dGamma[c] += (float)dotXhat;
+            dBeta[c] += (float)sumDy[c];
+            double a = gamma[c] * inv;
+            k1[c] = (float)a;
+            if (preparedInTraining)
+            {
+                meanDy[c] = (float)(sumDy[c] / count);
+                k2[c] = (float)(-a * inv * dotXhat / count);
+            }
+            else
+            {
+                meanDy[c] = 0f;
+                k2[c] = 0f;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Accumulates the parameter gradients for the last Forward and returns the input gradient, a tensor this layer owns.
+    /// </summary>
+    public Tensor Backward(Tensor gradOutput)
+    {
+        var x = savedInput ?? throw new InvalidOperationException("BatchNorm2d.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        if (!gradOutput.HasShape(x.Shape))
+        {
+            throw new ArgumentException($"BatchNorm output gradient must have shape {x.ShapeString}; got {gradOutput.ShapeString}.", nameof(gradOutput));
+        }
+
+        int batch = x.Dim(0), plane = x.Dim(2) * x.Dim(3);
+        var dx = gradInput.Get(x.Shape);
+        unsafe
+        {
+            fixed (float* dy = gradOutput.Data)
+            fixed (float* xp = x.Data)
+            fixed (float* dxp = dx.Data)
+            fixed (float* mu = mean)
+            fixed (double* sd = stat0)
+            fixed (double* sx = stat1)
+            {
+                BatchNormTraining.GradientSums(dy, [(nint)xp], mu, batch, Channels, plane, sd, sx);
+                PrepareGradient(stat0, stat1);
+                fixed (float* a = k1)
+                fixed (float* md = meanDy)
+                fixed (float* b = k2)
+                {
+                    BatchNormTraining.InputGradient(dy, xp, dxp, accumulate: false, batch, Channels, plane, a, md, b, mu);
+                }
+            }
+        }
+
+        return dx;
     }
 
     public override IEnumerable<StateEntry> State(string prefix = "")
@@ -54,4 +283,19 @@ public sealed class BatchNorm2d : Module
         yield return new StateEntry(prefix + "running_var", RunningVar, StateKind.Buffer);
         yield return new StateEntry(prefix + "num_batches_tracked", NumBatchesTracked, StateKind.Counter);
     }
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
+    {
+        yield return new NamedParameter(prefix + "weight", Weight);
+        yield return new NamedParameter(prefix + "bias", Bias);
+    }
+
+    public override void ReleaseBuffers()
+    {
+        output.Release();
+        gradInput.Release();
+        savedInput = null;
+    }
+
+    private static float[] Pinned(int length) => GC.AllocateArray<float>(length, pinned: true);
 }

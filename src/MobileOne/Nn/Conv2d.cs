@@ -6,6 +6,13 @@ namespace MobileOne.Nn;
 /// <summary>2-D convolution with an OIHW weight [C_out, C_in/groups, K, K] and an optional bias.</summary>
 public sealed class Conv2d : Module
 {
+    private readonly ActivationBuffer output = new();
+    private readonly ActivationBuffer gradInput = new();
+    private readonly ActivationBuffer columns = new();
+    private readonly ActivationBuffer patchGrad = new();
+    private Tensor? savedInput;
+    private bool columnsHoldInput;
+
     public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int groups = 1, bool bias = false)
     {
         if (inChannels <= 0 || outChannels <= 0 || kernelSize <= 0 || stride <= 0 || padding < 0 || groups <= 0)
@@ -48,14 +55,114 @@ public sealed class Conv2d : Module
     public ConvGeometry Geometry(int batch, int height, int width) =>
         ConvGeometry.Square(batch, InChannels, height, width, OutChannels, KernelSize, Stride, Padding, Groups);
 
+    /// <summary>
+    /// Convolution of an NCHW batch. With gradients enabled (see <see cref="Module"/>) it runs the training kernels,
+    /// keeps the input for <see cref="Backward"/> and returns a tensor this layer owns.
+    /// </summary>
     public Tensor Forward(Tensor input)
     {
         Shapes.RequireNchw(input, InChannels, "convolution input");
         var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
         g.Validate();
-        var output = new Tensor(g.Batch, OutChannels, g.OutHeight, g.OutWidth);
-        Convolution.Forward(input.Data, Weight.Value.Data, Bias is null ? default : Bias.Value.Data, output.Data, g);
-        return output;
+        if (!GradEnabled)
+        {
+            var fresh = new Tensor(g.Batch, OutChannels, g.OutHeight, g.OutWidth);
+            Convolution.Forward(input.Data, Weight.Value.Data, Bias is null ? default : Bias.Value.Data, fresh.Data, g);
+            return fresh;
+        }
+
+        var y = output.Get(g.Batch, OutChannels, g.OutHeight, g.OutWidth);
+        ForwardInto(input, y.Data);
+        return y;
+    }
+
+    /// <summary>Training forward into a caller-owned NCHW buffer (e.g. one branch of a block); keeps the input for backward.</summary>
+    public unsafe void ForwardInto(Tensor input, Span<float> destination)
+    {
+        Shapes.RequireNchw(input, InChannels, "convolution input");
+        var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
+        g.Validate();
+        RequireLength(destination.Length, (long)g.Batch * OutChannels * g.OutPlane, "output");
+        long columnsSize = TrainingConvolution.ColumnsSize(g);
+        float[] cols = columnsSize > 0 ? columns.GetFlat(columnsSize) : [];
+        fixed (float* x = input.Data)
+        fixed (float* w = Weight.Value.Data)
+        fixed (float* b = Bias is null ? null : Bias.Value.Data)
+        fixed (float* y = destination)
+        fixed (float* c = cols)
+        {
+            TrainingConvolution.Forward(x, w, b, y, g, c);
+        }
+
+        savedInput = input;
+        columnsHoldInput = columnsSize > 0;
+    }
+
+    /// <summary>
+    /// Accumulates the weight (and bias) gradient for the last training Forward and returns the input gradient,
+    /// a tensor this layer owns (null when <paramref name="inputGradient"/> is false, e.g. for a network's first layer).
+    /// </summary>
+    public Tensor? Backward(Tensor gradOutput, bool inputGradient = true)
+    {
+        var x = RequireSaved();
+        var gi = inputGradient ? gradInput.Get(x.Shape) : null;
+        BackwardInto(gradOutput, gi is null ? default : gi.Data, accumulate: false);
+        return gi;
+    }
+
+    /// <summary>
+    /// Backward with the input gradient written (or added, with <paramref name="accumulate"/>) into a caller-owned
+    /// buffer; an empty <paramref name="gradInputDestination"/> skips the input gradient.
+    /// </summary>
+    public void BackwardInto(Tensor gradOutput, Span<float> gradInputDestination, bool accumulate)
+    {
+        var x = RequireSaved();
+        var g = Geometry(x.Dim(0), x.Dim(2), x.Dim(3));
+        if (!gradOutput.HasShape(g.Batch, OutChannels, g.OutHeight, g.OutWidth))
+        {
+            throw new ArgumentException($"Convolution output gradient must have shape {Tensor.FormatShape([g.Batch, OutChannels, g.OutHeight, g.OutWidth])}; got {gradOutput.ShapeString}.", nameof(gradOutput));
+        }
+
+        BackwardInto(gradOutput.Data, gradInputDestination, accumulate);
+    }
+
+    /// <summary>Backward from an output gradient stored as a dense NCHW span (e.g. one branch of a block buffer).</summary>
+    public unsafe void BackwardInto(ReadOnlySpan<float> gradOutput, Span<float> gradInputDestination, bool accumulate)
+    {
+        var x = RequireSaved();
+        var g = Geometry(x.Dim(0), x.Dim(2), x.Dim(3));
+        RequireLength(gradOutput.Length, (long)g.Batch * OutChannels * g.OutPlane, "output gradient");
+
+        long columnsSize = TrainingConvolution.ColumnsSize(g);
+        float[] cols = columnsSize > 0 ? columns.GetFlat(columnsSize) : [];
+        var gw = Weight.EnsureGrad();
+        fixed (float* dy = gradOutput)
+        fixed (float* xp = x.Data)
+        fixed (float* w = Weight.Value.Data)
+        fixed (float* dw = gw.Data)
+        fixed (float* c = cols)
+        {
+            TrainingConvolution.BackwardWeight(dy, xp, dw, g, c, columnsHoldInput);
+            columnsHoldInput = columnsSize > 0;
+            if (Bias is not null)
+            {
+                fixed (float* db = Bias.EnsureGrad().Data)
+                {
+                    TrainingConvolution.BackwardBias(dy, db, g.Batch, OutChannels, g.OutPlane);
+                }
+            }
+
+            if (!gradInputDestination.IsEmpty)
+            {
+                RequireLength(gradInputDestination.Length, x.Length, "input gradient");
+                float[] scratch = columnsSize > 0 ? patchGrad.GetFlat((long)g.Batch * g.PatchSize * g.OutPlane) : [];
+                fixed (float* dx = gradInputDestination)
+                fixed (float* s = scratch)
+                {
+                    TrainingConvolution.BackwardInput(dy, w, dx, accumulate, g, s);
+                }
+            }
+        }
     }
 
     public long MultiplyAccumulates(int height, int width) => Geometry(1, height, width).MultiplyAccumulates;
@@ -66,6 +173,35 @@ public sealed class Conv2d : Module
         if (Bias is not null)
         {
             yield return new StateEntry(prefix + "bias", Bias.Value, StateKind.Parameter);
+        }
+    }
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
+    {
+        yield return new NamedParameter(prefix + "weight", Weight);
+        if (Bias is not null)
+        {
+            yield return new NamedParameter(prefix + "bias", Bias);
+        }
+    }
+
+    public override void ReleaseBuffers()
+    {
+        output.Release();
+        gradInput.Release();
+        columns.Release();
+        patchGrad.Release();
+        savedInput = null;
+    }
+
+    private Tensor RequireSaved() =>
+        savedInput ?? throw new InvalidOperationException("Conv2d.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+
+    private static void RequireLength(long actual, long expected, string what)
+    {
+        if (actual != expected)
+        {
+            throw new ArgumentException($"The convolution {what} buffer holds {actual} floats; expected {expected}.");
         }
     }
 }

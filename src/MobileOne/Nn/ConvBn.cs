@@ -17,6 +17,14 @@ public sealed class ConvBn : Module
 
     public Tensor Forward(Tensor input) => Bn.Forward(Conv.Forward(input));
 
+    /// <summary>Gradients of both layers for the last training Forward; returns the input gradient (owned by the convolution).</summary>
+    public Tensor? Backward(Tensor gradOutput, bool inputGradient = true) => Conv.Backward(Bn.Backward(gradOutput), inputGradient);
+
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Conv.State(prefix + "conv.").Concat(Bn.State(prefix + "bn."));
+
+    public override IEnumerable<Module> Children() => [Conv, Bn];
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
+        Conv.NamedParameters(prefix + "conv.").Concat(Bn.NamedParameters(prefix + "bn."));
 }

@@ -6,6 +6,10 @@ namespace MobileOne.Nn;
 /// <summary>Fully connected layer with PyTorch's [out, in] weight layout.</summary>
 public sealed class Linear : Module
 {
+    private readonly ActivationBuffer output = new();
+    private readonly ActivationBuffer gradInput = new();
+    private Tensor? savedInput;
+
     public Linear(int inFeatures, int outFeatures)
     {
         InFeatures = inFeatures;
@@ -22,6 +26,7 @@ public sealed class Linear : Module
 
     public Parameter Bias { get; }
 
+    /// <summary>y = x W^T + b for x [N, in]. With gradients enabled the input is kept and the output is owned by this layer.</summary>
     public Tensor Forward(Tensor input)
     {
         if (input.Rank != 2 || input.Dim(1) != InFeatures)
@@ -29,14 +34,107 @@ public sealed class Linear : Module
             throw new ArgumentException($"Linear layer expects [N, {InFeatures}], got {input.ShapeString}.", nameof(input));
         }
 
-        var output = new Tensor(input.Dim(0), OutFeatures);
-        Dense.Forward(input.Data, Weight.Value.Data, Bias.Value.Data, output.Data, input.Dim(0), InFeatures, OutFeatures);
-        return output;
+        int n = input.Dim(0);
+        if (!GradEnabled)
+        {
+            var fresh = new Tensor(n, OutFeatures);
+            Dense.Forward(input.Data, Weight.Value.Data, Bias.Value.Data, fresh.Data, n, InFeatures, OutFeatures);
+            return fresh;
+        }
+
+        var y = output.Get(n, OutFeatures);
+        unsafe
+        {
+            fixed (float* x = input.Data)
+            fixed (float* w = Weight.Value.Data)
+            fixed (float* yp = y.Data)
+            {
+                PackedSgemm.Multiply(
+                    MatrixView.RowMajor(x, n, InFeatures, InFeatures),
+                    MatrixView.RowMajor(w, OutFeatures, InFeatures, InFeatures).Transposed(),
+                    MatrixView.RowMajor(yp, n, OutFeatures, OutFeatures),
+                    accumulate: false);
+            }
+        }
+
+        float[] b = Bias.Value.Data;
+        for (int i = 0; i < n; i++)
+        {
+            Elementwise.Add(y.Data.AsSpan(i * OutFeatures, OutFeatures), b);
+        }
+
+        savedInput = input;
+        return y;
+    }
+
+    /// <summary>Accumulates dW += dy^T x and db += sum dy; returns dx = dy W (owned by this layer), or null when not asked for.</summary>
+    public Tensor? Backward(Tensor gradOutput, bool inputGradient = true)
+    {
+        var x = savedInput ?? throw new InvalidOperationException("Linear.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        int n = x.Dim(0);
+        if (!gradOutput.HasShape(n, OutFeatures))
+        {
+            throw new ArgumentException($"Linear output gradient must have shape [{n}, {OutFeatures}]; got {gradOutput.ShapeString}.", nameof(gradOutput));
+        }
+
+        var dx = inputGradient ? gradInput.Get(n, InFeatures) : null;
+        float[] db = Bias.EnsureGrad().Data;
+        unsafe
+        {
+            fixed (float* dy = gradOutput.Data)
+            fixed (float* xp = x.Data)
+            fixed (float* w = Weight.Value.Data)
+            fixed (float* dw = Weight.EnsureGrad().Data)
+            {
+                PackedSgemm.Multiply(
+                    MatrixView.RowMajor(dy, n, OutFeatures, OutFeatures).Transposed(),
+                    MatrixView.RowMajor(xp, n, InFeatures, InFeatures),
+                    MatrixView.RowMajor(dw, OutFeatures, InFeatures, InFeatures),
+                    accumulate: true);
+                if (dx is not null)
+                {
+                    fixed (float* dxp = dx.Data)
+                    {
+                        PackedSgemm.Multiply(
+                            MatrixView.RowMajor(dy, n, OutFeatures, OutFeatures),
+                            MatrixView.RowMajor(w, OutFeatures, InFeatures, InFeatures),
+                            MatrixView.RowMajor(dxp, n, InFeatures, InFeatures),
+                            accumulate: false);
+                    }
+                }
+            }
+        }
+
+        for (int o = 0; o < OutFeatures; o++)
+        {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+            {
+                s += gradOutput.Data[(i * OutFeatures) + o];
+            }
+
+            db[o] += (float)s;
+        }
+
+        return dx;
     }
 
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         yield return new StateEntry(prefix + "weight", Weight.Value, StateKind.Parameter);
         yield return new StateEntry(prefix + "bias", Bias.Value, StateKind.Parameter);
+    }
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
+    {
+        yield return new NamedParameter(prefix + "weight", Weight);
+        yield return new NamedParameter(prefix + "bias", Bias);
+    }
+
+    public override void ReleaseBuffers()
+    {
+        output.Release();
+        gradInput.Release();
+        savedInput = null;
     }
 }

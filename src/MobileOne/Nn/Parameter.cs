@@ -17,5 +17,8 @@ public sealed class Parameter
 
     public int[] Shape => Value.Shape;
 
-    public Tensor EnsureGrad() => Grad ??= new Tensor(Value.Shape);
+    public Tensor EnsureGrad() => Grad ??= new Tensor(Value.Shape, GC.AllocateArray<float>(Value.Length, pinned: true));
+
+    /// <summary>Clears the gradient if one was allocated.</summary>
+    public void ZeroGrad() => Grad?.Data.AsSpan().Clear();
 }

@@ -7,8 +7,21 @@ namespace MobileOne.Nn;
 /// Squeeze-excite as MobileOne uses it: global mean, 1x1 conv (bias) to C/16, ReLU, 1x1 conv (bias) back
 /// to C, sigmoid, channel-wise scale. timm names the convs fc1/fc2; Apple names them reduce/expand.
 /// </summary>
+/// <remarks>
+/// The backward pass flows through both uses of the input: the scaled path (dx = dy * gate) and the gate path
+/// (dgate = sum over pixels of dy * x, then sigmoid, fc2, ReLU, fc1 and the mean, which spreads dpooled / HW).
+/// </remarks>
 public sealed class SqueezeExcite : Module
 {
+    private readonly ActivationBuffer output = new();
+    private readonly ActivationBuffer gradInput = new();
+    private readonly ActivationBuffer pooled = new();
+    private readonly ActivationBuffer hidden = new();
+    private readonly ActivationBuffer gate = new();
+    private readonly ActivationBuffer scratchC = new();
+    private readonly ActivationBuffer scratchR = new();
+    private Tensor? savedInput;
+
     public SqueezeExcite(int channels, int reducedChannels)
     {
         Channels = channels;
@@ -32,24 +45,162 @@ public sealed class SqueezeExcite : Module
     {
         Shapes.RequireNchw(input, Channels, "squeeze-excite input");
         int n = input.Dim(0), plane = input.Dim(2) * input.Dim(3);
-        var pooled = new float[n * Channels];
-        Pooling.GlobalAverage(input.Data, pooled, n, Channels, plane);
-        var hidden = new float[n * ReducedChannels];
-        Dense.Forward(pooled, Reduce.Weight.Value.Data, Reduce.Bias!.Value.Data, hidden, n, Channels, ReducedChannels);
-        Elementwise.Relu(hidden);
-        var gate = new float[n * Channels];
-        Dense.Forward(hidden, Expand.Weight.Value.Data, Expand.Bias!.Value.Data, gate, n, ReducedChannels, Channels);
-        var output = input.Clone();
-        for (int i = 0; i < gate.Length; i++)
+        if (GradEnabled)
         {
-            Elementwise.Scale(output.Data.AsSpan(i * plane, plane), Elementwise.Sigmoid(gate[i]));
+            return ForwardTraining(input, n, plane);
         }
 
-        return output;
+        var pooledValues = new float[n * Channels];
+        Pooling.GlobalAverage(input.Data, pooledValues, n, Channels, plane);
+        var hiddenValues = new float[n * ReducedChannels];
+        Dense.Forward(pooledValues, Reduce.Weight.Value.Data, Reduce.Bias!.Value.Data, hiddenValues, n, Channels, ReducedChannels);
+        Elementwise.Relu(hiddenValues);
+        var gateValues = new float[n * Channels];
+        Dense.Forward(hiddenValues, Expand.Weight.Value.Data, Expand.Bias!.Value.Data, gateValues, n, ReducedChannels, Channels);
+        var result = input.Clone();
+        for (int i = 0; i < gateValues.Length; i++)
+        {
+            Elementwise.Scale(result.Data.AsSpan(i * plane, plane), Elementwise.Sigmoid(gateValues[i]));
+        }
+
+        return result;
+    }
+
+    /// <summary>Gradients of both 1x1 convolutions for the last training Forward; returns the input gradient (owned by this layer).</summary>
+    public unsafe Tensor Backward(Tensor gradOutput)
+    {
+        var x = savedInput ?? throw new InvalidOperationException("SqueezeExcite.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        if (!gradOutput.HasShape(x.Shape))
+        {
+            throw new ArgumentException($"Squeeze-excite output gradient must have shape {x.ShapeString}; got {gradOutput.ShapeString}.", nameof(gradOutput));
+        }
+
+        int n = x.Dim(0), plane = x.Dim(2) * x.Dim(3), c = Channels, r = ReducedChannels;
+        var dx = gradInput.Get(x.Shape);
+        float[] p = pooled.Get(n, c).Data, h = hidden.Get(n, r).Data, g = gate.Get(n, c).Data;
+        float[] dGate = scratchC.Get(n, c).Data, dHidden = scratchR.Get(n, r).Data;
+        fixed (float* dy = gradOutput.Data)
+        fixed (float* xp = x.Data)
+        fixed (float* dxp = dx.Data)
+        fixed (float* gp = g)
+        fixed (float* dg = dGate)
+        fixed (float* hp = h)
+        fixed (float* dh = dHidden)
+        fixed (float* pp = p)
+        fixed (float* w1 = Reduce.Weight.Value.Data)
+        fixed (float* w2 = Expand.Weight.Value.Data)
+        fixed (float* dw1 = Reduce.Weight.EnsureGrad().Data)
+        fixed (float* dw2 = Expand.Weight.EnsureGrad().Data)
+        {
+            ActivationBackward.ScalePlanesBackward(dy, xp, gp, dxp, dg, n * c, plane);
+            for (int i = 0; i < n * c; i++)
+            {
+                // Through the sigmoid: dz = dgate * g * (1 - g).
+                dg[i] = dg[i] * gp[i] * (1f - gp[i]);
+            }
+
+            AddColumnSums(dGate, n, c, Expand.Bias!.EnsureGrad().Data);
+            PackedSgemm.Multiply(RowMajor(dg, n, c).Transposed(), RowMajor(hp, n, r), RowMajor(dw2, c, r), accumulate: true);
+            PackedSgemm.Multiply(RowMajor(dg, n, c), RowMajor(w2, c, r), RowMajor(dh, n, r), accumulate: false);
+            for (int i = 0; i < n * r; i++)
+            {
+                if (!(hp[i] > 0f))
+                {
+                    dh[i] = 0f;
+                }
+            }
+
+            AddColumnSums(dHidden, n, r, Reduce.Bias!.EnsureGrad().Data);
+            PackedSgemm.Multiply(RowMajor(dh, n, r).Transposed(), RowMajor(pp, n, c), RowMajor(dw1, r, c), accumulate: true);
+
+            // dpooled reuses the gate-gradient buffer: the mean spreads it evenly over each plane.
+            PackedSgemm.Multiply(RowMajor(dh, n, r), RowMajor(w1, r, c), RowMajor(dg, n, c), accumulate: false);
+            float inv = 1f / plane;
+            for (int i = 0; i < n * c; i++)
+            {
+                Elementwise.AddScalar(new Span<float>(dxp + ((long)i * plane), plane), dg[i] * inv);
+            }
+        }
+
+        return dx;
     }
 
     public long MultiplyAccumulates() => 2L * Channels * ReducedChannels;
 
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Reduce.State(prefix + "fc1.").Concat(Expand.State(prefix + "fc2."));
+
+    public override IEnumerable<Module> Children() => [Reduce, Expand];
+
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
+        Reduce.NamedParameters(prefix + "fc1.").Concat(Expand.NamedParameters(prefix + "fc2."));
+
+    public override void ReleaseBuffers()
+    {
+        output.Release();
+        gradInput.Release();
+        pooled.Release();
+        hidden.Release();
+        gate.Release();
+        scratchC.Release();
+        scratchR.Release();
+        savedInput = null;
+        base.ReleaseBuffers();
+    }
+
+    private unsafe Tensor ForwardTraining(Tensor input, int n, int plane)
+    {
+        int c = Channels, r = ReducedChannels;
+        float[] p = pooled.Get(n, c).Data, h = hidden.Get(n, r).Data, g = gate.Get(n, c).Data;
+        Pooling.GlobalAverage(input.Data, p, n, c, plane);
+        var y = output.Get(input.Shape);
+        fixed (float* xp = input.Data)
+        fixed (float* yp = y.Data)
+        fixed (float* pp = p)
+        fixed (float* hp = h)
+        fixed (float* gp = g)
+        fixed (float* w1 = Reduce.Weight.Value.Data)
+        fixed (float* w2 = Expand.Weight.Value.Data)
+        {
+            PackedSgemm.Multiply(RowMajor(pp, n, c), RowMajor(w1, r, c).Transposed(), RowMajor(hp, n, r), accumulate: false);
+            float[] b1 = Reduce.Bias!.Value.Data, b2 = Expand.Bias!.Value.Data;
+            for (int i = 0; i < n; i++)
+            {
+                for (int j = 0; j < r; j++)
+                {
+                    hp[(i * r) + j] = MathF.Max(hp[(i * r) + j] + b1[j], 0f);
+                }
+            }
+
+            PackedSgemm.Multiply(RowMajor(hp, n, r), RowMajor(w2, c, r).Transposed(), RowMajor(gp, n, c), accumulate: false);
+            for (int i = 0; i < n; i++)
+            {
+                for (int j = 0; j < c; j++)
+                {
+                    gp[(i * c) + j] = Elementwise.Sigmoid(gp[(i * c) + j] + b2[j]);
+                }
+            }
+
+            ActivationBackward.ScalePlanes(xp, gp, yp, n * c, plane, relu: false);
+        }
+
+        savedInput = input;
+        return y;
+    }
+
+    private static unsafe MatrixView RowMajor(float* p, int rows, int cols) => MatrixView.RowMajor(p, rows, cols, cols);
+
+    private static void AddColumnSums(float[] m, int rows, int cols, float[] target)
+    {
+        for (int j = 0; j < cols; j++)
+        {
+            double s = 0;
+            for (int i = 0; i < rows; i++)
+            {
+                s += m[(i * cols) + j];
+            }
+
+            target[j] += (float)s;
+        }
+    }
 }

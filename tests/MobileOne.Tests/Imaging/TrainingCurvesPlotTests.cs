@@ -1,15 +1,16 @@
 using MobileOne.Imaging.Plots;
+using MobileOne.Training;
 using SkiaSharp;
 
 namespace MobileOne.Tests.Imaging;
 
 public class TrainingCurvesPlotTests
 {
-    private static readonly EpochPoint[] Epochs =
+    private static readonly EpochSummary[] Epochs =
     [
-        new(1, 1.20, 1.00, 0.646, 0.95, 0.1),
-        new(2, 0.90, 0.85, 0.722, 0.97, 0.09),
-        new(3, 0.70, 0.72, 0.788, 0.98, 0.07),
+        new(1, 1.20, 0.6, 1.00, 0.646, 0.95, 0.1),
+        new(2, 0.90, 0.7, 0.85, 0.722, 0.97, 0.09),
+        new(3, 0.70, 0.8, 0.72, 0.788, 0.98, 0.07),
     ];
 
     [Fact]

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using MobileOne.Cli.Rendering;
+using MobileOne.Data.Loading;
+using MobileOne.Imaging;
+using MobileOne.IO;
+using MobileOne.IO.Checkpoints;
+using MobileOne.Kernels;
+using MobileOne.Reparam;
+using MobileOne.Training;
+
+namespace MobileOne.Cli.Commands;
+
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Argument<string>("checkpoint") { Description = "Model checkpoint (any supported format and scheme)." };
+        var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder (DIR/val or DIR). Default: Fashion-MNIST test split from the system or the bundled subset; 'bundled' picks the subset." };
+        var fuse = new Option<bool>("--fuse") { Description = "Evaluate the fused (reparameterized) model on the inference engine." };
+        var batch = new Option<int>("--batch-size", "-b") { Description = "Images per batch.", DefaultValueFactory = _ => 256 };
+        var size = new Option<int>("--img-size") { Description = "Image folders: evaluation size (resize by crop_pct, centre crop).", DefaultValueFactory = _ => 224 };
+        var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var workers = new Option<int>("--workers") { Description = "Data loading threads.", DefaultValueFactory = _ => 2 };
+        var predictions = new Option<string?>("--predictions") { Description = "Write index,label,predicted,probability for every image to this CSV." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (top1/top5 as fractions)." };
+        var command = new Command("eval", "Evaluate a checkpoint: top-1, top-5 and loss (timm validate.py).");
+        command.Arguments.Add(checkpoint);
+        foreach (var o in new Option[] { data, fuse, batch, size, threads, workers, predictions, json })
+        {
+            command.Options.Add(o);
+        }
+
+        CommandAction.Set(command, r =>
+        {
+            int batchSize = Options.Positive(r.GetValue(batch), "--batch-size");
+            int imageSize = Options.Positive(r.GetValue(size), "--img-size");
+            int threadCount = Options.Positive(r.GetValue(threads), "--threads");
+            ComputeThreads.Count = threadCount;
+            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
+            var network = r.GetValue(fuse) && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
+            var config = network.Config;
+            string? dataDir = r.GetValue(data);
+            var dataset = TrainingData.OpenEval(dataDir, SkiaImageDecoder.Instance);
+            if (dataset.ClassNames.Count > config.NumClasses)
+            {
+                throw new ArgumentException($"{dataset.Source} has {dataset.ClassNames.Count} classes but {loaded.Info.Path} predicts {config.NumClasses}.");
+            }
+
+            if (dataset.Channels != config.InChans)
+            {
+                throw new ArgumentException($"{dataset.Source} has {dataset.Channels}-channel images but {loaded.Info.Path} expects in_chans {config.InChans}.");
+            }
+
+            bool fashion = dataDir is null || TrainingData.IsFashionMnistFolder(dataDir);
+            var loader = new DataLoader(dataset, TrainingData.EvalTransform(fashion, imageSize, config.Name), new DataLoaderOptions
+            {
+                BatchSize = batchSize, Shuffle = false, DropLast = false, Workers = Math.Max(0, r.GetValue(workers)), NumClasses = config.NumClasses,
+            });
+            var rows = r.GetValue(predictions) is null ? null : new List<Prediction>();
+            var result = Evaluator.Run(network, loader, rows, threadCount);
+            if (rows is not null)
+            {
+                WritePredictions(r.GetValue(predictions)!, rows);
+            }
+
+            if (r.GetValue(json))
+            {
+                Report.WriteJson(new JsonObject
+                {
+                    ["checkpoint"] = loaded.Info.Path,
+                    ["fused"] = network.IsFused,
+                    ["data"] = dataset.Source,
+                    ["top1"] = result.Top1,
+                    ["top5"] = result.Top5,
+                    ["loss"] = result.Loss,
+                    ["count"] = result.Count,
+                    ["skipped"] = result.SkippedImages,
+                });
+            }
+            else
+            {
+                Console.WriteLine($"{loaded.Info.Path} ({(network.IsFused ? "fused" : "unfused")}) on {dataset.Source}: {result.Count} images, loss {result.Loss.ToString("0.0000", CultureInfo.InvariantCulture)}"
+                    + (result.SkippedImages > 0 ? $", {result.SkippedImages} unreadable images skipped" : string.Empty));
+                Console.WriteLine(TimmLine(result));
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>timm validate.py's closing line, in percent.</summary>
+    internal static string TimmLine(EvalResult r) => string.Create(
+        CultureInfo.InvariantCulture, $" * Acc@1 {100 * r.Top1:0.000} ({100 - (100 * r.Top1):0.000}) Acc@5 {100 * r.Top5:0.000} ({100 - (100 * r.Top5):0.000})");
+
+    private static void WritePredictions(string path, List<Prediction> rows)
+    {
+        var text = new StringBuilder("index,label,predicted,probability\n");
+        foreach (var p in rows.OrderBy(p => p.Index))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{p.Index},{p.Label},{p.Predicted},{p.Probability:0.######}\n");
+        }
+
+        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
+        AtomicFile.Write(path, s => s.Write(bytes));
+    }
+}

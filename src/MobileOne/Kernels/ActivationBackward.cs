@@ -1,0 +1,137 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace MobileOne.Kernels;
+
+/// <summary>
+/// Element-wise passes of the training graph: ReLU's backward mask and the per-plane channel scale of
+/// squeeze-excite (forward y = x * gate, backward dgate = sum dy * x, dx = dy * gate). Split across threads by
+/// fixed chunks or planes; each plane's sum is computed by one thread.
+/// </summary>
+public static unsafe class ActivationBackward
+{
+    private const int Chunk = 4096;
+
+    /// <summary>dx = dy where y > 0, else 0 (the derivative at 0 is 0, as in PyTorch). dx may alias dy.</summary>
+    public static void Relu(float* dy, float* y, float* dx, long length)
+    {
+        nint dyp = (nint)dy, yp = (nint)y, dxp = (nint)dx;
+        int chunks = (int)((length + Chunk - 1) / Chunk);
+        ComputeThreads.For(chunks, (c0, c1) =>
+        {
+            long s = (long)c0 * Chunk, e = Math.Min(length, (long)c1 * Chunk);
+            for (long p = s; p < e; p += Chunk)
+            {
+                int n = (int)Math.Min(Chunk, e - p);
+                ReluMask((float*)dyp + p, (float*)yp + p, (float*)dxp + p, n);
+            }
+        });
+    }
+
+    /// <summary>y[p] = x[p] * gate[p] for every plane p of <paramref name="plane"/> floats, then ReLU when asked.</summary>
+    public static void ScalePlanes(float* x, float* gate, float* y, int planes, int plane, bool relu)
+    {
+        nint xp = (nint)x, gp = (nint)gate, yp = (nint)y;
+        ComputeThreads.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                long off = (long)p * plane;
+                Scale((float*)xp + off, ((float*)gp)[p], (float*)yp + off, plane, relu);
+            }
+        }, minPerPart: 16);
+    }
+
+    /// <summary>Backward of <see cref="ScalePlanes"/> without the ReLU: gateGrad[p] = sum dy * x; dx = dy * gate[p].</summary>
+    public static void ScalePlanesBackward(float* dy, float* x, float* gate, float* dx, float* gateGrad, int planes, int plane)
+    {
+        nint dyp = (nint)dy, xp = (nint)x, gp = (nint)gate, dxp = (nint)dx, ggp = (nint)gateGrad;
+        ComputeThreads.For(planes, (p0, p1) =>
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                long off = (long)p * plane;
+                float* g = (float*)dyp + off;
+                double s = 0;
+                float* xv = (float*)xp + off;
+                for (int i = 0; i < plane; i++)
+                {
+                    s += (double)g[i] * xv[i];
+                }
+
+                ((float*)ggp)[p] = (float)s;
+                Scale(g, ((float*)gp)[p], (float*)dxp + off, plane, relu: false);
+            }
+        }, minPerPart: 16);
+    }
+
+    private static void ReluMask(float* dy, float* y, float* dx, int n)
+    {
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            i = ReluMask<Lanes512, Vector512<float>>(dy, y, dx, i, n);
+        }
+
+        if (Lanes.Use256)
+        {
+            i = ReluMask<Lanes256, Vector256<float>>(dy, y, dx, i, n);
+        }
+
+        if (Lanes.Use128)
+        {
+            i = ReluMask<Lanes128, Vector128<float>>(dy, y, dx, i, n);
+        }
+
+        ReluMask<Lanes1, float>(dy, y, dx, i, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int ReluMask<TL, TV>(float* dy, float* y, float* dx, int i, int n)
+        where TL : struct, ILanes<TV>
+        where TV : struct
+    {
+        for (; i + TL.Count <= n; i += TL.Count)
+        {
+            TL.Store(dx + i, TL.WherePositive(TL.Load(y + i), TL.Load(dy + i)));
+        }
+
+        return i;
+    }
+
+    private static void Scale(float* x, float s, float* y, int n, bool relu)
+    {
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            i = Scale<Lanes512, Vector512<float>>(x, s, y, i, n, relu);
+        }
+
+        if (Lanes.Use256)
+        {
+            i = Scale<Lanes256, Vector256<float>>(x, s, y, i, n, relu);
+        }
+
+        if (Lanes.Use128)
+        {
+            i = Scale<Lanes128, Vector128<float>>(x, s, y, i, n, relu);
+        }
+
+        Scale<Lanes1, float>(x, s, y, i, n, relu);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Scale<TL, TV>(float* x, float s, float* y, int i, int n, bool relu)
+        where TL : struct, ILanes<TV>
+        where TV : struct
+    {
+        TV sv = TL.Splat(s);
+        for (; i + TL.Count <= n; i += TL.Count)
+        {
+            TV v = TL.Multiply(TL.Load(x + i), sv);
+            TL.Store(y + i, relu ? TL.Max(v, TL.Zero) : v);
+        }
+
+        return i;
+    }
+}

@@ -1,0 +1,86 @@
+namespace MobileOne.Kernels;
+
+/// <summary>
+/// How many threads the training kernels (packed GEMM, convolution passes, BatchNorm) use. Work is always
+/// cut into the same fixed parts for a given count, and every reduction combines its parts in a fixed order,
+/// so one seed and one thread count reproduce a run bit for bit.
+/// </summary>
+public static class ComputeThreads
+{
+    private static int count = Math.Max(1, Environment.ProcessorCount);
+
+    /// <summary>Threads that cooperate on one kernel call (the calling thread included). Defaults to the processor count.</summary>
+    public static int Count
+    {
+        get => count;
+        set
+        {
+            if (value < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "The thread count must be at least 1.");
+            }
+
+            count = value;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> for every part in [0, parts). Parts are independent units whose results do
+    /// not depend on which thread runs them; with one thread they run in order on the caller.
+    /// </summary>
+    public static void Run(int parts, Action<int> body)
+    {
+        if (parts <= 0)
+        {
+            return;
+        }
+
+        int threads = Math.Min(Count, parts);
+        if (threads == 1)
+        {
+            for (int p = 0; p < parts; p++)
+            {
+                body(p);
+            }
+
+            return;
+        }
+
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+    }
+
+    /// <summary>
+    /// Work is cut into up to this many parts per thread: parts are claimed dynamically, so when the machine is shared and
+    /// one thread is descheduled the others take its remaining parts instead of waiting for it.
+    /// </summary>
+    public const int PartsPerThread = 4;
+
+    /// <summary>Runs <paramref name="body"/>(start, end) over contiguous ranges of [0, total) (at most <see cref="PartsPerThread"/> per thread).</summary>
+    public static void For(int total, Action<int, int> body, int minPerPart = 1)
+    {
+        int parts = PartsFor(total, minPerPart);
+        if (parts <= 1)
+        {
+            if (total > 0)
+            {
+                body(0, total);
+            }
+
+            return;
+        }
+
+        Run(parts, p =>
+        {
+            var (start, end) = Range(total, parts, p);
+            body(start, end);
+        });
+    }
+
+    /// <summary>How many parts of at least <paramref name="minPerPart"/> items <paramref name="total"/> items make (one per thread when single-threaded).</summary>
+    public static int PartsFor(int total, int minPerPart = 1) =>
+        Count == 1 ? 1 : Math.Max(1, Math.Min(Count * PartsPerThread, total / Math.Max(1, minPerPart)));
+
+    /// <summary>The part-th of <paramref name="parts"/> near-equal contiguous ranges of [0, total).</summary>
+    public static (int Start, int End) Range(int total, int parts, int part) =>
+        ((int)((long)total * part / parts), (int)((long)total * (part + 1) / parts));
+}

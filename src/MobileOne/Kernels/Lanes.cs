@@ -1,0 +1,206 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace MobileOne.Kernels;
+
+/// <summary>
+/// Which SIMD widths the training kernels use. A loop over n floats runs Vector512 chunks, then Vector256,
+/// Vector128 and scalar ones for what is left (see <see cref="ILanes{TV}"/>), so short rows such as 7 or 14
+/// pixels still run vectorized.
+/// </summary>
+public static class Lanes
+{
+    /// <summary>For tests and benchmarks: cap the width below what the CPU offers.</summary>
+    public static SimdLevel Level { get; set; } = SimdLevel.Auto;
+
+    internal static bool Use512 => Vector512.IsHardwareAccelerated && Level is SimdLevel.Auto or SimdLevel.Vector512;
+
+    internal static bool Use256 => Vector256.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+
+    internal static bool Use128 => Vector128.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+}
+
+/// <summary>
+/// The float operations of one SIMD width, as static members of a struct so generic kernels are compiled once
+/// per width with every call inlined (the operator-struct pattern of System.Numerics.Tensors).
+/// </summary>
+internal unsafe interface ILanes<TV>
+    where TV : struct
+{
+    static abstract int Count { get; }
+
+    static abstract TV Zero { get; }
+
+    static abstract TV Splat(float value);
+
+    static abstract TV Load(float* p);
+
+    static abstract void Store(float* p, TV value);
+
+    static abstract TV Add(TV a, TV b);
+
+    static abstract TV Subtract(TV a, TV b);
+
+    static abstract TV Multiply(TV a, TV b);
+
+    /// <summary>a * b + c with one rounding.</summary>
+    static abstract TV Fma(TV a, TV b, TV c);
+
+    static abstract TV Max(TV a, TV b);
+
+    /// <summary>a where mask is positive (greater than zero), else zero.</summary>
+    static abstract TV WherePositive(TV mask, TV a);
+
+    static abstract float Sum(TV a);
+}
+
+internal unsafe struct Lanes512 : ILanes<Vector512<float>>
+{
+    public static int Count => 16;
+
+    public static Vector512<float> Zero => Vector512<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Splat(float value) => Vector512.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load(float* p) => Vector512.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* p, Vector512<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WherePositive(Vector512<float> mask, Vector512<float> a) =>
+        Vector512.ConditionalSelect(Vector512.GreaterThan(mask, Vector512<float>.Zero), a, Vector512<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector512<float> a) => Vector512.Sum(a);
+}
+
+internal unsafe struct Lanes256 : ILanes<Vector256<float>>
+{
+    public static int Count => 8;
+
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Splat(float value) => Vector256.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load(float* p) => Vector256.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* p, Vector256<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WherePositive(Vector256<float> mask, Vector256<float> a) =>
+        Vector256.ConditionalSelect(Vector256.GreaterThan(mask, Vector256<float>.Zero), a, Vector256<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector256<float> a) => Vector256.Sum(a);
+}
+
+internal unsafe struct Lanes128 : ILanes<Vector128<float>>
+{
+    public static int Count => 4;
+
+    public static Vector128<float> Zero => Vector128<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Splat(float value) => Vector128.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Load(float* p) => Vector128.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* p, Vector128<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> WherePositive(Vector128<float> mask, Vector128<float> a) =>
+        Vector128.ConditionalSelect(Vector128.GreaterThan(mask, Vector128<float>.Zero), a, Vector128<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector128<float> a) => Vector128.Sum(a);
+}
+
+internal unsafe struct Lanes1 : ILanes<float>
+{
+    public static int Count => 1;
+
+    public static float Zero => 0f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Splat(float value) => value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load(float* p) => *p;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(float* p, float value) => *p = value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Add(float a, float b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Subtract(float a, float b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Multiply(float a, float b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Fma(float a, float b, float c) => MathF.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(float a, float b) => MathF.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float WherePositive(float mask, float a) => mask > 0f ? a : 0f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(float a) => a;
+}

@@ -1,0 +1,724 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace MobileOne.Kernels;
+
+/// <summary>Instruction sets the training kernels can use; <see cref="Auto"/> takes the widest the CPU runs.</summary>
+public enum SimdLevel
+{
+    Auto,
+    Vector512,
+    Vector256,
+    Scalar,
+}
+
+/// <summary>
+/// Single-precision GEMM for the training passes: C = (accumulate ? C : 0) + A * B over <see cref="MatrixView"/>s,
+/// so NCHW activations, transposed weights and batched pixel columns are read in place.
+/// Operands are packed into MR x KC and KC x NR panels and multiplied by an 8 x 32 register-blocked
+/// micro-kernel (Vector512, Vector256 or scalar). Every element of C is accumulated over k in ascending order
+/// starting from its old value (or zero) whatever the ISA, tile position or thread split along M and N, so those
+/// never change a bit. Only very deep products (weight gradients, k = batch * pixels) are split along k across
+/// threads; their partial sums are added in thread order, so a result depends on the thread count but not on
+/// scheduling.
+/// </summary>
+public static unsafe class PackedSgemm
+{
+    public const int MR = 8;
+    public const int NR = 32;
+    private const int KC = 256;
+
+    /// <summary>Depth block for very deep products (weight gradients): fewer reloads of C, panels still fit L1/L2.</summary>
+    private const int DeepKC = 512;
+    private const int NC = 256;
+    private const long MinParallelMacs = 1L << 17;
+
+    [ThreadStatic]
+    private static float[]? packA;
+
+    [ThreadStatic]
+    private static float[]? packB;
+
+    /// <summary>The micro-kernel in use: the widest of <see cref="Lanes.Level"/> the CPU accelerates.</summary>
+    public static SimdLevel EffectiveSimd => Lanes.Use512 ? SimdLevel.Vector512 : Lanes.Use256 ? SimdLevel.Vector256 : SimdLevel.Scalar;
+
+    /// <summary>C[M x N] = (accumulate ? C : 0) + A[M x K] * B[K x N].</summary>
+    public static void Multiply(in MatrixView a, in MatrixView b, in MatrixView c, bool accumulate)
+    {
+        int m = c.Rows, n = c.Cols, k = a.Cols;
+        if (a.Rows != m || b.Cols != n || b.Rows != k)
+        {
+            throw new ArgumentException($"GEMM shapes do not agree: A {a.Rows}x{a.Cols}, B {b.Rows}x{b.Cols}, C {c.Rows}x{c.Cols}.");
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        if (c.ColStride != 1 && c.RowStride == 1)
+        {
+            // A column-major C (e.g. 1x1 planes) is a row-major C^T = B^T A^T: tiles then store contiguously.
+            Multiply(b.Transposed(), a.Transposed(), c.Transposed(), accumulate);
+            return;
+        }
+
+        if (k == 0)
+        {
+            if (!accumulate)
+            {
+                Clear(c, 0, m, 0, n);
+            }
+
+            return;
+        }
+
+        int threads = ComputeThreads.Count;
+        long macs = (long)m * n * k;
+        int mPanels = (m + MR - 1) / MR, nPanels = (n + NR - 1) / NR;
+        if (threads == 1 || macs < MinParallelMacs)
+        {
+            Compute(a, b, c, accumulate, 0, m, 0, n, 0, k);
+            return;
+        }
+
+        var (av, bv, cv) = (a, b, c);
+        if (k >= 4 * Math.Max(m, n) && k >= 2 * KC)
+        {
+            SplitK(av, bv, cv, accumulate, threads);
+        }
+        else if (nPanels >= mPanels)
+        {
+            int parts = Math.Min(threads, nPanels);
+            ComputeThreads.Run(parts, p =>
+            {
+                var (s, e) = ComputeThreads.Range(nPanels, parts, p);
+                Compute(av, bv, cv, accumulate, 0, m, s * NR, Math.Min(n, e * NR), 0, k);
+            });
+        }
+        else
+        {
+            int parts = Math.Min(threads, mPanels);
+            ComputeThreads.Run(parts, p =>
+            {
+                var (s, e) = ComputeThreads.Range(mPanels, parts, p);
+                Compute(av, bv, cv, accumulate, s * MR, Math.Min(m, e * MR), 0, n, 0, k);
+            });
+        }
+    }
+
+    private static void SplitK(MatrixView a, MatrixView b, MatrixView c, bool accumulate, int threads)
+    {
+        int m = c.Rows, n = c.Cols, k = a.Cols;
+        int blocks = (k + KC - 1) / KC;
+        int parts = Math.Min(threads, blocks);
+        long size = (long)m * n;
+        var partials = new float[parts - 1][];
+        for (int i = 0; i < partials.Length; i++)
+        {
+            partials[i] = ArrayPool<float>.Shared.Rent((int)size);
+        }
+
+        try
+        {
+            ComputeThreads.Run(parts, p =>
+            {
+                var (s, e) = ComputeThreads.Range(blocks, parts, p);
+                int k0 = s * KC, k1 = Math.Min(k, e * KC);
+                if (p == 0)
+                {
+                    Compute(a, b, c, accumulate, 0, m, 0, n, k0, k1);
+                    return;
+                }
+
+                fixed (float* part = partials[p - 1])
+                {
+                    Compute(a, b, MatrixView.RowMajor(part, m, n, n), false, 0, m, 0, n, k0, k1);
+                }
+            });
+
+            // Partial sums join C in thread order, one row range per part, so the result is fixed for a thread count.
+            ComputeThreads.For(m, (r0, r1) =>
+            {
+                for (int i = 0; i < partials.Length; i++)
+                {
+                    fixed (float* part = partials[i])
+                    {
+                        for (int r = r0; r < r1; r++)
+                        {
+                            AddRow(c, r, part + ((long)r * n), n);
+                        }
+                    }
+                }
+            });
+        }
+        finally
+        {
+            foreach (var p in partials)
+            {
+                ArrayPool<float>.Shared.Return(p);
+            }
+        }
+    }
+
+    private static void AddRow(in MatrixView c, int r, float* src, int n)
+    {
+        long rowOff = c.RowOffset(r);
+        for (int j = 0; j < n;)
+        {
+            int run = Math.Min(c.ColRun(j), n - j);
+            float* dst = c.Data + rowOff + c.ColOffset(j);
+            if (c.ColStride == 1)
+            {
+                Elementwise.Add(new Span<float>(dst, run), new ReadOnlySpan<float>(src + j, run));
+            }
+            else
+            {
+                for (int t = 0; t < run; t++)
+                {
+                    dst[t * c.ColStride] += src[j + t];
+                }
+            }
+
+            j += run;
+        }
+    }
+
+    private static void Clear(in MatrixView c, int r0, int r1, int j0, int j1)
+    {
+        for (int r = r0; r < r1; r++)
+        {
+            long rowOff = c.RowOffset(r);
+            for (int j = j0; j < j1;)
+            {
+                int run = Math.Min(c.ColRun(j), j1 - j);
+                float* dst = c.Data + rowOff + c.ColOffset(j);
+                for (int t = 0; t < run; t++)
+                {
+                    dst[t * c.ColStride] = 0f;
+                }
+
+                j += run;
+            }
+        }
+    }
+
+    /// <summary>One thread's share: rows [m0, m1), columns [n0, n1), depth [k0, k1).</summary>
+    private static void Compute(in MatrixView a, in MatrixView b, in MatrixView c, bool accumulate, int m0, int m1, int n0, int n1, int k0, int k1)
+    {
+        int mc = m1 - m0;
+        if (mc <= 0 || n1 <= n0)
+        {
+            return;
+        }
+
+        if (k1 <= k0)
+        {
+            if (!accumulate)
+            {
+                Clear(c, m0, m1, n0, n1);
+            }
+
+            return;
+        }
+
+        int mPadded = (mc + MR - 1) / MR * MR;
+        int kcBlock = k1 - k0 >= 8 * DeepKC ? DeepKC : KC;
+        float[] aBuf = Scratch(ref packA, (long)mPadded * kcBlock);
+        float[] bBuf = Scratch(ref packB, (long)kcBlock * NC);
+        var kernel = Kernel();
+        fixed (float* ap = aBuf)
+        fixed (float* bp = bBuf)
+        {
+            float* tile = stackalloc float[MR * NR];
+            for (int pc = k0; pc < k1; pc += kcBlock)
+            {
+                int kc = Math.Min(kcBlock, k1 - pc);
+                bool load = accumulate || pc > k0;
+                PackA(a, m0, mc, pc, kc, ap);
+                for (int jc = n0; jc < n1; jc += NC)
+                {
+                    int nc = Math.Min(NC, n1 - jc);
+                    PackB(b, pc, kc, jc, nc, bp);
+                    for (int ir = 0; ir < mc; ir += MR)
+                    {
+                        int mr = Math.Min(MR, mc - ir);
+                        float* aPanel = ap + ((long)ir * kc);
+                        int row = m0 + ir;
+                        bool rowsUniform = mr == MR && c.RowRun(row) >= MR;
+                        long rowOff = c.RowOffset(row);
+                        for (int jr = 0; jr < nc; jr += NR)
+                        {
+                            int nr = Math.Min(NR, nc - jr);
+                            int col = jc + jr;
+                            float* bPanel = bp + ((long)jr * kc);
+                            if (rowsUniform && nr == NR && c.ColStride == 1 && c.ColRun(col) >= NR)
+                            {
+                                kernel(kc, aPanel, bPanel, c.Data + rowOff + c.ColOffset(col), c.RowStride, load);
+                            }
+                            else
+                            {
+                                EdgeTile(kernel, kc, aPanel, bPanel, c, row, mr, col, nr, load, tile);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void EdgeTile(
+        delegate*<int, float*, float*, float*, long, bool, void> kernel,
+        int kc, float* aPanel, float* bPanel, in MatrixView c, int row, int mr, int col, int nr, bool load, float* tile)
+    {
+        // The same micro-kernel on a copy of the tile, so edge elements see exactly the arithmetic of full tiles.
+        long cs = c.ColStride;
+        if (load)
+        {
+            for (int r = 0; r < mr; r++)
+            {
+                long rowOff = c.RowOffset(row + r);
+                for (int j = 0; j < nr;)
+                {
+                    int run = Math.Min(c.ColRun(col + j), nr - j);
+                    CopyRun(c.Data + rowOff + c.ColOffset(col + j), cs, tile + (r * NR) + j, 1, run);
+                    j += run;
+                }
+            }
+        }
+
+        kernel(kc, aPanel, bPanel, tile, NR, load);
+        for (int r = 0; r < mr; r++)
+        {
+            long rowOff = c.RowOffset(row + r);
+            for (int j = 0; j < nr;)
+            {
+                int run = Math.Min(c.ColRun(col + j), nr - j);
+                CopyRun(tile + (r * NR) + j, 1, c.Data + rowOff + c.ColOffset(col + j), cs, run);
+                j += run;
+            }
+        }
+    }
+
+    /// <summary>Copies a short run of floats between strided locations (vector moves for unit strides).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRun(float* src, long srcStride, float* dst, long dstStride, int count)
+    {
+        if (srcStride == 1 && dstStride == 1)
+        {
+            int t = 0;
+            for (; t + 8 <= count; t += 8)
+            {
+                Vector256.Store(Vector256.Load(src + t), dst + t);
+            }
+
+            if (t + 4 <= count)
+            {
+                Vector128.Store(Vector128.Load(src + t), dst + t);
+                t += 4;
+            }
+
+            for (; t < count; t++)
+            {
+                dst[t] = src[t];
+            }
+
+            return;
+        }
+
+        for (int t = 0; t < count; t++)
+        {
+            dst[t * dstStride] = src[t * srcStride];
+        }
+    }
+
+    /// <summary>Packs rows [m0, m0 + mc) x depth [k0, k0 + kc) of A into MR-row panels laid out [k][r], zero-padded.</summary>
+    private static void PackA(in MatrixView a, int m0, int mc, int k0, int kc, float* dst)
+    {
+        float** rowPtr = stackalloc float*[MR];
+        for (int p = 0; p < mc; p += MR)
+        {
+            int rows = Math.Min(MR, mc - p);
+            float* d = dst + ((long)p * kc);
+            int row0 = m0 + p;
+            if (rows == MR && a.RowStride == 1 && a.RowRun(row0) >= MR)
+            {
+                float* src = a.Data + a.RowOffset(row0);
+                for (int kk = 0; kk < kc;)
+                {
+                    int col = k0 + kk;
+                    int run = Math.Min(a.ColRun(col), kc - kk);
+                    float* s = src + a.ColOffset(col);
+                    long cs = a.ColStride;
+                    for (int t = 0; t < run; t++)
+                    {
+                        Vector256.Store(Vector256.Load(s + (t * cs)), d + ((long)(kk + t) * MR));
+                    }
+
+                    kk += run;
+                }
+
+                continue;
+            }
+
+            if (rows == MR && a.ColStride == 1 && Avx.IsSupported)
+            {
+                // Row-major A (e.g. an output gradient, k = pixels): 8 rows x 8 depths per register transpose.
+                for (int r = 0; r < MR; r++)
+                {
+                    rowPtr[r] = a.Data + a.RowOffset(row0 + r);
+                }
+
+                for (int kk = 0; kk < kc;)
+                {
+                    int col = k0 + kk;
+                    int run = Math.Min(a.ColRun(col), kc - kk);
+                    long colOff = a.ColOffset(col);
+                    int t = 0;
+                    for (; t + 8 <= run; t += 8)
+                    {
+                        Transpose8x8(rowPtr, colOff + t, d + ((long)(kk + t) * MR), MR);
+                    }
+
+                    for (; t < run; t++)
+                    {
+                        for (int r = 0; r < MR; r++)
+                        {
+                            d[((long)(kk + t) * MR) + r] = rowPtr[r][colOff + t];
+                        }
+                    }
+
+                    kk += run;
+                }
+
+                continue;
+            }
+
+            for (int r = 0; r < MR; r++)
+            {
+                if (r >= rows)
+                {
+                    for (int kk = 0; kk < kc; kk++)
+                    {
+                        d[(kk * MR) + r] = 0f;
+                    }
+
+                    continue;
+                }
+
+                float* rowp = a.Data + a.RowOffset(row0 + r);
+                long cs = a.ColStride;
+                for (int kk = 0; kk < kc;)
+                {
+                    int col = k0 + kk;
+                    int run = Math.Min(a.ColRun(col), kc - kk);
+                    float* s = rowp + a.ColOffset(col);
+                    float* dd = d + ((long)kk * MR) + r;
+                    for (int t = 0; t < run; t++)
+                    {
+                        dd[t * MR] = s[t * cs];
+                    }
+
+                    kk += run;
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs depth [k0, k0 + kc) x columns [n0, n0 + nc) of B into NR-column panels laid out [k][c], zero-padded.</summary>
+    private static void PackB(in MatrixView b, int k0, int kc, int n0, int nc, float* dst)
+    {
+        float** colPtr = stackalloc float*[8];
+        for (int q = 0; q < nc; q += NR)
+        {
+            int cols = Math.Min(NR, nc - q);
+            float* d = dst + ((long)q * kc);
+            int col0 = n0 + q;
+            if (b.ColStride == 1)
+            {
+                bool whole = cols == NR && b.ColRun(col0) >= NR;
+                long colOff = b.ColOffset(col0);
+                for (int kk = 0; kk < kc; kk++)
+                {
+                    float* rowp = b.Data + b.RowOffset(k0 + kk);
+                    float* dd = d + ((long)kk * NR);
+                    if (whole)
+                    {
+                        float* s = rowp + colOff;
+                        Vector256.Store(Vector256.Load(s), dd);
+                        Vector256.Store(Vector256.Load(s + 8), dd + 8);
+                        Vector256.Store(Vector256.Load(s + 16), dd + 16);
+                        Vector256.Store(Vector256.Load(s + 24), dd + 24);
+                        continue;
+                    }
+
+                    int j = 0;
+                    while (j < cols)
+                    {
+                        int run = Math.Min(b.ColRun(col0 + j), cols - j);
+                        CopyRun(rowp + b.ColOffset(col0 + j), 1, dd + j, 1, run);
+                        j += run;
+                    }
+
+                    for (; j < NR; j++)
+                    {
+                        dd[j] = 0f;
+                    }
+                }
+
+                continue;
+            }
+
+            long rs = b.RowStride;
+            if (rs == 1 && Avx.IsSupported)
+            {
+                // Columns contiguous in k (e.g. activations as B^T for a weight gradient): 8 x 8 register transposes.
+                for (int c8 = 0; c8 < NR; c8 += 8)
+                {
+                    for (int c = 0; c < 8; c++)
+                    {
+                        // Missing columns read column c8 (any valid one) and are zeroed below.
+                        colPtr[c] = b.Data + b.ColOffset(col0 + Math.Min(c8 + c, cols - 1));
+                    }
+
+                    for (int kk = 0; kk < kc;)
+                    {
+                        int row = k0 + kk;
+                        int run = Math.Min(b.RowRun(row), kc - kk);
+                        long rowOff = b.RowOffset(row);
+                        int t = 0;
+                        for (; t + 8 <= run; t += 8)
+                        {
+                            Transpose8x8(colPtr, rowOff + t, d + ((long)(kk + t) * NR) + c8, NR);
+                        }
+
+                        for (; t < run; t++)
+                        {
+                            for (int c = 0; c < 8; c++)
+                            {
+                                d[((long)(kk + t) * NR) + c8 + c] = colPtr[c][rowOff + t];
+                            }
+                        }
+
+                        kk += run;
+                    }
+                }
+
+                for (int c = cols; c < NR; c++)
+                {
+                    for (int kk = 0; kk < kc; kk++)
+                    {
+                        d[(kk * NR) + c] = 0f;
+                    }
+                }
+
+                continue;
+            }
+
+            for (int c = 0; c < NR; c++)
+            {
+                if (c >= cols)
+                {
+                    for (int kk = 0; kk < kc; kk++)
+                    {
+                        d[(kk * NR) + c] = 0f;
+                    }
+
+                    continue;
+                }
+
+                float* colp = b.Data + b.ColOffset(col0 + c);
+                for (int kk = 0; kk < kc;)
+                {
+                    int row = k0 + kk;
+                    int run = Math.Min(b.RowRun(row), kc - kk);
+                    float* s = colp + b.RowOffset(row);
+                    float* dd = d + ((long)kk * NR) + c;
+                    for (int t = 0; t < run; t++)
+                    {
+                        dd[t * NR] = s[t * rs];
+                    }
+
+                    kk += run;
+                }
+            }
+        }
+    }
+
+    /// <summary>dst[i * dstStride + j] = src[j][offset + i] for an 8 x 8 block (8 source rows, 8 consecutive elements each).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float** src, long offset, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src[0] + offset);
+        var r1 = Avx.LoadVector256(src[1] + offset);
+        var r2 = Avx.LoadVector256(src[2] + offset);
+        var r3 = Avx.LoadVector256(src[3] + offset);
+        var r4 = Avx.LoadVector256(src[4] + offset);
+        var r5 = Avx.LoadVector256(src[5] + offset);
+        var r6 = Avx.LoadVector256(src[6] + offset);
+        var r7 = Avx.LoadVector256(src[7] + offset);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + (2 * dstStride), Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + (3 * dstStride), Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + (4 * dstStride), Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + (5 * dstStride), Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + (6 * dstStride), Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() => EffectiveSimd switch
+    {
+        SimdLevel.Vector512 => &Kernel512,
+        SimdLevel.Vector256 => &Kernel256,
+        _ => &KernelScalar,
+    };
+
+    private static float[] Scratch(ref float[]? cache, long size)
+    {
+        if (cache is null || cache.Length < size)
+        {
+            cache = GC.AllocateUninitializedArray<float>(checked((int)size), pinned: true);
+        }
+
+        return cache;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512(int kc, float* a, float* b, float* c, long ldc, bool load)
+    {
+        Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+        float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc, c6 = c5 + ldc, c7 = c6 + ldc;
+        if (load)
+        {
+            c00 = Vector512.Load(c0); c01 = Vector512.Load(c0 + 16);
+            c10 = Vector512.Load(c1); c11 = Vector512.Load(c1 + 16);
+            c20 = Vector512.Load(c2); c21 = Vector512.Load(c2 + 16);
+            c30 = Vector512.Load(c3); c31 = Vector512.Load(c3 + 16);
+            c40 = Vector512.Load(c4); c41 = Vector512.Load(c4 + 16);
+            c50 = Vector512.Load(c5); c51 = Vector512.Load(c5 + 16);
+            c60 = Vector512.Load(c6); c61 = Vector512.Load(c6 + 16);
+            c70 = Vector512.Load(c7); c71 = Vector512.Load(c7 + 16);
+        }
+        else
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector512<float>.Zero;
+            c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = Vector512<float>.Zero;
+        }
+
+        for (int k = 0; k < kc; k++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var av = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(av, b0, c00); c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(av, b0, c10); c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(av, b0, c20); c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(av, b0, c30); c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(av, b0, c40); c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(av, b0, c50); c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(a[6]);
+            c60 = Vector512.FusedMultiplyAdd(av, b0, c60); c61 = Vector512.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(a[7]);
+            c70 = Vector512.FusedMultiplyAdd(av, b0, c70); c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
+            a += MR;
+            b += NR;
+        }
+
+        c00.Store(c0); c01.Store(c0 + 16);
+        c10.Store(c1); c11.Store(c1 + 16);
+        c20.Store(c2); c21.Store(c2 + 16);
+        c30.Store(c3); c31.Store(c3 + 16);
+        c40.Store(c4); c41.Store(c4 + 16);
+        c50.Store(c5); c51.Store(c5 + 16);
+        c60.Store(c6); c61.Store(c6 + 16);
+        c70.Store(c7); c71.Store(c7 + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256(int kc, float* a, float* b, float* c, long ldc, bool load)
+    {
+        // Sixteen ymm registers hold a 4 x 16 quarter of the tile; the four quarters each run the full depth.
+        for (int quarter = 0; quarter < 4; quarter++)
+        {
+            int r0 = (quarter >> 1) * 4, j0 = (quarter & 1) * 16;
+            float* cq = c + (r0 * ldc) + j0;
+            float* c0 = cq, c1 = cq + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+            Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
+            if (load)
+            {
+                s00 = Vector256.Load(c0); s01 = Vector256.Load(c0 + 8);
+                s10 = Vector256.Load(c1); s11 = Vector256.Load(c1 + 8);
+                s20 = Vector256.Load(c2); s21 = Vector256.Load(c2 + 8);
+                s30 = Vector256.Load(c3); s31 = Vector256.Load(c3 + 8);
+            }
+            else
+            {
+                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
+            }
+
+            float* ap = a + r0, bp = b + j0;
+            for (int k = 0; k < kc; k++)
+            {
+                var b0 = Vector256.Load(bp);
+                var b1 = Vector256.Load(bp + 8);
+                var av = Vector256.Create(ap[0]);
+                s00 = Vector256.FusedMultiplyAdd(av, b0, s00); s01 = Vector256.FusedMultiplyAdd(av, b1, s01);
+                av = Vector256.Create(ap[1]);
+                s10 = Vector256.FusedMultiplyAdd(av, b0, s10); s11 = Vector256.FusedMultiplyAdd(av, b1, s11);
+                av = Vector256.Create(ap[2]);
+                s20 = Vector256.FusedMultiplyAdd(av, b0, s20); s21 = Vector256.FusedMultiplyAdd(av, b1, s21);
+                av = Vector256.Create(ap[3]);
+                s30 = Vector256.FusedMultiplyAdd(av, b0, s30); s31 = Vector256.FusedMultiplyAdd(av, b1, s31);
+                ap += MR;
+                bp += NR;
+            }
+
+            s00.Store(c0); s01.Store(c0 + 8);
+            s10.Store(c1); s11.Store(c1 + 8);
+            s20.Store(c2); s21.Store(c2 + 8);
+            s30.Store(c3); s31.Store(c3 + 8);
+        }
+    }
+
+    private static void KernelScalar(int kc, float* a, float* b, float* c, long ldc, bool load)
+    {
+        for (int r = 0; r < MR; r++)
+        {
+            float* cr = c + (r * ldc);
+            for (int j = 0; j < NR; j++)
+            {
+                float s = load ? cr[j] : 0f;
+                for (int k = 0; k < kc; k++)
+                {
+                    s = MathF.FusedMultiplyAdd(a[(k * MR) + r], b[(k * NR) + j], s);
+                }
+
+                cr[j] = s;
+            }
+        }
+    }
+}

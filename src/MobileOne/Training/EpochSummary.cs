@@ -1,0 +1,61 @@
+using System.Globalization;
+using System.Text;
+using MobileOne.IO;
+
+namespace MobileOne.Training;
+
+/// <summary>One epoch's line of summary.csv. EMA columns are NaN when the EMA is off.</summary>
+public sealed record EpochSummary(
+    int Epoch, double TrainLoss, double TrainTop1, double EvalLoss, double EvalTop1, double EvalTop5, double LearningRate,
+    double EmaEvalTop1 = double.NaN, double EmaEvalTop5 = double.NaN);
+
+/// <summary>
+/// summary.csv as timm writes it, one row per epoch (epoch, train_loss, eval_loss, eval_top1, eval_top5, lr),
+/// plus train_top1 and, with an EMA, ema_eval_top1/ema_eval_top5. Rewritten whole through a temporary file
+/// each epoch so a kill never leaves half a row.
+/// </summary>
+public static class SummaryCsv
+{
+    public const string FileName = "summary.csv";
+
+    public static void Write(string path, IReadOnlyList<EpochSummary> rows)
+    {
+        bool ema = rows.Any(r => !double.IsNaN(r.EmaEvalTop1));
+        var text = new StringBuilder("epoch,train_loss,eval_loss,eval_top1,eval_top5,lr,train_top1");
+        text.Append(ema ? ",ema_eval_top1,ema_eval_top5\n" : "\n");
+        foreach (var r in rows)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{r.Epoch},{F(r.TrainLoss)},{F(r.EvalLoss)},{F(r.EvalTop1)},{F(r.EvalTop5)},{F(r.LearningRate)},{F(r.TrainTop1)}");
+            text.Append(ema ? string.Create(CultureInfo.InvariantCulture, $",{F(r.EmaEvalTop1)},{F(r.EmaEvalTop5)}\n") : "\n");
+        }
+
+        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
+        AtomicFile.Write(path, s => s.Write(bytes));
+    }
+
+    public static List<EpochSummary> Read(string path)
+    {
+        var rows = new List<EpochSummary>();
+        if (!File.Exists(path))
+        {
+            return rows;
+        }
+
+        string[] lines = File.ReadAllLines(path);
+        for (int i = 1; i < lines.Length; i++)
+        {
+            string[] f = lines[i].Split(',');
+            if (f.Length < 7)
+            {
+                throw new InvalidDataException($"{path}: line {i + 1} has {f.Length} columns; expected at least 7.");
+            }
+
+            double P(int k) => k < f.Length && f[k].Length > 0 ? double.Parse(f[k], CultureInfo.InvariantCulture) : double.NaN;
+            rows.Add(new EpochSummary(int.Parse(f[0], CultureInfo.InvariantCulture), P(1), P(6), P(2), P(3), P(4), P(5), P(7), P(8)));
+        }
+
+        return rows;
+    }
+
+    private static string F(double v) => double.IsNaN(v) ? string.Empty : v.ToString("R", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,50 @@
+namespace MobileOne.Training;
+
+/// <summary>Where a step's running numbers go: a progress bar on a terminal, plain lines in a log.</summary>
+public readonly record struct StepProgress(
+    int Epoch, int Epochs, int Step, int StepsPerEpoch, long GlobalStep, long TotalSteps,
+    double Loss, double Top1, double LearningRate, double ImagesPerSecond, TimeSpan Eta);
+
+/// <summary>Receives the trainer's progress; the CLI renders it, tests record it.</summary>
+public interface ITrainingObserver
+{
+    void Message(string text);
+
+    void EpochStarted(int epoch, int epochs, int stepsPerEpoch);
+
+    void StepCompleted(in StepProgress progress);
+
+    /// <summary>After evaluation and after the epoch's files were written.</summary>
+    void EpochCompleted(EpochSummary summary, IReadOnlyList<EpochSummary> all);
+}
+
+/// <summary>An observer that ignores everything.</summary>
+public sealed class SilentTrainingObserver : ITrainingObserver
+{
+    public static SilentTrainingObserver Instance { get; } = new();
+
+    public void Message(string text)
+    {
+    }
+
+    public void EpochStarted(int epoch, int epochs, int stepsPerEpoch)
+    {
+    }
+
+    public void StepCompleted(in StepProgress progress)
+    {
+    }
+
+    public void EpochCompleted(EpochSummary summary, IReadOnlyList<EpochSummary> all)
+    {
+    }
+}
+
+/// <summary>A run stopped because the loss stopped being a finite number.</summary>
+public sealed class TrainingDivergedException : Exception
+{
+    public TrainingDivergedException(string message)
+        : base(message)
+    {
+    }
+}

@@ -1,0 +1,101 @@
+using MobileOne.IO.Checkpoints;
+using MobileOne.Models;
+using MobileOne.Nn;
+
+namespace MobileOne.Training;
+
+/// <summary>How the EMA model follows the model's BatchNorm running statistics.</summary>
+public enum EmaBuffers
+{
+    /// <summary>Averaged like the parameters (timm ModelEmaV3's default, and ModelEmaV2).</summary>
+    Average,
+
+    /// <summary>Copied (timm ModelEmaV3 with exclude_buffers=True).</summary>
+    Copy,
+}
+
+/// <summary>
+/// An exponential moving average of a model's weights, timm's ModelEmaV3 update without warm-up:
+/// ema = lerp(ema, model, 1 - decay) for every parameter (and, with <see cref="EmaBuffers.Average"/>, every BatchNorm
+/// running statistic); batch counters are copied. The average lives in its own <see cref="MobileOneNetwork"/> in eval
+/// mode, so it can be evaluated, fused or saved like any model.
+/// </summary>
+public sealed class ModelEma
+{
+    public const double DefaultDecay = 0.9995;
+
+    public ModelEma(MobileOneNetwork model, double decay = DefaultDecay, EmaBuffers buffers = EmaBuffers.Average)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!(decay >= 0 && decay <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(decay), decay, "EMA decay must be between 0 and 1.");
+        }
+
+        Decay = decay;
+        Buffers = buffers;
+        Network = MobileOneNetwork.Create(model.Config, model.IsFused);
+        CopyFrom(model);
+    }
+
+    public double Decay { get; set; }
+
+    public EmaBuffers Buffers { get; }
+
+    /// <summary>The averaged model (eval mode).</summary>
+    public MobileOneNetwork Network { get; }
+
+    /// <summary>Updates applied since construction (or <see cref="CopyFrom"/>).</summary>
+    public long Updates { get; private set; }
+
+    /// <summary>Moves the average toward <paramref name="model"/> (call after each optimizer step).</summary>
+    public void Update(MobileOneNetwork model)
+    {
+        float weight = (float)(1 - Decay);
+        foreach (var (ema, current) in Pairs(model))
+        {
+            bool average = ema.Kind == StateKind.Parameter || (ema.Kind == StateKind.Buffer && Buffers == EmaBuffers.Average);
+            float[] e = ema.Value.Data, m = current.Value.Data;
+            if (!average)
+            {
+                m.CopyTo(e, 0);
+                continue;
+            }
+
+            for (int i = 0; i < e.Length; i++)
+            {
+                e[i] += weight * (m[i] - e[i]);
+            }
+        }
+
+        Updates++;
+    }
+
+    /// <summary>Resets the average to a copy of <paramref name="model"/> (e.g. after loading a checkpoint).</summary>
+    public void CopyFrom(MobileOneNetwork model)
+    {
+        foreach (var (ema, current) in Pairs(model))
+        {
+            current.Value.Data.CopyTo(ema.Value.Data, 0);
+        }
+
+        Updates = 0;
+    }
+
+    /// <summary>Saves the averaged model as a checkpoint (format from the extension, timm's names by default).</summary>
+    public void Save(string path, KeyLayout layout = KeyLayout.Timm) => ModelCheckpoint.Save(Network, path, layout);
+
+    private List<(StateEntry Ema, StateEntry Model)> Pairs(MobileOneNetwork model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var pairs = Network.State().Zip(model.State()).ToList();
+        bool same = pairs.Count == Network.State().Count() && pairs.Count == model.State().Count()
+            && pairs.All(p => p.First.Name == p.Second.Name && p.First.Value.HasShape(p.Second.Value.Shape));
+        if (!same)
+        {
+            throw new ArgumentException($"The EMA was built for {Network.Config}{(Network.IsFused ? " (fused)" : string.Empty)}; got {model.Config}{(model.IsFused ? " (fused)" : string.Empty)}.", nameof(model));
+        }
+
+        return pairs;
+    }
+}

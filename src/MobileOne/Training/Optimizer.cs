@@ -1,0 +1,133 @@
+using MobileOne.Kernels;
+using MobileOne.Nn;
+using MobileOne.Tensors;
+
+namespace MobileOne.Training;
+
+/// <summary>
+/// Base of the optimizers: parameter groups with their own learning rate and weight decay, a step counter, and a
+/// state that can be exported and imported for resuming. Parameters whose gradient was never allocated are skipped,
+/// as PyTorch skips parameters with grad None. Each parameter tensor is updated by one thread, element by element,
+/// so results do not depend on the thread count.
+/// </summary>
+public abstract class Optimizer
+{
+    protected Optimizer(IEnumerable<ParameterGroup> groups, string kind)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        Groups = groups.ToArray();
+        Kind = kind;
+        if (Groups.Count == 0)
+        {
+            throw new ArgumentException("An optimizer needs at least one parameter group.", nameof(groups));
+        }
+
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var g in Groups)
+        {
+            foreach (var p in g.Parameters)
+            {
+                if (!seen.TryAdd(p.Name, g.Name))
+                {
+                    throw new ArgumentException($"Parameter '{p.Name}' is in both group '{seen[p.Name]}' and group '{g.Name}'.", nameof(groups));
+                }
+            }
+        }
+
+        Entries = Groups.SelectMany(g => g.Parameters.Select(p => (Group: g, Param: p))).ToArray();
+    }
+
+    /// <summary>"sgd" or "adamw": the kind recorded in exported states.</summary>
+    public string Kind { get; }
+
+    public IReadOnlyList<ParameterGroup> Groups { get; }
+
+    /// <summary>Optimizer steps taken so far (PyTorch's per-parameter "step").</summary>
+    public long StepCount { get; protected set; }
+
+    protected IReadOnlyList<(ParameterGroup Group, NamedParameter Param)> Entries { get; }
+
+    /// <summary>Sets the learning rate of every group.</summary>
+    public void SetLearningRate(double learningRate)
+    {
+        foreach (var g in Groups)
+        {
+            g.LearningRate = learningRate;
+        }
+    }
+
+    /// <summary>Sets the weight decay of every group not exempt from it (a schedule's value).</summary>
+    public void SetWeightDecay(double weightDecay)
+    {
+        foreach (var g in Groups)
+        {
+            g.WeightDecay = weightDecay;
+        }
+    }
+
+    public void ZeroGrad()
+    {
+        foreach (var (_, p) in Entries)
+        {
+            p.Parameter.ZeroGrad();
+        }
+    }
+
+    /// <summary>One update of every parameter that has a gradient.</summary>
+    public void Step()
+    {
+        StepCount++;
+        var entries = Entries;
+        ComputeThreads.For(entries.Count, (i0, i1) =>
+        {
+            for (int i = i0; i < i1; i++)
+            {
+                var (group, p) = entries[i];
+                if (p.Parameter.Grad is not null)
+                {
+                    Update(group, p, i);
+                }
+            }
+        });
+    }
+
+    public abstract OptimizerState ExportState();
+
+    /// <summary>Restores a state exported by the same kind of optimizer over parameters with the same names and shapes.</summary>
+    public abstract void ImportState(OptimizerState state);
+
+    /// <summary>Updates one parameter; <paramref name="index"/> is its position in <see cref="Entries"/>.</summary>
+    protected abstract void Update(ParameterGroup group, NamedParameter parameter, int index);
+
+    /// <summary>Checks a state's kind and that every tensor it holds belongs to a parameter with that prefix and shape.</summary>
+    protected void CheckState(OptimizerState state, IReadOnlyList<string> prefixes)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (!string.Equals(state.Kind, Kind, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"Optimizer state is for '{state.Kind}', but this optimizer is '{Kind}'.");
+        }
+
+        var shapes = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        foreach (var (_, p) in Entries)
+        {
+            foreach (string prefix in prefixes)
+            {
+                shapes[prefix + p.Name] = p.Parameter.Shape;
+            }
+        }
+
+        foreach (var (name, value) in state.Tensors)
+        {
+            if (!shapes.TryGetValue(name, out var shape))
+            {
+                throw new ArgumentException($"Optimizer state tensor '{name}' does not belong to any parameter of this optimizer (expected names {string.Join(", ", prefixes.Select(p => $"'{p}<parameter>'"))}).");
+            }
+
+            if (!value.HasShape(shape))
+            {
+                throw new ArgumentException($"Optimizer state tensor '{name}' has shape {value.ShapeString}; the parameter has {Tensor.FormatShape(shape)}.");
+            }
+        }
+    }
+}

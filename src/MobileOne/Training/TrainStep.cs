@@ -1,0 +1,92 @@
+using MobileOne.Models;
+using MobileOne.Tensors;
+
+namespace MobileOne.Training;
+
+/// <summary>What one training step produced.</summary>
+/// <param name="Loss">Mean loss over the batch (before the update).</param>
+/// <param name="Logits">The logits of the forward pass, owned by the network until its next forward.</param>
+/// <param name="GradientNorm">Global gradient norm before clipping, when clipping is on.</param>
+/// <param name="LearningRate">Learning rate used for this step.</param>
+/// <param name="WeightDecay">Weight decay used for this step (decayed groups).</param>
+public readonly record struct TrainStepResult(double Loss, Tensor Logits, double? GradientNorm, double LearningRate, double WeightDecay);
+
+/// <summary>
+/// One optimizer step of a train-time network, in timm's train.py order: zero the gradients, set the step's learning
+/// rate and weight decay from the schedules, forward in training mode, loss, backward, optional global-norm clipping,
+/// optimizer step, EMA update.
+/// </summary>
+public sealed class TrainStep
+{
+    public TrainStep(MobileOneNetwork model, Optimizer optimizer, CrossEntropyLoss loss)
+    {
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Optimizer = optimizer ?? throw new ArgumentNullException(nameof(optimizer));
+        Loss = loss ?? throw new ArgumentNullException(nameof(loss));
+    }
+
+    public MobileOneNetwork Model { get; }
+
+    public Optimizer Optimizer { get; }
+
+    public CrossEntropyLoss Loss { get; }
+
+    /// <summary>Learning rate per optimizer step (indexed by <see cref="Optimizer.StepCount"/>); null keeps the groups' rates.</summary>
+    public CosineSchedule? LearningRateSchedule { get; init; }
+
+    /// <summary>Weight decay per optimizer step for the decayed groups; null keeps the groups' values.</summary>
+    public CosineSchedule? WeightDecaySchedule { get; init; }
+
+    /// <summary>Clip gradients to this global L2 norm; null disables clipping.</summary>
+    public double? ClipGradientNorm { get; init; }
+
+    public ModelEma? Ema { get; init; }
+
+    public TrainStepResult Run(Tensor images, ReadOnlySpan<int> labels)
+    {
+        Prepare();
+        var logits = Model.Forward(images);
+        double loss = Loss.Forward(logits, labels);
+        return Finish(logits, loss);
+    }
+
+    /// <summary>A step with soft targets [N, classes] (mixup / cutmix).</summary>
+    public TrainStepResult Run(Tensor images, Tensor targets)
+    {
+        Prepare();
+        var logits = Model.Forward(images);
+        double loss = Loss.Forward(logits, targets);
+        return Finish(logits, loss);
+    }
+
+    private void Prepare()
+    {
+        if (!Model.Training)
+        {
+            Model.Train();
+        }
+
+        Optimizer.ZeroGrad();
+        long step = Optimizer.StepCount;
+        if (LearningRateSchedule is not null)
+        {
+            Optimizer.SetLearningRate(LearningRateSchedule.ValueAt(step));
+        }
+
+        if (WeightDecaySchedule is not null)
+        {
+            Optimizer.SetWeightDecay(WeightDecaySchedule.ValueAt(step));
+        }
+    }
+
+    private TrainStepResult Finish(Tensor logits, double loss)
+    {
+        Model.Backward(Loss.Backward());
+        double? norm = ClipGradientNorm is double max ? GradientClipping.ClipByGlobalNorm(Model, max) : null;
+        var decayed = Optimizer.Groups.FirstOrDefault(g => !g.ExemptFromWeightDecay) ?? Optimizer.Groups[0];
+        double lr = decayed.LearningRate, wd = decayed.WeightDecay;
+        Optimizer.Step();
+        Ema?.Update(Model);
+        return new TrainStepResult(loss, logits, norm, lr, wd);
+    }
+}

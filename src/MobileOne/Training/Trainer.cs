@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using MobileOne.Data;
+using MobileOne.Data.Loading;
+using MobileOne.IO.Checkpoints;
+using MobileOne.Kernels;
+using MobileOne.Models;
+using MobileOne.Nn;
+
+namespace MobileOne.Training;
+
+/// <summary>What a finished (or step-limited) run leaves behind.</summary>
+public sealed record TrainingResult(
+    MobileOneNetwork Model, MobileOneNetwork? Ema, IReadOnlyList<EpochSummary> Epochs, string OutputDirectory,
+    string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps);
+
+/// <summary>
+/// timm train.py's loop for a train-time MobileOne: per-step cosine learning rate with linear warm-up,
+/// optional cosine weight-decay annealing, label-smoothed cross entropy, SGD (Nesterov) or AdamW with no decay on
+/// BatchNorm parameters and biases, optional EMA and gradient clipping; after every epoch an evaluation, summary.csv,
+/// last/best checkpoints (timm's safetensors layout) and a training state for --resume, each written atomically.
+/// </summary>
+public static partial class Trainer
+{
+    public const string LastCheckpoint = "last.safetensors";
+    public const string BestCheckpoint = "best.safetensors";
+    public const string EmaCheckpoint = "last_ema.safetensors";
+
+    public static TrainingResult Run(TrainingOptions options, IImageDecoder? decoder = null, ITrainingObserver? observer = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        observer ??= SilentTrainingObserver.Instance;
+        ComputeThreads.Count = options.Threads;
+
+        var data = TrainingData.Open(options.Data, decoder, options.AutoAugment);
+        var model = BuildModel(options, data, observer);
+        var config = model.Config;
+        observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} evaluation images from {data.Eval.Source}, {data.NumClasses} classes");
+        observer.Message($"model: {config}");
+
+        Directory.CreateDirectory(options.Output);
+        int finalSize = options.ImageSizes[^1];
+        var loaderOptions = new DataLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, DropLast = true, Workers = options.Workers, Seed = (ulong)options.Seed, NumClasses = config.NumClasses };
+        var evalLoader = new DataLoader(data.Eval, data.EvalTransform(finalSize, config.Name), loaderOptions with { Shuffle = false, DropLast = false });
+        var trainLoaders = new Dictionary<int, DataLoader>();
+        DataLoader TrainLoader(int epoch)
+        {
+            int size = data.IsFashionMnist ? finalSize : options.ImageSizes[Math.Min(options.ImageSizes.Count - 1, epoch * options.ImageSizes.Count / options.Epochs)];
+            if (!trainLoaders.TryGetValue(size, out var loader))
+            {
+                loader = new DataLoader(data.Train, data.TrainTransform(size), loaderOptions);
+                trainLoaders[size] = loader;
+            }
+
+            return loader;
+        }
+
+        int stepsPerEpoch = TrainLoader(0).BatchesPerEpoch;
+        if (stepsPerEpoch == 0)
+        {
+            throw new ArgumentException($"--batch-size {options.BatchSize} is larger than the {data.Train.Count} training images.");
+        }
+
+        long totalSteps = (long)options.Epochs * stepsPerEpoch;
+        long warmupSteps = Math.Min(totalSteps - 1, (long)Math.Round(options.WarmupEpochs * stepsPerEpoch));
+        var lrSchedule = new CosineSchedule(options.LearningRate, options.MinLearningRate, Math.Max(1, totalSteps - warmupSteps), warmupSteps, warmupInitValue: 0, warmupPrefix: true);
+        var wdSchedule = options.WeightDecayEnd is double wdEnd ? new CosineSchedule(options.WeightDecay, wdEnd, totalSteps) : null;
+        var groups = ParameterGroups.WeightDecaySplit(model, options.LearningRate, options.WeightDecay);
+        Optimizer optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(groups, options.Momentum, nesterov: true) : new AdamW(groups);
+        var ema = options.Ema is double decay ? new ModelEma(model, decay) : null;
+        var step = new TrainStep(model, optimizer, new CrossEntropyLoss(options.Smoothing))
+        {
+            LearningRateSchedule = lrSchedule,
+            WeightDecaySchedule = wdSchedule,
+            ClipGradientNorm = options.ClipGrad,
+            Ema = ema,
+        };
+
+        string statePath = Path.Combine(options.Output, TrainingState.FileName);
+        int startEpoch = 0, startStep = 0;
+        var tally = default(EpochTally);
+        double bestTop1 = double.NegativeInfinity;
+        int bestEpoch = -1;
+        var summaries = new List<EpochSummary>();
+        if (options.Resume is string resume)
+        {
+            var state = TrainingState.Load(resume, config);
+            CopyState(state.Model, model);
+            optimizer.ImportState(state.Optimizer);
+            if (ema is not null)
+            {
+                ema.CopyFrom(state.Ema ?? throw new ArgumentException($"{resume}: the state has no EMA model, but --ema is set."));
+            }
+
+            if (state.Seed != options.Seed)
+            {
+                throw new ArgumentException($"{resume}: the run used --seed {state.Seed}; resume with the same seed (got {options.Seed}).");
+            }
+
+            (startEpoch, startStep, bestTop1, bestEpoch, tally) = (state.Epoch, state.Step, state.BestTop1, state.BestEpoch, state.Tally);
+            summaries = SummaryCsv.Read(Path.Combine(options.Output, SummaryCsv.FileName)).Where(s => s.Epoch <= startEpoch).ToList();
+            observer.Message($"resumed from {resume}: epoch {startEpoch + 1}, step {startStep}, {optimizer.StepCount} optimizer steps done");
+        }
+
+        var clock = Stopwatch.StartNew();
+        long stepsThisRun = 0;
+        bool stoppedByMaxSteps = false;
+        for (int epoch = startEpoch; epoch < options.Epochs && !stoppedByMaxSteps; epoch++)
+        {
+            var loader = TrainLoader(epoch);
+            observer.EpochStarted(epoch, options.Epochs, stepsPerEpoch);
+            int stepInEpoch = epoch == startEpoch ? startStep : 0;
+            var (lossSum, correct, seen) = stepInEpoch > 0 ? tally : default;
+            foreach (var batch in loader.Epoch(epoch, stepInEpoch, cancellationToken))
+            {
+                using (batch)
+                {
+                    var (images, labels) = batch;
+                    var result = step.Run(images, labels);
+                    if (!double.IsFinite(result.Loss))
+                    {
+                        string kept = File.Exists(Path.Combine(options.Output, LastCheckpoint))
+                            ? $"the last good checkpoint is {Path.Combine(options.Output, LastCheckpoint)}"
+                            : "no checkpoint was written yet";
+                        throw new TrainingDivergedException(
+                            $"the loss became {result.Loss.ToString(CultureInfo.InvariantCulture)} at epoch {epoch + 1}, step {batch.Step + 1}; training stopped and {kept}. Try a lower --lr or --clip-grad.");
+                    }
+
+                    lossSum += result.Loss * labels.Length;
+                    correct += CountCorrect(result.Logits, labels);
+                    seen += labels.Length;
+                    stepInEpoch = batch.Step + 1;
+                    stepsThisRun++;
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    long remaining = Math.Min(totalSteps, options.MaxSteps ?? long.MaxValue) - optimizer.StepCount;
+                    observer.StepCompleted(new StepProgress(
+                        epoch, options.Epochs, batch.Step, stepsPerEpoch, optimizer.StepCount, totalSteps, lossSum / seen, (double)correct / seen,
+                        result.LearningRate, stepsThisRun * options.BatchSize / Math.Max(seconds, 1e-9),
+                        TimeSpan.FromSeconds(Math.Max(0, remaining) * seconds / stepsThisRun)));
+                    if (options.MaxSteps is long max && optimizer.StepCount >= max)
+                    {
+                        stoppedByMaxSteps = true;
+                        break;
+                    }
+                }
+            }
+
+            var eval = Evaluator.Run(model, evalLoader, threads: options.Threads, cancellationToken: cancellationToken);
+            var emaEval = ema is null ? null : Evaluator.Run(ema.Network, evalLoader, threads: options.Threads, cancellationToken: cancellationToken);
+            bool finished = stepInEpoch >= stepsPerEpoch;
+            var summary = new EpochSummary(
+                epoch + 1, seen > 0 ? lossSum / seen : double.NaN, seen > 0 ? (double)correct / seen : double.NaN, eval.Loss, eval.Top1, eval.Top5,
+                optimizer.Groups[^1].LearningRate, emaEval?.Top1 ?? double.NaN, emaEval?.Top5 ?? double.NaN);
+            summaries.RemoveAll(s => s.Epoch == summary.Epoch);
+            summaries.Add(summary);
+
+            // Summary first, state last: a kill in between makes --resume redo this epoch and rewrite its row.
+            SummaryCsv.Write(Path.Combine(options.Output, SummaryCsv.FileName), summaries);
+            ModelCheckpoint.Save(model, Path.Combine(options.Output, LastCheckpoint));
+            if (eval.Top1 > bestTop1)
+            {
+                (bestTop1, bestEpoch) = (eval.Top1, epoch + 1);
+                ModelCheckpoint.Save(model, Path.Combine(options.Output, BestCheckpoint));
+            }
+
+            ema?.Save(Path.Combine(options.Output, EmaCheckpoint));
+            new TrainingState(
+                model, optimizer.ExportState(), ema?.Network, finished ? epoch + 1 : epoch, finished ? 0 : stepInEpoch, optimizer.StepCount, bestTop1, bestEpoch, options.Seed,
+                finished ? default : new EpochTally(lossSum, correct, seen))
+                .Save(statePath);
+            observer.EpochCompleted(summary, summaries);
+        }
+
+        model.Eval();
+        return new TrainingResult(model, ema?.Network, summaries, options.Output, data.Train.Source, data.Eval.Source, optimizer.StepCount, stoppedByMaxSteps);
+    }
+
+    private static MobileOneNetwork BuildModel(TrainingOptions options, TrainingData data, ITrainingObserver observer)
+    {
+        if (options.Init is string init)
+        {
+            var loaded = ModelCheckpoint.Load(init);
+            if (loaded.Network.IsFused)
+            {
+                throw new ArgumentException($"{init} is fused ({loaded.Info.Scheme.Name}); --init needs a train-time checkpoint, since a fused model has no branches to train.");
+            }
+
+            var source = loaded.Network;
+            if (source.Config.InChans != data.Channels)
+            {
+                throw new ArgumentException($"{init} expects in_chans {source.Config.InChans}, but the data has {data.Channels} channel(s).");
+            }
+
+            if (source.Config.NumClasses == data.NumClasses)
+            {
+                return source;
+            }
+
+            // Fine-tuning to another label set: keep the backbone, start a fresh classifier.
+            var model = MobileOneNetwork.Create(source.Config.WithHead(data.NumClasses, data.Channels));
+            WeightInit.Initialize(model, options.Seed);
+            foreach (var (from, to) in source.State().Zip(model.State()).Where(p => !p.First.Name.StartsWith("head.", StringComparison.Ordinal)))
+            {
+                from.Value.Data.CopyTo(to.Value.Data, 0);
+            }
+
+            observer.Message($"{init}: {source.Config.NumClasses} classes -> new classifier with {data.NumClasses}");
+            return model;
+        }
+
+        var config = MobileOneConfig.Parse(options.Model);
+        bool explicitClasses = ClassesKey().IsMatch(options.Model), explicitChans = InChansKey().IsMatch(options.Model);
+        if (explicitClasses && config.NumClasses != data.NumClasses)
+        {
+            throw new ArgumentException($"--model sets {config.NumClasses} classes, but the data has {data.NumClasses}.");
+        }
+
+        if (explicitChans && config.InChans != data.Channels)
+        {
+            throw new ArgumentException($"--model sets in_chans {config.InChans}, but the data has {data.Channels} channel(s).");
+        }
+
+        var network = MobileOneNetwork.Create(config.WithHead(data.NumClasses, data.Channels));
+        WeightInit.Initialize(network, options.Seed);
+        return network;
+    }
+
+    private static long CountCorrect(MobileOne.Tensors.Tensor logits, int[] labels)
+    {
+        int classes = logits.Dim(1);
+        long correct = 0;
+        for (int n = 0; n < labels.Length; n++)
+        {
+            ReadOnlySpan<float> row = logits.Data.AsSpan(n * classes, classes);
+            int argmax = 0;
+            for (int c = 1; c < classes; c++)
+            {
+                if (row[c] > row[argmax])
+                {
+                    argmax = c;
+                }
+            }
+
+            correct += argmax == labels[n] ? 1 : 0;
+        }
+
+        return correct;
+    }
+
+    private static void CopyState(Module from, Module to)
+    {
+        foreach (var (a, b) in from.State().Zip(to.State()))
+        {
+            a.Value.Data.CopyTo(b.Value.Data, 0);
+        }
+    }
+
+    [GeneratedRegex(@"(^|,)\s*(num_)?classes\s*=")]
+    private static partial Regex ClassesKey();
+
+    [GeneratedRegex(@"(^|,)\s*in_chans\s*=")]
+    private static partial Regex InChansKey();
+}

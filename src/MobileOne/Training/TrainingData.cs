@@ -1,0 +1,125 @@
+using MobileOne.Data;
+using MobileOne.Data.Loading;
+using MobileOne.Data.Transforms;
+
+namespace MobileOne.Training;
+
+/// <summary>
+/// The train and evaluation data of a run: Fashion-MNIST (from --data, the system package or the bundled
+/// subset) or an image folder with train/ and val/ subfolders. Opening checks everything that can be checked
+/// before training starts (folders, files, classes).
+/// </summary>
+public sealed class TrainingData
+{
+    private readonly IImageDataset train;
+    private readonly IImageDataset eval;
+    private readonly bool fashion;
+    private readonly string autoAugment;
+
+    private TrainingData(IImageDataset train, IImageDataset eval, bool fashion, string autoAugment)
+    {
+        this.train = train;
+        this.eval = eval;
+        this.fashion = fashion;
+        this.autoAugment = autoAugment;
+    }
+
+    public IImageDataset Train => train;
+
+    public IImageDataset Eval => eval;
+
+    public bool IsFashionMnist => fashion;
+
+    public int Channels => train.Channels;
+
+    public int NumClasses => train.ClassNames.Count;
+
+    /// <summary>The --data value that selects the Fashion-MNIST subset bundled with the library.</summary>
+    public const string Bundled = "bundled";
+
+    /// <summary>Opens the data a training run describes; <paramref name="decoder"/> reads image folders.</summary>
+    public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none")
+    {
+        if (data == Bundled)
+        {
+            return new TrainingData(FashionMnist.LoadBundled(FashionMnistSplit.Train), FashionMnist.LoadBundled(FashionMnistSplit.Test), fashion: true, autoAugment);
+        }
+
+        if (data is null || IsFashionMnistFolder(data))
+        {
+            return new TrainingData(
+                FashionMnist.Load(FashionMnistSplit.Train, data), FashionMnist.Load(FashionMnistSplit.Test, data), fashion: true, autoAugment);
+        }
+
+        var (trainDir, evalDir) = FolderSplits(data);
+        if (decoder is null)
+        {
+            throw new ArgumentException($"{data}: reading an image folder needs an image decoder.");
+        }
+
+        DataTransforms.ParsePolicy(autoAugment);
+        var trainSet = ImageFolderDataset.Open(trainDir, decoder, channels: 3);
+        var evalSet = ImageFolderDataset.Open(evalDir, decoder, channels: 3, trainSet.ClassNames);
+        return new TrainingData(trainSet, evalSet, fashion: false, autoAugment);
+    }
+
+    /// <summary>Opens evaluation data alone (mobileone eval): Fashion-MNIST's test split, or DIR/val (or DIR itself) of an image folder.</summary>
+    public static IImageDataset OpenEval(string? data, IImageDecoder? decoder, IReadOnlyList<string>? classNames = null)
+    {
+        if (data == Bundled)
+        {
+            return FashionMnist.LoadBundled(FashionMnistSplit.Test);
+        }
+
+        if (data is null || IsFashionMnistFolder(data))
+        {
+            return FashionMnist.Load(FashionMnistSplit.Test, data);
+        }
+
+        if (decoder is null)
+        {
+            throw new ArgumentException($"{data}: reading an image folder needs an image decoder.");
+        }
+
+        string val = Path.Combine(data, "val");
+        return ImageFolderDataset.Open(Directory.Exists(val) ? val : data, decoder, channels: 3, classNames);
+    }
+
+    /// <summary>The training pipeline; image folders train at <paramref name="size"/> (progressive resizing changes it per epoch).</summary>
+    public SampleTransform TrainTransform(int size)
+    {
+        if (fashion)
+        {
+            return DataTransforms.FashionMnistTrain();
+        }
+
+        var (policy, rand) = DataTransforms.ParsePolicy(autoAugment);
+        return DataTransforms.ImageNetTrain(size, policy, rand);
+    }
+
+    public static SampleTransform EvalTransform(bool fashionMnist, int size, string variant) =>
+        fashionMnist ? DataTransforms.FashionMnistEval() : DataTransforms.ImageNetEval(size, DataTransforms.EvalCropPct(variant));
+
+    public SampleTransform EvalTransform(int size, string variant) => EvalTransform(fashion, size, variant);
+
+    public static bool IsFashionMnistFolder(string directory) =>
+        directory == Bundled || FashionMnist.TryFind(directory, FashionMnistSplit.Train, out _, out _) || FashionMnist.TryFind(directory, FashionMnistSplit.Test, out _, out _);
+
+    private static (string Train, string Eval) FolderSplits(string data)
+    {
+        if (!Directory.Exists(data))
+        {
+            throw new DatasetException($"{data}: the data folder does not exist.");
+        }
+
+        string trainDir = Path.Combine(data, "train");
+        string evalDir = Directory.Exists(Path.Combine(data, "val")) ? Path.Combine(data, "val") : Path.Combine(data, "validation");
+        if (!Directory.Exists(trainDir) || !Directory.Exists(evalDir))
+        {
+            throw new DatasetException(
+                $"{data}: expected Fashion-MNIST IDX files ({FashionMnist.ImagesFileName(FashionMnistSplit.Train)}[.gz], ...) or an image folder with train/ and val/ subfolders, one folder per class.");
+        }
+
+        return (trainDir, evalDir);
+    }
+}

@@ -1,0 +1,158 @@
+using System.Globalization;
+
+namespace MobileOne.Training;
+
+public enum OptimizerKind
+{
+    Sgd,
+    AdamW,
+}
+
+/// <summary>
+/// Everything `mobileone train` can be told, with timm train.py's meanings. <see cref="Validate"/> checks
+/// every value before any work starts and names the command-line option in its message.
+/// </summary>
+public sealed record TrainingOptions
+{
+    /// <summary>s0..s4 or a description (MobileOneConfig.Parse); classes and in_chans default to the data set's.</summary>
+    public string Model { get; init; } = "s0";
+
+    /// <summary>A checkpoint to fine-tune from (timm or Apple, unfused); a new classifier when num_classes differs.</summary>
+    public string? Init { get; init; }
+
+    /// <summary>Fashion-MNIST IDX folder, or an image folder with train/ and val/; null = Fashion-MNIST from the system or the bundled subset.</summary>
+    public string? Data { get; init; }
+
+    public int Epochs { get; init; } = 10;
+
+    public int BatchSize { get; init; } = 256;
+
+    public double LearningRate { get; init; } = 0.1;
+
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+
+    public double Momentum { get; init; } = 0.9;
+
+    public double WeightDecay { get; init; } = 5e-4;
+
+    /// <summary>When set, weight decay follows a cosine from <see cref="WeightDecay"/> to this value over training (the paper: 1e-4 to 1e-5).</summary>
+    public double? WeightDecayEnd { get; init; }
+
+    public double Smoothing { get; init; } = 0.1;
+
+    /// <summary>EMA decay (timm --model-ema-decay); null disables the EMA.</summary>
+    public double? Ema { get; init; }
+
+    public double WarmupEpochs { get; init; } = 1;
+
+    public double MinLearningRate { get; init; }
+
+    public double? ClipGrad { get; init; }
+
+    public int Seed { get; init; }
+
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    public int Workers { get; init; } = 2;
+
+    public string Output { get; init; } = "output/train";
+
+    /// <summary>A training-state file to continue from (train_state.safetensors).</summary>
+    public string? Resume { get; init; }
+
+    /// <summary>Stop after this many optimizer steps in total (quick runs); the schedule still spans all epochs.</summary>
+    public long? MaxSteps { get; init; }
+
+    /// <summary>Print a plain progress line every N steps when output is redirected.</summary>
+    public int LogInterval { get; init; } = 50;
+
+    /// <summary>Image-folder training: final resolution, and the progressive sizes (e.g. 160, 192, 224) spread evenly over the epochs.</summary>
+    public IReadOnlyList<int> ImageSizes { get; init; } = [224];
+
+    /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
+    public string AutoAugment { get; init; } = "none";
+
+    public int EvalBatchSize => Math.Max(BatchSize, 1);
+
+    public void Validate()
+    {
+        Positive(Epochs, "--epochs");
+        Positive(BatchSize, "--batch-size");
+        Positive(Threads, "--threads");
+        Positive(LogInterval, "--log-interval");
+        if (Workers < 0)
+        {
+            throw new ArgumentException($"--workers must be 0 or more; got {Workers}.");
+        }
+
+        FinitePositive(LearningRate, "--lr");
+        NonNegative(MinLearningRate, "--min-lr");
+        NonNegative(WeightDecay, "--weight-decay");
+        if (WeightDecayEnd is double end)
+        {
+            NonNegative(end, "--wd-end");
+        }
+
+        NonNegative(WarmupEpochs, "--warmup-epochs");
+        if (!(Momentum >= 0 && Momentum < 1))
+        {
+            throw new ArgumentException($"--momentum must be in [0, 1); got {Format(Momentum)}.");
+        }
+
+        if (!(Smoothing >= 0 && Smoothing < 1))
+        {
+            throw new ArgumentException($"--smoothing must be in [0, 1); got {Format(Smoothing)}.");
+        }
+
+        if (Ema is double decay && !(decay > 0 && decay < 1))
+        {
+            throw new ArgumentException($"--ema decay must be in (0, 1), e.g. 0.9995; got {Format(decay)}.");
+        }
+
+        if (ClipGrad is double clip)
+        {
+            FinitePositive(clip, "--clip-grad");
+        }
+
+        if (MaxSteps is long steps && steps <= 0)
+        {
+            throw new ArgumentException($"--max-steps must be a positive integer; got {steps}.");
+        }
+
+        if (ImageSizes.Count == 0 || ImageSizes.Any(s => s < 8))
+        {
+            throw new ArgumentException($"--img-size values must be at least 8; got [{string.Join(", ", ImageSizes)}].");
+        }
+
+        if (string.IsNullOrWhiteSpace(Output))
+        {
+            throw new ArgumentException("--output must name a folder.");
+        }
+    }
+
+    private static void Positive(int value, string option)
+    {
+        if (value <= 0)
+        {
+            throw new ArgumentException($"{option} must be a positive integer; got {value}.");
+        }
+    }
+
+    private static void FinitePositive(double value, string option)
+    {
+        if (!double.IsFinite(value) || value <= 0)
+        {
+            throw new ArgumentException($"{option} must be a positive number; got {Format(value)}.");
+        }
+    }
+
+    private static void NonNegative(double value, string option)
+    {
+        if (!double.IsFinite(value) || value < 0)
+        {
+            throw new ArgumentException($"{option} must be a number >= 0; got {Format(value)}.");
+        }
+    }
+
+    private static string Format(double v) => v.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,113 @@
+using System.Globalization;
+using MobileOne.IO;
+using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Safetensors;
+using MobileOne.Models;
+using MobileOne.Tensors;
+
+namespace MobileOne.Training;
+
+/// <summary>Running training loss and accuracy of a part-done epoch, so a resumed epoch reports what an uninterrupted one would.</summary>
+public readonly record struct EpochTally(double LossSum, long Correct, long Seen);
+
+/// <summary>
+/// Everything --resume needs, in one safetensors file so it is replaced atomically: the model ("model."),
+/// the optimizer state ("optimizer."), the EMA model ("ema."), and in the metadata the position (next epoch
+/// and step), the best accuracy so far and the architecture. Data order and augmentation are derived from
+/// (seed, epoch, index), so no random-generator state needs saving.
+/// </summary>
+public sealed record TrainingState(
+    MobileOneNetwork Model, OptimizerState Optimizer, MobileOneNetwork? Ema, int Epoch, int Step, long GlobalStep,
+    double BestTop1, int BestEpoch, int Seed, EpochTally Tally = default)
+{
+    public const string FileName = "train_state.safetensors";
+    private const string Format = "mobileone-train-state/1";
+
+    public void Save(string path)
+    {
+        var file = new TensorFile();
+        Add(file, "model.", ModelCheckpoint.ToTensorFile(Model, KeyLayout.Timm));
+        Add(file, "optimizer.", Optimizer.ToTensorFile());
+        if (Ema is not null)
+        {
+            Add(file, "ema.", ModelCheckpoint.ToTensorFile(Ema, KeyLayout.Timm));
+        }
+
+        var c = CultureInfo.InvariantCulture;
+        file.Metadata["format"] = Format;
+        file.Metadata["architecture"] = Model.Config.ToString();
+        file.Metadata["epoch"] = Epoch.ToString(c);
+        file.Metadata["step"] = Step.ToString(c);
+        file.Metadata["global_step"] = GlobalStep.ToString(c);
+        file.Metadata["best_top1"] = BestTop1.ToString("R", c);
+        file.Metadata["best_epoch"] = BestEpoch.ToString(c);
+        file.Metadata["seed"] = Seed.ToString(c);
+        file.Metadata["epoch_loss_sum"] = Tally.LossSum.ToString("R", c);
+        file.Metadata["epoch_correct"] = Tally.Correct.ToString(c);
+        file.Metadata["epoch_seen"] = Tally.Seen.ToString(c);
+        foreach (var (k, v) in Optimizer.ToTensorFile().Metadata)
+        {
+            file.Metadata["optimizer." + k] = v;
+        }
+
+        SafetensorsWriter.Write(path, file);
+    }
+
+    /// <summary>Reads a state file and checks that it belongs to a model of <paramref name="expected"/>'s architecture.</summary>
+    public static TrainingState Load(string path, MobileOneConfig expected)
+    {
+        var file = SafetensorsReader.Read(path);
+        if (!file.Metadata.TryGetValue("format", out string? format) || format != Format)
+        {
+            throw new CheckpointException(path, $"is not a mobileone training state (expected metadata format '{Format}').");
+        }
+
+        var model = ModelCheckpoint.FromTensorFile(Slice(file, "model."), path, CheckpointFormat.Safetensors).Network;
+        var config = model.Config;
+        if (config.NumClasses != expected.NumClasses)
+        {
+            throw new CheckpointException(path, $"was trained with num_classes {config.NumClasses}, but this run has {expected.NumClasses} classes.");
+        }
+
+        if (config.ToString() != expected.ToString())
+        {
+            throw new CheckpointException(path, $"belongs to another model ({config}); this run trains {expected}.");
+        }
+
+        var optimizerFile = Slice(file, "optimizer.");
+        foreach (var (k, v) in file.Metadata.Where(kv => kv.Key.StartsWith("optimizer.", StringComparison.Ordinal)))
+        {
+            optimizerFile.Metadata[k["optimizer.".Length..]] = v;
+        }
+
+        var optimizer = OptimizerState.FromTensorFile(optimizerFile, path);
+        var emaFile = Slice(file, "ema.");
+        var ema = emaFile.Tensors.Count > 0 ? ModelCheckpoint.FromTensorFile(emaFile, path, CheckpointFormat.Safetensors).Network : null;
+        return new TrainingState(
+            model, optimizer, ema, Int(file, "epoch", path), Int(file, "step", path), long.Parse(Meta(file, "global_step", path), CultureInfo.InvariantCulture),
+            double.Parse(Meta(file, "best_top1", path), CultureInfo.InvariantCulture), Int(file, "best_epoch", path), Int(file, "seed", path),
+            new EpochTally(
+                double.Parse(Meta(file, "epoch_loss_sum", path), CultureInfo.InvariantCulture),
+                long.Parse(Meta(file, "epoch_correct", path), CultureInfo.InvariantCulture),
+                long.Parse(Meta(file, "epoch_seen", path), CultureInfo.InvariantCulture)));
+    }
+
+    private static void Add(TensorFile into, string prefix, TensorFile from)
+    {
+        foreach (var (k, v) in from.Tensors)
+        {
+            into.Tensors.Add(prefix + k, v);
+        }
+    }
+
+    private static TensorFile Slice(TensorFile file, string prefix) =>
+        new(file.Tensors.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Select(kv => KeyValuePair.Create(kv.Key[prefix.Length..], kv.Value)));
+
+    private static string Meta(TensorFile file, string key, string path) =>
+        file.Metadata.TryGetValue(key, out string? v) ? v : throw new CheckpointException(path, $"has no '{key}' metadata entry.");
+
+    private static int Int(TensorFile file, string key, string path) =>
+        int.TryParse(Meta(file, key, path), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+            ? v
+            : throw new CheckpointException(path, $"metadata '{key}' is not an integer.");
+}

@@ -1,0 +1,62 @@
+using System.Text.Json;
+
+namespace MobileOne.Tests.Cli;
+
+public class BenchTrainTests
+{
+    [Fact]
+    public void Json_reports_the_configuration_and_step_statistics()
+    {
+        var r = CliRunner.Run("bench-train", "--model", "units=1/1/1/1,widths=0.125/0.125/0.125/0.125,k=2", "--num-classes", "10",
+            "--batch-size", "4", "--size", "32", "--in-chans", "3", "--threads", "1", "--steps", "3", "--warmup", "1", "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var o = doc.RootElement;
+        Assert.Equal("custom", o.GetProperty("model").GetString());
+        Assert.Equal(4, o.GetProperty("batch").GetInt32());
+        Assert.Equal(32, o.GetProperty("size").GetInt32());
+        Assert.Equal(3, o.GetProperty("in_chans").GetInt32());
+        Assert.Equal(10, o.GetProperty("num_classes").GetInt32());
+        Assert.Equal(1, o.GetProperty("threads").GetInt32());
+        Assert.Equal(3, o.GetProperty("steps").GetInt32());
+        double median = o.GetProperty("step_ms_median").GetDouble(), p10 = o.GetProperty("step_ms_p10").GetDouble(), p90 = o.GetProperty("step_ms_p90").GetDouble();
+        Assert.True(p10 > 0 && p10 <= median && median <= p90, $"p10 {p10}, median {median}, p90 {p90}");
+        Assert.Equal(4 * 1000.0 / median, o.GetProperty("images_per_second").GetDouble(), 0);
+        Assert.True(double.IsFinite(o.GetProperty("final_loss").GetDouble()));
+    }
+
+    [Fact]
+    public void Table_names_the_model_and_throughput()
+    {
+        var r = CliRunner.Run("bench-train", "--model", "s0,classes=10", "--batch-size", "2", "--size", "32", "--threads", "1", "--steps", "1", "--warmup", "0");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("bench-train: MobileOne-s0, 2x3x32x32, 1 thread(s)", r.StdOut);
+        Assert.Contains("images/s", r.StdOut);
+    }
+
+    [Theory]
+    [InlineData("--batch-size", "0", "--batch-size must be a positive integer; got 0")]
+    [InlineData("--threads", "-1", "--threads must be a positive integer; got -1")]
+    [InlineData("--steps", "0", "--steps must be a positive integer; got 0")]
+    [InlineData("--warmup", "-2", "--warmup must be zero or a positive integer; got -2")]
+    [InlineData("--num-classes", "0", "--num-classes must be a positive integer; got 0")]
+    [InlineData("--model", "s9", "Unknown MobileOne variant 's9'")]
+    [InlineData("--model", "s0,k=two", "k must be an integer; got 'two'")]
+    public void Bad_options_fail_with_one_line_naming_the_option(string option, string value, string message)
+    {
+        var args = new List<string> { "bench-train", option, value, "--size", "32" };
+        if (option != "--steps")
+        {
+            args.AddRange(["--steps", "1"]);
+        }
+
+        CliRunner.AssertCleanFailure(CliRunner.Run([.. args]), message);
+    }
+
+    [Fact]
+    public void A_batch_with_one_value_per_channel_is_reported()
+    {
+        var r = CliRunner.Run("bench-train", "--model", "s0", "--size", "1", "--batch-size", "1", "--steps", "1", "--warmup", "0");
+        CliRunner.AssertCleanFailure(r, "Expected more than 1 value per channel when training");
+    }
+}

@@ -1,0 +1,74 @@
+using System.Text.Json;
+using MobileOne.Tests.Training.Loop;
+
+namespace MobileOne.Tests.Cli;
+
+public class TrainEvalCliTests
+{
+    private const string TinyModel = "units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2";
+
+    [Fact]
+    public void Train_then_eval_unfused_and_fused_with_predictions()
+    {
+        using var dir = new TempDir();
+        string data = TinyFashionData.Write(dir.File("data"));
+        string output = dir.File("run");
+        var train = CliRunner.Run("train", "--model", TinyModel, "--data", data, "--epochs", "2", "--batch-size", "32", "--threads", "1", "--output", output, "--log-interval", "4", "--ema");
+        Assert.True(train.ExitCode == 0, train.StdErr);
+        Assert.Contains("epoch 2: train_loss", train.StdOut);
+        Assert.Contains("epoch 1/2 step 4/8", train.StdOut);
+        foreach (string file in new[] { "last.safetensors", "best.safetensors", "last_ema.safetensors", "train_state.safetensors", "summary.csv", "summary.png" })
+        {
+            Assert.True(File.Exists(Path.Combine(output, file)), file);
+        }
+
+        Assert.StartsWith("epoch,train_loss,eval_loss,eval_top1,eval_top5,lr", File.ReadAllText(Path.Combine(output, "summary.csv")));
+
+        string checkpoint = Path.Combine(output, "last.safetensors");
+        var unfused = CliRunner.Run("eval", checkpoint, "--data", data, "--json", "--predictions", dir.File("pred.csv"));
+        Assert.True(unfused.ExitCode == 0, unfused.StdErr);
+        using var u = JsonDocument.Parse(unfused.StdOut);
+        Assert.Equal(100, u.RootElement.GetProperty("count").GetInt32());
+        double top1 = u.RootElement.GetProperty("top1").GetDouble();
+        Assert.InRange(top1, 0, 1);
+
+        string[] rows = File.ReadAllLines(dir.File("pred.csv"));
+        Assert.Equal("index,label,predicted,probability", rows[0]);
+        Assert.Equal(101, rows.Length);
+        Assert.Equal(top1, rows.Skip(1).Count(r => r.Split(',')[1] == r.Split(',')[2]) / 100.0, 6);
+        Assert.StartsWith("0,0,", rows[1]);
+
+        var fused = CliRunner.Run("eval", checkpoint, "--data", data, "--fuse");
+        Assert.True(fused.ExitCode == 0, fused.StdErr);
+        Assert.Matches(@"^ \* Acc@1 \d+\.\d{3} \(\d+\.\d{3}\) Acc@5 \d+\.\d{3} \(\d+\.\d{3}\)$", fused.StdOut.Split('\n')[1].TrimEnd('\r'));
+        Assert.Contains($"Acc@1 {100 * top1:0.000}", fused.StdOut);
+    }
+
+    [Fact]
+    public void Train_refuses_bad_options_before_any_work()
+    {
+        using var dir = new TempDir();
+        string output = dir.File("never");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--batch-size", "0", "--output", output), "--batch-size must be a positive integer");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--data", dir.File("missing"), "--output", output), "does not exist");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--opt", "lamb", "--output", output), "--opt must be sgd or adamw");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--resume", dir.File("none.safetensors"), "--output", output), "--resume");
+        var notANumber = CliRunner.Run("train", "--lr", "fast", "--output", output);
+        Assert.NotEqual(0, notANumber.ExitCode);
+        Assert.Contains("--lr", notANumber.StdErr);
+        Assert.DoesNotContain("   at ", notANumber.StdErr);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void Demo_trains_fuses_and_compares_on_the_bundled_subset()
+    {
+        using var dir = new TempDir();
+        var r = CliRunner.Run("demo", "--model", TinyModel, "--epochs", "1", "--max-steps", "2", "--batch-size", "32", "--threads", "1", "--output", dir.File("demo"));
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.Contains("bundled subset", r.StdOut);
+        Assert.Contains("eval top-1 (unfused / fused)", r.StdOut);
+        Assert.Contains("latency, batch 1", r.StdOut);
+        Assert.True(File.Exists(dir.File("demo/summary.png")));
+    }
+}

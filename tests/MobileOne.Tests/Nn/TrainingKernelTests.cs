@@ -1,0 +1,353 @@
+using CsCheck;
+using MobileOne.Kernels;
+
+namespace MobileOne.Tests.Nn;
+
+/// <summary>
+/// The training kernels against double-precision textbook loops over random shapes (CsCheck), for every SIMD width
+/// and several thread counts; and the determinism guarantees: M/N thread splits, ISA and tile position never change a
+/// bit of a GEMM result.
+/// </summary>
+[Collection(KernelSettingsCollection.Name)]
+public unsafe class TrainingKernelTests
+{
+    private static readonly SimdLevel[] Levels = [SimdLevel.Auto, SimdLevel.Vector256, SimdLevel.Scalar];
+
+    [Fact]
+    public void Packed_gemm_matches_a_double_reference_for_every_view_kind()
+    {
+        Gen.Select(Gen.Int[1, 70], Gen.Int[1, 90], Gen.Int[1, 600], Gen.Int[0, 7], Gen.Int[1, 3], Gen.Bool, Gen.Int).Sample(t =>
+        {
+            var (m, n, k, layout, threads, accumulate, seed) = t;
+            var rng = new Random(seed);
+            var a = Reference.RandomArray(rng, m * k);
+            var b = Reference.RandomArray(rng, k * n);
+            // Batched layouts: columns of B and C split into "images" of `per` columns with a gap between images.
+            int per = Math.Max(1, n / 3), images = (n + per - 1) / per;
+            var c = Reference.RandomArray(rng, m * images * per + 64);
+            var expected = new double[m * n];
+            for (int i = 0; i < m; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double s = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        s += (double)a[(i * k) + p] * b[(p * n) + j];
+                    }
+
+                    expected[(i * n) + j] = s;
+                }
+            }
+
+            var aCopy = (layout & 2) != 0 ? Transpose(a, m, k) : a;
+            var bCopy = layout % 2 == 1 ? Transpose(b, k, n) : b;
+            foreach (var level in Levels)
+            {
+                Lanes.Level = level;
+                ComputeThreads.Count = threads;
+                var cRun = (float[])c.Clone();
+                fixed (float* pa = aCopy)
+                fixed (float* pb = bCopy)
+                fixed (float* pc = cRun)
+                {
+                    var av = (layout & 2) != 0 ? MatrixView.RowMajor(pa, k, m, m).Transposed() : MatrixView.RowMajor(pa, m, k, k);
+                    var bv = layout % 2 == 1 ? MatrixView.RowMajor(pb, n, k, k).Transposed() : MatrixView.RowMajor(pb, k, n, n);
+                    var cv = (layout & 4) != 0
+                        ? MatrixView.ChannelsByPixels(pc, m, images, per, (long)m * per).Slice(0, m, 0, n)
+                        : MatrixView.RowMajor(pc, m, n, n);
+                    PackedSgemm.Multiply(av, bv, cv, accumulate);
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            long off = cv.RowOffset(i) + cv.ColOffset(j);
+                            double old = accumulate ? c[(int)off] : 0;
+                            double want = old + expected[(i * n) + j];
+                            double got = cRun[(int)off];
+                            Assert.True(Math.Abs(got - want) <= 1e-5 * Math.Max(1, Math.Sqrt(k)), $"{m}x{n}x{k} layout {layout} {level} t{threads}: C[{i},{j}] {got} vs {want}");
+                        }
+                    }
+                }
+            }
+        }, iter: 60);
+        Lanes.Level = SimdLevel.Auto;
+        ComputeThreads.Count = Environment.ProcessorCount;
+    }
+
+    [Fact]
+    public void Packed_gemm_bits_do_not_depend_on_isa_tiles_or_row_and_column_thread_splits()
+    {
+        var rng = new Random(3);
+        int m = 45, n = 333, k = 77;
+        var a = Reference.RandomArray(rng, m * k);
+        var b = Reference.RandomArray(rng, k * n);
+        float[]? first = null;
+        foreach (var level in Levels)
+        {
+            foreach (int threads in new[] { 1, 2, 3, 5 })
+            {
+                Lanes.Level = level;
+                ComputeThreads.Count = threads;
+                var c = new float[m * n];
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pc = c)
+                {
+                    PackedSgemm.Multiply(MatrixView.RowMajor(pa, m, k, k), MatrixView.RowMajor(pb, k, n, n), MatrixView.RowMajor(pc, m, n, n), false);
+                }
+
+                first ??= c;
+                Assert.Equal(first, c);
+            }
+        }
+
+        Lanes.Level = SimdLevel.Auto;
+        ComputeThreads.Count = Environment.ProcessorCount;
+    }
+
+    [Fact]
+    public void Deep_products_split_over_threads_are_reproducible_for_a_thread_count()
+    {
+        var rng = new Random(4);
+        int m = 24, n = 40, k = 5000;
+        var a = Reference.RandomArray(rng, m * k);
+        var b = Reference.RandomArray(rng, k * n);
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            ComputeThreads.Count = threads;
+            float[]? first = null;
+            for (int run = 0; run < 3; run++)
+            {
+                var c = new float[m * n];
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pc = c)
+                {
+                    PackedSgemm.Multiply(MatrixView.RowMajor(pa, m, k, k), MatrixView.RowMajor(pb, k, n, n), MatrixView.RowMajor(pc, m, n, n), false);
+                }
+
+                first ??= c;
+                Assert.Equal(first, c);
+            }
+        }
+
+        ComputeThreads.Count = Environment.ProcessorCount;
+    }
+
+    [Fact]
+    public void Gemm_rejects_disagreeing_shapes()
+    {
+        var buffer = GC.AllocateArray<float>(64, pinned: true);
+        float* p = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref buffer[0]);
+        var e = Assert.Throws<ArgumentException>(() => PackedSgemm.Multiply(MatrixView.RowMajor(p, 2, 3, 3), MatrixView.RowMajor(p, 4, 2, 2), MatrixView.RowMajor(p, 2, 2, 2), false));
+        Assert.Contains("GEMM shapes do not agree: A 2x3, B 4x2, C 2x2", e.Message);
+    }
+
+    [Fact]
+    public void Convolution_passes_match_textbook_double_loops_for_random_geometries()
+    {
+        var gen = Gen.Select(Gen.Int[1, 3], Gen.Int[1, 4], Gen.Int[1, 3], Gen.OneOf(1, 3, 5), Gen.Int[1, 3], Gen.Int[0, 2], Gen.Int[0, 2])
+            .SelectMany(t => Gen.Select(Gen.Int[1, 9], Gen.Int[1, 9], Gen.Int).Select(u => (t, u)));
+        gen.Sample(s =>
+        {
+            var ((batch, cpg, opg, k, stride, pad, groupKind), (h0, w0, seed)) = s;
+            int groups = groupKind == 0 ? 1 : groupKind == 1 ? 2 : 3;
+            int cin = cpg * groups, cout = opg * groups;
+            if (groupKind == 2)
+            {
+                cin = cout = groups = cpg + 2; // depthwise
+            }
+
+            int h = Math.Max(h0, k), w = Math.Max(w0, k);
+            var g = new ConvGeometry(batch, cin, h, w, cout, k, k, stride, stride, Math.Min(pad, k / 2 + 1), Math.Min(pad, k / 2 + 1), groups);
+            var rng = new Random(seed);
+            var x = Reference.RandomArray(rng, batch * cin * h * w);
+            var wt = Reference.RandomArray(rng, cout * (cin / groups) * k * k);
+            var dy = Reference.RandomArray(rng, batch * cout * g.OutPlane);
+            var expectedY = Reference.Conv2d(x, batch, cin, h, w, wt, cout, k, stride, g.PadH, groups, null);
+            var (expectedDx, expectedDw) = TextbookBackward(x, wt, dy, g);
+            foreach (var level in Levels)
+            {
+                Lanes.Level = level;
+                ComputeThreads.Count = 1 + (seed & 1);
+                var y = new float[expectedY.Length];
+                var dx = new float[x.Length];
+                var dw = new float[wt.Length];
+                var cols = new float[Math.Max(1, TrainingConvolution.ColumnsSize(g))];
+                var scratch = new float[Math.Max(1, (long)batch * g.PatchSize * g.OutPlane)];
+                fixed (float* px = x)
+                fixed (float* pw = wt)
+                fixed (float* pdy = dy)
+                fixed (float* py = y)
+                fixed (float* pdx = dx)
+                fixed (float* pdw = dw)
+                fixed (float* pc = cols)
+                fixed (float* ps = scratch)
+                {
+                    TrainingConvolution.Forward(px, pw, null, py, g, pc);
+                    TrainingConvolution.BackwardInput(pdy, pw, pdx, false, g, ps);
+                    TrainingConvolution.BackwardWeight(pdy, px, pdw, g, pc, columnsHoldInput: true);
+                }
+
+                string what = $"{g} {level}";
+                Close(expectedY, y, what + " forward");
+                Close(expectedDx, dx, what + " input gradient");
+                Close(expectedDw, dw, what + " weight gradient");
+            }
+        }, iter: 80);
+        Lanes.Level = SimdLevel.Auto;
+        ComputeThreads.Count = Environment.ProcessorCount;
+    }
+
+    [Fact]
+    public void Depthwise_branches_sharing_one_input_equal_separate_convolutions()
+    {
+        var rng = new Random(9);
+        int n = 2, c = 5, h = 9, w = 7;
+        var x = Reference.RandomArray(rng, n * c * h * w);
+        foreach (int stride in new[] { 1, 2 })
+        {
+            int ho = ((h - 1) / stride) + 1, wo = ((w - 1) / stride) + 1, size = n * c * ho * wo;
+            var w3 = Reference.RandomArray(rng, c * 9);
+            var w1 = Reference.RandomArray(rng, c);
+            var out3 = new float[size];
+            var out1 = new float[size];
+            fixed (float* px = x)
+            fixed (float* pw3 = w3)
+            fixed (float* pw1 = w1)
+            fixed (float* po3 = out3)
+            fixed (float* po1 = out1)
+            {
+                DepthwiseConvolution.Forward(px, n, c, h, w, stride, 1, [new DepthwiseBranch(pw3, 3, po3), new DepthwiseBranch(pw1, 1, po1)]);
+            }
+
+            Close(Reference.Conv2d(x, n, c, h, w, w3, c, 3, stride, 1, c, null), out3, $"3x3 stride {stride}");
+            Close(Reference.Conv2d(x, n, c, h, w, w1, c, 1, stride, 0, c, null), out1, $"1x1 stride {stride}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 12, 17)]
+    [InlineData(2, 18, 15)]
+    [InlineData(2, 17, 16)]
+    [InlineData(1, 3, 30)]
+    [InlineData(2, 5, 40)]
+    public void Depthwise_passes_on_planes_computed_image_by_image_match_textbook_loops(int stride, int h, int w)
+    {
+        var rng = new Random(h * w);
+        int n = 3, c = 4;
+        var x = Reference.RandomArray(rng, n * c * h * w);
+        var w3 = Reference.RandomArray(rng, c * 9);
+        var w1 = Reference.RandomArray(rng, c);
+        int ho = ((h - 1) / stride) + 1, wo = ((w - 1) / stride) + 1, size = n * c * ho * wo;
+        var dy3 = Reference.RandomArray(rng, size);
+        var dy1 = Reference.RandomArray(rng, size);
+        var g3 = new ConvGeometry(n, c, h, w, c, 3, 3, stride, stride, 1, 1, c);
+        var g1 = new ConvGeometry(n, c, h, w, c, 1, 1, stride, stride, 0, 0, c);
+        var (dx3, dw3) = TextbookBackward(x, w3, dy3, g3);
+        var (dx1, dw1) = TextbookBackward(x, w1, dy1, g1);
+        foreach (var level in Levels)
+        {
+            Lanes.Level = level;
+            var out3 = new float[size];
+            var out1 = new float[size];
+            var dx = new float[x.Length];
+            var gw3 = new float[w3.Length];
+            var gw1 = new float[w1.Length];
+            fixed (float* px = x)
+            fixed (float* pw3 = w3)
+            fixed (float* pw1 = w1)
+            fixed (float* po3 = out3)
+            fixed (float* po1 = out1)
+            fixed (float* pdy3 = dy3)
+            fixed (float* pdy1 = dy1)
+            fixed (float* pdx = dx)
+            fixed (float* pgw3 = gw3)
+            fixed (float* pgw1 = gw1)
+            {
+                DepthwiseConvolution.Forward(px, n, c, h, w, stride, 1, [new DepthwiseBranch(pw3, 3, po3), new DepthwiseBranch(pw1, 1, po1)]);
+                DepthwiseConvolution.BackwardInput(pdx, false, n, c, h, w, stride, 1, [new DepthwiseBranch(pw3, 3, pdy3), new DepthwiseBranch(pw1, 1, pdy1)]);
+                DepthwiseConvolution.BackwardWeight(px, n, c, h, w, stride, 1, [new DepthwiseBranch(pgw3, 3, pdy3), new DepthwiseBranch(pgw1, 1, pdy1)]);
+            }
+
+            Close(Reference.Conv2d(x, n, c, h, w, w3, c, 3, stride, 1, c, null), out3, $"3x3 {level}");
+            Close(Reference.Conv2d(x, n, c, h, w, w1, c, 1, stride, 0, c, null), out1, $"1x1 {level}");
+            Close(dx3.Zip(dx1, (a, b) => a + b).ToArray(), dx, $"input gradient {level}");
+            Close(dw3, gw3, $"3x3 weight gradient {level}");
+            Close(dw1, gw1, $"1x1 weight gradient {level}");
+        }
+
+        Lanes.Level = SimdLevel.Auto;
+    }
+
+    private static (double[] Dx, double[] Dw) TextbookBackward(float[] x, float[] w, float[] dy, ConvGeometry g)
+    {
+        var dx = new double[x.Length];
+        var dw = new double[w.Length];
+        int cg = g.InChannelsPerGroup, og = g.OutChannelsPerGroup, k = g.KernelHeight;
+        for (int b = 0; b < g.Batch; b++)
+        {
+            for (int oc = 0; oc < g.OutChannels; oc++)
+            {
+                int grp = oc / og;
+                for (int oy = 0; oy < g.OutHeight; oy++)
+                {
+                    for (int ox = 0; ox < g.OutWidth; ox++)
+                    {
+                        double d = dy[((((b * g.OutChannels) + oc) * g.OutHeight) + oy) * g.OutWidth + ox];
+                        for (int ic = 0; ic < cg; ic++)
+                        {
+                            for (int ky = 0; ky < k; ky++)
+                            {
+                                for (int kx = 0; kx < k; kx++)
+                                {
+                                    int iy = (oy * g.StrideH) - g.PadH + ky, ix = (ox * g.StrideW) - g.PadW + kx;
+                                    if (iy < 0 || iy >= g.InHeight || ix < 0 || ix >= g.InWidth)
+                                    {
+                                        continue;
+                                    }
+
+                                    int xi = ((((b * g.InChannels) + (grp * cg) + ic) * g.InHeight) + iy) * g.InWidth + ix;
+                                    int wi = ((((oc * cg) + ic) * k) + ky) * k + kx;
+                                    dx[xi] += d * w[wi];
+                                    dw[wi] += d * x[xi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        return (dx, dw);
+    }
+
+    private static float[] Transpose(float[] m, int rows, int cols)
+    {
+        var t = new float[m.Length];
+        for (int i = 0; i < rows; i++)
+        {
+            for (int j = 0; j < cols; j++)
+            {
+                t[(j * rows) + i] = m[(i * cols) + j];
+            }
+        }
+
+        return t;
+    }
+
+    private static void Close(double[] expected, float[] actual, string what)
+    {
+        double scale = Math.Max(1, expected.Max(Math.Abs));
+        double diff = Reference.MaxAbsDiff(actual, expected);
+        Assert.True(diff <= 2e-6 * scale, $"{what}: max diff {diff:e3} (scale {scale:g3})");
+    }
+}
+
+/// <summary>Tests that change the global kernel settings (threads, SIMD level) must not run beside each other.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class KernelSettingsCollection
+{
+    public const string Name = "Global kernel settings";
+}
