@@ -51,7 +51,10 @@ internal sealed class WorkerPool : IDisposable
         try
         {
             var job = new Job(body, parts);
-            Volatile.Write(ref current, job);
+
+            // A full fence between publishing the job and reading the sleeper count: a worker either sees the job after
+            // announcing that it sleeps, or is counted here and released.
+            Interlocked.Exchange(ref current, job);
             int asleep = Volatile.Read(ref sleepers);
             if (asleep > 0)
             {
