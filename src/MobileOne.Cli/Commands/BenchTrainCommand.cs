@@ -25,7 +25,7 @@ internal static class BenchTrainCommand
         var classes = new Option<int?>("--num-classes") { Description = "Classifier outputs (default: the model's)." };
         var threads = new Option<int>("--threads", "-t") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var steps = new Option<int>("--steps") { Description = "Timed steps.", DefaultValueFactory = _ => 20 };
-        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (JIT, buffers, caches).", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (JIT tiering, buffers, caches).", DefaultValueFactory = _ => 5 };
         var seed = new Option<int>("--seed") { Description = "Seed of the weights and the synthetic batch.", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var command = new Command("bench-train", "Time training steps (forward, backward, SGD) of a train-time MobileOne on synthetic data.");

@@ -7,9 +7,14 @@ namespace MobileOne.Kernels;
 /// </summary>
 public static class ComputeThreads
 {
+    private static readonly object PoolLock = new();
     private static int count = Math.Max(1, Environment.ProcessorCount);
+    private static WorkerPool? pool;
 
-    /// <summary>Threads that cooperate on one kernel call (the calling thread included). Defaults to the processor count.</summary>
+    /// <summary>
+    /// Threads that cooperate on one kernel call (the calling thread included). Defaults to the processor count. Set it
+    /// between steps, not while kernels run; the worker threads are created on first use.
+    /// </summary>
     public static int Count
     {
         get => count;
@@ -46,7 +51,27 @@ public static class ComputeThreads
             return;
         }
 
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+        Pool().Run(parts, body);
+    }
+
+    private static WorkerPool Pool()
+    {
+        var p = Volatile.Read(ref pool);
+        if (p is not null && p.Threads == count)
+        {
+            return p;
+        }
+
+        lock (PoolLock)
+        {
+            if (pool is null || pool.Threads != count)
+            {
+                pool?.Dispose();
+                pool = new WorkerPool(count);
+            }
+
+            return pool;
+        }
     }
 
     /// <summary>

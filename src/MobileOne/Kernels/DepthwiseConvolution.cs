@@ -319,17 +319,27 @@ public static unsafe class DepthwiseConvolution
             SourceSize = 2 + ((stride == 1 ? 1 : 4) * PlaneStride) + 2;
             Direct = OutPlane >= DirectPlane;
             FlatLength = checked((int)(Direct ? OutPlane : ((batch - 1) * ImageStride) + OutPlane));
-            Left = new float[FlatLength];
-            Right = stride == 1 ? new float[FlatLength] : null;
-            for (int i = 0; i < FlatLength; i++)
+            (Left, Right) = Masks.GetOrAdd((FlatLength, RowStride, stride == 1), BuildMasks);
+        }
+
+        /// <summary>Border masks depend only on the flat length and row stride: built once per geometry and shared.</summary>
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int Length, int RowStride, bool Right), (float[] Left, float[]? Right)> Masks = new();
+
+        private static (float[] Left, float[]? Right) BuildMasks((int Length, int RowStride, bool Right) key)
+        {
+            var left = new float[key.Length];
+            var right = key.Right ? new float[key.Length] : null;
+            for (int i = 0; i < key.Length; i++)
             {
-                int x = i % RowStride;
-                Left[i] = x == 0 ? 0f : 1f;
-                if (Right is not null)
+                int x = i % key.RowStride;
+                left[i] = x == 0 ? 0f : 1f;
+                if (right is not null)
                 {
-                    Right[i] = x == RowStride - 1 ? 0f : 1f;
+                    right[i] = x == key.RowStride - 1 ? 0f : 1f;
                 }
             }
+
+            return (left, right);
         }
 
         public int Batch { get; }

@@ -24,6 +24,9 @@ public sealed class ModelEma
 {
     public const double DefaultDecay = 0.9995;
 
+    private MobileOneNetwork? pairedModel;
+    private List<(StateEntry Ema, StateEntry Model)>? pairs;
+
     public ModelEma(MobileOneNetwork model, double decay = DefaultDecay, EmaBuffers buffers = EmaBuffers.Average)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -88,14 +91,22 @@ public sealed class ModelEma
     private List<(StateEntry Ema, StateEntry Model)> Pairs(MobileOneNetwork model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var pairs = Network.State().Zip(model.State()).ToList();
-        bool same = pairs.Count == Network.State().Count() && pairs.Count == model.State().Count()
-            && pairs.All(p => p.First.Name == p.Second.Name && p.First.Value.HasShape(p.Second.Value.Shape));
+        if (ReferenceEquals(model, pairedModel) && pairs is not null)
+        {
+            // A network's state tensors never change identity, so the pairing of one model is computed once.
+            return pairs;
+        }
+
+        var found = Network.State().Zip(model.State()).ToList();
+        bool same = found.Count == Network.State().Count() && found.Count == model.State().Count()
+            && found.All(p => p.First.Name == p.Second.Name && p.First.Value.HasShape(p.Second.Value.Shape));
         if (!same)
         {
             throw new ArgumentException($"The EMA was built for {Network.Config}{(Network.IsFused ? " (fused)" : string.Empty)}; got {model.Config}{(model.IsFused ? " (fused)" : string.Empty)}.", nameof(model));
         }
 
-        return pairs;
+        pairedModel = model;
+        pairs = found;
+        return found;
     }
 }

@@ -297,6 +297,37 @@ public class GradientCheckTests
     }
 
     [Fact]
+    public void Fused_block_trains_through_its_convolution_squeeze_excite_and_relu()
+    {
+        var rng = new Random(61);
+        int n = 2, c = 8, size = 6;
+        var spec = new BlockSpec(c, c, 3, 1, 1, 1, 1, 2);
+        var block = MobileOneBlock.CreateFused(spec);
+        Fill(block, rng);
+        var p = DoubleReference.Parameters(block);
+        var x = Random(rng, n, c, size, size);
+        block.Train();
+        var y = block.Forward(x);
+        var xd = DoubleReference.ToDouble(x.Data);
+        double[] Forward()
+        {
+            var z = DoubleReference.Conv(xd, n, c, size, size, p["reparam_conv.weight"], c, 3, 1, 1, 1, p["reparam_conv.bias"], out _, out _);
+            return DoubleReference.Relu(DoubleReference.SqueezeExcite(z, n, c, size * size, p, "attn."));
+        }
+
+        AssertClose(Forward(), y.Data, "fused block output");
+        var r = Random(rng, y.Shape);
+        block.ZeroGrad();
+        var dx = block.Backward(r)!;
+        double Loss() => DoubleReference.Dot(Forward(), r.Data);
+        GradCheck.Check("dx", dx.Data, xd, Loss, rng);
+        foreach (var np in block.NamedParameters())
+        {
+            GradCheck.Check(np.Name, np.Parameter.Grad!.Data, p[np.Name], Loss, rng, samples: 6);
+        }
+    }
+
+    [Fact]
     public void MobileOneNetwork_gradients_match_finite_differences_through_the_loss()
     {
         var rng = new Random(51);

@@ -70,7 +70,7 @@ public unsafe class TrainingKernelTests
                     }
                 }
             }
-        }, iter: 60);
+        }, iter: 60, threads: 1);
         Lanes.Level = SimdLevel.Auto;
         ComputeThreads.Count = Environment.ProcessorCount;
     }
@@ -195,7 +195,7 @@ public unsafe class TrainingKernelTests
                 Close(expectedDx, dx, what + " input gradient");
                 Close(expectedDw, dw, what + " weight gradient");
             }
-        }, iter: 80);
+        }, iter: 80, threads: 1);
         Lanes.Level = SimdLevel.Auto;
         ComputeThreads.Count = Environment.ProcessorCount;
     }
