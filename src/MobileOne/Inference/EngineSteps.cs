@@ -1,0 +1,236 @@
+using MobileOne.Kernels.Engine;
+
+namespace MobileOne.Inference;
+
+/// <summary>NCHW input to dense NHWC, for the general convolution algorithms; rows of all images split between threads.</summary>
+internal sealed unsafe class InputLayoutStep(int channels) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var shape = s.Shape;
+        int h = shape.Height, w = shape.Width;
+        (long r0, long r1) = s.Share((long)shape.Batch * h, thread);
+        float* src = s.Input, dst = s[Slot.InputNhwc];
+        long plane = (long)h * w;
+        for (long r = r0; r < r1; r++)
+        {
+            long n = r / h;
+            long y = r - (n * h);
+            float* image = src + (n * channels * plane) + (y * w);
+            float* row = dst + (r * w * channels);
+            for (int x = 0; x < w; x++)
+            {
+                for (int c = 0; c < channels; c++)
+                {
+                    row[(x * channels) + c] = image[(c * plane) + x];
+                }
+            }
+        }
+    }
+}
+
+/// <summary>The stem: each thread gathers patches of its pixels into its scratch and multiplies them by the packed weights.</summary>
+internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool relu) : EngineStep
+{
+    public const int Chunk = 96;
+
+    public PackedPanels Weights => weights;
+
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        long pixels = (long)s.Shape.Batch * g.OutH * g.OutW;
+        (long p0, long p1) = s.Share(pixels, thread);
+        float* scratch = s.Scratch(thread);
+        float* output = s[g.Out];
+        int k = weights.K;
+        for (long p = p0; p < p1; p += Chunk)
+        {
+            int count = (int)Math.Min(Chunk, p1 - p);
+            StemPatches.Gather(s.Input, conv.InChannels, g.InH, g.InW, conv.Kernel, conv.Stride, conv.Padding, g.OutH, g.OutW, p, count, scratch);
+            PackedGemm.Run(s.Isa, scratch, k, count, weights, 0, weights.PanelCount, 0, k, output + (p * g.OutCs), g.OutCs, relu ? GemmAvx512.Relu : 0);
+        }
+    }
+}
+
+/// <summary>Depthwise 3x3: output rows of all images split between threads.</summary>
+internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weights, bool relu) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        float* input = s[g.In], output = s[g.Out], zero = s[Slot.ZeroRow];
+        long inImage = (long)g.InH * g.InW * g.InCs;
+        for (long r = r0; r < r1; r++)
+        {
+            long n = r / g.OutH;
+            int oy = (int)(r - (n * g.OutH));
+            Depthwise3x3.Row(s.Isa, input + (n * inImage), g.InH, g.InW, g.InCs, zero, weights, conv.Stride, oy, output + (r * g.OutW * g.OutCs), g.OutW, g.OutCs, relu);
+        }
+    }
+}
+
+/// <summary>
+/// Pointwise 1x1 as a GEMM: rows = pixels of all images, columns = output channels. Threads get a static
+/// grid of row ranges x panel ranges chosen per shape (see <see cref="Partition"/>).
+/// </summary>
+internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights, bool relu, int kBlock) : EngineStep
+{
+    public PackedPanels Weights => weights;
+
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        long rows = (long)s.Shape.Batch * g.OutH * g.OutW;
+        var (r0, r1, p0, p1) = Partition(rows, weights, s.Threads, thread);
+        float* input = s[g.In] + (r0 * g.InCs);
+        float* output = s[g.Out] + (r0 * g.OutCs);
+        PackedGemm.RunBlocked(s.Isa, input, g.InCs, (int)(r1 - r0), weights, p0, p1, kBlock, output, g.OutCs, relu);
+    }
+
+    /// <summary>
+    /// Splits threads into a grid of row groups x panel groups: the grid with the smallest largest share of
+    /// work (in 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per thread.
+    /// Depends only on the shape and the thread count, so every run uses the same partition.
+    /// </summary>
+    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int threads, int thread)
+    {
+        int bestPanelGroups = 1;
+        double bestWork = double.MaxValue, bestTraffic = double.MaxValue;
+        for (int pg = 1; pg <= threads; pg++)
+        {
+            if (threads % pg != 0 || pg > b.PanelCount)
+            {
+                continue;
+            }
+
+            int rg = threads / pg;
+            long rowsEach = (rows + rg - 1) / rg;
+            int panelsEach = (b.PanelCount + pg - 1) / pg;
+            double work = (double)rowsEach * Math.Min(panelsEach * PackedPanels.PanelWidth, b.PaddedN);
+            double traffic = ((double)rowsEach * b.K) + ((double)panelsEach * PackedPanels.PanelWidth * b.K);
+            if (work < bestWork * 0.999 || (work <= bestWork * 1.001 && traffic < bestTraffic))
+            {
+                bestWork = work;
+                bestTraffic = traffic;
+                bestPanelGroups = pg;
+            }
+        }
+
+        int rowGroups = threads / bestPanelGroups;
+        int rowGroup = thread / bestPanelGroups, panelGroup = thread % bestPanelGroups;
+        long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
+        int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
+        return (r0, r1, p0, p1);
+    }
+}
+
+/// <summary>A convolution through a general algorithm (direct / im2col / im2win), output rows split between threads.</summary>
+internal sealed unsafe class GeneralConvStep(ConvLayer conv, bool relu) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        var kernel = s.Shape.General![conv.Index];
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        long inImage = (long)g.InH * g.InW * g.InCs, outImage = (long)g.OutH * g.OutW * g.OutCs;
+        float* input = s[g.In], output = s[g.Out];
+        var workspace = new Span<float>(s.Workspace(thread), (int)s.Shape.WorkspacePerThread);
+        for (long r = r0; r < r1;)
+        {
+            long n = r / g.OutH;
+            int start = (int)(r - (n * g.OutH));
+            int end = (int)Math.Min(g.OutH, r1 - (n * g.OutH));
+            kernel.Run(
+                new ReadOnlySpan<float>(input + (n * inImage), (int)inImage),
+                new Span<float>(output + (n * outImage), (int)outImage),
+                workspace,
+                start,
+                end,
+                relu);
+            r = (n * g.OutH) + end;
+        }
+    }
+}
+
+/// <summary>Squeeze: per image and channel, the mean over pixels of the convolution's output (before ReLU).</summary>
+internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        ChannelMeansShare(s, thread, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.SeMean], s.Shape.SeStride);
+    }
+
+    /// <summary>Units are (image, 16-channel block) pairs, split contiguously between threads.</summary>
+    public static void ChannelMeansShare(RunState s, int thread, float* x, int plane, int cs, float* means, int meanStride)
+    {
+        int blocks = (cs + 15) / 16;
+        (long u0, long u1) = s.Share((long)s.Shape.Batch * blocks, thread);
+        float scale = 1f / plane;
+        for (long u = u0; u < u1; u++)
+        {
+            long n = u / blocks;
+            int c0 = (int)(u - (n * blocks)) * 16;
+            ChannelOps.ChannelMeans(s.Isa, x + (n * plane * cs), plane, cs, c0, Math.Min(cs, c0 + 16), scale, means + (n * meanStride));
+        }
+    }
+}
+
+/// <summary>Excite: the gate of each image from its channel means (images split between threads).</summary>
+internal sealed unsafe class ExciteGateStep(ConvLayer conv) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        (long n0, long n1) = s.Share(s.Shape.Batch, thread);
+        float* hidden = s[Slot.SeHidden] + (thread * s.Shape.HiddenStride);
+        for (long n = n0; n < n1; n++)
+        {
+            long off = n * s.Shape.SeStride;
+            conv.SqueezeExcite!.Gate(s.Isa, s[Slot.SeMean] + off, hidden, s[Slot.SeGate] + off, g.OutCs);
+        }
+    }
+}
+
+/// <summary>Scales every pixel by its image's gate and applies the block's ReLU, pixels split between threads.</summary>
+internal sealed unsafe class GateReluStep(ConvLayer conv) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[conv.Index];
+        long plane = (long)g.OutH * g.OutW;
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, thread);
+        float* output = s[g.Out];
+        for (long p = p0; p < p1;)
+        {
+            long n = p / plane;
+            long end = Math.Min(p1, (n + 1) * plane);
+            ChannelOps.GateRelu(s.Isa, output + (p * g.OutCs), (int)(end - p), g.OutCs, g.OutCs, s[Slot.SeGate] + (n * s.Shape.SeStride), relu: true);
+            p = end;
+        }
+    }
+}
+
+/// <summary>Global average pooling of the last activation into [batch, features].</summary>
+internal sealed unsafe class PoolStep(ConvLayer last) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[last.Index];
+        SqueezeMeanStep.ChannelMeansShare(s, thread, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.Pooled], s.Shape.PooledStride);
+    }
+}
+
+/// <summary>The classifier: a GEMM with the images as rows, panels split between threads.</summary>
+internal sealed unsafe class LinearStep(PackedPanels weights) : EngineStep
+{
+    public PackedPanels Weights => weights;
+
+    public override void Run(RunState s, int thread)
+    {
+        (long p0, long p1) = s.Share(weights.PanelCount, thread);
+        PackedGemm.Run(s.Isa, s[Slot.Pooled], s.Shape.PooledStride, s.Shape.Batch, weights, (int)p0, (int)p1, 0, weights.K, s[Slot.Logits], weights.PaddedN, 0);
+    }
+}
