@@ -132,7 +132,9 @@ internal sealed class WorkerTeam : IDisposable
 
         public void Loop()
         {
-            int seen = Volatile.Read(ref team.generation);
+            // Nothing has been published before the constructor returns, so generation 0 is the last one seen. Reading
+            // the field here instead would race with the first Execute and could skip its step forever.
+            int seen = 0;
             while (true)
             {
                 int now = WaitForGeneration(seen);
