@@ -6,7 +6,7 @@ using MobileOne.Models;
 // Engine timing harness (not part of the CLI): warm-up, then median / p10 / p90 over many runs, and with
 // --profile a per-layer-kind breakdown in GFLOP/s. Usage:
 //   dotnet run -c Release --project benchmarks/MobileOne.Benchmarks -- [--model s0,s1] [--threads 1,2] [--runs 300]
-//       [--warmup 30] [--size 224] [--batch 1] [--isa auto] [--profile] [--layers]
+//       [--warmup 30] [--size 224] [--batch 1] [--isa auto] [--profile] [--layers] [--check-alloc]
 var options = ParseArgs(args);
 string[] models = options.GetValueOrDefault("model", "s0").Split(',');
 int[] threadCounts = options.GetValueOrDefault("threads", "1").Split(',').Select(int.Parse).ToArray();
@@ -17,6 +17,7 @@ int batch = int.Parse(options.GetValueOrDefault("batch", "1"), CultureInfo.Invar
 var isa = Enum.Parse<IsaLevel>(options.GetValueOrDefault("isa", "auto"), ignoreCase: true);
 bool profile = options.ContainsKey("profile");
 bool perLayer = options.ContainsKey("layers");
+bool checkAlloc = options.ContainsKey("check-alloc");
 
 foreach (string name in models)
 {
@@ -38,6 +39,24 @@ foreach (string name in models)
         for (int i = 0; i < warmup; i++)
         {
             model.Run(input, batch, size, size, logits);
+        }
+
+        if (checkAlloc)
+        {
+            long total0 = GC.GetTotalAllocatedBytes(precise: true);
+            for (int i = 0; i < runs; i++)
+            {
+                model.Run(input, batch, size, size, logits);
+            }
+
+            long allocated = GC.GetTotalAllocatedBytes(precise: true) - total0;
+            Console.WriteLine($"{config.Name} threads {threads}: {allocated} bytes allocated in the process over {runs} warm runs");
+            if (allocated != 0)
+            {
+                Environment.ExitCode = 1;
+            }
+
+            continue;
         }
 
         var times = new double[runs];
@@ -94,7 +113,7 @@ static Dictionary<string, string> ParseArgs(string[] args)
     {
         if (!args[i].StartsWith("--", StringComparison.Ordinal))
         {
-            throw new ArgumentException($"Unexpected argument '{args[i]}'; options are --model, --threads, --runs, --warmup, --size, --batch, --isa, --profile, --layers.");
+            throw new ArgumentException($"Unexpected argument '{args[i]}'; options are --model, --threads, --runs, --warmup, --size, --batch, --isa, --profile, --layers, --check-alloc.");
         }
 
         string key = args[i][2..];

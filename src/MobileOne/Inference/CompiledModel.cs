@@ -195,6 +195,15 @@ public sealed unsafe class CompiledModel : IDisposable
         Run(inputNchw.Data, batch, inputNchw.Dim(2), inputNchw.Dim(3), logits.Data);
     }
 
+    /// <summary>Managed bytes allocated so far by the worker threads of every context (for the allocation tests).</summary>
+    internal long WorkerAllocatedBytes()
+    {
+        lock (sync)
+        {
+            return all.Sum(c => c.WorkerAllocatedBytes);
+        }
+    }
+
     public void Dispose()
     {
         lock (sync)

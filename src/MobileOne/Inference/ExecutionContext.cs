@@ -53,6 +53,8 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
         return state[Slot.Logits];
     }
 
+    public long WorkerAllocatedBytes => team.WorkerAllocatedBytes;
+
     void IParallelStep.Run(int thread) => current!.Run(state, thread);
 
     public void Dispose() => team.Dispose();

@@ -39,6 +39,21 @@ internal sealed class WorkerTeam : IDisposable
 
     public int Threads { get; }
 
+    /// <summary>Managed bytes the workers have allocated so far (each samples its own counter after every step): for tests.</summary>
+    public long WorkerAllocatedBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var worker in workers)
+            {
+                sum += Volatile.Read(ref worker.AllocatedBytes);
+            }
+
+            return sum;
+        }
+    }
+
     /// <summary>Runs <paramref name="step"/> on every thread (the caller is thread 0) and returns when all are done.</summary>
     public void Execute(IParallelStep step)
     {
@@ -109,6 +124,7 @@ internal sealed class WorkerTeam : IDisposable
     private sealed class Worker
     {
         public int Parked;
+        public long AllocatedBytes;
 
         private readonly WorkerTeam team;
         private readonly int index;
@@ -153,6 +169,7 @@ internal sealed class WorkerTeam : IDisposable
                     Interlocked.CompareExchange(ref team.failure, e, null);
                 }
 
+                Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
                 Interlocked.Decrement(ref team.pending);
             }
         }
