@@ -7,6 +7,10 @@ namespace MobileOne.Inference;
 /// (a fork-join barrier per step). Workers are created once; between steps they spin for a short while
 /// (a hand-off then costs well under a microsecond, against several for Parallel.For) and then park on a
 /// monitor so an idle model burns no CPU. Nothing here allocates after construction.
+/// <para>Each step is cut into <c>threads</c> static shares, and share t is thread t's. A share is claimed
+/// before it runs, and a thread that has finished its own share claims any share nobody has started: on a
+/// shared host, a worker that the OS has not scheduled yet no longer stalls the caller (who runs that share
+/// itself). Which thread runs a share never changes what it computes, so results stay bit-identical.</para>
 /// </summary>
 internal sealed class WorkerTeam : IDisposable
 {
@@ -14,15 +18,17 @@ internal sealed class WorkerTeam : IDisposable
     private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 us
 
     private readonly Worker[] workers;
+    private readonly int[] claims;
     private IParallelStep? current;
     private int generation;
-    private int pending;
+    private int done;
     private volatile bool stopping;
     private Exception? failure;
 
     public WorkerTeam(int threads, string name)
     {
         Threads = threads;
+        claims = new int[threads];
         workers = new Worker[threads - 1];
         for (int i = 0; i < workers.Length; i++)
         {
@@ -64,8 +70,8 @@ internal sealed class WorkerTeam : IDisposable
         }
 
         current = step;
-        Volatile.Write(ref pending, workers.Length);
-        Interlocked.Increment(ref generation); // full fence: publishes the step before any worker can see the new generation
+        Volatile.Write(ref done, 0);
+        int g = Interlocked.Increment(ref generation); // full fence: publishes the step before any worker can see the new generation
         foreach (var worker in workers)
         {
             if (Volatile.Read(ref worker.Parked) != 0)
@@ -74,27 +80,46 @@ internal sealed class WorkerTeam : IDisposable
             }
         }
 
-        Exception? own = null;
-        try
-        {
-            step.Run(0);
-        }
-        catch (Exception e)
-        {
-            own = e;
-        }
-
+        RunShares(g, 0);
         var spin = default(SpinWait);
-        while (Volatile.Read(ref pending) != 0)
+        while (Volatile.Read(ref done) != Threads)
         {
             spin.SpinOnce(sleep1Threshold: -1);
         }
 
         current = null;
-        Exception? theirs = Interlocked.Exchange(ref failure, null);
-        if (own is not null || theirs is not null)
+        Exception? error = Interlocked.Exchange(ref failure, null);
+        if (error is not null)
         {
-            throw own ?? theirs!;
+            throw error;
+        }
+    }
+
+    /// <summary>
+    /// Runs every share of generation <paramref name="g"/> that this thread can claim, its own first. claims[s]
+    /// holds the last generation that claimed share s; every share is claimed once per generation, so the claim
+    /// CAS(g - 1 -> g) succeeds exactly once, and never for a thread that still thinks an older generation runs.
+    /// </summary>
+    private void RunShares(int g, int own)
+    {
+        for (int i = 0; i < Threads; i++)
+        {
+            int share = own + i < Threads ? own + i : own + i - Threads;
+            if (Interlocked.CompareExchange(ref claims[share], g, g - 1) != g - 1)
+            {
+                continue;
+            }
+
+            try
+            {
+                current!.Run(share);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref failure, e, null);
+            }
+
+            Interlocked.Increment(ref done);
         }
     }
 
@@ -160,17 +185,8 @@ internal sealed class WorkerTeam : IDisposable
                     return;
                 }
 
-                try
-                {
-                    team.current!.Run(index);
-                }
-                catch (Exception e)
-                {
-                    Interlocked.CompareExchange(ref team.failure, e, null);
-                }
-
+                team.RunShares(now, index);
                 Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
-                Interlocked.Decrement(ref team.pending);
             }
         }
 
