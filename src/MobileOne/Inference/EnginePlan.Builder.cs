@@ -154,6 +154,7 @@ internal sealed class EnginePlan
         int inCs = InChannels;
         long maxAct = 0, zeroRow = 0, scratch = 0, workspace = 0;
         int seStride = 0, hidden = 0;
+        int[]? stemOffsets = null;
         for (int i = 0; i < n; i++)
         {
             var c = Convs[i];
@@ -177,6 +178,7 @@ internal sealed class EnginePlan
             else if (c.Kind == EngineLayerKind.Stem)
             {
                 scratch = (long)StemStep.Chunk * c.InChannels * c.Kernel * c.Kernel;
+                stemOffsets = StemStep.TapOffsets(c.InChannels, c.Kernel, h, w);
             }
 
             if (c.SqueezeExcite is { } se)
@@ -236,6 +238,7 @@ internal sealed class EnginePlan
             PooledStride = pooledStride,
             TotalFloats = total,
             General = kernels,
+            StemOffsets = stemOffsets,
         };
     }
 

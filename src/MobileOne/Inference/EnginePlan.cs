@@ -90,6 +90,9 @@ internal sealed class ShapePlan
     public required long TotalFloats { get; init; }
 
     public IGeneralConvolution[]? General { get; init; }
+
+    /// <summary>The stem's tap offsets in the NCHW input (see <see cref="StemStep.TapOffsets"/>).</summary>
+    public int[]? StemOffsets { get; init; }
 }
 
 /// <summary>The per-run view of a context: its arena, the caller's input, the shape.</summary>

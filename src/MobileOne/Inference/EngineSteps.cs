@@ -29,18 +29,93 @@ internal sealed unsafe class InputLayoutStep(int channels) : EngineStep
     }
 }
 
-/// <summary>The stem: each thread gathers patches of its pixels into its scratch and multiplies them by the packed weights.</summary>
+/// <summary>
+/// The stem, a dense convolution run as GEMMs against packed weights. Output pixels whose receptive field lies
+/// inside the image read the NCHW input directly (an indirect GEMM through a per-shape table of tap offsets);
+/// the border pixels (and the scalar path) gather their patches into the share's scratch first.
+/// </summary>
 internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool relu) : EngineStep
 {
     public const int Chunk = 96;
 
     public PackedPanels Weights => weights;
 
+    /// <summary>offsets[ci * k * k + ky * k + kx] = ci * H * W + ky * W + kx: where tap k of a pixel sits relative to its first tap.</summary>
+    public static int[] TapOffsets(int inChannels, int kernel, int height, int width)
+    {
+        var offsets = new int[inChannels * kernel * kernel];
+        for (int ci = 0; ci < inChannels; ci++)
+        {
+            for (int ky = 0; ky < kernel; ky++)
+            {
+                for (int kx = 0; kx < kernel; kx++)
+                {
+                    offsets[(((ci * kernel) + ky) * kernel) + kx] = (ci * height * width) + (ky * width) + kx;
+                }
+            }
+        }
+
+        return offsets;
+    }
+
     public override void Run(RunState s, int thread)
     {
         var g = s.Shape.Convs[conv.Index];
-        long pixels = (long)s.Shape.Batch * g.OutH * g.OutW;
-        (long p0, long p1) = s.Share(pixels, thread);
+        long plane = (long)g.OutH * g.OutW;
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, thread);
+        if (s.Isa == EngineIsa.Scalar)
+        {
+            Gathered(s, g, thread, p0, p1);
+            return;
+        }
+
+        int k = conv.Kernel, stride = conv.Stride, pad = conv.Padding;
+        int xlo = Math.Min(g.OutW, (pad + stride - 1) / stride);
+        int xhi = g.InW + pad >= k ? Math.Min(g.OutW, ((g.InW - k + pad) / stride) + 1) : 0;
+        xhi = Math.Max(xhi, xlo);
+        float* output = s[g.Out];
+        int flags = relu ? GemmAvx512.Relu : 0;
+        fixed (int* offsets = s.Shape.StemOffsets)
+        {
+            for (long p = p0; p < p1;)
+            {
+                long n = p / plane;
+                int rem = (int)(p - (n * plane));
+                int oy = rem / g.OutW, ox = rem - (oy * g.OutW);
+                long rowEnd = Math.Min(p1, p + (g.OutW - ox));
+                int iy0 = (oy * stride) - pad;
+                if (iy0 < 0 || iy0 + k > g.InH)
+                {
+                    Gathered(s, g, thread, p, rowEnd);
+                    p = rowEnd;
+                    continue;
+                }
+
+                int oxEnd = ox + (int)(rowEnd - p);
+                int a = Math.Clamp(xlo, ox, oxEnd), b = Math.Clamp(xhi, a, oxEnd);
+                Gathered(s, g, thread, p, p + (a - ox));
+                if (b > a)
+                {
+                    float* first = s.Input + (n * conv.InChannels * g.InH * g.InW) + ((long)iy0 * g.InW) + ((a * stride) - pad);
+                    float* c = output + ((p + (a - ox)) * g.OutCs);
+                    if (s.Isa == EngineIsa.Avx512)
+                    {
+                        GemmAvx512.RunIndirect(first, stride, b - a, weights, offsets, c, g.OutCs, flags);
+                    }
+                    else
+                    {
+                        GemmAvx2.RunIndirect(first, stride, b - a, weights, offsets, c, g.OutCs, flags);
+                    }
+                }
+
+                Gathered(s, g, thread, p + (b - ox), rowEnd);
+                p = rowEnd;
+            }
+        }
+    }
+
+    private void Gathered(RunState s, ConvShape g, int thread, long p0, long p1)
+    {
         float* scratch = s.Scratch(thread);
         float* output = s[g.Out];
         int k = weights.K;
