@@ -10,7 +10,8 @@ namespace MobileOne.Kernels.Engine;
 /// 9 tap vectors and the bias stay in registers along the row. The interior of a row is computed 8 (then 4,
 /// then 1) outputs at a time, loading each input column once per kernel row and feeding it to every output
 /// that uses it (10 loads for 8 outputs at stride 1 instead of 24). Rows above and below the image are read
-/// from a zero row supplied by the caller, so only the first and last output columns need bounds checks.
+/// from a zero row supplied by the caller; the first and last columns run the same straight-line code with
+/// the missing tap column left out, so no pixel pays for bounds checks (only 1-pixel-wide inputs do).
 /// Accumulation per output: bias, then taps in (ky, kx) order, fused multiply-add.
 /// </summary>
 internal static unsafe class Depthwise3x3
@@ -126,14 +127,88 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 1) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            for (int ox = 0; ox < lo; ox++)
+            if (inW == 1)
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox, relu);
+                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
             }
-
-            for (int ox = hi; ox < outW; ox++)
+            else
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox, relu);
+                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+                // interior column with that tap column left out.
+                {
+                    nint col = -1 * cs;
+                    Vector512<float> a0 = bv;
+                    {
+                        float* src = r0 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
+                    }
+
+                    {
+                        float* src = r1 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
+                    }
+
+                    {
+                        float* src = r2 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
+                    }
+
+                    if (relu)
+                    {
+                        a0 = Vector512.Max(a0, zero);
+                    }
+
+                    float* dst = o;
+                    a0.Store(dst);
+                }
+
+                for (int ox = hi; ox < outW; ox++)
+                {
+                    {
+                        nint col = (ox - 1) * cs;
+                        Vector512<float> a0 = bv;
+                        {
+                            float* src = r0 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                        }
+
+                        {
+                            float* src = r1 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                        }
+
+                        {
+                            float* src = r2 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                        }
+
+                        if (relu)
+                        {
+                            a0 = Vector512.Max(a0, zero);
+                        }
+
+                        float* dst = o + (ox * ocs);
+                        a0.Store(dst);
+                    }
+                }
             }
 
             int x = lo;
@@ -254,6 +329,7 @@ internal static unsafe class Depthwise3x3
                     var v9 = Vector512.Load(src + (9 * cs));
                     a7 = Avx512F.FusedMultiplyAdd(v9, w22, a7);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -347,6 +423,7 @@ internal static unsafe class Depthwise3x3
                     var v5 = Vector512.Load(src + (5 * cs));
                     a3 = Avx512F.FusedMultiplyAdd(v5, w22, a3);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -366,7 +443,7 @@ internal static unsafe class Depthwise3x3
             while (x + 1 <= hi)
             {
                 nint col = (x - 1) * cs;
-                var a0 = bv;
+                Vector512<float> a0 = bv;
                 {
                     float* src = r0 + col;
                     var v0 = Vector512.Load(src);
@@ -396,6 +473,7 @@ internal static unsafe class Depthwise3x3
                     var v2 = Vector512.Load(src + (2 * cs));
                     a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -424,14 +502,88 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 2) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            for (int ox = 0; ox < lo; ox++)
+            if (inW == 1)
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox * 2, relu);
+                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
             }
-
-            for (int ox = hi; ox < outW; ox++)
+            else
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox * 2, relu);
+                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+                // interior column with that tap column left out.
+                {
+                    nint col = -1 * cs;
+                    Vector512<float> a0 = bv;
+                    {
+                        float* src = r0 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
+                    }
+
+                    {
+                        float* src = r1 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
+                    }
+
+                    {
+                        float* src = r2 + col;
+                        var v1 = Vector512.Load(src + (1 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                        var v2 = Vector512.Load(src + (2 * cs));
+                        a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
+                    }
+
+                    if (relu)
+                    {
+                        a0 = Vector512.Max(a0, zero);
+                    }
+
+                    float* dst = o;
+                    a0.Store(dst);
+                }
+
+                for (int ox = hi; ox < outW; ox++)
+                {
+                    {
+                        nint col = ((ox * 2) - 1) * cs;
+                        Vector512<float> a0 = bv;
+                        {
+                            float* src = r0 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                        }
+
+                        {
+                            float* src = r1 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                        }
+
+                        {
+                            float* src = r2 + col;
+                            var v0 = Vector512.Load(src);
+                            a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
+                            var v1 = Vector512.Load(src + (1 * cs));
+                            a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                        }
+
+                        if (relu)
+                        {
+                            a0 = Vector512.Max(a0, zero);
+                        }
+
+                        float* dst = o + (ox * ocs);
+                        a0.Store(dst);
+                    }
+                }
             }
 
             int x = lo;
@@ -573,6 +725,7 @@ internal static unsafe class Depthwise3x3
                     var v16 = Vector512.Load(src + (16 * cs));
                     a7 = Avx512F.FusedMultiplyAdd(v16, w22, a7);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -675,6 +828,7 @@ internal static unsafe class Depthwise3x3
                     var v8 = Vector512.Load(src + (8 * cs));
                     a3 = Avx512F.FusedMultiplyAdd(v8, w22, a3);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -694,7 +848,7 @@ internal static unsafe class Depthwise3x3
             while (x + 1 <= hi)
             {
                 nint col = ((x * 2) - 1) * cs;
-                var a0 = bv;
+                Vector512<float> a0 = bv;
                 {
                     float* src = r0 + col;
                     var v0 = Vector512.Load(src);
@@ -724,6 +878,7 @@ internal static unsafe class Depthwise3x3
                     var v2 = Vector512.Load(src + (2 * cs));
                     a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
                 }
+
                 if (relu)
                 {
                     a0 = Vector512.Max(a0, zero);
@@ -775,14 +930,88 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 1) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            for (int ox = 0; ox < lo; ox++)
+            if (inW == 1)
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox, relu);
+                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
             }
-
-            for (int ox = hi; ox < outW; ox++)
+            else
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox, relu);
+                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+                // interior column with that tap column left out.
+                {
+                    nint col = -1 * cs;
+                    Vector256<float> a0 = bv;
+                    {
+                        float* src = r0 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w01, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w02, a0);
+                    }
+
+                    {
+                        float* src = r1 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w11, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w12, a0);
+                    }
+
+                    {
+                        float* src = r2 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w21, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w22, a0);
+                    }
+
+                    if (relu)
+                    {
+                        a0 = Vector256.Max(a0, zero);
+                    }
+
+                    float* dst = o;
+                    a0.Store(dst);
+                }
+
+                for (int ox = hi; ox < outW; ox++)
+                {
+                    {
+                        nint col = (ox - 1) * cs;
+                        Vector256<float> a0 = bv;
+                        {
+                            float* src = r0 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w00, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w01, a0);
+                        }
+
+                        {
+                            float* src = r1 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w10, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w11, a0);
+                        }
+
+                        {
+                            float* src = r2 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w20, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w21, a0);
+                        }
+
+                        if (relu)
+                        {
+                            a0 = Vector256.Max(a0, zero);
+                        }
+
+                        float* dst = o + (ox * ocs);
+                        a0.Store(dst);
+                    }
+                }
             }
 
             int x = lo;
@@ -855,6 +1084,7 @@ internal static unsafe class Depthwise3x3
                     var v5 = Vector256.Load(src + (5 * cs));
                     a3 = Fma.MultiplyAdd(v5, w22, a3);
                 }
+
                 if (relu)
                 {
                     a0 = Vector256.Max(a0, zero);
@@ -874,7 +1104,7 @@ internal static unsafe class Depthwise3x3
             while (x + 1 <= hi)
             {
                 nint col = (x - 1) * cs;
-                var a0 = bv;
+                Vector256<float> a0 = bv;
                 {
                     float* src = r0 + col;
                     var v0 = Vector256.Load(src);
@@ -904,6 +1134,7 @@ internal static unsafe class Depthwise3x3
                     var v2 = Vector256.Load(src + (2 * cs));
                     a0 = Fma.MultiplyAdd(v2, w22, a0);
                 }
+
                 if (relu)
                 {
                     a0 = Vector256.Max(a0, zero);
@@ -932,14 +1163,88 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 2) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            for (int ox = 0; ox < lo; ox++)
+            if (inW == 1)
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox * 2, relu);
+                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
             }
-
-            for (int ox = hi; ox < outW; ox++)
+            else
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o + (ox * ocs), ox * 2, relu);
+                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+                // interior column with that tap column left out.
+                {
+                    nint col = -1 * cs;
+                    Vector256<float> a0 = bv;
+                    {
+                        float* src = r0 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w01, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w02, a0);
+                    }
+
+                    {
+                        float* src = r1 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w11, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w12, a0);
+                    }
+
+                    {
+                        float* src = r2 + col;
+                        var v1 = Vector256.Load(src + (1 * cs));
+                        a0 = Fma.MultiplyAdd(v1, w21, a0);
+                        var v2 = Vector256.Load(src + (2 * cs));
+                        a0 = Fma.MultiplyAdd(v2, w22, a0);
+                    }
+
+                    if (relu)
+                    {
+                        a0 = Vector256.Max(a0, zero);
+                    }
+
+                    float* dst = o;
+                    a0.Store(dst);
+                }
+
+                for (int ox = hi; ox < outW; ox++)
+                {
+                    {
+                        nint col = ((ox * 2) - 1) * cs;
+                        Vector256<float> a0 = bv;
+                        {
+                            float* src = r0 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w00, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w01, a0);
+                        }
+
+                        {
+                            float* src = r1 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w10, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w11, a0);
+                        }
+
+                        {
+                            float* src = r2 + col;
+                            var v0 = Vector256.Load(src);
+                            a0 = Fma.MultiplyAdd(v0, w20, a0);
+                            var v1 = Vector256.Load(src + (1 * cs));
+                            a0 = Fma.MultiplyAdd(v1, w21, a0);
+                        }
+
+                        if (relu)
+                        {
+                            a0 = Vector256.Max(a0, zero);
+                        }
+
+                        float* dst = o + (ox * ocs);
+                        a0.Store(dst);
+                    }
+                }
             }
 
             int x = lo;
@@ -1021,6 +1326,7 @@ internal static unsafe class Depthwise3x3
                     var v8 = Vector256.Load(src + (8 * cs));
                     a3 = Fma.MultiplyAdd(v8, w22, a3);
                 }
+
                 if (relu)
                 {
                     a0 = Vector256.Max(a0, zero);
@@ -1040,7 +1346,7 @@ internal static unsafe class Depthwise3x3
             while (x + 1 <= hi)
             {
                 nint col = ((x * 2) - 1) * cs;
-                var a0 = bv;
+                Vector256<float> a0 = bv;
                 {
                     float* src = r0 + col;
                     var v0 = Vector256.Load(src);
@@ -1070,6 +1376,7 @@ internal static unsafe class Depthwise3x3
                     var v2 = Vector256.Load(src + (2 * cs));
                     a0 = Fma.MultiplyAdd(v2, w22, a0);
                 }
+
                 if (relu)
                 {
                     a0 = Vector256.Max(a0, zero);
