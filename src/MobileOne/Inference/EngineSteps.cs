@@ -238,17 +238,17 @@ internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
         ChannelMeansShare(s, thread, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.SeMean], s.Shape.SeStride);
     }
 
-    /// <summary>Units are (image, 16-channel block) pairs, split contiguously between threads.</summary>
+    /// <summary>Units are (image, 64-channel group) pairs, split contiguously between threads.</summary>
     public static void ChannelMeansShare(RunState s, int thread, float* x, int plane, int cs, float* means, int meanStride)
     {
-        int blocks = (cs + 15) / 16;
-        (long u0, long u1) = s.Share((long)s.Shape.Batch * blocks, thread);
+        int groups = (cs + 63) / 64;
+        (long u0, long u1) = s.Share((long)s.Shape.Batch * groups, thread);
         float scale = 1f / plane;
         for (long u = u0; u < u1; u++)
         {
-            long n = u / blocks;
-            int c0 = (int)(u - (n * blocks)) * 16;
-            ChannelOps.ChannelMeans(s.Isa, x + (n * plane * cs), plane, cs, c0, Math.Min(cs, c0 + 16), scale, means + (n * meanStride));
+            long n = u / groups;
+            int c0 = (int)(u - (n * groups)) * 64;
+            ChannelOps.ChannelMeans(s.Isa, x + (n * plane * cs), plane, cs, c0, Math.Min(cs, c0 + 64), scale, means + (n * meanStride));
         }
     }
 }

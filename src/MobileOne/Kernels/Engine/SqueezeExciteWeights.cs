@@ -64,10 +64,7 @@ internal sealed unsafe class SqueezeExciteWeights
             ChannelOps.Axpy(isa, hidden[j], fc2T.Pointer + ((long)j * Stride), gate, Channels);
         }
 
-        for (int c = 0; c < Channels; c++)
-        {
-            gate[c] = 1f / (1f + MathF.Exp(-gate[c]));
-        }
+        ChannelOps.Sigmoid(isa, gate, Channels);
 
         for (int c = Channels; c < paddedChannels; c++)
         {
