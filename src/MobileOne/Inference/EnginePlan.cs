@@ -1,127 +1,294 @@
-using MobileOne.Kernels;
+using System.Globalization;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
 using MobileOne.Models;
 
 namespace MobileOne.Inference;
 
-/// <summary>Regions of a context's arena (and the caller's input).</summary>
-internal enum Slot
-{
-    Input,
-    InputNhwc,
-    Act0,
-    Act1,
-    ZeroRow,
-    SeMean,
-    SeGate,
-    SeHidden,
-    Pooled,
-    Logits,
-    Scratch,
-    Workspace,
-    Count,
-}
-
-/// <summary>A convolution of the network, independent of the input size.</summary>
-internal sealed class ConvLayer
-{
-    public required string Name { get; init; }
-
-    public required int Index { get; init; }
-
-    public required int InChannels { get; init; }
-
-    public required int OutChannels { get; init; }
-
-    public required int Kernel { get; init; }
-
-    public required int Stride { get; init; }
-
-    public required int Padding { get; init; }
-
-    public required int Groups { get; init; }
-
-    public required float[] Weight { get; init; }
-
-    public required float[] Bias { get; init; }
-
-    public SqueezeExciteWeights? SqueezeExcite { get; init; }
-
-    /// <summary>Which kernel runs it; set by the plan builder.</summary>
-    public EngineLayerKind Kind { get; set; }
-
-    public ConvGeometry Geometry(int height, int width) =>
-        ConvGeometry.Square(1, InChannels, height, width, OutChannels, Kernel, Stride, Padding, Groups);
-}
-
-/// <summary>Sizes and buffers of one convolution for one input resolution.</summary>
-internal readonly record struct ConvShape(int InH, int InW, int OutH, int OutW, Slot In, Slot Out, int InCs, int OutCs);
-
 /// <summary>
-/// Everything that depends on (batch, height, width): each convolution's sizes, where every buffer sits in
-/// the arena, the per-thread scratch sizes and, for general convolution algorithms, their kernels (which are
-/// built for one input size). Computed once per shape and shared by all execution contexts.
+/// The compiled form of a fused network: weights packed for the kernels, bias and ReLU in each kernel's
+/// epilogue, squeeze-excite, pooling and the classifier as steps, and the public layer list.
 /// </summary>
-internal sealed class ShapePlan
+internal sealed class EnginePlan
 {
-    public required int Batch { get; init; }
+    private readonly GeneralConvolutionFactory? general;
+    private readonly ConvAlgorithm algorithm;
 
-    public required int Height { get; init; }
+    public EnginePlan(MobileOneNetwork fused, ConvAlgorithm algorithm, EngineIsa isa, int threads, GeneralConvolutionFactory? general)
+    {
+        this.algorithm = algorithm;
+        this.general = algorithm == ConvAlgorithm.Auto ? null : general ?? GeneralConvolutions.Create;
+        Isa = isa;
+        Threads = threads;
+        InChannels = fused.Config.InChans;
+        Classes = fused.Config.NumClasses;
+        var layers = new List<EngineLayer>();
+        var steps = new List<EngineStep>();
+        var convs = new List<ConvLayer>();
+        string algo = algorithm.ToString().ToLowerInvariant();
+        if (this.general is not null)
+        {
+            layers.Add(new EngineLayer("input", EngineLayerKind.InputLayout, InChannels, InChannels, 1, 1, "nchw-to-nhwc"));
+            steps.Add(new InputLayoutStep(InChannels) { Layer = 0 });
+        }
 
-    public required int Width { get; init; }
+        foreach (var (prefix, block) in fused.Blocks())
+        {
+            var spec = block.Spec;
+            var conv = block.ReparamConv ?? throw new ArgumentException($"Block {prefix} is not fused.");
+            string name = prefix.TrimEnd('.');
+            SqueezeExciteWeights? se = block.Attn is { } attn
+                ? new SqueezeExciteWeights(attn.Reduce.Weight.Value.Data, attn.Reduce.Bias!.Value.Data, attn.Expand.Weight.Value.Data, attn.Expand.Bias!.Value.Data, attn.Channels, attn.ReducedChannels)
+                : null;
+            var layer = new ConvLayer
+            {
+                Name = name,
+                Index = convs.Count,
+                InChannels = spec.InChannels,
+                OutChannels = spec.OutChannels,
+                Kernel = spec.KernelSize,
+                Stride = spec.Stride,
+                Padding = spec.Padding,
+                Groups = spec.Groups,
+                Weight = conv.Weight.Value.Data,
+                Bias = conv.Bias!.Value.Data,
+                SqueezeExcite = se,
+            };
+            convs.Add(layer);
+            bool relu = se is null;
+            int index = layers.Count;
+            bool depthwise = spec.Groups == spec.InChannels && spec.Groups == spec.OutChannels;
+            if (this.general is not null)
+            {
+                layer.Kind = EngineLayerKind.Convolution;
+                layers.Add(Describe(layer, EngineLayerKind.Convolution, algo));
+                steps.Add(new GeneralConvStep(layer, relu) { Layer = index });
+            }
+            else if (layer.Index == 0 && spec.Groups == 1)
+            {
+                var packed = new PackedPanels(layer.Weight, layer.Bias, spec.OutChannels, spec.InChannels * spec.KernelSize * spec.KernelSize);
+                layer.Kind = EngineLayerKind.Stem;
+                layers.Add(Describe(layer, EngineLayerKind.Stem, "patch-" + GemmName(isa)));
+                steps.Add(new StemStep(layer, packed, relu) { Layer = index });
+            }
+            else if (depthwise && spec.KernelSize == 3 && spec.Padding == 1 && spec.Stride is 1 or 2)
+            {
+                layer.Kind = EngineLayerKind.Depthwise;
+                layers.Add(Describe(layer, EngineLayerKind.Depthwise, "depthwise-3x3-" + IsaName(isa)));
+                steps.Add(new DepthwiseStep(layer, new DepthwiseWeights(layer.Weight, layer.Bias, spec.InChannels), relu) { Layer = index });
+            }
+            else if (spec.KernelSize == 1 && spec.Stride == 1 && spec.Padding == 0 && spec.Groups == 1)
+            {
+                var packed = new PackedPanels(layer.Weight, layer.Bias, spec.OutChannels, spec.InChannels);
+                layer.Kind = EngineLayerKind.Pointwise;
+                layers.Add(Describe(layer, EngineLayerKind.Pointwise, GemmName(isa)));
+                steps.Add(new PointwiseStep(layer, packed, relu, PointwiseKBlock) { Layer = index });
+            }
+            else
+            {
+                throw new NotSupportedException(
+                    $"Layer {name} ({spec.InChannels}->{spec.OutChannels}, {spec.KernelSize}x{spec.KernelSize}, stride {spec.Stride}, padding {spec.Padding}, groups {spec.Groups}) has no specialized engine kernel; choose a general InferenceOptions.ConvAlgorithm.");
+            }
 
-    public required ConvShape[] Convs { get; init; }
+            if (se is not null)
+            {
+                int seIndex = layers.Count;
+                layers.Add(new EngineLayer(name + ".attn", EngineLayerKind.SqueezeExcite, spec.OutChannels, spec.OutChannels, 1, 1, $"squeeze-excite-{se.Reduced}"));
+                steps.Add(new SqueezeMeanStep(layer) { Layer = seIndex });
+                steps.Add(new ExciteGateStep(layer) { Layer = seIndex });
+                steps.Add(new GateReluStep(layer) { Layer = seIndex });
+            }
+        }
 
-    public required long[] Offsets { get; init; }
+        var last = convs[^1];
+        layers.Add(new EngineLayer("pool", EngineLayerKind.GlobalAveragePool, last.OutChannels, last.OutChannels, 0, 1, "channel-mean-" + IsaName(isa)));
+        steps.Add(new PoolStep(last) { Layer = layers.Count - 1 });
+        Head = new PackedPanels(fused.Head.Weight.Value.Data, fused.Head.Bias.Value.Data, Classes, fused.Config.FeatureChannels);
+        layers.Add(new EngineLayer("head.fc", EngineLayerKind.Linear, fused.Config.FeatureChannels, Classes, 1, 1, GemmName(isa)));
+        steps.Add(new LinearStep(Head) { Layer = layers.Count - 1 });
+        Convs = convs.ToArray();
+        Steps = steps.ToArray();
+        Layers = layers.AsReadOnly();
+    }
 
-    public required long ScratchPerThread { get; init; }
+    /// <summary>K block of the pointwise GEMMs (0: none); a tuning knob, see docs/engine.md.</summary>
+    public static int PointwiseKBlock { get; } =
+        int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_KBLOCK"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int kb) ? kb : 0;
 
-    public required long WorkspacePerThread { get; init; }
+    public EngineIsa Isa { get; }
 
-    public required long ZeroRowFloats { get; init; }
+    public int Threads { get; }
 
-    public required int SeStride { get; init; }
+    public int InChannels { get; }
 
-    public required int HiddenStride { get; init; }
+    public int Classes { get; }
 
-    public required int PooledStride { get; init; }
+    public ConvLayer[] Convs { get; }
 
-    public required long TotalFloats { get; init; }
+    public EngineStep[] Steps { get; }
 
-    public IGeneralConvolution[]? General { get; init; }
+    public IReadOnlyList<EngineLayer> Layers { get; }
 
-    /// <summary>The stem's tap offsets in the NCHW input (see <see cref="StemStep.TapOffsets"/>).</summary>
-    public int[]? StemOffsets { get; init; }
-}
+    public PackedPanels Head { get; }
 
-/// <summary>The per-run view of a context: its arena, the caller's input, the shape.</summary>
-internal sealed unsafe class RunState
-{
-    public required EngineIsa Isa { get; init; }
+    private static string IsaName(EngineIsa isa) => isa.ToString().ToLowerInvariant();
 
-    public required int Threads { get; init; }
+    private static string GemmName(EngineIsa isa) => isa switch
+    {
+        EngineIsa.Avx512 => "gemm-avx512-6x64",
+        EngineIsa.Avx2 => "gemm-avx2-6x16",
+        _ => "gemm-scalar",
+    };
 
-    public ShapePlan Shape { get; set; } = null!;
+    private static EngineLayer Describe(ConvLayer c, EngineLayerKind kind, string algorithm) =>
+        new(c.Name, kind, c.InChannels, c.OutChannels, c.Kernel, c.Stride, algorithm);
 
-    public float* Input { get; set; }
+    /// <summary>Lays out the arena for one input shape.</summary>
+    public ShapePlan CreateShape(int batch, int height, int width)
+    {
+        int n = Convs.Length;
+        var shapes = new ConvShape[n];
+        var kernels = general is null ? null : new IGeneralConvolution[n];
+        int h = height, w = width;
+        Slot input = general is null ? Slot.Input : Slot.InputNhwc;
+        int inCs = InChannels;
+        long maxAct = 0, zeroRow = 0, scratch = 0, workspace = 0;
+        int seStride = 0, hidden = 0;
+        int[]? stemOffsets = null;
+        for (int i = 0; i < n; i++)
+        {
+            var c = Convs[i];
+            var geometry = c.Geometry(h, w);
+            int oh = geometry.OutHeight, ow = geometry.OutWidth;
+            int outCs = general is null ? RoundUp16(c.OutChannels) : c.OutChannels;
+            var output = i % 2 == 0 ? Slot.Act0 : Slot.Act1;
+            shapes[i] = new ConvShape(h, w, oh, ow, input, output, inCs, outCs);
+            maxAct = Math.Max(maxAct, (long)batch * oh * ow * outCs);
+            if (kernels is not null)
+            {
+                var kernel = general!(algorithm, geometry, c.Weight, c.Bias);
+                kernels[i] = kernel;
+                int rowsPerCall = (int)Math.Min(oh, (((long)batch * oh) + Threads - 1) / Threads);
+                workspace = Math.Max(workspace, kernel.WorkspaceFloats(rowsPerCall));
+            }
+            else if (c.Kind == EngineLayerKind.Depthwise)
+            {
+                zeroRow = Math.Max(zeroRow, (long)w * inCs);
+            }
+            else if (c.Kind == EngineLayerKind.Stem)
+            {
+                scratch = (long)StemStep.Chunk * c.InChannels * c.Kernel * c.Kernel;
+                stemOffsets = StemStep.TapOffsets(c.InChannels, c.Kernel, h, w);
+            }
 
-    public float* Arena { get; set; }
+            if (c.SqueezeExcite is { } se)
+            {
+                seStride = Math.Max(seStride, RoundUp16(outCs));
+                hidden = Math.Max(hidden, RoundUp16(se.Reduced));
+            }
 
-    public float* this[Slot slot] => slot == Slot.Input ? Input : Arena + Shape.Offsets[(int)slot];
+            h = oh;
+            w = ow;
+            input = output;
+            inCs = outCs;
+        }
 
-    public float* Scratch(int thread) => Arena + Shape.Offsets[(int)Slot.Scratch] + (thread * Shape.ScratchPerThread);
+        int pooledStride = RoundUp16(Convs[^1].OutChannels);
+        long[] sizes = new long[(int)Slot.Count];
+        sizes[(int)Slot.InputNhwc] = general is null ? 0 : (long)batch * height * width * InChannels;
+        sizes[(int)Slot.Act0] = maxAct;
+        sizes[(int)Slot.Act1] = maxAct;
+        sizes[(int)Slot.ZeroRow] = zeroRow;
+        sizes[(int)Slot.SeMean] = (long)batch * seStride;
+        sizes[(int)Slot.SeGate] = (long)batch * seStride;
+        sizes[(int)Slot.SeHidden] = (long)Threads * hidden;
+        sizes[(int)Slot.Pooled] = (long)batch * pooledStride;
+        sizes[(int)Slot.Logits] = (long)batch * Head.PaddedN;
+        long scratchPerThread = AlignedBuffer.RoundUp(scratch);
+        long workspacePerThread = AlignedBuffer.RoundUp(workspace);
+        sizes[(int)Slot.Scratch] = Threads * scratchPerThread;
+        sizes[(int)Slot.Workspace] = Threads * workspacePerThread;
+        long[] offsets = new long[(int)Slot.Count];
+        long total = 0;
+        for (int s = 0; s < sizes.Length; s++)
+        {
+            offsets[s] = total;
+            total += AlignedBuffer.RoundUp(sizes[s]);
+        }
 
-    public float* Workspace(int thread) => Arena + Shape.Offsets[(int)Slot.Workspace] + (thread * Shape.WorkspacePerThread);
+        const long Limit = int.MaxValue / 2;
+        if (total > Limit || maxAct > Limit)
+        {
+            throw new ArgumentException(
+                $"Batch {batch} at {height}x{width} needs {total} floats of activations; one engine run supports at most {Limit}. Use a smaller batch or resolution.");
+        }
 
-    /// <summary>[start, end) of <paramref name="total"/> items for thread <paramref name="thread"/>: contiguous, static.</summary>
-    public (long Start, long End) Share(long total, int thread) => (total * thread / Threads, total * (thread + 1) / Threads);
-}
+        return new ShapePlan
+        {
+            Batch = batch,
+            Height = height,
+            Width = width,
+            Convs = shapes,
+            Offsets = offsets,
+            ScratchPerThread = scratchPerThread,
+            WorkspacePerThread = workspacePerThread,
+            ZeroRowFloats = zeroRow,
+            SeStride = seStride,
+            HiddenStride = hidden,
+            PooledStride = pooledStride,
+            TotalFloats = total,
+            General = kernels,
+            StemOffsets = stemOffsets,
+        };
+    }
 
-/// <summary>One parallel phase of the plan; <see cref="Layer"/> indexes the public layer list (for profiling).</summary>
-internal abstract class EngineStep
-{
-    public int Layer { get; init; }
+    /// <summary>Sizes and multiply-accumulates per image of every layer, for <see cref="CompiledModel.DescribeLayers"/>.</summary>
+    public IReadOnlyList<EngineLayerShape> CreateShapeGeometry(int height, int width)
+    {
+        var result = new EngineLayerShape[Layers.Count];
+        int h = height, w = width;
+        foreach (var c in Convs)
+        {
+            var g = c.Geometry(h, w);
+            int oh = g.OutHeight, ow = g.OutWidth;
+            int index = IndexOf(c.Name);
+            result[index] = new EngineLayerShape(Layers[index], h, w, oh, ow, g.MultiplyAccumulates);
+            if (c.SqueezeExcite is { } se)
+            {
+                int seIndex = IndexOf(c.Name + ".attn");
+                result[seIndex] = new EngineLayerShape(Layers[seIndex], oh, ow, oh, ow, 2L * se.Channels * se.Reduced);
+            }
 
-    public abstract void Run(RunState state, int thread);
+            h = oh;
+            w = ow;
+        }
+
+        for (int i = 0; i < result.Length; i++)
+        {
+            var layer = Layers[i];
+            result[i] ??= layer.Kind switch
+            {
+                EngineLayerKind.InputLayout => new EngineLayerShape(layer, height, width, height, width, 0),
+                EngineLayerKind.GlobalAveragePool => new EngineLayerShape(layer, h, w, 1, 1, 0),
+                _ => new EngineLayerShape(layer, 1, 1, 1, 1, (long)layer.InChannels * layer.OutChannels),
+            };
+        }
+
+        return result;
+    }
+
+    private int IndexOf(string name)
+    {
+        for (int i = 0; i < Layers.Count; i++)
+        {
+            if (Layers[i].Name == name)
+            {
+                return i;
+            }
+        }
+
+        throw new InvalidOperationException($"No layer named {name}.");
+    }
+
+    private static int RoundUp16(int c) => (c + 15) / 16 * 16;
 }
