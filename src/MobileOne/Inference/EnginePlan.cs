@@ -155,13 +155,20 @@ internal sealed class EnginePlan
         long maxAct = 0, zeroRow = 0, scratch = 0, workspace = 0;
         int seStride = 0, hidden = 0;
         int[]? stemOffsets = null;
+        Slot previousInput = Slot.Input;
+        bool anyFused = false;
         for (int i = 0; i < n; i++)
         {
             var c = Convs[i];
             var geometry = c.Geometry(h, w);
             int oh = geometry.OutHeight, ow = geometry.OutWidth;
             int outCs = general is null ? RoundUp16(c.OutChannels) : c.OutChannels;
-            var output = i % 2 == 0 ? Slot.Act0 : Slot.Act1;
+
+            // A layer never writes its own input. The pointwise half of a fused pair must not write the depthwise
+            // input either: other shares may still be reading their halo rows of it.
+            bool fused = FusedWithPrevious(i, (long)batch * oh);
+            anyFused |= fused;
+            var output = new[] { Slot.Act0, Slot.Act1, Slot.Act2 }.First(a => a != input && !(fused && a == previousInput));
             shapes[i] = new ConvShape(h, w, oh, ow, input, output, inCs, outCs);
             maxAct = Math.Max(maxAct, (long)batch * oh * ow * outCs);
             if (kernels is not null)
@@ -189,6 +196,7 @@ internal sealed class EnginePlan
 
             h = oh;
             w = ow;
+            previousInput = input;
             input = output;
             inCs = outCs;
         }
@@ -198,6 +206,7 @@ internal sealed class EnginePlan
         sizes[(int)Slot.InputNhwc] = general is null ? 0 : (long)batch * height * width * InChannels;
         sizes[(int)Slot.Act0] = maxAct;
         sizes[(int)Slot.Act1] = maxAct;
+        sizes[(int)Slot.Act2] = anyFused ? maxAct : 0;
         sizes[(int)Slot.ZeroRow] = zeroRow;
         sizes[(int)Slot.SeMean] = (long)batch * seStride;
         sizes[(int)Slot.SeGate] = (long)batch * seStride;
@@ -225,6 +234,7 @@ internal sealed class EnginePlan
 
         return new ShapePlan
         {
+            Steps = FuseSteps(shapes, batch),
             Batch = batch,
             Height = height,
             Width = width,
@@ -240,6 +250,37 @@ internal sealed class EnginePlan
             General = kernels,
             StemOffsets = stemOffsets,
         };
+    }
+
+    /// <summary>
+    /// Whether convolution <paramref name="index"/> (pointwise) runs fused with the depthwise layer before it: that
+    /// layer has no squeeze-excite (whose means need a barrier) and its output has at least 4 rows per thread, so a
+    /// row split keeps the threads balanced; the last stages (7x7) keep separate steps and the pointwise panel split.
+    /// </summary>
+    private bool FusedWithPrevious(int index, long rows) =>
+        general is null && index > 0
+        && Convs[index].Kind == EngineLayerKind.Pointwise
+        && Convs[index - 1].Kind == EngineLayerKind.Depthwise
+        && Convs[index - 1].SqueezeExcite is null
+        && rows >= 4L * Threads;
+
+    private EngineStep[] FuseSteps(ConvShape[] shapes, int batch)
+    {
+        var steps = new List<EngineStep>(Steps.Length);
+        for (int i = 0; i < Steps.Length; i++)
+        {
+            if (Steps[i] is DepthwiseStep dw && i + 1 < Steps.Length && Steps[i + 1] is PointwiseStep pw
+                && pw.Conv.Index == dw.Conv.Index + 1 && FusedWithPrevious(pw.Conv.Index, (long)batch * shapes[pw.Conv.Index].OutH))
+            {
+                steps.Add(new DepthwisePointwiseStep(dw, pw) { Layer = pw.Layer });
+                i++;
+                continue;
+            }
+
+            steps.Add(Steps[i]);
+        }
+
+        return steps.ToArray();
     }
 
     /// <summary>Sizes and multiply-accumulates per image of every layer, for <see cref="CompiledModel.DescribeLayers"/>.</summary>

@@ -131,10 +131,22 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
 /// <summary>Depthwise 3x3: output rows of all images split between threads.</summary>
 internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weights, bool relu) : EngineStep
 {
+    public ConvLayer Conv => conv;
+
+    /// <summary>Whether the step may be fused with the pointwise layer after it (squeeze-excite needs a barrier).</summary>
+    public bool Fusable => conv.SqueezeExcite is null;
+
     public override void Run(RunState s, int thread)
     {
         var g = s.Shape.Convs[conv.Index];
         (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        RunRows(s, r0, r1);
+    }
+
+    /// <summary>Output rows [r0, r1) of all images (row r is row r % OutH of image r / OutH).</summary>
+    public void RunRows(RunState s, long r0, long r1)
+    {
+        var g = s.Shape.Convs[conv.Index];
         float* input = s[g.In], output = s[g.Out], zero = s[Slot.ZeroRow];
         long inImage = (long)g.InH * g.InW * g.InCs;
         for (long r = r0; r < r1; r++)
@@ -154,11 +166,20 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
 {
     public PackedPanels Weights => weights;
 
+    public ConvLayer Conv => conv;
+
     public override void Run(RunState s, int thread)
     {
         var g = s.Shape.Convs[conv.Index];
         long rows = (long)s.Shape.Batch * g.OutH * g.OutW;
         var (r0, r1, p0, p1) = Partition(rows, weights, s.Threads, thread);
+        RunPixels(s, r0, r1, p0, p1);
+    }
+
+    /// <summary>GEMM rows (pixels of all images) [r0, r1) for panels [p0, p1).</summary>
+    public void RunPixels(RunState s, long r0, long r1, int p0, int p1)
+    {
+        var g = s.Shape.Convs[conv.Index];
         float* input = s[g.In] + (r0 * g.InCs);
         float* output = s[g.Out] + (r0 * g.OutCs);
         PackedGemm.RunBlocked(s.Isa, input, g.InCs, (int)(r1 - r0), weights, p0, p1, kBlock, output, g.OutCs, relu);
@@ -198,6 +219,22 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
         long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
         int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
         return (r0, r1, p0, p1);
+    }
+}
+
+/// <summary>
+/// A depthwise layer and the pointwise layer after it as one step: each share computes its depthwise output rows
+/// and then the pointwise GEMM over exactly those pixels, which only that share has written, so the barrier
+/// between the two layers (and a trip of the rows through L2) disappears. Used when the rows split evenly.
+/// </summary>
+internal sealed unsafe class DepthwisePointwiseStep(DepthwiseStep depthwise, PointwiseStep pointwise) : EngineStep
+{
+    public override void Run(RunState s, int thread)
+    {
+        var g = s.Shape.Convs[depthwise.Conv.Index];
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        depthwise.RunRows(s, r0, r1);
+        pointwise.RunPixels(s, r0 * g.OutW, r1 * g.OutW, 0, pointwise.Weights.PanelCount);
     }
 }
 

@@ -28,10 +28,9 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
     {
         Prepare(shape);
         state.Input = input;
-        var steps = plan.Steps;
         if (layerTicks.IsEmpty)
         {
-            foreach (var step in steps)
+            foreach (var step in shape.Steps)
             {
                 current = step;
                 team.Execute(this);
@@ -39,7 +38,8 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
         }
         else
         {
-            foreach (var step in steps)
+            // Profiling runs every layer as its own step (no depthwise + pointwise fusion) so each gets its own time.
+            foreach (var step in plan.Steps)
             {
                 long start = Stopwatch.GetTimestamp();
                 current = step;

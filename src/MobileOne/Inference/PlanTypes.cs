@@ -12,6 +12,7 @@ internal enum Slot
     InputNhwc,
     Act0,
     Act1,
+    Act2,
     ZeroRow,
     SeMean,
     SeGate,
@@ -90,6 +91,9 @@ internal sealed class ShapePlan
     public required long TotalFloats { get; init; }
 
     public IGeneralConvolution[]? General { get; init; }
+
+    /// <summary>The steps for this shape: depthwise + pointwise pairs fused where their rows split evenly.</summary>
+    public required EngineStep[] Steps { get; init; }
 
     /// <summary>The stem's tap offsets in the NCHW input (see <see cref="StemStep.TapOffsets"/>).</summary>
     public int[]? StemOffsets { get; init; }
