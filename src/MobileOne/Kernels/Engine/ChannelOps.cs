@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -12,6 +13,7 @@ namespace MobileOne.Kernels.Engine;
 internal static unsafe class ChannelOps
 {
     /// <summary>means[c] = scale * sum over pixels of x[p * cs + c], for c in [c0, c1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ChannelMeans(EngineIsa isa, float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
     {
         int c = c0;
@@ -77,6 +79,7 @@ internal static unsafe class ChannelOps
     }
 
     /// <summary>x[p, c] = max(x[p, c] * gate[c], 0) for pixels [0, pixels) and channels [0, channels).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void GateRelu(EngineIsa isa, float* x, int pixels, nint cs, int channels, float* gate, bool relu)
     {
         for (int i = 0; i < pixels; i++)
@@ -109,6 +112,7 @@ internal static unsafe class ChannelOps
     }
 
     /// <summary>x[i] = 1 / (1 + exp(-x[i])), with the runtime's vectorized exp on the vector paths.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Sigmoid(EngineIsa isa, float* x, int n)
     {
         int i = 0;
@@ -136,6 +140,7 @@ internal static unsafe class ChannelOps
     }
 
     /// <summary>sum_i a[i] * b[i] with lane-wise partial sums combined in a fixed order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(EngineIsa isa, float* a, float* b, int n)
     {
         int i = 0;
@@ -176,6 +181,7 @@ internal static unsafe class ChannelOps
     }
 
     /// <summary>y[i] += alpha * x[i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Axpy(EngineIsa isa, float alpha, float* x, float* y, int n)
     {
         int i = 0;

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace MobileOne.Kernels.Engine;
 
 /// <summary>
@@ -6,6 +8,7 @@ namespace MobileOne.Kernels.Engine;
 /// </summary>
 internal static unsafe class GemmScalar
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kStart, int kLength, float* c, nint ldc, int flags)
     {
         float* acc = stackalloc float[16];

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace MobileOne.Kernels.Engine;
 
 /// <summary>
@@ -8,6 +10,7 @@ namespace MobileOne.Kernels.Engine;
 /// </summary>
 internal static unsafe class StemPatches
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gather(float* input, int inChannels, int inH, int inW, int kernel, int stride, int pad, int outH, int outW, long pixelStart, int count, float* patches)
     {
         int patch = inChannels * kernel * kernel;
