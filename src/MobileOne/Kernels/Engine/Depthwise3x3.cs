@@ -11,7 +11,8 @@ namespace MobileOne.Kernels.Engine;
 /// then 1) outputs at a time, loading each input column once per kernel row and feeding it to every output
 /// that uses it (10 loads for 8 outputs at stride 1 instead of 24). Rows above and below the image are read
 /// from a zero row supplied by the caller; the first and last columns run the same straight-line code with
-/// the missing tap column left out, so no pixel pays for bounds checks (only 1-pixel-wide inputs do).
+/// the missing tap column left out, so no pixel pays for bounds checks (1-pixel-wide inputs take the scalar
+/// path). The row kernels make no calls, so the 9 taps, bias and accumulators all stay in zmm registers.
 /// Accumulation per output: bias, then taps in (ky, kx) order, fused multiply-add.
 /// </summary>
 internal static unsafe class Depthwise3x3
@@ -25,6 +26,12 @@ internal static unsafe class Depthwise3x3
         float* r0 = RowPointer(input, inH, inW, cs, zeroRow, (oy * stride) - 1);
         float* r1 = RowPointer(input, inH, inW, cs, zeroRow, oy * stride);
         float* r2 = RowPointer(input, inH, inW, cs, zeroRow, (oy * stride) + 1);
+        if (inW == 1)
+        {
+            // A one-pixel-wide input has both edges in one column; the vector rows assume at least two columns.
+            isa = EngineIsa.Scalar;
+        }
+
         for (int blk = 0; blk < weights.Blocks; blk++)
         {
             nint off = blk * 16;
@@ -127,39 +134,71 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 1) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            if (inW == 1)
+            // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+            // interior column with that tap column left out.
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
-            }
-            else
-            {
-                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
-                // interior column with that tap column left out.
+                nint col = -1 * cs;
+                Vector512<float> a0 = bv;
                 {
-                    nint col = -1 * cs;
+                    float* src = r0 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
+                }
+
+                {
+                    float* src = r1 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
+                }
+
+                {
+                    float* src = r2 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
+                }
+
+                if (relu)
+                {
+                    a0 = Vector512.Max(a0, zero);
+                }
+
+                float* dst = o;
+                a0.Store(dst);
+            }
+
+            for (int ox = hi; ox < outW; ox++)
+            {
+                {
+                    nint col = (ox - 1) * cs;
                     Vector512<float> a0 = bv;
                     {
                         float* src = r0 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
                     }
 
                     {
                         float* src = r1 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
                     }
 
                     {
                         float* src = r2 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
                     }
 
                     if (relu)
@@ -167,47 +206,8 @@ internal static unsafe class Depthwise3x3
                         a0 = Vector512.Max(a0, zero);
                     }
 
-                    float* dst = o;
+                    float* dst = o + (ox * ocs);
                     a0.Store(dst);
-                }
-
-                for (int ox = hi; ox < outW; ox++)
-                {
-                    {
-                        nint col = (ox - 1) * cs;
-                        Vector512<float> a0 = bv;
-                        {
-                            float* src = r0 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
-                        }
-
-                        {
-                            float* src = r1 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
-                        }
-
-                        {
-                            float* src = r2 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
-                        }
-
-                        if (relu)
-                        {
-                            a0 = Vector512.Max(a0, zero);
-                        }
-
-                        float* dst = o + (ox * ocs);
-                        a0.Store(dst);
-                    }
                 }
             }
 
@@ -502,39 +502,71 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 2) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            if (inW == 1)
+            // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+            // interior column with that tap column left out.
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
-            }
-            else
-            {
-                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
-                // interior column with that tap column left out.
+                nint col = -1 * cs;
+                Vector512<float> a0 = bv;
                 {
-                    nint col = -1 * cs;
+                    float* src = r0 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
+                }
+
+                {
+                    float* src = r1 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
+                }
+
+                {
+                    float* src = r2 + col;
+                    var v1 = Vector512.Load(src + (1 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
+                    var v2 = Vector512.Load(src + (2 * cs));
+                    a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
+                }
+
+                if (relu)
+                {
+                    a0 = Vector512.Max(a0, zero);
+                }
+
+                float* dst = o;
+                a0.Store(dst);
+            }
+
+            for (int ox = hi; ox < outW; ox++)
+            {
+                {
+                    nint col = ((ox * 2) - 1) * cs;
                     Vector512<float> a0 = bv;
                     {
                         float* src = r0 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w02, a0);
                     }
 
                     {
                         float* src = r1 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w12, a0);
                     }
 
                     {
                         float* src = r2 + col;
+                        var v0 = Vector512.Load(src);
+                        a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
                         var v1 = Vector512.Load(src + (1 * cs));
                         a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
-                        var v2 = Vector512.Load(src + (2 * cs));
-                        a0 = Avx512F.FusedMultiplyAdd(v2, w22, a0);
                     }
 
                     if (relu)
@@ -542,47 +574,8 @@ internal static unsafe class Depthwise3x3
                         a0 = Vector512.Max(a0, zero);
                     }
 
-                    float* dst = o;
+                    float* dst = o + (ox * ocs);
                     a0.Store(dst);
-                }
-
-                for (int ox = hi; ox < outW; ox++)
-                {
-                    {
-                        nint col = ((ox * 2) - 1) * cs;
-                        Vector512<float> a0 = bv;
-                        {
-                            float* src = r0 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w00, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);
-                        }
-
-                        {
-                            float* src = r1 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w10, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w11, a0);
-                        }
-
-                        {
-                            float* src = r2 + col;
-                            var v0 = Vector512.Load(src);
-                            a0 = Avx512F.FusedMultiplyAdd(v0, w20, a0);
-                            var v1 = Vector512.Load(src + (1 * cs));
-                            a0 = Avx512F.FusedMultiplyAdd(v1, w21, a0);
-                        }
-
-                        if (relu)
-                        {
-                            a0 = Vector512.Max(a0, zero);
-                        }
-
-                        float* dst = o + (ox * ocs);
-                        a0.Store(dst);
-                    }
                 }
             }
 
@@ -890,25 +883,6 @@ internal static unsafe class Depthwise3x3
             }
         }
 
-        /// <summary>An output column whose taps may fall outside the row: taps out of range are skipped.</summary>
-        private static void Edge(float* r0, float* r1, float* r2, nint cs, int inW, float* w, Vector512<float> bias, float* o, int ix0, bool relu)
-        {
-            var acc = bias;
-            for (int ky = 0; ky < 3; ky++)
-            {
-                float* row = ky == 0 ? r0 : ky == 1 ? r1 : r2;
-                for (int kx = 0; kx < 3; kx++)
-                {
-                    int ix = ix0 - 1 + kx;
-                    if ((uint)ix < (uint)inW)
-                    {
-                        acc = Avx512F.FusedMultiplyAdd(Vector512.Load(row + (ix * cs)), Vector512.Load(w + (((ky * 3) + kx) * 16)), acc);
-                    }
-                }
-            }
-
-            (relu ? Vector512.Max(acc, Vector512<float>.Zero) : acc).Store(o);
-        }
     }
 
     private static class Avx2Kernels
@@ -930,39 +904,71 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 1) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            if (inW == 1)
+            // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+            // interior column with that tap column left out.
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
-            }
-            else
-            {
-                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
-                // interior column with that tap column left out.
+                nint col = -1 * cs;
+                Vector256<float> a0 = bv;
                 {
-                    nint col = -1 * cs;
+                    float* src = r0 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w01, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w02, a0);
+                }
+
+                {
+                    float* src = r1 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w11, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w12, a0);
+                }
+
+                {
+                    float* src = r2 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w21, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w22, a0);
+                }
+
+                if (relu)
+                {
+                    a0 = Vector256.Max(a0, zero);
+                }
+
+                float* dst = o;
+                a0.Store(dst);
+            }
+
+            for (int ox = hi; ox < outW; ox++)
+            {
+                {
+                    nint col = (ox - 1) * cs;
                     Vector256<float> a0 = bv;
                     {
                         float* src = r0 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w00, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w01, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w02, a0);
                     }
 
                     {
                         float* src = r1 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w10, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w11, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w12, a0);
                     }
 
                     {
                         float* src = r2 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w20, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w21, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w22, a0);
                     }
 
                     if (relu)
@@ -970,47 +976,8 @@ internal static unsafe class Depthwise3x3
                         a0 = Vector256.Max(a0, zero);
                     }
 
-                    float* dst = o;
+                    float* dst = o + (ox * ocs);
                     a0.Store(dst);
-                }
-
-                for (int ox = hi; ox < outW; ox++)
-                {
-                    {
-                        nint col = (ox - 1) * cs;
-                        Vector256<float> a0 = bv;
-                        {
-                            float* src = r0 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w00, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w01, a0);
-                        }
-
-                        {
-                            float* src = r1 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w10, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w11, a0);
-                        }
-
-                        {
-                            float* src = r2 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w20, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w21, a0);
-                        }
-
-                        if (relu)
-                        {
-                            a0 = Vector256.Max(a0, zero);
-                        }
-
-                        float* dst = o + (ox * ocs);
-                        a0.Store(dst);
-                    }
                 }
             }
 
@@ -1163,39 +1130,71 @@ internal static unsafe class Depthwise3x3
             int lo = Math.Min(1, outW);
             int hi = inW >= 2 ? Math.Min(((inW - 2) / 2) + 1, outW) : lo;
             hi = Math.Max(hi, lo);
-            if (inW == 1)
+            // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
+            // interior column with that tap column left out.
             {
-                Edge(r0, r1, r2, cs, inW, w, bv, o, 0, relu);
-            }
-            else
-            {
-                // The first column has no left neighbour, the last (if any is an edge) no right one: the same code as an
-                // interior column with that tap column left out.
+                nint col = -1 * cs;
+                Vector256<float> a0 = bv;
                 {
-                    nint col = -1 * cs;
+                    float* src = r0 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w01, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w02, a0);
+                }
+
+                {
+                    float* src = r1 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w11, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w12, a0);
+                }
+
+                {
+                    float* src = r2 + col;
+                    var v1 = Vector256.Load(src + (1 * cs));
+                    a0 = Fma.MultiplyAdd(v1, w21, a0);
+                    var v2 = Vector256.Load(src + (2 * cs));
+                    a0 = Fma.MultiplyAdd(v2, w22, a0);
+                }
+
+                if (relu)
+                {
+                    a0 = Vector256.Max(a0, zero);
+                }
+
+                float* dst = o;
+                a0.Store(dst);
+            }
+
+            for (int ox = hi; ox < outW; ox++)
+            {
+                {
+                    nint col = ((ox * 2) - 1) * cs;
                     Vector256<float> a0 = bv;
                     {
                         float* src = r0 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w00, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w01, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w02, a0);
                     }
 
                     {
                         float* src = r1 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w10, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w11, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w12, a0);
                     }
 
                     {
                         float* src = r2 + col;
+                        var v0 = Vector256.Load(src);
+                        a0 = Fma.MultiplyAdd(v0, w20, a0);
                         var v1 = Vector256.Load(src + (1 * cs));
                         a0 = Fma.MultiplyAdd(v1, w21, a0);
-                        var v2 = Vector256.Load(src + (2 * cs));
-                        a0 = Fma.MultiplyAdd(v2, w22, a0);
                     }
 
                     if (relu)
@@ -1203,47 +1202,8 @@ internal static unsafe class Depthwise3x3
                         a0 = Vector256.Max(a0, zero);
                     }
 
-                    float* dst = o;
+                    float* dst = o + (ox * ocs);
                     a0.Store(dst);
-                }
-
-                for (int ox = hi; ox < outW; ox++)
-                {
-                    {
-                        nint col = ((ox * 2) - 1) * cs;
-                        Vector256<float> a0 = bv;
-                        {
-                            float* src = r0 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w00, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w01, a0);
-                        }
-
-                        {
-                            float* src = r1 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w10, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w11, a0);
-                        }
-
-                        {
-                            float* src = r2 + col;
-                            var v0 = Vector256.Load(src);
-                            a0 = Fma.MultiplyAdd(v0, w20, a0);
-                            var v1 = Vector256.Load(src + (1 * cs));
-                            a0 = Fma.MultiplyAdd(v1, w21, a0);
-                        }
-
-                        if (relu)
-                        {
-                            a0 = Vector256.Max(a0, zero);
-                        }
-
-                        float* dst = o + (ox * ocs);
-                        a0.Store(dst);
-                    }
                 }
             }
 
@@ -1388,23 +1348,5 @@ internal static unsafe class Depthwise3x3
             }
         }
 
-        private static void Edge(float* r0, float* r1, float* r2, nint cs, int inW, float* w, Vector256<float> bias, float* o, int ix0, bool relu)
-        {
-            var acc = bias;
-            for (int ky = 0; ky < 3; ky++)
-            {
-                float* row = ky == 0 ? r0 : ky == 1 ? r1 : r2;
-                for (int kx = 0; kx < 3; kx++)
-                {
-                    int ix = ix0 - 1 + kx;
-                    if ((uint)ix < (uint)inW)
-                    {
-                        acc = Fma.MultiplyAdd(Vector256.Load(row + (ix * cs)), Vector256.Load(w + (((ky * 3) + kx) * 16)), acc);
-                    }
-                }
-            }
-
-            (relu ? Vector256.Max(acc, Vector256<float>.Zero) : acc).Store(o);
-        }
     }
 }
