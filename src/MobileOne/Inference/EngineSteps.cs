@@ -149,11 +149,13 @@ internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weig
         var g = s.Shape.Convs[conv.Index];
         float* input = s[g.In], output = s[g.Out], zero = s[Slot.ZeroRow];
         long inImage = (long)g.InH * g.InW * g.InCs;
-        for (long r = r0; r < r1; r++)
+        for (long r = r0; r < r1;)
         {
             long n = r / g.OutH;
             int oy = (int)(r - (n * g.OutH));
-            Depthwise3x3.Row(s.Isa, input + (n * inImage), g.InH, g.InW, g.InCs, zero, weights, conv.Stride, oy, output + (r * g.OutW * g.OutCs), g.OutW, g.OutCs, relu);
+            int count = (int)Math.Min(g.OutH - oy, r1 - r);
+            Depthwise3x3.Rows(s.Isa, input + (n * inImage), g.InH, g.InW, g.InCs, zero, weights, conv.Stride, oy, count, output + (r * g.OutW * g.OutCs), g.OutW, g.OutCs, relu);
+            r += count;
         }
     }
 }

@@ -324,13 +324,18 @@ public unsafe class EngineKernelTests
 
         var zero = new float[w * cs];
         var y = new float[oh * ow * cs];
-        fixed (float* px = xNhwc, pz = zero, py = y)
+        var single = new float[oh * ow * cs];
+        fixed (float* px = xNhwc, pz = zero, py = y, ps = single)
         {
+            // Rows takes stride-1 rows two at a time on AVX-512; one at a time must give the same bits.
+            Depthwise3x3.Rows(isa, px, h, w, cs, pz, packed, stride, 0, oh, py, ow, cs, relu);
             for (int oy = 0; oy < oh; oy++)
             {
-                Depthwise3x3.Row(isa, px, h, w, cs, pz, packed, stride, oy, py + (oy * ow * cs), ow, cs, relu);
+                Depthwise3x3.Row(isa, px, h, w, cs, pz, packed, stride, oy, ps + (oy * ow * cs), ow, cs, relu);
             }
         }
+
+        Assert.True(y.AsSpan().SequenceEqual(single), $"{isa} depthwise {channels}ch {h}x{w} stride {stride}: row pairs differ from single rows");
 
         var expected = Reference.Conv2d(xNchw, 1, channels, h, w, weights, channels, 3, stride, 1, channels, bias);
         for (int c = 0; c < cs; c++)
