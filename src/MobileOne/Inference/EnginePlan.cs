@@ -37,6 +37,7 @@ internal sealed class EnginePlan
             var spec = block.Spec;
             var conv = block.ReparamConv ?? throw new ArgumentException($"Block {prefix} is not fused.");
             string name = prefix.TrimEnd('.');
+            float[] weight = conv.Weight.Value.Data, bias = conv.Bias!.Value.Data;
             SqueezeExciteWeights? se = block.Attn is { } attn
                 ? new SqueezeExciteWeights(attn.Reduce.Weight.Value.Data, attn.Reduce.Bias!.Value.Data, attn.Expand.Weight.Value.Data, attn.Expand.Bias!.Value.Data, attn.Channels, attn.ReducedChannels)
                 : null;
@@ -50,8 +51,10 @@ internal sealed class EnginePlan
                 Stride = spec.Stride,
                 Padding = spec.Padding,
                 Groups = spec.Groups,
-                Weight = conv.Weight.Value.Data,
-                Bias = conv.Bias!.Value.Data,
+                // The general kernels are built per input size, later: they get a private copy, so the compiled
+                // model never depends on the network's arrays after Compile returns.
+                Weight = this.general is null ? [] : (float[])weight.Clone(),
+                Bias = this.general is null ? [] : (float[])bias.Clone(),
                 SqueezeExcite = se,
             };
             convs.Add(layer);
@@ -66,7 +69,7 @@ internal sealed class EnginePlan
             }
             else if (layer.Index == 0 && spec.Groups == 1)
             {
-                var packed = new PackedPanels(layer.Weight, layer.Bias, spec.OutChannels, spec.InChannels * spec.KernelSize * spec.KernelSize);
+                var packed = new PackedPanels(weight, bias, spec.OutChannels, spec.InChannels * spec.KernelSize * spec.KernelSize);
                 layer.Kind = EngineLayerKind.Stem;
                 layers.Add(Describe(layer, EngineLayerKind.Stem, "patch-" + GemmName(isa)));
                 steps.Add(new StemStep(layer, packed, relu) { Layer = index });
@@ -75,11 +78,11 @@ internal sealed class EnginePlan
             {
                 layer.Kind = EngineLayerKind.Depthwise;
                 layers.Add(Describe(layer, EngineLayerKind.Depthwise, "depthwise-3x3-" + IsaName(isa)));
-                steps.Add(new DepthwiseStep(layer, new DepthwiseWeights(layer.Weight, layer.Bias, spec.InChannels), relu) { Layer = index });
+                steps.Add(new DepthwiseStep(layer, new DepthwiseWeights(weight, bias, spec.InChannels), relu) { Layer = index });
             }
             else if (spec.KernelSize == 1 && spec.Stride == 1 && spec.Padding == 0 && spec.Groups == 1)
             {
-                var packed = new PackedPanels(layer.Weight, layer.Bias, spec.OutChannels, spec.InChannels);
+                var packed = new PackedPanels(weight, bias, spec.OutChannels, spec.InChannels);
                 layer.Kind = EngineLayerKind.Pointwise;
                 layers.Add(Describe(layer, EngineLayerKind.Pointwise, GemmName(isa)));
                 steps.Add(new PointwiseStep(layer, packed, relu, PointwiseKBlock) { Layer = index });

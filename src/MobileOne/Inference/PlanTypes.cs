@@ -43,6 +43,7 @@ internal sealed class ConvLayer
 
     public required int Groups { get; init; }
 
+    /// <summary>OIHW weight and bias, kept only for the general algorithms (empty with specialized kernels).</summary>
     public required float[] Weight { get; init; }
 
     public required float[] Bias { get; init; }

@@ -147,6 +147,25 @@ public class EngineRuntimeTests
     }
 
     [Fact]
+    public void The_compiled_model_keeps_its_own_copy_of_the_weights()
+    {
+        var config = MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.5/0.5,k=1,se=0/0/1/1,classes=4");
+        var network = EngineTestSupport.RandomFused(config, 12);
+        var input = EngineTestSupport.RandomInput(new Random(12), 1, 3, 20, 20);
+        var expected = network.Forward(input).Data;
+        using var auto = CompiledModel.Compile(network);
+        using var general = CompiledModel.Compile(network, new InferenceOptions { ConvAlgorithm = ConvAlgorithm.Im2Col }, (_, geometry, weight, bias) =>
+            new TextbookNhwcConvolution(geometry, weight.ToArray(), bias.ToArray()));
+        foreach (var entry in network.State())
+        {
+            Array.Fill(entry.Value.Data, 3f);
+        }
+
+        EngineTestSupport.AssertClose(expected, auto.Run(input).Data, "specialized kernels after the network changed");
+        EngineTestSupport.AssertClose(expected, general.Run(input).Data, "general kernels after the network changed");
+    }
+
+    [Fact]
     public void A_general_algorithm_without_its_kernels_is_refused_by_name()
     {
         var network = EngineTestSupport.RandomFused(MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.25/0.25,classes=2"), 1);
