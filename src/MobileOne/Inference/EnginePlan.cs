@@ -122,6 +122,11 @@ internal sealed class EnginePlan
 
     public int Threads { get; }
 
+    /// <summary>Shares per step: 4 per thread with several threads (see <see cref="WorkerTeam"/>), else 1.</summary>
+    public int Shares => Threads == 1 ? 1 : Threads * SharesPerThread;
+
+    private const int SharesPerThread = 4;
+
     public int InChannels { get; }
 
     public int Classes { get; }
@@ -178,7 +183,7 @@ internal sealed class EnginePlan
             {
                 var kernel = general!(algorithm, geometry, c.Weight, c.Bias);
                 kernels[i] = kernel;
-                int rowsPerCall = (int)Math.Min(oh, (((long)batch * oh) + Threads - 1) / Threads);
+                int rowsPerCall = (int)Math.Min(oh, (((long)batch * oh) + Shares - 1) / Shares);
                 workspace = Math.Max(workspace, kernel.WorkspaceFloats(rowsPerCall));
             }
             else if (c.Kind == EngineLayerKind.Depthwise)
@@ -213,13 +218,13 @@ internal sealed class EnginePlan
         sizes[(int)Slot.ZeroRow] = zeroRow;
         sizes[(int)Slot.SeMean] = (long)batch * seStride;
         sizes[(int)Slot.SeGate] = (long)batch * seStride;
-        sizes[(int)Slot.SeHidden] = (long)Threads * hidden;
+        sizes[(int)Slot.SeHidden] = (long)Shares * hidden;
         sizes[(int)Slot.Pooled] = (long)batch * pooledStride;
         sizes[(int)Slot.Logits] = (long)batch * Head.PaddedN;
-        long scratchPerThread = AlignedBuffer.RoundUp(scratch);
-        long workspacePerThread = AlignedBuffer.RoundUp(workspace);
-        sizes[(int)Slot.Scratch] = Threads * scratchPerThread;
-        sizes[(int)Slot.Workspace] = Threads * workspacePerThread;
+        long scratchPerShare = AlignedBuffer.RoundUp(scratch);
+        long workspacePerShare = AlignedBuffer.RoundUp(workspace);
+        sizes[(int)Slot.Scratch] = Shares * scratchPerShare;
+        sizes[(int)Slot.Workspace] = Shares * workspacePerShare;
         long[] offsets = new long[(int)Slot.Count];
         long total = 0;
         for (int s = 0; s < sizes.Length; s++)
@@ -243,8 +248,8 @@ internal sealed class EnginePlan
             Width = width,
             Convs = shapes,
             Offsets = offsets,
-            ScratchPerThread = scratchPerThread,
-            WorkspacePerThread = workspacePerThread,
+            ScratchPerShare = scratchPerShare,
+            WorkspacePerShare = workspacePerShare,
             ZeroRowFloats = zeroRow,
             SeStride = seStride,
             HiddenStride = hidden,
@@ -257,15 +262,15 @@ internal sealed class EnginePlan
 
     /// <summary>
     /// Whether convolution <paramref name="index"/> (pointwise) runs fused with the depthwise layer before it: that
-    /// layer has no squeeze-excite (whose means need a barrier) and its output has at least 4 rows per thread, so a
-    /// row split keeps the threads balanced; the last stages (7x7) keep separate steps and the pointwise panel split.
+    /// layer has no squeeze-excite (whose means need a barrier) and its output has at least one row per share; the
+    /// last stages (7x7) keep separate steps and the pointwise panel split.
     /// </summary>
     private bool FusedWithPrevious(int index, long rows) =>
         general is null && index > 0
         && Convs[index].Kind == EngineLayerKind.Pointwise
         && Convs[index - 1].Kind == EngineLayerKind.Depthwise
         && Convs[index - 1].SqueezeExcite is null
-        && rows >= 4L * Threads;
+        && rows >= Shares;
 
     private EngineStep[] FuseSteps(ConvShape[] shapes, int batch)
     {

@@ -2,14 +2,14 @@ using MobileOne.Kernels.Engine;
 
 namespace MobileOne.Inference;
 
-/// <summary>NCHW input to dense NHWC, for the general convolution algorithms; rows of all images split between threads.</summary>
+/// <summary>NCHW input to dense NHWC, for the general convolution algorithms; rows of all images split between shares.</summary>
 internal sealed unsafe class InputLayoutStep(int channels) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var shape = s.Shape;
         int h = shape.Height, w = shape.Width;
-        (long r0, long r1) = s.Share((long)shape.Batch * h, thread);
+        (long r0, long r1) = s.Share((long)shape.Batch * h, share);
         float* src = s.Input, dst = s[Slot.InputNhwc];
         long plane = (long)h * w;
         for (long r = r0; r < r1; r++)
@@ -58,14 +58,14 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
         return offsets;
     }
 
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
         long plane = (long)g.OutH * g.OutW;
-        (long p0, long p1) = s.Share(s.Shape.Batch * plane, thread);
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         if (s.Isa == EngineIsa.Scalar)
         {
-            Gathered(s, g, thread, p0, p1);
+            Gathered(s, g, share, p0, p1);
             return;
         }
 
@@ -86,14 +86,14 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
                 int iy0 = (oy * stride) - pad;
                 if (iy0 < 0 || iy0 + k > g.InH)
                 {
-                    Gathered(s, g, thread, p, rowEnd);
+                    Gathered(s, g, share, p, rowEnd);
                     p = rowEnd;
                     continue;
                 }
 
                 int oxEnd = ox + (int)(rowEnd - p);
                 int a = Math.Clamp(xlo, ox, oxEnd), b = Math.Clamp(xhi, a, oxEnd);
-                Gathered(s, g, thread, p, p + (a - ox));
+                Gathered(s, g, share, p, p + (a - ox));
                 if (b > a)
                 {
                     float* first = s.Input + (n * conv.InChannels * g.InH * g.InW) + ((long)iy0 * g.InW) + ((a * stride) - pad);
@@ -108,15 +108,15 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
                     }
                 }
 
-                Gathered(s, g, thread, p + (b - ox), rowEnd);
+                Gathered(s, g, share, p + (b - ox), rowEnd);
                 p = rowEnd;
             }
         }
     }
 
-    private void Gathered(RunState s, ConvShape g, int thread, long p0, long p1)
+    private void Gathered(RunState s, ConvShape g, int share, long p0, long p1)
     {
-        float* scratch = s.Scratch(thread);
+        float* scratch = s.Scratch(share);
         float* output = s[g.Out];
         int k = weights.K;
         for (long p = p0; p < p1; p += Chunk)
@@ -128,7 +128,7 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
     }
 }
 
-/// <summary>Depthwise 3x3: output rows of all images split between threads.</summary>
+/// <summary>Depthwise 3x3: output rows of all images split between shares.</summary>
 internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weights, bool relu) : EngineStep
 {
     public ConvLayer Conv => conv;
@@ -136,10 +136,10 @@ internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weig
     /// <summary>Whether the step may be fused with the pointwise layer after it (squeeze-excite needs a barrier).</summary>
     public bool Fusable => conv.SqueezeExcite is null;
 
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
         RunRows(s, r0, r1);
     }
 
@@ -161,7 +161,7 @@ internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weig
 }
 
 /// <summary>
-/// Pointwise 1x1 as a GEMM: rows = pixels of all images, columns = output channels. Threads get a static
+/// Pointwise 1x1 as a GEMM: rows = pixels of all images, columns = output channels. Shares are a static
 /// grid of row ranges x panel ranges chosen per shape (see <see cref="Partition"/>).
 /// </summary>
 internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights, bool relu, int kBlock) : EngineStep
@@ -170,11 +170,11 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
 
     public ConvLayer Conv => conv;
 
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
         long rows = (long)s.Shape.Batch * g.OutH * g.OutW;
-        var (r0, r1, p0, p1) = Partition(rows, weights, s.Threads, thread);
+        var (r0, r1, p0, p1) = Partition(rows, weights, s.Shares, share);
         RunPixels(s, r0, r1, p0, p1);
     }
 
@@ -188,22 +188,22 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
     }
 
     /// <summary>
-    /// Splits threads into a grid of row groups x panel groups: the grid with the smallest largest share of
-    /// work (in 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per thread.
-    /// Depends only on the shape and the thread count, so every run uses the same partition.
+    /// Splits shares into a grid of row groups x panel groups: the grid with the smallest largest share of
+    /// work (in 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per share.
+    /// Depends only on the shape and the share count, so every run uses the same partition.
     /// </summary>
-    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int threads, int thread)
+    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share)
     {
         int bestPanelGroups = 1;
         double bestWork = double.MaxValue, bestTraffic = double.MaxValue;
-        for (int pg = 1; pg <= threads; pg++)
+        for (int pg = 1; pg <= shares; pg++)
         {
-            if (threads % pg != 0 || pg > b.PanelCount)
+            if (shares % pg != 0 || pg > b.PanelCount)
             {
                 continue;
             }
 
-            int rg = threads / pg;
+            int rg = shares / pg;
             long rowsEach = (rows + rg - 1) / rg;
             int panelsEach = (b.PanelCount + pg - 1) / pg;
             double work = (double)rowsEach * Math.Min(panelsEach * PackedPanels.PanelWidth, b.PaddedN);
@@ -216,8 +216,8 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
             }
         }
 
-        int rowGroups = threads / bestPanelGroups;
-        int rowGroup = thread / bestPanelGroups, panelGroup = thread % bestPanelGroups;
+        int rowGroups = shares / bestPanelGroups;
+        int rowGroup = share / bestPanelGroups, panelGroup = share % bestPanelGroups;
         long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
         int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
         return (r0, r1, p0, p1);
@@ -231,26 +231,26 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
 /// </summary>
 internal sealed unsafe class DepthwisePointwiseStep(DepthwiseStep depthwise, PointwiseStep pointwise) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[depthwise.Conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
         depthwise.RunRows(s, r0, r1);
         pointwise.RunPixels(s, r0 * g.OutW, r1 * g.OutW, 0, pointwise.Weights.PanelCount);
     }
 }
 
-/// <summary>A convolution through a general algorithm (direct / im2col / im2win), output rows split between threads.</summary>
+/// <summary>A convolution through a general algorithm (direct / im2col / im2win), output rows split between shares.</summary>
 internal sealed unsafe class GeneralConvStep(ConvLayer conv, bool relu) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
         var kernel = s.Shape.General![conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, thread);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
         long inImage = (long)g.InH * g.InW * g.InCs, outImage = (long)g.OutH * g.OutW * g.OutCs;
         float* input = s[g.In], output = s[g.Out];
-        var workspace = new Span<float>(s.Workspace(thread), (int)s.Shape.WorkspacePerThread);
+        var workspace = new Span<float>(s.Workspace(share), (int)s.Shape.WorkspacePerShare);
         for (long r = r0; r < r1;)
         {
             long n = r / g.OutH;
@@ -271,17 +271,17 @@ internal sealed unsafe class GeneralConvStep(ConvLayer conv, bool relu) : Engine
 /// <summary>Squeeze: per image and channel, the mean over pixels of the convolution's output (before ReLU).</summary>
 internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
-        ChannelMeansShare(s, thread, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.SeMean], s.Shape.SeStride);
+        ChannelMeansShare(s, share, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.SeMean], s.Shape.SeStride);
     }
 
-    /// <summary>Units are (image, 64-channel group) pairs, split contiguously between threads.</summary>
-    public static void ChannelMeansShare(RunState s, int thread, float* x, int plane, int cs, float* means, int meanStride)
+    /// <summary>Units are (image, 64-channel group) pairs, split contiguously between shares.</summary>
+    public static void ChannelMeansShare(RunState s, int share, float* x, int plane, int cs, float* means, int meanStride)
     {
         int groups = (cs + 63) / 64;
-        (long u0, long u1) = s.Share((long)s.Shape.Batch * groups, thread);
+        (long u0, long u1) = s.Share((long)s.Shape.Batch * groups, share);
         float scale = 1f / plane;
         for (long u = u0; u < u1; u++)
         {
@@ -292,14 +292,14 @@ internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
     }
 }
 
-/// <summary>Excite: the gate of each image from its channel means (images split between threads).</summary>
+/// <summary>Excite: the gate of each image from its channel means (images split between shares).</summary>
 internal sealed unsafe class ExciteGateStep(ConvLayer conv) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
-        (long n0, long n1) = s.Share(s.Shape.Batch, thread);
-        float* hidden = s[Slot.SeHidden] + (thread * s.Shape.HiddenStride);
+        (long n0, long n1) = s.Share(s.Shape.Batch, share);
+        float* hidden = s[Slot.SeHidden] + (share * s.Shape.HiddenStride);
         for (long n = n0; n < n1; n++)
         {
             long off = n * s.Shape.SeStride;
@@ -308,14 +308,14 @@ internal sealed unsafe class ExciteGateStep(ConvLayer conv) : EngineStep
     }
 }
 
-/// <summary>Scales every pixel by its image's gate and applies the block's ReLU, pixels split between threads.</summary>
+/// <summary>Scales every pixel by its image's gate and applies the block's ReLU, pixels split between shares.</summary>
 internal sealed unsafe class GateReluStep(ConvLayer conv) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[conv.Index];
         long plane = (long)g.OutH * g.OutW;
-        (long p0, long p1) = s.Share(s.Shape.Batch * plane, thread);
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         float* output = s[g.Out];
         for (long p = p0; p < p1;)
         {
@@ -330,21 +330,21 @@ internal sealed unsafe class GateReluStep(ConvLayer conv) : EngineStep
 /// <summary>Global average pooling of the last activation into [batch, features].</summary>
 internal sealed unsafe class PoolStep(ConvLayer last) : EngineStep
 {
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
         var g = s.Shape.Convs[last.Index];
-        SqueezeMeanStep.ChannelMeansShare(s, thread, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.Pooled], s.Shape.PooledStride);
+        SqueezeMeanStep.ChannelMeansShare(s, share, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.Pooled], s.Shape.PooledStride);
     }
 }
 
-/// <summary>The classifier: a GEMM with the images as rows, panels split between threads.</summary>
+/// <summary>The classifier: a GEMM with the images as rows, panels split between shares.</summary>
 internal sealed unsafe class LinearStep(PackedPanels weights) : EngineStep
 {
     public PackedPanels Weights => weights;
 
-    public override void Run(RunState s, int thread)
+    public override void Run(RunState s, int share)
     {
-        (long p0, long p1) = s.Share(weights.PanelCount, thread);
+        (long p0, long p1) = s.Share(weights.PanelCount, share);
         PackedGemm.Run(s.Isa, s[Slot.Pooled], s.Shape.PooledStride, s.Shape.Batch, weights, (int)p0, (int)p1, 0, weights.K, s[Slot.Logits], weights.PaddedN, 0);
     }
 }

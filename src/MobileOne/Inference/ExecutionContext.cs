@@ -19,8 +19,8 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
     public ExecutionContext(EnginePlan plan)
     {
         this.plan = plan;
-        team = new WorkerTeam(plan.Threads, "MobileOne engine");
-        state = new RunState { Isa = plan.Isa, Threads = plan.Threads };
+        team = new WorkerTeam(plan.Threads, plan.Shares, "MobileOne engine");
+        state = new RunState { Isa = plan.Isa, Shares = plan.Shares };
     }
 
     /// <summary>Runs every step for <paramref name="input"/> and leaves padded logits in the arena; returns them.</summary>

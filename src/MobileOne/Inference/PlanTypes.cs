@@ -77,9 +77,9 @@ internal sealed class ShapePlan
 
     public required long[] Offsets { get; init; }
 
-    public required long ScratchPerThread { get; init; }
+    public required long ScratchPerShare { get; init; }
 
-    public required long WorkspacePerThread { get; init; }
+    public required long WorkspacePerShare { get; init; }
 
     public required long ZeroRowFloats { get; init; }
 
@@ -105,7 +105,8 @@ internal sealed unsafe class RunState
 {
     public required EngineIsa Isa { get; init; }
 
-    public required int Threads { get; init; }
+    /// <summary>Shares each step is cut into (a multiple of the thread count).</summary>
+    public required int Shares { get; init; }
 
     public ShapePlan Shape { get; set; } = null!;
 
@@ -115,15 +116,18 @@ internal sealed unsafe class RunState
 
     public float* this[Slot slot] => slot == Slot.Input ? Input : Arena + Shape.Offsets[(int)slot];
 
-    public float* Scratch(int thread) => Arena + Shape.Offsets[(int)Slot.Scratch] + (thread * Shape.ScratchPerThread);
+    public float* Scratch(int share) => Arena + Shape.Offsets[(int)Slot.Scratch] + (share * Shape.ScratchPerShare);
 
-    public float* Workspace(int thread) => Arena + Shape.Offsets[(int)Slot.Workspace] + (thread * Shape.WorkspacePerThread);
+    public float* Workspace(int share) => Arena + Shape.Offsets[(int)Slot.Workspace] + (share * Shape.WorkspacePerShare);
 
-    /// <summary>[start, end) of <paramref name="total"/> items for thread <paramref name="thread"/>: contiguous, static.</summary>
-    public (long Start, long End) Share(long total, int thread) => (total * thread / Threads, total * (thread + 1) / Threads);
+    /// <summary>[start, end) of <paramref name="total"/> items for share <paramref name="share"/>: contiguous, static.</summary>
+    public (long Start, long End) Share(long total, int share) => (total * share / Shares, total * (share + 1) / Shares);
 }
 
-/// <summary>One parallel phase of the plan; <see cref="Layer"/> indexes the public layer list (for profiling).</summary>
+/// <summary>
+/// One parallel phase of the plan, cut into <see cref="RunState.Shares"/> static shares; <c>Run(state, share)</c>
+/// computes one of them (whichever thread claimed it). <see cref="Layer"/> indexes the public layer list.
+/// </summary>
 internal abstract class EngineStep
 {
     public int Layer { get; init; }

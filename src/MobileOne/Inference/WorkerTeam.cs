@@ -7,10 +7,12 @@ namespace MobileOne.Inference;
 /// (a fork-join barrier per step). Workers are created once; between steps they spin for a short while
 /// (a hand-off then costs well under a microsecond, against several for Parallel.For) and then park on a
 /// monitor so an idle model burns no CPU. Nothing here allocates after construction.
-/// <para>Each step is cut into <c>threads</c> static shares, and share t is thread t's. A share is claimed
-/// before it runs, and a thread that has finished its own share claims any share nobody has started: on a
-/// shared host, a worker that the OS has not scheduled yet no longer stalls the caller (who runs that share
-/// itself). Which thread runs a share never changes what it computes, so results stay bit-identical.</para>
+/// <para>Each step is cut into <c>shares</c> static shares (a few per thread), and thread t owns a contiguous
+/// block of them. A share is claimed before it runs: a thread runs its own block in order, then takes
+/// unstarted shares from the end of the other blocks. On a quiet machine every thread runs exactly its block
+/// (a static partition); on a shared host a worker that the OS has descheduled stalls the step only for the
+/// share it is in, not for its whole block. Which thread runs a share never changes what it computes, so
+/// results stay bit-identical.</para>
 /// </summary>
 internal sealed class WorkerTeam : IDisposable
 {
@@ -25,10 +27,11 @@ internal sealed class WorkerTeam : IDisposable
     private volatile bool stopping;
     private Exception? failure;
 
-    public WorkerTeam(int threads, string name)
+    public WorkerTeam(int threads, int shares, string name)
     {
         Threads = threads;
-        claims = new int[threads];
+        Shares = shares;
+        claims = new int[shares];
         workers = new Worker[threads - 1];
         for (int i = 0; i < workers.Length; i++)
         {
@@ -45,6 +48,8 @@ internal sealed class WorkerTeam : IDisposable
 
     public int Threads { get; }
 
+    public int Shares { get; }
+
     /// <summary>Managed bytes the workers have allocated so far (each samples its own counter after every step): for tests.</summary>
     public long WorkerAllocatedBytes
     {
@@ -60,12 +65,16 @@ internal sealed class WorkerTeam : IDisposable
         }
     }
 
-    /// <summary>Runs <paramref name="step"/> on every thread (the caller is thread 0) and returns when all are done.</summary>
+    /// <summary>Runs every share of <paramref name="step"/> (the caller is thread 0) and returns when all are done.</summary>
     public void Execute(IParallelStep step)
     {
         if (workers.Length == 0)
         {
-            step.Run(0);
+            for (int share = 0; share < Shares; share++)
+            {
+                step.Run(share);
+            }
+
             return;
         }
 
@@ -82,7 +91,7 @@ internal sealed class WorkerTeam : IDisposable
 
         RunShares(g, 0);
         var spin = default(SpinWait);
-        while (Volatile.Read(ref done) != Threads)
+        while (Volatile.Read(ref done) != Shares)
         {
             spin.SpinOnce(sleep1Threshold: -1);
         }
@@ -96,31 +105,47 @@ internal sealed class WorkerTeam : IDisposable
     }
 
     /// <summary>
-    /// Runs every share of generation <paramref name="g"/> that this thread can claim, its own first. claims[s]
-    /// holds the last generation that claimed share s; every share is claimed once per generation, so the claim
-    /// CAS(g - 1 -> g) succeeds exactly once, and never for a thread that still thinks an older generation runs.
+    /// Runs every share of generation <paramref name="g"/> that thread <paramref name="thread"/> can claim: its own
+    /// block first, in order, then the other blocks from their ends. claims[s] holds the last generation that
+    /// claimed share s; every share is claimed once per generation, so the claim CAS(g - 1 -> g) succeeds exactly
+    /// once, and never for a thread that still thinks an older generation runs.
     /// </summary>
-    private void RunShares(int g, int own)
+    private void RunShares(int g, int thread)
     {
-        for (int i = 0; i < Threads; i++)
+        int first = Shares * thread / Threads, end = Shares * (thread + 1) / Threads;
+        for (int share = first; share < end; share++)
         {
-            int share = own + i < Threads ? own + i : own + i - Threads;
-            if (Interlocked.CompareExchange(ref claims[share], g, g - 1) != g - 1)
-            {
-                continue;
-            }
-
-            try
-            {
-                current!.Run(share);
-            }
-            catch (Exception e)
-            {
-                Interlocked.CompareExchange(ref failure, e, null);
-            }
-
-            Interlocked.Increment(ref done);
+            TryRun(g, share);
         }
+
+        for (int other = 1; other < Threads; other++)
+        {
+            int t = thread + other < Threads ? thread + other : thread + other - Threads;
+            int from = Shares * t / Threads, to = Shares * (t + 1) / Threads;
+            for (int share = to - 1; share >= from; share--)
+            {
+                TryRun(g, share);
+            }
+        }
+    }
+
+    private void TryRun(int g, int share)
+    {
+        if (Interlocked.CompareExchange(ref claims[share], g, g - 1) != g - 1)
+        {
+            return;
+        }
+
+        try
+        {
+            current!.Run(share);
+        }
+        catch (Exception e)
+        {
+            Interlocked.CompareExchange(ref failure, e, null);
+        }
+
+        Interlocked.Increment(ref done);
     }
 
     public void Dispose()
@@ -227,8 +252,8 @@ internal sealed class WorkerTeam : IDisposable
     }
 }
 
-/// <summary>A unit of parallel work: thread <c>t</c> of the team does its static share.</summary>
+/// <summary>A unit of parallel work cut into static shares; <c>Run(share)</c> computes one.</summary>
 internal interface IParallelStep
 {
-    void Run(int thread);
+    void Run(int share);
 }
