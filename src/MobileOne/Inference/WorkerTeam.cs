@@ -16,8 +16,14 @@ namespace MobileOne.Inference;
 /// </summary>
 internal sealed class WorkerTeam : IDisposable
 {
-    /// <summary>How long a worker spins for the next step before parking.</summary>
-    private static readonly long SpinTicks = Stopwatch.Frequency / 5000; // 200 us
+    /// <summary>
+    /// How long a worker spins for the next step before parking: long enough to cover the gap between two steps on
+    /// a quiet machine (the caller finishing its last share), short enough that on a busy host the worker does not
+    /// burn the time slice the caller needs (runs under load got slower with 200 us than with 0-30 us).
+    /// MOBILEONE_ENGINE_SPIN_US overrides it for experiments.
+    /// </summary>
+    private static readonly long SpinTicks = Stopwatch.Frequency / 1_000_000 *
+        (int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_SPIN_US"), out int us) && us >= 0 ? us : 50);
 
     private readonly Worker[] workers;
     private readonly int[] claims;
