@@ -62,7 +62,7 @@ internal readonly record struct ConvShape(int InH, int InW, int OutH, int OutW, 
 
 /// <summary>
 /// Everything that depends on (batch, height, width): each convolution's sizes, where every buffer sits in
-/// the arena, the per-thread scratch sizes and, for general convolution algorithms, their kernels (which are
+/// the arena, the per-share scratch sizes and, for general convolution algorithms, their kernels (which are
 /// built for one input size). Computed once per shape and shared by all execution contexts.
 /// </summary>
 internal sealed class ShapePlan
@@ -132,5 +132,5 @@ internal abstract class EngineStep
 {
     public int Layer { get; init; }
 
-    public abstract void Run(RunState state, int thread);
+    public abstract void Run(RunState state, int share);
 }
