@@ -18,12 +18,13 @@ internal sealed class WorkerTeam : IDisposable
 {
     /// <summary>
     /// How long a worker spins for the next step before parking: long enough to cover the gap between two steps on
-    /// a quiet machine (the caller finishing its last share), short enough that on a busy host the worker does not
-    /// burn the time slice the caller needs (runs under load got slower with 200 us than with 0-30 us).
+    /// a quiet machine (the caller finishing its last share, a few microseconds), short enough that on a busy host
+    /// the worker does not burn the time slice the caller needs (runs under load: 200 us and 50 us slower, 20 us as
+    /// fast as parking at once; see docs/engine.md).
     /// MOBILEONE_ENGINE_SPIN_US overrides it for experiments.
     /// </summary>
     private static readonly long SpinTicks = Stopwatch.Frequency / 1_000_000 *
-        (int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_SPIN_US"), out int us) && us >= 0 ? us : 50);
+        (int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_SPIN_US"), out int us) && us >= 0 ? us : 20);
 
     private readonly Worker[] workers;
     private readonly int[] claims;
