@@ -14,6 +14,7 @@ namespace MobileOne.Kernels.Engine;
 /// the missing tap column left out, so no pixel pays for bounds checks (1-pixel-wide inputs take the scalar
 /// path). The row kernels make no calls, so the 9 taps, bias and accumulators all stay in zmm registers.
 /// Accumulation per output: bias, then taps in (ky, kx) order, fused multiply-add.
+/// The unrolled tile and row bodies are printed by the scripts in Generators/.
 /// </summary>
 internal static unsafe class Depthwise3x3
 {

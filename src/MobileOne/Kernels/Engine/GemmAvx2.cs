@@ -9,6 +9,7 @@ namespace MobileOne.Kernels.Engine;
 /// 6 rows x 16 columns (12 accumulators, 2 panel loads and 6 broadcasts per k step), run over each
 /// 16-column slice of a panel in turn; the A rows of a tile (6 x k floats) stay in L1 across the slices.
 /// Same accumulation order as the AVX-512 path (bias, then k in order, fused multiply-add).
+/// The unrolled tile and row bodies are printed by the scripts in Generators/.
 /// </summary>
 internal static unsafe class GemmAvx2
 {

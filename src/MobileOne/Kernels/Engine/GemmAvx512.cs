@@ -13,6 +13,7 @@ namespace MobileOne.Kernels.Engine;
 /// and broadcasts one A value per row: 10 loads for 24 FMAs in the 6 x 64 tile.
 /// Every output element is one FMA chain in k order starting from its bias, whichever tile computes it,
 /// so results do not depend on how rows are split between threads.
+/// The unrolled tile and row bodies are printed by the scripts in Generators/.
 /// </summary>
 internal static unsafe class GemmAvx512
 {
