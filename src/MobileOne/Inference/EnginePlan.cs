@@ -1,6 +1,7 @@
 using System.Globalization;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
+using DepthwiseWeights = MobileOne.Kernels.Engine.DepthwiseWeights;
 using MobileOne.Models;
 
 namespace MobileOne.Inference;

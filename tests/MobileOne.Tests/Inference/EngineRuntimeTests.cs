@@ -165,13 +165,21 @@ public class EngineRuntimeTests
         EngineTestSupport.AssertClose(expected, general.Run(input).Data, "general kernels after the network changed");
     }
 
-    [Fact]
-    public void A_general_algorithm_without_its_kernels_is_refused_by_name()
+    [Theory]
+    [InlineData(ConvAlgorithm.Direct)]
+    [InlineData(ConvAlgorithm.Im2Col)]
+    [InlineData(ConvAlgorithm.Im2Win)]
+    public void Every_general_algorithm_runs_the_whole_model_like_the_reference(ConvAlgorithm algorithm)
     {
-        var network = EngineTestSupport.RandomFused(MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.25/0.25,classes=2"), 1);
-        using var model = CompiledModel.Compile(network, new InferenceOptions { ConvAlgorithm = ConvAlgorithm.Direct });
-        var e = Assert.Throws<NotSupportedException>(() => model.Run(new float[3 * 8 * 8], 1, 8, 8, new float[2]));
-        Assert.Contains("ConvAlgorithm = Direct", e.Message);
+        var config = MobileOneConfig.Parse("units=1/2/1/1,widths=0.25/0.375/0.5/0.5,k=1,se=0/0/1/1,classes=5,in_chans=3");
+        var network = EngineTestSupport.RandomFused(config, 21);
+        var input = EngineTestSupport.RandomInput(new Random(21), 2, 3, 31, 27);
+        var expected = network.Forward(input);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var model = CompiledModel.Compile(network, new InferenceOptions { Threads = threads, ConvAlgorithm = algorithm });
+            EngineTestSupport.AssertClose(expected.Data, model.Run(input).Data, $"{algorithm} x{threads}");
+        }
     }
 
     /// <summary>A plain NHWC convolution honouring the seam's contract (row bands, workspace, bias, ReLU).</summary>

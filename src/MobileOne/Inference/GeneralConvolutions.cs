@@ -20,18 +20,20 @@ internal interface IGeneralConvolution
 internal delegate IGeneralConvolution GeneralConvolutionFactory(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias);
 
 /// <summary>
-/// SEAM, to be connected when src/MobileOne/Kernels/Conv (ConvolutionKernels, IConvolutionKernel) lands:
-/// replace the body of <see cref="Create"/> with
-/// <c>return new ConvolutionKernelAdapter(ConvolutionKernels.Create(algorithm, geometry, weightOihw, bias));</c>
-/// where the adapter forwards <c>WorkspaceFloats</c> and <c>Run</c> one to one (or let IConvolutionKernel
-/// extend IGeneralConvolution). Tests pass their own factory to the internal CompiledModel.Compile overload to
-/// check the engine's plumbing (partitioning, workspaces, ReLU and squeeze-excite around the call).
+/// The general NHWC kernels of <see cref="ConvolutionKernels"/> (direct, im2col, im2win) behind the engine's
+/// interface. Tests pass their own factory to the internal CompiledModel.Compile overload to check the engine's
+/// plumbing (partitioning, workspaces, ReLU and squeeze-excite around the call).
 /// </summary>
 internal static class GeneralConvolutions
 {
-    public static IGeneralConvolution Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias)
+    public static IGeneralConvolution Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias) =>
+        new KernelAdapter(ConvolutionKernels.Create(algorithm, geometry, weightOihw, bias));
+
+    private sealed class KernelAdapter(IConvolutionKernel kernel) : IGeneralConvolution
     {
-        throw new NotSupportedException(
-            $"InferenceOptions.ConvAlgorithm = {algorithm} needs the general convolution kernels (MobileOne.Kernels.Conv.ConvolutionKernels), which this build does not contain yet; use ConvAlgorithm.Auto.");
+        public long WorkspaceFloats(int outputRows) => kernel.WorkspaceFloats(outputRows);
+
+        public void Run(ReadOnlySpan<float> imageNhwc, Span<float> outputNhwc, Span<float> workspace, int outRowStart, int outRowEnd, bool relu) =>
+            kernel.Run(imageNhwc, outputNhwc, workspace, outRowStart, outRowEnd, relu);
     }
 }
