@@ -1,3 +1,4 @@
+using MobileOne.Inference;
 using System.Diagnostics;
 using MobileOne.IO.Onnx;
 using MobileOne.Models;
@@ -23,7 +24,8 @@ internal sealed record BenchSettings(
     int? Iterations,
     int? Warmup,
     double BudgetSeconds,
-    double PeakGflopsPerCore);
+    double PeakGflopsPerCore,
+    InferenceOptions? Managed = null);
 
 /// <summary>One engine's timings for one combination.</summary>
 internal sealed record BenchResult(
@@ -65,7 +67,7 @@ internal static class BenchRunner
         byte[] onnx = settings.Engines.Contains(EngineNames.OnnxRuntime) ? model.Onnx : [];
         long macs = ModelStatistics.Compute(config, settings.Size).MacsFused;
 
-        var engines = settings.Engines.Select(e => EngineNames.Create(e, model.Fused, onnx, input, batch, settings.Size, threads)).ToList();
+        var engines = settings.Engines.Select(e => EngineNames.Create(e, model.Fused, onnx, input, batch, settings.Size, threads, settings.Managed)).ToList();
         try
         {
             var (reference, maxLogit) = ReferenceOutput(engines, model.Fused, input, batch, settings.Size, threads);

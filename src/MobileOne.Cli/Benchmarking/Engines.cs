@@ -25,9 +25,9 @@ internal static class EngineNames
 
     public static IReadOnlyList<string> All { get; } = [Managed, OnnxRuntime];
 
-    public static IBenchEngine Create(string name, MobileOneNetwork fused, byte[] onnxModel, float[] input, int batch, int size, int threads) => name switch
+    public static IBenchEngine Create(string name, MobileOneNetwork fused, byte[] onnxModel, float[] input, int batch, int size, int threads, InferenceOptions? managed = null) => name switch
     {
-        Managed => new ManagedEngine(fused, input, batch, size, threads),
+        Managed => new ManagedEngine(fused, input, batch, size, (managed ?? new InferenceOptions()) with { Threads = threads }),
         OnnxRuntime => new OnnxRuntimeEngine(onnxModel, input, batch, fused.Config.InChans, size, fused.Config.NumClasses, threads),
         _ => throw new ArgumentException($"Unknown engine '{name}'; expected {string.Join(" or ", All)}."),
     };
@@ -45,9 +45,9 @@ internal sealed class ManagedEngine : IBenchEngine
     private readonly int batch;
     private readonly int size;
 
-    public ManagedEngine(MobileOneNetwork fused, float[] input, int batch, int size, int threads)
+    public ManagedEngine(MobileOneNetwork fused, float[] input, int batch, int size, InferenceOptions options)
     {
-        model = CompiledModel.Compile(fused, new InferenceOptions { Threads = threads });
+        model = CompiledModel.Compile(fused, options);
         this.input = (float[])input.Clone();
         output = new float[batch * fused.Config.NumClasses];
         this.batch = batch;

@@ -1,3 +1,4 @@
+using MobileOne.Inference;
 using System.CommandLine;
 using System.Globalization;
 using MobileOne.Cli.Benchmarking;
@@ -28,8 +29,10 @@ internal static class BenchCommand
         var budget = new Option<double>("--budget") { Description = "Seconds of timed runs per engine and combination when --iterations is not given.", DefaultValueFactory = _ => 2.0 };
         var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per engine and combination." };
         var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the marked benchmark section of this Markdown file (default {DefaultDocsPath}) with the results.", Arity = ArgumentArity.ZeroOrOne };
+        var convAlgo = new Option<string>("--conv-algo") { Description = "Managed engine: auto (specialized kernels) or direct, im2col, im2win for every convolution.", DefaultValueFactory = _ => "auto" };
+        var isa = new Option<string>("--isa") { Description = "Managed engine: auto, avx512, avx2 or scalar.", DefaultValueFactory = _ => "auto" };
         var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same fused model, input and thread budget.");
-        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs })
+        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa })
         {
             command.Options.Add(option);
         }
@@ -43,6 +46,7 @@ internal static class BenchCommand
                 throw new ArgumentException("Give either --variant or --checkpoint, not both.");
             }
 
+            var managed = new InferenceOptions { ConvAlgorithm = Options.ConvAlgorithm(r.GetValue(convAlgo)), Isa = Options.Isa(r.GetValue(isa)) };
             var engineNames = Engines(List(r.GetValue(engines)));
             var threadCounts = PositiveInts(r.GetValue(threads), "--threads");
             var batchSizes = PositiveInts(r.GetValue(batch), "--batch");
@@ -73,7 +77,7 @@ internal static class BenchCommand
 
             var machine = Machine.Describe();
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
-            var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore);
+            var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore, managed);
             var results = new List<BenchResult>();
             var models = loaded is not null
                 ? [new BenchModel(loaded.Network.Config.Name, loaded.Network.IsFused ? loaded.Network : Reparameterizer.Fuse(loaded.Network))]

@@ -1,4 +1,6 @@
+using MobileOne.Inference;
 using MobileOne.IO.Checkpoints;
+using MobileOne.Kernels.Conv;
 
 namespace MobileOne.Cli.Commands;
 
@@ -13,5 +15,23 @@ internal static class Options
         null or "timm" => KeyLayout.Timm,
         "apple" => KeyLayout.Apple,
         _ => throw new ArgumentException($"--scheme must be 'timm' or 'apple'; got '{value}'."),
+    };
+
+    public static ConvAlgorithm ConvAlgorithm(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "auto" => Kernels.Conv.ConvAlgorithm.Auto,
+        "direct" => Kernels.Conv.ConvAlgorithm.Direct,
+        "im2col" => Kernels.Conv.ConvAlgorithm.Im2Col,
+        "im2win" => Kernels.Conv.ConvAlgorithm.Im2Win,
+        _ => throw new ArgumentException($"--conv-algo must be auto, direct, im2col or im2win; got '{value}'."),
+    };
+
+    public static IsaLevel Isa(string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "auto" => IsaLevel.Auto,
+        "avx512" => IsaLevel.Avx512,
+        "avx2" => IsaLevel.Avx2,
+        "scalar" => IsaLevel.Scalar,
+        _ => throw new ArgumentException($"--isa must be auto, avx512, avx2 or scalar; got '{value}'."),
     };
 }

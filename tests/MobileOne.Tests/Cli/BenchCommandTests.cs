@@ -133,6 +133,8 @@ public class BenchCommandTests
     }
 
     [Theory]
+    [InlineData("--conv-algo fft", "--conv-algo must be auto, direct, im2col or im2win; got 'fft'.")]
+    [InlineData("--isa sse", "--isa must be auto, avx512, avx2 or scalar; got 'sse'.")]
     [InlineData("--variant s9", "--variant: unknown variant 's9'; expected s0, s1, s2, s3 or s4.")]
     [InlineData("--variant s0,S7", "--variant: unknown variant 'S7'")]
     [InlineData("--engines managed,tensorrt", "--engines: unknown engine 'tensorrt'; expected managed or onnxruntime.")]
