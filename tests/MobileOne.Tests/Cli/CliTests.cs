@@ -142,13 +142,4 @@ public class CliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("forward", model, "--input", dir.File("in.safetensors"), "--tensor", "x", "--output", dir.File("o.safetensors")), "in_chans 3");
         Assert.False(File.Exists(dir.File("o.safetensors")));
     }
-
-    [Fact]
-    public void Demo_runs_with_nothing_downloaded()
-    {
-        var r = CliRunner.Run("demo", "--size", "64");
-        Assert.Equal(0, r.ExitCode);
-        Assert.Contains("PASS", r.StdOut);
-        Assert.Contains("5.29M / 2.08M", r.StdOut);
-    }
 }
