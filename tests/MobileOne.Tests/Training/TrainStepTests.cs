@@ -81,6 +81,34 @@ public class TrainStepTests
     }
 
     [Fact]
+    public void Batch_size_can_change_between_steps()
+    {
+        var (network, images, labels) = Setup(5, batch: 6);
+        var (fresh, _, _) = Setup(5, batch: 6);
+        var small = new Tensor(4, 3, 24, 24);
+        images.Data.AsSpan(0, small.Length).CopyTo(small.Data);
+        var loss = new CrossEntropyLoss(0.1);
+        network.Train();
+        fresh.Train();
+        network.Forward(images);
+        var a = network.Forward(small).Data.ToArray();
+        var b = fresh.Forward(small).Data.ToArray();
+        Assert.Equal(b, a);
+        loss.Forward(network.Forward(small), labels.AsSpan(0, 4));
+        network.ZeroGrad();
+        network.Backward(loss.Backward());
+        loss.Forward(fresh.Forward(small), labels.AsSpan(0, 4));
+        fresh.ZeroGrad();
+        fresh.Backward(loss.Backward());
+        foreach (var (x, y) in network.NamedParameters().Zip(fresh.NamedParameters()))
+        {
+            Assert.Equal(y.Parameter.Grad!.Data, x.Parameter.Grad!.Data);
+        }
+
+        Assert.Equal(6, network.Forward(images).Dim(0));
+    }
+
+    [Fact]
     public void Train_and_eval_modes_switch_batchnorm_statistics()
     {
         var (network, images, _) = Setup(4);
