@@ -23,9 +23,9 @@ internal static class DemoCommand
     {
         var model = new Option<string>("--model") { Description = "s0..s4 or a description; classes and in_chans follow the data.", DefaultValueFactory = _ => "s0" };
         var data = new Option<string>("--data") { Description = "'bundled' (the subset shipped with the library), a Fashion-MNIST folder or an image folder.", DefaultValueFactory = _ => TrainingData.Bundled };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 3 };
-        var batch = new Option<int>("--batch-size", "-b") { Description = "Images per step.", DefaultValueFactory = _ => 128 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 0.1 };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 5 };
+        var batch = new Option<int>("--batch-size", "-b") { Description = "Images per step.", DefaultValueFactory = _ => 64 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 0.05 };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Stop after this many steps (quick checks)." };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seed = new Option<int>("--seed") { Description = "Seed.", DefaultValueFactory = _ => 0 };
