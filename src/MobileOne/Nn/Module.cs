@@ -53,6 +53,30 @@ public abstract class Module
         return this;
     }
 
+    /// <summary>
+    /// Copies every state tensor (parameters, buffers, counters) of <paramref name="source"/>, a module of the same
+    /// architecture, into this one, in <see cref="State"/> order.
+    /// </summary>
+    public void CopyStateFrom(Module source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        using var from = source.State().GetEnumerator();
+        foreach (var to in State())
+        {
+            if (!from.MoveNext() || from.Current.Name != to.Name || !from.Current.Value.HasShape(to.Value.Shape))
+            {
+                throw new ArgumentException($"Cannot copy state into '{to.Name}' {to.Value.ShapeString}: the source module has a different architecture.");
+            }
+
+            from.Current.Value.Data.CopyTo(to.Value.Data, 0);
+        }
+
+        if (from.MoveNext())
+        {
+            throw new ArgumentException($"The source module has more state than this one (starting at '{from.Current.Name}').");
+        }
+    }
+
     /// <summary>Sets every parameter gradient to zero (keeping the storage).</summary>
     public void ZeroGrad()
     {

@@ -1,5 +1,4 @@
 using MobileOne.Models;
-using MobileOne.Nn;
 
 namespace MobileOne.Reparam;
 
@@ -18,19 +17,11 @@ public static class Reparameterizer
             kernel.BiasTensor().Data.CopyTo(target.ReparamConv!.Bias!.Value.Data, 0);
             if (source.Attn is not null)
             {
-                CopyState(source.Attn, target.Attn!);
+                target.Attn!.CopyStateFrom(source.Attn);
             }
         }
 
-        CopyState(network.Head, fused.Head);
+        fused.Head.CopyStateFrom(network.Head);
         return fused;
-    }
-
-    private static void CopyState(Module from, Module to)
-    {
-        foreach (var (a, b) in from.State().Zip(to.State()))
-        {
-            a.Value.Data.CopyTo(b.Value.Data, 0);
-        }
     }
 }

@@ -6,7 +6,6 @@ using MobileOne.Data.Loading;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Kernels;
 using MobileOne.Models;
-using MobileOne.Nn;
 
 namespace MobileOne.Training;
 
@@ -87,7 +86,7 @@ public static partial class Trainer
         if (options.Resume is string resume)
         {
             var state = TrainingState.Load(resume, config);
-            CopyState(state.Model, model);
+            model.CopyStateFrom(state.Model);
             optimizer.ImportState(state.Optimizer);
             if (ema is not null)
             {
@@ -249,13 +248,6 @@ public static partial class Trainer
         return correct;
     }
 
-    private static void CopyState(Module from, Module to)
-    {
-        foreach (var (a, b) in from.State().Zip(to.State()))
-        {
-            a.Value.Data.CopyTo(b.Value.Data, 0);
-        }
-    }
 
     [GeneratedRegex(@"(^|,)\s*(num_)?classes\s*=")]
     private static partial Regex ClassesKey();
