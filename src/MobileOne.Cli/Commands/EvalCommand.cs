@@ -104,7 +104,6 @@ internal static class EvalCommand
             text.Append(CultureInfo.InvariantCulture, $"{p.Index},{p.Label},{p.Predicted},{p.Probability:0.######}\n");
         }
 
-        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
-        AtomicFile.Write(path, s => s.Write(bytes));
+        AtomicFile.WriteAllText(path, text.ToString());
     }
 }

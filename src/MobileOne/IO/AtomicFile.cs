@@ -6,6 +6,13 @@ namespace MobileOne.IO;
 /// </summary>
 public static class AtomicFile
 {
+    /// <summary>Writes <paramref name="text"/> as UTF-8 (no byte-order mark).</summary>
+    public static void WriteAllText(string path, string text)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        Write(path, stream => stream.Write(bytes));
+    }
+
     public static void Write(string path, Action<Stream> write)
     {
         ArgumentNullException.ThrowIfNull(path);

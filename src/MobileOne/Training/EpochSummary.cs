@@ -29,8 +29,7 @@ public static class SummaryCsv
             text.Append(ema ? string.Create(CultureInfo.InvariantCulture, $",{F(r.EmaEvalTop1)},{F(r.EmaEvalTop5)}\n") : "\n");
         }
 
-        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
-        AtomicFile.Write(path, s => s.Write(bytes));
+        AtomicFile.WriteAllText(path, text.ToString());
     }
 
     public static List<EpochSummary> Read(string path)

@@ -60,6 +60,21 @@ public static class Evaluator
         }
     }
 
+    /// <summary>Index of the largest logit; the first one wins a tie.</summary>
+    internal static int Argmax(ReadOnlySpan<float> row)
+    {
+        int argmax = 0;
+        for (int c = 1; c < row.Length; c++)
+        {
+            if (row[c] > row[argmax])
+            {
+                argmax = c;
+            }
+        }
+
+        return argmax;
+    }
+
     private static void Accumulate(Tensor logits, int[] labels, int[] indices, ICollection<Prediction>? predictions, ref double lossSum, ref long top1, ref long top5)
     {
         int classes = logits.Dim(1);
@@ -68,16 +83,8 @@ public static class Evaluator
         {
             ReadOnlySpan<float> row = logits.Data.AsSpan(n * classes, classes);
             int label = labels[n];
-            float max = float.NegativeInfinity;
-            int argmax = 0;
-            for (int c = 0; c < classes; c++)
-            {
-                if (row[c] > max)
-                {
-                    max = row[c];
-                    argmax = c;
-                }
-            }
+            int argmax = Argmax(row);
+            float max = row[argmax];
 
             double sumExp = 0;
             for (int c = 0; c < classes; c++)

@@ -232,17 +232,7 @@ public static partial class Trainer
         long correct = 0;
         for (int n = 0; n < labels.Length; n++)
         {
-            ReadOnlySpan<float> row = logits.Data.AsSpan(n * classes, classes);
-            int argmax = 0;
-            for (int c = 1; c < classes; c++)
-            {
-                if (row[c] > row[argmax])
-                {
-                    argmax = c;
-                }
-            }
-
-            correct += argmax == labels[n] ? 1 : 0;
+            correct += Evaluator.Argmax(logits.Data.AsSpan(n * classes, classes)) == labels[n] ? 1 : 0;
         }
 
         return correct;
