@@ -1,7 +1,9 @@
+using System.Globalization;
 using CsCheck;
 using MobileOne.Models;
 using MobileOne.Reparam;
 using MobileOne.Tensors;
+using Xunit.Abstractions;
 
 namespace MobileOne.Tests.Reparam;
 
@@ -57,30 +59,71 @@ public class ReparameterizationPropertyTests
         }, iter: 120);
     }
 
-    [Fact]
-    public void Fused_network_equals_train_time_network_for_random_custom_configurations()
+    // Whole networks: stage units, width steps (x0.125), k, SE flags per stage, classes, input channels, init seed.
+    private static readonly Gen<(int[] Units, int[] WidthSteps, int K, int[] SeFlags, int Classes, int InChans, int Seed)> NetworkConfigs =
+        Gen.Select(Gen.Int[1, 3].Array[4], Gen.Int[1, 6].Array[4], Gen.Int[1, 4], Gen.Int[0, 1].Array[4], Gen.Int[1, 7], Gen.Int[1, 3], Gen.Int);
+
+    // Fixed cases, not Sample(seed: ...): CsCheck 5.0.1's Sample replays only its first iteration from a seed and draws
+    // every other one from PCG.ThreadPCG, which is seeded from the clock (Stopwatch.GetTimestamp), so 11 of 12 cases
+    // changed on every run. Here the same generator is drawn 12 times in a row from one PCG parsed from the seed
+    // "000000000000" (so case 0 is the case that seed gave before): pure integer PCG arithmetic, so the same 12 cases on
+    // every run and every machine. They are the first 12 drawn, none skipped or replaced. Each fused block is within
+    // ~1e-5 of its train-time twin (the block property above, random every run); stacked random SE gates amplify that
+    // float32 rounding through a whole network (measured block by block: own error 3e-7..9e-6, logits up to 4e-4
+    // relative), which is why about a third of unseeded 12-case runs exceeded the 1e-4 bound. These 12 pass with at most
+    // 4.5e-6 relative (case 10; measured on x64 with AVX-512, the same on every run).
+    private static readonly (int[] Units, int[] WidthSteps, int K, int[] SeFlags, int Classes, int InChans, int Seed)[] NetworkCases =
+        DrawNetworkCases("000000000000", 12);
+
+    private readonly ITestOutputHelper output;
+
+    public ReparameterizationPropertyTests(ITestOutputHelper output) => this.output = output;
+
+    public static TheoryData<int> NetworkCaseIndices
     {
-        var configs = Gen.Select(Gen.Int[1, 3].Array[4], Gen.Int[1, 6].Array[4], Gen.Int[1, 4], Gen.Int[0, 1].Array[4], Gen.Int[1, 7], Gen.Int[1, 3], Gen.Int);
-        // A fixed seed: each fused block is within ~1e-5 of its train-time twin (the block property above, random every
-        // run), but whole random networks with stacked random SE gates amplify that float32 rounding chaotically, so
-        // about a third of unseeded runs exceeded 1e-4 at the logits (measured block by block: own error 3e-7..9e-6,
-        // network 4e-4). The seed is the first one tried, not a chosen survivor.
-        configs.Sample(t =>
+        get
         {
-            var (units, widthSteps, k, seFlags, classes, inChans, seed) = t;
-            var widths = widthSteps.Select(w => w * 0.125).ToArray();
-            var se = seFlags.Select((f, i) => f * units[i]).ToArray();
-            var config = MobileOneConfig.FromWidths("custom", widths, k, units, se, classes, inChans);
-            var net = MobileOneNetwork.Create(config);
-            WeightInit.Initialize(net, seed);
-            WeightInit.RandomizeBatchNorm(net, seed + 1);
-            var fused = Reparameterizer.Fuse(net);
-            var x = new Tensor([2, inChans, 32, 32], Reference.RandomArray(new Random(seed), 2 * inChans * 32 * 32));
-            var expected = net.Forward(x);
-            var actual = fused.Forward(x);
-            double scale = Math.Max(1e-3, Reference.MaxAbs(expected.Data));
-            Assert.True(Reference.MaxAbsDiff(actual.Data, expected.Data) <= 1e-4 * scale, $"{config}: {Reference.MaxAbsDiff(actual.Data, expected.Data)} vs {scale}");
-        }, seed: "000000000000", iter: 12);
+            var data = new TheoryData<int>();
+            for (int i = 0; i < NetworkCases.Length; i++)
+            {
+                data.Add(i);
+            }
+
+            return data;
+        }
+    }
+
+    private static (int[] Units, int[] WidthSteps, int K, int[] SeFlags, int Classes, int InChans, int Seed)[] DrawNetworkCases(string seed, int count)
+    {
+        var pcg = PCG.Parse(seed);
+        var cases = new (int[], int[], int, int[], int, int, int)[count];
+        for (int i = 0; i < count; i++)
+        {
+            cases[i] = NetworkConfigs.Generate(pcg, null, out _);
+        }
+
+        return cases;
+    }
+
+    [Theory]
+    [MemberData(nameof(NetworkCaseIndices))]
+    public void Fused_network_equals_train_time_network_for_random_custom_configurations(int index)
+    {
+        var (units, widthSteps, k, seFlags, classes, inChans, seed) = NetworkCases[index];
+        var widths = widthSteps.Select(w => w * 0.125).ToArray();
+        var se = seFlags.Select((f, i) => f * units[i]).ToArray();
+        var config = MobileOneConfig.FromWidths("custom", widths, k, units, se, classes, inChans);
+        var net = MobileOneNetwork.Create(config);
+        WeightInit.Initialize(net, seed);
+        WeightInit.RandomizeBatchNorm(net, seed + 1);
+        var fused = Reparameterizer.Fuse(net);
+        var x = new Tensor([2, inChans, 32, 32], Reference.RandomArray(new Random(seed), 2 * inChans * 32 * 32));
+        var expected = net.Forward(x);
+        var actual = fused.Forward(x);
+        double scale = Math.Max(1e-3, Reference.MaxAbs(expected.Data));
+        double diff = Reference.MaxAbsDiff(actual.Data, expected.Data);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"case {index} (seed {seed}): {config}: max diff {diff:G3}, scale {scale:G3}, relative {diff / scale:G3}"));
+        Assert.True(diff <= 1e-4 * scale, string.Create(CultureInfo.InvariantCulture, $"case {index} (seed {seed}): {config}: {diff} vs {scale}"));
     }
 
     [Fact]
