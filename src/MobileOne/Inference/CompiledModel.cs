@@ -1,3 +1,4 @@
+using MobileOne.Graph;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
 using MobileOne.Models;
@@ -7,10 +8,12 @@ using MobileOne.Tensors;
 namespace MobileOne.Inference;
 
 /// <summary>
-/// A fused MobileOne compiled for fast CPU inference. Compilation packs every weight once into the layout
-/// its kernel reads (pointwise GEMM panels, depthwise tap blocks, the stem as a patch GEMM), with bias and
-/// ReLU in each kernel's epilogue; activations are NHWC with channels padded to 16. Each run uses an arena
-/// planned once per (batch, height, width) and a persistent worker team, so a warm run allocates nothing.
+/// A layer graph (any network: a fused MobileOne, a train-time one with all its branches, or any other graph of the
+/// supported layers) compiled for fast CPU inference. Compilation folds BatchNorm into the convolution before it,
+/// packs every weight once into the layout its kernel reads (pointwise GEMM panels, depthwise tap blocks, dense
+/// convolutions as patch GEMMs), and puts biases, branch sums, residual adds and activations into the kernels'
+/// epilogues; activations are NHWC with channels padded to 16. Each run uses an arena planned once per (batch,
+/// height, width) from the values' lifetimes and a persistent worker team, so a warm run allocates nothing.
 /// <para>Thread safety: one instance may be used by many threads at once; each concurrent caller gets its
 /// own execution context (arena and workers), created on demand and then pooled. Results do not depend on
 /// <see cref="InferenceOptions.Threads"/> (every output is accumulated in a fixed order).</para>
@@ -27,9 +30,8 @@ public sealed unsafe class CompiledModel : IDisposable
     private readonly Dictionary<(int Batch, int Height, int Width), ShapePlan> shapes = [];
     private bool disposed;
 
-    private CompiledModel(MobileOneConfig config, InferenceOptions options, EnginePlan plan)
+    private CompiledModel(InferenceOptions options, EnginePlan plan)
     {
-        Config = config;
         Options = options;
         this.plan = plan;
     }
@@ -43,7 +45,19 @@ public sealed unsafe class CompiledModel : IDisposable
         }
     }
 
-    public MobileOneConfig Config { get; }
+    /// <summary>Channels of the input images.</summary>
+    public int InChannels => plan.InChannels;
+
+    /// <summary>Channels of the output (the classes of a classifier).</summary>
+    public int OutputChannels => plan.OutputChannels;
+
+    /// <summary>Height and width of the output for a height x width input ((1, 1) for a classifier).</summary>
+    public (int Height, int Width) OutputSize(int height, int width)
+    {
+        RequirePositive(1, height, width);
+        var shape = plan.Graph.InferShapes(height, width)[plan.Graph.Output];
+        return (shape.Height, shape.Width);
+    }
 
     public InferenceOptions Options { get; }
 
@@ -67,15 +81,31 @@ public sealed unsafe class CompiledModel : IDisposable
     };
 
     /// <summary>
-    /// Compiles a network. A train-time (unfused) network is reparameterized first (the argument itself is
-    /// left unchanged); a fused one is used as is. Throws <see cref="ArgumentException"/> for invalid options
-    /// and <see cref="NotSupportedException"/> when the requested instruction set or algorithm is unavailable.
+    /// Compiles a MobileOne network in the form it is in: a train-time network runs as its multi-branch graph (every
+    /// branch with its own weights; reparameterize it first with <see cref="Reparameterizer.Fuse"/> to run the fused
+    /// network), a fused one as one convolution per block. The compiled model copies the weights.
     /// </summary>
-    public static CompiledModel Compile(MobileOneNetwork network, InferenceOptions? options = null) => Compile(network, options, null);
+    public static CompiledModel Compile(MobileOneNetwork network, InferenceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return Compile(network.ToGraph(), options, null);
+    }
+
+    /// <summary>
+    /// Compiles a layer graph. Throws <see cref="ArgumentException"/> for invalid options or graphs and
+    /// <see cref="NotSupportedException"/> when the requested instruction set, algorithm or a layer is unavailable.
+    /// </summary>
+    public static CompiledModel Compile(LayerGraph graph, InferenceOptions? options = null) => Compile(graph, options, null);
 
     internal static CompiledModel Compile(MobileOneNetwork network, InferenceOptions? options, GeneralConvolutionFactory? general)
     {
         ArgumentNullException.ThrowIfNull(network);
+        return Compile(network.ToGraph(), options, general);
+    }
+
+    internal static CompiledModel Compile(LayerGraph graph, InferenceOptions? options, GeneralConvolutionFactory? general)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
         options ??= new InferenceOptions();
         if (options.Threads < 1 || options.Threads > MaxThreads)
         {
@@ -105,9 +135,8 @@ public sealed unsafe class CompiledModel : IDisposable
                 $"InferenceOptions.Isa = {options.Isa} needs {(isa == EngineIsa.Avx512 ? "AVX-512F" : "AVX2 and FMA")}, which this CPU does not support; use Auto or Scalar.");
         }
 
-        var fused = network.IsFused ? network : Reparameterizer.Fuse(network);
-        var plan = new EnginePlan(fused, options.ConvAlgorithm, isa, options.Threads, general);
-        return new CompiledModel(fused.Config, options, plan);
+        var plan = new EnginePlan(graph, options.ConvAlgorithm, isa, options.Threads, general);
+        return new CompiledModel(options, plan);
     }
 
     /// <summary>Each layer with its sizes and multiply-accumulates per image for a height x width input.</summary>
@@ -120,7 +149,8 @@ public sealed unsafe class CompiledModel : IDisposable
 
     /// <summary>
     /// Runs a batch of NCHW float32 images (<paramref name="inputNchw"/> holds exactly batch x in_chans x
-    /// height x width values) and writes [batch, num_classes] logits to the start of <paramref name="logits"/>.
+    /// height x width values) and writes the NCHW output ([batch, num_classes] logits for a classifier) to the
+    /// start of <paramref name="logits"/>.
     /// </summary>
     public void Run(ReadOnlySpan<float> inputNchw, int batch, int height, int width, Span<float> logits) =>
         Run(inputNchw, batch, height, width, logits, default);
@@ -132,19 +162,26 @@ public sealed unsafe class CompiledModel : IDisposable
     public void Run(ReadOnlySpan<float> inputNchw, int batch, int height, int width, Span<float> logits, Span<long> layerTicks)
     {
         RequirePositive(batch, height, width);
-        long expected = (long)batch * Config.InChans * height * width;
+        long expected = (long)batch * InChannels * height * width;
         if (inputNchw.Length != expected)
         {
             throw new ArgumentException(
-                $"The input holds {inputNchw.Length} floats; batch {batch} x {Config.InChans} channels x {height} x {width} (NCHW) needs exactly {expected}.",
+                $"The input holds {inputNchw.Length} floats; batch {batch} x {InChannels} channels x {height} x {width} (NCHW) needs exactly {expected}.",
                 nameof(inputNchw));
         }
 
-        long outputs = (long)batch * Config.NumClasses;
+        var shape = Shape(batch, height, width);
+        var outputLayout = shape.Values[plan.Program.Output];
+        int oh = outputLayout.Height, ow = outputLayout.Width;
+        long plane = (long)oh * ow;
+        long outputs = (long)batch * OutputChannels * plane;
         if (logits.Length < outputs)
         {
             throw new ArgumentException(
-                $"The logits span holds {logits.Length} floats; batch {batch} x {Config.NumClasses} classes needs {outputs}.", nameof(logits));
+                plane == 1
+                    ? $"The logits span holds {logits.Length} floats; batch {batch} x {OutputChannels} classes needs {outputs}."
+                    : $"The output span holds {logits.Length} floats; batch {batch} x {OutputChannels} channels x {oh} x {ow} needs {outputs}.",
+                nameof(logits));
         }
 
         if (!layerTicks.IsEmpty && layerTicks.Length < plan.Layers.Count)
@@ -152,18 +189,13 @@ public sealed unsafe class CompiledModel : IDisposable
             throw new ArgumentException($"The layer timing span holds {layerTicks.Length} entries; this plan has {plan.Layers.Count} layers.", nameof(layerTicks));
         }
 
-        var shape = Shape(batch, height, width);
         var context = Rent();
         try
         {
             fixed (float* input = inputNchw)
             {
-                float* padded = context.Run(shape, input, layerTicks);
-                int classes = Config.NumClasses, stride = plan.Head.PaddedN;
-                for (int n = 0; n < batch; n++)
-                {
-                    new ReadOnlySpan<float>(padded + ((long)n * stride), classes).CopyTo(logits.Slice(n * classes, classes));
-                }
+                float* result = context.Run(shape, input, layerTicks);
+                CopyOutput(result, outputLayout, batch, logits);
             }
         }
         finally
@@ -172,24 +204,28 @@ public sealed unsafe class CompiledModel : IDisposable
         }
     }
 
-    /// <summary>Runs an NCHW tensor [batch, in_chans, height, width] and returns [batch, num_classes] logits.</summary>
+    /// <summary>
+    /// Runs an NCHW tensor [batch, in_chans, height, width] and returns the output: [batch, num_classes] logits for a
+    /// classifier, else [batch, channels, out_height, out_width].
+    /// </summary>
     public Tensor Run(Tensor inputNchw)
     {
-        Shapes.RequireNchw(inputNchw, Config.InChans, "engine input");
-        var logits = new Tensor(inputNchw.Dim(0), Config.NumClasses);
-        Run(inputNchw, logits);
-        return logits;
+        Shapes.RequireNchw(inputNchw, InChannels, "engine input");
+        var (oh, ow) = OutputSize(inputNchw.Dim(2), inputNchw.Dim(3));
+        var output = oh == 1 && ow == 1 ? new Tensor(inputNchw.Dim(0), OutputChannels) : new Tensor(inputNchw.Dim(0), OutputChannels, oh, ow);
+        Run(inputNchw.Data, inputNchw.Dim(0), inputNchw.Dim(2), inputNchw.Dim(3), output.Data);
+        return output;
     }
 
     /// <summary>Runs an NCHW tensor into an existing [batch, num_classes] logits tensor.</summary>
     public void Run(Tensor inputNchw, Tensor logits)
     {
-        Shapes.RequireNchw(inputNchw, Config.InChans, "engine input");
+        Shapes.RequireNchw(inputNchw, InChannels, "engine input");
         ArgumentNullException.ThrowIfNull(logits);
         int batch = inputNchw.Dim(0);
-        if (!logits.HasShape(batch, Config.NumClasses))
+        if (!logits.HasShape(batch, OutputChannels))
         {
-            throw new ArgumentException($"The logits tensor must have shape [{batch}, {Config.NumClasses}]; got {logits.ShapeString}.", nameof(logits));
+            throw new ArgumentException($"The logits tensor must have shape [{batch}, {OutputChannels}]; got {logits.ShapeString}.", nameof(logits));
         }
 
         Run(inputNchw.Data, batch, inputNchw.Dim(2), inputNchw.Dim(3), logits.Data);
@@ -221,6 +257,25 @@ public sealed unsafe class CompiledModel : IDisposable
         }
 
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>The output value (NHWC, channel stride) to NCHW (for a classifier: [batch, classes] rows).</summary>
+    private static void CopyOutput(float* result, ValueLayout layout, int batch, Span<float> destination)
+    {
+        int channels = layout.Channels;
+        long plane = (long)layout.Height * layout.Width;
+        for (int n = 0; n < batch; n++)
+        {
+            for (long p = 0; p < plane; p++)
+            {
+                float* pixel = result + (((n * plane) + p) * layout.Stride);
+                long dst = (n * channels * plane) + p;
+                for (int c = 0; c < channels; c++)
+                {
+                    destination[(int)(dst + (c * plane))] = pixel[c];
+                }
+            }
+        }
     }
 
     private static void RequirePositive(int batch, int height, int width)

@@ -6,20 +6,30 @@ public enum EngineLayerKind
     /// <summary>NCHW input to NHWC (only with a general convolution algorithm; the stem kernel reads NCHW itself).</summary>
     InputLayout,
 
-    /// <summary>The dense stem convolution, run as a GEMM over gathered patches.</summary>
+    /// <summary>A dense convolution of the NCHW input, run as a GEMM over its patches.</summary>
     Stem,
 
-    /// <summary>Depthwise 3x3 convolution (stride 1 or 2).</summary>
+    /// <summary>Depthwise convolution (the unrolled 3x3 kernel, or the any-size kernel that can accumulate).</summary>
     Depthwise,
 
     /// <summary>Pointwise 1x1 convolution, a GEMM with pixels as rows.</summary>
     Pointwise,
 
-    /// <summary>A convolution run by a general algorithm (direct, im2col, im2win).</summary>
+    /// <summary>A dense KxK convolution of an NHWC value (patch GEMM), or one run by a general algorithm (direct, im2col, im2win).</summary>
     Convolution,
 
-    /// <summary>Squeeze-excite: channel means, the gate, and the gated ReLU.</summary>
+    /// <summary>Squeeze-excite: channel means, the gate, and the gating with its epilogue.</summary>
     SqueezeExcite,
+
+    /// <summary>A sum of values that no convolution could accumulate in its epilogue.</summary>
+    Add,
+
+    /// <summary>An activation whose input has other readers (otherwise it is an epilogue).</summary>
+    Activation,
+
+    MaxPool,
+
+    AveragePool,
 
     GlobalAveragePool,
 

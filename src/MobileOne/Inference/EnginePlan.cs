@@ -1,116 +1,61 @@
 using System.Globalization;
+using MobileOne.Graph;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
 using DepthwiseWeights = MobileOne.Kernels.Engine.DepthwiseWeights;
-using MobileOne.Models;
 
 namespace MobileOne.Inference;
 
 /// <summary>
-/// The compiled form of a fused network: weights packed for the kernels, bias and ReLU in each kernel's
-/// epilogue, squeeze-excite, pooling and the classifier as steps, and the public layer list.
+/// The compiled form of a layer graph: the lowered program (<see cref="GraphProgram"/>), every weight packed once
+/// for its kernel, one step (or, for squeeze-excite, three) per operation, and the public layer list. Sizes that
+/// depend on the input (value layouts, the arena, general kernels) are planned per shape by <see cref="CreateShape"/>.
 /// </summary>
 internal sealed class EnginePlan
 {
+    private const int SharesPerThread = 4;
+
     private readonly GeneralConvolutionFactory? general;
     private readonly ConvAlgorithm algorithm;
+    private readonly int[] strides;
 
-    public EnginePlan(MobileOneNetwork fused, ConvAlgorithm algorithm, EngineIsa isa, int threads, GeneralConvolutionFactory? general)
+    public EnginePlan(LayerGraph graph, ConvAlgorithm algorithm, EngineIsa isa, int threads, GeneralConvolutionFactory? general)
     {
         this.algorithm = algorithm;
-        this.general = algorithm == ConvAlgorithm.Auto ? null : general ?? GeneralConvolutions.Create;
+        bool generalMode = algorithm != ConvAlgorithm.Auto;
+        this.general = generalMode ? general ?? GeneralConvolutions.Create : null;
+        Graph = graph;
         Isa = isa;
         Threads = threads;
-        InChannels = fused.Config.InChans;
-        Classes = fused.Config.NumClasses;
+        Program = GraphProgram.Lower(graph, generalMode);
+        InChannels = graph.InputChannels;
+        OutputChannels = graph.ChannelsOf(graph.Output);
+
+        // Channels are padded to 16 so that vector kernels never need a tail; the general algorithms read dense NHWC.
+        // GEMM outputs (the classifier) and pooled vectors keep the padding either way: the GEMM writes whole panels.
+        var ops = Program.Ops;
+        strides = new int[Program.ValueSources.Count];
+        for (int v = 0; v < strides.Length; v++)
+        {
+            int channels = graph.ChannelsOf(Program.ValueSources[v]);
+            var producer = ops.FirstOrDefault(o => o.Output == v);
+            bool padded = !generalMode || producer?.Kind is OpKind.Linear or OpKind.GlobalPool;
+            strides[v] = v == GraphProgram.RawInput ? channels : padded ? RoundUp16(channels) : channels;
+        }
+
         var layers = new List<EngineLayer>();
         var steps = new List<EngineStep>();
-        var convs = new List<ConvLayer>();
-        string algo = algorithm.ToString().ToLowerInvariant();
-        if (this.general is not null)
+        for (int j = 0; j < ops.Count; j++)
         {
-            layers.Add(new EngineLayer("input", EngineLayerKind.InputLayout, InChannels, InChannels, 1, 1, "nchw-to-nhwc"));
-            steps.Add(new InputLayoutStep(InChannels) { Layer = 0 });
-        }
-
-        foreach (var (prefix, block) in fused.Blocks())
-        {
-            var spec = block.Spec;
-            var conv = block.ReparamConv ?? throw new ArgumentException($"Block {prefix} is not fused.");
-            string name = prefix.TrimEnd('.');
-            float[] weight = conv.Weight.Value.Data, bias = conv.Bias!.Value.Data;
-            SqueezeExciteWeights? se = block.Attn is { } attn
-                ? new SqueezeExciteWeights(attn.Reduce.Weight.Value.Data, attn.Reduce.Bias!.Value.Data, attn.Expand.Weight.Value.Data, attn.Expand.Bias!.Value.Data, attn.Channels, attn.ReducedChannels)
-                : null;
-            var layer = new ConvLayer
+            var op = ops[j];
+            layers.Add(Describe(op));
+            foreach (var step in CreateSteps(op, j))
             {
-                Name = name,
-                Index = convs.Count,
-                InChannels = spec.InChannels,
-                OutChannels = spec.OutChannels,
-                Kernel = spec.KernelSize,
-                Stride = spec.Stride,
-                Padding = spec.Padding,
-                Groups = spec.Groups,
-                // The general kernels are built per input size, later: they get a private copy, so the compiled
-                // model never depends on the network's arrays after Compile returns.
-                Weight = this.general is null ? [] : (float[])weight.Clone(),
-                Bias = this.general is null ? [] : (float[])bias.Clone(),
-                SqueezeExcite = se,
-            };
-            convs.Add(layer);
-            bool relu = se is null;
-            int index = layers.Count;
-            bool depthwise = spec.Groups == spec.InChannels && spec.Groups == spec.OutChannels;
-            if (this.general is not null)
-            {
-                layer.Kind = EngineLayerKind.Convolution;
-                layers.Add(Describe(layer, EngineLayerKind.Convolution, algo));
-                steps.Add(new GeneralConvStep(layer, relu) { Layer = index });
-            }
-            else if (layer.Index == 0 && spec.Groups == 1)
-            {
-                var packed = new PackedPanels(weight, bias, spec.OutChannels, spec.InChannels * spec.KernelSize * spec.KernelSize);
-                layer.Kind = EngineLayerKind.Stem;
-                layers.Add(Describe(layer, EngineLayerKind.Stem, "patch-" + GemmName(isa)));
-                steps.Add(new StemStep(layer, packed, relu) { Layer = index });
-            }
-            else if (depthwise && spec.KernelSize == 3 && spec.Padding == 1 && spec.Stride is 1 or 2)
-            {
-                layer.Kind = EngineLayerKind.Depthwise;
-                layers.Add(Describe(layer, EngineLayerKind.Depthwise, "depthwise-3x3-" + IsaName(isa)));
-                steps.Add(new DepthwiseStep(layer, new DepthwiseWeights(weight, bias, spec.InChannels), relu) { Layer = index });
-            }
-            else if (spec.KernelSize == 1 && spec.Stride == 1 && spec.Padding == 0 && spec.Groups == 1)
-            {
-                var packed = new PackedPanels(weight, bias, spec.OutChannels, spec.InChannels);
-                layer.Kind = EngineLayerKind.Pointwise;
-                layers.Add(Describe(layer, EngineLayerKind.Pointwise, GemmName(isa)));
-                steps.Add(new PointwiseStep(layer, packed, relu, PointwiseKBlock) { Layer = index });
-            }
-            else
-            {
-                throw new NotSupportedException(
-                    $"Layer {name} ({spec.InChannels}->{spec.OutChannels}, {spec.KernelSize}x{spec.KernelSize}, stride {spec.Stride}, padding {spec.Padding}, groups {spec.Groups}) has no specialized engine kernel; choose a general InferenceOptions.ConvAlgorithm.");
-            }
-
-            if (se is not null)
-            {
-                int seIndex = layers.Count;
-                layers.Add(new EngineLayer(name + ".attn", EngineLayerKind.SqueezeExcite, spec.OutChannels, spec.OutChannels, 1, 1, $"squeeze-excite-{se.Reduced}"));
-                steps.Add(new SqueezeMeanStep(layer) { Layer = seIndex });
-                steps.Add(new ExciteGateStep(layer) { Layer = seIndex });
-                steps.Add(new GateReluStep(layer) { Layer = seIndex });
+                steps.Add(step);
             }
         }
 
-        var last = convs[^1];
-        layers.Add(new EngineLayer("pool", EngineLayerKind.GlobalAveragePool, last.OutChannels, last.OutChannels, 0, 1, "channel-mean-" + IsaName(isa)));
-        steps.Add(new PoolStep(last) { Layer = layers.Count - 1 });
-        Head = new PackedPanels(fused.Head.Weight.Value.Data, fused.Head.Bias.Value.Data, Classes, fused.Config.FeatureChannels);
-        layers.Add(new EngineLayer("head.fc", EngineLayerKind.Linear, fused.Config.FeatureChannels, Classes, 1, 1, GemmName(isa)));
-        steps.Add(new LinearStep(Head) { Layer = layers.Count - 1 });
-        Convs = convs.ToArray();
         Steps = steps.ToArray();
         Layers = layers.AsReadOnly();
     }
@@ -119,6 +64,10 @@ internal sealed class EnginePlan
     public static int PointwiseKBlock { get; } =
         int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_KBLOCK"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int kb) ? kb : 0;
 
+    public LayerGraph Graph { get; }
+
+    public GraphProgram Program { get; }
+
     public EngineIsa Isa { get; }
 
     public int Threads { get; }
@@ -126,116 +75,195 @@ internal sealed class EnginePlan
     /// <summary>Shares per step: 4 per thread with several threads (see <see cref="WorkerTeam"/>), else 1.</summary>
     public int Shares => Threads == 1 ? 1 : Threads * SharesPerThread;
 
-    private const int SharesPerThread = 4;
-
     public int InChannels { get; }
 
-    public int Classes { get; }
+    public int OutputChannels { get; }
 
-    public ConvLayer[] Convs { get; }
-
+    /// <summary>Every operation as its own step (the profiling order: no depthwise + pointwise pairs).</summary>
     public EngineStep[] Steps { get; }
 
     public IReadOnlyList<EngineLayer> Layers { get; }
 
-    public PackedPanels Head { get; }
+    private IEnumerable<EngineStep> CreateSteps(EngineOp op, int j)
+    {
+        switch (op.Kind)
+        {
+            case OpKind.InputLayout:
+                yield return new InputLayoutStep(op, j) { Layer = j };
+                break;
+            case OpKind.Conv:
+                yield return CreateConvStep(op, j);
+                break;
+            case OpKind.Add:
+                yield return new AddStep(op, j) { Layer = j };
+                break;
+            case OpKind.Activation:
+                yield return new ActivationStep(op, j) { Layer = j };
+                break;
+            case OpKind.SqueezeExcite:
+                var se = op.SqueezeExcite!;
+                var weights = new SqueezeExciteWeights(se.ReduceWeight, se.ReduceBias, se.ExpandWeight, se.ExpandBias, se.Channels, se.Reduced, se.InnerActivation, se.GateActivation);
+                yield return new SqueezeMeanStep(op, j) { Layer = j };
+                yield return new ExciteGateStep(op, j, weights) { Layer = j };
+                yield return new GateStep(op, j) { Layer = j };
+                break;
+            case OpKind.Pool:
+                yield return new PoolStep(op, j) { Layer = j };
+                break;
+            case OpKind.GlobalPool:
+                yield return new GlobalPoolStep(op, j) { Layer = j };
+                break;
+            case OpKind.Linear:
+                var l = op.Linear!;
+                yield return new LinearStep(op, j, new PackedPanels(l.Weight, l.Bias ?? new float[l.OutFeatures], l.OutFeatures, l.InFeatures)) { Layer = j };
+                break;
+            default:
+                throw new InvalidOperationException($"Operation {op.Name} of kind {op.Kind} has no step.");
+        }
+    }
 
-    private static string IsaName(EngineIsa isa) => isa.ToString().ToLowerInvariant();
+    private EngineStep CreateConvStep(EngineOp op, int j)
+    {
+        var c = op.Conv!;
+        int outStride = strides[op.Output];
+        return op.ConvKernel switch
+        {
+            ConvKernelKind.Stem => new StemStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels * c.KernelH * c.KernelW)) { Layer = j },
+            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new DepthwiseWeights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
+            ConvKernelKind.DepthwiseAny => new DepthwiseAnyStep(op, j, new DepthwiseTapWeights(c.Weight, c.Bias, c.OutChannels, c.KernelH, c.KernelW, outStride)) { Layer = j },
+            ConvKernelKind.Pointwise => new PointwiseStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels), PointwiseKBlock) { Layer = j },
+            ConvKernelKind.PatchGemm => new PatchGemmStep(op, j, new PackedPanels(PatchGemmStep.PatchOrder(c, strides[op.Reads[0]]), c.Bias, c.OutChannels, c.KernelH * c.KernelW * strides[op.Reads[0]])) { Layer = j },
+            _ => new GeneralConvStep(op, j) { Layer = j },
+        };
+    }
 
-    private static string GemmName(EngineIsa isa) => isa switch
+    private EngineLayer Describe(EngineOp op)
+    {
+        string isa = Isa.ToString().ToLowerInvariant();
+        int inChannels = Graph.ChannelsOf(Program.ValueSources[op.Reads[0]]);
+        int outChannels = Graph.ChannelsOf(Program.ValueSources[op.Output]);
+        if (op.Kind == OpKind.Conv)
+        {
+            var c = op.Conv!;
+            var (kind, name) = op.ConvKernel switch
+            {
+                ConvKernelKind.Stem => (EngineLayerKind.Stem, "patch-" + GemmName),
+                ConvKernelKind.Depthwise3x3 => (EngineLayerKind.Depthwise, "depthwise-3x3-" + isa),
+                ConvKernelKind.DepthwiseAny => (EngineLayerKind.Depthwise, $"depthwise-{c.KernelH}x{c.KernelW}-any-{isa}"),
+                ConvKernelKind.Pointwise => (EngineLayerKind.Pointwise, GemmName),
+                ConvKernelKind.PatchGemm => (EngineLayerKind.Convolution, "patch-" + GemmName),
+                _ => (EngineLayerKind.Convolution, algorithm.ToString().ToLowerInvariant()),
+            };
+            string suffix = (op.Accumulate ? "+accumulate" : string.Empty) + (op.Residual >= 0 ? "+residual" : string.Empty)
+                + (op.Activation != ActivationKind.None ? "+" + op.Activation.ToString().ToLowerInvariant() : string.Empty);
+            return new EngineLayer(op.Name, kind, c.InChannels, c.OutChannels, c.KernelH, c.StrideH, name + suffix);
+        }
+
+        return op.Kind switch
+        {
+            OpKind.InputLayout => new EngineLayer(op.Name, EngineLayerKind.InputLayout, inChannels, outChannels, 1, 1, "nchw-to-nhwc"),
+            OpKind.Add => new EngineLayer(op.Name, EngineLayerKind.Add, inChannels, outChannels, 1, 1, $"add-{op.Reads.Length}"),
+            OpKind.Activation => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, op.Activation.ToString().ToLowerInvariant()),
+            OpKind.SqueezeExcite => new EngineLayer(op.Name, EngineLayerKind.SqueezeExcite, inChannels, outChannels, 1, 1, $"squeeze-excite-{op.SqueezeExcite!.Reduced}"),
+            OpKind.Pool => new EngineLayer(op.Name, op.Pool!.Kind == PoolKind.Max ? EngineLayerKind.MaxPool : EngineLayerKind.AveragePool, inChannels, outChannels, op.Pool.Kernel, op.Pool.Stride, "pool-nhwc"),
+            OpKind.GlobalPool => new EngineLayer(op.Name, EngineLayerKind.GlobalAveragePool, inChannels, outChannels, 0, 1, "channel-mean-" + isa),
+            _ => new EngineLayer(op.Name, EngineLayerKind.Linear, inChannels, outChannels, 1, 1, GemmName),
+        };
+    }
+
+    private string GemmName => Isa switch
     {
         EngineIsa.Avx512 => "gemm-avx512-6x64",
         EngineIsa.Avx2 => "gemm-avx2-6x16",
         _ => "gemm-scalar",
     };
 
-    private static EngineLayer Describe(ConvLayer c, EngineLayerKind kind, string algorithm) =>
-        new(c.Name, kind, c.InChannels, c.OutChannels, c.Kernel, c.Stride, algorithm);
-
-    /// <summary>Lays out the arena for one input shape.</summary>
+    /// <summary>Lays out every value and the arena for one input shape.</summary>
     public ShapePlan CreateShape(int batch, int height, int width)
     {
-        int n = Convs.Length;
-        var shapes = new ConvShape[n];
-        var kernels = general is null ? null : new IGeneralConvolution[n];
-        int h = height, w = width;
-        Slot input = general is null ? Slot.Input : Slot.InputNhwc;
-        int inCs = InChannels;
-        long maxAct = 0, zeroRow = 0, scratch = 0, workspace = 0;
-        int seStride = 0, hidden = 0;
-        int[]? stemOffsets = null;
-        Slot previousInput = Slot.Input;
-        bool anyFused = false;
-        for (int i = 0; i < n; i++)
+        var ops = Program.Ops;
+        var graphShapes = Graph.InferShapes(height, width);
+        var values = new ValueLayout[strides.Length];
+        for (int v = 0; v < values.Length; v++)
         {
-            var c = Convs[i];
-            var geometry = c.Geometry(h, w);
-            int oh = geometry.OutHeight, ow = geometry.OutWidth;
-            int outCs = general is null ? RoundUp16(c.OutChannels) : c.OutChannels;
-
-            // A layer never writes its own input. The pointwise half of a fused pair must not write the depthwise
-            // input either: other shares may still be reading their halo rows of it.
-            bool fused = FusedWithPrevious(i, (long)batch * oh);
-            anyFused |= fused;
-            var output = new[] { Slot.Act0, Slot.Act1, Slot.Act2 }.First(a => a != input && !(fused && a == previousInput));
-            shapes[i] = new ConvShape(h, w, oh, ow, input, output, inCs, outCs);
-            maxAct = Math.Max(maxAct, (long)batch * oh * ow * outCs);
-            if (kernels is not null)
-            {
-                var kernel = general!(algorithm, geometry, c.Weight, c.Bias);
-                kernels[i] = kernel;
-                int rowsPerCall = (int)Math.Min(oh, (((long)batch * oh) + Shares - 1) / Shares);
-                workspace = Math.Max(workspace, kernel.WorkspaceFloats(rowsPerCall));
-            }
-            else if (c.Kind == EngineLayerKind.Depthwise)
-            {
-                zeroRow = Math.Max(zeroRow, (long)w * inCs);
-            }
-            else if (c.Kind == EngineLayerKind.Stem)
-            {
-                scratch = (long)StemStep.Chunk * c.InChannels * c.Kernel * c.Kernel;
-                stemOffsets = StemStep.TapOffsets(c.InChannels, c.Kernel, h, w);
-            }
-
-            if (c.SqueezeExcite is { } se)
-            {
-                seStride = Math.Max(seStride, RoundUp16(outCs));
-                hidden = Math.Max(hidden, RoundUp16(se.Reduced));
-            }
-
-            h = oh;
-            w = ow;
-            previousInput = input;
-            input = output;
-            inCs = outCs;
+            var s = graphShapes[Program.ValueSources[v]];
+            values[v] = new ValueLayout(s.Height, s.Width, s.Channels, strides[v]);
         }
 
-        int pooledStride = RoundUp16(Convs[^1].OutChannels);
-        long[] sizes = new long[(int)Slot.Count];
-        sizes[(int)Slot.InputNhwc] = general is null ? 0 : (long)batch * height * width * InChannels;
-        sizes[(int)Slot.Act0] = maxAct;
-        sizes[(int)Slot.Act1] = maxAct;
-        sizes[(int)Slot.Act2] = anyFused ? maxAct : 0;
-        sizes[(int)Slot.ZeroRow] = zeroRow;
-        sizes[(int)Slot.SeMean] = (long)batch * seStride;
-        sizes[(int)Slot.SeGate] = (long)batch * seStride;
-        sizes[(int)Slot.SeHidden] = (long)Shares * hidden;
-        sizes[(int)Slot.Pooled] = (long)batch * pooledStride;
-        sizes[(int)Slot.Logits] = (long)batch * Head.PaddedN;
+        // Depthwise + pointwise pairs run as one step when the depthwise rows give every share at least one row.
+        var fusedPair = new bool[ops.Count];
+        for (int j = 1; j < ops.Count; j++)
+        {
+            fusedPair[j] = ops[j].Kind == OpKind.Conv && ops[j].ConvKernel == ConvKernelKind.Pointwise
+                && ops[j - 1].Kind == OpKind.Conv && ops[j - 1].ConvKernel is ConvKernelKind.Depthwise3x3 or ConvKernelKind.DepthwiseAny
+                && ops[j].Reads[0] == ops[j - 1].Output
+                && (long)batch * values[ops[j - 1].Output].Height >= Shares;
+        }
+
+        var offsets = AssignOffsets(values, batch, fusedPair, out long valueFloats);
+
+        long zeroRow = 0, scratch = 0, workspace = 0;
+        int seStride = 0, hidden = 0;
+        var kernels = new IGeneralConvolution?[ops.Count];
+        var stemOffsets = new int[]?[ops.Count];
+        for (int j = 0; j < ops.Count; j++)
+        {
+            var op = ops[j];
+            var input = values[op.Reads[0]];
+            var output = values[op.Output];
+            if (op.Kind == OpKind.SqueezeExcite)
+            {
+                seStride = Math.Max(seStride, RoundUp16(output.Stride));
+                hidden = Math.Max(hidden, RoundUp16(op.SqueezeExcite!.Reduced));
+            }
+
+            if (op.Kind != OpKind.Conv)
+            {
+                continue;
+            }
+
+            var c = op.Conv!;
+            switch (op.ConvKernel)
+            {
+                case ConvKernelKind.Depthwise3x3:
+                    zeroRow = Math.Max(zeroRow, (long)input.Width * input.Stride);
+                    break;
+                case ConvKernelKind.Stem:
+                    scratch = Math.Max(scratch, (long)StemStep.Chunk * c.InChannels * c.KernelH * c.KernelW);
+                    stemOffsets[j] = StemStep.TapOffsets(c.InChannels, c.KernelH, input.Height, input.Width);
+                    break;
+                case ConvKernelKind.PatchGemm:
+                    scratch = Math.Max(scratch, (long)PatchGemmStep.Chunk * c.KernelH * c.KernelW * input.Stride);
+                    break;
+                case ConvKernelKind.General:
+                    var geometry = ConvGeometry.Square(1, c.InChannels, input.Height, input.Width, c.OutChannels, c.KernelH, c.StrideH, c.PadH, c.Groups);
+                    var kernel = general!(algorithm, geometry, c.Weight, c.Bias);
+                    kernels[j] = kernel;
+                    int rowsPerCall = (int)Math.Min(output.Height, (((long)batch * output.Height) + Shares - 1) / Shares);
+                    workspace = Math.Max(workspace, kernel.WorkspaceFloats(rowsPerCall));
+                    break;
+            }
+        }
+
+        long[] sizes = new long[(int)Region.Count];
+        sizes[(int)Region.ZeroRow] = zeroRow;
+        sizes[(int)Region.SeMean] = (long)batch * seStride;
+        sizes[(int)Region.SeGate] = (long)batch * seStride;
+        sizes[(int)Region.SeHidden] = (long)Shares * hidden;
         long scratchPerShare = AlignedBuffer.RoundUp(scratch);
         long workspacePerShare = AlignedBuffer.RoundUp(workspace);
-        sizes[(int)Slot.Scratch] = Shares * scratchPerShare;
-        sizes[(int)Slot.Workspace] = Shares * workspacePerShare;
-        long[] offsets = new long[(int)Slot.Count];
-        long total = 0;
-        for (int s = 0; s < sizes.Length; s++)
+        sizes[(int)Region.Scratch] = Shares * scratchPerShare;
+        sizes[(int)Region.Workspace] = Shares * workspacePerShare;
+        long[] regionOffsets = new long[(int)Region.Count];
+        long total = valueFloats;
+        for (int r = 0; r < sizes.Length; r++)
         {
-            offsets[s] = total;
-            total += AlignedBuffer.RoundUp(sizes[s]);
+            regionOffsets[r] = total;
+            total += AlignedBuffer.RoundUp(sizes[r]);
         }
 
         const long Limit = int.MaxValue / 2;
-        if (total > Limit || maxAct > Limit)
+        if (total > Limit)
         {
             throw new ArgumentException(
                 $"Batch {batch} at {height}x{width} needs {total} floats of activations; one engine run supports at most {Limit}. Use a smaller batch or resolution.");
@@ -243,18 +271,18 @@ internal sealed class EnginePlan
 
         return new ShapePlan
         {
-            Steps = FuseSteps(shapes, batch),
+            Steps = FuseSteps(fusedPair),
             Batch = batch,
             Height = height,
             Width = width,
-            Convs = shapes,
-            Offsets = offsets,
+            Values = values,
+            ValueOffsets = offsets,
+            RegionOffsets = regionOffsets,
             ScratchPerShare = scratchPerShare,
             WorkspacePerShare = workspacePerShare,
             ZeroRowFloats = zeroRow,
             SeStride = seStride,
             HiddenStride = hidden,
-            PooledStride = pooledStride,
             TotalFloats = total,
             General = kernels,
             StemOffsets = stemOffsets,
@@ -262,24 +290,69 @@ internal sealed class EnginePlan
     }
 
     /// <summary>
-    /// Whether convolution <paramref name="index"/> (pointwise) runs fused with the depthwise layer before it: that
-    /// layer has no squeeze-excite (whose means need a barrier) and its output has at least one row per share; the
-    /// last stages (7x7) keep separate steps and the pointwise panel split.
+    /// Places every arena value by liveness: a value lives from the first operation that writes it to the last that
+    /// reads or writes it (the graph output to the end), and two values whose lives overlap never share floats
+    /// (first fit, in order of definition). A fused depthwise + pointwise pair counts as one operation, so the
+    /// pointwise output never overwrites the depthwise input that other shares may still be reading.
     /// </summary>
-    private bool FusedWithPrevious(int index, long rows) =>
-        general is null && index > 0
-        && Convs[index].Kind == EngineLayerKind.Pointwise
-        && Convs[index - 1].Kind == EngineLayerKind.Depthwise
-        && Convs[index - 1].SqueezeExcite is null
-        && rows >= Shares;
+    private long[] AssignOffsets(ValueLayout[] values, int batch, bool[] fusedPair, out long totalFloats)
+    {
+        var ops = Program.Ops;
+        int n = values.Length;
+        var first = new int[n];
+        var last = new int[n];
+        Array.Fill(first, int.MaxValue);
+        Array.Fill(last, -1);
+        for (int j = 0; j < ops.Count; j++)
+        {
+            var op = ops[j];
+            int start = fusedPair[j] ? j - 1 : j;
+            first[op.Output] = Math.Min(first[op.Output], start);
+            last[op.Output] = Math.Max(last[op.Output], j);
+            foreach (int v in op.Reads.Append(op.Residual).Where(v => v >= 0))
+            {
+                last[v] = Math.Max(last[v], j + (j + 1 < ops.Count && fusedPair[j + 1] ? 1 : 0));
+            }
+        }
 
-    private EngineStep[] FuseSteps(ConvShape[] shapes, int batch)
+        last[Program.Output] = int.MaxValue;
+        var offsets = new long[n];
+        var placed = new List<int>();
+        totalFloats = 0;
+        foreach (int v in Enumerable.Range(1, n - 1).Where(v => last[v] >= 0).OrderBy(v => first[v]))
+        {
+            long size = AlignedBuffer.RoundUp(values[v].Pixels(batch) * values[v].Stride);
+            long offset = 0;
+            bool moved = true;
+            while (moved)
+            {
+                moved = false;
+                foreach (int u in placed)
+                {
+                    bool alive = first[u] <= last[v] && first[v] <= last[u];
+                    long uSize = AlignedBuffer.RoundUp(values[u].Pixels(batch) * values[u].Stride);
+                    if (alive && offset < offsets[u] + uSize && offsets[u] < offset + size)
+                    {
+                        offset = offsets[u] + uSize;
+                        moved = true;
+                    }
+                }
+            }
+
+            offsets[v] = offset;
+            placed.Add(v);
+            totalFloats = Math.Max(totalFloats, offset + size);
+        }
+
+        return offsets;
+    }
+
+    private EngineStep[] FuseSteps(bool[] fusedPair)
     {
         var steps = new List<EngineStep>(Steps.Length);
         for (int i = 0; i < Steps.Length; i++)
         {
-            if (Steps[i] is DepthwiseStep dw && i + 1 < Steps.Length && Steps[i + 1] is PointwiseStep pw
-                && pw.Conv.Index == dw.Conv.Index + 1 && FusedWithPrevious(pw.Conv.Index, (long)batch * shapes[pw.Conv.Index].OutH))
+            if (Steps[i] is IRowStep dw && i + 1 < Steps.Length && Steps[i + 1] is PointwiseStep pw && fusedPair[pw.Index] && ReferenceEquals(dw.Op, Program.Ops[pw.Index - 1]))
             {
                 steps.Add(new DepthwisePointwiseStep(dw, pw) { Layer = pw.Layer });
                 i++;
@@ -295,49 +368,24 @@ internal sealed class EnginePlan
     /// <summary>Sizes and multiply-accumulates per image of every layer, for <see cref="CompiledModel.DescribeLayers"/>.</summary>
     public IReadOnlyList<EngineLayerShape> CreateShapeGeometry(int height, int width)
     {
+        var graphShapes = Graph.InferShapes(height, width);
         var result = new EngineLayerShape[Layers.Count];
-        int h = height, w = width;
-        foreach (var c in Convs)
+        for (int j = 0; j < Program.Ops.Count; j++)
         {
-            var g = c.Geometry(h, w);
-            int oh = g.OutHeight, ow = g.OutWidth;
-            int index = IndexOf(c.Name);
-            result[index] = new EngineLayerShape(Layers[index], h, w, oh, ow, g.MultiplyAccumulates);
-            if (c.SqueezeExcite is { } se)
+            var op = Program.Ops[j];
+            var i = graphShapes[Program.ValueSources[op.Reads[0]]];
+            var o = graphShapes[Program.ValueSources[op.Output]];
+            long macs = op.Kind switch
             {
-                int seIndex = IndexOf(c.Name + ".attn");
-                result[seIndex] = new EngineLayerShape(Layers[seIndex], oh, ow, oh, ow, 2L * se.Channels * se.Reduced);
-            }
-
-            h = oh;
-            w = ow;
-        }
-
-        for (int i = 0; i < result.Length; i++)
-        {
-            var layer = Layers[i];
-            result[i] ??= layer.Kind switch
-            {
-                EngineLayerKind.InputLayout => new EngineLayerShape(layer, height, width, height, width, 0),
-                EngineLayerKind.GlobalAveragePool => new EngineLayerShape(layer, h, w, 1, 1, 0),
-                _ => new EngineLayerShape(layer, 1, 1, 1, 1, (long)layer.InChannels * layer.OutChannels),
+                OpKind.Conv => (long)op.Conv!.OutChannels * (op.Conv.InChannels / op.Conv.Groups) * op.Conv.KernelH * op.Conv.KernelW * o.Height * o.Width,
+                OpKind.SqueezeExcite => 2L * op.SqueezeExcite!.Channels * op.SqueezeExcite.Reduced,
+                OpKind.Linear => (long)op.Linear!.InFeatures * op.Linear.OutFeatures,
+                _ => 0,
             };
+            result[j] = new EngineLayerShape(Layers[j], i.Height, i.Width, o.Height, o.Width, macs);
         }
 
         return result;
-    }
-
-    private int IndexOf(string name)
-    {
-        for (int i = 0; i < Layers.Count; i++)
-        {
-            if (Layers[i].Name == name)
-            {
-                return i;
-            }
-        }
-
-        throw new InvalidOperationException($"No layer named {name}.");
     }
 
     private static int RoundUp16(int c) => (c + 15) / 16 * 16;

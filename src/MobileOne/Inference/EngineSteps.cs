@@ -1,40 +1,101 @@
+using MobileOne.Graph;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
 
 namespace MobileOne.Inference;
 
-/// <summary>NCHW input to dense NHWC, for the general convolution algorithms; rows of all images split between shares.</summary>
-internal sealed unsafe class InputLayoutStep(int channels) : EngineStep
+/// <summary>
+/// A step that computes one engine operation. The epilogue runs on the pixels and channels the share has just
+/// written (still in cache): the residual add, then any activation the kernel did not apply itself.
+/// </summary>
+internal abstract unsafe class OpStep(EngineOp op, int index) : EngineStep
+{
+    public EngineOp Op => op;
+
+    /// <summary>Position of the operation in the program (indexes the per-operation arrays of <see cref="ShapePlan"/>).</summary>
+    public int Index => index;
+
+    /// <summary>Whether the kernel applies the activation itself: ReLU with no residual to add first.</summary>
+    protected bool NativeRelu => op.Activation == ActivationKind.Relu && op.Residual < 0;
+
+    /// <summary>Residual add and activation for pixels [p0, p1) of all images and channels [c0, c1) of the output.</summary>
+    protected void Epilogue(RunState s, long p0, long p1, int c0, int c1, bool activationDone)
+    {
+        var o = s.Layout(op.Output);
+        c1 = Math.Min(c1, o.Channels);
+        if (p1 <= p0 || c1 <= c0)
+        {
+            return;
+        }
+
+        float* y = s.Value(op.Output) + (p0 * o.Stride) + c0;
+        if (op.Residual >= 0)
+        {
+            var r = s.Layout(op.Residual);
+            ChannelOps.AddRows(s.Isa, y, o.Stride, s.Value(op.Residual) + (p0 * r.Stride) + c0, r.Stride, p1 - p0, c1 - c0);
+        }
+
+        if (!activationDone)
+        {
+            Activations.ApplyRows(op.Activation, y, p1 - p0, o.Stride, c1 - c0);
+        }
+    }
+
+    protected void Epilogue(RunState s, long p0, long p1, bool activationDone) => Epilogue(s, p0, p1, 0, int.MaxValue, activationDone);
+
+    protected int GemmFlags(bool accumulate) => (accumulate ? GemmAvx512.Accumulate : 0) | (NativeRelu ? GemmAvx512.Relu : 0);
+}
+
+/// <summary>A step that writes whole output rows (of all images): shares split the rows.</summary>
+internal interface IRowStep
+{
+    EngineOp Op { get; }
+
+    /// <summary>Output rows [r0, r1) of all images (row r is row r % height of image r / height), epilogue included.</summary>
+    void RunRows(RunState s, long r0, long r1);
+}
+
+/// <summary>NCHW input to NHWC with the value's channel stride (padding channels zeroed); rows of all images split between shares.</summary>
+internal sealed unsafe class InputLayoutStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var shape = s.Shape;
-        int h = shape.Height, w = shape.Width;
-        (long r0, long r1) = s.Share((long)shape.Batch * h, share);
-        float* src = s.Input, dst = s[Slot.InputNhwc];
+        var o = s.Layout(Op.Output);
+        int h = o.Height, w = o.Width, channels = o.Channels;
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * h, share);
+        float* src = s.Input, dst = s.Value(Op.Output);
         long plane = (long)h * w;
         for (long r = r0; r < r1; r++)
         {
             long n = r / h;
             long y = r - (n * h);
             float* image = src + (n * channels * plane) + (y * w);
-            float* row = dst + (r * w * channels);
+            float* row = dst + (r * w * o.Stride);
             for (int x = 0; x < w; x++)
             {
+                float* pixel = row + ((long)x * o.Stride);
                 for (int c = 0; c < channels; c++)
                 {
-                    row[(x * channels) + c] = image[(c * plane) + x];
+                    pixel[c] = image[(c * plane) + x];
+                }
+
+                for (int c = channels; c < o.Stride; c++)
+                {
+                    pixel[c] = 0f;
                 }
             }
         }
+
+        Epilogue(s, r0 * w, r1 * w, activationDone: false);
     }
 }
 
 /// <summary>
-/// The stem, a dense convolution run as GEMMs against packed weights. Output pixels whose receptive field lies
-/// inside the image read the NCHW input directly (an indirect GEMM through a per-shape table of tap offsets);
+/// A dense convolution of the caller's NCHW input run as GEMMs against packed weights. Output pixels whose receptive
+/// field lies inside the image read the input directly (an indirect GEMM through a per-shape table of tap offsets);
 /// the border pixels (and the scalar path) gather their patches into the share's scratch first.
 /// </summary>
-internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool relu) : EngineStep
+internal sealed unsafe class StemStep(EngineOp op, int index, PackedPanels weights) : OpStep(op, index)
 {
     public const int Chunk = 96;
 
@@ -60,137 +121,261 @@ internal sealed unsafe class StemStep(ConvLayer conv, PackedPanels weights, bool
 
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
-        long plane = (long)g.OutH * g.OutW;
+        var c = Op.Conv!;
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
+        int flags = GemmFlags(Op.Accumulate);
         if (s.Isa == EngineIsa.Scalar)
         {
-            Gathered(s, g, share, p0, p1);
+            Gathered(s, share, p0, p1, flags);
+            Epilogue(s, p0, p1, NativeRelu);
             return;
         }
 
-        int k = conv.Kernel, stride = conv.Stride, pad = conv.Padding;
-        int xlo = Math.Min(g.OutW, (pad + stride - 1) / stride);
-        int xhi = g.InW + pad >= k ? Math.Min(g.OutW, ((g.InW - k + pad) / stride) + 1) : 0;
+        int k = c.KernelH, stride = c.StrideH, pad = c.PadH;
+        int xlo = Math.Min(o.Width, (pad + stride - 1) / stride);
+        int xhi = i.Width + pad >= k ? Math.Min(o.Width, ((i.Width - k + pad) / stride) + 1) : 0;
         xhi = Math.Max(xhi, xlo);
-        float* output = s[g.Out];
-        int flags = relu ? GemmAvx512.Relu : 0;
-        fixed (int* offsets = s.Shape.StemOffsets)
+        float* output = s.Value(Op.Output);
+        fixed (int* offsets = s.Shape.StemOffsets[Index])
         {
             for (long p = p0; p < p1;)
             {
                 long n = p / plane;
                 int rem = (int)(p - (n * plane));
-                int oy = rem / g.OutW, ox = rem - (oy * g.OutW);
-                long rowEnd = Math.Min(p1, p + (g.OutW - ox));
+                int oy = rem / o.Width, ox = rem - (oy * o.Width);
+                long rowEnd = Math.Min(p1, p + (o.Width - ox));
                 int iy0 = (oy * stride) - pad;
-                if (iy0 < 0 || iy0 + k > g.InH)
+                if (iy0 < 0 || iy0 + k > i.Height)
                 {
-                    Gathered(s, g, share, p, rowEnd);
+                    Gathered(s, share, p, rowEnd, flags);
                     p = rowEnd;
                     continue;
                 }
 
                 int oxEnd = ox + (int)(rowEnd - p);
                 int a = Math.Clamp(xlo, ox, oxEnd), b = Math.Clamp(xhi, a, oxEnd);
-                Gathered(s, g, share, p, p + (a - ox));
+                Gathered(s, share, p, p + (a - ox), flags);
                 if (b > a)
                 {
-                    float* first = s.Input + (n * conv.InChannels * g.InH * g.InW) + ((long)iy0 * g.InW) + ((a * stride) - pad);
-                    float* c = output + ((p + (a - ox)) * g.OutCs);
+                    float* first = s.Input + (n * c.InChannels * i.Height * i.Width) + ((long)iy0 * i.Width) + ((a * stride) - pad);
+                    float* dst = output + ((p + (a - ox)) * o.Stride);
                     if (s.Isa == EngineIsa.Avx512)
                     {
-                        GemmAvx512.RunIndirect(first, stride, b - a, weights, offsets, c, g.OutCs, flags);
+                        GemmAvx512.RunIndirect(first, stride, b - a, weights, offsets, dst, o.Stride, flags);
                     }
                     else
                     {
-                        GemmAvx2.RunIndirect(first, stride, b - a, weights, offsets, c, g.OutCs, flags);
+                        GemmAvx2.RunIndirect(first, stride, b - a, weights, offsets, dst, o.Stride, flags);
                     }
                 }
 
-                Gathered(s, g, share, p + (b - ox), rowEnd);
+                Gathered(s, share, p + (b - ox), rowEnd, flags);
                 p = rowEnd;
             }
         }
+
+        Epilogue(s, p0, p1, NativeRelu);
     }
 
-    private void Gathered(RunState s, ConvShape g, int share, long p0, long p1)
+    private void Gathered(RunState s, int share, long p0, long p1, int flags)
     {
+        var c = Op.Conv!;
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
         float* scratch = s.Scratch(share);
-        float* output = s[g.Out];
+        float* output = s.Value(Op.Output);
         int k = weights.K;
         for (long p = p0; p < p1; p += Chunk)
         {
             int count = (int)Math.Min(Chunk, p1 - p);
-            StemPatches.Gather(s.Input, conv.InChannels, g.InH, g.InW, conv.Kernel, conv.Stride, conv.Padding, g.OutH, g.OutW, p, count, scratch);
-            PackedGemm.Run(s.Isa, scratch, k, count, weights, 0, weights.PanelCount, 0, k, output + (p * g.OutCs), g.OutCs, relu ? GemmAvx512.Relu : 0);
-        }
-    }
-}
-
-/// <summary>Depthwise 3x3: output rows of all images split between shares.</summary>
-internal sealed unsafe class DepthwiseStep(ConvLayer conv, DepthwiseWeights weights, bool relu) : EngineStep
-{
-    public ConvLayer Conv => conv;
-
-    /// <summary>Whether the step may be fused with the pointwise layer after it (squeeze-excite needs a barrier).</summary>
-    public bool Fusable => conv.SqueezeExcite is null;
-
-    public override void Run(RunState s, int share)
-    {
-        var g = s.Shape.Convs[conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
-        RunRows(s, r0, r1);
-    }
-
-    /// <summary>Output rows [r0, r1) of all images (row r is row r % OutH of image r / OutH).</summary>
-    public void RunRows(RunState s, long r0, long r1)
-    {
-        var g = s.Shape.Convs[conv.Index];
-        float* input = s[g.In], output = s[g.Out], zero = s[Slot.ZeroRow];
-        long inImage = (long)g.InH * g.InW * g.InCs;
-        for (long r = r0; r < r1;)
-        {
-            long n = r / g.OutH;
-            int oy = (int)(r - (n * g.OutH));
-            int count = (int)Math.Min(g.OutH - oy, r1 - r);
-            Depthwise3x3.Rows(s.Isa, input + (n * inImage), g.InH, g.InW, g.InCs, zero, weights, conv.Stride, oy, count, output + (r * g.OutW * g.OutCs), g.OutW, g.OutCs, relu);
-            r += count;
+            StemPatches.Gather(s.Input, c.InChannels, i.Height, i.Width, c.KernelH, c.StrideH, c.PadH, o.Height, o.Width, p, count, scratch);
+            PackedGemm.Run(s.Isa, scratch, k, count, weights, 0, weights.PanelCount, 0, k, output + (p * o.Stride), o.Stride, flags);
         }
     }
 }
 
 /// <summary>
-/// Pointwise 1x1 as a GEMM: rows = pixels of all images, columns = output channels. Shares are a static
-/// grid of row ranges x panel ranges chosen per shape (see <see cref="Partition"/>).
+/// A dense KxK convolution of an NHWC value: each chunk of output pixels gathers its patches ([ky][kx][channel
+/// stride], zeros outside the image) into the share's scratch and runs the packed GEMM, whose weights are laid out
+/// the same way (zero rows for padded channels).
 /// </summary>
-internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights, bool relu, int kBlock) : EngineStep
+internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels weights) : OpStep(op, index)
 {
-    public PackedPanels Weights => weights;
-
-    public ConvLayer Conv => conv;
+    public const int Chunk = 48;
 
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
-        long rows = (long)s.Shape.Batch * g.OutH * g.OutW;
+        var c = Op.Conv!;
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        long plane = (long)o.Height * o.Width;
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
+        float* scratch = s.Scratch(share), input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        int patch = c.KernelH * c.KernelW * i.Stride;
+        int flags = GemmFlags(Op.Accumulate);
+        for (long p = p0; p < p1; p += Chunk)
+        {
+            int count = (int)Math.Min(Chunk, p1 - p);
+            for (int j = 0; j < count; j++)
+            {
+                long pixel = p + j;
+                long n = pixel / plane;
+                int rem = (int)(pixel - (n * plane));
+                int oy = rem / o.Width, ox = rem - (oy * o.Width);
+                float* dst = scratch + ((long)j * patch);
+                float* image = input + (n * i.Height * i.Width * i.Stride);
+                for (int ky = 0; ky < c.KernelH; ky++)
+                {
+                    int iy = (oy * c.StrideH) - c.PadH + ky;
+                    for (int kx = 0; kx < c.KernelW; kx++, dst += i.Stride)
+                    {
+                        int ix = (ox * c.StrideW) - c.PadW + kx;
+                        if (iy < 0 || iy >= i.Height || ix < 0 || ix >= i.Width)
+                        {
+                            new Span<float>(dst, i.Stride).Clear();
+                        }
+                        else
+                        {
+                            Buffer.MemoryCopy(image + ((((long)iy * i.Width) + ix) * i.Stride), dst, i.Stride * sizeof(float), i.Stride * sizeof(float));
+                        }
+                    }
+                }
+            }
+
+            PackedGemm.Run(s.Isa, scratch, patch, count, weights, 0, weights.PanelCount, 0, patch, output + (p * o.Stride), o.Stride, flags);
+        }
+
+        Epilogue(s, p0, p1, NativeRelu);
+    }
+
+    /// <summary>OIHW weights reordered to [out][ky][kx][in padded to <paramref name="inStride"/>] rows for <see cref="PackedPanels"/>.</summary>
+    public static float[] PatchOrder(ConvParams c, int inStride)
+    {
+        var rows = new float[(long)c.OutChannels * c.KernelH * c.KernelW * inStride];
+        for (int oc = 0; oc < c.OutChannels; oc++)
+        {
+            for (int ci = 0; ci < c.InChannels; ci++)
+            {
+                for (int ky = 0; ky < c.KernelH; ky++)
+                {
+                    for (int kx = 0; kx < c.KernelW; kx++)
+                    {
+                        long dst = ((((long)oc * c.KernelH) + ky) * c.KernelW + kx) * inStride + ci;
+                        rows[dst] = c.Weight[(((((long)oc * c.InChannels) + ci) * c.KernelH) + ky) * c.KernelW + kx];
+                    }
+                }
+            }
+        }
+
+        return rows;
+    }
+}
+
+/// <summary>The unrolled depthwise 3x3 kernel: output rows of all images split between shares.</summary>
+internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, DepthwiseWeights weights) : OpStep(op, index), IRowStep
+{
+    public override void Run(RunState s, int share)
+    {
+        var o = s.Layout(Op.Output);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
+        RunRows(s, r0, r1);
+    }
+
+    public void RunRows(RunState s, long r0, long r1)
+    {
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output), zero = s[Region.ZeroRow];
+        long inImage = (long)i.Height * i.Width * i.Stride;
+        for (long r = r0; r < r1;)
+        {
+            long n = r / o.Height;
+            int oy = (int)(r - (n * o.Height));
+            int count = (int)Math.Min(o.Height - oy, r1 - r);
+            Depthwise3x3.Rows(s.Isa, input + (n * inImage), i.Height, i.Width, i.Stride, zero, weights, Op.Conv!.StrideH, oy, count, output + (r * o.Width * o.Stride), o.Width, o.Stride, NativeRelu);
+            r += count;
+        }
+
+        Epilogue(s, r0 * o.Width, r1 * o.Width, NativeRelu);
+    }
+}
+
+/// <summary>Depthwise convolution of any geometry (and the per-channel affine maps of unfused BatchNorms); can accumulate.</summary>
+internal sealed unsafe class DepthwiseAnyStep(EngineOp op, int index, DepthwiseTapWeights weights) : OpStep(op, index), IRowStep
+{
+    public override void Run(RunState s, int share)
+    {
+        var o = s.Layout(Op.Output);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
+        RunRows(s, r0, r1);
+    }
+
+    public void RunRows(RunState s, long r0, long r1)
+    {
+        var c = Op.Conv!;
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        var g = new DepthwiseAnyKernel.Geometry(i.Height, i.Width, o.Width, c.KernelH, c.KernelW, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW);
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        long inImage = (long)i.Height * i.Width * i.Stride;
+        for (long r = r0; r < r1;)
+        {
+            long n = r / o.Height;
+            int oy = (int)(r - (n * o.Height));
+            int count = (int)Math.Min(o.Height - oy, r1 - r);
+            DepthwiseAnyKernel.Rows(s.Isa, input + (n * inImage), i.Stride, weights, g, oy, count, output + (r * o.Width * o.Stride), o.Stride, Op.Accumulate);
+            r += count;
+        }
+
+        Epilogue(s, r0 * o.Width, r1 * o.Width, activationDone: false);
+    }
+}
+
+/// <summary>
+/// Pointwise 1x1 as a GEMM: rows = pixels of all images, columns = output channels. Shares are a static grid of row
+/// ranges x panel ranges chosen per shape (see <see cref="Partition"/>).
+/// </summary>
+internal sealed unsafe class PointwiseStep(EngineOp op, int index, PackedPanels weights, int kBlock) : OpStep(op, index)
+{
+    public PackedPanels Weights => weights;
+
+    public override void Run(RunState s, int share)
+    {
+        long rows = s.Layout(Op.Output).Pixels(s.Shape.Batch);
         var (r0, r1, p0, p1) = Partition(rows, weights, s.Shares, share);
         RunPixels(s, r0, r1, p0, p1);
     }
 
-    /// <summary>GEMM rows (pixels of all images) [r0, r1) for panels [p0, p1).</summary>
+    /// <summary>GEMM rows (pixels of all images) [r0, r1) for panels [p0, p1), epilogue included.</summary>
     public void RunPixels(RunState s, long r0, long r1, int p0, int p1)
     {
-        var g = s.Shape.Convs[conv.Index];
-        float* input = s[g.In] + (r0 * g.InCs);
-        float* output = s[g.Out] + (r0 * g.OutCs);
-        PackedGemm.RunBlocked(s.Isa, input, g.InCs, (int)(r1 - r0), weights, p0, p1, kBlock, output, g.OutCs, relu);
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        float* input = s.Value(Op.Reads[0]) + (r0 * i.Stride);
+        float* output = s.Value(Op.Output) + (r0 * o.Stride);
+        int rows = (int)(r1 - r0);
+        int k = weights.K;
+        int block = kBlock <= 0 || kBlock >= k ? k : kBlock;
+
+        // K in blocks: the bias (or the accumulated value) enters with the first block, ReLU after the last, so the
+        // accumulation order per output is the same for any block size.
+        for (int k0 = 0; k0 < k; k0 += block)
+        {
+            int len = Math.Min(block, k - k0);
+            int flags = (k0 > 0 || Op.Accumulate ? GemmAvx512.Accumulate : 0) | (NativeRelu && k0 + len == k ? GemmAvx512.Relu : 0);
+            PackedGemm.Run(s.Isa, input, i.Stride, rows, weights, p0, p1, k0, len, output, o.Stride, flags);
+        }
+
+        Epilogue(s, r0, r1, p0 * PackedPanels.PanelWidth, p1 * PackedPanels.PanelWidth, NativeRelu);
     }
 
     /// <summary>
-    /// Splits shares into a grid of row groups x panel groups: the grid with the smallest largest share of
-    /// work (in 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per share.
-    /// Depends only on the shape and the share count, so every run uses the same partition.
+    /// Splits shares into a grid of row groups x panel groups: the grid with the smallest largest share of work (in
+    /// 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per share. Depends only on
+    /// the shape and the share count, so every run uses the same partition.
     /// </summary>
     public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share)
     {
@@ -225,56 +410,97 @@ internal sealed unsafe class PointwiseStep(ConvLayer conv, PackedPanels weights,
 }
 
 /// <summary>
-/// A depthwise layer and the pointwise layer after it as one step: each share computes its depthwise output rows
-/// and then the pointwise GEMM over exactly those pixels, which only that share has written, so the barrier
+/// A depthwise step and the pointwise step that reads its output as one step: each share computes its depthwise output
+/// rows and then the pointwise GEMM over exactly those pixels, which only that share has written, so the barrier
 /// between the two layers (and a trip of the rows through L2) disappears. Used when the rows split evenly.
 /// </summary>
-internal sealed unsafe class DepthwisePointwiseStep(DepthwiseStep depthwise, PointwiseStep pointwise) : EngineStep
+internal sealed class DepthwisePointwiseStep(IRowStep depthwise, PointwiseStep pointwise) : EngineStep
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[depthwise.Conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
+        var o = s.Layout(depthwise.Op.Output);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
         depthwise.RunRows(s, r0, r1);
-        pointwise.RunPixels(s, r0 * g.OutW, r1 * g.OutW, 0, pointwise.Weights.PanelCount);
+        pointwise.RunPixels(s, r0 * o.Width, r1 * o.Width, 0, pointwise.Weights.PanelCount);
     }
 }
 
 /// <summary>A convolution through a general algorithm (direct / im2col / im2win), output rows split between shares.</summary>
-internal sealed unsafe class GeneralConvStep(ConvLayer conv, bool relu) : EngineStep
+internal sealed unsafe class GeneralConvStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
-        var kernel = s.Shape.General![conv.Index];
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * g.OutH, share);
-        long inImage = (long)g.InH * g.InW * g.InCs, outImage = (long)g.OutH * g.OutW * g.OutCs;
-        float* input = s[g.In], output = s[g.Out];
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        var kernel = s.Shape.General[Index]!;
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
+        long inImage = (long)i.Height * i.Width * i.Stride, outImage = (long)o.Height * o.Width * o.Stride;
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
         var workspace = new Span<float>(s.Workspace(share), (int)s.Shape.WorkspacePerShare);
         for (long r = r0; r < r1;)
         {
-            long n = r / g.OutH;
-            int start = (int)(r - (n * g.OutH));
-            int end = (int)Math.Min(g.OutH, r1 - (n * g.OutH));
+            long n = r / o.Height;
+            int start = (int)(r - (n * o.Height));
+            int end = (int)Math.Min(o.Height, r1 - (n * o.Height));
             kernel.Run(
                 new ReadOnlySpan<float>(input + (n * inImage), (int)inImage),
                 new Span<float>(output + (n * outImage), (int)outImage),
                 workspace,
                 start,
                 end,
-                relu);
-            r = (n * g.OutH) + end;
+                NativeRelu);
+            r = (n * o.Height) + end;
         }
+
+        Epilogue(s, r0 * o.Width, r1 * o.Width, NativeRelu);
     }
 }
 
-/// <summary>Squeeze: per image and channel, the mean over pixels of the convolution's output (before ReLU).</summary>
-internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
+/// <summary>The sum of two or more values (in place when the output is the first input); pixels split between shares.</summary>
+internal sealed unsafe class AddStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
-        ChannelMeansShare(s, share, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.SeMean], s.Shape.SeStride);
+        var o = s.Layout(Op.Output);
+        (long p0, long p1) = s.Share(o.Pixels(s.Shape.Batch), share);
+        float* y = s.Value(Op.Output) + (p0 * o.Stride);
+        int first = 0;
+        if (Op.Reads[0] != Op.Output)
+        {
+            var a = s.Layout(Op.Reads[0]);
+            ChannelOps.CopyRows(y, o.Stride, s.Value(Op.Reads[0]) + (p0 * a.Stride), a.Stride, p1 - p0, o.Stride);
+        }
+
+        for (int k = first + 1; k < Op.Reads.Length; k++)
+        {
+            var b = s.Layout(Op.Reads[k]);
+            ChannelOps.AddRows(s.Isa, y, o.Stride, s.Value(Op.Reads[k]) + (p0 * b.Stride), b.Stride, p1 - p0, o.Channels);
+        }
+
+        Epilogue(s, p0, p1, activationDone: false);
+    }
+}
+
+/// <summary>An activation into a new value (when its input has other readers); pixels split between shares.</summary>
+internal sealed unsafe class ActivationStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var o = s.Layout(Op.Output);
+        var a = s.Layout(Op.Reads[0]);
+        (long p0, long p1) = s.Share(o.Pixels(s.Shape.Batch), share);
+        ChannelOps.CopyRows(s.Value(Op.Output) + (p0 * o.Stride), o.Stride, s.Value(Op.Reads[0]) + (p0 * a.Stride), a.Stride, p1 - p0, Math.Min(a.Stride, o.Stride));
+        Epilogue(s, p0, p1, activationDone: false);
+    }
+}
+
+/// <summary>Squeeze: per image and channel, the mean over pixels of the input (units are image x 64-channel groups).</summary>
+internal sealed unsafe class SqueezeMeanStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var i = s.Layout(Op.Reads[0]);
+        ChannelMeansShare(s, share, s.Value(Op.Reads[0]), i.Height * i.Width, i.Stride, s[Region.SeMean], s.Shape.SeStride);
     }
 
     /// <summary>Units are (image, 64-channel group) pairs, split contiguously between shares.</summary>
@@ -293,58 +519,127 @@ internal sealed unsafe class SqueezeMeanStep(ConvLayer conv) : EngineStep
 }
 
 /// <summary>Excite: the gate of each image from its channel means (images split between shares).</summary>
-internal sealed unsafe class ExciteGateStep(ConvLayer conv) : EngineStep
+internal sealed unsafe class ExciteGateStep(EngineOp op, int index, SqueezeExciteWeights weights) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
+        var o = s.Layout(Op.Output);
         (long n0, long n1) = s.Share(s.Shape.Batch, share);
-        float* hidden = s[Slot.SeHidden] + (share * s.Shape.HiddenStride);
+        float* hidden = s[Region.SeHidden] + (share * s.Shape.HiddenStride);
         for (long n = n0; n < n1; n++)
         {
             long off = n * s.Shape.SeStride;
-            conv.SqueezeExcite!.Gate(s.Isa, s[Slot.SeMean] + off, hidden, s[Slot.SeGate] + off, g.OutCs);
+            weights.Gate(s.Isa, s[Region.SeMean] + off, hidden, s[Region.SeGate] + off, o.Stride);
         }
     }
 }
 
-/// <summary>Scales every pixel by its image's gate and applies the block's ReLU, pixels split between shares.</summary>
-internal sealed unsafe class GateReluStep(ConvLayer conv) : EngineStep
+/// <summary>Scales every pixel by its image's gate (copying the input first when it is not gated in place), then the epilogue.</summary>
+internal sealed unsafe class GateStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[conv.Index];
-        long plane = (long)g.OutH * g.OutW;
+        var o = s.Layout(Op.Output);
+        var a = s.Layout(Op.Reads[0]);
+        long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
-        float* output = s[g.Out];
+        float* output = s.Value(Op.Output);
+        if (Op.Reads[0] != Op.Output)
+        {
+            ChannelOps.CopyRows(output + (p0 * o.Stride), o.Stride, s.Value(Op.Reads[0]) + (p0 * a.Stride), a.Stride, p1 - p0, o.Stride);
+        }
+
         for (long p = p0; p < p1;)
         {
             long n = p / plane;
             long end = Math.Min(p1, (n + 1) * plane);
-            ChannelOps.GateRelu(s.Isa, output + (p * g.OutCs), (int)(end - p), g.OutCs, g.OutCs, s[Slot.SeGate] + (n * s.Shape.SeStride), relu: true);
+            ChannelOps.GateRelu(s.Isa, output + (p * o.Stride), (int)(end - p), o.Stride, o.Stride, s[Region.SeGate] + (n * s.Shape.SeStride), NativeRelu);
             p = end;
+        }
+
+        Epilogue(s, p0, p1, NativeRelu);
+    }
+}
+
+/// <summary>Global average pooling into a [channels, 1, 1] value.</summary>
+internal sealed unsafe class GlobalPoolStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        SqueezeMeanStep.ChannelMeansShare(s, share, s.Value(Op.Reads[0]), i.Height * i.Width, i.Stride, s.Value(Op.Output), o.Stride);
+        (long n0, long n1) = s.Share(s.Shape.Batch, share);
+        if (Op.Activation != ActivationKind.None)
+        {
+            // Means are split by channel groups, so the activation waits for the last share of each image: run it
+            // per image by the share that owns that image in a second pass would need a barrier; pooled values are
+            // few, so apply it here to whole images this share completed.
+            Epilogue(s, n0, n1, activationDone: false);
         }
     }
 }
 
-/// <summary>Global average pooling of the last activation into [batch, features].</summary>
-internal sealed unsafe class PoolStep(ConvLayer last) : EngineStep
+/// <summary>Max or average pooling over NHWC rows (output rows of all images split between shares).</summary>
+internal sealed unsafe class PoolStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var g = s.Shape.Convs[last.Index];
-        SqueezeMeanStep.ChannelMeansShare(s, share, s[g.Out], g.OutH * g.OutW, g.OutCs, s[Slot.Pooled], s.Shape.PooledStride);
+        var pool = Op.Pool!;
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        bool max = pool.Kind == PoolKind.Max;
+        for (long r = r0; r < r1; r++)
+        {
+            long n = r / o.Height;
+            int oy = (int)(r - (n * o.Height));
+            int y0 = (oy * pool.Stride) - pool.Padding, y1 = Math.Min(y0 + pool.Kernel, i.Height);
+            int yStart = Math.Max(y0, 0);
+            float* image = input + (n * i.Height * i.Width * i.Stride);
+            for (int ox = 0; ox < o.Width; ox++)
+            {
+                int x0 = (ox * pool.Stride) - pool.Padding, x1 = Math.Min(x0 + pool.Kernel, i.Width);
+                int xStart = Math.Max(x0, 0);
+                float* dst = output + ((((r * o.Width) + ox)) * o.Stride);
+                // PyTorch's divisor: with count_include_pad the window clipped to the padded input, else the taps inside.
+                float divisor = pool.CountIncludePad
+                    ? (Math.Min(x0 + pool.Kernel, i.Width + pool.Padding) - x0) * (Math.Min(y0 + pool.Kernel, i.Height + pool.Padding) - y0)
+                    : (x1 - xStart) * (y1 - yStart);
+                for (int c = 0; c < o.Stride; c++)
+                {
+                    float acc = max ? float.NegativeInfinity : 0f;
+                    for (int y = yStart; y < y1; y++)
+                    {
+                        float* row = image + ((long)y * i.Width * i.Stride) + c;
+                        for (int x = xStart; x < x1; x++)
+                        {
+                            float v = row[(long)x * i.Stride];
+                            acc = max ? MathF.Max(acc, v) : acc + v;
+                        }
+                    }
+
+                    dst[c] = max ? acc : acc / divisor;
+                }
+            }
+        }
+
+        Epilogue(s, r0 * o.Width, r1 * o.Width, activationDone: false);
     }
 }
 
-/// <summary>The classifier: a GEMM with the images as rows, panels split between shares.</summary>
-internal sealed unsafe class LinearStep(PackedPanels weights) : EngineStep
+/// <summary>A fully connected layer: a GEMM with the images as rows, panels split between shares.</summary>
+internal sealed unsafe class LinearStep(EngineOp op, int index, PackedPanels weights) : OpStep(op, index)
 {
     public PackedPanels Weights => weights;
 
     public override void Run(RunState s, int share)
     {
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
         (long p0, long p1) = s.Share(weights.PanelCount, share);
-        PackedGemm.Run(s.Isa, s[Slot.Pooled], s.Shape.PooledStride, s.Shape.Batch, weights, (int)p0, (int)p1, 0, weights.K, s[Slot.Logits], weights.PaddedN, 0);
+        PackedGemm.Run(s.Isa, s.Value(Op.Reads[0]), i.Stride, s.Shape.Batch, weights, (int)p0, (int)p1, 0, weights.K, s.Value(Op.Output), o.Stride, GemmFlags(accumulate: false));
+        Epilogue(s, 0, s.Shape.Batch, (int)p0 * PackedPanels.PanelWidth, (int)p1 * PackedPanels.PanelWidth, NativeRelu);
     }
 }

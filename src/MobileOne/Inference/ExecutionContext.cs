@@ -23,7 +23,7 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
         state = new RunState { Isa = plan.Isa, Shares = plan.Shares };
     }
 
-    /// <summary>Runs every step for <paramref name="input"/> and leaves padded logits in the arena; returns them.</summary>
+    /// <summary>Runs every step for <paramref name="input"/>; returns where the graph output (NHWC, padded channels) starts.</summary>
     public float* Run(ShapePlan shape, float* input, Span<long> layerTicks)
     {
         Prepare(shape);
@@ -50,7 +50,7 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
 
         current = null;
         state.Input = null;
-        return state[Slot.Logits];
+        return state.Value(plan.Program.Output);
     }
 
     public long WorkerAllocatedBytes => team.WorkerAllocatedBytes;
@@ -74,7 +74,7 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
         else
         {
             // The zero row must be zeros; with another shape that region may have held activations.
-            new Span<float>(arena.Pointer + shape.Offsets[(int)Slot.ZeroRow], (int)shape.ZeroRowFloats).Clear();
+            new Span<float>(arena.Pointer + shape.RegionOffsets[(int)Region.ZeroRow], (int)shape.ZeroRowFloats).Clear();
         }
 
         state.Shape = shape;

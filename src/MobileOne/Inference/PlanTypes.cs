@@ -1,69 +1,31 @@
-using MobileOne.Kernels;
-using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
-using MobileOne.Models;
 
 namespace MobileOne.Inference;
 
-/// <summary>Regions of a context's arena (and the caller's input).</summary>
-internal enum Slot
+/// <summary>Per-run regions of a context's arena besides the engine values.</summary>
+internal enum Region
 {
-    Input,
-    InputNhwc,
-    Act0,
-    Act1,
-    Act2,
+    /// <summary>Zeros: the rows above and below the image that the unrolled depthwise kernel reads.</summary>
     ZeroRow,
     SeMean,
     SeGate,
     SeHidden,
-    Pooled,
-    Logits,
     Scratch,
     Workspace,
     Count,
 }
 
-/// <summary>A convolution of the network, independent of the input size.</summary>
-internal sealed class ConvLayer
+/// <summary>Height, width, channels and channel stride (floats per pixel) of one engine value.</summary>
+internal readonly record struct ValueLayout(int Height, int Width, int Channels, int Stride)
 {
-    public required string Name { get; init; }
-
-    public required int Index { get; init; }
-
-    public required int InChannels { get; init; }
-
-    public required int OutChannels { get; init; }
-
-    public required int Kernel { get; init; }
-
-    public required int Stride { get; init; }
-
-    public required int Padding { get; init; }
-
-    public required int Groups { get; init; }
-
-    /// <summary>OIHW weight and bias, kept only for the general algorithms (empty with specialized kernels).</summary>
-    public required float[] Weight { get; init; }
-
-    public required float[] Bias { get; init; }
-
-    public SqueezeExciteWeights? SqueezeExcite { get; init; }
-
-    /// <summary>Which kernel runs it; set by the plan builder.</summary>
-    public EngineLayerKind Kind { get; set; }
-
-    public ConvGeometry Geometry(int height, int width) =>
-        ConvGeometry.Square(1, InChannels, height, width, OutChannels, Kernel, Stride, Padding, Groups);
+    public long Pixels(int batch) => (long)batch * Height * Width;
 }
 
-/// <summary>Sizes and buffers of one convolution for one input resolution.</summary>
-internal readonly record struct ConvShape(int InH, int InW, int OutH, int OutW, Slot In, Slot Out, int InCs, int OutCs);
-
 /// <summary>
-/// Everything that depends on (batch, height, width): each convolution's sizes, where every buffer sits in
-/// the arena, the per-share scratch sizes and, for general convolution algorithms, their kernels (which are
-/// built for one input size). Computed once per shape and shared by all execution contexts.
+/// Everything that depends on (batch, height, width): each engine value's layout and place in the arena (from
+/// liveness), the per-share scratch sizes, the kernels of general convolution algorithms (built per input size),
+/// and the steps (depthwise + pointwise pairs fused where their rows split evenly). Computed once per shape and
+/// shared by all execution contexts.
 /// </summary>
 internal sealed class ShapePlan
 {
@@ -73,9 +35,13 @@ internal sealed class ShapePlan
 
     public required int Width { get; init; }
 
-    public required ConvShape[] Convs { get; init; }
+    /// <summary>Layout of every engine value (index = value id; value 0 is the caller's NCHW input).</summary>
+    public required ValueLayout[] Values { get; init; }
 
-    public required long[] Offsets { get; init; }
+    /// <summary>Arena offset of every engine value (value 0 lives in the caller's memory).</summary>
+    public required long[] ValueOffsets { get; init; }
+
+    public required long[] RegionOffsets { get; init; }
 
     public required long ScratchPerShare { get; init; }
 
@@ -87,17 +53,15 @@ internal sealed class ShapePlan
 
     public required int HiddenStride { get; init; }
 
-    public required int PooledStride { get; init; }
-
     public required long TotalFloats { get; init; }
 
-    public IGeneralConvolution[]? General { get; init; }
+    /// <summary>Per operation: its general convolution kernel (general algorithms only).</summary>
+    public required IGeneralConvolution?[] General { get; init; }
 
-    /// <summary>The steps for this shape: depthwise + pointwise pairs fused where their rows split evenly.</summary>
+    /// <summary>Per operation: the stem's tap offsets in the NCHW input (see <see cref="StemStep.TapOffsets"/>).</summary>
+    public required int[]?[] StemOffsets { get; init; }
+
     public required EngineStep[] Steps { get; init; }
-
-    /// <summary>The stem's tap offsets in the NCHW input (see <see cref="StemStep.TapOffsets"/>).</summary>
-    public int[]? StemOffsets { get; init; }
 }
 
 /// <summary>The per-run view of a context: its arena, the caller's input, the shape.</summary>
@@ -114,11 +78,16 @@ internal sealed unsafe class RunState
 
     public float* Arena { get; set; }
 
-    public float* this[Slot slot] => slot == Slot.Input ? Input : Arena + Shape.Offsets[(int)slot];
+    /// <summary>Where engine value <paramref name="value"/> starts.</summary>
+    public float* Value(int value) => value == GraphProgram.RawInput ? Input : Arena + Shape.ValueOffsets[value];
 
-    public float* Scratch(int share) => Arena + Shape.Offsets[(int)Slot.Scratch] + (share * Shape.ScratchPerShare);
+    public ValueLayout Layout(int value) => Shape.Values[value];
 
-    public float* Workspace(int share) => Arena + Shape.Offsets[(int)Slot.Workspace] + (share * Shape.WorkspacePerShare);
+    public float* this[Region region] => Arena + Shape.RegionOffsets[(int)region];
+
+    public float* Scratch(int share) => this[Region.Scratch] + (share * Shape.ScratchPerShare);
+
+    public float* Workspace(int share) => this[Region.Workspace] + (share * Shape.WorkspacePerShare);
 
     /// <summary>[start, end) of <paramref name="total"/> items for share <paramref name="share"/>: contiguous, static.</summary>
     public (long Start, long End) Share(long total, int share) => (total * share / Shares, total * (share + 1) / Shares);

@@ -89,7 +89,7 @@ public class EngineCustomConfigTests
         EngineTestSupport.AssertClose(network.Forward(input).Data, model.Run(input).Data, "train-time network");
     }
 
-    private static MobileOneConfig RandomConfig(Random rng)
+    internal static MobileOneConfig RandomConfig(Random rng)
     {
         int[] units = [rng.Next(1, 3), rng.Next(1, 3), rng.Next(1, 4), rng.Next(1, 3)];
         double[] widths = [0.1 + rng.NextDouble() * 0.7, 0.1 + rng.NextDouble() * 0.6, 0.1 + rng.NextDouble() * 0.5, 0.1 + rng.NextDouble() * 0.4];

@@ -106,7 +106,7 @@ public class EngineInputValidationTests : IDisposable
     [Fact]
     public void A_null_network_is_refused()
     {
-        Assert.Throws<ArgumentNullException>(() => CompiledModel.Compile(null!));
+        Assert.Throws<ArgumentNullException>(() => CompiledModel.Compile((MobileOneNetwork)null!));
     }
 
     [Fact]

@@ -114,7 +114,7 @@ public class EngineRuntimeTests
         using var model = CompiledModel.Compile(network);
         var shapes = model.DescribeLayers(224, 224);
         Assert.Equal(model.Layers.Count, shapes.Count);
-        Assert.Equal("stem", shapes[0].Layer.Name);
+        Assert.Equal("stem.reparam_conv", shapes[0].Layer.Name);
         Assert.Equal(EngineLayerKind.Stem, shapes[0].Layer.Kind);
         Assert.Equal(112, shapes[0].OutHeight);
         Assert.Equal(EngineLayerKind.Linear, shapes[^1].Layer.Kind);

@@ -7,15 +7,26 @@ using MobileOne.Tests.Models;
 
 namespace MobileOne.Tests.Inference;
 
-/// <summary>The two S0 fixture networks, fused once, and the reference tensors, shared by the engine tests.</summary>
+/// <summary>The two S0 fixture networks, as loaded and fused once, and the reference tensors, shared by the engine tests.</summary>
 public sealed class EngineFixtures
 {
-    private readonly Lazy<MobileOneNetwork> timm = new(() => Reparameterizer.Fuse(ModelCheckpoint.Load(Fixtures.Path("mobileone_s0_timm.safetensors")).Network));
-    private readonly Lazy<MobileOneNetwork> apple = new(() => Reparameterizer.Fuse(ModelCheckpoint.Load(Fixtures.Path("mobileone_s0_apple_unfused.pth.tar")).Network));
+    private readonly Lazy<MobileOneNetwork> timmUnfused = new(() => ModelCheckpoint.Load(Fixtures.Path("mobileone_s0_timm.safetensors")).Network);
+    private readonly Lazy<MobileOneNetwork> appleUnfused = new(() => ModelCheckpoint.Load(Fixtures.Path("mobileone_s0_apple_unfused.pth.tar")).Network);
+    private readonly Lazy<MobileOneNetwork> timm;
+    private readonly Lazy<MobileOneNetwork> apple;
+
+    public EngineFixtures()
+    {
+        timm = new(() => Reparameterizer.Fuse(timmUnfused.Value));
+        apple = new(() => Reparameterizer.Fuse(appleUnfused.Value));
+    }
 
     public ReferenceTensors Refs { get; } = new();
 
     public MobileOneNetwork Fused(string prefix) => prefix == "timm" ? timm.Value : apple.Value;
+
+    /// <summary>The train-time network as loaded (not fused).</summary>
+    public MobileOneNetwork Unfused(string prefix) => prefix == "timm" ? timmUnfused.Value : appleUnfused.Value;
 }
 
 internal static class EngineTestSupport

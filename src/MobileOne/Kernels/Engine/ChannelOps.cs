@@ -6,7 +6,7 @@ namespace MobileOne.Kernels.Engine;
 
 /// <summary>
 /// Per-channel operations on NHWC activations: channel means (global average pooling and the squeeze of
-/// squeeze-excite), the excite gate, the gated ReLU, and the dot/axpy helpers they use. Channels are vector
+/// squeeze-excite), the gated ReLU, the dot/axpy helpers of the excite gate, and row adds and copies. Channels are vector
 /// lanes; every reduction over pixels is one running sum per channel in pixel order, so the result does not
 /// depend on how channels are split between threads.
 /// </summary>
@@ -111,34 +111,6 @@ internal static unsafe class ChannelOps
         }
     }
 
-    /// <summary>x[i] = 1 / (1 + exp(-x[i])), with the runtime's vectorized exp on the vector paths.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Sigmoid(EngineIsa isa, float* x, int n)
-    {
-        int i = 0;
-        if (isa == EngineIsa.Avx512)
-        {
-            var one = Vector512<float>.One;
-            for (; i + 16 <= n; i += 16)
-            {
-                (one / (one + Vector512.Exp(-Vector512.Load(x + i)))).Store(x + i);
-            }
-        }
-        else if (isa == EngineIsa.Avx2)
-        {
-            var one = Vector256<float>.One;
-            for (; i + 8 <= n; i += 8)
-            {
-                (one / (one + Vector256.Exp(-Vector256.Load(x + i)))).Store(x + i);
-            }
-        }
-
-        for (; i < n; i++)
-        {
-            x[i] = 1f / (1f + MathF.Exp(-x[i]));
-        }
-    }
-
     /// <summary>sum_i a[i] * b[i] with lane-wise partial sums combined in a fixed order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(EngineIsa isa, float* a, float* b, int n)
@@ -205,6 +177,52 @@ internal static unsafe class ChannelOps
         for (; i < n; i++)
         {
             y[i] += alpha * x[i];
+        }
+    }
+
+    /// <summary>dst[p, c] += src[p, c] for pixels [0, pixels) and channels [0, channels) (residual adds, branch sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddRows(EngineIsa isa, float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
+    {
+        for (long i = 0; i < pixels; i++)
+        {
+            float* d = dst + (i * dstStride), x = src + (i * srcStride);
+            int c = 0;
+            if (isa == EngineIsa.Avx512)
+            {
+                for (; c + 16 <= channels; c += 16)
+                {
+                    (Vector512.Load(d + c) + Vector512.Load(x + c)).Store(d + c);
+                }
+            }
+
+            if (isa != EngineIsa.Scalar)
+            {
+                for (; c + 8 <= channels; c += 8)
+                {
+                    (Vector256.Load(d + c) + Vector256.Load(x + c)).Store(d + c);
+                }
+            }
+
+            for (; c < channels; c++)
+            {
+                d[c] += x[c];
+            }
+        }
+    }
+
+    /// <summary>dst[p, c] = src[p, c] for pixels [0, pixels) and channels [0, channels).</summary>
+    public static void CopyRows(float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
+    {
+        if (dstStride == srcStride && channels == dstStride)
+        {
+            Buffer.MemoryCopy(src, dst, pixels * channels * sizeof(float), pixels * channels * sizeof(float));
+            return;
+        }
+
+        for (long i = 0; i < pixels; i++)
+        {
+            Buffer.MemoryCopy(src + (i * srcStride), dst + (i * dstStride), channels * sizeof(float), channels * sizeof(float));
         }
     }
 }

@@ -11,7 +11,7 @@ internal sealed unsafe class SqueezeExciteWeights
     private readonly AlignedBuffer fc2T;
     private readonly AlignedBuffer fc2Bias;
 
-    public SqueezeExciteWeights(ReadOnlySpan<float> reduceWeight, ReadOnlySpan<float> reduceBias, ReadOnlySpan<float> expandWeight, ReadOnlySpan<float> expandBias, int channels, int reduced)
+    public SqueezeExciteWeights(ReadOnlySpan<float> reduceWeight, ReadOnlySpan<float> reduceBias, ReadOnlySpan<float> expandWeight, ReadOnlySpan<float> expandBias, int channels, int reduced, ActivationKind inner = ActivationKind.Relu, ActivationKind gate = ActivationKind.Sigmoid)
     {
         if (reduceWeight.Length != channels * reduced || expandWeight.Length != channels * reduced || reduceBias.Length != reduced || expandBias.Length != channels)
         {
@@ -20,6 +20,8 @@ internal sealed unsafe class SqueezeExciteWeights
 
         Channels = channels;
         Reduced = reduced;
+        Inner = inner;
+        GateActivation = gate;
         Stride = (int)AlignedBuffer.RoundUp(channels);
         fc1 = new AlignedBuffer((long)reduced * Stride);
         fc2T = new AlignedBuffer((long)reduced * Stride);
@@ -42,11 +44,15 @@ internal sealed unsafe class SqueezeExciteWeights
 
     public int Reduced { get; }
 
+    public ActivationKind Inner { get; }
+
+    public ActivationKind GateActivation { get; }
+
     /// <summary>Row stride of the packed matrices (channels rounded up to 16).</summary>
     public int Stride { get; }
 
     /// <summary>
-    /// gate[c] = sigmoid(b2[c] + sum_j W2[c, j] * relu(b1[j] + sum_c' W1[j, c'] * mean[c'])) for the real
+    /// gate[c] = gateActivation(b2[c] + sum_j W2[c, j] * inner(b1[j] + sum_c' W1[j, c'] * mean[c'])) for the real
     /// channels; padded channels (up to <paramref name="paddedChannels"/>) get gate 0 so whatever the
     /// arena held there cannot leak into the output.
     /// </summary>
@@ -55,7 +61,7 @@ internal sealed unsafe class SqueezeExciteWeights
         for (int j = 0; j < Reduced; j++)
         {
             float h = ChannelOps.Dot(isa, fc1.Pointer + ((long)j * Stride), mean, Channels) + fc1Bias.Pointer[j];
-            hidden[j] = MathF.Max(h, 0f);
+            hidden[j] = Activations.Apply(Inner, h);
         }
 
         new Span<float>(fc2Bias.Pointer, Channels).CopyTo(new Span<float>(gate, Channels));
@@ -64,7 +70,7 @@ internal sealed unsafe class SqueezeExciteWeights
             ChannelOps.Axpy(isa, hidden[j], fc2T.Pointer + ((long)j * Stride), gate, Channels);
         }
 
-        ChannelOps.Sigmoid(isa, gate, Channels);
+        Activations.Apply(GateActivation, gate, Channels);
 
         for (int c = Channels; c < paddedChannels; c++)
         {
