@@ -1,7 +1,9 @@
 using System.CommandLine;
+using MobileOne.Inference;
 using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
 using MobileOne.IO.Safetensors;
+using MobileOne.Models;
 using MobileOne.Reparam;
 
 namespace MobileOne.Cli.Commands;
@@ -16,13 +18,15 @@ internal static class ForwardCommand
         var output = new Option<string>("--output") { Description = "Safetensors file to write logits (and features) to.", Required = true };
         var fuse = new Option<bool>("--fuse") { Description = "Run the fused (reparameterized) model." };
         var features = new Option<bool>("--features") { Description = "Also write features.stem and features.stage1..stage4." };
-        var command = new Command("forward", "Run a model in eval mode on a tensor from a safetensors file and write the logits.");
+        var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var command = new Command("forward", "Run a model in eval mode (on the inference engine, in the form the checkpoint holds unless --fuse) on a tensor from a safetensors file and write the logits.");
         command.Arguments.Add(checkpoint);
         command.Options.Add(input);
         command.Options.Add(tensor);
         command.Options.Add(output);
         command.Options.Add(fuse);
         command.Options.Add(features);
+        command.Options.Add(threads);
         CommandAction.Set(command, r =>
         {
             string inputPath = r.GetValue(input)!, name = r.GetValue(tensor)!, outputPath = r.GetValue(output)!;
@@ -44,16 +48,17 @@ internal static class ForwardCommand
             }
 
             var network = r.GetValue(fuse) && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
-            var result = network.Forward(stored.ToTensor(), r.GetValue(features));
+            using var engine = CompiledModel.Compile(network.ToGraph(r.GetValue(features)), new InferenceOptions { Threads = Options.Positive(r.GetValue(threads), "--threads") });
+            var (logits, featureMaps) = engine.RunWithFeatures(stored.ToTensor());
             var file = new TensorFile();
-            file.Tensors.Add("logits", StoredTensor.FromTensor(result.Logits));
-            foreach (var (featureName, value) in result.Features)
+            file.Tensors.Add("logits", StoredTensor.FromTensor(logits));
+            foreach (var (featureName, value) in featureMaps)
             {
                 file.Tensors.Add("features." + featureName, StoredTensor.FromTensor(value));
             }
 
             SafetensorsWriter.Write(outputPath, file);
-            Console.WriteLine($"wrote {outputPath}: logits {result.Logits.ShapeString}" + (result.Features.Count > 0 ? $" and {result.Features.Count} feature maps" : string.Empty));
+            Console.WriteLine($"wrote {outputPath}: logits {logits.ShapeString}" + (featureMaps.Count > 0 ? $" and {featureMaps.Count} feature maps" : string.Empty));
             return 0;
         });
         return command;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using MobileOne.Cli.Rendering;
+using MobileOne.Inference;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Reparam;
 
@@ -17,13 +18,15 @@ internal static class VerifyCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the random normal input.", DefaultValueFactory = _ => 0 };
         var tolerance = new Option<double>("--tolerance") { Description = "Largest allowed |fused - unfused| relative to the largest logit magnitude (absolute below 1).", DefaultValueFactory = _ => FusionCheck.DefaultTolerance };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var command = new Command("verify", "Fuse the model and check that fused and unfused logits agree on a random input; exits 1 when they do not.");
+        var command = new Command("verify", "Fuse the model and check that fused and unfused logits (both on the inference engine) agree on a random input; exits 1 when they do not.");
         command.Arguments.Add(checkpoint);
         command.Options.Add(size);
         command.Options.Add(batch);
         command.Options.Add(seed);
         command.Options.Add(tolerance);
         command.Options.Add(json);
+        var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        command.Options.Add(threads);
         CommandAction.Set(command, r =>
         {
             double tol = r.GetValue(tolerance);
@@ -38,7 +41,7 @@ internal static class VerifyCommand
                 throw new ArgumentException($"{loaded.Info.Path} is already fused ({loaded.Info.Scheme.Name}); verify compares a train-time checkpoint with its fused form.");
             }
 
-            var result = FusionCheck.Run(loaded.Network, Options.Positive(r.GetValue(size), "--size"), Options.Positive(r.GetValue(batch), "--batch"), r.GetValue(seed), tol);
+            var result = FusionCheck.Run(loaded.Network, Options.Positive(r.GetValue(size), "--size"), Options.Positive(r.GetValue(batch), "--batch"), r.GetValue(seed), tol, Options.Positive(r.GetValue(threads), "--threads"));
             Print(result, loaded.Info.Path, r.GetValue(json));
             return result.Passed ? 0 : CommandAction.Failure;
         });

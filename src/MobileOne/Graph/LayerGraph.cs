@@ -50,6 +50,24 @@ public sealed class LayerGraph
 
     private int? output;
 
+    private readonly List<(string Name, int Value)> taps = [];
+
+    /// <summary>Named intermediate values a run can return besides the output (timm's feature maps).</summary>
+    public IReadOnlyList<(string Name, int Value)> Taps => taps;
+
+    /// <summary>Marks <paramref name="value"/> as a feature tap named <paramref name="name"/>.</summary>
+    public void AddTap(string name, int value)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        RequireValue(value, $"Tap {name}");
+        if (taps.Any(t => t.Name == name))
+        {
+            throw new ArgumentException($"The graph already has a tap named {name}.");
+        }
+
+        taps.Add((name, value));
+    }
+
     /// <summary>The node that produces <paramref name="value"/> (null for the input).</summary>
     public GraphNode? Producer(int value) => value == Input ? null : nodes[value - 1];
 
@@ -74,7 +92,7 @@ public sealed class LayerGraph
     /// <summary>Channels of a value (known without an input size).</summary>
     public int ChannelsOf(int value) => value == Input ? InputChannels : channels[value - 1];
 
-    /// <summary>How many nodes read each value (the graph output counts as one more reader).</summary>
+    /// <summary>How many nodes read each value (the graph output and each tap count as one more reader).</summary>
     public int[] ConsumerCounts()
     {
         var counts = new int[nodes.Count + 1];
@@ -87,6 +105,11 @@ public sealed class LayerGraph
         }
 
         counts[Output]++;
+        foreach (var (_, value) in taps)
+        {
+            counts[value]++;
+        }
+
         return counts;
     }
 

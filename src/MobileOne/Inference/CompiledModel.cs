@@ -217,6 +217,47 @@ public sealed unsafe class CompiledModel : IDisposable
         return output;
     }
 
+    /// <summary>The names of the graph's feature taps (e.g. stem, stage1..stage4), in the order <see cref="RunWithFeatures"/> returns them.</summary>
+    public IReadOnlyList<string> FeatureNames => plan.Graph.Taps.Select(t => t.Name).ToArray();
+
+    /// <summary>Runs an NCHW tensor and returns the output (as <see cref="Run(Tensor)"/>) and every feature tap as an NCHW tensor.</summary>
+    public (Tensor Output, IReadOnlyList<(string Name, Tensor Value)> Features) RunWithFeatures(Tensor inputNchw)
+    {
+        Shapes.RequireNchw(inputNchw, InChannels, "engine input");
+        int batch = inputNchw.Dim(0), height = inputNchw.Dim(2), width = inputNchw.Dim(3);
+        RequirePositive(batch, height, width);
+        var shape = Shape(batch, height, width);
+        var context = Rent();
+        try
+        {
+            fixed (float* input = inputNchw.Data)
+            {
+                context.Run(shape, input, default);
+                var output = Collect(context, shape, plan.Program.Output, batch, OutputChannels);
+                var features = new List<(string, Tensor)>();
+                for (int t = 0; t < plan.Program.Taps.Count; t++)
+                {
+                    int value = plan.Program.Taps[t];
+                    features.Add((plan.Graph.Taps[t].Name, Collect(context, shape, value, batch, shape.Values[value].Channels)));
+                }
+
+                return (output, features);
+            }
+        }
+        finally
+        {
+            Return(context);
+        }
+    }
+
+    private static Tensor Collect(ExecutionContext context, ShapePlan shape, int value, int batch, int channels)
+    {
+        var layout = shape.Values[value];
+        var tensor = layout.Height == 1 && layout.Width == 1 ? new Tensor(batch, channels) : new Tensor(batch, channels, layout.Height, layout.Width);
+        CopyOutput(context.Value(value), layout, batch, tensor.Data);
+        return tensor;
+    }
+
     /// <summary>Runs an NCHW tensor into an existing [batch, num_classes] logits tensor.</summary>
     public void Run(Tensor inputNchw, Tensor logits)
     {

@@ -316,6 +316,11 @@ internal sealed class EnginePlan
         }
 
         last[Program.Output] = int.MaxValue;
+        foreach (int tap in Program.Taps)
+        {
+            last[tap] = int.MaxValue;
+        }
+
         var offsets = new long[n];
         var placed = new List<int>();
         totalFloats = 0;

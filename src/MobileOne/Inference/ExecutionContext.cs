@@ -53,6 +53,9 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
         return state.Value(plan.Program.Output);
     }
 
+    /// <summary>Where engine value <paramref name="value"/> of the last run starts (valid until the next run).</summary>
+    public float* Value(int value) => state.Value(value);
+
     public long WorkerAllocatedBytes => team.WorkerAllocatedBytes;
 
     void IParallelStep.Run(int thread) => current!.Run(state, thread);

@@ -99,11 +99,12 @@ internal sealed class GraphProgram
     /// <summary>The caller's NCHW input.</summary>
     public const int RawInput = 0;
 
-    private GraphProgram(List<EngineOp> ops, List<int> valueSources, int output)
+    private GraphProgram(List<EngineOp> ops, List<int> valueSources, int output, int[] taps)
     {
         Ops = ops;
         ValueSources = valueSources;
         Output = output;
+        Taps = taps;
     }
 
     public IReadOnlyList<EngineOp> Ops { get; }
@@ -112,6 +113,9 @@ internal sealed class GraphProgram
     public IReadOnlyList<int> ValueSources { get; }
 
     public int Output { get; }
+
+    /// <summary>The engine value of each of the graph's taps (in the graph's order); they live to the end of a run.</summary>
+    public IReadOnlyList<int> Taps { get; }
 
     public static GraphProgram Lower(LayerGraph graph, bool general)
     {
@@ -261,8 +265,14 @@ internal sealed class GraphProgram
             throw new ArgumentException("The graph output is its input; there is nothing to run.");
         }
 
+        var taps = graph.Taps.Select(t => engineValue[t.Value]).ToArray();
+        if (taps.Contains(RawInput))
+        {
+            throw new ArgumentException("A graph tap names the input; taps must be computed values.");
+        }
+
         ChooseKernels(ops, general);
-        return new GraphProgram(AddInputLayout(ops, sources), sources, output);
+        return new GraphProgram(AddInputLayout(ops, sources), sources, output, taps);
 
         int LowerAdd(AddNode add, int produced)
         {

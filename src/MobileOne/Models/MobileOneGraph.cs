@@ -12,14 +12,28 @@ namespace MobileOne.Models;
 /// </summary>
 public static class MobileOneGraph
 {
-    public static LayerGraph ToGraph(this MobileOneNetwork network)
+    /// <param name="features">Adds taps for timm's feature maps: the stem output ("stem") and each stage's output ("stage1".."stage4").</param>
+    public static LayerGraph ToGraph(this MobileOneNetwork network, bool features = false)
     {
         ArgumentNullException.ThrowIfNull(network);
         var graph = new LayerGraph(network.Config.InChans);
-        int x = LayerGraph.Input;
-        foreach (var (prefix, block) in network.Blocks())
+        int x = EmitBlock(graph, "stem.", network.Stem, LayerGraph.Input);
+        if (features)
         {
-            x = EmitBlock(graph, prefix, block, x);
+            graph.AddTap("stem", x);
+        }
+
+        for (int s = 0; s < network.Stages.Count; s++)
+        {
+            for (int b = 0; b < network.Stages[s].Count; b++)
+            {
+                x = EmitBlock(graph, $"stages.{s}.{b}.", network.Stages[s][b], x);
+            }
+
+            if (features)
+            {
+                graph.AddTap($"stage{s + 1}", x);
+            }
         }
 
         int pooled = graph.Add(new GlobalAveragePoolNode("head.global_pool", x));
@@ -38,15 +52,17 @@ public static class MobileOneGraph
         }
         else
         {
+            // timm's summation order (scale branch, conv branches, skip): the engine adds them into one buffer in
+            // graph order, so float rounding follows the reference implementation's.
             var branches = new List<int>();
-            for (int i = 0; i < block.ConvKxk.Count; i++)
-            {
-                branches.Add(EmitConvBn(graph, $"{prefix}conv_kxk.{i}", x, block.ConvKxk[i]));
-            }
-
             if (block.ConvScale is { } scale)
             {
                 branches.Add(EmitConvBn(graph, prefix + "conv_scale", x, scale));
+            }
+
+            for (int i = 0; i < block.ConvKxk.Count; i++)
+            {
+                branches.Add(EmitConvBn(graph, $"{prefix}conv_kxk.{i}", x, block.ConvKxk[i]));
             }
 
             if (block.Identity is { } identity)

@@ -13,7 +13,8 @@ public readonly record struct Prediction(int Index, int Label, int Predicted, do
 
 /// <summary>
 /// Runs a model in eval mode over a loader (no shuffling) and accumulates top-1, top-5 and the plain cross
-/// entropy (no label smoothing), in double, in data set order. A fused network runs on the inference engine.
+/// entropy (no label smoothing), in double, in data set order. The network runs on the inference engine in the
+/// form it is in: a train-time network as its multi-branch graph, a fused one as one convolution per block.
 /// </summary>
 public static class Evaluator
 {
@@ -21,43 +22,27 @@ public static class Evaluator
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(loader);
-        bool wasTraining = network.Training, hadGrad = network.GradEnabled;
-        network.Eval();
-        using var engine = network.IsFused ? CompiledModel.Compile(network, new InferenceOptions { Threads = threads }) : null;
-        try
+        using var engine = CompiledModel.Compile(network, new InferenceOptions { Threads = threads });
+        double lossSum = 0;
+        long top1 = 0, top5 = 0;
+        int count = 0;
+        foreach (var batch in loader.Epoch(0, 0, cancellationToken))
         {
-            double lossSum = 0;
-            long top1 = 0, top5 = 0;
-            int count = 0;
-            foreach (var batch in loader.Epoch(0, 0, cancellationToken))
+            using (batch)
             {
-                using (batch)
-                {
-                    var (images, labels) = batch;
-                    var logits = engine is not null ? engine.Run(images) : network.Forward(images);
-                    Accumulate(logits, labels, batch.Indices, predictions, ref lossSum, ref top1, ref top5);
-                    count += labels.Length;
-                }
-            }
-
-            if (count == 0)
-            {
-                throw new InvalidOperationException($"{loader.Dataset.Source}: no image could be evaluated.");
-            }
-
-            return new EvalResult((double)top1 / count, (double)top5 / count, lossSum / count, count, loader.SkippedImages);
-        }
-        finally
-        {
-            if (wasTraining)
-            {
-                network.Train();
-            }
-            else if (hadGrad)
-            {
-                network.Eval(gradEnabled: true);
+                var (images, labels) = batch;
+                var logits = engine.Run(images);
+                Accumulate(logits, labels, batch.Indices, predictions, ref lossSum, ref top1, ref top5);
+                count += labels.Length;
             }
         }
+
+        if (count == 0)
+        {
+            throw new InvalidOperationException($"{loader.Dataset.Source}: no image could be evaluated.");
+        }
+
+        return new EvalResult((double)top1 / count, (double)top5 / count, lossSum / count, count, loader.SkippedImages);
     }
 
     /// <summary>Index of the largest logit; the first one wins a tie.</summary>

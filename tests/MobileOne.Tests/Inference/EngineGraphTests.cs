@@ -53,9 +53,9 @@ public class EngineGraphTests : IClassFixture<EngineFixtures>
         using var model = CompiledModel.Compile(network);
         var layers = model.DescribeLayers(224, 224);
 
-        // S0 has k = 4: each depthwise block runs 4 KxK branches, its 1x1 scale branch and (stride 1) its BN skip.
+        // S0 has k = 4: each depthwise block runs its 1x1 scale branch, 4 KxK branches and (stride 1) its BN skip, in timm's order, adding into one buffer.
         Assert.Equal(4, layers.Count(l => l.Layer.Name.StartsWith("stages.1.2.conv_kxk.", StringComparison.Ordinal)));
-        Assert.Contains(layers, l => l.Layer.Name == "stages.1.2.conv_scale.conv" && l.Layer.Algorithm.Contains("accumulate", StringComparison.Ordinal));
+        Assert.Contains(layers, l => l.Layer.Name == "stages.1.2.conv_kxk.0.conv" && l.Layer.Algorithm.Contains("accumulate", StringComparison.Ordinal));
         Assert.Contains(layers, l => l.Layer.Name == "stages.1.2.identity" && l.Layer.Algorithm.Contains("accumulate", StringComparison.Ordinal));
         Assert.Equal(network.MultiplyAccumulates(224) + UnfusedIdentityMacs(network, 224), layers.Sum(l => l.MultiplyAccumulates));
         Assert.True(layers.Count > 3 * CompiledModel.Compile(fixtures.Fused("timm")).Layers.Count, $"{layers.Count} layers");

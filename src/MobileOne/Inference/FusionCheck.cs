@@ -1,7 +1,8 @@
 using MobileOne.Models;
+using MobileOne.Reparam;
 using MobileOne.Tensors;
 
-namespace MobileOne.Reparam;
+namespace MobileOne.Inference;
 
 /// <summary>Outcome of comparing a train-time network with its fused form on one input.</summary>
 public sealed record FusionCheckResult(double MaxAbsDifference, double MaxAbsLogit, double Tolerance, int Batch, int ImageSize, int Seed)
@@ -12,15 +13,15 @@ public sealed record FusionCheckResult(double MaxAbsDifference, double MaxAbsLog
 }
 
 /// <summary>
-/// Fuses a network and measures the largest logit difference on a seeded random normal input. The
-/// tolerance is relative to the largest logit magnitude (absolute when logits are below 1), because
-/// float32 fusion error scales with the activations.
+/// Fuses a network and measures the largest logit difference on a seeded random normal input, both forms run
+/// by the engine (the train-time one as its multi-branch graph). The tolerance is relative to the largest logit
+/// magnitude (absolute when logits are below 1), because float32 fusion error scales with the activations.
 /// </summary>
 public static class FusionCheck
 {
     public const double DefaultTolerance = 1e-4;
 
-    public static FusionCheckResult Run(MobileOneNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance)
+    public static FusionCheckResult Run(MobileOneNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(network);
         if (network.IsFused)
@@ -30,9 +31,11 @@ public static class FusionCheck
 
         var input = new Tensor(batch, network.Config.InChans, imageSize, imageSize);
         WeightInit.FillNormal(new Random(seed), input.Data, 0, 1);
-        var fused = Reparameterizer.Fuse(network);
-        var expected = network.Forward(input);
-        var actual = fused.Forward(input);
+        var options = new InferenceOptions { Threads = threads };
+        using var unfusedEngine = CompiledModel.Compile(network, options);
+        using var fusedEngine = CompiledModel.Compile(Reparameterizer.Fuse(network), options);
+        var expected = unfusedEngine.Run(input);
+        var actual = fusedEngine.Run(input);
         double maxDiff = 0, maxLogit = 0;
         for (int i = 0; i < expected.Length; i++)
         {
