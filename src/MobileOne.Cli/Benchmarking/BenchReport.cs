@@ -18,25 +18,72 @@ internal static class BenchReport
         ["variant", "threads", "batch", "size", "engine", "median ms", "p10 ms", "p90 ms", "GFLOP/s", "% of peak", "max |diff|", "max |logit|", "runs", "time / ORT"];
 
     public static JsonArray ToJson(IReadOnlyList<BenchResult> results, Machine machine) =>
-        new(results.Select(r => (JsonNode)new JsonObject
+        new(results.Select(r =>
         {
-            ["engine"] = r.Engine,
-            ["variant"] = r.Variant,
-            ["threads"] = r.Threads,
-            ["batch"] = r.Batch,
-            ["size"] = r.Size,
-            ["median_ms"] = r.MedianMs,
-            ["p10_ms"] = r.P10Ms,
-            ["p90_ms"] = r.P90Ms,
-            ["gflops"] = r.Gflops,
-            ["peak_share"] = r.PeakShare,
-            ["peak_gflops_per_core"] = machine.PeakGflopsPerCore,
-            ["max_abs_diff"] = double.IsFinite(r.MaxAbsDiff) ? r.MaxAbsDiff : null,
-            ["max_abs_logit"] = r.MaxAbsLogit,
-            ["iterations"] = r.Iterations,
-            ["warmup"] = r.Warmup,
-            ["macs_per_image"] = r.MacsPerImage,
+            var row = new JsonObject
+            {
+                ["engine"] = r.Engine,
+                ["variant"] = r.Variant,
+                ["threads"] = r.Threads,
+                ["batch"] = r.Batch,
+                ["size"] = r.Size,
+                ["median_ms"] = r.MedianMs,
+                ["p10_ms"] = r.P10Ms,
+                ["p90_ms"] = r.P90Ms,
+                ["gflops"] = r.Gflops,
+                ["peak_share"] = r.PeakShare,
+                ["peak_gflops_per_core"] = machine.PeakGflopsPerCore,
+                ["max_abs_diff"] = double.IsFinite(r.MaxAbsDiff) ? r.MaxAbsDiff : null,
+                ["max_abs_logit"] = r.MaxAbsLogit,
+                ["iterations"] = r.Iterations,
+                ["warmup"] = r.Warmup,
+                ["macs_per_image"] = r.MacsPerImage,
+            };
+            if (r.Profile is not null)
+            {
+                row["profile"] = new JsonArray(r.Profile.Select(l => (JsonNode)new JsonObject
+                {
+                    ["layer"] = l.Name,
+                    ["kind"] = l.Kind,
+                    ["algorithm"] = l.Algorithm,
+                    ["in_channels"] = l.InChannels,
+                    ["out_channels"] = l.OutChannels,
+                    ["out_height"] = l.OutHeight,
+                    ["out_width"] = l.OutWidth,
+                    ["macs_per_image"] = l.MacsPerImage,
+                    ["ms"] = l.Ms,
+                    ["share"] = l.Share,
+                }).ToArray());
+            }
+
+            return (JsonNode)row;
         }).ToArray());
+
+    /// <summary>The per-layer profile of every managed row that has one: a table per combination, then totals per layer kind.</summary>
+    public static void WriteProfiles(IReadOnlyList<BenchResult> results, TextWriter output)
+    {
+        foreach (var r in results.Where(r => r.Profile is not null))
+        {
+            var layers = r.Profile!;
+            output.WriteLine();
+            output.WriteLine(string.Create(C, $"profile: {r.Variant}, {r.Threads} thread(s), batch {r.Batch}, {r.Size}x{r.Size}: {layers.Sum(l => l.Ms):0.###} ms over {layers.Count} layers (each its own step; timed median {r.MedianMs:0.###} ms)"));
+            int nameWidth = Math.Max(5, layers.Max(l => l.Name.Length));
+            int algoWidth = Math.Max(9, layers.Max(l => l.Algorithm.Length));
+            output.WriteLine($"{"layer".PadRight(nameWidth)}  {"kind",-17}  {"algorithm".PadRight(algoWidth)}  {"shape",16}  {"MMACs",8}  {"ms",8}  {"share",6}  {"GFLOP/s",8}");
+            foreach (var l in layers)
+            {
+                string shape = $"{l.InChannels}->{l.OutChannels}@{l.OutHeight}x{l.OutWidth}";
+                double gflops = l.Ms > 0 ? 2.0 * l.MacsPerImage * r.Batch / (l.Ms / 1e3) / 1e9 : 0;
+                output.WriteLine(string.Create(C, $"{l.Name.PadRight(nameWidth)}  {l.Kind,-17}  {l.Algorithm.PadRight(algoWidth)}  {shape,16}  {l.MacsPerImage / 1e6,8:0.00}  {l.Ms,8:0.000}  {l.Share * 100,5:0.0}%  {gflops,8:0.0}"));
+            }
+
+            output.WriteLine("by kind:");
+            foreach (var group in layers.GroupBy(l => l.Kind).OrderByDescending(g => g.Sum(l => l.Ms)))
+            {
+                output.WriteLine(string.Create(C, $"  {group.Key,-17} {group.Count(),4} layers  {group.Sum(l => l.Ms),8:0.000} ms  {group.Sum(l => l.Share) * 100,5:0.0}%"));
+            }
+        }
+    }
 
     public static void WriteTerminal(IReadOnlyList<BenchResult> results, Machine machine)
     {

@@ -5,17 +5,23 @@ using MobileOne.Models;
 
 namespace MobileOne.Cli.Benchmarking;
 
-/// <summary>A fused model to benchmark, with the label the tables show; exported to ONNX once, on first use.</summary>
-internal sealed class BenchModel(string label, MobileOneNetwork fused)
+/// <summary>
+/// A model to benchmark in the form it is in (fused, or train-time with every branch), with the label the tables
+/// show; exported to ONNX once, on first use.
+/// </summary>
+internal sealed class BenchModel(string label, MobileOneNetwork network)
 {
     private byte[]? onnx;
 
     public string Label { get; } = label;
 
-    public MobileOneNetwork Fused { get; } = fused;
+    public MobileOneNetwork Network { get; } = network;
 
-    public byte[] Onnx => onnx ??= OnnxExporter.ToBytes(Fused);
+    public byte[] Onnx => onnx ??= OnnxExporter.ToBytes(Network);
 }
+
+/// <summary>One layer's share of a managed run, from <see cref="CompiledModel.Run(ReadOnlySpan{float}, int, int, int, Span{float}, Span{long})"/>'s layer timing.</summary>
+internal sealed record LayerProfile(string Name, string Kind, string Algorithm, int InChannels, int OutChannels, int OutHeight, int OutWidth, long MacsPerImage, double Ms, double Share);
 
 /// <summary>What the run loop is asked to do for every (model, threads, batch) combination.</summary>
 internal sealed record BenchSettings(
@@ -25,7 +31,8 @@ internal sealed record BenchSettings(
     int? Warmup,
     double BudgetSeconds,
     double PeakGflopsPerCore,
-    InferenceOptions? Managed = null);
+    InferenceOptions? Managed = null,
+    bool Profile = false);
 
 /// <summary>One engine's timings for one combination.</summary>
 internal sealed record BenchResult(
@@ -43,7 +50,11 @@ internal sealed record BenchResult(
     double MaxAbsLogit,
     int Iterations,
     int Warmup,
-    long MacsPerImage);
+    long MacsPerImage)
+{
+    /// <summary>With --profile, the managed engine's time per layer (each layer run as its own step).</summary>
+    public IReadOnlyList<LayerProfile>? Profile { get; init; }
+}
 
 /// <summary>
 /// The measurement protocol: same input bytes for every engine, outputs compared with the managed engine
@@ -61,16 +72,16 @@ internal static class BenchRunner
 
     public static IReadOnlyList<BenchResult> Measure(BenchModel model, int threads, int batch, BenchSettings settings)
     {
-        var config = model.Fused.Config;
+        var config = model.Network.Config;
         var input = new float[batch * config.InChans * settings.Size * settings.Size];
         WeightInit.FillNormal(new Random(InputSeed), input, 0, 1);
         byte[] onnx = settings.Engines.Contains(EngineNames.OnnxRuntime) ? model.Onnx : [];
-        long macs = ModelStatistics.Compute(config, settings.Size).MacsFused;
+        long macs = model.Network.MultiplyAccumulates(settings.Size);
 
-        var engines = settings.Engines.Select(e => EngineNames.Create(e, model.Fused, onnx, input, batch, settings.Size, threads, settings.Managed)).ToList();
+        var engines = settings.Engines.Select(e => EngineNames.Create(e, model.Network, onnx, input, batch, settings.Size, threads, settings.Managed)).ToList();
         try
         {
-            var (reference, maxLogit) = ReferenceOutput(engines, model.Fused, input, batch, settings.Size, threads);
+            var (reference, maxLogit) = ReferenceOutput(engines, model.Network, input, batch, settings.Size, threads);
             var diffs = engines.Select(e => MaxAbsDiff(e.Output, reference)).ToArray();
 
             var warmupCounts = new int[engines.Count];
@@ -84,6 +95,9 @@ internal static class BenchRunner
                 .Select(s => settings.Iterations ?? (int)Math.Clamp(Math.Round(settings.BudgetSeconds / s), MinAutoIterations, MaxAutoIterations))
                 .ToArray();
             var times = TimeInterleaved(engines, targets);
+            var profile = settings.Profile && engines.OfType<ManagedEngine>().FirstOrDefault() is { } profiled
+                ? Profile(profiled, batch, settings.Size, Math.Min(targets[engines.IndexOf(profiled)], 200))
+                : null;
 
             return engines.Select((e, i) =>
             {
@@ -94,7 +108,10 @@ internal static class BenchRunner
                     e.Name, model.Label, threads, batch, settings.Size,
                     median, Percentile(sorted, 0.1), Percentile(sorted, 0.9),
                     gflops, gflops / (settings.PeakGflopsPerCore * threads),
-                    diffs[i], maxLogit, sorted.Length, warmupCounts[i], macs);
+                    diffs[i], maxLogit, sorted.Length, warmupCounts[i], macs)
+                {
+                    Profile = e is ManagedEngine ? profile : null,
+                };
             }).ToList();
         }
         finally
@@ -104,6 +121,22 @@ internal static class BenchRunner
                 e.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Runs the managed engine <paramref name="runs"/> more times with per-layer timing, as ONNX Runtime's profiler
+    /// does: every layer is its own step (a depthwise + pointwise pair is not fused), so the sum is a little above
+    /// the timed median; shares are of that sum.
+    /// </summary>
+    private static List<LayerProfile> Profile(ManagedEngine engine, int batch, int size, int runs)
+    {
+        var ticks = engine.Profile(runs);
+        var shapes = engine.Model.DescribeLayers(size, size);
+        double total = ticks.Sum();
+        double msPerTick = 1000.0 / Stopwatch.Frequency / runs;
+        return shapes.Select((s, i) => new LayerProfile(
+            s.Layer.Name, s.Layer.Kind.ToString(), s.Layer.Algorithm, s.Layer.InChannels, s.Layer.OutChannels, s.OutHeight, s.OutWidth,
+            s.MultiplyAccumulates, ticks[i] * msPerTick, total > 0 ? ticks[i] / total : 0)).ToList();
     }
 
     /// <summary>Linear interpolation between the closest ranks of an ascending array (numpy's default).</summary>

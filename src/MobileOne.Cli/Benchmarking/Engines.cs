@@ -6,7 +6,7 @@ using MobileOne.Models;
 namespace MobileOne.Cli.Benchmarking;
 
 /// <summary>
-/// One way of running a fused model on a fixed input: the buffers are set up once, so <see cref="Run"/>
+/// One way of running a model on a fixed input: the buffers are set up once, so <see cref="Run"/>
 /// is exactly what gets timed.
 /// </summary>
 internal interface IBenchEngine : IDisposable
@@ -25,10 +25,10 @@ internal static class EngineNames
 
     public static IReadOnlyList<string> All { get; } = [Managed, OnnxRuntime];
 
-    public static IBenchEngine Create(string name, MobileOneNetwork fused, byte[] onnxModel, float[] input, int batch, int size, int threads, InferenceOptions? managed = null) => name switch
+    public static IBenchEngine Create(string name, MobileOneNetwork network, byte[] onnxModel, float[] input, int batch, int size, int threads, InferenceOptions? managed = null) => name switch
     {
-        Managed => new ManagedEngine(fused, input, batch, size, (managed ?? new InferenceOptions()) with { Threads = threads }),
-        OnnxRuntime => new OnnxRuntimeEngine(onnxModel, input, batch, fused.Config.InChans, size, fused.Config.NumClasses, threads),
+        Managed => new ManagedEngine(network, input, batch, size, (managed ?? new InferenceOptions()) with { Threads = threads }),
+        OnnxRuntime => new OnnxRuntimeEngine(onnxModel, input, batch, network.Config.InChans, size, network.Config.NumClasses, threads),
         _ => throw new ArgumentException($"Unknown engine '{name}'; expected {string.Join(" or ", All)}."),
     };
 
@@ -36,7 +36,7 @@ internal static class EngineNames
     public static string OnnxRuntimeVersion() => OrtEnv.Instance().GetVersionString();
 }
 
-/// <summary>The library's own engine: <see cref="CompiledModel"/> with the requested thread count.</summary>
+/// <summary>The library's own engine: <see cref="CompiledModel"/> of the network as given (fused or not) with the requested thread count.</summary>
 internal sealed class ManagedEngine : IBenchEngine
 {
     private readonly CompiledModel model;
@@ -45,11 +45,11 @@ internal sealed class ManagedEngine : IBenchEngine
     private readonly int batch;
     private readonly int size;
 
-    public ManagedEngine(MobileOneNetwork fused, float[] input, int batch, int size, InferenceOptions options)
+    public ManagedEngine(MobileOneNetwork network, float[] input, int batch, int size, InferenceOptions options)
     {
-        model = CompiledModel.Compile(fused, options);
+        model = CompiledModel.Compile(network, options);
         this.input = (float[])input.Clone();
-        output = new float[batch * fused.Config.NumClasses];
+        output = new float[batch * network.Config.NumClasses];
         this.batch = batch;
         this.size = size;
     }
@@ -58,7 +58,21 @@ internal sealed class ManagedEngine : IBenchEngine
 
     public ReadOnlySpan<float> Output => output;
 
+    public CompiledModel Model => model;
+
     public void Run() => model.Run(input, batch, size, size, output);
+
+    /// <summary>Stopwatch ticks per layer summed over <paramref name="runs"/> profiled runs.</summary>
+    public long[] Profile(int runs)
+    {
+        var ticks = new long[model.Layers.Count];
+        for (int i = 0; i < runs; i++)
+        {
+            model.Run(input, batch, size, size, output, ticks);
+        }
+
+        return ticks;
+    }
 
     public void Dispose() => model.Dispose();
 }

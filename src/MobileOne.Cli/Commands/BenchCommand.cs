@@ -31,8 +31,10 @@ internal static class BenchCommand
         var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the marked benchmark section of this Markdown file (default {DefaultDocsPath}) with the results.", Arity = ArgumentArity.ZeroOrOne };
         var convAlgo = new Option<string>("--conv-algo") { Description = "Managed engine: auto (specialized kernels) or direct, im2col, im2win for every convolution.", DefaultValueFactory = _ => "auto" };
         var isa = new Option<string>("--isa") { Description = "Managed engine: auto, avx512, avx2 or scalar.", DefaultValueFactory = _ => "auto" };
-        var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same fused model, input and thread budget.");
-        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa })
+        var unfused = new Option<bool>("--unfused") { Description = "Time the train-time (multi-branch) graphs as they are, not fused: both engines run every branch." };
+        var profile = new Option<bool>("--profile") { Description = "Also time every layer of the managed engine and print each layer's share (with --json: a profile array per managed row)." };
+        var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same model (fused unless --unfused), input and thread budget.");
+        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa, unfused, profile })
         {
             command.Options.Add(option);
         }
@@ -77,11 +79,17 @@ internal static class BenchCommand
 
             var machine = Machine.Describe();
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
-            var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore, managed);
+            bool keepBranches = r.GetValue(unfused);
+            if (keepBranches && loaded is { Network.IsFused: true })
+            {
+                throw new ArgumentException($"--unfused: {checkpointPath} is already fused; give a train-time checkpoint.");
+            }
+
+            var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore, managed, r.GetValue(profile));
             var results = new List<BenchResult>();
             var models = loaded is not null
-                ? [new BenchModel(loaded.Network.Config.Name, loaded.Network.IsFused ? loaded.Network : Reparameterizer.Fuse(loaded.Network))]
-                : configs.Select(RandomModel);
+                ? [new BenchModel(Label(loaded.Network.Config.Name, keepBranches), loaded.Network.IsFused || keepBranches ? loaded.Network : Reparameterizer.Fuse(loaded.Network))]
+                : configs.Select(c => RandomModel(c, keepBranches));
             foreach (var model in models)
             {
                 foreach (int t in threadCounts)
@@ -102,10 +110,12 @@ internal static class BenchCommand
             else if (Console.IsOutputRedirected)
             {
                 BenchReport.WritePlain(results, machine, Console.Out);
+                BenchReport.WriteProfiles(results, Console.Out);
             }
             else
             {
                 BenchReport.WriteTerminal(results, machine);
+                BenchReport.WriteProfiles(results, Console.Out);
             }
 
             if (docsPath is not null)
@@ -119,9 +129,12 @@ internal static class BenchCommand
         return command;
     }
 
-    private static BenchModel RandomModel(MobileOneConfig config)
+    private static string Label(string name, bool unfused) => unfused ? name + " unfused" : name;
+
+    private static BenchModel RandomModel(MobileOneConfig config, bool unfused)
     {
-        // Seeded train-time weights with random BatchNorm affine terms, fused: what a user would deploy. The running
+        // Seeded train-time weights with random BatchNorm affine terms, fused (what a user would deploy) unless the
+        // train-time graph itself is measured. The running
         // statistics are then measured on a random batch, as training would, so activations stay near unit scale and
         // max |diff| between engines means something. The batch must give the 4x4 (at 128) last stage enough values
         // per channel: 2 images at 64 left S0's logits in the thousands. Squeeze-excite weights are drawn small
@@ -143,7 +156,7 @@ internal static class BenchCommand
         var calibration = new Tensor(4, config.InChans, 128, 128);
         WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
         WeightInit.CalibrateBatchNorm(network, calibration);
-        return new BenchModel(config.Name, Reparameterizer.Fuse(network));
+        return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network));
     }
 
     private static int? OptionalInt(string? text, string option, int min, string expected)
