@@ -289,10 +289,11 @@ public sealed class MobileOneBlock : Module
         fixed (float* xp = x.Data)
         fixed (float* zp = z)
         {
-            if (StacksPointwise)
+            if (StacksPointwise && training)
             {
-                long stackedSize = (long)count * cout * Spec.InChannels;
-                float[] stacked = training ? concatWeights.GetFlat(stackedSize) : new float[stackedSize];
+                // One GEMM for the k branches. Without gradients each branch runs its own GEMM below instead: stacking
+                // would copy every weight on every call (megabytes for wide layers) into a buffer of that call.
+                float[] stacked = concatWeights.GetFlat((long)count * cout * Spec.InChannels);
                 for (int b = 0; b < count; b++)
                 {
                     branches[b].Conv.Weight.Value.Data.CopyTo(stacked, b * cout * Spec.InChannels);
