@@ -11,7 +11,7 @@ namespace MobileOne.Cli.Commands;
 
 /// <summary>
 /// `mobileone bench-conv`: direct, im2col and im2win on the MobileOne stems and a ladder of dense 3x3 layers,
-/// with their extra memory, checked against the reference convolution before anything is timed.
+/// with their extra memory, checked against the training convolution (NCHW) before anything is timed.
 /// </summary>
 internal static class BenchConvCommand
 {
@@ -270,8 +270,22 @@ internal static class ConvBenchmark
             }
         }
 
+        // The training convolution (NCHW, packed SGEMM / direct depthwise) shares no code with the NHWC kernels under test.
+        var g1 = g with { Batch = 1 };
         var y = new float[g.OutChannels * g.OutPlane];
-        Convolution.Forward(nchw, weight, bias, y, g with { Batch = 1 });
+        var columns = new float[TrainingConvolution.ColumnsSize(g1)];
+        unsafe
+        {
+            fixed (float* xp = nchw)
+            fixed (float* wp = weight)
+            fixed (float* bp = bias)
+            fixed (float* yp = y)
+            fixed (float* cp = columns)
+            {
+                TrainingConvolution.Forward(xp, wp, bp, yp, g1, cp);
+            }
+        }
+
         var nhwc = new float[y.Length];
         for (int i = 0; i < g.OutPlane; i++)
         {

@@ -5,6 +5,7 @@ using MobileOne.Cli.Rendering;
 using MobileOne.Data.Loading;
 using MobileOne.Imaging;
 using MobileOne.Inference;
+using MobileOne.Kernels;
 using MobileOne.Models;
 using MobileOne.Reparam;
 using MobileOne.Tensors;

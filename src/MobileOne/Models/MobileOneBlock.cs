@@ -62,10 +62,11 @@ public sealed class MobileOneBlock : Module
     public static MobileOneBlock CreateFused(BlockSpec spec) => new(spec, fused: true);
 
     /// <summary>
-    /// Forward pass. Without gradients (the default, eval mode) this is the stateless inference path: BatchNorm uses
-    /// running statistics and a fresh tensor is returned. With gradients enabled (<see cref="Module.Train"/> or
-    /// <c>Eval(gradEnabled: true)</c>) the branches run as fused training passes (see <see cref="Backward"/>) and the
-    /// returned tensor is owned by the block until its next Forward.
+    /// Forward pass, through the fused training passes either way (see <see cref="Backward"/>). Without gradients (the
+    /// default, eval mode) this is the stateless inference path: BatchNorm uses running statistics, every buffer is
+    /// this call's own, nothing is kept and a fresh tensor is returned, so threads may share a block. With gradients
+    /// enabled (<see cref="Module.Train"/> or <c>Eval(gradEnabled: true)</c>) the block keeps what Backward needs and
+    /// the returned tensor is owned by the block until its next Forward.
     /// </summary>
     public Tensor Forward(Tensor input)
     {
@@ -74,33 +75,7 @@ public sealed class MobileOneBlock : Module
             return ReparamConv is not null ? ForwardFusedTraining(input) : ForwardTraining(input);
         }
 
-        Tensor output;
-        if (ReparamConv is not null)
-        {
-            output = ReparamConv.Forward(input);
-        }
-        else
-        {
-            // Same summation order as timm: scale branch, conv branches, then the skip.
-            output = ConvScale is not null ? ConvScale.Forward(input) : ConvKxk[0].Forward(input);
-            for (int i = ConvScale is not null ? 0 : 1; i < ConvKxk.Count; i++)
-            {
-                Elementwise.Add(output.Data, ConvKxk[i].Forward(input).Data);
-            }
-
-            if (Identity is not null)
-            {
-                Elementwise.Add(output.Data, Identity.Forward(input).Data);
-            }
-        }
-
-        if (Attn is not null)
-        {
-            output = Attn.Forward(output);
-        }
-
-        Elementwise.Relu(output.Data);
-        return output;
+        return ReparamConv is not null ? ForwardFusedStateless(input) : ForwardStateless(input);
     }
 
     /// <summary>
@@ -261,16 +236,63 @@ public sealed class MobileOneBlock : Module
         Shapes.RequireNchw(x, Spec.InChannels, "block input");
         int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
         var (ho, wo) = OutputSize(h, w);
-        int cout = Spec.OutChannels, plane = ho * wo;
+        int cout = Spec.OutChannels;
         var branches = TrainBranches();
+        var z = branchOutputs.Get(branches.Count, n, cout, ho, wo);
+        var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
+        SumBranches(x, branches, z.Data, pre, training: true);
+
+        var y = pre;
+        if (Attn is not null)
+        {
+            var excited = Attn.Forward(pre);
+            y = output.Get(n, cout, ho, wo);
+            for (int i = 0; i < y.Length; i++)
+            {
+                y.Data[i] = MathF.Max(excited.Data[i], 0f);
+            }
+        }
+
+        savedInput = x;
+        savedOutput = y;
+        return y;
+    }
+
+    /// <summary>The no-grad train-time block: the passes of <see cref="ForwardTraining"/> on buffers of this call.</summary>
+    private Tensor ForwardStateless(Tensor x)
+    {
+        Shapes.RequireNchw(x, Spec.InChannels, "block input");
+        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (ho, wo) = OutputSize(h, w);
+        int cout = Spec.OutChannels;
+        var branches = TrainBranches();
+        float[] z = GC.AllocateUninitializedArray<float>(checked(branches.Count * n * cout * ho * wo));
+        var pre = Tensor.Uninitialized(n, cout, ho, wo);
+        SumBranches(x, branches, z, pre, training: false);
+        return Attn is not null ? Attn.ForwardStateless(pre, relu: true) : pre;
+    }
+
+    /// <summary>
+    /// pre = sum over branches of BN_b(conv_b(x)) + BN_id(x), with the ReLU when no squeeze-excite follows. The branch
+    /// convolutions write <paramref name="z"/> ([branch][N][C][H][W]); every BatchNorm becomes a per-channel scale and
+    /// shift and one pass sums them. With <paramref name="training"/> the convolutions and BatchNorms keep what Backward
+    /// needs (BatchNorm prepares its statistics, updating the running ones in training mode); without, the BatchNorms
+    /// use their running statistics and nothing on the block or its layers changes.
+    /// </summary>
+    private unsafe void SumBranches(Tensor x, List<ConvBn> branches, float[] z, Tensor pre, bool training)
+    {
+        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (ho, wo) = OutputSize(h, w);
+        int cout = Spec.OutChannels, plane = ho * wo;
         int count = branches.Count;
         long branchSize = (long)n * cout * plane;
-        var z = branchOutputs.Get(count, n, cout, ho, wo);
         fixed (float* xp = x.Data)
-        fixed (float* zp = z.Data)
+        fixed (float* zp = z)
         {
-            if (StacksPointwise)
+            if (StacksPointwise && training)
             {
+                // One GEMM for the k branches. Without gradients each branch runs its own GEMM below instead: stacking
+                // would copy every weight on every call (megabytes for wide layers) into a buffer of that call.
                 float[] stacked = concatWeights.GetFlat((long)count * cout * Spec.InChannels);
                 for (int b = 0; b < count; b++)
                 {
@@ -297,7 +319,15 @@ public sealed class MobileOneBlock : Module
             {
                 for (int b = 0; b < count; b++)
                 {
-                    branches[b].Conv.ForwardInto(x, z.Data.AsSpan((int)(b * branchSize), (int)branchSize));
+                    var destination = new Span<float>(zp + (b * branchSize), (int)branchSize);
+                    if (training)
+                    {
+                        branches[b].Conv.ForwardInto(x, destination);
+                    }
+                    else
+                    {
+                        branches[b].Conv.ForwardStateless(x, destination);
+                    }
                 }
             }
         }
@@ -306,24 +336,31 @@ public sealed class MobileOneBlock : Module
         var scales = new float[total * cout];
         var shift = new float[cout];
         var inputs = new nint[total];
-        for (int b = 0; b < count; b++)
-        {
-            var bn = branches[b].Bn;
-            bn.PrepareStatistics(z.Data.AsSpan((int)(b * branchSize), (int)branchSize), n, plane);
-            bn.Scale.CopyTo(scales.AsSpan(b * cout));
-            AddTo(shift, bn.Shift);
-        }
-
+        var norms = branches.Select(b => b.Bn).ToList();
         if (Identity is not null)
         {
-            Identity.PrepareStatistics(x.Data, n, plane);
-            Identity.Scale.CopyTo(scales.AsSpan(count * cout));
-            AddTo(shift, Identity.Shift);
+            norms.Add(Identity);
         }
 
-        var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
+        float[] runningShift = training ? [] : new float[cout];
+        for (int b = 0; b < total; b++)
+        {
+            var bn = norms[b];
+            if (training)
+            {
+                bn.PrepareStatistics(b < count ? z.AsSpan((int)(b * branchSize), (int)branchSize) : x.Data, n, plane);
+                bn.Scale.CopyTo(scales.AsSpan(b * cout));
+                AddTo(shift, bn.Shift);
+            }
+            else
+            {
+                bn.RunningAffine(scales.AsSpan(b * cout, cout), runningShift);
+                AddTo(shift, runningShift);
+            }
+        }
+
         fixed (float* xp = x.Data)
-        fixed (float* zp = z.Data)
+        fixed (float* zp = z)
         fixed (float* sp = scales)
         fixed (float* bp = shift)
         fixed (float* yp = pre.Data)
@@ -340,21 +377,6 @@ public sealed class MobileOneBlock : Module
 
             BatchNormTraining.BranchSum(inputs, sp, bp, yp, n, cout, plane, relu: Attn is null);
         }
-
-        var y = pre;
-        if (Attn is not null)
-        {
-            var excited = Attn.Forward(pre);
-            y = output.Get(n, cout, ho, wo);
-            for (int i = 0; i < y.Length; i++)
-            {
-                y.Data[i] = MathF.Max(excited.Data[i], 0f);
-            }
-        }
-
-        savedInput = x;
-        savedOutput = y;
-        return y;
     }
 
     private unsafe Tensor? BackwardTraining(Tensor x, Tensor ds, bool inputGradient)
@@ -507,6 +529,22 @@ public sealed class MobileOneBlock : Module
 
         savedInput = x;
         savedOutput = y;
+        return y;
+    }
+
+    private Tensor ForwardFusedStateless(Tensor x)
+    {
+        var conv = ReparamConv!;
+        Shapes.RequireNchw(x, conv.InChannels, "block input");
+        var (ho, wo) = OutputSize(x.Dim(2), x.Dim(3));
+        var y = Tensor.Uninitialized(x.Dim(0), conv.OutChannels, ho, wo);
+        conv.ForwardStateless(x, y.Data);
+        if (Attn is not null)
+        {
+            return Attn.ForwardStateless(y, relu: true);
+        }
+
+        Elementwise.Relu(y.Data);
         return y;
     }
 

@@ -110,16 +110,27 @@ public sealed class BatchNorm2d : Module
     public Tensor Forward(Tensor input)
     {
         Shapes.RequireNchw(input, Channels, "BatchNorm input");
+        int batch = input.Dim(0), plane = input.Dim(2) * input.Dim(3);
         if (!GradEnabled)
         {
-            var fresh = new Tensor(input.Shape);
-            BatchNorm.ForwardInference(
-                input.Data, fresh.Data, input.Dim(0), Channels, input.Dim(2) * input.Dim(3),
-                Weight.Value.Data, Bias.Value.Data, RunningMean.Data, RunningVar.Data, Eps);
+            // Stateless: the affine form of the running statistics goes to this call's arrays; the layer keeps nothing.
+            var fresh = Tensor.Uninitialized(input.Shape);
+            float[] s = new float[Channels], b = new float[Channels];
+            RunningAffine(s, b);
+            unsafe
+            {
+                fixed (float* x = input.Data)
+                fixed (float* yp = fresh.Data)
+                fixed (float* sp = s)
+                fixed (float* bp = b)
+                {
+                    BatchNormTraining.Affine(x, yp, batch, Channels, plane, sp, bp);
+                }
+            }
+
             return fresh;
         }
 
-        int batch = input.Dim(0), plane = input.Dim(2) * input.Dim(3);
         PrepareStatistics(input.Data, batch, plane);
         var y = output.Get(input.Shape);
         unsafe
@@ -150,9 +161,9 @@ public sealed class BatchNorm2d : Module
             throw new ArgumentException($"BatchNorm input holds {input.Length} floats; expected {batch} x {Channels} x {plane}.", nameof(input));
         }
 
-        float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
         if (Training)
         {
+            float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
             if (count <= 1)
             {
                 throw new ArgumentException($"Expected more than 1 value per channel when training, got input of {batch} x {Channels} x {plane}.");
@@ -184,19 +195,38 @@ public sealed class BatchNorm2d : Module
         }
         else
         {
-            float[] rm = RunningMean.Data, rv = RunningVar.Data;
+            float[] rm = RunningMean.Data;
             for (int c = 0; c < Channels; c++)
             {
-                double inv = 1.0 / Math.Sqrt(rv[c] + (double)Eps);
                 mean[c] = rm[c];
-                invStd[c] = inv;
-                scale[c] = (float)(gamma[c] * inv);
-                shift[c] = (float)(beta[c] - (rm[c] * gamma[c] * inv));
+                invStd[c] = RunningInvStd(c);
             }
+
+            RunningAffine(scale, shift);
         }
 
         preparedInTraining = Training;
         preparedCount = count;
+    }
+
+    /// <summary>
+    /// The eval-mode affine form y = scale[c] * x + shift[c] from the running statistics (computed in double, rounded
+    /// once), written to caller-owned spans: nothing on the layer changes, so a no-grad forward can call it from any thread.
+    /// </summary>
+    public void RunningAffine(Span<float> scale, Span<float> shift)
+    {
+        if (scale.Length != Channels || shift.Length != Channels)
+        {
+            throw new ArgumentException($"BatchNorm affine coefficients must have {Channels} entries.");
+        }
+
+        float[] gamma = Weight.Value.Data, beta = Bias.Value.Data, rm = RunningMean.Data;
+        for (int c = 0; c < Channels; c++)
+        {
+            double inv = RunningInvStd(c);
+            scale[c] = (float)(gamma[c] * inv);
+            shift[c] = (float)(beta[c] - (rm[c] * gamma[c] * inv));
+        }
     }
 
     /// <summary>
@@ -296,6 +326,8 @@ public sealed class BatchNorm2d : Module
         gradInput.Release();
         savedInput = null;
     }
+
+    private double RunningInvStd(int c) => 1.0 / Math.Sqrt(RunningVar.Data[c] + (double)Eps);
 
     private static float[] Pinned(int length) => GC.AllocateArray<float>(length, pinned: true);
 }

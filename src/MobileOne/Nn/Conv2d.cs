@@ -1,3 +1,4 @@
+using System.Buffers;
 using MobileOne.Kernels;
 using MobileOne.Tensors;
 
@@ -56,8 +57,9 @@ public sealed class Conv2d : Module
         ConvGeometry.Square(batch, InChannels, height, width, OutChannels, KernelSize, Stride, Padding, Groups);
 
     /// <summary>
-    /// Convolution of an NCHW batch. With gradients enabled (see <see cref="Module"/>) it runs the training kernels,
-    /// keeps the input for <see cref="Backward"/> and returns a tensor this layer owns.
+    /// Convolution of an NCHW batch with the training kernels (<see cref="TrainingConvolution"/>). With gradients enabled
+    /// (see <see cref="Module"/>) it keeps the input for <see cref="Backward"/> and returns a tensor this layer owns;
+    /// without, it keeps nothing and returns a fresh tensor.
     /// </summary>
     public Tensor Forward(Tensor input)
     {
@@ -66,8 +68,8 @@ public sealed class Conv2d : Module
         g.Validate();
         if (!GradEnabled)
         {
-            var fresh = new Tensor(g.Batch, OutChannels, g.OutHeight, g.OutWidth);
-            Convolution.Forward(input.Data, Weight.Value.Data, Bias is null ? default : Bias.Value.Data, fresh.Data, g);
+            var fresh = Tensor.Uninitialized(g.Batch, OutChannels, g.OutHeight, g.OutWidth);
+            ForwardStateless(input, fresh.Data);
             return fresh;
         }
 
@@ -96,6 +98,39 @@ public sealed class Conv2d : Module
 
         savedInput = input;
         columnsHoldInput = columnsSize > 0;
+    }
+
+    /// <summary>
+    /// Inference forward into a caller-owned NCHW buffer with the same kernels as <see cref="ForwardInto"/>, keeping
+    /// nothing: the patch matrix of the im2col path is rented for this call only, so several threads may run it on one
+    /// layer at once.
+    /// </summary>
+    internal unsafe void ForwardStateless(Tensor input, Span<float> destination)
+    {
+        Shapes.RequireNchw(input, InChannels, "convolution input");
+        var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
+        g.Validate();
+        RequireLength(destination.Length, (long)g.Batch * OutChannels * g.OutPlane, "output");
+        long columnsSize = TrainingConvolution.ColumnsSize(g);
+        float[]? cols = columnsSize > 0 ? ArrayPool<float>.Shared.Rent(checked((int)columnsSize)) : null;
+        try
+        {
+            fixed (float* x = input.Data)
+            fixed (float* w = Weight.Value.Data)
+            fixed (float* b = Bias is null ? null : Bias.Value.Data)
+            fixed (float* y = destination)
+            fixed (float* c = cols)
+            {
+                TrainingConvolution.Forward(x, w, b, y, g, c);
+            }
+        }
+        finally
+        {
+            if (cols is not null)
+            {
+                ArrayPool<float>.Shared.Return(cols);
+            }
+        }
     }
 
     /// <summary>

@@ -26,7 +26,10 @@ public sealed class Linear : Module
 
     public Parameter Bias { get; }
 
-    /// <summary>y = x W^T + b for x [N, in]. With gradients enabled the input is kept and the output is owned by this layer.</summary>
+    /// <summary>
+    /// y = x W^T + b for x [N, in], one packed GEMM. With gradients enabled the input is kept and the output is owned by
+    /// this layer; without, nothing is kept and the output is a fresh tensor.
+    /// </summary>
     public Tensor Forward(Tensor input)
     {
         if (input.Rank != 2 || input.Dim(1) != InFeatures)
@@ -37,12 +40,20 @@ public sealed class Linear : Module
         int n = input.Dim(0);
         if (!GradEnabled)
         {
-            var fresh = new Tensor(n, OutFeatures);
-            Dense.Forward(input.Data, Weight.Value.Data, Bias.Value.Data, fresh.Data, n, InFeatures, OutFeatures);
+            var fresh = Tensor.Uninitialized(n, OutFeatures);
+            Affine(input, fresh);
             return fresh;
         }
 
         var y = output.Get(n, OutFeatures);
+        Affine(input, y);
+        savedInput = input;
+        return y;
+    }
+
+    private void Affine(Tensor input, Tensor y)
+    {
+        int n = input.Dim(0);
         unsafe
         {
             fixed (float* x = input.Data)
@@ -62,9 +73,6 @@ public sealed class Linear : Module
         {
             Elementwise.Add(y.Data.AsSpan(i * OutFeatures, OutFeatures), b);
         }
-
-        savedInput = input;
-        return y;
     }
 
     /// <summary>Accumulates dW += dy^T x and db += sum dy; returns dx = dy W (owned by this layer), or null when not asked for.</summary>

@@ -41,29 +41,30 @@ public sealed class SqueezeExcite : Module
 
     public Conv2d Expand { get; }
 
+    /// <summary>
+    /// Excites an NCHW batch with the training kernels (packed GEMMs for both 1x1 convolutions). With gradients enabled
+    /// the input and gate are kept for <see cref="Backward"/> and the output is owned by this layer; without, nothing is
+    /// kept and the output is a fresh tensor.
+    /// </summary>
     public Tensor Forward(Tensor input)
+    {
+        if (!GradEnabled)
+        {
+            return ForwardStateless(input, relu: false);
+        }
+
+        Shapes.RequireNchw(input, Channels, "squeeze-excite input");
+        return ForwardTraining(input, input.Dim(0), input.Dim(2) * input.Dim(3));
+    }
+
+    /// <summary>The no-grad forward, optionally with the ReLU that follows it in a block fused into the scaling pass.</summary>
+    internal Tensor ForwardStateless(Tensor input, bool relu)
     {
         Shapes.RequireNchw(input, Channels, "squeeze-excite input");
         int n = input.Dim(0), plane = input.Dim(2) * input.Dim(3);
-        if (GradEnabled)
-        {
-            return ForwardTraining(input, n, plane);
-        }
-
-        var pooledValues = new float[n * Channels];
-        Pooling.GlobalAverage(input.Data, pooledValues, n, Channels, plane);
-        var hiddenValues = new float[n * ReducedChannels];
-        Dense.Forward(pooledValues, Reduce.Weight.Value.Data, Reduce.Bias!.Value.Data, hiddenValues, n, Channels, ReducedChannels);
-        Elementwise.Relu(hiddenValues);
-        var gateValues = new float[n * Channels];
-        Dense.Forward(hiddenValues, Expand.Weight.Value.Data, Expand.Bias!.Value.Data, gateValues, n, ReducedChannels, Channels);
-        var result = input.Clone();
-        for (int i = 0; i < gateValues.Length; i++)
-        {
-            Elementwise.Scale(result.Data.AsSpan(i * plane, plane), Elementwise.Sigmoid(gateValues[i]));
-        }
-
-        return result;
+        var y = Tensor.Uninitialized(input.Shape);
+        Excite(input, n, plane, new float[n * Channels], new float[n * ReducedChannels], new float[n * Channels], y, relu);
+        return y;
     }
 
     /// <summary>Gradients of both 1x1 convolutions for the last training Forward; returns the input gradient (owned by this layer).</summary>
@@ -148,12 +149,20 @@ public sealed class SqueezeExcite : Module
         base.ReleaseBuffers();
     }
 
-    private unsafe Tensor ForwardTraining(Tensor input, int n, int plane)
+    private Tensor ForwardTraining(Tensor input, int n, int plane)
     {
         int c = Channels, r = ReducedChannels;
-        float[] p = pooled.Get(n, c).Data, h = hidden.Get(n, r).Data, g = gate.Get(n, c).Data;
-        Pooling.GlobalAverage(input.Data, p, n, c, plane);
         var y = output.Get(input.Shape);
+        Excite(input, n, plane, pooled.Get(n, c).Data, hidden.Get(n, r).Data, gate.Get(n, c).Data, y, relu: false);
+        savedInput = input;
+        return y;
+    }
+
+    /// <summary>y = input * sigmoid(fc2(ReLU(fc1(mean(input))))), leaving the pooled means, hidden units and gate in p, h, g.</summary>
+    private unsafe void Excite(Tensor input, int n, int plane, float[] p, float[] h, float[] g, Tensor y, bool relu)
+    {
+        int c = Channels, r = ReducedChannels;
+        Pooling.GlobalAverage(input.Data, p, n, c, plane);
         fixed (float* xp = input.Data)
         fixed (float* yp = y.Data)
         fixed (float* pp = p)
@@ -181,11 +190,8 @@ public sealed class SqueezeExcite : Module
                 }
             }
 
-            ActivationBackward.ScalePlanes(xp, gp, yp, n * c, plane, relu: false);
+            ActivationBackward.ScalePlanes(xp, gp, yp, n * c, plane, relu);
         }
-
-        savedInput = input;
-        return y;
     }
 
     private static unsafe MatrixView RowMajor(float* p, int rows, int cols) => MatrixView.RowMajor(p, rows, cols, cols);

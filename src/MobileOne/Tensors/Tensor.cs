@@ -42,6 +42,10 @@ public sealed class Tensor
 
     public static Tensor Zeros(params int[] shape) => new(shape);
 
+    /// <summary>A tensor whose storage is not zeroed, for outputs a kernel writes completely.</summary>
+    internal static Tensor Uninitialized(params int[] shape) =>
+        new(shape, GC.AllocateUninitializedArray<float>(CheckedElementCount(shape)));
+
     public static Tensor Full(float value, params int[] shape)
     {
         var t = new Tensor(shape);

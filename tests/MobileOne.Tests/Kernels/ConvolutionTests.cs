@@ -1,5 +1,6 @@
 using CsCheck;
 using MobileOne.Kernels;
+using MobileOne.Tests.Oracle;
 
 namespace MobileOne.Tests.Kernels;
 

@@ -1,8 +1,9 @@
 using MobileOne.Kernels;
+using MobileOne.Tests.Oracle;
 
 namespace MobileOne.Tests.Kernels.Conv;
 
-/// <summary>NCHW <-> NHWC for one image, and the library's reference convolution seen through NHWC.</summary>
+/// <summary>NCHW <-> NHWC for one image, and the oracle convolution seen through NHWC.</summary>
 internal static class ConvLayouts
 {
     public static float[] ToNhwc(float[] nchw, int c, int h, int w)

@@ -1,13 +1,15 @@
 using System.Buffers;
+using MobileOne.Kernels;
 
-namespace MobileOne.Kernels;
+namespace MobileOne.Tests.Oracle;
 
 /// <summary>
-/// Reference 2-D convolution, NCHW input, OIHW weight, any kernel, stride, padding and groups.
-/// Depthwise layers run a direct loop; everything else is im2col + GEMM per (image, group), and
-/// 1x1 stride-1 unpadded layers skip the unfold entirely.
+/// The test oracle for the library's convolutions: a plain NCHW 2-D convolution, OIHW weight, any kernel, stride,
+/// padding and groups. Depthwise layers run a direct scalar loop; everything else is im2col
+/// (the library's <see cref="Im2Col"/>) + <see cref="Gemm"/> per (image, group), and 1x1 stride-1 unpadded layers
+/// skip the unfold entirely. It was the library's no-grad path; the library now runs its training kernels there.
 /// </summary>
-public static class Convolution
+internal static class Convolution
 {
     public static void Forward(
         ReadOnlySpan<float> input,

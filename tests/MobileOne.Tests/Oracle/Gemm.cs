@@ -2,15 +2,15 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace MobileOne.Kernels;
+namespace MobileOne.Tests.Oracle;
 
 /// <summary>
-/// Row-major single-precision matrix products for the reference path. Register-blocked over 4 rows of C
-/// and two SIMD vectors of columns, so each loaded row of B feeds 4 FMAs; the fast inference engine has
-/// its own packed kernels. Every output element is accumulated over k in ascending order whatever the
-/// blocking or threading, so results are reproducible bit for bit.
+/// Row-major single-precision matrix products for the test oracle's <see cref="Convolution"/>. Register-blocked over
+/// 4 rows of C and two SIMD vectors of columns, so each loaded row of B feeds 4 FMAs; the library has its own packed
+/// kernels. Every output element is accumulated over k in ascending order whatever the blocking or threading, so
+/// results are reproducible bit for bit.
 /// </summary>
-public static class Gemm
+internal static class Gemm
 {
     private const long ParallelThresholdMacs = 1 << 20;
 
