@@ -221,32 +221,36 @@ internal sealed class OnnxGraphWriter
             case ActivationKind.Silu:
                 return Node("Mul", name, [x, Node("Sigmoid", UniqueValue(name + ".sigmoid"), [x])], output);
             case ActivationKind.Gelu:
-            {
-                // 0.5 x (1 + erf(x / sqrt 2)); ONNX's Gelu operator only exists from opset 20.
-                string scaled = Node("Div", UniqueValue(name + ".div"), [x, Constant(MathF.Sqrt(2f))]);
-                string erf = Node("Erf", UniqueValue(name + ".erf"), [scaled]);
-                string onePlus = Node("Add", UniqueValue(name + ".add"), [erf, Constant(1f)]);
-                string times = Node("Mul", UniqueValue(name + ".mul"), [x, onePlus]);
-                return Node("Mul", name, [times, Constant(0.5f)], output);
-            }
-
+                return Gelu(x, name, output);
             case ActivationKind.GeluTanh:
-            {
-                // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
-                string square = Node("Mul", UniqueValue(name + ".square"), [x, x]);
-                string cube = Node("Mul", UniqueValue(name + ".cube"), [square, x]);
-                string cubic = Node("Mul", UniqueValue(name + ".cubic"), [cube, Constant(0.044715f)]);
-                string inner = Node("Add", UniqueValue(name + ".inner"), [x, cubic]);
-                string z = Node("Mul", UniqueValue(name + ".z"), [inner, Constant((float)Math.Sqrt(2 / Math.PI))]);
-                string tanh = Node("Tanh", UniqueValue(name + ".tanh"), [z]);
-                string onePlus = Node("Add", UniqueValue(name + ".add"), [tanh, Constant(1f)]);
-                string times = Node("Mul", UniqueValue(name + ".mul"), [x, onePlus]);
-                return Node("Mul", name, [times, Constant(0.5f)], output);
-            }
-
+                return GeluTanh(x, name, output);
             default:
                 throw new NotSupportedException($"Activation {kind} has no ONNX translation.");
         }
+    }
+
+    /// <summary>0.5 x (1 + erf(x / sqrt 2)); ONNX's Gelu operator only exists from opset 20.</summary>
+    private string Gelu(string x, string name, string? output)
+    {
+        string scaled = Node("Div", UniqueValue(name + ".div"), [x, Constant(MathF.Sqrt(2f))]);
+        string erf = Node("Erf", UniqueValue(name + ".erf"), [scaled]);
+        string onePlus = Node("Add", UniqueValue(name + ".add"), [erf, Constant(1f)]);
+        string times = Node("Mul", UniqueValue(name + ".mul"), [x, onePlus]);
+        return Node("Mul", name, [times, Constant(0.5f)], output);
+    }
+
+    /// <summary>0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).</summary>
+    private string GeluTanh(string x, string name, string? output)
+    {
+        string square = Node("Mul", UniqueValue(name + ".square"), [x, x]);
+        string cube = Node("Mul", UniqueValue(name + ".cube"), [square, x]);
+        string cubic = Node("Mul", UniqueValue(name + ".cubic"), [cube, Constant(0.044715f)]);
+        string inner = Node("Add", UniqueValue(name + ".inner"), [x, cubic]);
+        string z = Node("Mul", UniqueValue(name + ".z"), [inner, Constant((float)Math.Sqrt(2 / Math.PI))]);
+        string tanh = Node("Tanh", UniqueValue(name + ".tanh"), [z]);
+        string onePlus = Node("Add", UniqueValue(name + ".add"), [tanh, Constant(1f)]);
+        string times = Node("Mul", UniqueValue(name + ".mul"), [x, onePlus]);
+        return Node("Mul", name, [times, Constant(0.5f)], output);
     }
 
     /// <summary>min(max(x + 3, 0), 6) / 6 = max(0, min(1, x / 6 + 0.5)).</summary>
