@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using MobileOne.Graph;
 using MobileOne.IO.Checkpoints;
 using MobileOne.IO.Onnx;
@@ -214,6 +215,36 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         AssertRelative(EvaluateAll(graph, input)[graph.Output], actual, "12x7 input");
     }
 
+    [Fact]
+    public void Clashing_names_are_made_unique_and_a_graph_that_returns_its_input_is_an_identity()
+    {
+        var rng = new Random(2);
+        var graph = new LayerGraph(2);
+        int a = graph.Add(ConvNode.Square("logits", LayerGraph.Input, 2, 2, 1, 1, 0, 1, Normal(rng, 4, 1), Normal(rng, 2, 1)));
+        int b = graph.Add(ConvNode.Square("logits", a, 2, 2, 1, 1, 0, 1, Normal(rng, 4, 1), null));
+        int c = graph.Add(new ActivationNode("input", b, ActivationKind.Silu));
+        graph.Add(new AddNode("logits", [c, a]));
+        var model = OnnxExporter.Build(graph);
+        Assert.Equal(["logits.weight", "logits.bias", "logits.weight_1"], model.Graph.Initializer.Select(t => t.Name));
+        var outputs = model.Graph.Node.SelectMany(n => n.Output).ToList();
+        Assert.Equal(outputs.Distinct(), outputs);
+        Assert.DoesNotContain("input", outputs);
+        Assert.Equal("logits", outputs[^1]);
+        var input = new Tensor(1, 2, 3, 4);
+        WeightInit.FillNormal(new Random(3), input.Data, 0, 1);
+        using (var ort = OrtHarness.FromBytes(model.ToByteArray()))
+        {
+            AssertRelative(EvaluateAll(graph, input)[graph.Output], ort.Run(input), "clashing names");
+        }
+
+        var empty = new LayerGraph(3);
+        var identity = Assert.Single(OnnxExporter.Build(empty).Graph.Node);
+        Assert.Equal("Identity", identity.OpType);
+        using var passThrough = OrtHarness.FromBytes(OnnxExporter.ToBytes(empty));
+        var x = OnnxExporterTests.RandomInput(2, 3, 5, seed: 1);
+        Assert.Equal(x.Data, passThrough.Run(x).Data);
+    }
+
     [Theory]
     [InlineData(0.0, 0.0)]
     [InlineData(0.5, 0.5204998778130465)]
@@ -392,22 +423,8 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
                     Pool(p, x, inShape, y, outShape, batch);
                     break;
                 case GlobalAveragePoolNode:
-                {
-                    int plane = inShape.Height * inShape.Width;
-                    for (int nc = 0; nc < batch * inShape.Channels; nc++)
-                    {
-                        double total = 0;
-                        for (int k = 0; k < plane; k++)
-                        {
-                            total += x[(nc * plane) + k];
-                        }
-
-                        y[nc] = total / plane;
-                    }
-
+                    GlobalAveragePool(x, inShape, y, batch);
                     break;
-                }
-
                 case LinearNode l:
                     for (int n = 0; n < batch; n++)
                     {
@@ -432,6 +449,21 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         }
 
         return values;
+    }
+
+    private static void GlobalAveragePool(double[] x, ValueShape s, double[] y, int batch)
+    {
+        int plane = s.Height * s.Width;
+        for (int nc = 0; nc < batch * s.Channels; nc++)
+        {
+            double total = 0;
+            for (int k = 0; k < plane; k++)
+            {
+                total += x[(nc * plane) + k];
+            }
+
+            y[nc] = total / plane;
+        }
     }
 
     private static void Conv(ConvNode c, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
