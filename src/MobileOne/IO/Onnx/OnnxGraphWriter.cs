@@ -144,17 +144,20 @@ internal sealed class OnnxGraphWriter
             UniqueValue(name + ".fc1"),
             [pooled, Initializer(se.Name + ".fc1.weight", se.ReduceWeight, se.Reduced, se.Channels, 1, 1), Initializer(se.Name + ".fc1.bias", se.ReduceBias, se.Reduced)],
             null,
-            Ints("kernel_shape", 1, 1));
+            PointwiseConvAttributes());
         hidden = Activation(se.InnerActivation, hidden, UniqueValue($"{name}.{ActivationSuffix(se.InnerActivation)}"));
         string gate = Node(
             "Conv",
             UniqueValue(name + ".fc2"),
             [hidden, Initializer(se.Name + ".fc2.weight", se.ExpandWeight, se.Channels, se.Reduced, 1, 1), Initializer(se.Name + ".fc2.bias", se.ExpandBias, se.Channels)],
             null,
-            Ints("kernel_shape", 1, 1));
+            PointwiseConvAttributes());
         gate = Activation(se.GateActivation, gate, UniqueValue($"{name}.{ActivationSuffix(se.GateActivation)}"));
         return Node("Mul", UniqueValue(name + ".scale"), [x, gate], output == name ? null : output);
     }
+
+    private static AttributeProto[] PointwiseConvAttributes() =>
+        [Ints("dilations", 1, 1), Int("group", 1), Ints("kernel_shape", 1, 1), Ints("pads", 0, 0, 0, 0), Ints("strides", 1, 1)];
 
     /// <summary>Add for two inputs, Sum for more; inputs of mixed rank are all brought to NCHW first.</summary>
     private (string Value, ValueForm Form) Add(AddNode add, string name, string output)
