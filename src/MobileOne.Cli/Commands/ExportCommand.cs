@@ -9,13 +9,15 @@ internal static class ExportCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Argument<string>("checkpoint") { Description = "Any supported checkpoint (timm or Apple names, fused or not); a train-time model is fused first." };
+        var checkpoint = new Argument<string>("checkpoint") { Description = "Any supported checkpoint (timm or Apple names, fused or not); a train-time model is fused first unless --unfused." };
         var output = new Argument<string>("output") { Description = "Destination .onnx file (written to a temporary file and renamed)." };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExporter.MinOpset} to {OnnxExporter.MaxOpset}.", DefaultValueFactory = _ => OnnxExporter.DefaultOpset };
-        var command = new Command("export", "Export a checkpoint as a fused ONNX model (input 'input' [batch, in_chans, height, width], output 'logits' [batch, num_classes]).");
+        var unfused = new Option<bool>("--unfused") { Description = "Export a train-time checkpoint as it is: every branch as Conv + BatchNormalization and their sum, not fused (a fused checkpoint is refused)." };
+        var command = new Command("export", "Export a checkpoint as a fused ONNX model, or with --unfused its train-time branches (input 'input' [batch, in_chans, height, width], output 'logits' [batch, num_classes]).");
         command.Arguments.Add(checkpoint);
         command.Arguments.Add(output);
         command.Options.Add(opset);
+        command.Options.Add(unfused);
         CommandAction.Set(command, r =>
         {
             int version = r.GetValue(opset);
@@ -25,13 +27,20 @@ internal static class ExportCommand
             }
 
             string destination = r.GetValue(output)!;
+            bool asIs = r.GetValue(unfused);
             var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
-            OnnxExporter.Export(loaded.Network, destination, version);
+            if (asIs && loaded.Network.IsFused)
+            {
+                throw new ArgumentException($"--unfused exports a train-time checkpoint's branches; {loaded.Info.Path} is already fused ({loaded.Info.Scheme.Name}). Export it without --unfused.");
+            }
+
+            OnnxExporter.Export(loaded.Network, destination, version, fuse: !asIs);
             var config = loaded.Network.Config;
+            string form = asIs ? "unfused (train-time branches)" : loaded.Network.IsFused ? "fused" : "fused from a train-time checkpoint";
             double megabytes = new FileInfo(destination).Length / 1e6;
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"wrote {destination} (ONNX opset {version}, MobileOne-{config.Name} fused{(loaded.Network.IsFused ? string.Empty : " from a train-time checkpoint")}, input '{OnnxExporter.InputName}' float32 [batch, {config.InChans}, height, width], output '{OnnxExporter.OutputName}' float32 [batch, {config.NumClasses}], {megabytes:0.0} MB)"));
+                $"wrote {destination} (ONNX opset {version}, MobileOne-{config.Name} {form}, input '{OnnxExporter.InputName}' float32 [batch, {config.InChans}, height, width], output '{OnnxExporter.OutputName}' float32 [batch, {config.NumClasses}], {megabytes:0.0} MB)"));
             return 0;
         });
         return command;
