@@ -4,16 +4,18 @@ namespace MobileOne.Models;
 public sealed record ModelStatistics(long ParamsUnfused, long ParamsFused, long MacsUnfused, long MacsFused, int ImageSize)
 {
     /// <summary>
-    /// Parameters are trainable tensors (BatchNorm running statistics excluded, as timm counts them);
-    /// MACs count convolutions, squeeze-excite and the classifier for one image of size x size.
+    /// Counted on the layer graphs of both forms (<see cref="Graph.LayerGraph.Parameters"/>,
+    /// <see cref="Graph.LayerGraph.MultiplyAccumulates"/>): parameters are trainable tensors (BatchNorm running
+    /// statistics excluded, as timm counts them); MACs count convolutions, squeeze-excite and the classifier for
+    /// one image of size x size.
     /// </summary>
     public static ModelStatistics Compute(MobileOneConfig config, int imageSize = 224)
     {
-        var unfused = MobileOneNetwork.Create(config, fused: false);
-        var fused = MobileOneNetwork.Create(config, fused: true);
+        var unfused = MobileOneNetwork.Create(config, fused: false).ToGraph();
+        var fused = MobileOneNetwork.Create(config, fused: true).ToGraph();
         return new ModelStatistics(
-            unfused.ParameterCount(), fused.ParameterCount(),
-            unfused.MultiplyAccumulates(imageSize), fused.MultiplyAccumulates(imageSize),
+            unfused.Parameters(), fused.Parameters(),
+            unfused.MultiplyAccumulates(imageSize, imageSize), fused.MultiplyAccumulates(imageSize, imageSize),
             imageSize);
     }
 }

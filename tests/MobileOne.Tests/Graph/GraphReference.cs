@@ -1,186 +1,291 @@
 using MobileOne.Graph;
 using MobileOne.Kernels;
+using MobileOne.Tensors;
 
 namespace MobileOne.Tests.Graph;
 
 /// <summary>
 /// A float64 evaluation of a <see cref="LayerGraph"/> written straight from the layer definitions (PyTorch's
 /// Conv2d, BatchNorm2d in eval mode, the activations, squeeze-excite, pooling, linear), with plain loops over
-/// NCHW arrays. It shares no code with the engine: it is the oracle the engine's graph tests trust.
+/// NCHW arrays. It shares no code with the engine or the ONNX exporter: it is the oracle both are tested against.
 /// </summary>
 internal static class GraphReference
 {
-    public sealed record Value(double[] Data, int Channels, int Height, int Width);
+    /// <summary>The graph output for an NCHW batch, NCHW (a classifier's [batch, classes] rows).</summary>
+    public static double[] Evaluate(LayerGraph graph, Tensor input) => EvaluateAll(graph, input)[graph.Output];
 
-    public static double Activation(ActivationKind kind, double x) => kind switch
+    /// <summary>
+    /// The graph in float64, node by node, straight from each node's definition (NCHW, zero padding for
+    /// convolutions, -inf for max pooling, floor-mode windows). Returns every value (index = value id), batch-major.
+    /// </summary>
+    public static double[][] EvaluateAll(LayerGraph graph, Tensor input)
     {
-        ActivationKind.None => x,
-        ActivationKind.Relu => Math.Max(x, 0),
-        ActivationKind.Relu6 => Math.Clamp(x, 0, 6),
-        ActivationKind.Gelu => 0.5 * x * (1 + Erf(x / Math.Sqrt(2))),
-        ActivationKind.GeluTanh => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x)))),
-        ActivationKind.Silu => x / (1 + Math.Exp(-x)),
-        ActivationKind.HardSwish => x * Math.Clamp(x + 3, 0, 6) / 6,
-        ActivationKind.Sigmoid => 1 / (1 + Math.Exp(-x)),
-        ActivationKind.HardSigmoid => Math.Clamp(x + 3, 0, 6) / 6,
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-    };
-
-    /// <summary>erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt by composite Simpson with 2000 panels (error far below 1e-12).</summary>
-    public static double Erf(double x)
-    {
-        if (x < 0)
+        int batch = input.Dim(0);
+        var shapes = graph.InferShapes(input.Dim(2), input.Dim(3));
+        var values = new double[graph.Nodes.Count + 1][];
+        values[0] = input.Data.Select(v => (double)v).ToArray();
+        for (int i = 0; i < graph.Nodes.Count; i++)
         {
-            return -Erf(-x);
-        }
-
-        double b = Math.Min(x, 8.0);
-        const int n = 2000;
-        double h = b / n, sum = 1 + Math.Exp(-b * b);
-        for (int i = 1; i < n; i++)
-        {
-            double t = i * h;
-            sum += (i % 2 == 1 ? 4 : 2) * Math.Exp(-t * t);
-        }
-
-        return sum * h / 3 * 2 / Math.Sqrt(Math.PI);
-    }
-
-    /// <summary>The graph output for a batch of NCHW images, per image [C, H, W] concatenated (NCHW).</summary>
-    public static double[] Evaluate(LayerGraph graph, float[] input, int batch, int height, int width)
-    {
-        var outputs = new List<double>();
-        int plane = graph.InputChannels * height * width;
-        for (int n = 0; n < batch; n++)
-        {
-            var values = new Value[graph.Nodes.Count + 1];
-            values[0] = new Value(input.Skip(n * plane).Take(plane).Select(v => (double)v).ToArray(), graph.InputChannels, height, width);
-            for (int i = 0; i < graph.Nodes.Count; i++)
+            var node = graph.Nodes[i];
+            var inShape = shapes[node.Inputs[0]];
+            var outShape = shapes[i + 1];
+            var x = values[node.Inputs[0]];
+            var y = new double[batch * outShape.Elements];
+            switch (node)
             {
-                values[i + 1] = Node(graph.Nodes[i], graph.Nodes[i].Inputs.Select(v => values[v]).ToArray());
-            }
-
-            outputs.AddRange(values[graph.Output].Data);
-        }
-
-        return outputs.ToArray();
-    }
-
-    private static Value Node(GraphNode node, Value[] x) => node switch
-    {
-        ConvNode c => Conv(c, x[0]),
-        BatchNormNode bn => Map(x[0], (ch, v) => ((v - bn.Mean[ch]) / Math.Sqrt(bn.Var[ch] + bn.Eps) * bn.Gamma[ch]) + bn.Beta[ch]),
-        ActivationNode a => Map(x[0], (_, v) => Activation(a.Activation, v)),
-        AddNode => new Value(Enumerable.Range(0, x[0].Data.Length).Select(i => x.Sum(v => v.Data[i])).ToArray(), x[0].Channels, x[0].Height, x[0].Width),
-        SqueezeExciteNode se => SqueezeExcite(se, x[0]),
-        PoolNode p => Pool(p, x[0]),
-        GlobalAveragePoolNode => new Value(Enumerable.Range(0, x[0].Channels).Select(c => Plane(x[0], c).Average()).ToArray(), x[0].Channels, 1, 1),
-        LinearNode l => new Value(
-            Enumerable.Range(0, l.OutFeatures).Select(o => (l.Bias?[o] ?? 0) + Enumerable.Range(0, l.InFeatures).Sum(i => (double)l.Weight[(o * l.InFeatures) + i] * x[0].Data[i])).ToArray(),
-            l.OutFeatures, 1, 1),
-        _ => throw new NotSupportedException(node.GetType().Name),
-    };
-
-    private static IEnumerable<double> Plane(Value v, int c) => v.Data.Skip(c * v.Height * v.Width).Take(v.Height * v.Width);
-
-    private static Value Map(Value x, Func<int, double, double> f)
-    {
-        int plane = x.Height * x.Width;
-        return x with { Data = x.Data.Select((v, i) => f(i / plane, v)).ToArray() };
-    }
-
-    private static Value Conv(ConvNode c, Value x)
-    {
-        int effH = (c.DilationH * (c.KernelHeight - 1)) + 1, effW = (c.DilationW * (c.KernelWidth - 1)) + 1;
-        int oh = ((x.Height + (2 * c.PadH) - effH) / c.StrideH) + 1, ow = ((x.Width + (2 * c.PadW) - effW) / c.StrideW) + 1;
-        int inPer = c.InChannels / c.Groups, outPer = c.OutChannels / c.Groups;
-        var y = new double[c.OutChannels * oh * ow];
-        for (int o = 0; o < c.OutChannels; o++)
-        {
-            int g = o / outPer;
-            for (int oy = 0; oy < oh; oy++)
-            {
-                for (int ox = 0; ox < ow; ox++)
-                {
-                    double acc = c.Bias?[o] ?? 0;
-                    for (int ci = 0; ci < inPer; ci++)
+                case ConvNode c:
+                    Conv(c, x, inShape, y, outShape, batch);
+                    break;
+                case BatchNormNode b:
+                    for (int n = 0; n < batch; n++)
                     {
-                        for (int ky = 0; ky < c.KernelHeight; ky++)
+                        for (int ch = 0; ch < b.Channels; ch++)
                         {
-                            for (int kx = 0; kx < c.KernelWidth; kx++)
+                            double scale = b.Gamma[ch] / Math.Sqrt(b.Var[ch] + b.Eps);
+                            for (int p = 0; p < inShape.Height * inShape.Width; p++)
                             {
-                                int iy = (oy * c.StrideH) - c.PadH + (ky * c.DilationH), ix = (ox * c.StrideW) - c.PadW + (kx * c.DilationW);
-                                if (iy < 0 || iy >= x.Height || ix < 0 || ix >= x.Width)
-                                {
-                                    continue;
-                                }
-
-                                double w = c.Weight[(((((o * inPer) + ci) * c.KernelHeight) + ky) * c.KernelWidth) + kx];
-                                acc += w * x.Data[((((g * inPer) + ci) * x.Height) + iy) * x.Width + ix];
+                                int at = (((n * b.Channels) + ch) * inShape.Height * inShape.Width) + p;
+                                y[at] = ((x[at] - b.Mean[ch]) * scale) + b.Beta[ch];
                             }
                         }
                     }
 
-                    y[(((o * oh) + oy) * ow) + ox] = acc;
+                    break;
+                case ActivationNode a:
+                    for (int k = 0; k < y.Length; k++)
+                    {
+                        y[k] = Activation(a.Activation, x[k]);
+                    }
+
+                    break;
+                case SqueezeExciteNode s:
+                    SqueezeExcite(s, x, inShape, y, batch);
+                    break;
+                case AddNode add:
+                    foreach (int v in add.Inputs)
+                    {
+                        for (int k = 0; k < y.Length; k++)
+                        {
+                            y[k] += values[v][k];
+                        }
+                    }
+
+                    break;
+                case PoolNode p:
+                    Pool(p, x, inShape, y, outShape, batch);
+                    break;
+                case GlobalAveragePoolNode:
+                    GlobalAveragePool(x, inShape, y, batch);
+                    break;
+                case LinearNode l:
+                    for (int n = 0; n < batch; n++)
+                    {
+                        for (int o = 0; o < l.OutFeatures; o++)
+                        {
+                            double total = l.Bias?[o] ?? 0;
+                            for (int k = 0; k < l.InFeatures; k++)
+                            {
+                                total += l.Weight[(o * l.InFeatures) + k] * x[(n * l.InFeatures) + k];
+                            }
+
+                            y[(n * l.OutFeatures) + o] = total;
+                        }
+                    }
+
+                    break;
+                default:
+                    throw new NotSupportedException(node.GetType().Name);
+            }
+
+            values[i + 1] = y;
+        }
+
+        return values;
+    }
+
+    private static void GlobalAveragePool(double[] x, ValueShape s, double[] y, int batch)
+    {
+        int plane = s.Height * s.Width;
+        for (int nc = 0; nc < batch * s.Channels; nc++)
+        {
+            double total = 0;
+            for (int k = 0; k < plane; k++)
+            {
+                total += x[(nc * plane) + k];
+            }
+
+            y[nc] = total / plane;
+        }
+    }
+
+    private static void Conv(ConvNode c, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
+    {
+        int inPerGroup = c.InChannels / c.Groups, outPerGroup = c.OutChannels / c.Groups;
+        for (int n = 0; n < batch; n++)
+        {
+            for (int oc = 0; oc < c.OutChannels; oc++)
+            {
+                int group = oc / outPerGroup;
+                for (int oy = 0; oy < o.Height; oy++)
+                {
+                    for (int ox = 0; ox < o.Width; ox++)
+                    {
+                        double total = c.Bias?[oc] ?? 0;
+                        for (int ic = 0; ic < inPerGroup; ic++)
+                        {
+                            int channel = (group * inPerGroup) + ic;
+                            for (int ky = 0; ky < c.KernelHeight; ky++)
+                            {
+                                int iy = (oy * c.StrideH) - c.PadH + (ky * c.DilationH);
+                                for (int kx = 0; kx < c.KernelWidth; kx++)
+                                {
+                                    int ix = (ox * c.StrideW) - c.PadW + (kx * c.DilationW);
+                                    if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
+                                    {
+                                        double w = c.Weight[(((((oc * inPerGroup) + ic) * c.KernelHeight) + ky) * c.KernelWidth) + kx];
+                                        total += w * x[(((((n * s.Channels) + channel) * s.Height) + iy) * s.Width) + ix];
+                                    }
+                                }
+                            }
+                        }
+
+                        y[(((((n * o.Channels) + oc) * o.Height) + oy) * o.Width) + ox] = total;
+                    }
                 }
             }
         }
-
-        return new Value(y, c.OutChannels, oh, ow);
     }
 
-    private static Value SqueezeExcite(SqueezeExciteNode se, Value x)
+    private static void SqueezeExcite(SqueezeExciteNode s, double[] x, ValueShape shape, double[] y, int batch)
     {
-        var mean = Enumerable.Range(0, se.Channels).Select(c => Plane(x, c).Average()).ToArray();
-        var hidden = Enumerable.Range(0, se.Reduced)
-            .Select(j => Activation(se.InnerActivation, se.ReduceBias[j] + Enumerable.Range(0, se.Channels).Sum(c => (double)se.ReduceWeight[(j * se.Channels) + c] * mean[c])))
-            .ToArray();
-        var gate = Enumerable.Range(0, se.Channels)
-            .Select(c => Activation(se.GateActivation, se.ExpandBias[c] + Enumerable.Range(0, se.Reduced).Sum(j => (double)se.ExpandWeight[(c * se.Reduced) + j] * hidden[j])))
-            .ToArray();
-        return Map(x, (c, v) => v * gate[c]);
-    }
-
-    private static Value Pool(PoolNode p, Value x)
-    {
-        int oh = ((x.Height + (2 * p.Padding) - p.Kernel) / p.Stride) + 1, ow = ((x.Width + (2 * p.Padding) - p.Kernel) / p.Stride) + 1;
-        var y = new double[x.Channels * oh * ow];
-        for (int c = 0; c < x.Channels; c++)
+        int plane = shape.Height * shape.Width;
+        for (int n = 0; n < batch; n++)
         {
-            for (int oy = 0; oy < oh; oy++)
+            var mean = new double[s.Channels];
+            for (int ch = 0; ch < s.Channels; ch++)
             {
-                for (int ox = 0; ox < ow; ox++)
+                for (int p = 0; p < plane; p++)
                 {
-                    double max = double.NegativeInfinity, sum = 0;
-                    int count = 0, window = 0;
+                    mean[ch] += x[(((n * s.Channels) + ch) * plane) + p];
+                }
+
+                mean[ch] /= plane;
+            }
+
+            var hidden = new double[s.Reduced];
+            for (int r = 0; r < s.Reduced; r++)
+            {
+                double total = s.ReduceBias[r];
+                for (int ch = 0; ch < s.Channels; ch++)
+                {
+                    total += s.ReduceWeight[(r * s.Channels) + ch] * mean[ch];
+                }
+
+                hidden[r] = Activation(s.InnerActivation, total);
+            }
+
+            for (int ch = 0; ch < s.Channels; ch++)
+            {
+                double total = s.ExpandBias[ch];
+                for (int r = 0; r < s.Reduced; r++)
+                {
+                    total += s.ExpandWeight[(ch * s.Reduced) + r] * hidden[r];
+                }
+
+                double gate = Activation(s.GateActivation, total);
+                for (int p = 0; p < plane; p++)
+                {
+                    int at = (((n * s.Channels) + ch) * plane) + p;
+                    y[at] = x[at] * gate;
+                }
+            }
+        }
+    }
+
+    private static void Pool(PoolNode p, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
+    {
+        for (int nc = 0; nc < batch * s.Channels; nc++)
+        {
+            for (int oy = 0; oy < o.Height; oy++)
+            {
+                for (int ox = 0; ox < o.Width; ox++)
+                {
+                    double max = double.NegativeInfinity, total = 0;
+                    int inside = 0;
                     for (int ky = 0; ky < p.Kernel; ky++)
                     {
                         for (int kx = 0; kx < p.Kernel; kx++)
                         {
                             int iy = (oy * p.Stride) - p.Padding + ky, ix = (ox * p.Stride) - p.Padding + kx;
-                            // PyTorch's AvgPool2d divisor with count_include_pad counts the window clipped to the padded input.
-                            if (iy < x.Height + p.Padding && ix < x.Width + p.Padding)
+                            if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
                             {
-                                window++;
+                                double v = x[(((nc * s.Height) + iy) * s.Width) + ix];
+                                max = Math.Max(max, v);
+                                total += v;
+                                inside++;
                             }
-
-                            if (iy < 0 || iy >= x.Height || ix < 0 || ix >= x.Width)
-                            {
-                                continue;
-                            }
-
-                            double v = x.Data[(((c * x.Height) + iy) * x.Width) + ix];
-                            max = Math.Max(max, v);
-                            sum += v;
-                            count++;
                         }
                     }
 
-                    y[(((c * oh) + oy) * ow) + ox] = p.Kind == PoolKind.Max ? max : sum / (p.CountIncludePad ? window : count);
+                    y[(((nc * o.Height) + oy) * o.Width) + ox] = p.Kind == PoolKind.Max
+                        ? max
+                        : total / (p.CountIncludePad ? p.Kernel * p.Kernel : inside);
                 }
             }
         }
+    }
 
-        return new Value(y, x.Channels, oh, ow);
+    /// <summary>The activations as <see cref="ActivationKind"/> documents them, in float64 (GELU with an exact erf).</summary>
+    public static double Activation(ActivationKind kind, double x) => kind switch
+    {
+        ActivationKind.None => x,
+        ActivationKind.Relu => Math.Max(x, 0),
+        ActivationKind.Relu6 => Math.Min(Math.Max(x, 0), 6),
+        ActivationKind.Gelu => 0.5 * x * (1 + Erf(x / Math.Sqrt(2))),
+        ActivationKind.GeluTanh => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x)))),
+        ActivationKind.Silu => x / (1 + Math.Exp(-x)),
+        ActivationKind.HardSwish => x * Math.Min(Math.Max(x + 3, 0), 6) / 6,
+        ActivationKind.Sigmoid => 1 / (1 + Math.Exp(-x)),
+        ActivationKind.HardSigmoid => Math.Min(Math.Max(x + 3, 0), 6) / 6,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
+    /// <summary>
+    /// erf to double precision: the Maclaurin series below |x| = 2.5 (largest term about 500, so about 1e-13 lost to
+    /// cancellation), 1 - erfc by its continued fraction above (converged long before 200 terms there).
+    /// </summary>
+    public static double Erf(double x)
+    {
+        double a = Math.Abs(x);
+        double result;
+        if (a < 2.5)
+        {
+            double term = a, total = a, square = a * a;
+            for (int n = 1; n < 100; n++)
+            {
+                term *= -square / n;
+                double next = term / ((2 * n) + 1);
+                total += next;
+                if (Math.Abs(next) < 1e-17 * Math.Abs(total))
+                {
+                    break;
+                }
+            }
+
+            result = 2 / Math.Sqrt(Math.PI) * total;
+        }
+        else
+        {
+            // erfc(a) = exp(-a^2) / sqrt(pi) * 1 / (a + (1/2) / (a + 1 / (a + (3/2) / (a + 2 / (a + ...))))).
+            double fraction = a;
+            for (int k = 200; k >= 1; k--)
+            {
+                fraction = a + (k / 2.0 / fraction);
+            }
+
+            result = 1 - (Math.Exp(-a * a) / Math.Sqrt(Math.PI) / fraction);
+        }
+
+        return x < 0 ? -result : result;
     }
 }

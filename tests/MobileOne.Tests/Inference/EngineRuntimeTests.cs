@@ -23,16 +23,24 @@ public class EngineAllocationTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void A_warm_run_allocates_no_managed_memory(int threads)
+    [InlineData(1, "fused")]
+    [InlineData(2, "fused")]
+    [InlineData(3, "fused")]
+    [InlineData(2, "unfused")]
+    [InlineData(1, "every-layer")]
+    [InlineData(3, "every-layer")]
+    public void A_warm_run_allocates_no_managed_memory(int threads, string graph)
     {
-        var config = MobileOneConfig.Parse("units=1/2/2/1,widths=0.5/0.5/0.75/1,k=1,se=0/0/1/1,classes=10");
-        var network = EngineTestSupport.RandomFused(config, 7);
-        using var model = CompiledModel.Compile(network, new InferenceOptions { Threads = threads });
+        var config = MobileOneConfig.Parse("units=1/2/2/1,widths=0.5/0.5/0.75/1,k=3,se=0/0/1/1,classes=10");
+        var options = new InferenceOptions { Threads = threads };
+        using var model = graph switch
+        {
+            "fused" => CompiledModel.Compile(EngineTestSupport.RandomFused(config, 7), options),
+            "unfused" => CompiledModel.Compile(MobileOneNetwork.Create(config), options),
+            _ => CompiledModel.Compile(EngineGraphTests.EveryLayerGraph(new Random(7), 3), options),
+        };
         var input = EngineTestSupport.RandomInput(new Random(1), 2, 3, 64, 48).Data;
-        var logits = new float[2 * 10];
+        var logits = new float[2 * model.OutputChannels];
         var ticks = new long[model.Layers.Count];
         for (int i = 0; i < 5; i++)
         {

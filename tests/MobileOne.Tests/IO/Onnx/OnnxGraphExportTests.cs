@@ -6,6 +6,7 @@ using MobileOne.Kernels;
 using MobileOne.Models;
 using MobileOne.Reparam;
 using MobileOne.Tensors;
+using MobileOne.Tests.Graph;
 using MobileOne.Tests.Models;
 using Onnx;
 
@@ -62,11 +63,14 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         {
             var sum = byName[prefix + "add"];
             Assert.Equal(Branches(block) > 2 ? "Sum" : "Add", sum.OpType);
-            var expected = Enumerable.Range(0, block.ConvKxk.Count).Select(i => $"{prefix}conv_kxk.{i}.bn").ToList();
+            // timm's summation order: scale branch, conv branches, skip.
+            var expected = new List<string>();
             if (block.ConvScale is not null)
             {
                 expected.Add(prefix + "conv_scale.bn");
             }
+
+            expected.AddRange(Enumerable.Range(0, block.ConvKxk.Count).Select(i => $"{prefix}conv_kxk.{i}.bn"));
 
             if (block.Identity is not null)
             {
@@ -168,7 +172,7 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         Assert.Equal(["batch", "4", "1", "1"], model.Graph.Output[0].Type.TensorType.Shape.Dim.Select(Describe));
 
         var input = OnnxExporterTests.RandomInput(2, 3, 9, seed: 21);
-        var expected = EvaluateAll(graph, input);
+        var expected = GraphReference.EvaluateAll(graph, input);
         using (var ort = OrtHarness.FromBytes(bytes))
         {
             var actual = ort.Run(input);
@@ -212,7 +216,7 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         var shape = graph.InferShapes(12, 7)[graph.Output];
         Assert.Equal([2, shape.Channels, shape.Height, shape.Width], actual.Shape);
         Assert.Equal([2, 6, 6, 7], actual.Shape);
-        AssertRelative(EvaluateAll(graph, input)[graph.Output], actual, "12x7 input");
+        AssertRelative(GraphReference.EvaluateAll(graph, input)[graph.Output], actual, "12x7 input");
     }
 
     [Fact]
@@ -234,7 +238,7 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         WeightInit.FillNormal(new Random(3), input.Data, 0, 1);
         using (var ort = OrtHarness.FromBytes(model.ToByteArray()))
         {
-            AssertRelative(EvaluateAll(graph, input)[graph.Output], ort.Run(input), "clashing names");
+            AssertRelative(GraphReference.EvaluateAll(graph, input)[graph.Output], ort.Run(input), "clashing names");
         }
 
         var empty = new LayerGraph(3);
@@ -254,7 +258,7 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
     [InlineData(3.0, 0.9999779095030014)]
     [InlineData(-6.0, -1.0)]
     public void Reference_erf_is_accurate_to_double_rounding(double x, double erf) =>
-        Assert.Equal(erf, Erf(x), 1e-15);
+        Assert.Equal(erf, GraphReference.Erf(x), 1e-15);
 
     /// <summary>
     /// Every node kind and every activation kind, with value ranks changing and coming back: input 3x9x9 -> conv
@@ -361,279 +365,4 @@ public class OnnxGraphExportTests : IClassFixture<ReferenceTensors>
         d.HasDimParam ? d.DimParam : d.DimValue.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static AttributeProto Attribute(NodeProto node, string name) => node.Attribute.Single(a => a.Name == name);
-
-    /// <summary>
-    /// The graph in float64, node by node, straight from each node's definition (NCHW, zero padding for
-    /// convolutions, -inf for max pooling, floor-mode windows). Returns every value (index = value id), batch-major.
-    /// </summary>
-    internal static double[][] EvaluateAll(LayerGraph graph, Tensor input)
-    {
-        int batch = input.Dim(0);
-        var shapes = graph.InferShapes(input.Dim(2), input.Dim(3));
-        var values = new double[graph.Nodes.Count + 1][];
-        values[0] = input.Data.Select(v => (double)v).ToArray();
-        for (int i = 0; i < graph.Nodes.Count; i++)
-        {
-            var node = graph.Nodes[i];
-            var inShape = shapes[node.Inputs[0]];
-            var outShape = shapes[i + 1];
-            var x = values[node.Inputs[0]];
-            var y = new double[batch * outShape.Elements];
-            switch (node)
-            {
-                case ConvNode c:
-                    Conv(c, x, inShape, y, outShape, batch);
-                    break;
-                case BatchNormNode b:
-                    for (int n = 0; n < batch; n++)
-                    {
-                        for (int ch = 0; ch < b.Channels; ch++)
-                        {
-                            double scale = b.Gamma[ch] / Math.Sqrt(b.Var[ch] + b.Eps);
-                            for (int p = 0; p < inShape.Height * inShape.Width; p++)
-                            {
-                                int at = (((n * b.Channels) + ch) * inShape.Height * inShape.Width) + p;
-                                y[at] = ((x[at] - b.Mean[ch]) * scale) + b.Beta[ch];
-                            }
-                        }
-                    }
-
-                    break;
-                case ActivationNode a:
-                    for (int k = 0; k < y.Length; k++)
-                    {
-                        y[k] = Activation(a.Activation, x[k]);
-                    }
-
-                    break;
-                case SqueezeExciteNode s:
-                    SqueezeExcite(s, x, inShape, y, batch);
-                    break;
-                case AddNode add:
-                    foreach (int v in add.Inputs)
-                    {
-                        for (int k = 0; k < y.Length; k++)
-                        {
-                            y[k] += values[v][k];
-                        }
-                    }
-
-                    break;
-                case PoolNode p:
-                    Pool(p, x, inShape, y, outShape, batch);
-                    break;
-                case GlobalAveragePoolNode:
-                    GlobalAveragePool(x, inShape, y, batch);
-                    break;
-                case LinearNode l:
-                    for (int n = 0; n < batch; n++)
-                    {
-                        for (int o = 0; o < l.OutFeatures; o++)
-                        {
-                            double total = l.Bias?[o] ?? 0;
-                            for (int k = 0; k < l.InFeatures; k++)
-                            {
-                                total += l.Weight[(o * l.InFeatures) + k] * x[(n * l.InFeatures) + k];
-                            }
-
-                            y[(n * l.OutFeatures) + o] = total;
-                        }
-                    }
-
-                    break;
-                default:
-                    throw new NotSupportedException(node.GetType().Name);
-            }
-
-            values[i + 1] = y;
-        }
-
-        return values;
-    }
-
-    private static void GlobalAveragePool(double[] x, ValueShape s, double[] y, int batch)
-    {
-        int plane = s.Height * s.Width;
-        for (int nc = 0; nc < batch * s.Channels; nc++)
-        {
-            double total = 0;
-            for (int k = 0; k < plane; k++)
-            {
-                total += x[(nc * plane) + k];
-            }
-
-            y[nc] = total / plane;
-        }
-    }
-
-    private static void Conv(ConvNode c, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
-    {
-        int inPerGroup = c.InChannels / c.Groups, outPerGroup = c.OutChannels / c.Groups;
-        for (int n = 0; n < batch; n++)
-        {
-            for (int oc = 0; oc < c.OutChannels; oc++)
-            {
-                int group = oc / outPerGroup;
-                for (int oy = 0; oy < o.Height; oy++)
-                {
-                    for (int ox = 0; ox < o.Width; ox++)
-                    {
-                        double total = c.Bias?[oc] ?? 0;
-                        for (int ic = 0; ic < inPerGroup; ic++)
-                        {
-                            int channel = (group * inPerGroup) + ic;
-                            for (int ky = 0; ky < c.KernelHeight; ky++)
-                            {
-                                int iy = (oy * c.StrideH) - c.PadH + (ky * c.DilationH);
-                                for (int kx = 0; kx < c.KernelWidth; kx++)
-                                {
-                                    int ix = (ox * c.StrideW) - c.PadW + (kx * c.DilationW);
-                                    if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
-                                    {
-                                        double w = c.Weight[(((((oc * inPerGroup) + ic) * c.KernelHeight) + ky) * c.KernelWidth) + kx];
-                                        total += w * x[(((((n * s.Channels) + channel) * s.Height) + iy) * s.Width) + ix];
-                                    }
-                                }
-                            }
-                        }
-
-                        y[(((((n * o.Channels) + oc) * o.Height) + oy) * o.Width) + ox] = total;
-                    }
-                }
-            }
-        }
-    }
-
-    private static void SqueezeExcite(SqueezeExciteNode s, double[] x, ValueShape shape, double[] y, int batch)
-    {
-        int plane = shape.Height * shape.Width;
-        for (int n = 0; n < batch; n++)
-        {
-            var mean = new double[s.Channels];
-            for (int ch = 0; ch < s.Channels; ch++)
-            {
-                for (int p = 0; p < plane; p++)
-                {
-                    mean[ch] += x[(((n * s.Channels) + ch) * plane) + p];
-                }
-
-                mean[ch] /= plane;
-            }
-
-            var hidden = new double[s.Reduced];
-            for (int r = 0; r < s.Reduced; r++)
-            {
-                double total = s.ReduceBias[r];
-                for (int ch = 0; ch < s.Channels; ch++)
-                {
-                    total += s.ReduceWeight[(r * s.Channels) + ch] * mean[ch];
-                }
-
-                hidden[r] = Activation(s.InnerActivation, total);
-            }
-
-            for (int ch = 0; ch < s.Channels; ch++)
-            {
-                double total = s.ExpandBias[ch];
-                for (int r = 0; r < s.Reduced; r++)
-                {
-                    total += s.ExpandWeight[(ch * s.Reduced) + r] * hidden[r];
-                }
-
-                double gate = Activation(s.GateActivation, total);
-                for (int p = 0; p < plane; p++)
-                {
-                    int at = (((n * s.Channels) + ch) * plane) + p;
-                    y[at] = x[at] * gate;
-                }
-            }
-        }
-    }
-
-    private static void Pool(PoolNode p, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
-    {
-        for (int nc = 0; nc < batch * s.Channels; nc++)
-        {
-            for (int oy = 0; oy < o.Height; oy++)
-            {
-                for (int ox = 0; ox < o.Width; ox++)
-                {
-                    double max = double.NegativeInfinity, total = 0;
-                    int inside = 0;
-                    for (int ky = 0; ky < p.Kernel; ky++)
-                    {
-                        for (int kx = 0; kx < p.Kernel; kx++)
-                        {
-                            int iy = (oy * p.Stride) - p.Padding + ky, ix = (ox * p.Stride) - p.Padding + kx;
-                            if (iy >= 0 && iy < s.Height && ix >= 0 && ix < s.Width)
-                            {
-                                double v = x[(((nc * s.Height) + iy) * s.Width) + ix];
-                                max = Math.Max(max, v);
-                                total += v;
-                                inside++;
-                            }
-                        }
-                    }
-
-                    y[(((nc * o.Height) + oy) * o.Width) + ox] = p.Kind == PoolKind.Max
-                        ? max
-                        : total / (p.CountIncludePad ? p.Kernel * p.Kernel : inside);
-                }
-            }
-        }
-    }
-
-    /// <summary>The activations as <see cref="ActivationKind"/> documents them, in float64 (GELU with an exact erf).</summary>
-    private static double Activation(ActivationKind kind, double x) => kind switch
-    {
-        ActivationKind.None => x,
-        ActivationKind.Relu => Math.Max(x, 0),
-        ActivationKind.Relu6 => Math.Min(Math.Max(x, 0), 6),
-        ActivationKind.Gelu => 0.5 * x * (1 + Erf(x / Math.Sqrt(2))),
-        ActivationKind.GeluTanh => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x)))),
-        ActivationKind.Silu => x / (1 + Math.Exp(-x)),
-        ActivationKind.HardSwish => x * Math.Min(Math.Max(x + 3, 0), 6) / 6,
-        ActivationKind.Sigmoid => 1 / (1 + Math.Exp(-x)),
-        ActivationKind.HardSigmoid => Math.Min(Math.Max(x + 3, 0), 6) / 6,
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
-    };
-
-    /// <summary>
-    /// erf to double precision: the Maclaurin series below |x| = 2.5 (largest term about 500, so about 1e-13 lost to
-    /// cancellation), 1 - erfc by its continued fraction above (converged long before 200 terms there).
-    /// </summary>
-    internal static double Erf(double x)
-    {
-        double a = Math.Abs(x);
-        double result;
-        if (a < 2.5)
-        {
-            double term = a, total = a, square = a * a;
-            for (int n = 1; n < 100; n++)
-            {
-                term *= -square / n;
-                double next = term / ((2 * n) + 1);
-                total += next;
-                if (Math.Abs(next) < 1e-17 * Math.Abs(total))
-                {
-                    break;
-                }
-            }
-
-            result = 2 / Math.Sqrt(Math.PI) * total;
-        }
-        else
-        {
-            // erfc(a) = exp(-a^2) / sqrt(pi) * 1 / (a + (1/2) / (a + 1 / (a + (3/2) / (a + 2 / (a + ...))))).
-            double fraction = a;
-            for (int k = 200; k >= 1; k--)
-            {
-                fraction = a + (k / 2.0 / fraction);
-            }
-
-            result = 1 - (Math.Exp(-a * a) / Math.Sqrt(Math.PI) / fraction);
-        }
-
-        return x < 0 ? -result : result;
-    }
 }
