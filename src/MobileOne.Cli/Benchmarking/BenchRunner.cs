@@ -17,7 +17,7 @@ internal sealed class BenchModel(string label, MobileOneNetwork network)
 
     public MobileOneNetwork Network { get; } = network;
 
-    public byte[] Onnx => onnx ??= OnnxExporter.ToBytes(Network);
+    public byte[] Onnx => onnx ??= OnnxExporter.ToBytes(Network, fuse: false);
 }
 
 /// <summary>One layer's share of a managed run, from <see cref="CompiledModel.Run(ReadOnlySpan{float}, int, int, int, Span{float}, Span{long})"/>'s layer timing.</summary>

@@ -119,23 +119,6 @@ public sealed class MobileOneBlock : Module
         return BackwardTraining(x, ds, inputGradient);
     }
 
-    /// <summary>Multiply-accumulates of the convolutions (and SE) for one image of the given input size.</summary>
-    public long MultiplyAccumulates(int height, int width)
-    {
-        long macs = 0;
-        if (ReparamConv is not null)
-        {
-            macs += ReparamConv.MultiplyAccumulates(height, width);
-        }
-        else
-        {
-            macs += ConvKxk.Sum(b => b.Conv.MultiplyAccumulates(height, width));
-            macs += ConvScale?.Conv.MultiplyAccumulates(height, width) ?? 0;
-        }
-
-        return macs + (Attn?.MultiplyAccumulates() ?? 0);
-    }
-
     public (int Height, int Width) OutputSize(int height, int width)
     {
         int oh = ((height + (2 * Spec.Padding) - Spec.KernelSize) / Spec.Stride) + 1;

@@ -130,19 +130,8 @@ public sealed class MobileOneNetwork : Module
         return Stem.Backward(grad, inputGradient);
     }
 
-    /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier).</summary>
-    public long MultiplyAccumulates(int size)
-    {
-        long macs = 0;
-        int h = size, w = size;
-        foreach (var (_, block) in Blocks())
-        {
-            macs += block.MultiplyAccumulates(h, w);
-            (h, w) = block.OutputSize(h, w);
-        }
-
-        return macs + ((long)Head.InFeatures * Head.OutFeatures);
-    }
+    /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier), counted on <see cref="MobileOneGraph.ToGraph"/>.</summary>
+    public long MultiplyAccumulates(int size) => this.ToGraph().MultiplyAccumulates(size, size);
 
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Blocks().SelectMany(b => b.Block.State(prefix + b.Prefix)).Concat(Head.State(prefix + "head.fc."));

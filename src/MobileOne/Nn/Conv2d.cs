@@ -200,8 +200,6 @@ public sealed class Conv2d : Module
         }
     }
 
-    public long MultiplyAccumulates(int height, int width) => Geometry(1, height, width).MultiplyAccumulates;
-
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         yield return new StateEntry(prefix + "weight", Weight.Value, StateKind.Parameter);

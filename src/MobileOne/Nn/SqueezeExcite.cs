@@ -126,8 +126,6 @@ public sealed class SqueezeExcite : Module
         return dx;
     }
 
-    public long MultiplyAccumulates() => 2L * Channels * ReducedChannels;
-
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Reduce.State(prefix + "fc1.").Concat(Expand.State(prefix + "fc2."));
 
