@@ -9,8 +9,13 @@ namespace MobileOne.Cli.Benchmarking;
 /// <summary>Renders benchmark results: a Spectre table, plain aligned text, JSON, or a Markdown section for docs/benchmarks.md.</summary>
 internal static class BenchReport
 {
+    /// <summary>The section of the fused benchmark; --unfused runs write <see cref="UnfusedSection"/> instead.</summary>
+    public const string FusedSection = "bench";
+    public const string UnfusedSection = "bench-unfused";
     public const string BeginMarker = "<!-- bench:begin -->";
     public const string EndMarker = "<!-- bench:end -->";
+
+    public static (string Begin, string End) Markers(string section) => ($"<!-- {section}:begin -->", $"<!-- {section}:end -->");
 
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
@@ -127,10 +132,11 @@ internal static class BenchReport
     }
 
     /// <summary>The section between the markers: the run's machine, command and table.</summary>
-    public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings)
+    public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings, string section = FusedSection)
     {
+        var (beginMarker, endMarker) = Markers(section);
         var sb = new StringBuilder();
-        sb.AppendLine(BeginMarker);
+        sb.AppendLine(beginMarker);
         sb.AppendLine(C, $"### Run of {machine.Date.ToString("yyyy-MM-dd HH:mm", C)} UTC");
         sb.AppendLine();
         sb.AppendLine(C, $"Command: `{command}`");
@@ -154,7 +160,7 @@ internal static class BenchReport
             sb.AppendLine("| " + string.Join(" | ", row) + " |");
         }
 
-        sb.AppendLine(EndMarker);
+        sb.AppendLine(endMarker);
         return sb.ToString();
     }
 
@@ -162,14 +168,14 @@ internal static class BenchReport
     /// Replaces the marked section of <paramref name="path"/> (or appends one, or creates the file) through a
     /// temporary file and a rename, so the rest of the document survives and a failure leaves it as it was.
     /// </summary>
-    public static void WriteDocs(string path, string section)
+    public static void WriteDocs(string path, string text, string section = FusedSection)
     {
-        string updated = Splice(path, section);
+        string updated = Splice(path, text, section);
         AtomicFile.Write(path, s => s.Write(new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(updated)));
     }
 
     /// <summary>Checks, before any measuring, that <paramref name="path"/> can take the section: its folder exists and its markers are sound.</summary>
-    public static void CheckDocs(string path)
+    public static void CheckDocs(string path, string section = FusedSection)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null && !Directory.Exists(folder))
@@ -182,26 +188,27 @@ internal static class BenchReport
             throw new ArgumentException($"--write-docs {path}: is a directory; expected a Markdown file.");
         }
 
-        Splice(path, string.Empty);
+        Splice(path, string.Empty, section);
     }
 
-    private static string Splice(string path, string section)
+    private static string Splice(string path, string text, string section)
     {
+        var (beginMarker, endMarker) = Markers(section);
         string existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n";
-        int begin = existing.IndexOf(BeginMarker, StringComparison.Ordinal);
-        int end = existing.IndexOf(EndMarker, StringComparison.Ordinal);
+        int begin = existing.IndexOf(beginMarker, StringComparison.Ordinal);
+        int end = existing.IndexOf(endMarker, StringComparison.Ordinal);
         string updated;
         if (begin < 0 && end < 0)
         {
-            updated = existing.TrimEnd('\n') + "\n\n" + section;
+            updated = existing.TrimEnd('\n') + "\n\n" + text;
         }
-        else if (begin >= 0 && end > begin && existing.IndexOf(BeginMarker, begin + 1, StringComparison.Ordinal) < 0)
+        else if (begin >= 0 && end > begin && existing.IndexOf(beginMarker, begin + 1, StringComparison.Ordinal) < 0)
         {
-            updated = string.Concat(existing.AsSpan(0, begin), section.TrimEnd('\n'), existing.AsSpan(end + EndMarker.Length));
+            updated = string.Concat(existing.AsSpan(0, begin), text.TrimEnd('\n'), existing.AsSpan(end + endMarker.Length));
         }
         else
         {
-            throw new InvalidDataException($"{path}: expected one '{BeginMarker}' followed by one '{EndMarker}' around the benchmark section; found them missing, repeated or out of order. Fix the markers or remove both.");
+            throw new InvalidDataException($"{path}: expected one '{beginMarker}' followed by one '{endMarker}' around the benchmark section; found them missing, repeated or out of order. Fix the markers or remove both.");
         }
 
         return updated;

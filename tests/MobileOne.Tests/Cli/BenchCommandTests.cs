@@ -117,6 +117,27 @@ public class BenchCommandTests
         Assert.Equal("# Benchmarks\n\n" + section, File.ReadAllText(fresh));
     }
 
+    [Fact]
+    public void The_unfused_section_has_its_own_markers_and_leaves_the_fused_one_alone()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("benchmarks.md");
+        var fused = new BenchResult("managed", "s0", 1, 1, 32, 1.5, 1.4, 1.6, 10, 0.1, 0, 3, 3, 1, 100);
+        var unfused = fused with { Variant = "s0 unfused", MedianMs = 4.5 };
+        var machine = new Machine("cpu", 2, "AVX2", "Vector256 FMA", 100, ".NET 10", "1.31.1", DateTimeOffset.UnixEpoch, "0.10, 0.20, 0.30");
+        var settings = new BenchSettings(["managed"], 32, 3, 1, 2, 100);
+        string fusedSection = BenchReport.Markdown([fused], machine, "mobileone bench", settings);
+        string unfusedSection = BenchReport.Markdown([unfused], machine, "mobileone bench --unfused", settings, BenchReport.UnfusedSection);
+        Assert.StartsWith("<!-- bench-unfused:begin -->", unfusedSection);
+        Assert.Contains("4.50", unfusedSection);
+
+        BenchReport.WriteDocs(path, fusedSection);
+        BenchReport.WriteDocs(path, unfusedSection, BenchReport.UnfusedSection);
+        BenchReport.WriteDocs(path, unfusedSection.Replace("4.50", "5.50", StringComparison.Ordinal), BenchReport.UnfusedSection);
+        string text = File.ReadAllText(path);
+        Assert.Equal("# Benchmarks\n\n" + fusedSection.TrimEnd('\n') + "\n\n" + unfusedSection.Replace("4.50", "5.50", StringComparison.Ordinal), text);
+    }
+
     [Theory]
     [InlineData("<!-- bench:end -->\n<!-- bench:begin -->\n")]
     [InlineData("<!-- bench:begin -->\n")]
