@@ -561,21 +561,25 @@ internal sealed unsafe class GateStep(EngineOp op, int index) : OpStep(op, index
     }
 }
 
-/// <summary>Global average pooling into a [channels, 1, 1] value.</summary>
+/// <summary>Global average pooling into a [channels, 1, 1] value; units are (image, 64-channel group) pairs.</summary>
 internal sealed unsafe class GlobalPoolStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
         var i = s.Layout(Op.Reads[0]);
         var o = s.Layout(Op.Output);
-        SqueezeMeanStep.ChannelMeansShare(s, share, s.Value(Op.Reads[0]), i.Height * i.Width, i.Stride, s.Value(Op.Output), o.Stride);
-        (long n0, long n1) = s.Share(s.Shape.Batch, share);
-        if (Op.Activation != ActivationKind.None)
+        int groups = (i.Stride + 63) / 64;
+        (long u0, long u1) = s.Share((long)s.Shape.Batch * groups, share);
+        float* x = s.Value(Op.Reads[0]), means = s.Value(Op.Output);
+        int plane = i.Height * i.Width;
+        for (long u = u0; u < u1; u++)
         {
-            // Means are split by channel groups, so the activation waits for the last share of each image: run it
-            // per image by the share that owns that image in a second pass would need a barrier; pooled values are
-            // few, so apply it here to whole images this share completed.
-            Epilogue(s, n0, n1, activationDone: false);
+            long n = u / groups;
+            int c0 = (int)(u - (n * groups)) * 64, c1 = Math.Min(i.Stride, c0 + 64);
+            ChannelOps.ChannelMeans(s.Isa, x + (n * plane * i.Stride), plane, i.Stride, c0, c1, 1f / plane, means + (n * o.Stride));
+
+            // The epilogue covers exactly the channels this unit wrote: another share may own the image's other groups.
+            Epilogue(s, n, n + 1, c0, c1, activationDone: false);
         }
     }
 }
