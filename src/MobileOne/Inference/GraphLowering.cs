@@ -143,6 +143,14 @@ internal sealed class GraphProgram
             lastWriter[op.Output] = op;
         }
 
+        // An operation that writes a new engine value standing for graph value `produced`.
+        void EmitNew(EngineOp op, int produced)
+        {
+            op.Output = NewValue(produced);
+            Emit(op);
+            engineValue[produced] = op.Output;
+        }
+
         // An operation may take the activation, residual or gating of graph value v in place when v has no other
         // reader, is not the graph output, and is not the caller's input.
         bool Exclusive(int v) => v != LayerGraph.Input && consumers[v] == 1 && v != graph.Output;
@@ -154,17 +162,16 @@ internal sealed class GraphProgram
             {
                 case ConvNode c:
                 {
-                    var op = new EngineOp
-                    {
-                        Kind = OpKind.Conv,
-                        Name = c.Name,
-                        Reads = [engineValue[c.Input]],
-                        Conv = new ConvParams(c.InChannels, c.OutChannels, c.KernelHeight, c.KernelWidth, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW, c.Groups,
-                            (float[])c.Weight.Clone(), c.Bias is null ? new float[c.OutChannels] : (float[])c.Bias.Clone()),
-                    };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(
+                        new EngineOp
+                        {
+                            Kind = OpKind.Conv,
+                            Name = c.Name,
+                            Reads = [engineValue[c.Input]],
+                            Conv = new ConvParams(c.InChannels, c.OutChannels, c.KernelHeight, c.KernelWidth, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW, c.Groups,
+                                (float[])c.Weight.Clone(), c.Bias is null ? new float[c.OutChannels] : (float[])c.Bias.Clone()),
+                        },
+                        produced);
                     break;
                 }
 
@@ -182,10 +189,7 @@ internal sealed class GraphProgram
                     // A BatchNorm whose input others read too (a block's skip branch) is a per-channel affine map:
                     // a 1x1 depthwise convolution with weight gamma / std and bias beta - mean * gamma / std.
                     var identity = new ConvParams(bn.Channels, bn.Channels, 1, 1, 1, 1, 0, 0, 1, 1, bn.Channels, Ones(bn.Channels), new float[bn.Channels]);
-                    var op = new EngineOp { Kind = OpKind.Conv, Name = bn.Name, Reads = [input], Conv = Fold(identity, bn) };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(new EngineOp { Kind = OpKind.Conv, Name = bn.Name, Reads = [input], Conv = Fold(identity, bn) }, produced);
                     break;
                 }
 
@@ -205,10 +209,7 @@ internal sealed class GraphProgram
                         break;
                     }
 
-                    var op = new EngineOp { Kind = OpKind.Activation, Name = a.Name, Reads = [input], Activation = a.Activation };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(new EngineOp { Kind = OpKind.Activation, Name = a.Name, Reads = [input], Activation = a.Activation }, produced);
                     break;
                 }
 
@@ -228,31 +229,16 @@ internal sealed class GraphProgram
                 }
 
                 case PoolNode pool:
-                {
-                    var op = new EngineOp { Kind = OpKind.Pool, Name = pool.Name, Reads = [engineValue[pool.Input]], Pool = pool };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(new EngineOp { Kind = OpKind.Pool, Name = pool.Name, Reads = [engineValue[pool.Input]], Pool = pool }, produced);
                     break;
-                }
 
                 case GlobalAveragePoolNode gap:
-                {
-                    var op = new EngineOp { Kind = OpKind.GlobalPool, Name = gap.Name, Reads = [engineValue[gap.Input]] };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(new EngineOp { Kind = OpKind.GlobalPool, Name = gap.Name, Reads = [engineValue[gap.Input]] }, produced);
                     break;
-                }
 
                 case LinearNode linear:
-                {
-                    var op = new EngineOp { Kind = OpKind.Linear, Name = linear.Name, Reads = [engineValue[linear.Input]], Linear = linear };
-                    op.Output = NewValue(produced);
-                    Emit(op);
-                    engineValue[produced] = op.Output;
+                    EmitNew(new EngineOp { Kind = OpKind.Linear, Name = linear.Name, Reads = [engineValue[linear.Input]], Linear = linear }, produced);
                     break;
-                }
 
                 default:
                     throw new NotSupportedException($"Node {graph.Nodes[i].Name} ({graph.Nodes[i].GetType().Name}) has no engine operation.");
