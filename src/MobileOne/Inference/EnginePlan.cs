@@ -20,11 +20,11 @@ internal sealed class EnginePlan
     private readonly ConvAlgorithm algorithm;
     private readonly int[] strides;
 
-    public EnginePlan(LayerGraph graph, ConvAlgorithm algorithm, EngineIsa isa, int threads, GeneralConvolutionFactory? general)
+    public EnginePlan(LayerGraph graph, ConvAlgorithm algorithm, Isa isa, int threads, GeneralConvolutionFactory? general)
     {
         this.algorithm = algorithm;
         bool generalMode = algorithm != ConvAlgorithm.Auto;
-        this.general = generalMode ? general ?? GeneralConvolutions.Create : null;
+        this.general = generalMode ? general ?? ((algo, geometry, weight, bias) => GeneralConvolutions.Create(algo, geometry, weight, bias, isa)) : null;
         Graph = graph;
         Isa = isa;
         Threads = threads;
@@ -68,7 +68,7 @@ internal sealed class EnginePlan
 
     public GraphProgram Program { get; }
 
-    public EngineIsa Isa { get; }
+    public Isa Isa { get; }
 
     public int Threads { get; }
 
@@ -173,8 +173,8 @@ internal sealed class EnginePlan
 
     private string GemmName => Isa switch
     {
-        EngineIsa.Avx512 => "gemm-avx512-6x64",
-        EngineIsa.Avx2 => "gemm-avx2-6x16",
+        Isa.Avx512 => "gemm-avx512-6x64",
+        Isa.Avx2 => "gemm-avx2-6x16",
         _ => "gemm-scalar",
     };
 

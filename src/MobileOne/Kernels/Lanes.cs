@@ -4,20 +4,39 @@ using System.Runtime.Intrinsics;
 namespace MobileOne.Kernels;
 
 /// <summary>
-/// Which SIMD widths the training kernels use. A loop over n floats runs Vector512 chunks, then Vector256,
-/// Vector128 and scalar ones for what is left (see <see cref="ILanes{TV}"/>), so short rows such as 7 or 14
-/// pixels still run vectorized.
+/// The instruction set the training kernels use, and so their SIMD widths. A loop over n floats runs Vector512
+/// chunks, then Vector256, Vector128 and scalar ones for what is left (see <see cref="ILanes{TV}"/>), each width
+/// where the instruction set has it, so short rows such as 7 or 14 pixels still run vectorized.
 /// </summary>
 public static class Lanes
 {
-    /// <summary>For tests and benchmarks: cap the width below what the CPU offers.</summary>
-    public static SimdLevel Level { get; set; } = SimdLevel.Auto;
+    private static IsaLevel level = IsaLevel.Auto;
 
-    internal static bool Use512 => Vector512.IsHardwareAccelerated && Level is SimdLevel.Auto or SimdLevel.Vector512;
+    /// <summary>
+    /// For tests and benchmarks: the instruction set of the training kernels; <see cref="IsaLevel.Auto"/> (the
+    /// default) is the best the CPU runs. Setting one the CPU lacks throws <see cref="NotSupportedException"/>.
+    /// </summary>
+    public static IsaLevel Level
+    {
+        get => level;
+        set
+        {
+            Current = Isa.Resolve(value, "Lanes.Level", nameof(value));
+            level = value;
+        }
+    }
 
-    internal static bool Use256 => Vector256.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+    /// <summary>The widest vectors the training kernels use: "Vector512", "Vector256", "Vector128" or "Scalar".</summary>
+    public static string WidestVector => Current.WidestVector;
 
-    internal static bool Use128 => Vector128.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+    /// <summary><see cref="Level"/> resolved.</summary>
+    internal static Isa Current { get; private set; } = Isa.Best;
+
+    internal static bool Use512 => Current >= Isa.Avx512;
+
+    internal static bool Use256 => Current >= Isa.Avx2;
+
+    internal static bool Use128 => Current >= Isa.Simd128;
 }
 
 /// <summary>

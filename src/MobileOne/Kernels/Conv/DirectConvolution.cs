@@ -33,8 +33,8 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     // Output rows per block in the dense path, a multiple of 6 whose input rows take about BlockBytes.
     private readonly int rowsPerBlock;
 
-    public DirectConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Direct, g, width)
+    public DirectConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Direct, g, isa)
     {
         if (ConvolutionKernels.IsDepthwise(g))
         {
@@ -42,7 +42,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.RowMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.RowMajor);
         }
 
         (interiorStart, interiorEnd) = Inside(g.OutWidth, g.InWidth, g.KernelWidth, g.StrideW, g.PadW);
@@ -63,10 +63,10 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
 
     private protected override void RunBand(float* image, float* output, float* workspace, int rowStart, int rowEnd, bool relu)
     {
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: RunRows<Vector512<float>, Vector512Ops>(image, output, rowStart, rowEnd, relu); break;
-            case SimdWidth.Vector256: RunRows<Vector256<float>, Vector256Ops>(image, output, rowStart, rowEnd, relu); break;
+            case Kernels.Isa.Avx512: RunRows<Vector512<float>, Vector512Ops>(image, output, rowStart, rowEnd, relu); break;
+            case Kernels.Isa.Avx2: RunRows<Vector256<float>, Vector256Ops>(image, output, rowStart, rowEnd, relu); break;
             default: RunRows<float, ScalarOps>(image, output, rowStart, rowEnd, relu); break;
         }
     }

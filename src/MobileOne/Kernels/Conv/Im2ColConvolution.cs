@@ -18,8 +18,8 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
     private readonly int patchLength;
     private readonly ReductionLoop loop;
 
-    public Im2ColConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Im2Col, g, width)
+    public Im2ColConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Im2Col, g, isa)
     {
         int taps = g.KernelHeight * g.KernelWidth;
         patchLength = taps * g.InChannels;
@@ -31,7 +31,7 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.RowMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.RowMajor);
             loop = g.Groups == 1
                 ? ReductionLoop.Contiguous(patchLength)
                 : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
@@ -63,10 +63,10 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 
         int pixels = (rowEnd - rowStart) * wo;
         float* band = output + ((nint)rowStart * wo * g.OutChannels);
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
-            case SimdWidth.Vector256: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
             default: Multiply<float, ScalarOps>(grid, pixels, band, relu); break;
         }
     }

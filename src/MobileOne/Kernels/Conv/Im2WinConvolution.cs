@@ -19,8 +19,8 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
     private readonly nint windowRow;
     private readonly ReductionLoop loop;
 
-    public Im2WinConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Im2Win, g, width)
+    public Im2WinConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Im2Win, g, isa)
     {
         int taps = g.KernelHeight * g.KernelWidth;
         paddedColumns = ((g.OutWidth - 1) * g.StrideW) + g.KernelWidth;
@@ -32,7 +32,7 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.ColumnMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.ColumnMajor);
             loop = g.Groups == 1
                 ? ReductionLoop.Contiguous(taps * g.InChannels)
                 : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
@@ -50,10 +50,10 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         var grid = new PixelGrid(workspace, g.OutWidth, windowRow, (nint)g.StrideW * g.KernelHeight * g.InChannels);
         int pixels = (rowEnd - rowStart) * g.OutWidth;
         float* band = output + ((nint)rowStart * g.OutWidth * g.OutChannels);
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
-            case SimdWidth.Vector256: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
             default: Multiply<float, ScalarOps>(grid, pixels, band, relu); break;
         }
     }

@@ -21,10 +21,10 @@ internal sealed unsafe class PanelWeights
     private readonly PinnedBuffer weights;
     private readonly PinnedBuffer bias;
 
-    public PanelWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, in ConvGeometry g, SimdWidth width, TapOrder order)
+    public PanelWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, in ConvGeometry g, Isa isa, TapOrder order)
     {
-        Lanes = SimdWidths.Lanes(width);
-        PanelFloats = Lanes * SimdWidths.MaxColumnVectors(width);
+        Lanes = isa switch { Isa.Avx512 => Vector512Ops.Count, Isa.Avx2 => Vector256Ops.Count, _ => ScalarOps.Count };
+        PanelFloats = Lanes * (isa switch { Isa.Avx512 => Vector512Ops.MaxColumnVectors, Isa.Avx2 => Vector256Ops.MaxColumnVectors, _ => ScalarOps.MaxColumnVectors });
         Groups = g.Groups;
         OutPerGroup = g.OutChannelsPerGroup;
         PaddedOutPerGroup = (OutPerGroup + Lanes - 1) / Lanes * Lanes;

@@ -14,10 +14,10 @@ internal static unsafe class ChannelOps
 {
     /// <summary>means[c] = scale * sum over pixels of x[p * cs + c], for c in [c0, c1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ChannelMeans(EngineIsa isa, float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
+    public static void ChannelMeans(Isa isa, float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
     {
         int c = c0;
-        if (isa == EngineIsa.Avx512)
+        if (isa == Isa.Avx512)
         {
             // Four channel blocks at a time: four independent add chains instead of one latency-bound chain.
             for (; c + 64 <= c1; c += 64)
@@ -50,7 +50,7 @@ internal static unsafe class ChannelOps
                 (s * scale).Store(means + c);
             }
         }
-        else if (isa == EngineIsa.Avx2)
+        else if (isa == Isa.Avx2)
         {
             for (; c + 8 <= c1; c += 8)
             {
@@ -80,13 +80,13 @@ internal static unsafe class ChannelOps
 
     /// <summary>x[p, c] = max(x[p, c] * gate[c], 0) for pixels [0, pixels) and channels [0, channels).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GateRelu(EngineIsa isa, float* x, int pixels, nint cs, int channels, float* gate, bool relu)
+    public static void GateRelu(Isa isa, float* x, int pixels, nint cs, int channels, float* gate, bool relu)
     {
         for (int i = 0; i < pixels; i++)
         {
             float* row = x + (i * cs);
             int c = 0;
-            if (isa == EngineIsa.Avx512)
+            if (isa == Isa.Avx512)
             {
                 for (; c + 16 <= channels; c += 16)
                 {
@@ -94,7 +94,7 @@ internal static unsafe class ChannelOps
                     (relu ? Vector512.Max(v, Vector512<float>.Zero) : v).Store(row + c);
                 }
             }
-            else if (isa == EngineIsa.Avx2)
+            else if (isa == Isa.Avx2)
             {
                 for (; c + 8 <= channels; c += 8)
                 {
@@ -113,11 +113,11 @@ internal static unsafe class ChannelOps
 
     /// <summary>sum_i a[i] * b[i] with lane-wise partial sums combined in a fixed order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(EngineIsa isa, float* a, float* b, int n)
+    public static float Dot(Isa isa, float* a, float* b, int n)
     {
         int i = 0;
         float s = 0f;
-        if (isa == EngineIsa.Avx512 && n >= 16)
+        if (isa == Isa.Avx512 && n >= 16)
         {
             Vector512<float> acc0 = default, acc1 = default;
             for (; i + 32 <= n; i += 32)
@@ -133,7 +133,7 @@ internal static unsafe class ChannelOps
 
             s = Vector512.Sum(acc0 + acc1);
         }
-        else if (isa == EngineIsa.Avx2 && n >= 8)
+        else if (isa == Isa.Avx2 && n >= 8)
         {
             var acc = Vector256<float>.Zero;
             for (; i + 8 <= n; i += 8)
@@ -154,10 +154,10 @@ internal static unsafe class ChannelOps
 
     /// <summary>y[i] += alpha * x[i].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Axpy(EngineIsa isa, float alpha, float* x, float* y, int n)
+    public static void Axpy(Isa isa, float alpha, float* x, float* y, int n)
     {
         int i = 0;
-        if (isa == EngineIsa.Avx512)
+        if (isa == Isa.Avx512)
         {
             var va = Vector512.Create(alpha);
             for (; i + 16 <= n; i += 16)
@@ -165,7 +165,7 @@ internal static unsafe class ChannelOps
                 Avx512F.FusedMultiplyAdd(va, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
             }
         }
-        else if (isa == EngineIsa.Avx2)
+        else if (isa == Isa.Avx2)
         {
             var va = Vector256.Create(alpha);
             for (; i + 8 <= n; i += 8)
@@ -182,13 +182,13 @@ internal static unsafe class ChannelOps
 
     /// <summary>dst[p, c] += src[p, c] for pixels [0, pixels) and channels [0, channels) (residual adds, branch sums).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AddRows(EngineIsa isa, float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
+    public static void AddRows(Isa isa, float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
     {
         for (long i = 0; i < pixels; i++)
         {
             float* d = dst + (i * dstStride), x = src + (i * srcStride);
             int c = 0;
-            if (isa == EngineIsa.Avx512)
+            if (isa == Isa.Avx512)
             {
                 for (; c + 16 <= channels; c += 16)
                 {
@@ -196,7 +196,7 @@ internal static unsafe class ChannelOps
                 }
             }
 
-            if (isa != EngineIsa.Scalar)
+            if (isa != Isa.Scalar)
             {
                 for (; c + 8 <= channels; c += 8)
                 {

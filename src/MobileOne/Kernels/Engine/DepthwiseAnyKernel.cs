@@ -62,16 +62,16 @@ internal static unsafe class DepthwiseAnyKernel
     public readonly record struct Geometry(int InH, int InW, int OutW, int KernelH, int KernelW, int StrideH, int StrideW, int PadH, int PadW, int DilationH, int DilationW);
 
     /// <summary>Output rows [oy0, oy0 + count) of one image; input and output strides are in floats per pixel.</summary>
-    public static void Rows(EngineIsa isa, float* input, nint ics, DepthwiseTapWeights w, in Geometry g, int oy0, int count, float* output, nint ocs, bool accumulate)
+    public static void Rows(Isa isa, float* input, nint ics, DepthwiseTapWeights w, in Geometry g, int oy0, int count, float* output, nint ocs, bool accumulate)
     {
         // Vector blocks first (16 or 8 channels), then the channels that remain one at a time.
         int cs = w.PaddedChannels;
-        int vectorEnd = isa == EngineIsa.Avx512 ? cs / 16 * 16 : isa == EngineIsa.Avx2 ? cs / 8 * 8 : 0;
-        if (isa == EngineIsa.Avx512)
+        int vectorEnd = isa == Isa.Avx512 ? cs / 16 * 16 : isa == Isa.Avx2 ? cs / 8 * 8 : 0;
+        if (isa == Isa.Avx512)
         {
             Rows<Vector512<float>, Lanes512>(input, ics, w, g, oy0, count, output, ocs, accumulate, 0, vectorEnd);
         }
-        else if (isa == EngineIsa.Avx2)
+        else if (isa == Isa.Avx2)
         {
             Rows<Vector256<float>, Lanes256>(input, ics, w, g, oy0, count, output, ocs, accumulate, 0, vectorEnd);
         }
