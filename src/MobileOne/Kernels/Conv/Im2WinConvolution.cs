@@ -52,24 +52,24 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         float* band = output + ((nint)rowStart * g.OutWidth * g.OutChannels);
         switch (InstructionSet)
         {
-            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
-            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
-            default: Multiply<float, ScalarOps>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Lanes512>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Lanes256>(grid, pixels, band, relu); break;
+            default: Multiply<float, Lanes1>(grid, pixels, band, relu); break;
         }
     }
 
-    private void Multiply<TVec, TOps>(in PixelGrid grid, int pixels, float* band, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private void Multiply<TV, TL>(in PixelGrid grid, int pixels, float* band, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
         if (depthwise is not null)
         {
-            PixelKernels.Depthwise<TVec, TOps>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
+            PixelKernels.Depthwise<TV, TL>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
         }
         else
         {
-            PixelKernels.Gemm<TVec, TOps>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
+            PixelKernels.Gemm<TV, TL>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
         }
     }
 

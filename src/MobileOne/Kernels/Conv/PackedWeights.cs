@@ -23,8 +23,8 @@ internal sealed unsafe class PanelWeights
 
     public PanelWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, in ConvGeometry g, Isa isa, TapOrder order)
     {
-        Lanes = isa switch { Isa.Avx512 => Vector512Ops.Count, Isa.Avx2 => Vector256Ops.Count, _ => ScalarOps.Count };
-        PanelFloats = Lanes * (isa switch { Isa.Avx512 => Vector512Ops.MaxColumnVectors, Isa.Avx2 => Vector256Ops.MaxColumnVectors, _ => ScalarOps.MaxColumnVectors });
+        Lanes = isa switch { Isa.Avx512 => Lanes512.Count, Isa.Avx2 => Lanes256.Count, _ => Lanes1.Count };
+        PanelFloats = Lanes * (isa switch { Isa.Avx512 => Lanes512.MaxColumnVectors, Isa.Avx2 => Lanes256.MaxColumnVectors, _ => Lanes1.MaxColumnVectors });
         Groups = g.Groups;
         OutPerGroup = g.OutChannelsPerGroup;
         PaddedOutPerGroup = (OutPerGroup + Lanes - 1) / Lanes * Lanes;
