@@ -3,7 +3,6 @@ using MobileOne.Graph;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
-using DepthwiseWeights = MobileOne.Kernels.Engine.DepthwiseWeights;
 
 namespace MobileOne.Inference;
 
@@ -129,7 +128,7 @@ internal sealed class EnginePlan
         return op.ConvKernel switch
         {
             ConvKernelKind.Stem => new StemStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels * c.KernelH * c.KernelW)) { Layer = j },
-            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new DepthwiseWeights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
+            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new Depthwise3x3Weights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
             ConvKernelKind.DepthwiseAny => new DepthwiseAnyStep(op, j, new DepthwiseTapWeights(c.Weight, c.Bias, c.OutChannels, c.KernelH, c.KernelW, outStride)) { Layer = j },
             ConvKernelKind.Pointwise => new PointwiseStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels), PointwiseKBlock) { Layer = j },
             ConvKernelKind.PatchGemm => new PatchGemmStep(op, j, new PackedPanels(PatchGemmStep.PatchOrder(c, strides[op.Reads[0]]), c.Bias, c.OutChannels, c.KernelH * c.KernelW * strides[op.Reads[0]])) { Layer = j },

@@ -275,7 +275,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
 }
 
 /// <summary>The unrolled depthwise 3x3 kernel: output rows of all images split between shares.</summary>
-internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, DepthwiseWeights weights) : OpStep(op, index), IRowStep
+internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3x3Weights weights) : OpStep(op, index), IRowStep
 {
     public override void Run(RunState s, int share)
     {

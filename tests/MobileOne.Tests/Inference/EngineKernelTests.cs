@@ -305,7 +305,7 @@ public unsafe class EngineKernelTests
     {
         var weights = Reference.RandomArray(rng, channels * 9);
         var bias = Reference.RandomArray(rng, channels);
-        var packed = new DepthwiseWeights(weights, bias, channels);
+        var packed = new Depthwise3x3Weights(weights, bias, channels);
         int cs = packed.PaddedChannels;
         int oh = ((h - 1) / stride) + 1, ow = ((w - 1) / stride) + 1;
         var xNchw = Reference.RandomArray(rng, channels * h * w);

@@ -18,7 +18,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     private const int BlockBytes = 256 * 1024;
 
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
 
     // Output columns whose whole window lies inside the image: [interiorStart, interiorEnd); the first
     // tiledEnd - interiorStart of them are whole 6-pixel tiles along the row.
@@ -38,7 +38,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     {
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.RowMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.RowMajor);
         }
         else
         {
@@ -258,7 +258,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
-        DepthwiseWeights w = depthwise!;
+        DepthwiseTapWeights w = depthwise!;
         int c = g.InChannels, kw = g.KernelWidth, sw = g.StrideW;
         nint imageRow = (nint)g.InWidth * c;
         float* weights = w.Weights + ((nint)ky0 * kw * c);

@@ -13,7 +13,7 @@ namespace MobileOne.Kernels.Conv;
 internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 {
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
     private readonly bool imageIsPatchMatrix;
     private readonly int patchLength;
     private readonly ReductionLoop loop;
@@ -26,7 +26,7 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
         imageIsPatchMatrix = g.IsPointwiseIdentityLayout;
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.RowMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.RowMajor);
             loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
         }
         else

@@ -14,7 +14,7 @@ namespace MobileOne.Kernels.Conv;
 internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
 {
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
     private readonly int paddedColumns;
     private readonly nint windowRow;
     private readonly ReductionLoop loop;
@@ -27,7 +27,7 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         windowRow = (nint)paddedColumns * g.KernelHeight * g.InChannels;
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.ColumnMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.ColumnMajor);
             loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
         }
         else

@@ -37,7 +37,7 @@ internal static unsafe class PixelKernels
 
     /// <summary>Depthwise: the grid holds all channels of each tap side by side; taps step by C.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Depthwise<TV, TL>(in PixelGrid grid, int pixels, DepthwiseWeights weights, int channels, in ReductionLoop taps, float* output, bool relu)
+    public static void Depthwise<TV, TL>(in PixelGrid grid, int pixels, DepthwiseTapWeights weights, int channels, in ReductionLoop taps, float* output, bool relu)
         where TV : struct
         where TL : struct, ILanes<TV>
     {

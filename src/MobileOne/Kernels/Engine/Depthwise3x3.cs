@@ -23,7 +23,7 @@ internal static unsafe class Depthwise3x3
     /// One output row <paramref name="oy"/> of one image. <paramref name="input"/> is the image's first pixel,
     /// <paramref name="zeroRow"/> at least <c>inW * cs</c> zeros, <paramref name="output"/> the row's first pixel.
     /// </summary>
-    public static void Row(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, DepthwiseWeights weights, int stride, int oy, float* output, int outW, nint ocs, bool relu)
+    public static void Row(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, Depthwise3x3Weights weights, int stride, int oy, float* output, int outW, nint ocs, bool relu)
     {
         float* r0 = RowPointer(input, inH, inW, cs, zeroRow, (oy * stride) - 1);
         float* r1 = RowPointer(input, inH, inW, cs, zeroRow, oy * stride);
@@ -77,7 +77,7 @@ internal static unsafe class Depthwise3x3
     /// Output rows [oy0, oy0 + count) of one image; on the AVX-512 path stride-1 rows go two at a time
     /// (bit-identical to one at a time).
     /// </summary>
-    public static void Rows(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, DepthwiseWeights weights, int stride, int oy0, int count, float* output, int outW, nint ocs, bool relu)
+    public static void Rows(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, Depthwise3x3Weights weights, int stride, int oy0, int count, float* output, int outW, nint ocs, bool relu)
     {
         int i = 0;
         if (isa == Isa.Avx512 && stride == 1 && inW >= 2)

@@ -4,51 +4,6 @@ using System.Runtime.Intrinsics;
 namespace MobileOne.Kernels.Engine;
 
 /// <summary>
-/// A depthwise layer's taps packed tap-major, [kh * kw][paddedChannels], so the taps of 16 channels are one vector
-/// load; padded channels have zero weight and bias.
-/// </summary>
-internal sealed unsafe class DepthwiseTapWeights
-{
-    private readonly AlignedBuffer weights;
-    private readonly AlignedBuffer bias;
-
-    /// <param name="weightOihw">[channels, 1, kh, kw].</param>
-    public DepthwiseTapWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels, int kernelH, int kernelW, int paddedChannels)
-    {
-        int taps = kernelH * kernelW;
-        if (weightOihw.Length != channels * taps || (!biasValues.IsEmpty && biasValues.Length != channels) || paddedChannels < channels)
-        {
-            throw new ArgumentException($"A depthwise {kernelH}x{kernelW} layer of {channels} channels needs {channels * taps} weights and {channels} biases; got {weightOihw.Length} and {biasValues.Length}.");
-        }
-
-        Channels = channels;
-        PaddedChannels = paddedChannels;
-        Taps = taps;
-        weights = new AlignedBuffer((long)taps * paddedChannels);
-        bias = new AlignedBuffer(paddedChannels);
-        for (int c = 0; c < channels; c++)
-        {
-            for (int t = 0; t < taps; t++)
-            {
-                weights.Pointer[((long)t * paddedChannels) + c] = weightOihw[(c * taps) + t];
-            }
-
-            bias.Pointer[c] = biasValues.IsEmpty ? 0f : biasValues[c];
-        }
-    }
-
-    public int Channels { get; }
-
-    public int PaddedChannels { get; }
-
-    public int Taps { get; }
-
-    public float* Weights => weights.Pointer;
-
-    public float* Bias => bias.Pointer;
-}
-
-/// <summary>
 /// Depthwise convolution of any kernel size, stride, padding and dilation over NHWC rows, vectorized over
 /// channels: each output pixel is bias (or, accumulating, the value already there) plus the in-bounds taps,
 /// added in tap order. Computes all <see cref="DepthwiseTapWeights.PaddedChannels"/> channels (padding gives 0,
