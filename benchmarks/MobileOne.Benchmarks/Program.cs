@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MobileOne.Inference;
+using MobileOne.Kernels;
 using MobileOne.Models;
 
 // Engine timing harness (not part of the CLI): warm-up, then median / p10 / p90 over many runs, and with

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using MobileOne.Cli.Rendering;
+using MobileOne.Inference;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using Spectre.Console;
@@ -21,7 +22,7 @@ internal static class BenchConvCommand
         var batch = new Option<int>("--batch") { Description = "Images per timed run, one kernel call each.", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "Output-row bands per image, one thread and workspace each.", DefaultValueFactory = _ => 1 };
         var layer = new Option<string?>("--layer") { Description = $"Run only the layers whose name contains this text ({string.Join(", ", ConvBenchmark.Layers.Select(l => l.Name))})." };
-        var simd = new Option<string>("--simd") { Description = "Register width: auto, 512, 256 or scalar (a width the CPU lacks falls back to the widest it has).", DefaultValueFactory = _ => "auto" };
+        var simd = new Option<string>("--simd") { Description = "Register width: auto, 512 (AVX-512), 256 (AVX2) or scalar; a width the CPU lacks is an error.", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print a JSON array (one object per layer and algorithm) instead of a table." };
         var command = new Command("bench-conv", "Time the direct, im2col and im2win convolution kernels (NHWC) on MobileOne stem and dense 3x3 layers.");
         command.Options.Add(iterations);
@@ -68,13 +69,29 @@ internal static class BenchConvCommand
         return command;
     }
 
-    private static SimdWidth ParseSimd(string? value) => value?.ToLowerInvariant() switch
+    /// <summary>The register width as the instruction set that has it.</summary>
+    private static IsaLevel ParseSimd(string? value)
     {
-        null or "auto" => SimdWidth.Auto,
-        "512" => SimdWidth.Vector512,
-        "256" => SimdWidth.Vector256,
-        "scalar" => SimdWidth.Scalar,
-        _ => throw new ArgumentException($"--simd must be auto, 512, 256 or scalar; got '{value}'."),
+        IsaLevel isa = value?.ToLowerInvariant() switch
+        {
+            null or "auto" => IsaLevel.Auto,
+            "512" => IsaLevel.Avx512,
+            "256" => IsaLevel.Avx2,
+            "scalar" => IsaLevel.Scalar,
+            _ => throw new ArgumentException($"--simd must be auto, 512, 256 or scalar; got '{value}'."),
+        };
+
+        return CompiledModel.IsSupported(isa)
+            ? isa
+            : throw new ArgumentException($"--simd {value} needs {(isa == IsaLevel.Avx512 ? "AVX-512F" : "AVX2 and FMA")}, which this CPU does not support.");
+    }
+
+    /// <summary>The register width an instruction set runs the kernels with, as reports name it.</summary>
+    internal static string WidthName(IsaLevel isa) => isa switch
+    {
+        IsaLevel.Avx512 => "Vector512",
+        IsaLevel.Avx2 => "Vector256",
+        _ => "Scalar",
     };
 
     private static readonly string[] Headers =
@@ -82,7 +99,7 @@ internal static class BenchConvCommand
 
     private static void WriteTable(List<ConvBenchmark.Result> results, ConvBenchmark.Settings settings)
     {
-        string title = $"bench-conv: NHWC, batch {settings.Batch}, {settings.Threads} thread(s), {results.FirstOrDefault()?.Width.ToString() ?? "-"} ({Environment.ProcessorCount} logical CPUs); " +
+        string title = $"bench-conv: NHWC, batch {settings.Batch}, {settings.Threads} thread(s), {(results.Count == 0 ? "-" : WidthName(results[0].Isa))} ({Environment.ProcessorCount} logical CPUs); " +
             "times per batch after warm-up, max |diff| against the reference convolution";
         var rows = results.Select(x => new[]
         {
@@ -175,7 +192,7 @@ internal static class ConvBenchmark
 
         var runs = Algorithms.Select(a =>
         {
-            var kernel = ConvolutionKernels.Create(a, g, weight, bias, settings.Simd);
+            var kernel = ConvolutionKernels.Create(a, g, weight, bias, settings.Isa);
             var workspaces = cuts.Zip(cuts.Skip(1), (s, e) => new float[kernel.WorkspaceFloats(e - s)]).ToArray();
             var outputs = Enumerable.Range(0, settings.Batch).Select(_ => new float[outFloats]).ToArray();
             return new AlgorithmRun(kernel, workspaces, outputs);
@@ -238,7 +255,7 @@ internal static class ConvBenchmark
                 layer, k.Algorithm, iterations,
                 4L * runs[i].Workspaces.Sum(w => (long)w.Length), 4L * k.PackedWeightFloats, weightBytes,
                 medians[i], Percentile(samples[i], 0.1), Percentile(samples[i], 0.9),
-                flops / (medians[i] * 1e6), medians[0] / medians[i], medians[1] / medians[i], diffs[i], vsDirect[i], k.Width);
+                flops / (medians[i] * 1e6), medians[0] / medians[i], medians[1] / medians[i], diffs[i], vsDirect[i], k.Isa);
         }
     }
 
@@ -332,11 +349,11 @@ internal static class ConvBenchmark
 
     internal sealed record Layer(string Name, ConvGeometry Geometry);
 
-    internal sealed record Settings(int? Iterations, int Batch, int Threads, SimdWidth Simd);
+    internal sealed record Settings(int? Iterations, int Batch, int Threads, IsaLevel Isa);
 
     internal sealed record Result(
         Layer Layer, ConvAlgorithm Algorithm, int Iterations, long WorkspaceBytes, long PackedWeightBytes, long WeightBytes,
-        double MedianMs, double P10Ms, double P90Ms, double GflopPerSecond, double SpeedupVsDirect, double SpeedupVsIm2Col, double MaxAbsDiff, double MaxAbsDiffVsDirect, SimdWidth Width)
+        double MedianMs, double P10Ms, double P90Ms, double GflopPerSecond, double SpeedupVsDirect, double SpeedupVsIm2Col, double MaxAbsDiff, double MaxAbsDiffVsDirect, IsaLevel Isa)
     {
         public JsonObject ToJson(Settings settings)
         {
@@ -354,7 +371,7 @@ internal static class ConvBenchmark
                 ["macs"] = (long)g.OutChannels * g.PatchSize * g.OutPlane,
                 ["batch"] = settings.Batch,
                 ["threads"] = settings.Threads,
-                ["simd"] = Width.ToString(),
+                ["simd"] = BenchConvCommand.WidthName(Isa),
                 ["iterations"] = Iterations,
                 ["workspace_bytes"] = WorkspaceBytes,
                 ["packed_weight_bytes"] = PackedWeightBytes,

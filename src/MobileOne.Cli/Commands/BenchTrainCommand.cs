@@ -147,7 +147,7 @@ internal static class BenchTrain
                 times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             }
 
-            return new BenchTrainResult(s, times, loss, PackedSgemm.EffectiveSimd.ToString());
+            return new BenchTrainResult(s, times, loss, Lanes.WidestVector);
         }
         finally
         {

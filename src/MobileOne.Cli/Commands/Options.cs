@@ -1,5 +1,6 @@
 using MobileOne.Inference;
 using MobileOne.IO.Checkpoints;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 
 namespace MobileOne.Cli.Commands;

@@ -1,4 +1,5 @@
 using MobileOne.Graph;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
 using MobileOne.Models;
@@ -62,12 +63,7 @@ public sealed unsafe class CompiledModel : IDisposable
     public InferenceOptions Options { get; }
 
     /// <summary>The instruction set the kernels use (Auto resolved).</summary>
-    public IsaLevel Isa => plan.Isa switch
-    {
-        EngineIsa.Avx512 => IsaLevel.Avx512,
-        EngineIsa.Avx2 => IsaLevel.Avx2,
-        _ => IsaLevel.Scalar,
-    };
+    public IsaLevel Isa => plan.Isa.Level;
 
     /// <summary>The plan's layers in execution order (index = position in the span given to the profiling Run).</summary>
     public IReadOnlyList<EngineLayer> Layers => plan.Layers;
@@ -75,8 +71,8 @@ public sealed unsafe class CompiledModel : IDisposable
     /// <summary>Whether the CPU can run the kernels of <paramref name="isa"/> (Auto and Scalar always can).</summary>
     public static bool IsSupported(IsaLevel isa) => isa switch
     {
-        IsaLevel.Avx512 => EngineIsaSupport.IsSupported(EngineIsa.Avx512),
-        IsaLevel.Avx2 => EngineIsaSupport.IsSupported(EngineIsa.Avx2),
+        IsaLevel.Avx512 => Kernels.Isa.Avx512.IsSupported(),
+        IsaLevel.Avx2 => Kernels.Isa.Avx2.IsSupported(),
         _ => true,
     };
 
@@ -112,29 +108,13 @@ public sealed unsafe class CompiledModel : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, $"InferenceOptions.Threads must be between 1 and {MaxThreads}; got {options.Threads}.");
         }
 
-        if (!Enum.IsDefined(options.Isa))
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), options.Isa, $"InferenceOptions.Isa {(int)options.Isa} is not one of Auto, Avx512, Avx2, Scalar.");
-        }
-
         if (!Enum.IsDefined(options.ConvAlgorithm))
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.ConvAlgorithm, $"InferenceOptions.ConvAlgorithm {(int)options.ConvAlgorithm} is not one of Auto, Direct, Im2Col, Im2Win.");
         }
 
-        var isa = options.Isa switch
-        {
-            IsaLevel.Avx512 => EngineIsa.Avx512,
-            IsaLevel.Avx2 => EngineIsa.Avx2,
-            IsaLevel.Scalar => EngineIsa.Scalar,
-            _ => EngineIsaSupport.Best,
-        };
-        if (!EngineIsaSupport.IsSupported(isa))
-        {
-            throw new NotSupportedException(
-                $"InferenceOptions.Isa = {options.Isa} needs {(isa == EngineIsa.Avx512 ? "AVX-512F" : "AVX2 and FMA")}, which this CPU does not support; use Auto or Scalar.");
-        }
-
+        // The engine's kernels have AVX-512, AVX2 and scalar paths: 128-bit vectors alone run as scalar.
+        var isa = Kernels.Isa.Resolve(options.Isa, "InferenceOptions.Isa", nameof(options)).Engine;
         var plan = new EnginePlan(graph, options.ConvAlgorithm, isa, options.Threads, general);
         return new CompiledModel(options, plan);
     }

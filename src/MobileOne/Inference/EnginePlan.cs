@@ -3,7 +3,6 @@ using MobileOne.Graph;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
-using DepthwiseWeights = MobileOne.Kernels.Engine.DepthwiseWeights;
 
 namespace MobileOne.Inference;
 
@@ -20,11 +19,11 @@ internal sealed class EnginePlan
     private readonly ConvAlgorithm algorithm;
     private readonly int[] strides;
 
-    public EnginePlan(LayerGraph graph, ConvAlgorithm algorithm, EngineIsa isa, int threads, GeneralConvolutionFactory? general)
+    public EnginePlan(LayerGraph graph, ConvAlgorithm algorithm, Isa isa, int threads, GeneralConvolutionFactory? general)
     {
         this.algorithm = algorithm;
         bool generalMode = algorithm != ConvAlgorithm.Auto;
-        this.general = generalMode ? general ?? GeneralConvolutions.Create : null;
+        this.general = generalMode ? general ?? ((algo, geometry, weight, bias) => GeneralConvolutions.Create(algo, geometry, weight, bias, isa)) : null;
         Graph = graph;
         Isa = isa;
         Threads = threads;
@@ -68,7 +67,7 @@ internal sealed class EnginePlan
 
     public GraphProgram Program { get; }
 
-    public EngineIsa Isa { get; }
+    public Isa Isa { get; }
 
     public int Threads { get; }
 
@@ -129,7 +128,7 @@ internal sealed class EnginePlan
         return op.ConvKernel switch
         {
             ConvKernelKind.Stem => new StemStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels * c.KernelH * c.KernelW)) { Layer = j },
-            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new DepthwiseWeights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
+            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new Depthwise3x3Weights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
             ConvKernelKind.DepthwiseAny => new DepthwiseAnyStep(op, j, new DepthwiseTapWeights(c.Weight, c.Bias, c.OutChannels, c.KernelH, c.KernelW, outStride)) { Layer = j },
             ConvKernelKind.Pointwise => new PointwiseStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels), PointwiseKBlock) { Layer = j },
             ConvKernelKind.PatchGemm => new PatchGemmStep(op, j, new PackedPanels(PatchGemmStep.PatchOrder(c, strides[op.Reads[0]]), c.Bias, c.OutChannels, c.KernelH * c.KernelW * strides[op.Reads[0]])) { Layer = j },
@@ -173,8 +172,8 @@ internal sealed class EnginePlan
 
     private string GemmName => Isa switch
     {
-        EngineIsa.Avx512 => "gemm-avx512-6x64",
-        EngineIsa.Avx2 => "gemm-avx2-6x16",
+        Isa.Avx512 => "gemm-avx512-6x64",
+        Isa.Avx2 => "gemm-avx2-6x16",
         _ => "gemm-scalar",
     };
 

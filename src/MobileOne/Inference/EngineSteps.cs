@@ -127,7 +127,7 @@ internal sealed unsafe class StemStep(EngineOp op, int index, PackedPanels weigh
         long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         int flags = GemmFlags(Op.Accumulate);
-        if (s.Isa == EngineIsa.Scalar)
+        if (s.Isa == Isa.Scalar)
         {
             Gathered(s, share, p0, p1, flags);
             Epilogue(s, p0, p1, NativeRelu);
@@ -162,7 +162,7 @@ internal sealed unsafe class StemStep(EngineOp op, int index, PackedPanels weigh
                 {
                     float* first = s.Input + (n * c.InChannels * i.Height * i.Width) + ((long)iy0 * i.Width) + ((a * stride) - pad);
                     float* dst = output + ((p + (a - ox)) * o.Stride);
-                    if (s.Isa == EngineIsa.Avx512)
+                    if (s.Isa == Isa.Avx512)
                     {
                         GemmAvx512.RunIndirect(first, stride, b - a, weights, offsets, dst, o.Stride, flags);
                     }
@@ -275,7 +275,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
 }
 
 /// <summary>The unrolled depthwise 3x3 kernel: output rows of all images split between shares.</summary>
-internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, DepthwiseWeights weights) : OpStep(op, index), IRowStep
+internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3x3Weights weights) : OpStep(op, index), IRowStep
 {
     public override void Run(RunState s, int share)
     {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
 
 namespace MobileOne.Inference;

@@ -26,8 +26,9 @@ internal delegate IGeneralConvolution GeneralConvolutionFactory(ConvAlgorithm al
 /// </summary>
 internal static class GeneralConvolutions
 {
-    public static IGeneralConvolution Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias) =>
-        new KernelAdapter(ConvolutionKernels.Create(algorithm, geometry, weightOihw, bias));
+    /// <summary>A kernel for the engine's instruction set.</summary>
+    public static IGeneralConvolution Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa) =>
+        new KernelAdapter(ConvolutionKernels.Create(algorithm, geometry, weightOihw, bias, isa));
 
     private sealed class KernelAdapter(IConvolutionKernel kernel) : IGeneralConvolution
     {

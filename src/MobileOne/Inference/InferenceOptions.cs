@@ -1,15 +1,7 @@
+using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 
 namespace MobileOne.Inference;
-
-/// <summary>Instruction set the engine's kernels use; Auto picks the best the CPU supports.</summary>
-public enum IsaLevel
-{
-    Auto,
-    Avx512,
-    Avx2,
-    Scalar,
-}
 
 public sealed record InferenceOptions
 {

@@ -1,3 +1,4 @@
+using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
 
 namespace MobileOne.Inference;
@@ -67,7 +68,7 @@ internal sealed class ShapePlan
 /// <summary>The per-run view of a context: its arena, the caller's input, the shape.</summary>
 internal sealed unsafe class RunState
 {
-    public required EngineIsa Isa { get; init; }
+    public required Isa Isa { get; init; }
 
     /// <summary>Shares each step is cut into (a multiple of the thread count).</summary>
     public required int Shares { get; init; }

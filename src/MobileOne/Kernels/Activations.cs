@@ -129,7 +129,7 @@ public static unsafe class Activations
         where TOp : struct, IActivationOp
     {
         long i = 0;
-        if (Vector512.IsHardwareAccelerated && Lanes.Use512)
+        if (Lanes.Use512)
         {
             for (; i <= count - 16; i += 16)
             {
@@ -137,7 +137,7 @@ public static unsafe class Activations
             }
         }
 
-        if (Vector256.IsHardwareAccelerated && Lanes.Use256)
+        if (Lanes.Use256)
         {
             for (; i <= count - 8; i += 8)
             {

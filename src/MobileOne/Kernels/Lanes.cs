@@ -1,33 +1,62 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels;
 
 /// <summary>
-/// Which SIMD widths the training kernels use. A loop over n floats runs Vector512 chunks, then Vector256,
-/// Vector128 and scalar ones for what is left (see <see cref="ILanes{TV}"/>), so short rows such as 7 or 14
-/// pixels still run vectorized.
+/// The instruction set the training kernels use, and so their SIMD widths. A loop over n floats runs Vector512
+/// chunks, then Vector256, Vector128 and scalar ones for what is left (see <see cref="ILanes{TV}"/>), each width
+/// where the instruction set has it, so short rows such as 7 or 14 pixels still run vectorized.
 /// </summary>
 public static class Lanes
 {
-    /// <summary>For tests and benchmarks: cap the width below what the CPU offers.</summary>
-    public static SimdLevel Level { get; set; } = SimdLevel.Auto;
+    private static IsaLevel level = IsaLevel.Auto;
 
-    internal static bool Use512 => Vector512.IsHardwareAccelerated && Level is SimdLevel.Auto or SimdLevel.Vector512;
+    /// <summary>
+    /// For tests and benchmarks: the instruction set of the training kernels; <see cref="IsaLevel.Auto"/> (the
+    /// default) is the best the CPU runs. Setting one the CPU lacks throws <see cref="NotSupportedException"/>.
+    /// </summary>
+    public static IsaLevel Level
+    {
+        get => level;
+        set
+        {
+            Current = Isa.Resolve(value, "Lanes.Level", nameof(value));
+            level = value;
+        }
+    }
 
-    internal static bool Use256 => Vector256.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+    /// <summary>The widest vectors the training kernels use: "Vector512", "Vector256", "Vector128" or "Scalar".</summary>
+    public static string WidestVector => Current.WidestVector;
 
-    internal static bool Use128 => Vector128.IsHardwareAccelerated && Level is not SimdLevel.Scalar;
+    /// <summary><see cref="Level"/> resolved.</summary>
+    internal static Isa Current { get; private set; } = Isa.Best;
+
+    internal static bool Use512 => Current >= Isa.Avx512;
+
+    internal static bool Use256 => Current >= Isa.Avx2;
+
+    internal static bool Use128 => Current >= Isa.Simd128;
 }
 
 /// <summary>
 /// The float operations of one SIMD width, as static members of a struct so generic kernels are compiled once
-/// per width with every call inlined (the operator-struct pattern of System.Numerics.Tensors).
+/// per width with every call inlined (the operator-struct pattern of System.Numerics.Tensors): the one SIMD
+/// abstraction of the width-generic kernels (training passes, general convolutions, the engine's generic
+/// depthwise kernel). <see cref="Lanes1"/> is a one-lane "vector", which gives the scalar fallback and the tails
+/// the same loop shape.
 /// </summary>
 internal unsafe interface ILanes<TV>
     where TV : struct
 {
     static abstract int Count { get; }
+
+    /// <summary>
+    /// Output-channel vectors per register tile of the general convolutions' GEMM microkernel: as many as leave
+    /// room for 6 rows of accumulators, the weight vectors and one broadcast.
+    /// </summary>
+    static abstract int MaxColumnVectors { get; }
 
     static abstract TV Zero { get; }
 
@@ -36,6 +65,9 @@ internal unsafe interface ILanes<TV>
     static abstract TV Load(float* p);
 
     static abstract void Store(float* p, TV value);
+
+    /// <summary>Stores the first <paramref name="count"/> lanes only (so a tile never writes past its channels).</summary>
+    static abstract void StoreFirst(float* p, TV value, int count);
 
     static abstract TV Add(TV a, TV b);
 
@@ -46,7 +78,11 @@ internal unsafe interface ILanes<TV>
     /// <summary>a * b + c with one rounding.</summary>
     static abstract TV Fma(TV a, TV b, TV c);
 
+    /// <summary>IEEE maximum (NaN propagates, -0 &lt; +0), as <see cref="MathF.Max(float, float)"/>.</summary>
     static abstract TV Max(TV a, TV b);
+
+    /// <summary>max(v, 0) the cheapest way (the hardware max: a NaN becomes 0).</summary>
+    static abstract TV Relu(TV v);
 
     /// <summary>a where mask is positive (greater than zero), else zero.</summary>
     static abstract TV WherePositive(TV mask, TV a);
@@ -58,6 +94,9 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
 {
     public static int Count => 16;
 
+    // 6 rows x 4 vectors = 24 accumulators + 4 weight vectors + 1 broadcast fit the 32 zmm registers.
+    public static int MaxColumnVectors => 4;
+
     public static Vector512<float> Zero => Vector512<float>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -68,6 +107,22 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* p, Vector512<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreFirst(float* p, Vector512<float> value, int count)
+    {
+        if (Avx512F.IsSupported)
+        {
+            Vector512<int> mask = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count));
+            Avx512F.MaskStore(p, mask.AsSingle(), value);
+            return;
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            p[i] = value.GetElement(i);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
@@ -85,6 +140,9 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
     public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Relu(Vector512<float> v) => Vector512.MaxNative(v, Vector512<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> WherePositive(Vector512<float> mask, Vector512<float> a) =>
         Vector512.ConditionalSelect(Vector512.GreaterThan(mask, Vector512<float>.Zero), a, Vector512<float>.Zero);
 
@@ -96,6 +154,9 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
 {
     public static int Count => 8;
 
+    // 16 ymm registers: 6 rows x 2 vectors = 12 accumulators + 2 weight vectors + 1 broadcast.
+    public static int MaxColumnVectors => 2;
+
     public static Vector256<float> Zero => Vector256<float>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -106,6 +167,22 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* p, Vector256<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreFirst(float* p, Vector256<float> value, int count)
+    {
+        if (Avx.IsSupported)
+        {
+            Vector256<int> mask = Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(count));
+            Avx.MaskStore(p, mask.AsSingle(), value);
+            return;
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            p[i] = value.GetElement(i);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
@@ -123,6 +200,9 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
     public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Relu(Vector256<float> v) => Vector256.MaxNative(v, Vector256<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> WherePositive(Vector256<float> mask, Vector256<float> a) =>
         Vector256.ConditionalSelect(Vector256.GreaterThan(mask, Vector256<float>.Zero), a, Vector256<float>.Zero);
 
@@ -134,6 +214,9 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
 {
     public static int Count => 4;
 
+    // 16 xmm registers, as for Vector256.
+    public static int MaxColumnVectors => 2;
+
     public static Vector128<float> Zero => Vector128<float>.Zero;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -144,6 +227,15 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* p, Vector128<float> value) => value.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreFirst(float* p, Vector128<float> value, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            p[i] = value.GetElement(i);
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
@@ -161,6 +253,9 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Relu(Vector128<float> v) => Vector128.MaxNative(v, Vector128<float>.Zero);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> WherePositive(Vector128<float> mask, Vector128<float> a) =>
         Vector128.ConditionalSelect(Vector128.GreaterThan(mask, Vector128<float>.Zero), a, Vector128<float>.Zero);
 
@@ -172,6 +267,8 @@ internal unsafe struct Lanes1 : ILanes<float>
 {
     public static int Count => 1;
 
+    public static int MaxColumnVectors => 4;
+
     public static float Zero => 0f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -182,6 +279,9 @@ internal unsafe struct Lanes1 : ILanes<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(float* p, float value) => *p = value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreFirst(float* p, float value, int count) => *p = value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Add(float a, float b) => a + b;
@@ -197,6 +297,9 @@ internal unsafe struct Lanes1 : ILanes<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Max(float a, float b) => MathF.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Relu(float v) => v > 0f ? v : 0f;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float WherePositive(float mask, float a) => mask > 0f ? a : 0f;

@@ -5,15 +5,6 @@ using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels;
 
-/// <summary>Instruction sets the training kernels can use; <see cref="Auto"/> takes the widest the CPU runs.</summary>
-public enum SimdLevel
-{
-    Auto,
-    Vector512,
-    Vector256,
-    Scalar,
-}
-
 /// <summary>
 /// Single-precision GEMM for the training passes: C = (accumulate ? C : 0) + A * B over <see cref="MatrixView"/>s,
 /// so NCHW activations, transposed weights and batched pixel columns are read in place.
@@ -40,9 +31,6 @@ public static unsafe class PackedSgemm
 
     [ThreadStatic]
     private static float[]? packB;
-
-    /// <summary>The micro-kernel in use: the widest of <see cref="Lanes.Level"/> the CPU accelerates.</summary>
-    public static SimdLevel EffectiveSimd => Lanes.Use512 ? SimdLevel.Vector512 : Lanes.Use256 ? SimdLevel.Vector256 : SimdLevel.Scalar;
 
     /// <summary>C[M x N] = (accumulate ? C : 0) + A[M x K] * B[K x N].</summary>
     public static void Multiply(in MatrixView a, in MatrixView b, in MatrixView c, bool accumulate)
@@ -585,12 +573,9 @@ public static unsafe class PackedSgemm
         Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
     }
 
-    private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() => EffectiveSimd switch
-    {
-        SimdLevel.Vector512 => &Kernel512,
-        SimdLevel.Vector256 => &Kernel256,
-        _ => &KernelScalar,
-    };
+    /// <summary>The micro-kernel for <see cref="Lanes.Level"/>: Vector512, Vector256 or scalar.</summary>
+    private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() =>
+        Lanes.Use512 ? &Kernel512 : Lanes.Use256 ? &Kernel256 : &KernelScalar;
 
     private static float[] Scratch(ref float[]? cache, long size)
     {

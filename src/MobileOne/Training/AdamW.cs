@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
 
@@ -85,7 +86,7 @@ public sealed class AdamW : Optimizer
         double decay = 1 - (lr * group.WeightDecay), w1 = 1 - Beta1, b2 = Beta2, w2 = 1 - Beta2, eps = Eps;
         double stepSize = lr / (1 - Math.Pow(Beta1, t)), correction2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, t));
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Lanes.Use512)
         {
             var vdecay = Vector512.Create(decay);
             var vw1 = Vector512.Create(w1);

@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
 
@@ -77,7 +78,7 @@ public sealed class Sgd : Optimizer
         bool first = buffers[index] is null;
         float[] buf = (buffers[index] ??= new Tensor(parameter.Parameter.Shape)).Data;
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (Lanes.Use512)
         {
             var vlr = Vector512.Create(lr);
             var vwd = Vector512.Create(wd);

@@ -1,4 +1,5 @@
 using MobileOne.Inference;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Models;
 using MobileOne.Tensors;

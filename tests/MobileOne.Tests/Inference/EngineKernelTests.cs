@@ -1,4 +1,5 @@
 using MobileOne.Inference;
+using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
 
 namespace MobileOne.Tests.Inference;
@@ -21,12 +22,7 @@ public unsafe class EngineKernelTests
         return data;
     }
 
-    private static EngineIsa Engine(IsaLevel level) => level switch
-    {
-        IsaLevel.Avx512 => EngineIsa.Avx512,
-        IsaLevel.Avx2 => EngineIsa.Avx2,
-        _ => EngineIsa.Scalar,
-    };
+    private static Isa Engine(IsaLevel level) => Isa.Resolve(level, "isa", nameof(level));
 
     [Theory]
     [MemberData(nameof(Isas))]
@@ -84,7 +80,7 @@ public unsafe class EngineKernelTests
     public void Indirect_gemm_reads_the_taps_through_the_offset_table(IsaLevel level)
     {
         var isa = Engine(level);
-        if (isa == EngineIsa.Scalar)
+        if (isa == Isa.Scalar)
         {
             return; // the scalar stem always gathers patches
         }
@@ -114,7 +110,7 @@ public unsafe class EngineKernelTests
             fixed (float* px = x, py = y)
             fixed (int* po = offsets)
             {
-                if (isa == EngineIsa.Avx512)
+                if (isa == Isa.Avx512)
                 {
                     GemmAvx512.RunIndirect(px, stride, rows, packed, po, py, packed.PaddedN, 0);
                 }
@@ -268,7 +264,7 @@ public unsafe class EngineKernelTests
         }
     }
 
-    private static void CheckGemm(EngineIsa isa, Random rng, int m, int n, int k, int kBlock, bool relu)
+    private static void CheckGemm(Isa isa, Random rng, int m, int n, int k, int kBlock, bool relu)
     {
         int lda = k + 3;
         var a = Reference.RandomArray(rng, m * lda);
@@ -305,11 +301,11 @@ public unsafe class EngineKernelTests
         }
     }
 
-    private static void CheckDepthwise(EngineIsa isa, Random rng, int channels, int h, int w, int stride, bool relu)
+    private static void CheckDepthwise(Isa isa, Random rng, int channels, int h, int w, int stride, bool relu)
     {
         var weights = Reference.RandomArray(rng, channels * 9);
         var bias = Reference.RandomArray(rng, channels);
-        var packed = new DepthwiseWeights(weights, bias, channels);
+        var packed = new Depthwise3x3Weights(weights, bias, channels);
         int cs = packed.PaddedChannels;
         int oh = ((h - 1) / stride) + 1, ow = ((w - 1) / stride) + 1;
         var xNchw = Reference.RandomArray(rng, channels * h * w);

@@ -1,4 +1,5 @@
 using MobileOne.Inference;
+using MobileOne.Kernels;
 using Xunit.Abstractions;
 
 namespace MobileOne.Tests.Inference;

@@ -1,5 +1,6 @@
 using MobileOne.Inference;
 using MobileOne.IO.Checkpoints;
+using MobileOne.Kernels;
 using MobileOne.Models;
 using MobileOne.Reparam;
 using MobileOne.Tensors;

@@ -1,4 +1,5 @@
 using CsCheck;
+using MobileOne.Inference;
 using MobileOne.Kernels;
 
 namespace MobileOne.Tests.Nn;
@@ -11,7 +12,7 @@ namespace MobileOne.Tests.Nn;
 [Collection(KernelSettingsCollection.Name)]
 public unsafe class TrainingKernelTests
 {
-    private static readonly SimdLevel[] Levels = [SimdLevel.Auto, SimdLevel.Vector256, SimdLevel.Scalar];
+    private static readonly IsaLevel[] Levels = [.. new[] { IsaLevel.Auto, IsaLevel.Avx2, IsaLevel.Scalar }.Where(CompiledModel.IsSupported)];
 
     [Fact]
     public void Packed_gemm_matches_a_double_reference_for_every_view_kind()
@@ -71,7 +72,7 @@ public unsafe class TrainingKernelTests
                 }
             }
         }, iter: 60, threads: 1);
-        Lanes.Level = SimdLevel.Auto;
+        Lanes.Level = IsaLevel.Auto;
         ComputeThreads.Count = Environment.ProcessorCount;
     }
 
@@ -102,7 +103,7 @@ public unsafe class TrainingKernelTests
             }
         }
 
-        Lanes.Level = SimdLevel.Auto;
+        Lanes.Level = IsaLevel.Auto;
         ComputeThreads.Count = Environment.ProcessorCount;
     }
 
@@ -196,7 +197,7 @@ public unsafe class TrainingKernelTests
                 Close(expectedDw, dw, what + " weight gradient");
             }
         }, iter: 80, threads: 1);
-        Lanes.Level = SimdLevel.Auto;
+        Lanes.Level = IsaLevel.Auto;
         ComputeThreads.Count = Environment.ProcessorCount;
     }
 
@@ -278,7 +279,7 @@ public unsafe class TrainingKernelTests
             Close(dw1, gw1, $"1x1 weight gradient {level}");
         }
 
-        Lanes.Level = SimdLevel.Auto;
+        Lanes.Level = IsaLevel.Auto;
     }
 
     private static (double[] Dx, double[] Dw) TextbookBackward(float[] x, float[] w, float[] dy, ConvGeometry g)

@@ -6,19 +6,22 @@ namespace MobileOne.Kernels.Conv;
 /// </summary>
 public abstract unsafe class ConvolutionKernel : IConvolutionKernel
 {
-    private protected ConvolutionKernel(ConvAlgorithm algorithm, ConvGeometry geometry, SimdWidth width)
+    private protected ConvolutionKernel(ConvAlgorithm algorithm, ConvGeometry geometry, Isa isa)
     {
         Algorithm = algorithm;
         Geometry = geometry;
-        Width = width;
+        InstructionSet = isa;
     }
 
     public ConvAlgorithm Algorithm { get; }
 
     public ConvGeometry Geometry { get; }
 
-    /// <summary>The register width the kernel was packed for and runs with.</summary>
-    public SimdWidth Width { get; }
+    /// <summary>The instruction set the kernel was packed for and runs with (Auto resolved).</summary>
+    public IsaLevel Isa => InstructionSet.Level;
+
+    /// <summary>AVX-512 (Vector512), AVX2 (Vector256) or scalar.</summary>
+    private protected Kernels.Isa InstructionSet { get; }
 
     /// <summary>Floats of the kernel's own copy of the weights and bias, in its packed layout (padding included).</summary>
     public abstract long PackedWeightFloats { get; }

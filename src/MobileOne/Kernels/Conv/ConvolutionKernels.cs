@@ -6,13 +6,19 @@ public static class ConvolutionKernels
     /// <summary>
     /// Packs <paramref name="weightOihw"/> ([C_out][C_in/g][Kh][Kw]) and <paramref name="bias"/> (C_out floats,
     /// or empty for none) for <paramref name="algorithm"/>; <see cref="ConvAlgorithm.Auto"/> resolves with
-    /// <see cref="Choose"/>. Uses the widest SIMD registers the CPU accelerates.
+    /// <see cref="Choose"/>. Uses the best instruction set the CPU runs.
     /// </summary>
     public static IConvolutionKernel Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias) =>
-        Create(algorithm, geometry, weightOihw, bias, SimdWidth.Auto);
+        Create(algorithm, geometry, weightOihw, bias, IsaLevel.Auto);
 
-    /// <summary>As above with a register width cap (a wider width than the CPU accelerates falls back to the widest it does).</summary>
-    public static ConvolutionKernel Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
+    /// <summary>
+    /// As above with an instruction set: AVX-512 runs Vector512, AVX2 Vector256; one the CPU lacks throws
+    /// <see cref="NotSupportedException"/>, as the engine does.
+    /// </summary>
+    public static ConvolutionKernel Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, IsaLevel isa) =>
+        Create(algorithm, geometry, weightOihw, bias, Isa.Resolve(isa, "Convolution ISA", nameof(isa)));
+
+    internal static ConvolutionKernel Create(ConvAlgorithm algorithm, ConvGeometry geometry, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
     {
         geometry.Validate();
         long expected = (long)geometry.OutChannels * geometry.PatchSize;
@@ -28,12 +34,8 @@ public static class ConvolutionKernels
             throw new ArgumentException($"Convolution bias has {bias.Length} floats; expected {geometry.OutChannels} (one per output channel) or none.", nameof(bias));
         }
 
-        if (!Enum.IsDefined(width))
-        {
-            throw new ArgumentException($"Unknown SIMD width {(int)width}.", nameof(width));
-        }
-
-        SimdWidth resolved = SimdWidths.Resolve(width);
+        // AVX-512, AVX2 and scalar paths: 128-bit vectors alone run as scalar.
+        Isa resolved = isa.Engine;
         return (algorithm == ConvAlgorithm.Auto ? Choose(geometry) : algorithm) switch
         {
             ConvAlgorithm.Direct => new DirectConvolution(geometry, weightOihw, bias, resolved),

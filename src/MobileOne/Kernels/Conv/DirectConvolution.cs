@@ -18,7 +18,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     private const int BlockBytes = 256 * 1024;
 
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
 
     // Output columns whose whole window lies inside the image: [interiorStart, interiorEnd); the first
     // tiledEnd - interiorStart of them are whole 6-pixel tiles along the row.
@@ -33,16 +33,16 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     // Output rows per block in the dense path, a multiple of 6 whose input rows take about BlockBytes.
     private readonly int rowsPerBlock;
 
-    public DirectConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Direct, g, width)
+    public DirectConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Direct, g, isa)
     {
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.RowMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.RowMajor);
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.RowMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.RowMajor);
         }
 
         (interiorStart, interiorEnd) = Inside(g.OutWidth, g.InWidth, g.KernelWidth, g.StrideW, g.PadW);
@@ -63,11 +63,11 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
 
     private protected override void RunBand(float* image, float* output, float* workspace, int rowStart, int rowEnd, bool relu)
     {
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: RunRows<Vector512<float>, Vector512Ops>(image, output, rowStart, rowEnd, relu); break;
-            case SimdWidth.Vector256: RunRows<Vector256<float>, Vector256Ops>(image, output, rowStart, rowEnd, relu); break;
-            default: RunRows<float, ScalarOps>(image, output, rowStart, rowEnd, relu); break;
+            case Kernels.Isa.Avx512: RunRows<Vector512<float>, Lanes512>(image, output, rowStart, rowEnd, relu); break;
+            case Kernels.Isa.Avx2: RunRows<Vector256<float>, Lanes256>(image, output, rowStart, rowEnd, relu); break;
+            default: RunRows<float, Lanes1>(image, output, rowStart, rowEnd, relu); break;
         }
     }
 
@@ -81,9 +81,9 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RunRows<TVec, TOps>(float* image, float* output, int rowStart, int rowEnd, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private void RunRows<TV, TL>(float* image, float* output, int rowStart, int rowEnd, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
         if (depthwise is not null)
@@ -91,7 +91,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
             for (int oy = rowStart; oy < rowEnd; oy++)
             {
                 var (inRow, ky0, kyCount) = InputRows(oy);
-                DepthwiseRow<TVec, TOps>(image + inRow, ky0, kyCount, output + ((nint)oy * g.OutWidth * g.OutChannels), relu);
+                DepthwiseRow<TV, TL>(image + inRow, ky0, kyCount, output + ((nint)oy * g.OutWidth * g.OutChannels), relu);
             }
 
             return;
@@ -108,10 +108,10 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 {
                     switch (panels.PanelVectors(panel))
                     {
-                        case 1: DenseBlock<TVec, TOps, N1>(image, output, blockStart, blockEnd, grp, panel, relu); break;
-                        case 2: DenseBlock<TVec, TOps, N2>(image, output, blockStart, blockEnd, grp, panel, relu); break;
-                        case 3: DenseBlock<TVec, TOps, N3>(image, output, blockStart, blockEnd, grp, panel, relu); break;
-                        default: DenseBlock<TVec, TOps, N4>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        case 1: DenseBlock<TV, TL, D1>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        case 2: DenseBlock<TV, TL, D2>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        case 3: DenseBlock<TV, TL, D3>(image, output, blockStart, blockEnd, grp, panel, relu); break;
+                        default: DenseBlock<TV, TL, D4>(image, output, blockStart, blockEnd, grp, panel, relu); break;
                     }
                 }
             }
@@ -139,10 +139,10 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DenseBlock<TVec, TOps, TCols>(float* image, float* output, int blockStart, int blockEnd, int grp, int panel, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TCols : struct, IConst
+    private void DenseBlock<TV, TL, TCols>(float* image, float* output, int blockStart, int blockEnd, int grp, int panel, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
     {
         ConvGeometry g = Geometry;
         PanelWeights w = panels!;
@@ -173,7 +173,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                     rows[r] = inputRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
                 }
 
-                GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, bRows, ldb, loop, bias, outRow + (ox * ldc), ldc, valid, relu);
+                GemmTile.Run<TV, TL, D6, TCols>(rows, aOffset, bRows, ldb, loop, bias, outRow + (ox * ldc), ldc, valid, relu);
             }
 
             if (oy >= fullStart && oy < fullEnd)
@@ -189,7 +189,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                     rows[r] = inputRow + ((nint)(((tiledEnd + r) * sw) - g.PadW) * c);
                 }
 
-                TileDispatch.GemmRows<TVec, TOps, TCols>(interiorEnd - tiledEnd, rows, aOffset, bRows, ldb, loop, bias, outRow + (tiledEnd * ldc), ldc, valid, relu);
+                TileDispatch.GemmRows<TV, TL, TCols>(interiorEnd - tiledEnd, rows, aOffset, bRows, ldb, loop, bias, outRow + (tiledEnd * ldc), ldc, valid, relu);
             }
 
             for (int ox = 0; ox < wo; ox++)
@@ -203,7 +203,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 var (kx0, kxCount, ix) = InputColumns(ox);
                 rows[0] = inputRow + ((nint)ix * c);
                 var edge = Loop(kyCount, kxCount, imageRow, kernelRow, c, cg);
-                GemmTile.Run<TVec, TOps, N1, TCols>(rows, aOffset, bRows + (kx0 * cg * ldb), ldb, edge, bias, outRow + (ox * ldc), ldc, valid, relu);
+                GemmTile.Run<TV, TL, D1, TCols>(rows, aOffset, bRows + (kx0 * cg * ldb), ldb, edge, bias, outRow + (ox * ldc), ldc, valid, relu);
             }
         }
 
@@ -232,11 +232,11 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 float* target = outBlock + ((((nint)oy * wo) + ox) * ldc);
                 if (count == 6)
                 {
-                    GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
+                    GemmTile.Run<TV, TL, D6, TCols>(rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
                 }
                 else
                 {
-                    TileDispatch.GemmRows<TVec, TOps, TCols>(count, rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
+                    TileDispatch.GemmRows<TV, TL, TCols>(count, rows, aOffset, bColumn, ldb, loop, bias, target, columnStride, valid, relu);
                 }
             }
         }
@@ -253,12 +253,12 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
             : new ReductionLoop(kyCount, imageRow, kernelRow, kxCount, c, cg, cg);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DepthwiseRow<TVec, TOps>(float* inRow, int ky0, int kyCount, float* outRow, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private void DepthwiseRow<TV, TL>(float* inRow, int ky0, int kyCount, float* outRow, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
-        DepthwiseWeights w = depthwise!;
+        DepthwiseTapWeights w = depthwise!;
         int c = g.InChannels, kw = g.KernelWidth, sw = g.StrideW;
         nint imageRow = (nint)g.InWidth * c;
         float* weights = w.Weights + ((nint)ky0 * kw * c);
@@ -272,7 +272,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 rows[r] = inRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
             }
 
-            TileDispatch.DepthwiseAllChannels<TVec, TOps>(count, rows, weights, c, taps, w.Bias, outRow + ((nint)ox * c), relu);
+            TileDispatch.DepthwiseAllChannels<TV, TL>(count, rows, weights, c, taps, w.Bias, outRow + ((nint)ox * c), relu);
         }
 
         for (int ox = 0; ox < g.OutWidth; ox++)
@@ -288,7 +288,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
             int kxCount = Math.Max(0, Math.Min(kw, g.InWidth - ix0) - kx0);
             var edge = new ReductionLoop(kyCount, imageRow, kw, kxCount, c, 1, 0);
             rows[0] = inRow + ((nint)(ix0 + kx0) * c);
-            TileDispatch.DepthwiseAllChannels<TVec, TOps>(1, rows, weights + ((nint)kx0 * c), c, edge, w.Bias, outRow + ((nint)ox * c), relu);
+            TileDispatch.DepthwiseAllChannels<TV, TL>(1, rows, weights + ((nint)kx0 * c), c, edge, w.Bias, outRow + ((nint)ox * c), relu);
         }
     }
 }

@@ -13,25 +13,25 @@ namespace MobileOne.Kernels.Conv;
 internal static unsafe class GemmTile
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TVec, TOps, TRows, TCols>(
+    public static void Run<TV, TL, TRows, TCols>(
         float** rows, nint aOffset, float* b, nint ldb, in ReductionLoop loop, float* bias, float* c, nint ldc, int validColumns, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TRows : struct, IConst
-        where TCols : struct, IConst
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TRows : struct, IDim
+        where TCols : struct, IDim
     {
-        int w = TOps.Count;
-        TVec z = TOps.Zero;
-        TVec bias0 = TOps.Load(bias);
-        TVec bias1 = TCols.Value > 1 ? TOps.Load(bias + w) : z;
-        TVec bias2 = TCols.Value > 2 ? TOps.Load(bias + (2 * w)) : z;
-        TVec bias3 = TCols.Value > 3 ? TOps.Load(bias + (3 * w)) : z;
-        TVec c00 = bias0, c01 = bias1, c02 = bias2, c03 = bias3;
-        TVec c10 = bias0, c11 = bias1, c12 = bias2, c13 = bias3;
-        TVec c20 = bias0, c21 = bias1, c22 = bias2, c23 = bias3;
-        TVec c30 = bias0, c31 = bias1, c32 = bias2, c33 = bias3;
-        TVec c40 = bias0, c41 = bias1, c42 = bias2, c43 = bias3;
-        TVec c50 = bias0, c51 = bias1, c52 = bias2, c53 = bias3;
+        int w = TL.Count;
+        TV z = TL.Zero;
+        TV bias0 = TL.Load(bias);
+        TV bias1 = TCols.Value > 1 ? TL.Load(bias + w) : z;
+        TV bias2 = TCols.Value > 2 ? TL.Load(bias + (2 * w)) : z;
+        TV bias3 = TCols.Value > 3 ? TL.Load(bias + (3 * w)) : z;
+        TV c00 = bias0, c01 = bias1, c02 = bias2, c03 = bias3;
+        TV c10 = bias0, c11 = bias1, c12 = bias2, c13 = bias3;
+        TV c20 = bias0, c21 = bias1, c22 = bias2, c23 = bias3;
+        TV c30 = bias0, c31 = bias1, c32 = bias2, c33 = bias3;
+        TV c40 = bias0, c41 = bias1, c42 = bias2, c43 = bias3;
+        TV c50 = bias0, c51 = bias1, c52 = bias2, c53 = bias3;
 
         // Rows beyond TRows alias row 0 so every pointer is valid; their sums are never stored.
         float* a0 = rows[0] + aOffset;
@@ -55,60 +55,60 @@ internal static unsafe class GemmTile
                 float* p5 = a5 + offA;
                 for (nint k = 0; k < segment; k++)
                 {
-                    TVec b0 = TOps.Load(pb);
-                    TVec b1 = TCols.Value > 1 ? TOps.Load(pb + w) : z;
-                    TVec b2 = TCols.Value > 2 ? TOps.Load(pb + (2 * w)) : z;
-                    TVec b3 = TCols.Value > 3 ? TOps.Load(pb + (3 * w)) : z;
-                    TVec x;
-                    x = TOps.Broadcast(p0 + k);
-                    c00 = TOps.MultiplyAdd(x, b0, c00);
-                    if (TCols.Value > 1) c01 = TOps.MultiplyAdd(x, b1, c01);
-                    if (TCols.Value > 2) c02 = TOps.MultiplyAdd(x, b2, c02);
-                    if (TCols.Value > 3) c03 = TOps.MultiplyAdd(x, b3, c03);
+                    TV b0 = TL.Load(pb);
+                    TV b1 = TCols.Value > 1 ? TL.Load(pb + w) : z;
+                    TV b2 = TCols.Value > 2 ? TL.Load(pb + (2 * w)) : z;
+                    TV b3 = TCols.Value > 3 ? TL.Load(pb + (3 * w)) : z;
+                    TV x;
+                    x = TL.Splat(p0[k]);
+                    c00 = TL.Fma(x, b0, c00);
+                    if (TCols.Value > 1) c01 = TL.Fma(x, b1, c01);
+                    if (TCols.Value > 2) c02 = TL.Fma(x, b2, c02);
+                    if (TCols.Value > 3) c03 = TL.Fma(x, b3, c03);
 
                     if (TRows.Value > 1)
                     {
-                        x = TOps.Broadcast(p1 + k);
-                        c10 = TOps.MultiplyAdd(x, b0, c10);
-                        if (TCols.Value > 1) c11 = TOps.MultiplyAdd(x, b1, c11);
-                        if (TCols.Value > 2) c12 = TOps.MultiplyAdd(x, b2, c12);
-                        if (TCols.Value > 3) c13 = TOps.MultiplyAdd(x, b3, c13);
+                        x = TL.Splat(p1[k]);
+                        c10 = TL.Fma(x, b0, c10);
+                        if (TCols.Value > 1) c11 = TL.Fma(x, b1, c11);
+                        if (TCols.Value > 2) c12 = TL.Fma(x, b2, c12);
+                        if (TCols.Value > 3) c13 = TL.Fma(x, b3, c13);
                     }
 
                     if (TRows.Value > 2)
                     {
-                        x = TOps.Broadcast(p2 + k);
-                        c20 = TOps.MultiplyAdd(x, b0, c20);
-                        if (TCols.Value > 1) c21 = TOps.MultiplyAdd(x, b1, c21);
-                        if (TCols.Value > 2) c22 = TOps.MultiplyAdd(x, b2, c22);
-                        if (TCols.Value > 3) c23 = TOps.MultiplyAdd(x, b3, c23);
+                        x = TL.Splat(p2[k]);
+                        c20 = TL.Fma(x, b0, c20);
+                        if (TCols.Value > 1) c21 = TL.Fma(x, b1, c21);
+                        if (TCols.Value > 2) c22 = TL.Fma(x, b2, c22);
+                        if (TCols.Value > 3) c23 = TL.Fma(x, b3, c23);
                     }
 
                     if (TRows.Value > 3)
                     {
-                        x = TOps.Broadcast(p3 + k);
-                        c30 = TOps.MultiplyAdd(x, b0, c30);
-                        if (TCols.Value > 1) c31 = TOps.MultiplyAdd(x, b1, c31);
-                        if (TCols.Value > 2) c32 = TOps.MultiplyAdd(x, b2, c32);
-                        if (TCols.Value > 3) c33 = TOps.MultiplyAdd(x, b3, c33);
+                        x = TL.Splat(p3[k]);
+                        c30 = TL.Fma(x, b0, c30);
+                        if (TCols.Value > 1) c31 = TL.Fma(x, b1, c31);
+                        if (TCols.Value > 2) c32 = TL.Fma(x, b2, c32);
+                        if (TCols.Value > 3) c33 = TL.Fma(x, b3, c33);
                     }
 
                     if (TRows.Value > 4)
                     {
-                        x = TOps.Broadcast(p4 + k);
-                        c40 = TOps.MultiplyAdd(x, b0, c40);
-                        if (TCols.Value > 1) c41 = TOps.MultiplyAdd(x, b1, c41);
-                        if (TCols.Value > 2) c42 = TOps.MultiplyAdd(x, b2, c42);
-                        if (TCols.Value > 3) c43 = TOps.MultiplyAdd(x, b3, c43);
+                        x = TL.Splat(p4[k]);
+                        c40 = TL.Fma(x, b0, c40);
+                        if (TCols.Value > 1) c41 = TL.Fma(x, b1, c41);
+                        if (TCols.Value > 2) c42 = TL.Fma(x, b2, c42);
+                        if (TCols.Value > 3) c43 = TL.Fma(x, b3, c43);
                     }
 
                     if (TRows.Value > 5)
                     {
-                        x = TOps.Broadcast(p5 + k);
-                        c50 = TOps.MultiplyAdd(x, b0, c50);
-                        if (TCols.Value > 1) c51 = TOps.MultiplyAdd(x, b1, c51);
-                        if (TCols.Value > 2) c52 = TOps.MultiplyAdd(x, b2, c52);
-                        if (TCols.Value > 3) c53 = TOps.MultiplyAdd(x, b3, c53);
+                        x = TL.Splat(p5[k]);
+                        c50 = TL.Fma(x, b0, c50);
+                        if (TCols.Value > 1) c51 = TL.Fma(x, b1, c51);
+                        if (TCols.Value > 2) c52 = TL.Fma(x, b2, c52);
+                        if (TCols.Value > 3) c53 = TL.Fma(x, b3, c53);
                     }
 
                     pb += ldb;
@@ -116,81 +116,81 @@ internal static unsafe class GemmTile
             }
         }
 
-        StoreRow<TVec, TOps, TCols>(c, c00, c01, c02, c03, validColumns, relu);
+        StoreRow<TV, TL, TCols>(c, c00, c01, c02, c03, validColumns, relu);
 
         if (TRows.Value > 1)
         {
-            StoreRow<TVec, TOps, TCols>(c + (1 * ldc), c10, c11, c12, c13, validColumns, relu);
+            StoreRow<TV, TL, TCols>(c + (1 * ldc), c10, c11, c12, c13, validColumns, relu);
         }
 
         if (TRows.Value > 2)
         {
-            StoreRow<TVec, TOps, TCols>(c + (2 * ldc), c20, c21, c22, c23, validColumns, relu);
+            StoreRow<TV, TL, TCols>(c + (2 * ldc), c20, c21, c22, c23, validColumns, relu);
         }
 
         if (TRows.Value > 3)
         {
-            StoreRow<TVec, TOps, TCols>(c + (3 * ldc), c30, c31, c32, c33, validColumns, relu);
+            StoreRow<TV, TL, TCols>(c + (3 * ldc), c30, c31, c32, c33, validColumns, relu);
         }
 
         if (TRows.Value > 4)
         {
-            StoreRow<TVec, TOps, TCols>(c + (4 * ldc), c40, c41, c42, c43, validColumns, relu);
+            StoreRow<TV, TL, TCols>(c + (4 * ldc), c40, c41, c42, c43, validColumns, relu);
         }
 
         if (TRows.Value > 5)
         {
-            StoreRow<TVec, TOps, TCols>(c + (5 * ldc), c50, c51, c52, c53, validColumns, relu);
+            StoreRow<TV, TL, TCols>(c + (5 * ldc), c50, c51, c52, c53, validColumns, relu);
         }
 
     }
 
     /// <summary>Writes one pixel's TCols vectors; the last may be partial so no other pixel's channels are touched.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void StoreRow<TVec, TOps, TCols>(float* c, TVec v0, TVec v1, TVec v2, TVec v3, int validColumns, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TCols : struct, IConst
+    internal static void StoreRow<TV, TL, TCols>(float* c, TV v0, TV v1, TV v2, TV v3, int validColumns, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
     {
         if (relu)
         {
-            v0 = TOps.Relu(v0);
-            v1 = TOps.Relu(v1);
-            v2 = TOps.Relu(v2);
-            v3 = TOps.Relu(v3);
+            v0 = TL.Relu(v0);
+            v1 = TL.Relu(v1);
+            v2 = TL.Relu(v2);
+            v3 = TL.Relu(v3);
         }
 
-        int w = TOps.Count;
+        int w = TL.Count;
         int full = TCols.Value * w == validColumns ? TCols.Value : TCols.Value - 1;
-        StoreVector<TVec, TOps>(c, v0, 0, full, validColumns);
+        StoreVector<TV, TL>(c, v0, 0, full, validColumns);
         if (TCols.Value > 1)
         {
-            StoreVector<TVec, TOps>(c + w, v1, 1, full, validColumns - w);
+            StoreVector<TV, TL>(c + w, v1, 1, full, validColumns - w);
         }
 
         if (TCols.Value > 2)
         {
-            StoreVector<TVec, TOps>(c + (2 * w), v2, 2, full, validColumns - (2 * w));
+            StoreVector<TV, TL>(c + (2 * w), v2, 2, full, validColumns - (2 * w));
         }
 
         if (TCols.Value > 3)
         {
-            StoreVector<TVec, TOps>(c + (3 * w), v3, 3, full, validColumns - (3 * w));
+            StoreVector<TV, TL>(c + (3 * w), v3, 3, full, validColumns - (3 * w));
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreVector<TVec, TOps>(float* c, TVec v, int index, int full, int remaining)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private static void StoreVector<TV, TL>(float* c, TV v, int index, int full, int remaining)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         if (index < full)
         {
-            TOps.Store(c, v);
+            TL.Store(c, v);
         }
         else
         {
-            TOps.StoreFirst(c, v, remaining);
+            TL.StoreFirst(c, v, remaining);
         }
     }
 }

@@ -13,25 +13,25 @@ namespace MobileOne.Kernels.Conv;
 internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 {
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
     private readonly bool imageIsPatchMatrix;
     private readonly int patchLength;
     private readonly ReductionLoop loop;
 
-    public Im2ColConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Im2Col, g, width)
+    public Im2ColConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Im2Col, g, isa)
     {
         int taps = g.KernelHeight * g.KernelWidth;
         patchLength = taps * g.InChannels;
         imageIsPatchMatrix = g.IsPointwiseIdentityLayout;
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.RowMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.RowMajor);
             loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.RowMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.RowMajor);
             loop = g.Groups == 1
                 ? ReductionLoop.Contiguous(patchLength)
                 : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
@@ -63,26 +63,26 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 
         int pixels = (rowEnd - rowStart) * wo;
         float* band = output + ((nint)rowStart * wo * g.OutChannels);
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
-            case SimdWidth.Vector256: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
-            default: Multiply<float, ScalarOps>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Lanes512>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Lanes256>(grid, pixels, band, relu); break;
+            default: Multiply<float, Lanes1>(grid, pixels, band, relu); break;
         }
     }
 
-    private void Multiply<TVec, TOps>(in PixelGrid grid, int pixels, float* band, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private void Multiply<TV, TL>(in PixelGrid grid, int pixels, float* band, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
         if (depthwise is not null)
         {
-            PixelKernels.Depthwise<TVec, TOps>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
+            PixelKernels.Depthwise<TV, TL>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
         }
         else
         {
-            PixelKernels.Gemm<TVec, TOps>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
+            PixelKernels.Gemm<TV, TL>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
         }
     }
 

@@ -14,25 +14,25 @@ namespace MobileOne.Kernels.Conv;
 internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
 {
     private readonly PanelWeights? panels;
-    private readonly DepthwiseWeights? depthwise;
+    private readonly DepthwiseTapWeights? depthwise;
     private readonly int paddedColumns;
     private readonly nint windowRow;
     private readonly ReductionLoop loop;
 
-    public Im2WinConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, SimdWidth width)
-        : base(ConvAlgorithm.Im2Win, g, width)
+    public Im2WinConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
+        : base(ConvAlgorithm.Im2Win, g, isa)
     {
         int taps = g.KernelHeight * g.KernelWidth;
         paddedColumns = ((g.OutWidth - 1) * g.StrideW) + g.KernelWidth;
         windowRow = (nint)paddedColumns * g.KernelHeight * g.InChannels;
         if (ConvolutionKernels.IsDepthwise(g))
         {
-            depthwise = new DepthwiseWeights(weightOihw, bias, g, TapOrder.ColumnMajor);
+            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.ColumnMajor);
             loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
         }
         else
         {
-            panels = new PanelWeights(weightOihw, bias, g, width, TapOrder.ColumnMajor);
+            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.ColumnMajor);
             loop = g.Groups == 1
                 ? ReductionLoop.Contiguous(taps * g.InChannels)
                 : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
@@ -50,26 +50,26 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         var grid = new PixelGrid(workspace, g.OutWidth, windowRow, (nint)g.StrideW * g.KernelHeight * g.InChannels);
         int pixels = (rowEnd - rowStart) * g.OutWidth;
         float* band = output + ((nint)rowStart * g.OutWidth * g.OutChannels);
-        switch (Width)
+        switch (InstructionSet)
         {
-            case SimdWidth.Vector512: Multiply<Vector512<float>, Vector512Ops>(grid, pixels, band, relu); break;
-            case SimdWidth.Vector256: Multiply<Vector256<float>, Vector256Ops>(grid, pixels, band, relu); break;
-            default: Multiply<float, ScalarOps>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Lanes512>(grid, pixels, band, relu); break;
+            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Lanes256>(grid, pixels, band, relu); break;
+            default: Multiply<float, Lanes1>(grid, pixels, band, relu); break;
         }
     }
 
-    private void Multiply<TVec, TOps>(in PixelGrid grid, int pixels, float* band, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    private void Multiply<TV, TL>(in PixelGrid grid, int pixels, float* band, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
         if (depthwise is not null)
         {
-            PixelKernels.Depthwise<TVec, TOps>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
+            PixelKernels.Depthwise<TV, TL>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
         }
         else
         {
-            PixelKernels.Gemm<TVec, TOps>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
+            PixelKernels.Gemm<TV, TL>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
         }
     }
 

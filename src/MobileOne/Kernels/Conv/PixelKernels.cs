@@ -10,9 +10,9 @@ internal static unsafe class PixelKernels
     /// outer loop so a panel (up to K x 64 floats) stays in L2 while the patch rows stream past it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Gemm<TVec, TOps>(in PixelGrid grid, int pixels, PanelWeights weights, in ReductionLoop loop, int inPerGroup, float* output, int outChannels, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    public static void Gemm<TV, TL>(in PixelGrid grid, int pixels, PanelWeights weights, in ReductionLoop loop, int inPerGroup, float* output, int outChannels, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         for (int grp = 0; grp < weights.Groups; grp++)
         {
@@ -26,10 +26,10 @@ internal static unsafe class PixelKernels
                 nint aOffset = (nint)grp * inPerGroup;
                 switch (weights.PanelVectors(panel))
                 {
-                    case 1: GemmPanel<TVec, TOps, N1>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
-                    case 2: GemmPanel<TVec, TOps, N2>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
-                    case 3: GemmPanel<TVec, TOps, N3>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
-                    default: GemmPanel<TVec, TOps, N4>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
+                    case 1: GemmPanel<TV, TL, D1>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
+                    case 2: GemmPanel<TV, TL, D2>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
+                    case 3: GemmPanel<TV, TL, D3>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
+                    default: GemmPanel<TV, TL, D4>(grid, pixels, aOffset, b, ldb, loop, bias, c, outChannels, valid, relu); break;
                 }
             }
         }
@@ -37,9 +37,9 @@ internal static unsafe class PixelKernels
 
     /// <summary>Depthwise: the grid holds all channels of each tap side by side; taps step by C.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Depthwise<TVec, TOps>(in PixelGrid grid, int pixels, DepthwiseWeights weights, int channels, in ReductionLoop taps, float* output, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+    public static void Depthwise<TV, TL>(in PixelGrid grid, int pixels, DepthwiseTapWeights weights, int channels, in ReductionLoop taps, float* output, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
         float** rows = stackalloc float*[6];
         int row = 0, col = 0;
@@ -47,16 +47,16 @@ internal static unsafe class PixelKernels
         {
             int count = Math.Min(6, pixels - p);
             Fill(grid, rows, count, ref row, ref col);
-            TileDispatch.DepthwiseAllChannels<TVec, TOps>(count, rows, weights.Weights, channels, taps, weights.Bias, output + ((nint)p * channels), relu);
+            TileDispatch.DepthwiseAllChannels<TV, TL>(count, rows, weights.Weights, channels, taps, weights.Bias, output + ((nint)p * channels), relu);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GemmPanel<TVec, TOps, TCols>(
+    private static void GemmPanel<TV, TL, TCols>(
         in PixelGrid grid, int pixels, nint aOffset, float* b, nint ldb, in ReductionLoop loop, float* bias, float* c, nint ldc, int valid, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TCols : struct, IConst
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
     {
         float** rows = stackalloc float*[6];
         int row = 0, col = 0;
@@ -64,13 +64,13 @@ internal static unsafe class PixelKernels
         for (; p + 6 <= pixels; p += 6)
         {
             Fill(grid, rows, 6, ref row, ref col);
-            GemmTile.Run<TVec, TOps, N6, TCols>(rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
+            GemmTile.Run<TV, TL, D6, TCols>(rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
         }
 
         if (p < pixels)
         {
             Fill(grid, rows, pixels - p, ref row, ref col);
-            TileDispatch.GemmRows<TVec, TOps, TCols>(pixels - p, rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
+            TileDispatch.GemmRows<TV, TL, TCols>(pixels - p, rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
         }
     }
 

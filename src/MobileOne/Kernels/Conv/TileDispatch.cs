@@ -5,37 +5,37 @@ namespace MobileOne.Kernels.Conv;
 /// <summary>Turns run-time tile sizes (a row tail, a panel's vector count) into the microkernels' type arguments.</summary>
 internal static unsafe class TileDispatch
 {
-    public static void GemmRows<TVec, TOps, TCols>(
+    public static void GemmRows<TV, TL, TCols>(
         int rows, float** a, nint aOffset, float* b, nint ldb, in ReductionLoop loop, float* bias, float* c, nint ldc, int validColumns, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TCols : struct, IConst
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
     {
         switch (rows)
         {
-            case 1: GemmTile.Run<TVec, TOps, N1, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 2: GemmTile.Run<TVec, TOps, N2, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 3: GemmTile.Run<TVec, TOps, N3, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 4: GemmTile.Run<TVec, TOps, N4, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 5: GemmTile.Run<TVec, TOps, N5, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            default: GemmTile.Run<TVec, TOps, N6, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            case 1: GemmTile.Run<TV, TL, D1, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            case 2: GemmTile.Run<TV, TL, D2, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            case 3: GemmTile.Run<TV, TL, D3, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            case 4: GemmTile.Run<TV, TL, D4, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            case 5: GemmTile.Run<TV, TL, D5, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
+            default: GemmTile.Run<TV, TL, D6, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
         }
     }
 
-    public static void DepthwiseRows<TVec, TOps, TCols>(
+    public static void DepthwiseRows<TV, TL, TCols>(
         int rows, float** a, nint aOffset, float* w, nint ldw, in ReductionLoop taps, float* bias, float* c, nint ldc, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
-        where TCols : struct, IConst
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
     {
         switch (rows)
         {
-            case 1: DepthwiseTile.Run<TVec, TOps, N1, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
-            case 2: DepthwiseTile.Run<TVec, TOps, N2, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
-            case 3: DepthwiseTile.Run<TVec, TOps, N3, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
-            case 4: DepthwiseTile.Run<TVec, TOps, N4, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
-            case 5: DepthwiseTile.Run<TVec, TOps, N5, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
-            default: DepthwiseTile.Run<TVec, TOps, N6, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            case 1: DepthwiseTile.Run<TV, TL, D1, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            case 2: DepthwiseTile.Run<TV, TL, D2, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            case 3: DepthwiseTile.Run<TV, TL, D3, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            case 4: DepthwiseTile.Run<TV, TL, D4, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            case 5: DepthwiseTile.Run<TV, TL, D5, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
+            default: DepthwiseTile.Run<TV, TL, D6, TCols>(a, aOffset, w, ldw, taps, bias, c, ldc, relu); break;
         }
     }
 
@@ -44,22 +44,22 @@ internal static unsafe class TileDispatch
     /// left over one at a time with the scalar kernel (a vector there would read past the pixel).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DepthwiseAllChannels<TVec, TOps>(
+    public static void DepthwiseAllChannels<TV, TL>(
         int rows, float** a, float* w, int channels, in ReductionLoop taps, float* bias, float* c, bool relu)
-        where TVec : struct
-        where TOps : struct, IVectorOps<TVec>
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
-        int lanes = TOps.Count;
+        int lanes = TL.Count;
         int cb = 0;
         while (channels - cb >= lanes)
         {
-            int vectors = Math.Min(TOps.MaxColumnVectors, (channels - cb) / lanes);
+            int vectors = Math.Min(TL.MaxColumnVectors, (channels - cb) / lanes);
             switch (vectors)
             {
-                case 1: DepthwiseRows<TVec, TOps, N1>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
-                case 2: DepthwiseRows<TVec, TOps, N2>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
-                case 3: DepthwiseRows<TVec, TOps, N3>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
-                default: DepthwiseRows<TVec, TOps, N4>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
+                case 1: DepthwiseRows<TV, TL, D1>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
+                case 2: DepthwiseRows<TV, TL, D2>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
+                case 3: DepthwiseRows<TV, TL, D3>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
+                default: DepthwiseRows<TV, TL, D4>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu); break;
             }
 
             cb += vectors * lanes;
@@ -67,7 +67,7 @@ internal static unsafe class TileDispatch
 
         for (; cb < channels; cb++)
         {
-            DepthwiseRows<float, ScalarOps, N1>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu);
+            DepthwiseRows<float, Lanes1, D1>(rows, a, cb, w + cb, channels, taps, bias + cb, c + cb, channels, relu);
         }
     }
 }

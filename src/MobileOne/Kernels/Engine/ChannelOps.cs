@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels.Engine;
 
@@ -13,135 +12,40 @@ namespace MobileOne.Kernels.Engine;
 internal static unsafe class ChannelOps
 {
     /// <summary>means[c] = scale * sum over pixels of x[p * cs + c], for c in [c0, c1).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ChannelMeans(EngineIsa isa, float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
+    public static void ChannelMeans(Isa isa, float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
     {
-        int c = c0;
-        if (isa == EngineIsa.Avx512)
+        int c = isa switch
         {
-            // Four channel blocks at a time: four independent add chains instead of one latency-bound chain.
-            for (; c + 64 <= c1; c += 64)
-            {
-                Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                float* p = x + c;
-                for (int i = 0; i < pixels; i++, p += cs)
-                {
-                    s0 += Vector512.Load(p);
-                    s1 += Vector512.Load(p + 16);
-                    s2 += Vector512.Load(p + 32);
-                    s3 += Vector512.Load(p + 48);
-                }
-
-                (s0 * scale).Store(means + c);
-                (s1 * scale).Store(means + c + 16);
-                (s2 * scale).Store(means + c + 32);
-                (s3 * scale).Store(means + c + 48);
-            }
-
-            for (; c + 16 <= c1; c += 16)
-            {
-                var s = Vector512<float>.Zero;
-                float* p = x + c;
-                for (int i = 0; i < pixels; i++, p += cs)
-                {
-                    s += Vector512.Load(p);
-                }
-
-                (s * scale).Store(means + c);
-            }
-        }
-        else if (isa == EngineIsa.Avx2)
-        {
-            for (; c + 8 <= c1; c += 8)
-            {
-                var s = Vector256<float>.Zero;
-                float* p = x + c;
-                for (int i = 0; i < pixels; i++, p += cs)
-                {
-                    s += Vector256.Load(p);
-                }
-
-                (s * scale).Store(means + c);
-            }
-        }
-
-        for (; c < c1; c++)
-        {
-            float s = 0f;
-            float* p = x + c;
-            for (int i = 0; i < pixels; i++, p += cs)
-            {
-                s += *p;
-            }
-
-            means[c] = s * scale;
-        }
+            Isa.Avx512 => ChannelMeans<Vector512<float>, Lanes512>(x, pixels, cs, c0, c1, scale, means),
+            Isa.Avx2 => ChannelMeans<Vector256<float>, Lanes256>(x, pixels, cs, c0, c1, scale, means),
+            _ => c0,
+        };
+        ChannelMeans<float, Lanes1>(x, pixels, cs, c, c1, scale, means);
     }
 
     /// <summary>x[p, c] = max(x[p, c] * gate[c], 0) for pixels [0, pixels) and channels [0, channels).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GateRelu(EngineIsa isa, float* x, int pixels, nint cs, int channels, float* gate, bool relu)
+    public static void GateRelu(Isa isa, float* x, int pixels, nint cs, int channels, float* gate, bool relu)
     {
-        for (int i = 0; i < pixels; i++)
+        switch (isa)
         {
-            float* row = x + (i * cs);
-            int c = 0;
-            if (isa == EngineIsa.Avx512)
-            {
-                for (; c + 16 <= channels; c += 16)
-                {
-                    var v = Vector512.Load(row + c) * Vector512.Load(gate + c);
-                    (relu ? Vector512.Max(v, Vector512<float>.Zero) : v).Store(row + c);
-                }
-            }
-            else if (isa == EngineIsa.Avx2)
-            {
-                for (; c + 8 <= channels; c += 8)
-                {
-                    var v = Vector256.Load(row + c) * Vector256.Load(gate + c);
-                    (relu ? Vector256.Max(v, Vector256<float>.Zero) : v).Store(row + c);
-                }
-            }
-
-            for (; c < channels; c++)
-            {
-                float v = row[c] * gate[c];
-                row[c] = relu ? MathF.Max(v, 0f) : v;
-            }
+            case Isa.Avx512: GateRelu<Vector512<float>, Lanes512>(x, pixels, cs, channels, gate, relu); break;
+            case Isa.Avx2: GateRelu<Vector256<float>, Lanes256>(x, pixels, cs, channels, gate, relu); break;
+            default: GateRelu<float, Lanes1>(x, pixels, cs, channels, gate, relu); break;
         }
     }
 
     /// <summary>sum_i a[i] * b[i] with lane-wise partial sums combined in a fixed order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(EngineIsa isa, float* a, float* b, int n)
+    public static float Dot(Isa isa, float* a, float* b, int n)
     {
         int i = 0;
         float s = 0f;
-        if (isa == EngineIsa.Avx512 && n >= 16)
+        if (isa == Isa.Avx512 && n >= 16)
         {
-            Vector512<float> acc0 = default, acc1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + i + 16), Vector512.Load(b + i + 16), acc1);
-            }
-
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc0);
-            }
-
-            s = Vector512.Sum(acc0 + acc1);
+            s = Dot<Vector512<float>, Lanes512>(a, b, n, ref i, twoChains: true);
         }
-        else if (isa == EngineIsa.Avx2 && n >= 8)
+        else if (isa == Isa.Avx2 && n >= 8)
         {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
-            {
-                acc = Fma.MultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
-            }
-
-            s = Vector256.Sum(acc);
+            s = Dot<Vector256<float>, Lanes256>(a, b, n, ref i, twoChains: false);
         }
 
         for (; i < n; i++)
@@ -152,27 +56,15 @@ internal static unsafe class ChannelOps
         return s;
     }
 
-    /// <summary>y[i] += alpha * x[i].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Axpy(EngineIsa isa, float alpha, float* x, float* y, int n)
+    /// <summary>y[i] += alpha * x[i] (fused in vectors, multiply then add in the scalar tail).</summary>
+    public static void Axpy(Isa isa, float alpha, float* x, float* y, int n)
     {
-        int i = 0;
-        if (isa == EngineIsa.Avx512)
+        int i = isa switch
         {
-            var va = Vector512.Create(alpha);
-            for (; i + 16 <= n; i += 16)
-            {
-                Avx512F.FusedMultiplyAdd(va, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
-            }
-        }
-        else if (isa == EngineIsa.Avx2)
-        {
-            var va = Vector256.Create(alpha);
-            for (; i + 8 <= n; i += 8)
-            {
-                Fma.MultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
-            }
-        }
+            Isa.Avx512 => Axpy<Vector512<float>, Lanes512>(alpha, x, y, n),
+            Isa.Avx2 => Axpy<Vector256<float>, Lanes256>(alpha, x, y, n),
+            _ => 0,
+        };
 
         for (; i < n; i++)
         {
@@ -181,33 +73,13 @@ internal static unsafe class ChannelOps
     }
 
     /// <summary>dst[p, c] += src[p, c] for pixels [0, pixels) and channels [0, channels) (residual adds, branch sums).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AddRows(EngineIsa isa, float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
+    public static void AddRows(Isa isa, float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
     {
-        for (long i = 0; i < pixels; i++)
+        switch (isa)
         {
-            float* d = dst + (i * dstStride), x = src + (i * srcStride);
-            int c = 0;
-            if (isa == EngineIsa.Avx512)
-            {
-                for (; c + 16 <= channels; c += 16)
-                {
-                    (Vector512.Load(d + c) + Vector512.Load(x + c)).Store(d + c);
-                }
-            }
-
-            if (isa != EngineIsa.Scalar)
-            {
-                for (; c + 8 <= channels; c += 8)
-                {
-                    (Vector256.Load(d + c) + Vector256.Load(x + c)).Store(d + c);
-                }
-            }
-
-            for (; c < channels; c++)
-            {
-                d[c] += x[c];
-            }
+            case Isa.Avx512: AddRows<Vector512<float>, Lanes512>(dst, dstStride, src, srcStride, pixels, channels); break;
+            case Isa.Avx2: AddRows<Vector256<float>, Lanes256>(dst, dstStride, src, srcStride, pixels, channels); break;
+            default: AddRows<float, Lanes1>(dst, dstStride, src, srcStride, pixels, channels); break;
         }
     }
 
@@ -223,6 +95,136 @@ internal static unsafe class ChannelOps
         for (long i = 0; i < pixels; i++)
         {
             Buffer.MemoryCopy(src + (i * srcStride), dst + (i * dstStride), channels * sizeof(float), channels * sizeof(float));
+        }
+    }
+
+    /// <summary>Channels [c0, c1) in whole vectors, four blocks at a time first; returns where it stopped.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int ChannelMeans<TV, TL>(float* x, int pixels, nint cs, int c0, int c1, float scale, float* means)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+    {
+        int w = TL.Count, c = c0;
+        TV vscale = TL.Splat(scale);
+
+        // Four independent add chains instead of one latency-bound chain.
+        for (; c + (4 * w) <= c1; c += 4 * w)
+        {
+            TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero;
+            float* p = x + c;
+            for (int i = 0; i < pixels; i++, p += cs)
+            {
+                s0 = TL.Add(s0, TL.Load(p));
+                s1 = TL.Add(s1, TL.Load(p + w));
+                s2 = TL.Add(s2, TL.Load(p + (2 * w)));
+                s3 = TL.Add(s3, TL.Load(p + (3 * w)));
+            }
+
+            TL.Store(means + c, TL.Multiply(s0, vscale));
+            TL.Store(means + c + w, TL.Multiply(s1, vscale));
+            TL.Store(means + c + (2 * w), TL.Multiply(s2, vscale));
+            TL.Store(means + c + (3 * w), TL.Multiply(s3, vscale));
+        }
+
+        for (; c + w <= c1; c += w)
+        {
+            TV s = TL.Zero;
+            float* p = x + c;
+            for (int i = 0; i < pixels; i++, p += cs)
+            {
+                s = TL.Add(s, TL.Load(p));
+            }
+
+            TL.Store(means + c, TL.Multiply(s, vscale));
+        }
+
+        return c;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GateRelu<TV, TL>(float* x, int pixels, nint cs, int channels, float* gate, bool relu)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+    {
+        for (int i = 0; i < pixels; i++)
+        {
+            float* row = x + (i * cs);
+            int c = 0;
+            for (; c + TL.Count <= channels; c += TL.Count)
+            {
+                TV v = TL.Multiply(TL.Load(row + c), TL.Load(gate + c));
+                TL.Store(row + c, relu ? TL.Max(v, TL.Zero) : v);
+            }
+
+            for (; c < channels; c++)
+            {
+                float v = row[c] * gate[c];
+                row[c] = relu ? MathF.Max(v, 0f) : v;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The vector part of <see cref="Dot(Isa, float*, float*, int)"/>: with <paramref name="twoChains"/> (AVX-512) pairs
+    /// of vectors go to two accumulators, then single vectors to the first; AVX2 has always used one accumulator.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot<TV, TL>(float* a, float* b, int n, ref int i, bool twoChains)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+    {
+        int w = TL.Count;
+        TV acc0 = TL.Zero, acc1 = TL.Zero;
+        if (twoChains)
+        {
+            for (; i + (2 * w) <= n; i += 2 * w)
+            {
+                acc0 = TL.Fma(TL.Load(a + i), TL.Load(b + i), acc0);
+                acc1 = TL.Fma(TL.Load(a + i + w), TL.Load(b + i + w), acc1);
+            }
+        }
+
+        for (; i + w <= n; i += w)
+        {
+            acc0 = TL.Fma(TL.Load(a + i), TL.Load(b + i), acc0);
+        }
+
+        return TL.Sum(twoChains ? TL.Add(acc0, acc1) : acc0);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Axpy<TV, TL>(float alpha, float* x, float* y, int n)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+    {
+        TV va = TL.Splat(alpha);
+        int i = 0;
+        for (; i + TL.Count <= n; i += TL.Count)
+        {
+            TL.Store(y + i, TL.Fma(va, TL.Load(x + i), TL.Load(y + i)));
+        }
+
+        return i;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AddRows<TV, TL>(float* dst, nint dstStride, float* src, nint srcStride, long pixels, int channels)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+    {
+        for (long i = 0; i < pixels; i++)
+        {
+            float* d = dst + (i * dstStride), x = src + (i * srcStride);
+            int c = 0;
+            for (; c + TL.Count <= channels; c += TL.Count)
+            {
+                TL.Store(d + c, TL.Add(TL.Load(d + c), TL.Load(x + c)));
+            }
+
+            for (; c < channels; c++)
+            {
+                d[c] += x[c];
+            }
         }
     }
 }

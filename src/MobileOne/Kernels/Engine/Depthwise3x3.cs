@@ -23,7 +23,7 @@ internal static unsafe class Depthwise3x3
     /// One output row <paramref name="oy"/> of one image. <paramref name="input"/> is the image's first pixel,
     /// <paramref name="zeroRow"/> at least <c>inW * cs</c> zeros, <paramref name="output"/> the row's first pixel.
     /// </summary>
-    public static void Row(EngineIsa isa, float* input, int inH, int inW, nint cs, float* zeroRow, DepthwiseWeights weights, int stride, int oy, float* output, int outW, nint ocs, bool relu)
+    public static void Row(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, Depthwise3x3Weights weights, int stride, int oy, float* output, int outW, nint ocs, bool relu)
     {
         float* r0 = RowPointer(input, inH, inW, cs, zeroRow, (oy * stride) - 1);
         float* r1 = RowPointer(input, inH, inW, cs, zeroRow, oy * stride);
@@ -31,7 +31,7 @@ internal static unsafe class Depthwise3x3
         if (inW == 1)
         {
             // A one-pixel-wide input has both edges in one column; the vector rows assume at least two columns.
-            isa = EngineIsa.Scalar;
+            isa = Isa.Scalar;
         }
 
         for (int blk = 0; blk < weights.Blocks; blk++)
@@ -41,7 +41,7 @@ internal static unsafe class Depthwise3x3
             float* b = weights.Bias + off;
             switch (isa)
             {
-                case EngineIsa.Avx512:
+                case Isa.Avx512:
                     if (stride == 1)
                     {
                         Avx512Kernels.RowS1(r0 + off, r1 + off, r2 + off, cs, inW, w, b, output + off, ocs, outW, relu);
@@ -52,7 +52,7 @@ internal static unsafe class Depthwise3x3
                     }
 
                     break;
-                case EngineIsa.Avx2:
+                case Isa.Avx2:
                     for (int half = 0; half < 16; half += 8)
                     {
                         if (stride == 1)
@@ -77,10 +77,10 @@ internal static unsafe class Depthwise3x3
     /// Output rows [oy0, oy0 + count) of one image; on the AVX-512 path stride-1 rows go two at a time
     /// (bit-identical to one at a time).
     /// </summary>
-    public static void Rows(EngineIsa isa, float* input, int inH, int inW, nint cs, float* zeroRow, DepthwiseWeights weights, int stride, int oy0, int count, float* output, int outW, nint ocs, bool relu)
+    public static void Rows(Isa isa, float* input, int inH, int inW, nint cs, float* zeroRow, Depthwise3x3Weights weights, int stride, int oy0, int count, float* output, int outW, nint ocs, bool relu)
     {
         int i = 0;
-        if (isa == EngineIsa.Avx512 && stride == 1 && inW >= 2)
+        if (isa == Isa.Avx512 && stride == 1 && inW >= 2)
         {
             for (; i + 2 <= count; i += 2)
             {

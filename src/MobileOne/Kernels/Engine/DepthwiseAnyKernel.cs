@@ -4,51 +4,6 @@ using System.Runtime.Intrinsics;
 namespace MobileOne.Kernels.Engine;
 
 /// <summary>
-/// A depthwise layer's taps packed tap-major, [kh * kw][paddedChannels], so the taps of 16 channels are one vector
-/// load; padded channels have zero weight and bias.
-/// </summary>
-internal sealed unsafe class DepthwiseTapWeights
-{
-    private readonly AlignedBuffer weights;
-    private readonly AlignedBuffer bias;
-
-    /// <param name="weightOihw">[channels, 1, kh, kw].</param>
-    public DepthwiseTapWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels, int kernelH, int kernelW, int paddedChannels)
-    {
-        int taps = kernelH * kernelW;
-        if (weightOihw.Length != channels * taps || (!biasValues.IsEmpty && biasValues.Length != channels) || paddedChannels < channels)
-        {
-            throw new ArgumentException($"A depthwise {kernelH}x{kernelW} layer of {channels} channels needs {channels * taps} weights and {channels} biases; got {weightOihw.Length} and {biasValues.Length}.");
-        }
-
-        Channels = channels;
-        PaddedChannels = paddedChannels;
-        Taps = taps;
-        weights = new AlignedBuffer((long)taps * paddedChannels);
-        bias = new AlignedBuffer(paddedChannels);
-        for (int c = 0; c < channels; c++)
-        {
-            for (int t = 0; t < taps; t++)
-            {
-                weights.Pointer[((long)t * paddedChannels) + c] = weightOihw[(c * taps) + t];
-            }
-
-            bias.Pointer[c] = biasValues.IsEmpty ? 0f : biasValues[c];
-        }
-    }
-
-    public int Channels { get; }
-
-    public int PaddedChannels { get; }
-
-    public int Taps { get; }
-
-    public float* Weights => weights.Pointer;
-
-    public float* Bias => bias.Pointer;
-}
-
-/// <summary>
 /// Depthwise convolution of any kernel size, stride, padding and dilation over NHWC rows, vectorized over
 /// channels: each output pixel is bias (or, accumulating, the value already there) plus the in-bounds taps,
 /// added in tap order. Computes all <see cref="DepthwiseTapWeights.PaddedChannels"/> channels (padding gives 0,
@@ -62,16 +17,16 @@ internal static unsafe class DepthwiseAnyKernel
     public readonly record struct Geometry(int InH, int InW, int OutW, int KernelH, int KernelW, int StrideH, int StrideW, int PadH, int PadW, int DilationH, int DilationW);
 
     /// <summary>Output rows [oy0, oy0 + count) of one image; input and output strides are in floats per pixel.</summary>
-    public static void Rows(EngineIsa isa, float* input, nint ics, DepthwiseTapWeights w, in Geometry g, int oy0, int count, float* output, nint ocs, bool accumulate)
+    public static void Rows(Isa isa, float* input, nint ics, DepthwiseTapWeights w, in Geometry g, int oy0, int count, float* output, nint ocs, bool accumulate)
     {
         // Vector blocks first (16 or 8 channels), then the channels that remain one at a time.
         int cs = w.PaddedChannels;
-        int vectorEnd = isa == EngineIsa.Avx512 ? cs / 16 * 16 : isa == EngineIsa.Avx2 ? cs / 8 * 8 : 0;
-        if (isa == EngineIsa.Avx512)
+        int vectorEnd = isa == Isa.Avx512 ? cs / 16 * 16 : isa == Isa.Avx2 ? cs / 8 * 8 : 0;
+        if (isa == Isa.Avx512)
         {
             Rows<Vector512<float>, Lanes512>(input, ics, w, g, oy0, count, output, ocs, accumulate, 0, vectorEnd);
         }
-        else if (isa == EngineIsa.Avx2)
+        else if (isa == Isa.Avx2)
         {
             Rows<Vector256<float>, Lanes256>(input, ics, w, g, oy0, count, output, ocs, accumulate, 0, vectorEnd);
         }

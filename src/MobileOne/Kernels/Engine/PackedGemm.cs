@@ -3,7 +3,7 @@ namespace MobileOne.Kernels.Engine;
 /// <summary>One entry point for the three GEMM paths; the flag bits are <see cref="GemmAvx512.Accumulate"/> and <see cref="GemmAvx512.Relu"/>.</summary>
 internal static unsafe class PackedGemm
 {
-    public static void Run(EngineIsa isa, float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kStart, int kLength, float* c, nint ldc, int flags)
+    public static void Run(Isa isa, float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kStart, int kLength, float* c, nint ldc, int flags)
     {
         if (rows <= 0 || panelStart >= panelEnd || kLength <= 0)
         {
@@ -12,10 +12,10 @@ internal static unsafe class PackedGemm
 
         switch (isa)
         {
-            case EngineIsa.Avx512:
+            case Isa.Avx512:
                 GemmAvx512.Run(a, lda, rows, b, panelStart, panelEnd, kStart, kLength, c, ldc, flags);
                 break;
-            case EngineIsa.Avx2:
+            case Isa.Avx2:
                 GemmAvx2.Run(a, lda, rows, b, panelStart, panelEnd, kStart, kLength, c, ldc, flags);
                 break;
             default:
@@ -28,7 +28,7 @@ internal static unsafe class PackedGemm
     /// The full product with K split into blocks of <paramref name="kBlock"/>: bias enters with the first block,
     /// ReLU is applied after the last, so the accumulation order per output is the same for any block size.
     /// </summary>
-    public static void RunBlocked(EngineIsa isa, float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kBlock, float* c, nint ldc, bool relu)
+    public static void RunBlocked(Isa isa, float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kBlock, float* c, nint ldc, bool relu)
     {
         int k = b.K;
         if (kBlock <= 0 || kBlock >= k)

@@ -56,7 +56,7 @@ internal sealed unsafe class SqueezeExciteWeights
     /// channels; padded channels (up to <paramref name="paddedChannels"/>) get gate 0 so whatever the
     /// arena held there cannot leak into the output.
     /// </summary>
-    public void Gate(EngineIsa isa, float* mean, float* hidden, float* gate, int paddedChannels)
+    public void Gate(Isa isa, float* mean, float* hidden, float* gate, int paddedChannels)
     {
         for (int j = 0; j < Reduced; j++)
         {

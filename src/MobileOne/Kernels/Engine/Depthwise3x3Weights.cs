@@ -5,7 +5,7 @@ namespace MobileOne.Kernels.Engine;
 /// kernel keeps a block's 9 tap vectors in registers for a whole output row; channels padded to 16 with
 /// zero weights and bias.
 /// </summary>
-internal sealed unsafe class DepthwiseWeights
+internal sealed unsafe class Depthwise3x3Weights
 {
     public const int Taps = 9;
 
@@ -13,7 +13,7 @@ internal sealed unsafe class DepthwiseWeights
     private readonly AlignedBuffer bias;
 
     /// <param name="weightOihw">[channels, 1, 3, 3].</param>
-    public DepthwiseWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels)
+    public Depthwise3x3Weights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels)
     {
         if (channels <= 0 || weightOihw.Length != channels * Taps || biasValues.Length != channels)
         {

@@ -1,10 +1,11 @@
-namespace MobileOne.Kernels.Engine;
+namespace MobileOne.Kernels;
 
 /// <summary>
-/// Float storage whose first element sits on a 64-byte boundary (one cache line, one zmm register).
-/// It lives on the pinned object heap: the pointer stays valid for as long as this object is reachable,
-/// so a buffer can never be freed under a kernel that still runs (no use-after-free when a model is
-/// disposed while another thread is inside Run), and nothing has to be released by hand.
+/// Zeroed float storage whose first element sits on a 64-byte boundary (one cache line, one zmm register): packed
+/// weights of every kernel family and the engine's arena. It lives on the pinned object heap: the pointer stays
+/// valid for as long as this object is reachable, so a buffer can never be freed under a kernel that still runs
+/// (no use-after-free when a model is disposed while another thread is inside Run), and nothing has to be
+/// released by hand (no fixed blocks, no Dispose).
 /// </summary>
 internal sealed unsafe class AlignedBuffer
 {
@@ -16,7 +17,7 @@ internal sealed unsafe class AlignedBuffer
     {
         if (floats < 0 || floats > Array.MaxLength - AlignFloats)
         {
-            throw new ArgumentOutOfRangeException(nameof(floats), floats, $"An engine buffer holds at most {Array.MaxLength - AlignFloats} floats.");
+            throw new ArgumentOutOfRangeException(nameof(floats), floats, $"An aligned buffer holds at most {Array.MaxLength - AlignFloats} floats.");
         }
 
         storage = GC.AllocateArray<float>((int)floats + AlignFloats, pinned: true);

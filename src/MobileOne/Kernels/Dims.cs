@@ -1,4 +1,4 @@
-namespace MobileOne.Kernels.Engine;
+namespace MobileOne.Kernels;
 
 /// <summary>
 /// A compile-time integer for generic kernels: with a struct type argument the JIT specializes the method and

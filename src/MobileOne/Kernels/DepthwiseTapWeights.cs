@@ -1,0 +1,65 @@
+namespace MobileOne.Kernels;
+
+/// <summary>In which order a filter's taps follow each other along the reduction.</summary>
+internal enum TapOrder
+{
+    /// <summary>ky, then kx, then input channel: the NHWC patch row (im2col) and the image itself (direct).</summary>
+    RowMajor,
+
+    /// <summary>kx, then ky, then input channel: the column-interleaved im2win window.</summary>
+    ColumnMajor,
+}
+
+/// <summary>
+/// A depthwise layer's taps packed tap-major, [kh * kw][paddedChannels] (taps in <see cref="TapOrder"/> order), so
+/// a tap's channels are one vector load; padded channels have zero weight and bias. The engine's generic depthwise
+/// kernel pads the channels to its activation stride, the general convolutions do not pad.
+/// </summary>
+internal sealed unsafe class DepthwiseTapWeights
+{
+    private readonly AlignedBuffer weights;
+    private readonly AlignedBuffer bias;
+
+    /// <param name="weightOihw">[channels, 1, kh, kw].</param>
+    /// <param name="biasValues">channels floats, or empty for none.</param>
+    public DepthwiseTapWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels, int kernelH, int kernelW, int paddedChannels, TapOrder order = TapOrder.RowMajor)
+    {
+        int taps = kernelH * kernelW;
+        if (weightOihw.Length != channels * taps || (!biasValues.IsEmpty && biasValues.Length != channels) || paddedChannels < channels)
+        {
+            throw new ArgumentException($"A depthwise {kernelH}x{kernelW} layer of {channels} channels needs {channels * taps} weights and {channels} biases; got {weightOihw.Length} and {biasValues.Length}.");
+        }
+
+        Channels = channels;
+        PaddedChannels = paddedChannels;
+        Taps = taps;
+        weights = new AlignedBuffer((long)taps * paddedChannels);
+        bias = new AlignedBuffer(paddedChannels);
+        for (int c = 0; c < channels; c++)
+        {
+            for (int ky = 0; ky < kernelH; ky++)
+            {
+                for (int kx = 0; kx < kernelW; kx++)
+                {
+                    int tap = order == TapOrder.RowMajor ? (ky * kernelW) + kx : (kx * kernelH) + ky;
+                    weights.Pointer[((long)tap * paddedChannels) + c] = weightOihw[(c * taps) + (ky * kernelW) + kx];
+                }
+            }
+
+            bias.Pointer[c] = biasValues.IsEmpty ? 0f : biasValues[c];
+        }
+    }
+
+    public int Channels { get; }
+
+    public int PaddedChannels { get; }
+
+    public int Taps { get; }
+
+    public float* Weights => weights.Pointer;
+
+    public float* Bias => bias.Pointer;
+
+    /// <summary>Floats of the packed copy (weights and bias, padding included).</summary>
+    public long Floats => weights.Length + bias.Length;
+}
