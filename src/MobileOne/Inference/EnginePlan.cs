@@ -71,7 +71,7 @@ internal sealed class EnginePlan
 
     public int Threads { get; }
 
-    /// <summary>Shares per step: 4 per thread with several threads (see <see cref="WorkerTeam"/>), else 1.</summary>
+    /// <summary>Shares per step: 4 per thread with several threads (see <see cref="WorkerPool"/>), else 1.</summary>
     public int Shares => Threads == 1 ? 1 : Threads * SharesPerThread;
 
     public int InChannels { get; }
