@@ -44,6 +44,7 @@ internal static class BenchConvCommand
             }
 
             bool asJson = r.GetValue(json);
+            ComputeThreads.Count = settings.Threads; // the row bands run on the library's worker pool
             var results = new List<ConvBenchmark.Result>();
             foreach (var l in layers)
             {
@@ -270,7 +271,7 @@ internal static class ConvBenchmark
             }
             else
             {
-                Parallel.For(0, cuts.Length - 1, t => run.Kernel.Run(image, output, run.Workspaces[t], cuts[t], cuts[t + 1], relu: true));
+                ComputeThreads.Run(cuts.Length - 1, t => run.Kernel.Run(image, output, run.Workspaces[t], cuts[t], cuts[t + 1], relu: true));
             }
         }
     }
