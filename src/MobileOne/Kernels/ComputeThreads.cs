@@ -8,8 +8,8 @@ namespace MobileOne.Kernels;
 public static class ComputeThreads
 {
     /// <summary>
-    /// How long an idle worker spins for the next pass before parking: a training step runs hundreds of short passes
-    /// back to back, with serial work (buffer set-up, small reductions) between them.
+    /// How long an idle worker waits for the next pass before parking (spinning 20 us, then yielding the core between
+    /// checks): a training step runs hundreds of short passes back to back, with serial work between them.
     /// </summary>
     private const int SpinMicroseconds = 200;
 

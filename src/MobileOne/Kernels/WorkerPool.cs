@@ -12,13 +12,20 @@ namespace MobileOne.Kernels;
 /// (one CAS on a per-share generation stamp) before it runs, and a thread that has finished its block takes
 /// unstarted shares from the ends of the other blocks. On a quiet machine that is a static partition; on a shared
 /// host a descheduled worker stalls a step only for the share it is in, and the others run the rest.</para>
-/// <para>Between steps the workers spin for a short while (a hand-off then costs well under a microsecond) and then
-/// park on a monitor, so an idle pool burns no CPU. Nothing allocates after construction.</para>
+/// <para>Between steps the workers spin for a short while (a hand-off then costs well under a microsecond; past 20 us
+/// they yield the core between checks) and then park on a monitor, so an idle pool burns no CPU. Nothing allocates
+/// after construction.</para>
 /// <para>One step runs at a time: a call that finds the pool busy (another caller, or a nested call from inside a
 /// share) runs its shares inline, in order, on the calling thread, with the same results.</para>
 /// </summary>
 internal sealed class WorkerPool : IDisposable
 {
+    /// <summary>
+    /// An idle worker spins without yielding for at most this long (the gap between two engine steps on a quiet
+    /// machine); a pool that spins longer yields the core between checks for the rest of its spin.
+    /// </summary>
+    private static readonly long TightSpinTicks = Stopwatch.Frequency / 1_000_000 * 20;
+
     private readonly Worker[] workers;
     private readonly int[] claims;
     private readonly long spinTicks;
@@ -319,6 +326,7 @@ internal sealed class WorkerPool : IDisposable
         {
             long start = Stopwatch.GetTimestamp();
             int spins = 0;
+            bool yielding = false;
             while (true)
             {
                 int now = Volatile.Read(ref pool.generation);
@@ -327,10 +335,29 @@ internal sealed class WorkerPool : IDisposable
                     return now;
                 }
 
-                Thread.SpinWait(8);
-                if ((++spins & 63) == 0 && Stopwatch.GetTimestamp() - start > pool.spinTicks)
+                if (yielding)
                 {
-                    break;
+                    // Past the tight spin: offer the core to whatever else is ready to run (the caller itself, on a
+                    // busy host), still checking for the next step between offers.
+                    Thread.Yield();
+                    if (Stopwatch.GetTimestamp() - start > pool.spinTicks)
+                    {
+                        break;
+                    }
+                }
+                else
+                {
+                    Thread.SpinWait(8);
+                    if ((++spins & 63) == 0)
+                    {
+                        long elapsed = Stopwatch.GetTimestamp() - start;
+                        if (elapsed > pool.spinTicks)
+                        {
+                            break;
+                        }
+
+                        yielding = elapsed > TightSpinTicks;
+                    }
                 }
             }
 
