@@ -14,7 +14,7 @@ namespace MobileOne.Inference;
 /// packs every weight once into the layout its kernel reads (pointwise GEMM panels, depthwise tap blocks, dense
 /// convolutions as patch GEMMs), and puts biases, branch sums, residual adds and activations into the kernels'
 /// epilogues; activations are NHWC with channels padded to 16. Each run uses an arena planned once per (batch,
-/// height, width) from the values' lifetimes and a persistent worker team, so a warm run allocates nothing.
+/// height, width) from the values' lifetimes and persistent workers (a WorkerPool), so a warm run allocates nothing.
 /// <para>Thread safety: one instance may be used by many threads at once; each concurrent caller gets its
 /// own execution context (arena and workers), created on demand and then pooled. Results do not depend on
 /// <see cref="InferenceOptions.Threads"/> (every output is accumulated in a fixed order).</para>
