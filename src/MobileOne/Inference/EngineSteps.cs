@@ -274,9 +274,15 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
     }
 }
 
-/// <summary>The unrolled depthwise 3x3 kernel: output rows of all images split between shares.</summary>
-internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3x3Weights weights) : OpStep(op, index), IRowStep
+/// <summary>
+/// A step that computes whole output rows: shares split the rows of all images, and each run of rows inside one
+/// image goes to <see cref="ImageRows"/>; the epilogue follows on exactly those rows.
+/// </summary>
+internal abstract unsafe class RowStep(EngineOp op, int index) : OpStep(op, index), IRowStep
 {
+    /// <summary>Whether the kernel applies the activation itself (then the epilogue only adds a residual).</summary>
+    protected abstract bool ActivationInKernel { get; }
+
     public override void Run(RunState s, int share)
     {
         var o = s.Layout(Op.Output);
@@ -288,37 +294,6 @@ internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3
     {
         var i = s.Layout(Op.Reads[0]);
         var o = s.Layout(Op.Output);
-        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output), zero = s[Region.ZeroRow];
-        long inImage = (long)i.Height * i.Width * i.Stride;
-        for (long r = r0; r < r1;)
-        {
-            long n = r / o.Height;
-            int oy = (int)(r - (n * o.Height));
-            int count = (int)Math.Min(o.Height - oy, r1 - r);
-            Depthwise3x3.Rows(s.Isa, input + (n * inImage), i.Height, i.Width, i.Stride, zero, weights, Op.Conv!.StrideH, oy, count, output + (r * o.Width * o.Stride), o.Width, o.Stride, NativeRelu);
-            r += count;
-        }
-
-        Epilogue(s, r0 * o.Width, r1 * o.Width, NativeRelu);
-    }
-}
-
-/// <summary>Depthwise convolution of any geometry (and the per-channel affine maps of unfused BatchNorms); can accumulate.</summary>
-internal sealed unsafe class DepthwiseAnyStep(EngineOp op, int index, DepthwiseTapWeights weights) : OpStep(op, index), IRowStep
-{
-    public override void Run(RunState s, int share)
-    {
-        var o = s.Layout(Op.Output);
-        (long r0, long r1) = s.Share((long)s.Shape.Batch * o.Height, share);
-        RunRows(s, r0, r1);
-    }
-
-    public void RunRows(RunState s, long r0, long r1)
-    {
-        var c = Op.Conv!;
-        var i = s.Layout(Op.Reads[0]);
-        var o = s.Layout(Op.Output);
-        var g = new DepthwiseAnyKernel.Geometry(i.Height, i.Width, o.Width, c.KernelH, c.KernelW, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW);
         float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
         long inImage = (long)i.Height * i.Width * i.Stride;
         for (long r = r0; r < r1;)
@@ -326,11 +301,36 @@ internal sealed unsafe class DepthwiseAnyStep(EngineOp op, int index, DepthwiseT
             long n = r / o.Height;
             int oy = (int)(r - (n * o.Height));
             int count = (int)Math.Min(o.Height - oy, r1 - r);
-            DepthwiseAnyKernel.Rows(s.Isa, input + (n * inImage), i.Stride, weights, g, oy, count, output + (r * o.Width * o.Stride), o.Stride, Op.Accumulate);
+            ImageRows(s, i, o, input + (n * inImage), oy, count, output + (r * o.Width * o.Stride));
             r += count;
         }
 
-        Epilogue(s, r0 * o.Width, r1 * o.Width, activationDone: false);
+        Epilogue(s, r0 * o.Width, r1 * o.Width, ActivationInKernel);
+    }
+
+    /// <summary>Output rows [oy, oy + count) of the image starting at <paramref name="image"/>, written from <paramref name="output"/> on.</summary>
+    protected abstract void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output);
+}
+
+/// <summary>The unrolled depthwise 3x3 kernel.</summary>
+internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3x3Weights weights) : RowStep(op, index)
+{
+    protected override bool ActivationInKernel => NativeRelu;
+
+    protected override void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output) =>
+        Depthwise3x3.Rows(s.Isa, image, i.Height, i.Width, i.Stride, s[Region.ZeroRow], weights, Op.Conv!.StrideH, oy, count, output, o.Width, o.Stride, NativeRelu);
+}
+
+/// <summary>Depthwise convolution of any geometry (and the per-channel affine maps of unfused BatchNorms); can accumulate.</summary>
+internal sealed unsafe class DepthwiseAnyStep(EngineOp op, int index, DepthwiseTapWeights weights) : RowStep(op, index)
+{
+    protected override bool ActivationInKernel => false;
+
+    protected override void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output)
+    {
+        var c = Op.Conv!;
+        var g = new DepthwiseAnyKernel.Geometry(i.Height, i.Width, o.Width, c.KernelH, c.KernelW, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW);
+        DepthwiseAnyKernel.Rows(s.Isa, image, i.Stride, weights, g, oy, count, output, o.Stride, Op.Accumulate);
     }
 }
 
