@@ -197,6 +197,19 @@ public sealed unsafe class CompiledModel : IDisposable
         return output;
     }
 
+    /// <summary>
+    /// Activation memory of one run of a batch x height x width input, as the engine's buffer plan reserves it:
+    /// <c>Values</c> is the peak of the graph's live values (placed by liveness, channels padded, the caller's input
+    /// not included); <c>Arena</c> adds the per-run scratch (depthwise zero row, squeeze-excite, patch and workspace
+    /// buffers). Bytes per execution context; the plan is cached, so asking costs one plan per new shape.
+    /// </summary>
+    public (long Values, long Arena) ActivationBytes(int batch, int height, int width)
+    {
+        RequirePositive(batch, height, width);
+        var shape = Shape(batch, height, width);
+        return (shape.ValueFloats * sizeof(float), shape.TotalFloats * sizeof(float));
+    }
+
     /// <summary>The names of the graph's feature taps (e.g. stem, stage1..stage4), in the order <see cref="RunWithFeatures"/> returns them.</summary>
     public IReadOnlyList<string> FeatureNames => plan.Graph.Taps.Select(t => t.Name).ToArray();
 

@@ -283,6 +283,7 @@ internal sealed class EnginePlan
             SeStride = seStride,
             HiddenStride = hidden,
             TotalFloats = total,
+            ValueFloats = valueFloats,
             General = kernels,
             StemOffsets = stemOffsets,
         };

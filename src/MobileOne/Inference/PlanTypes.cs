@@ -56,6 +56,9 @@ internal sealed class ShapePlan
 
     public required long TotalFloats { get; init; }
 
+    /// <summary>Floats of the arena that hold the graph's values (the liveness plan's peak), without scratch regions.</summary>
+    public required long ValueFloats { get; init; }
+
     /// <summary>Per operation: its general convolution kernel (general algorithms only).</summary>
     public required IGeneralConvolution?[] General { get; init; }
 

@@ -61,6 +61,32 @@ public class EngineGraphTests : IClassFixture<EngineFixtures>
         Assert.True(layers.Count > 3 * CompiledModel.Compile(fixtures.Fused("timm")).Layers.Count, $"{layers.Count} layers");
     }
 
+    [Fact]
+    public void Activation_memory_is_the_liveness_peak_between_the_largest_layer_and_the_sum_of_all_values()
+    {
+        var fusedNet = fixtures.Fused("timm");
+        var unfusedNet = fixtures.Unfused("timm");
+        using var fused = CompiledModel.Compile(fusedNet);
+        using var unfused = CompiledModel.Compile(unfusedNet);
+        foreach (var (net, model) in new[] { (fusedNet, fused), (unfusedNet, unfused) })
+        {
+            var graph = net.ToGraph();
+            var shapes = graph.InferShapes(224, 224);
+            long Padded(ValueShape v) => 4L * v.Height * v.Width * ((v.Channels + 15) / 16 * 16);
+            // A convolution reads its input while it writes its output (activations and BatchNorm run in place).
+            long largestLayer = graph.Nodes.Select((n, i) => n is ConvNode c && c.Input != LayerGraph.Input ? Padded(shapes[i + 1]) + Padded(shapes[c.Input]) : 0).Max();
+            long everything = shapes.Skip(1).Sum(Padded);
+            var (values, arena) = model.ActivationBytes(2, 224, 224);
+            Assert.InRange(values, 2 * largestLayer, 2 * everything);
+            Assert.True(arena >= values);
+        }
+
+        // Branches add into one buffer while the block input stays alive, as one fused convolution reads its input while
+        // writing: the train-time graph's peak is never below the fused one's (for S0 they are equal: both peak at the
+        // stride-2 block after the stem).
+        Assert.True(unfused.ActivationBytes(1, 224, 224).Values >= fused.ActivationBytes(1, 224, 224).Values);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
