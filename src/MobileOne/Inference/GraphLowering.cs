@@ -290,6 +290,8 @@ internal sealed class GraphProgram
                 return op.Output;
             }
 
+            // The chain runs in execution order: the operation that runs first writes, the later ones accumulate.
+            chain.Sort((x, y) => ops.IndexOf(x).CompareTo(ops.IndexOf(y)));
             int target = chain[0].Output;
             var bias = new double[chain[0].Conv!.OutChannels];
             foreach (var op in chain)
@@ -310,14 +312,16 @@ internal sealed class GraphProgram
                 lastWriter[target] = op;
             }
 
-            // Epilogue residuals go on the chain's last operations (each covers every pixel once); any left over are
-            // summed by an in-place add step.
-            var last = chain.OrderBy(ops.IndexOf).ToList();
+            // Epilogue residuals go on the chain's operations from the last one back (each covers every pixel once), but
+            // only where the residual is already computed when that operation runs; the rest are summed by an in-place
+            // add step after the chain.
+            var last = chain;
             int slot = last.Count - 1;
             var leftovers = new List<int>();
             foreach (int extra in extras)
             {
-                if (slot >= 0)
+                int ready = lastWriter.TryGetValue(extra, out var writerOfExtra) ? ops.IndexOf(writerOfExtra) : -1;
+                if (slot >= 0 && ready < ops.IndexOf(last[slot]))
                 {
                     last[slot--].Residual = extra;
                 }

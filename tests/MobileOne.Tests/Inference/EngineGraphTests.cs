@@ -145,6 +145,28 @@ public class EngineGraphTests : IClassFixture<EngineFixtures>
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Sums_whose_inputs_come_out_of_execution_order_are_lowered_in_execution_order(int threads)
+    {
+        // s = b + a + r with the convolutions run in the order a, b, r: the chain must start with a, and r (which has
+        // a second reader, so it is not in the chain) is computed only after both, so no epilogue of a or b may read it.
+        var rng = new Random(12);
+        var g = new LayerGraph(3);
+        int a = g.Add(ConvNode.Square("a", LayerGraph.Input, 3, 16, 3, 1, 1, 1, Random(rng, 16 * 3 * 9), Random(rng, 16)));
+        int b = g.Add(ConvNode.Square("b", LayerGraph.Input, 3, 16, 1, 1, 0, 1, Random(rng, 16 * 3), Random(rng, 16)));
+        int r = g.Add(ConvNode.Square("r", LayerGraph.Input, 3, 16, 3, 1, 1, 1, Random(rng, 16 * 3 * 9), null));
+        int sum = g.Add(new AddNode("s", [b, a, r]));
+        int act = g.Add(new ActivationNode("s.act", sum, ActivationKind.Relu));
+        int both = g.Add(new AddNode("out", [act, r]));
+        int pooled = g.Add(new GlobalAveragePoolNode("pool", both));
+        g.Add(new LinearNode("fc", pooled, 16, 5, Random(rng, 16 * 5), Random(rng, 5)));
+        var input = EngineTestSupport.RandomInput(rng, 2, 3, 11, 9);
+        using var model = CompiledModel.Compile(g, new InferenceOptions { Threads = threads });
+        EngineTestSupport.AssertClose(GraphReference.Evaluate(g, input).Select(v => (float)v).ToArray(), model.Run(input).Data, "out-of-order sum");
+    }
+
+    [Theory]
     [InlineData(ActivationKind.Relu6)]
     [InlineData(ActivationKind.Gelu)]
     [InlineData(ActivationKind.GeluTanh)]
