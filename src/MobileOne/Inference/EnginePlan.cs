@@ -106,6 +106,16 @@ internal sealed class EnginePlan
                 yield return new ExciteGateStep(op, j, weights) { Layer = j };
                 yield return new GateStep(op, j) { Layer = j };
                 break;
+            case OpKind.DyRelu:
+                yield return new SqueezeMeanStep(op, j) { Layer = j };
+                yield return new DynamicCoefficientStep(op, j) { Layer = j };
+                yield return new DyReluApplyStep(op, j) { Layer = j };
+                break;
+            case OpKind.DynamicShiftMax:
+                yield return new SqueezeMeanStep(op, j) { Layer = j };
+                yield return new DynamicCoefficientStep(op, j) { Layer = j };
+                yield return new ShiftMaxApplyStep(op, j) { Layer = j };
+                break;
             case OpKind.Pool:
                 yield return new PoolStep(op, j) { Layer = j };
                 break;
@@ -164,6 +174,8 @@ internal sealed class EnginePlan
             OpKind.Add => new EngineLayer(op.Name, EngineLayerKind.Add, inChannels, outChannels, 1, 1, $"add-{op.Reads.Length}"),
             OpKind.Activation => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, op.Activation.ToString().ToLowerInvariant()),
             OpKind.SqueezeExcite => new EngineLayer(op.Name, EngineLayerKind.SqueezeExcite, inChannels, outChannels, 1, 1, $"squeeze-excite-{op.SqueezeExcite!.Reduced}"),
+            OpKind.DyRelu => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, $"dyrelu-{((DyReluNode)op.Dynamic!).Kind.ToString().ToLowerInvariant()}-k{((DyReluNode)op.Dynamic!).K}-scalar"),
+            OpKind.DynamicShiftMax => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, $"dynamic-shift-max-j{((DynamicShiftMaxNode)op.Dynamic!).J}-k{((DynamicShiftMaxNode)op.Dynamic!).K}-scalar"),
             OpKind.Pool => new EngineLayer(op.Name, op.Pool!.Kind == PoolKind.Max ? EngineLayerKind.MaxPool : EngineLayerKind.AveragePool, inChannels, outChannels, op.Pool.Kernel, op.Pool.Stride, "pool-nhwc"),
             OpKind.GlobalPool => new EngineLayer(op.Name, EngineLayerKind.GlobalAveragePool, inChannels, outChannels, 0, 1, "channel-mean-" + isa),
             _ => new EngineLayer(op.Name, EngineLayerKind.Linear, inChannels, outChannels, 1, 1, GemmName),
@@ -202,7 +214,7 @@ internal sealed class EnginePlan
         var offsets = AssignOffsets(values, batch, fusedPair, out long valueFloats);
 
         long zeroRow = 0, scratch = 0, workspace = 0;
-        int seStride = 0, hidden = 0;
+        int seStride = 0, hidden = 0, coefStride = 0;
         var kernels = new IGeneralConvolution?[ops.Count];
         var stemOffsets = new int[]?[ops.Count];
         for (int j = 0; j < ops.Count; j++)
@@ -214,6 +226,19 @@ internal sealed class EnginePlan
             {
                 seStride = Math.Max(seStride, RoundUp16(output.Stride));
                 hidden = Math.Max(hidden, RoundUp16(op.SqueezeExcite!.Reduced));
+            }
+
+            if (op.Kind is OpKind.DyRelu or OpKind.DynamicShiftMax)
+            {
+                seStride = Math.Max(seStride, RoundUp16(Math.Max(input.Stride, output.Stride)));
+                (int reduced, int coefficients) = op.Dynamic switch
+                {
+                    DyReluNode d => (d.Reduced, d.Coefficients),
+                    DynamicShiftMaxNode m => (m.Reduced, m.Coefficients),
+                    _ => throw new InvalidOperationException($"Operation {op.Name} is not a dynamic activation."),
+                };
+                hidden = Math.Max(hidden, RoundUp16(reduced));
+                coefStride = Math.Max(coefStride, RoundUp16(coefficients));
             }
 
             if (op.Kind != OpKind.Conv)
@@ -249,6 +274,7 @@ internal sealed class EnginePlan
         sizes[(int)Region.SeMean] = (long)batch * seStride;
         sizes[(int)Region.SeGate] = (long)batch * seStride;
         sizes[(int)Region.SeHidden] = (long)Shares * hidden;
+        sizes[(int)Region.DynCoef] = (long)batch * coefStride;
         long scratchPerShare = AlignedBuffer.RoundUp(scratch);
         long workspacePerShare = AlignedBuffer.RoundUp(workspace);
         sizes[(int)Region.Scratch] = Shares * scratchPerShare;
@@ -282,6 +308,7 @@ internal sealed class EnginePlan
             ZeroRowFloats = zeroRow,
             SeStride = seStride,
             HiddenStride = hidden,
+            CoefStride = coefStride,
             TotalFloats = total,
             ValueFloats = valueFloats,
             General = kernels,
@@ -385,6 +412,7 @@ internal sealed class EnginePlan
                 OpKind.Conv => (long)op.Conv!.OutChannels * (op.Conv.InChannels / op.Conv.Groups) * op.Conv.KernelH * op.Conv.KernelW * o.Height * o.Width,
                 OpKind.SqueezeExcite => 2L * op.SqueezeExcite!.Channels * op.SqueezeExcite.Reduced,
                 OpKind.Linear => (long)op.Linear!.InFeatures * op.Linear.OutFeatures,
+                OpKind.DyRelu or OpKind.DynamicShiftMax => op.Dynamic!.MultiplyAccumulates([i], o),
                 _ => 0,
             };
             result[j] = new EngineLayerShape(Layers[j], i.Height, i.Width, o.Height, o.Width, macs);

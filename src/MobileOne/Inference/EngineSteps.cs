@@ -647,3 +647,158 @@ internal sealed unsafe class LinearStep(EngineOp op, int index, PackedPanels wei
         Epilogue(s, 0, s.Shape.Batch, (int)p0 * PackedPanels.PanelWidth, (int)p1 * PackedPanels.PanelWidth, NativeRelu);
     }
 }
+
+/// <summary>
+/// The hyper function of a dynamic activation (<see cref="DyReluNode"/>, <see cref="DynamicShiftMaxNode"/>) for each
+/// image from its channel means: ReLU(W1 m + b1), then W2 h + b2 normalized into the coefficients (images split
+/// between shares; scalar, no allocation).
+/// </summary>
+internal sealed unsafe class DynamicCoefficientStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var node = Op.Dynamic!;
+        (int channels, int reduced, float[] w1, float[] b1, float[] w2, float[] b2, int outputs) = node switch
+        {
+            DyReluNode d => (d.Channels, d.Reduced, d.ReduceWeight, d.ReduceBias, d.ExpandWeight, d.ExpandBias, d.Coefficients),
+            DynamicShiftMaxNode m => (m.Channels, m.Reduced, m.ReduceWeight, m.ReduceBias, m.ExpandWeight, m.ExpandBias, m.Coefficients),
+            _ => throw new InvalidOperationException($"Operation {Op.Name} is not a dynamic activation."),
+        };
+
+        (long n0, long n1) = s.Share(s.Shape.Batch, share);
+        float* hidden = s[Region.SeHidden] + (share * s.Shape.HiddenStride);
+        for (long n = n0; n < n1; n++)
+        {
+            float* mean = s[Region.SeMean] + (n * s.Shape.SeStride);
+            float* coef = s[Region.DynCoef] + (n * s.Shape.CoefStride);
+            for (int r = 0; r < reduced; r++)
+            {
+                float total = b1[r];
+                int row = r * channels;
+                for (int c = 0; c < channels; c++)
+                {
+                    total += w1[row + c] * mean[c];
+                }
+
+                hidden[r] = MathF.Max(total, 0f);
+            }
+
+            for (int o = 0; o < outputs; o++)
+            {
+                float z = b2[o];
+                int row = o * reduced;
+                for (int r = 0; r < reduced; r++)
+                {
+                    z += w2[row + r] * hidden[r];
+                }
+
+                coef[o] = Normalize(node, o, z);
+            }
+        }
+    }
+
+    private static float Normalize(GraphNode node, int o, float z)
+    {
+        if (node is DyReluNode d)
+        {
+            float theta = (2f / (1f + MathF.Exp(-z))) - 1f;
+            int k = o % (2 * d.K);
+            return k < d.K ? (k == 0 ? 1f : 0f) + ((float)d.LambdaA * theta) : (float)d.LambdaB * theta;
+        }
+
+        var m = (DynamicShiftMaxNode)node;
+        int kj = o / m.Channels;
+        float hsig = Math.Clamp(z + 3f, 0f, 6f) / 6f;
+        return (float)DynamicShiftMaxNode.Init(kj / m.J, kj % m.J) + ((float)m.Lambda * ((2f * hsig) - 1f));
+    }
+}
+
+/// <summary>Applies DyReLU with each image's coefficients (pixels split between shares; padding channels zeroed), then the epilogue.</summary>
+internal sealed unsafe class DyReluApplyStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var d = (DyReluNode)Op.Dynamic!;
+        var o = s.Layout(Op.Output);
+        var a = s.Layout(Op.Reads[0]);
+        long plane = (long)o.Height * o.Width;
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        int k2 = 2 * d.K, perChannel = d.Kind == DyReluKind.B ? k2 : 0;
+        for (long p = p0; p < p1; p++)
+        {
+            float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
+            float* x = input + (p * a.Stride);
+            float* y = output + (p * o.Stride);
+            for (int c = 0; c < d.Channels; c++)
+            {
+                float* cc = coef + (c * perChannel);
+                float v = x[c];
+                float best = (cc[0] * v) + cc[d.K];
+                for (int k = 1; k < d.K; k++)
+                {
+                    best = MathF.Max(best, (cc[k] * v) + cc[d.K + k]);
+                }
+
+                y[c] = best;
+            }
+
+            for (int c = d.Channels; c < o.Stride; c++)
+            {
+                y[c] = 0f;
+            }
+        }
+
+        Epilogue(s, p0, p1, activationDone: false);
+    }
+}
+
+/// <summary>Applies dynamic shift-max with each image's coefficients (pixels split between shares; padding channels zeroed), then the epilogue.</summary>
+internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var m = (DynamicShiftMaxNode)Op.Dynamic!;
+        var o = s.Layout(Op.Output);
+        var a = s.Layout(Op.Reads[0]);
+        long plane = (long)o.Height * o.Width;
+        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        int channels = m.Channels, shift = m.GroupChannels;
+        for (long p = p0; p < p1; p++)
+        {
+            float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
+            float* x = input + (p * a.Stride);
+            float* y = output + (p * o.Stride);
+            for (int i = 0; i < channels; i++)
+            {
+                float best = float.NegativeInfinity;
+                for (int k = 0; k < m.K; k++)
+                {
+                    float total = 0f;
+                    int src = i;
+                    for (int j = 0; j < m.J; j++)
+                    {
+                        total += coef[(((k * m.J) + j) * channels) + i] * x[src];
+                        src += shift;
+                        if (src >= channels)
+                        {
+                            src -= channels;
+                        }
+                    }
+
+                    best = MathF.Max(best, total);
+                }
+
+                y[i] = best;
+            }
+
+            for (int c = channels; c < o.Stride; c++)
+            {
+                y[c] = 0f;
+            }
+        }
+
+        Epilogue(s, p0, p1, activationDone: false);
+    }
+}

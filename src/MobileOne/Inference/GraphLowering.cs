@@ -11,6 +11,8 @@ internal enum OpKind
     Add,
     Activation,
     SqueezeExcite,
+    DyRelu,
+    DynamicShiftMax,
     Pool,
     GlobalPool,
     Linear,
@@ -79,6 +81,9 @@ internal sealed class EngineOp
     public ConvKernelKind ConvKernel { get; set; }
 
     public SqueezeExciteNode? SqueezeExcite { get; init; }
+
+    /// <summary>The node of a dynamic activation (<see cref="DyReluNode"/> or <see cref="DynamicShiftMaxNode"/>).</summary>
+    public GraphNode? Dynamic { get; init; }
 
     public PoolNode? Pool { get; init; }
 
@@ -227,6 +232,14 @@ internal sealed class GraphProgram
                     engineValue[produced] = op.Output;
                     break;
                 }
+
+                case DyReluNode dy:
+                    EmitNew(new EngineOp { Kind = OpKind.DyRelu, Name = dy.Name, Reads = [engineValue[dy.Input]], Dynamic = dy }, produced);
+                    break;
+
+                case DynamicShiftMaxNode dsm:
+                    EmitNew(new EngineOp { Kind = OpKind.DynamicShiftMax, Name = dsm.Name, Reads = [engineValue[dsm.Input]], Dynamic = dsm }, produced);
+                    break;
 
                 case PoolNode pool:
                     EmitNew(new EngineOp { Kind = OpKind.Pool, Name = pool.Name, Reads = [engineValue[pool.Input]], Pool = pool }, produced);

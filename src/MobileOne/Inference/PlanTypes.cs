@@ -13,6 +13,9 @@ internal enum Region
     SeHidden,
     Scratch,
     Workspace,
+
+    /// <summary>Per image: the coefficients of a dynamic activation (DyReLU, dynamic shift-max).</summary>
+    DynCoef,
     Count,
 }
 
@@ -53,6 +56,9 @@ internal sealed class ShapePlan
     public required int SeStride { get; init; }
 
     public required int HiddenStride { get; init; }
+
+    /// <summary>Floats per image of <see cref="Region.DynCoef"/>.</summary>
+    public required int CoefStride { get; init; }
 
     public required long TotalFloats { get; init; }
 

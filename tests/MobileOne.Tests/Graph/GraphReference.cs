@@ -61,6 +61,12 @@ internal static class GraphReference
                 case SqueezeExciteNode s:
                     SqueezeExcite(s, x, inShape, y, batch);
                     break;
+                case DyReluNode d:
+                    DyRelu(d, x, inShape, y, batch);
+                    break;
+                case DynamicShiftMaxNode m:
+                    DynamicShiftMax(m, x, inShape, y, batch);
+                    break;
                 case AddNode add:
                     foreach (int v in add.Inputs)
                     {
@@ -151,6 +157,105 @@ internal static class GraphReference
 
                         y[(((((n * o.Channels) + oc) * o.Height) + oy) * o.Width) + ox] = total;
                     }
+                }
+            }
+        }
+    }
+
+    /// <summary>The hyper function of a dynamic activation: z = W2 ReLU(W1 mean(x_n) + b1) + b2 for image n (before normalization).</summary>
+    private static double[] Hyper(double[] x, int n, int channels, int plane, int reduced, float[] w1, float[] b1, float[] w2, float[] b2, int outputs)
+    {
+        var mean = new double[channels];
+        for (int ch = 0; ch < channels; ch++)
+        {
+            for (int p = 0; p < plane; p++)
+            {
+                mean[ch] += x[(((n * channels) + ch) * plane) + p];
+            }
+
+            mean[ch] /= plane;
+        }
+
+        var hidden = new double[reduced];
+        for (int r = 0; r < reduced; r++)
+        {
+            double total = b1[r];
+            for (int ch = 0; ch < channels; ch++)
+            {
+                total += w1[(r * channels) + ch] * mean[ch];
+            }
+
+            hidden[r] = Math.Max(total, 0);
+        }
+
+        var z = new double[outputs];
+        for (int o = 0; o < outputs; o++)
+        {
+            z[o] = b2[o];
+            for (int r = 0; r < reduced; r++)
+            {
+                z[o] += w2[(o * reduced) + r] * hidden[r];
+            }
+        }
+
+        return z;
+    }
+
+    /// <summary>DyReLU: theta = 2 sigmoid(z) - 1; a^k = [k == 0] + lambdaA theta_a^k, b^k = lambdaB theta_b^k; y = max_k a^k x + b^k.</summary>
+    private static void DyRelu(DyReluNode d, double[] x, ValueShape shape, double[] y, int batch)
+    {
+        int plane = shape.Height * shape.Width, c = d.Channels, k2 = 2 * d.K;
+        for (int n = 0; n < batch; n++)
+        {
+            var z = Hyper(x, n, c, plane, d.Reduced, d.ReduceWeight, d.ReduceBias, d.ExpandWeight, d.ExpandBias, d.Coefficients);
+            var theta = z.Select(v => (2 / (1 + Math.Exp(-v))) - 1).ToArray();
+            for (int ch = 0; ch < c; ch++)
+            {
+                int base0 = d.Kind == DyReluKind.A ? 0 : ch * k2;
+                for (int p = 0; p < plane; p++)
+                {
+                    int at = (((n * c) + ch) * plane) + p;
+                    double best = double.NegativeInfinity;
+                    for (int k = 0; k < d.K; k++)
+                    {
+                        double a = (k == 0 ? 1 : 0) + (d.LambdaA * theta[base0 + k]);
+                        double b = d.LambdaB * theta[base0 + d.K + k];
+                        best = Math.Max(best, (a * x[at]) + b);
+                    }
+
+                    y[at] = best;
+                }
+            }
+        }
+    }
+
+    /// <summary>Dynamic shift-max: a^k_{i,j} = [j == 0] + lambda (2 relu6(z + 3) / 6 - 1), z index (k J + j) C + i; y_i = max_k sum_j a^k_{i,j} x_{(i + j C/G) mod C}.</summary>
+    private static void DynamicShiftMax(DynamicShiftMaxNode m, double[] x, ValueShape shape, double[] y, int batch)
+    {
+        int plane = shape.Height * shape.Width, c = m.Channels;
+        for (int n = 0; n < batch; n++)
+        {
+            var z = Hyper(x, n, c, plane, m.Reduced, m.ReduceWeight, m.ReduceBias, m.ExpandWeight, m.ExpandBias, m.Coefficients);
+            for (int i = 0; i < c; i++)
+            {
+                for (int p = 0; p < plane; p++)
+                {
+                    double best = double.NegativeInfinity;
+                    for (int k = 0; k < m.K; k++)
+                    {
+                        double total = 0;
+                        for (int j = 0; j < m.J; j++)
+                        {
+                            double hsig = Math.Min(Math.Max(z[(((k * m.J) + j) * c) + i] + 3, 0), 6) / 6;
+                            double a = (j == 0 ? 1 : 0) + (m.Lambda * ((2 * hsig) - 1));
+                            int src = (i + (j * (c / m.Groups))) % c;
+                            total += a * x[(((n * c) + src) * plane) + p];
+                        }
+
+                        best = Math.Max(best, total);
+                    }
+
+                    y[(((n * c) + i) * plane) + p] = best;
                 }
             }
         }

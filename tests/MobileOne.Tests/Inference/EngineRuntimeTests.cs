@@ -29,6 +29,8 @@ public class EngineAllocationTests
     [InlineData(2, "unfused")]
     [InlineData(1, "every-layer")]
     [InlineData(3, "every-layer")]
+    [InlineData(1, "dynamic")]
+    [InlineData(3, "dynamic")]
     public void A_warm_run_allocates_no_managed_memory(int threads, string graph)
     {
         var config = MobileOneConfig.Parse("units=1/2/2/1,widths=0.5/0.5/0.75/1,k=3,se=0/0/1/1,classes=10");
@@ -37,6 +39,7 @@ public class EngineAllocationTests
         {
             "fused" => CompiledModel.Compile(EngineTestSupport.RandomFused(config, 7), options),
             "unfused" => CompiledModel.Compile(MobileOneNetwork.Create(config), options),
+            "dynamic" => CompiledModel.Compile(EngineDynamicActivationTests.DynamicGraph(new Random(7), 3), options),
             _ => CompiledModel.Compile(EngineGraphTests.EveryLayerGraph(new Random(7), 3), options),
         };
         var input = EngineTestSupport.RandomInput(new Random(1), 2, 3, 64, 48).Data;

@@ -93,6 +93,8 @@ internal sealed class OnnxGraphWriter
         BatchNormNode bn => (BatchNorm(bn, name, output), new ValueForm(4, forms[bn.Input].UnitSpatial)),
         ActivationNode act => (Activation(act.Activation, values[act.Input], name, output), forms[act.Input]),
         SqueezeExciteNode se => (SqueezeExcite(se, name, output), new ValueForm(4, forms[se.Input].UnitSpatial)),
+        DyReluNode dy => (DyRelu(dy, name, output), new ValueForm(4, forms[dy.Input].UnitSpatial)),
+        DynamicShiftMaxNode dsm => (ShiftMax(dsm, name, output), new ValueForm(4, forms[dsm.Input].UnitSpatial)),
         AddNode add => Add(add, name, output),
         PoolNode pool => (Pool(pool, name, output), new ValueForm(4, forms[pool.Input].UnitSpatial && StaysUnit(pool.Kernel, pool.Padding, pool.Stride))),
         GlobalAveragePoolNode gap => (Node("GlobalAveragePool", name, [Nchw(gap.Input)], output), new ValueForm(4, true)),
@@ -154,6 +156,119 @@ internal sealed class OnnxGraphWriter
             PointwiseConvAttributes());
         gate = Activation(se.GateActivation, gate, UniqueValue($"{name}.{ActivationSuffix(se.GateActivation)}"));
         return Node("Mul", UniqueValue(name + ".scale"), [x, gate], output == name ? null : output);
+    }
+
+    /// <summary>
+    /// GlobalAveragePool -> Conv (fc1) -> Relu -> Conv (fc2): the hyper function of a dynamic activation; fc2's rows
+    /// are given in slot-major order (row s * width + c), so that each coefficient slot is one channel range.
+    /// </summary>
+    private string Hyper(string x, string name, string prefix, int channels, int reduced, float[] w1, float[] b1, float[] w2, float[] b2, int outputs)
+    {
+        string pooled = Node("GlobalAveragePool", UniqueValue(name + ".pool"), [x]);
+        string hidden = Node(
+            "Conv",
+            UniqueValue(name + ".fc1"),
+            [pooled, Initializer(prefix + ".fc1.weight", w1, reduced, channels, 1, 1), Initializer(prefix + ".fc1.bias", b1, reduced)],
+            null,
+            PointwiseConvAttributes());
+        hidden = Node("Relu", UniqueValue(name + ".relu"), [hidden]);
+        return Node(
+            "Conv",
+            UniqueValue(name + ".fc2"),
+            [hidden, Initializer(prefix + ".fc2.weight", w2, outputs, reduced, 1, 1), Initializer(prefix + ".fc2.bias", b2, outputs)],
+            null,
+            PointwiseConvAttributes());
+    }
+
+    /// <summary>Channels [slot * width, (slot + 1) * width) of an NCHW value.</summary>
+    private string SliceChannels(string x, string name, int slot, int width) => Node(
+        "Slice",
+        UniqueValue($"{name}.{slot}"),
+        [x, Int64Initializer(Unique($"{name}.{slot}.starts"), (long)slot * width), Int64Initializer(Unique($"{name}.{slot}.ends"), (long)(slot + 1) * width), Int64Initializer(Unique($"{name}.{slot}.axes"), 1)]);
+
+    /// <summary>
+    /// DyReLU: the hyper function (fc2 rows reordered slot-major: slot s &lt; K is a^s, K + s is b^s; width 1 for
+    /// DyReLU-A, C for DyReLU-B), 2 Sigmoid - 1, times the lambdas plus the initial values, Slice per slot,
+    /// x a^k + b^k per k, Max.
+    /// </summary>
+    private string DyRelu(DyReluNode d, string name, string output)
+    {
+        string x = Nchw(d.Input);
+        int slots = 2 * d.K, width = d.Kind == DyReluKind.A ? 1 : d.Channels, outputs = slots * width;
+        var w2 = new float[outputs * d.Reduced];
+        var b2 = new float[outputs];
+        var lambdas = new float[outputs];
+        var init = new float[outputs];
+        for (int slot = 0; slot < slots; slot++)
+        {
+            for (int c = 0; c < width; c++)
+            {
+                int to = (slot * width) + c, from = d.Kind == DyReluKind.A ? slot : (c * slots) + slot;
+                Array.Copy(d.ExpandWeight, from * d.Reduced, w2, to * d.Reduced, d.Reduced);
+                b2[to] = d.ExpandBias[from];
+                lambdas[to] = (float)(slot < d.K ? d.LambdaA : d.LambdaB);
+                init[to] = slot == 0 ? 1f : 0f;
+            }
+        }
+
+        string z = Hyper(x, name, d.Name, d.Channels, d.Reduced, d.ReduceWeight, d.ReduceBias, w2, b2, outputs);
+        string sigmoid = Node("Sigmoid", UniqueValue(name + ".sigmoid"), [z]);
+        string theta = Node("Sub", UniqueValue(name + ".theta"), [Node("Mul", UniqueValue(name + ".twice"), [sigmoid, Constant(2f)]), Constant(1f)]);
+        string scaled = Node("Mul", UniqueValue(name + ".scaled"), [theta, Initializer(d.Name + ".lambdas", lambdas, 1, outputs, 1, 1)]);
+        string coefficients = Node("Add", UniqueValue(name + ".coefficients"), [scaled, Initializer(d.Name + ".init", init, 1, outputs, 1, 1)]);
+        var pieces = new string[d.K];
+        for (int k = 0; k < d.K; k++)
+        {
+            string a = SliceChannels(coefficients, name + ".a", k, width);
+            string b = SliceChannels(coefficients, name + ".b", d.K + k, width);
+            pieces[k] = Node("Add", UniqueValue($"{name}.piece{k}"), [Node("Mul", UniqueValue($"{name}.ax{k}"), [x, a]), b]);
+        }
+
+        return Node("Max", UniqueValue(name + ".max"), pieces, output == name ? null : output);
+    }
+
+    /// <summary>
+    /// Dynamic shift-max: the hyper function (its fc2 order (k J + j) C + i is already slot-major), HardSigmoid times
+    /// 2 Lambda plus (init - Lambda), Slice per (k, j); x shifted by j C/G channels is a Gather along the channels;
+    /// per k the sum over j of coefficient times shifted x, then Max over k.
+    /// </summary>
+    private string ShiftMax(DynamicShiftMaxNode m, string name, string output)
+    {
+        string x = Nchw(m.Input);
+        int c = m.Channels, outputs = m.Coefficients;
+        var offset = new float[outputs];
+        for (int o = 0; o < outputs; o++)
+        {
+            int kj = o / c;
+            offset[o] = (float)(DynamicShiftMaxNode.Init(kj / m.J, kj % m.J) - m.Lambda);
+        }
+
+        string z = Hyper(x, name, m.Name, c, m.Reduced, m.ReduceWeight, m.ReduceBias, m.ExpandWeight, m.ExpandBias, outputs);
+        string hsig = HardSigmoid(z, UniqueValue(name + ".hardsigmoid"), null);
+        string scaled = Node("Mul", UniqueValue(name + ".scaled"), [hsig, Constant((float)(2 * m.Lambda))]);
+        string coefficients = Node("Add", UniqueValue(name + ".coefficients"), [scaled, Initializer(m.Name + ".offset", offset, 1, outputs, 1, 1)]);
+        var shifted = new string[m.J];
+        for (int j = 0; j < m.J; j++)
+        {
+            long[] indices = Enumerable.Range(0, c).Select(i => (long)((i + (j * m.GroupChannels)) % c)).ToArray();
+            shifted[j] = j == 0 ? x : Node("Gather", UniqueValue($"{name}.shift{j}"), [x, Int64Initializer(Unique($"{name}.shift{j}.indices"), indices)], null, Int("axis", 1));
+        }
+
+        var pieces = new string[m.K];
+        for (int k = 0; k < m.K; k++)
+        {
+            string total = "";
+            for (int j = 0; j < m.J; j++)
+            {
+                string a = SliceChannels(coefficients, name + ".a", (k * m.J) + j, c);
+                string term = Node("Mul", UniqueValue($"{name}.term{k}.{j}"), [shifted[j], a]);
+                total = j == 0 ? term : Node("Add", UniqueValue($"{name}.sum{k}.{j}"), [total, term]);
+            }
+
+            pieces[k] = total;
+        }
+
+        return Node("Max", UniqueValue(name + ".max"), pieces, output == name ? null : output);
     }
 
     private static AttributeProto[] PointwiseConvAttributes() =>
