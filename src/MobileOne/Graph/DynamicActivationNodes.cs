@@ -37,7 +37,7 @@ public sealed record DyReluNode(
     /// <summary>Outputs of FC2: 2K (A) or 2KC (B).</summary>
     public int Coefficients => Kind == DyReluKind.A ? 2 * K : 2 * K * Channels;
 
-    public override long Parameters => ((long)Channels * Reduced) + Reduced + ((long)Coefficients * Reduced) + Coefficients;
+    public override long Parameters => HyperFunctionParameters(Channels, Reduced, Coefficients);
 
     internal override void Validate(int[] inputChannels)
     {
@@ -47,10 +47,7 @@ public sealed record DyReluNode(
             throw new ArgumentException($"Node {Name}: DyReLU-{Kind} over {Channels} channels (reduced {Reduced}, K {K}); its input has {inputChannels[0]}.");
         }
 
-        RequireLength(Name, "fc1 weight", ReduceWeight, (long)Channels * Reduced);
-        RequireLength(Name, "fc1 bias", ReduceBias, Reduced);
-        RequireLength(Name, "fc2 weight", ExpandWeight, (long)Coefficients * Reduced);
-        RequireLength(Name, "fc2 bias", ExpandBias, Coefficients);
+        RequireHyperFunction(Name, ReduceWeight, ReduceBias, ExpandWeight, ExpandBias, Channels, Reduced, Coefficients);
     }
 
     internal override int OutputChannels(int[] inputChannels) => Channels;
@@ -97,7 +94,7 @@ public sealed record DynamicShiftMaxNode(
     /// <summary>The initial coefficient init^k_j: 1 for j = 0, else 0.</summary>
     public static double Init(int k, int j) => j == 0 ? 1.0 : 0.0;
 
-    public override long Parameters => ((long)Channels * Reduced) + Reduced + ((long)Coefficients * Reduced) + Coefficients;
+    public override long Parameters => HyperFunctionParameters(Channels, Reduced, Coefficients);
 
     internal override void Validate(int[] inputChannels)
     {
@@ -108,10 +105,7 @@ public sealed record DynamicShiftMaxNode(
                 $"Node {Name}: dynamic shift-max over {Channels} channels (groups {Groups}, J {J}, K {K}, reduced {Reduced}); its input has {inputChannels[0]}; groups must divide channels.");
         }
 
-        RequireLength(Name, "fc1 weight", ReduceWeight, (long)Channels * Reduced);
-        RequireLength(Name, "fc1 bias", ReduceBias, Reduced);
-        RequireLength(Name, "fc2 weight", ExpandWeight, (long)Coefficients * Reduced);
-        RequireLength(Name, "fc2 bias", ExpandBias, Coefficients);
+        RequireHyperFunction(Name, ReduceWeight, ReduceBias, ExpandWeight, ExpandBias, Channels, Reduced, Coefficients);
     }
 
     internal override int OutputChannels(int[] inputChannels) => Channels;

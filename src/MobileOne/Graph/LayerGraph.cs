@@ -178,6 +178,22 @@ public abstract record GraphNode(string Name, int[] Inputs)
         }
     }
 
+    /// <summary>
+    /// Checks the weights of a hyper function (global mean, fc1 [reduced, channels] with bias, fc2 [outputs, reduced]
+    /// with bias), the shape shared by squeeze-excite and the dynamic activations.
+    /// </summary>
+    private protected static void RequireHyperFunction(string name, float[] fc1, float[] fc1Bias, float[] fc2, float[] fc2Bias, int channels, int reduced, int outputs)
+    {
+        RequireLength(name, "fc1 weight", fc1, (long)channels * reduced);
+        RequireLength(name, "fc1 bias", fc1Bias, reduced);
+        RequireLength(name, "fc2 weight", fc2, (long)outputs * reduced);
+        RequireLength(name, "fc2 bias", fc2Bias, outputs);
+    }
+
+    /// <summary>Parameters of such a hyper function: both weights and both biases.</summary>
+    private protected static long HyperFunctionParameters(int channels, int reduced, int outputs) =>
+        ((long)channels * reduced) + reduced + ((long)outputs * reduced) + outputs;
+
     private protected static void RequireLength(string name, string what, float[]? values, long expected)
     {
         if (values is null || values.Length != expected)
@@ -321,7 +337,7 @@ public sealed record SqueezeExciteNode(
     ActivationKind GateActivation = ActivationKind.Sigmoid)
     : GraphNode(Name, [Input])
 {
-    public override long Parameters => (2L * Channels * Reduced) + Channels + Reduced;
+    public override long Parameters => HyperFunctionParameters(Channels, Reduced, Channels);
 
     internal override void Validate(int[] inputChannels)
     {
@@ -331,10 +347,7 @@ public sealed record SqueezeExciteNode(
             throw new ArgumentException($"Node {Name}: squeeze-excite over {Channels} channels (reduced {Reduced}); its input has {inputChannels[0]}.");
         }
 
-        RequireLength(Name, "fc1 weight", ReduceWeight, (long)Channels * Reduced);
-        RequireLength(Name, "fc1 bias", ReduceBias, Reduced);
-        RequireLength(Name, "fc2 weight", ExpandWeight, (long)Channels * Reduced);
-        RequireLength(Name, "fc2 bias", ExpandBias, Channels);
+        RequireHyperFunction(Name, ReduceWeight, ReduceBias, ExpandWeight, ExpandBias, Channels, Reduced, Channels);
     }
 
     internal override int OutputChannels(int[] inputChannels) => Channels;

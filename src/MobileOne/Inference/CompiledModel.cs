@@ -191,9 +191,10 @@ public sealed unsafe class CompiledModel : IDisposable
     public Tensor Run(Tensor inputNchw)
     {
         Shapes.RequireNchw(inputNchw, InChannels, "engine input");
-        var (oh, ow) = OutputSize(inputNchw.Dim(2), inputNchw.Dim(3));
-        var output = oh == 1 && ow == 1 ? new Tensor(inputNchw.Dim(0), OutputChannels) : new Tensor(inputNchw.Dim(0), OutputChannels, oh, ow);
-        Run(inputNchw.Data, inputNchw.Dim(0), inputNchw.Dim(2), inputNchw.Dim(3), output.Data);
+        int batch = inputNchw.Dim(0), height = inputNchw.Dim(2), width = inputNchw.Dim(3);
+        RequirePositive(batch, height, width);
+        var output = NewOutput(batch, OutputChannels, Shape(batch, height, width).Values[plan.Program.Output]);
+        Run(inputNchw.Data, batch, height, width, output.Data);
         return output;
     }
 
@@ -246,10 +247,14 @@ public sealed unsafe class CompiledModel : IDisposable
     private static Tensor Collect(ExecutionContext context, ShapePlan shape, int value, int batch, int channels)
     {
         var layout = shape.Values[value];
-        var tensor = layout.Height == 1 && layout.Width == 1 ? new Tensor(batch, channels) : new Tensor(batch, channels, layout.Height, layout.Width);
+        var tensor = NewOutput(batch, channels, layout);
         CopyOutput(context.Value(value), layout, batch, tensor.Data);
         return tensor;
     }
+
+    /// <summary>An NCHW tensor for a value of this layout: [batch, channels] when it is 1x1 (a classifier's logits).</summary>
+    private static Tensor NewOutput(int batch, int channels, ValueLayout layout) =>
+        layout.Height == 1 && layout.Width == 1 ? new Tensor(batch, channels) : new Tensor(batch, channels, layout.Height, layout.Width);
 
     /// <summary>Runs an NCHW tensor into an existing [batch, num_classes] logits tensor.</summary>
     public void Run(Tensor inputNchw, Tensor logits)

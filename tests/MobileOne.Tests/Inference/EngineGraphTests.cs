@@ -251,8 +251,8 @@ public class EngineGraphTests : IClassFixture<EngineFixtures>
     /// <summary>The engine counts the skip BatchNorm as the 1x1 depthwise convolution it runs (C MACs per pixel); the network's counter does not.</summary>
     private static long UnfusedIdentityMacs(MobileOneNetwork network, int size)
     {
-        var shapes = network.ToGraph().InferShapes(size, size);
         var graph = network.ToGraph();
+        var shapes = graph.InferShapes(size, size);
         return graph.Nodes.Select((n, i) => (n, i)).Where(t => t.n is BatchNormNode && t.n.Name.EndsWith(".identity", StringComparison.Ordinal)).Sum(t => shapes[t.i + 1].Elements);
     }
 }
