@@ -79,23 +79,11 @@ public sealed class Conv2d : Module
     }
 
     /// <summary>Training forward into a caller-owned NCHW buffer (e.g. one branch of a block); keeps the input for backward.</summary>
-    public unsafe void ForwardInto(Tensor input, Span<float> destination)
+    public void ForwardInto(Tensor input, Span<float> destination)
     {
-        Shapes.RequireNchw(input, InChannels, "convolution input");
-        var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
-        g.Validate();
-        RequireLength(destination.Length, (long)g.Batch * OutChannels * g.OutPlane, "output");
+        var g = CheckedGeometry(input, destination);
         long columnsSize = TrainingConvolution.ColumnsSize(g);
-        float[] cols = columnsSize > 0 ? columns.GetFlat(columnsSize) : [];
-        fixed (float* x = input.Data)
-        fixed (float* w = Weight.Value.Data)
-        fixed (float* b = Bias is null ? null : Bias.Value.Data)
-        fixed (float* y = destination)
-        fixed (float* c = cols)
-        {
-            TrainingConvolution.Forward(x, w, b, y, g, c);
-        }
-
+        Run(input, destination, g, columnsSize > 0 ? columns.GetFlat(columnsSize) : []);
         savedInput = input;
         columnsHoldInput = columnsSize > 0;
     }
@@ -105,24 +93,14 @@ public sealed class Conv2d : Module
     /// nothing: the patch matrix of the im2col path is rented for this call only, so several threads may run it on one
     /// layer at once.
     /// </summary>
-    internal unsafe void ForwardStateless(Tensor input, Span<float> destination)
+    internal void ForwardStateless(Tensor input, Span<float> destination)
     {
-        Shapes.RequireNchw(input, InChannels, "convolution input");
-        var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
-        g.Validate();
-        RequireLength(destination.Length, (long)g.Batch * OutChannels * g.OutPlane, "output");
+        var g = CheckedGeometry(input, destination);
         long columnsSize = TrainingConvolution.ColumnsSize(g);
         float[]? cols = columnsSize > 0 ? ArrayPool<float>.Shared.Rent(checked((int)columnsSize)) : null;
         try
         {
-            fixed (float* x = input.Data)
-            fixed (float* w = Weight.Value.Data)
-            fixed (float* b = Bias is null ? null : Bias.Value.Data)
-            fixed (float* y = destination)
-            fixed (float* c = cols)
-            {
-                TrainingConvolution.Forward(x, w, b, y, g, c);
-            }
+            Run(input, destination, g, cols ?? []);
         }
         finally
         {
@@ -130,6 +108,28 @@ public sealed class Conv2d : Module
             {
                 ArrayPool<float>.Shared.Return(cols);
             }
+        }
+    }
+
+    private ConvGeometry CheckedGeometry(Tensor input, Span<float> destination)
+    {
+        Shapes.RequireNchw(input, InChannels, "convolution input");
+        var g = Geometry(input.Dim(0), input.Dim(2), input.Dim(3));
+        g.Validate();
+        RequireLength(destination.Length, (long)g.Batch * OutChannels * g.OutPlane, "output");
+        return g;
+    }
+
+    /// <summary>The training kernel with <paramref name="cols"/> as its patch matrix (empty when the layer needs none).</summary>
+    private unsafe void Run(Tensor input, Span<float> destination, in ConvGeometry g, float[] cols)
+    {
+        fixed (float* x = input.Data)
+        fixed (float* w = Weight.Value.Data)
+        fixed (float* b = Bias is null ? null : Bias.Value.Data)
+        fixed (float* y = destination)
+        fixed (float* c = cols)
+        {
+            TrainingConvolution.Forward(x, w, b, y, g, c);
         }
     }
 
