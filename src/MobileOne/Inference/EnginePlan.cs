@@ -1,5 +1,6 @@
 using System.Globalization;
 using MobileOne.Graph;
+using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;

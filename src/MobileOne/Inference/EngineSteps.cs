@@ -1,4 +1,5 @@
 using MobileOne.Graph;
+using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
 
@@ -43,7 +44,7 @@ internal abstract unsafe class OpStep(EngineOp op, int index) : EngineStep
 
     protected void Epilogue(RunState s, long p0, long p1, bool activationDone) => Epilogue(s, p0, p1, 0, int.MaxValue, activationDone);
 
-    protected int GemmFlags(bool accumulate) => (accumulate ? GemmAvx512.Accumulate : 0) | (NativeRelu ? GemmAvx512.Relu : 0);
+    protected int GemmFlags(bool accumulate) => (accumulate ? GemmEpilogue.Accumulate : 0) | (NativeRelu ? GemmEpilogue.Relu : 0);
 }
 
 /// <summary>A step that writes whole output rows (of all images): shares split the rows.</summary>
@@ -162,14 +163,7 @@ internal sealed unsafe class StemStep(EngineOp op, int index, PackedPanels weigh
                 {
                     float* first = s.Input + (n * c.InChannels * i.Height * i.Width) + ((long)iy0 * i.Width) + ((a * stride) - pad);
                     float* dst = output + ((p + (a - ox)) * o.Stride);
-                    if (s.Isa == Isa.Avx512)
-                    {
-                        GemmAvx512.RunIndirect(first, stride, b - a, weights, offsets, dst, o.Stride, flags);
-                    }
-                    else
-                    {
-                        GemmAvx2.RunIndirect(first, stride, b - a, weights, offsets, dst, o.Stride, flags);
-                    }
+                    PackedGemm.RunGathered(s.Isa, first, stride, b - a, weights, offsets, dst, o.Stride, flags);
                 }
 
                 Gathered(s, share, p + (b - ox), rowEnd, flags);
@@ -365,7 +359,7 @@ internal sealed unsafe class PointwiseStep(EngineOp op, int index, PackedPanels 
         for (int k0 = 0; k0 < k; k0 += block)
         {
             int len = Math.Min(block, k - k0);
-            int flags = (k0 > 0 || Op.Accumulate ? GemmAvx512.Accumulate : 0) | (NativeRelu && k0 + len == k ? GemmAvx512.Relu : 0);
+            int flags = (k0 > 0 || Op.Accumulate ? GemmEpilogue.Accumulate : 0) | (NativeRelu && k0 + len == k ? GemmEpilogue.Relu : 0);
             PackedGemm.Run(s.Isa, input, i.Stride, rows, weights, p0, p1, k0, len, output, o.Stride, flags);
         }
 

@@ -1,3 +1,5 @@
+using MobileOne.Kernels.Gemm;
+
 namespace MobileOne.Kernels;
 
 /// <summary>

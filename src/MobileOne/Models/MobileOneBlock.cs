@@ -1,3 +1,4 @@
+using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;

@@ -1,4 +1,5 @@
 using MobileOne.Kernels;
+using MobileOne.Kernels.Gemm;
 using MobileOne.Tensors;
 
 namespace MobileOne.Nn;

@@ -1,6 +1,7 @@
 using MobileOne.Inference;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
+using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Tests.Inference;
 
@@ -80,11 +81,6 @@ public unsafe class EngineKernelTests
     public void Indirect_gemm_reads_the_taps_through_the_offset_table(IsaLevel level)
     {
         var isa = Engine(level);
-        if (isa == Isa.Scalar)
-        {
-            return; // the scalar stem always gathers patches
-        }
-
         var rng = new Random(6);
         foreach (var (cin, cout, w, stride) in new[] { (3, 48, 40, 2), (1, 16, 9, 1), (4, 64, 31, 2), (2, 80, 23, 3) })
         {
@@ -110,14 +106,7 @@ public unsafe class EngineKernelTests
             fixed (float* px = x, py = y)
             fixed (int* po = offsets)
             {
-                if (isa == Isa.Avx512)
-                {
-                    GemmAvx512.RunIndirect(px, stride, rows, packed, po, py, packed.PaddedN, 0);
-                }
-                else
-                {
-                    GemmAvx2.RunIndirect(px, stride, rows, packed, po, py, packed.PaddedN, 0);
-                }
+                PackedGemm.RunGathered(isa, px, stride, rows, packed, po, py, packed.PaddedN, 0);
             }
 
             for (int r = 0; r < rows; r++)
@@ -177,7 +166,7 @@ public unsafe class EngineKernelTests
             fixed (float* px = x, pp = patches, py = y)
             {
                 StemPatches.Gather(px, cin, h, w, k, stride, pad, oh, ow, 0, pixels, pp);
-                PackedGemm.Run(isa, pp, patch, pixels, packed, 0, packed.PanelCount, 0, patch, py, packed.PaddedN, GemmAvx512.Relu);
+                PackedGemm.Run(isa, pp, patch, pixels, packed, 0, packed.PanelCount, 0, patch, py, packed.PaddedN, GemmEpilogue.Relu);
             }
 
             var expected = Reference.Conv2d(x, n, cin, h, w, weight, cout, k, stride, pad, 1, bias);

@@ -51,22 +51,22 @@ public class GeneratedKernelsTests
             File.Copy(file, Path.Combine(copy, "Generators", Path.GetFileName(file)));
         }
 
-        string gemm = Path.Combine(copy, "GemmAvx512.cs");
-        string text = File.ReadAllText(gemm);
-        int tile = text.IndexOf("// <generated: gemm_avx512_tile.py tile>", StringComparison.Ordinal);
-        Assert.True(tile >= 0, "GemmAvx512.cs has no region for gemm_avx512_tile.py tile");
-        const string line = "c00 = Avx512F.FusedMultiplyAdd(x, b0, c00);";
-        int at = text.IndexOf(line, tile, StringComparison.Ordinal);
+        string depthwise = Path.Combine(copy, "Depthwise3x3.cs");
+        string text = File.ReadAllText(depthwise);
+        int region = text.IndexOf("// <generated: depthwise_rows.py 512>", StringComparison.Ordinal);
+        Assert.True(region >= 0, "Depthwise3x3.cs has no region for depthwise_rows.py 512");
+        const string line = "a0 = Avx512F.FusedMultiplyAdd(v1, w01, a0);";
+        int at = text.IndexOf(line, region, StringComparison.Ordinal);
         Assert.True(at >= 0);
-        File.WriteAllText(gemm, text[..at] + "c00 = Avx512F.FusedMultiplyAdd(b0, x, c00);" + text[(at + line.Length)..]);
+        File.WriteAllText(depthwise, text[..at] + "a0 = Avx512F.FusedMultiplyAdd(w01, v1, a0);" + text[(at + line.Length)..]);
 
         var result = Run(Path.Combine(copy, "Generators"), "regenerate.py", "--check");
 
         Assert.Equal(1, result.ExitCode);
-        Assert.Contains("GemmAvx512.cs", result.StdErr);
-        Assert.Contains("<generated: gemm_avx512_tile.py tile>", result.StdErr);
-        Assert.DoesNotContain("gemm_avx512_tile.py indirect", result.StdErr);
-        Assert.Contains("FusedMultiplyAdd(b0, x, c00)", File.ReadAllText(gemm)); // --check rewrites nothing
+        Assert.Contains("Depthwise3x3.cs", result.StdErr);
+        Assert.Contains("<generated: depthwise_rows.py 512>", result.StdErr);
+        Assert.DoesNotContain("depthwise_rows.py 256", result.StdErr);
+        Assert.Contains("FusedMultiplyAdd(w01, v1, a0)", File.ReadAllText(depthwise)); // --check rewrites nothing
     }
 
     /// <summary>The python3 executable on PATH, or null.</summary>

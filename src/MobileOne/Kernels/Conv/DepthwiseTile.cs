@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 
@@ -64,13 +65,13 @@ internal static unsafe class PixelKernels
         for (; p + 6 <= pixels; p += 6)
         {
             Fill(grid, rows, 6, ref row, ref col);
-            GemmTile.Run<TV, TL, D6, TCols>(rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
+            GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
         }
 
         if (p < pixels)
         {
             Fill(grid, rows, pixels - p, ref row, ref col);
-            TileDispatch.GemmRows<TV, TL, TCols>(pixels - p, rows, aOffset, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu);
+            GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(pixels - p, rows, aOffset, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
         }
     }
 

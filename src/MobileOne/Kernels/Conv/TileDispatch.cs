@@ -1,27 +1,11 @@
 using System.Runtime.CompilerServices;
+using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 
-/// <summary>Turns run-time tile sizes (a row tail, a panel's vector count) into the microkernels' type arguments.</summary>
+/// <summary>Turns run-time depthwise tile sizes (a row tail, a channel block's vector count) into the microkernel's type arguments.</summary>
 internal static unsafe class TileDispatch
 {
-    public static void GemmRows<TV, TL, TCols>(
-        int rows, float** a, nint aOffset, float* b, nint ldb, in ReductionLoop loop, float* bias, float* c, nint ldc, int validColumns, bool relu)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-        where TCols : struct, IDim
-    {
-        switch (rows)
-        {
-            case 1: GemmTile.Run<TV, TL, D1, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 2: GemmTile.Run<TV, TL, D2, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 3: GemmTile.Run<TV, TL, D3, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 4: GemmTile.Run<TV, TL, D4, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            case 5: GemmTile.Run<TV, TL, D5, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-            default: GemmTile.Run<TV, TL, D6, TCols>(a, aOffset, b, ldb, loop, bias, c, ldc, validColumns, relu); break;
-        }
-    }
-
     public static void DepthwiseRows<TV, TL, TCols>(
         int rows, float** a, nint aOffset, float* w, nint ldw, in ReductionLoop taps, float* bias, float* c, nint ldc, bool relu)
         where TV : struct

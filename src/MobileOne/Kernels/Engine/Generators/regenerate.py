@@ -4,11 +4,11 @@
 A region is the text between a begin marker naming a generator and its arguments and an end marker, each on
 a line of its own:
 
-    // <generated: gemm_avx512_tile.py tile>
+    // <generated: depthwise_rows.py 512>
     ...
     // </generated>
 
-Its content is exactly generate(["tile"]) of gemm_avx512_tile.py, every non-empty line indented to the column
+Its content is exactly generate(["512"]) of depthwise_rows.py, every non-empty line indented to the column
 of the begin marker. Every *.cs file under the Engine folder is scanned.
 
     python3 regenerate.py           rewrite every region that differs (and say which)

@@ -1,4 +1,4 @@
-namespace MobileOne.Kernels.Engine;
+namespace MobileOne.Kernels.Gemm;
 
 /// <summary>
 /// The B operand of the engine's GEMMs (pointwise convolutions, the stem's patch GEMM, the classifier),

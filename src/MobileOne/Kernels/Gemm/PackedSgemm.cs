@@ -3,13 +3,13 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace MobileOne.Kernels;
+namespace MobileOne.Kernels.Gemm;
 
 /// <summary>
 /// Single-precision GEMM for the training passes: C = (accumulate ? C : 0) + A * B over <see cref="MatrixView"/>s,
 /// so NCHW activations, transposed weights and batched pixel columns are read in place.
-/// Operands are packed into MR x KC and KC x NR panels and multiplied by an 8 x 32 register-blocked
-/// micro-kernel (Vector512, Vector256 or scalar). Every element of C is accumulated over k in ascending order
+/// Operands are packed into MR x KC and KC x NR panels and multiplied 8 x 32 at a time by the library's one
+/// microkernel (<see cref="GemmTile"/>, at the widest width <see cref="Lanes.Level"/> allows). Every element of C is accumulated over k in ascending order
 /// starting from its old value (or zero) whatever the ISA, tile position or thread split along M and N, so those
 /// never change a bit. Only very deep products (weight gradients, k = batch * pixels) are split along k across
 /// threads; their partial sums are added in thread order, so a result depends on the thread count but not on
@@ -17,7 +17,7 @@ namespace MobileOne.Kernels;
 /// </summary>
 public static unsafe class PackedSgemm
 {
-    public const int MR = 8;
+    public const int MR = InterleavedReduction.Rows;
     public const int NR = 32;
     private const int KC = 256;
 
@@ -573,9 +573,12 @@ public static unsafe class PackedSgemm
         Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
     }
 
-    /// <summary>The micro-kernel for <see cref="Lanes.Level"/>: Vector512, Vector256 or scalar.</summary>
+    /// <summary>The micro-kernel for <see cref="Lanes.Level"/>: the library's tile at the widest width it has.</summary>
     private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() =>
-        Lanes.Use512 ? &Kernel512 : Lanes.Use256 ? &Kernel256 : &KernelScalar;
+        Lanes.Use512 ? &Tile<Vector512<float>, Lanes512>
+        : Lanes.Use256 ? &Tile<Vector256<float>, Lanes256>
+        : Lanes.Use128 ? &Tile<Vector128<float>, Lanes128>
+        : &Tile<float, Lanes1>;
 
     private static float[] Scratch(ref float[]? cache, long size)
     {
@@ -587,122 +590,33 @@ public static unsafe class PackedSgemm
         return cache;
     }
 
+    /// <summary>
+    /// One MR x NR block of C from an MR-row A panel (k-major, rows interleaved) and an NR-column B panel, as the
+    /// sub-tiles the register file holds: 8 rows x 2 zmm at once; 4 rows x 16 columns (2 ymm) or x 8 (2 xmm) per
+    /// pass; 4 x 4 scalars. Every element is one FMA chain over k, so the sub-tiling never changes a bit.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, long ldc, bool load)
+    private static void Tile<TV, TL>(int kc, float* a, float* b, float* c, long ldc, bool load)
+        where TV : struct
+        where TL : struct, ILanes<TV>
     {
-        Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-        float* c0 = c, c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc, c6 = c5 + ldc, c7 = c6 + ldc;
-        if (load)
+        int rowsPerTile = TL.Count == 16 ? MR : 4;
+        int vectors = Math.Min(TL.MaxColumnVectors, NR / TL.Count);
+        int sliceWidth = vectors * TL.Count;
+        int flags = load ? GemmEpilogue.Accumulate : 0;
+        var loop = ReductionLoop.Contiguous(kc);
+        float** rows = stackalloc float*[MR];
+        for (int r0 = 0; r0 < MR; r0 += rowsPerTile)
         {
-            c00 = Vector512.Load(c0); c01 = Vector512.Load(c0 + 16);
-            c10 = Vector512.Load(c1); c11 = Vector512.Load(c1 + 16);
-            c20 = Vector512.Load(c2); c21 = Vector512.Load(c2 + 16);
-            c30 = Vector512.Load(c3); c31 = Vector512.Load(c3 + 16);
-            c40 = Vector512.Load(c4); c41 = Vector512.Load(c4 + 16);
-            c50 = Vector512.Load(c5); c51 = Vector512.Load(c5 + 16);
-            c60 = Vector512.Load(c6); c61 = Vector512.Load(c6 + 16);
-            c70 = Vector512.Load(c7); c71 = Vector512.Load(c7 + 16);
-        }
-        else
-        {
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector512<float>.Zero;
-            c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = Vector512<float>.Zero;
-        }
-
-        for (int k = 0; k < kc; k++)
-        {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var av = Vector512.Create(a[0]);
-            c00 = Vector512.FusedMultiplyAdd(av, b0, c00); c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
-            av = Vector512.Create(a[1]);
-            c10 = Vector512.FusedMultiplyAdd(av, b0, c10); c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
-            av = Vector512.Create(a[2]);
-            c20 = Vector512.FusedMultiplyAdd(av, b0, c20); c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
-            av = Vector512.Create(a[3]);
-            c30 = Vector512.FusedMultiplyAdd(av, b0, c30); c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
-            av = Vector512.Create(a[4]);
-            c40 = Vector512.FusedMultiplyAdd(av, b0, c40); c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
-            av = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(av, b0, c50); c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
-            av = Vector512.Create(a[6]);
-            c60 = Vector512.FusedMultiplyAdd(av, b0, c60); c61 = Vector512.FusedMultiplyAdd(av, b1, c61);
-            av = Vector512.Create(a[7]);
-            c70 = Vector512.FusedMultiplyAdd(av, b0, c70); c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
-            a += MR;
-            b += NR;
-        }
-
-        c00.Store(c0); c01.Store(c0 + 16);
-        c10.Store(c1); c11.Store(c1 + 16);
-        c20.Store(c2); c21.Store(c2 + 16);
-        c30.Store(c3); c31.Store(c3 + 16);
-        c40.Store(c4); c41.Store(c4 + 16);
-        c50.Store(c5); c51.Store(c5 + 16);
-        c60.Store(c6); c61.Store(c6 + 16);
-        c70.Store(c7); c71.Store(c7 + 16);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int kc, float* a, float* b, float* c, long ldc, bool load)
-    {
-        // Sixteen ymm registers hold a 4 x 16 quarter of the tile; the four quarters each run the full depth.
-        for (int quarter = 0; quarter < 4; quarter++)
-        {
-            int r0 = (quarter >> 1) * 4, j0 = (quarter & 1) * 16;
-            float* cq = c + (r0 * ldc) + j0;
-            float* c0 = cq, c1 = cq + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
-            Vector256<float> s00, s01, s10, s11, s20, s21, s30, s31;
-            if (load)
+            for (int r = 0; r < rowsPerTile; r++)
             {
-                s00 = Vector256.Load(c0); s01 = Vector256.Load(c0 + 8);
-                s10 = Vector256.Load(c1); s11 = Vector256.Load(c1 + 8);
-                s20 = Vector256.Load(c2); s21 = Vector256.Load(c2 + 8);
-                s30 = Vector256.Load(c3); s31 = Vector256.Load(c3 + 8);
-            }
-            else
-            {
-                s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = Vector256<float>.Zero;
+                rows[r] = a + r0 + r;
             }
 
-            float* ap = a + r0, bp = b + j0;
-            for (int k = 0; k < kc; k++)
+            for (int s = 0; s < NR; s += sliceWidth)
             {
-                var b0 = Vector256.Load(bp);
-                var b1 = Vector256.Load(bp + 8);
-                var av = Vector256.Create(ap[0]);
-                s00 = Vector256.FusedMultiplyAdd(av, b0, s00); s01 = Vector256.FusedMultiplyAdd(av, b1, s01);
-                av = Vector256.Create(ap[1]);
-                s10 = Vector256.FusedMultiplyAdd(av, b0, s10); s11 = Vector256.FusedMultiplyAdd(av, b1, s11);
-                av = Vector256.Create(ap[2]);
-                s20 = Vector256.FusedMultiplyAdd(av, b0, s20); s21 = Vector256.FusedMultiplyAdd(av, b1, s21);
-                av = Vector256.Create(ap[3]);
-                s30 = Vector256.FusedMultiplyAdd(av, b0, s30); s31 = Vector256.FusedMultiplyAdd(av, b1, s31);
-                ap += MR;
-                bp += NR;
-            }
-
-            s00.Store(c0); s01.Store(c0 + 8);
-            s10.Store(c1); s11.Store(c1 + 8);
-            s20.Store(c2); s21.Store(c2 + 8);
-            s30.Store(c3); s31.Store(c3 + 8);
-        }
-    }
-
-    private static void KernelScalar(int kc, float* a, float* b, float* c, long ldc, bool load)
-    {
-        for (int r = 0; r < MR; r++)
-        {
-            float* cr = c + (r * ldc);
-            for (int j = 0; j < NR; j++)
-            {
-                float s = load ? cr[j] : 0f;
-                for (int k = 0; k < kc; k++)
-                {
-                    s = MathF.FusedMultiplyAdd(a[(k * MR) + r], b[(k * NR) + j], s);
-                }
-
-                cr[j] = s;
+                GemmTile.Shape<TV, TL, InterleavedReduction>(
+                    rowsPerTile, vectors, rows, 0, null, b + s, NR, loop, null, c + (r0 * ldc) + s, (nint)ldc, sliceWidth, flags);
             }
         }
     }

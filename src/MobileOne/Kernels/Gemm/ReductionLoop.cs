@@ -1,4 +1,4 @@
-namespace MobileOne.Kernels.Conv;
+namespace MobileOne.Kernels.Gemm;
 
 /// <summary>
 /// How one output pixel's reduction is laid out in memory: <see cref="OuterCount"/> x <see cref="InnerCount"/>
