@@ -686,9 +686,24 @@ internal sealed unsafe class DynamicCoefficientStep(EngineOp op, int index) : Op
                     z += w2[row + r] * hidden[r];
                 }
 
-                coef[o] = Normalize(node, o, z);
+                coef[CoefficientIndex(node, o)] = Normalize(node, o, z);
             }
         }
+    }
+
+    /// <summary>
+    /// Where FC2 output <paramref name="o"/> is stored: DyReLU-B's outputs are per channel, [c][2K] in FC2's order,
+    /// and are stored slot-major, [2K][c], so the apply kernel loads a vector of channels' coefficients at once.
+    /// </summary>
+    private static int CoefficientIndex(GraphNode node, int o)
+    {
+        if (node is DyReluNode { Kind: DyReluKind.B } d)
+        {
+            int slots = 2 * d.K;
+            return ((o % slots) * d.Channels) + (o / slots);
+        }
+
+        return o;
     }
 
     private static float Normalize(GraphNode node, int o, float z)
@@ -707,7 +722,7 @@ internal sealed unsafe class DynamicCoefficientStep(EngineOp op, int index) : Op
     }
 }
 
-/// <summary>Applies DyReLU with each image's coefficients (pixels split between shares; padding channels zeroed), then the epilogue.</summary>
+/// <summary>Applies DyReLU with each image's coefficients (pixels split between shares, channels as vector lanes; padding channels zeroed), then the epilogue.</summary>
 internal sealed unsafe class DyReluApplyStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
@@ -718,36 +733,20 @@ internal sealed unsafe class DyReluApplyStep(EngineOp op, int index) : OpStep(op
         long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
-        int k2 = 2 * d.K, perChannel = d.Kind == DyReluKind.B ? k2 : 0;
+        bool perChannel = d.Kind == DyReluKind.B;
         for (long p = p0; p < p1; p++)
         {
             float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
-            float* x = input + (p * a.Stride);
             float* y = output + (p * o.Stride);
-            for (int c = 0; c < d.Channels; c++)
-            {
-                float* cc = coef + (c * perChannel);
-                float v = x[c];
-                float best = (cc[0] * v) + cc[d.K];
-                for (int k = 1; k < d.K; k++)
-                {
-                    best = MathF.Max(best, (cc[k] * v) + cc[d.K + k]);
-                }
-
-                y[c] = best;
-            }
-
-            for (int c = d.Channels; c < o.Stride; c++)
-            {
-                y[c] = 0f;
-            }
+            DynamicActivationKernels.DyRelu(s.Isa, input + (p * a.Stride), y, d.Channels, coef, d.K, perChannel);
+            new Span<float>(y + d.Channels, o.Stride - d.Channels).Clear();
         }
 
         Epilogue(s, p0, p1, activationDone: false);
     }
 }
 
-/// <summary>Applies dynamic shift-max with each image's coefficients (pixels split between shares; padding channels zeroed), then the epilogue.</summary>
+/// <summary>Applies dynamic shift-max with each image's coefficients (pixels split between shares, channels as vector lanes; padding channels zeroed), then the epilogue.</summary>
 internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
@@ -758,39 +757,12 @@ internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : OpStep(
         long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
-        int channels = m.Channels, shift = m.GroupChannels;
         for (long p = p0; p < p1; p++)
         {
             float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
-            float* x = input + (p * a.Stride);
             float* y = output + (p * o.Stride);
-            for (int i = 0; i < channels; i++)
-            {
-                float best = float.NegativeInfinity;
-                for (int k = 0; k < m.K; k++)
-                {
-                    float total = 0f;
-                    int src = i;
-                    for (int j = 0; j < m.J; j++)
-                    {
-                        total += coef[(((k * m.J) + j) * channels) + i] * x[src];
-                        src += shift;
-                        if (src >= channels)
-                        {
-                            src -= channels;
-                        }
-                    }
-
-                    best = MathF.Max(best, total);
-                }
-
-                y[i] = best;
-            }
-
-            for (int c = channels; c < o.Stride; c++)
-            {
-                y[c] = 0f;
-            }
+            DynamicActivationKernels.ShiftMax(s.Isa, input + (p * a.Stride), y, m.Channels, coef, m.K, m.J, m.GroupChannels);
+            new Span<float>(y + m.Channels, o.Stride - m.Channels).Clear();
         }
 
         Epilogue(s, p0, p1, activationDone: false);

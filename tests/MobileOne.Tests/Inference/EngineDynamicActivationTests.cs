@@ -197,8 +197,13 @@ public class EngineDynamicActivationTests
         int conv2 = g.Add(ConvNode.Square("conv2", a, 8, 12, 3, 2, 1, 1, Random(rng, 12 * 8 * 9), Random(rng, 12)));
         int b = g.Add(DyRelu(rng, "dyrelu.b", conv2, 12, 4, DyReluKind.B, 2));
         int m = g.Add(ShiftMax(rng, "shiftmax", b, 12, 3, 2, 2, 4));
-        int pooled = g.Add(new GlobalAveragePoolNode("pool", m));
-        g.Add(new LinearNode("fc", pooled, 12, 5, Random(rng, 12 * 5), Random(rng, 5)));
+
+        // 40 channels: whole vectors on both widths plus a tail, and shift-max partners that wrap inside a vector.
+        int conv3 = g.Add(ConvNode.Square("conv3", m, 12, 40, 1, 1, 0, 1, Random(rng, 40 * 12), Random(rng, 40)));
+        int wide = g.Add(DyRelu(rng, "dyrelu.wide", conv3, 40, 5, DyReluKind.B, 3));
+        int shifted = g.Add(ShiftMax(rng, "shiftmax.wide", wide, 40, 4, 3, 2, 5));
+        int pooled = g.Add(new GlobalAveragePoolNode("pool", shifted));
+        g.Add(new LinearNode("fc", pooled, 40, 5, Random(rng, 40 * 5), Random(rng, 5)));
         return g;
     }
 
