@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace MobileOne.Kernels;
 
@@ -67,71 +66,47 @@ public static unsafe class ActivationBackward
 
     private static void ReluMask(float* dy, float* y, float* dx, int n)
     {
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = ReluMask<Lanes512, Vector512<float>>(dy, y, dx, i, n);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = ReluMask<Lanes256, Vector256<float>>(dy, y, dx, i, n);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = ReluMask<Lanes128, Vector128<float>>(dy, y, dx, i, n);
-        }
-
-        ReluMask<Lanes1, float>(dy, y, dx, i, n);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int ReluMask<TL, TV>(float* dy, float* y, float* dx, int i, int n)
-        where TL : struct, ILanes<TV>
-        where TV : struct
-    {
-        for (; i + TL.Count <= n; i += TL.Count)
-        {
-            TL.Store(dx + i, TL.WherePositive(TL.Load(y + i), TL.Load(dy + i)));
-        }
-
-        return i;
+        var loop = new ReluMaskLoop(dy, y, dx);
+        Lanes.Run(ref loop, n);
     }
 
     private static void Scale(float* x, float s, float* y, int n, bool relu)
     {
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = Scale<Lanes512, Vector512<float>>(x, s, y, i, n, relu);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = Scale<Lanes256, Vector256<float>>(x, s, y, i, n, relu);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = Scale<Lanes128, Vector128<float>>(x, s, y, i, n, relu);
-        }
-
-        Scale<Lanes1, float>(x, s, y, i, n, relu);
+        var loop = new ScaleLoop(x, s, y, relu);
+        Lanes.Run(ref loop, n);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Scale<TL, TV>(float* x, float s, float* y, int i, int n, bool relu)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct ReluMaskLoop(float* dy, float* y, float* dx) : IWidthLoop
     {
-        TV sv = TL.Splat(s);
-        for (; i + TL.Count <= n; i += TL.Count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV v = TL.Multiply(TL.Load(x + i), sv);
-            TL.Store(y + i, relu ? TL.Max(v, TL.Zero) : v);
-        }
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(dx + i, TL.WherePositive(TL.Load(y + i), TL.Load(dy + i)));
+            }
 
-        return i;
+            return i;
+        }
+    }
+
+    private readonly struct ScaleLoop(float* x, float s, float* y, bool relu) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV sv = TL.Splat(s);
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV v = TL.Multiply(TL.Load(x + i), sv);
+                TL.Store(y + i, relu ? TL.Max(v, TL.Zero) : v);
+            }
+
+            return i;
+        }
     }
 }

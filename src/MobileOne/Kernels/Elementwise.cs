@@ -1,11 +1,10 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace MobileOne.Kernels;
 
 /// <summary>
-/// Element-wise operations over spans, vectorized like the other training kernels: Vector512, Vector256, Vector128
-/// and scalar chunks in turn, as far as <see cref="Lanes.Level"/> goes (<see cref="ILanes{TV}"/>).
+/// Element-wise operations over spans, vectorized like the other training kernels: each is one loop body over
+/// <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}"/> runs at every width <see cref="Lanes.Level"/> has.
 /// </summary>
 public static unsafe class Elementwise
 {
@@ -13,23 +12,8 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            int n = x.Length, i = 0;
-            if (Lanes.Use512)
-            {
-                i = Relu<Vector512<float>, Lanes512>(p, i, n);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Relu<Vector256<float>, Lanes256>(p, i, n);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Relu<Vector128<float>, Lanes128>(p, i, n);
-            }
-
-            Relu<float, Lanes1>(p, i, n);
+            var loop = new ReluLoop(p);
+            Lanes.Run(ref loop, x.Length);
         }
     }
 
@@ -44,23 +28,8 @@ public static unsafe class Elementwise
         fixed (float* d = dst)
         fixed (float* s = src)
         {
-            int n = dst.Length, i = 0;
-            if (Lanes.Use512)
-            {
-                i = Add<Vector512<float>, Lanes512>(d, s, i, n);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Add<Vector256<float>, Lanes256>(d, s, i, n);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Add<Vector128<float>, Lanes128>(d, s, i, n);
-            }
-
-            Add<float, Lanes1>(d, s, i, n);
+            var loop = new AddLoop(d, s);
+            Lanes.Run(ref loop, dst.Length);
         }
     }
 
@@ -68,23 +37,8 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            int n = x.Length, i = 0;
-            if (Lanes.Use512)
-            {
-                i = AddScalar<Vector512<float>, Lanes512>(p, i, n, value);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = AddScalar<Vector256<float>, Lanes256>(p, i, n, value);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = AddScalar<Vector128<float>, Lanes128>(p, i, n, value);
-            }
-
-            AddScalar<float, Lanes1>(p, i, n, value);
+            var loop = new ScaleShiftLoop(p, 1f, value, fused: false);
+            Lanes.Run(ref loop, x.Length);
         }
     }
 
@@ -93,23 +47,8 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            int n = x.Length, i = 0;
-            if (Lanes.Use512)
-            {
-                i = ScaleShift<Vector512<float>, Lanes512>(p, i, n, scale, shift);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = ScaleShift<Vector256<float>, Lanes256>(p, i, n, scale, shift);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = ScaleShift<Vector128<float>, Lanes128>(p, i, n, scale, shift);
-            }
-
-            ScaleShift<float, Lanes1>(p, i, n, scale, shift);
+            var loop = new ScaleShiftLoop(p, scale, shift, fused: true);
+            Lanes.Run(ref loop, x.Length);
         }
     }
 
@@ -117,23 +56,9 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            int n = x.Length, i = 0;
-            if (Lanes.Use512)
-            {
-                i = Scale<Vector512<float>, Lanes512>(p, i, n, scale);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Scale<Vector256<float>, Lanes256>(p, i, n, scale);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Scale<Vector128<float>, Lanes128>(p, i, n, scale);
-            }
-
-            Scale<float, Lanes1>(p, i, n, scale);
+            // + (-0) is the exact identity (it keeps a -0 product), so this is x * scale bit for bit.
+            var loop = new ScaleShiftLoop(p, scale, -0f, fused: false);
+            Lanes.Run(ref loop, x.Length);
         }
     }
 
@@ -150,25 +75,9 @@ public static unsafe class Elementwise
         fixed (float* pa = a)
         fixed (float* pb = b)
         {
-            int n = a.Length, i = 0;
-            float s = 0f;
-            if (Lanes.Use512)
-            {
-                i = Dot<Vector512<float>, Lanes512>(pa, pb, i, n, ref s);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Dot<Vector256<float>, Lanes256>(pa, pb, i, n, ref s);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Dot<Vector128<float>, Lanes128>(pa, pb, i, n, ref s);
-            }
-
-            Dot<float, Lanes1>(pa, pb, i, n, ref s);
-            return s;
+            var loop = new DotLoop(pa, pb);
+            Lanes.Run(ref loop, a.Length);
+            return loop.Sum;
         }
     }
 
@@ -184,91 +93,79 @@ public static unsafe class Elementwise
         return s;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Relu<TV, TL>(float* x, int i, int n)
-        where TV : struct
-        where TL : struct, ILanes<TV>
+    private readonly struct ReluLoop(float* x) : IWidthLoop
     {
-        for (; i + TL.Count <= n; i += TL.Count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TL.Store(x + i, TL.Max(TL.Load(x + i), TL.Zero));
-        }
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(x + i, TL.Max(TL.Load(x + i), TL.Zero));
+            }
 
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Add<TV, TL>(float* dst, float* src, int i, int n)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        for (; i + TL.Count <= n; i += TL.Count)
-        {
-            TL.Store(dst + i, TL.Add(TL.Load(dst + i), TL.Load(src + i)));
-        }
-
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int AddScalar<TV, TL>(float* x, int i, int n, float value)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        TV v = TL.Splat(value);
-        for (; i + TL.Count <= n; i += TL.Count)
-        {
-            TL.Store(x + i, TL.Add(TL.Load(x + i), v));
-        }
-
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int ScaleShift<TV, TL>(float* x, int i, int n, float scale, float shift)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        TV s = TL.Splat(scale), b = TL.Splat(shift);
-        for (; i + TL.Count <= n; i += TL.Count)
-        {
-            TL.Store(x + i, TL.Fma(TL.Load(x + i), s, b));
-        }
-
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Scale<TV, TL>(float* x, int i, int n, float scale)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        TV s = TL.Splat(scale);
-        for (; i + TL.Count <= n; i += TL.Count)
-        {
-            TL.Store(x + i, TL.Multiply(TL.Load(x + i), s));
-        }
-
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Dot<TV, TL>(float* a, float* b, int i, int n, ref float sum)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        if (i + TL.Count > n)
-        {
             return i;
         }
+    }
 
-        TV acc = TL.Zero;
-        for (; i + TL.Count <= n; i += TL.Count)
+    private readonly struct AddLoop(float* dst, float* src) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            acc = TL.Fma(TL.Load(a + i), TL.Load(b + i), acc);
-        }
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(dst + i, TL.Add(TL.Load(dst + i), TL.Load(src + i)));
+            }
 
-        sum += TL.Sum(acc);
-        return i;
+            return i;
+        }
+    }
+
+    /// <summary>x * scale + shift: fused (one rounding), or a multiply then an add (exactly x * scale, or x + shift).</summary>
+    private readonly struct ScaleShiftLoop(float* x, float scale, float shift, bool fused) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV s = TL.Splat(scale), b = TL.Splat(shift);
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV v = TL.Load(x + i);
+                TL.Store(x + i, fused ? TL.Fma(v, s, b) : TL.Add(TL.Multiply(v, s), b));
+            }
+
+            return i;
+        }
+    }
+
+    private struct DotLoop(float* a, float* b) : IWidthLoop
+    {
+        public float Sum;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            if (i + TL.Count > n)
+            {
+                return i;
+            }
+
+            TV acc = TL.Zero;
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                acc = TL.Fma(TL.Load(a + i), TL.Load(b + i), acc);
+            }
+
+            Sum += TL.Sum(acc);
+            return i;
+        }
     }
 }

@@ -38,6 +38,45 @@ public static class Lanes
     internal static bool Use256 => Current >= Isa.Avx2;
 
     internal static bool Use128 => Current >= Isa.Simd128;
+
+    /// <summary>
+    /// Runs <paramref name="loop"/> over [0, <paramref name="count"/>) at every width <see cref="Level"/> has, widest
+    /// first, each width continuing where the last stopped, then one lane at a time: the one width chain of the
+    /// width-generic loops, so a short run such as 7 or 14 values still runs vectorized.
+    /// </summary>
+    internal static void Run<TLoop>(ref TLoop loop, int count)
+        where TLoop : struct, IWidthLoop
+    {
+        int i = 0;
+        if (Use512)
+        {
+            i = loop.Run<Vector512<float>, Lanes512>(i, count);
+        }
+
+        if (Use256)
+        {
+            i = loop.Run<Vector256<float>, Lanes256>(i, count);
+        }
+
+        if (Use128)
+        {
+            i = loop.Run<Vector128<float>, Lanes128>(i, count);
+        }
+
+        loop.Run<float, Lanes1>(i, count);
+    }
+}
+
+/// <summary>
+/// A loop body written once against <see cref="ILanes{TV}"/> for <see cref="Lanes.Run{TLoop}"/>: it processes whole
+/// vectors of <typeparamref name="TL"/> from <c>start</c> while they fit before <c>end</c> and returns where it
+/// stopped. Its operands are fields of the struct; state carried between widths (a partial sum) too.
+/// </summary>
+internal interface IWidthLoop
+{
+    int Run<TV, TL>(int start, int end)
+        where TV : struct
+        where TL : struct, ILanes<TV>;
 }
 
 /// <summary>

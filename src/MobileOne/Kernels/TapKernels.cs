@@ -7,32 +7,17 @@ namespace MobileOne.Kernels;
 /// Flat multi-tap loops behind the direct depthwise kernels. A padded plane stored with row stride rs turns a
 /// 3x3 window into nine fixed offsets, so a whole plane is one loop over i with dst[i] = sum_t w[t] * tap_t[i]
 /// (forward and input gradient) or sum_t += g[i] * tap_t[i] (weight gradient), without per-row edge cases.
-/// Each loop runs Vector512, Vector256, Vector128 and scalar chunks in turn.
+/// Each loop is one body over <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}"/> runs at every width in turn.
 /// </summary>
 internal static unsafe class TapKernels
 {
     /// <summary>dst[i] = (accumulate ? dst[i] : 0) + sum over taps of w[t] * taps[t][i], for i in [0, length).</summary>
     public static void Correlate(float** taps, float* w, int tapCount, float* dst, int length, bool accumulate)
     {
-        int i = 0;
         if (tapCount == 9)
         {
-            if (Lanes.Use512)
-            {
-                i = Correlate9<Lanes512, Vector512<float>>(taps, w, dst, i, length, accumulate);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Correlate9<Lanes256, Vector256<float>>(taps, w, dst, i, length, accumulate);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Correlate9<Lanes128, Vector128<float>>(taps, w, dst, i, length, accumulate);
-            }
-
-            Correlate9<Lanes1, float>(taps, w, dst, i, length, accumulate);
+            var correlate9 = new Correlate9Loop(taps, w, dst, accumulate);
+            Lanes.Run(ref correlate9, length);
             return;
         }
 
@@ -41,22 +26,8 @@ internal static unsafe class TapKernels
             throw new ArgumentOutOfRangeException(nameof(tapCount), tapCount, "Tap kernels take 1 or 9 taps.");
         }
 
-        if (Lanes.Use512)
-        {
-            i = Scale<Lanes512, Vector512<float>>(taps[0], w[0], dst, i, length, accumulate);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = Scale<Lanes256, Vector256<float>>(taps[0], w[0], dst, i, length, accumulate);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = Scale<Lanes128, Vector128<float>>(taps[0], w[0], dst, i, length, accumulate);
-        }
-
-        Scale<Lanes1, float>(taps[0], w[0], dst, i, length, accumulate);
+        var scale = new ScaleLoop(taps[0], w[0], dst, accumulate);
+        Lanes.Run(ref scale, length);
     }
 
     /// <summary>sums[t] = sum over i of g[i] * taps[t][i] (each width's partial sums added in a fixed order).</summary>
@@ -67,142 +38,125 @@ internal static unsafe class TapKernels
             sums[t] = 0f;
         }
 
-        int i = 0;
         if (tapCount == 9)
         {
-            if (Lanes.Use512)
-            {
-                i = Dot9<Lanes512, Vector512<float>>(g, taps, i, length, sums);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Dot9<Lanes256, Vector256<float>>(g, taps, i, length, sums);
-            }
-
-            if (Lanes.Use128)
-            {
-                i = Dot9<Lanes128, Vector128<float>>(g, taps, i, length, sums);
-            }
-
-            Dot9<Lanes1, float>(g, taps, i, length, sums);
+            var dot9 = new Dot9Loop(g, taps, sums);
+            Lanes.Run(ref dot9, length);
             return;
         }
 
-        if (Lanes.Use512)
-        {
-            i = Dot1<Lanes512, Vector512<float>>(g, taps[0], i, length, sums);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = Dot1<Lanes256, Vector256<float>>(g, taps[0], i, length, sums);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = Dot1<Lanes128, Vector128<float>>(g, taps[0], i, length, sums);
-        }
-
-        Dot1<Lanes1, float>(g, taps[0], i, length, sums);
+        var dot1 = new Dot1Loop(g, taps[0], sums);
+        Lanes.Run(ref dot1, length);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Correlate9<TL, TV>(float** taps, float* w, float* dst, int i, int n, bool accumulate)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct Correlate9Loop(float** taps, float* w, float* dst, bool accumulate) : IWidthLoop
     {
-        float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-        TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
-        TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
-        int step = TL.Count;
-        for (; i + step <= n; i += step)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV s = accumulate ? TL.Load(dst + i) : TL.Zero;
-            s = TL.Fma(w0, TL.Load(t0 + i), s);
-            s = TL.Fma(w1, TL.Load(t1 + i), s);
-            s = TL.Fma(w2, TL.Load(t2 + i), s);
-            s = TL.Fma(w3, TL.Load(t3 + i), s);
-            s = TL.Fma(w4, TL.Load(t4 + i), s);
-            s = TL.Fma(w5, TL.Load(t5 + i), s);
-            s = TL.Fma(w6, TL.Load(t6 + i), s);
-            s = TL.Fma(w7, TL.Load(t7 + i), s);
-            s = TL.Fma(w8, TL.Load(t8 + i), s);
-            TL.Store(dst + i, s);
-        }
+            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
+            TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
+            TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
+            int step = TL.Count;
+            for (; i + step <= n; i += step)
+            {
+                TV s = accumulate ? TL.Load(dst + i) : TL.Zero;
+                s = TL.Fma(w0, TL.Load(t0 + i), s);
+                s = TL.Fma(w1, TL.Load(t1 + i), s);
+                s = TL.Fma(w2, TL.Load(t2 + i), s);
+                s = TL.Fma(w3, TL.Load(t3 + i), s);
+                s = TL.Fma(w4, TL.Load(t4 + i), s);
+                s = TL.Fma(w5, TL.Load(t5 + i), s);
+                s = TL.Fma(w6, TL.Load(t6 + i), s);
+                s = TL.Fma(w7, TL.Load(t7 + i), s);
+                s = TL.Fma(w8, TL.Load(t8 + i), s);
+                TL.Store(dst + i, s);
+            }
 
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Scale<TL, TV>(float* t0, float w, float* dst, int i, int n, bool accumulate)
-        where TL : struct, ILanes<TV>
-        where TV : struct
-    {
-        TV w0 = TL.Splat(w);
-        int step = TL.Count;
-        for (; i + step <= n; i += step)
-        {
-            TV s = accumulate ? TL.Load(dst + i) : TL.Zero;
-            TL.Store(dst + i, TL.Fma(w0, TL.Load(t0 + i), s));
-        }
-
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Dot9<TL, TV>(float* g, float** taps, int i, int n, float* sums)
-        where TL : struct, ILanes<TV>
-        where TV : struct
-    {
-        int step = TL.Count;
-        if (i + step > n)
-        {
             return i;
         }
-
-        float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-        TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero;
-        for (; i + step <= n; i += step)
-        {
-            TV gv = TL.Load(g + i);
-            s0 = TL.Fma(gv, TL.Load(t0 + i), s0);
-            s1 = TL.Fma(gv, TL.Load(t1 + i), s1);
-            s2 = TL.Fma(gv, TL.Load(t2 + i), s2);
-            s3 = TL.Fma(gv, TL.Load(t3 + i), s3);
-            s4 = TL.Fma(gv, TL.Load(t4 + i), s4);
-            s5 = TL.Fma(gv, TL.Load(t5 + i), s5);
-            s6 = TL.Fma(gv, TL.Load(t6 + i), s6);
-            s7 = TL.Fma(gv, TL.Load(t7 + i), s7);
-            s8 = TL.Fma(gv, TL.Load(t8 + i), s8);
-        }
-
-        sums[0] += TL.Sum(s0);
-        sums[1] += TL.Sum(s1);
-        sums[2] += TL.Sum(s2);
-        sums[3] += TL.Sum(s3);
-        sums[4] += TL.Sum(s4);
-        sums[5] += TL.Sum(s5);
-        sums[6] += TL.Sum(s6);
-        sums[7] += TL.Sum(s7);
-        sums[8] += TL.Sum(s8);
-        return i;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Dot1<TL, TV>(float* g, float* t0, int i, int n, float* sums)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct ScaleLoop(float* t0, float w, float* dst, bool accumulate) : IWidthLoop
     {
-        int step = TL.Count;
-        TV s0 = TL.Zero;
-        for (; i + step <= n; i += step)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            s0 = TL.Fma(TL.Load(g + i), TL.Load(t0 + i), s0);
-        }
+            TV w0 = TL.Splat(w);
+            int step = TL.Count;
+            for (; i + step <= n; i += step)
+            {
+                TV s = accumulate ? TL.Load(dst + i) : TL.Zero;
+                TL.Store(dst + i, TL.Fma(w0, TL.Load(t0 + i), s));
+            }
 
-        sums[0] += TL.Sum(s0);
-        return i;
+            return i;
+        }
+    }
+
+    private readonly struct Dot9Loop(float* g, float** taps, float* sums) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            int step = TL.Count;
+            if (i + step > n)
+            {
+                return i;
+            }
+
+            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
+            TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero;
+            for (; i + step <= n; i += step)
+            {
+                TV gv = TL.Load(g + i);
+                s0 = TL.Fma(gv, TL.Load(t0 + i), s0);
+                s1 = TL.Fma(gv, TL.Load(t1 + i), s1);
+                s2 = TL.Fma(gv, TL.Load(t2 + i), s2);
+                s3 = TL.Fma(gv, TL.Load(t3 + i), s3);
+                s4 = TL.Fma(gv, TL.Load(t4 + i), s4);
+                s5 = TL.Fma(gv, TL.Load(t5 + i), s5);
+                s6 = TL.Fma(gv, TL.Load(t6 + i), s6);
+                s7 = TL.Fma(gv, TL.Load(t7 + i), s7);
+                s8 = TL.Fma(gv, TL.Load(t8 + i), s8);
+            }
+
+            sums[0] += TL.Sum(s0);
+            sums[1] += TL.Sum(s1);
+            sums[2] += TL.Sum(s2);
+            sums[3] += TL.Sum(s3);
+            sums[4] += TL.Sum(s4);
+            sums[5] += TL.Sum(s5);
+            sums[6] += TL.Sum(s6);
+            sums[7] += TL.Sum(s7);
+            sums[8] += TL.Sum(s8);
+            return i;
+        }
+    }
+
+    private readonly struct Dot1Loop(float* g, float* t0, float* sums) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            int step = TL.Count;
+            TV s0 = TL.Zero;
+            for (; i + step <= n; i += step)
+            {
+                s0 = TL.Fma(TL.Load(g + i), TL.Load(t0 + i), s0);
+            }
+
+            sums[0] += TL.Sum(s0);
+            return i;
+        }
     }
 
     /// <summary>
@@ -218,23 +172,8 @@ internal static unsafe class TapKernels
             return;
         }
 
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = CorrelateMasked<Lanes512, Vector512<float>>(taps, w, left, right, dst, i, length, accumulate);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = CorrelateMasked<Lanes256, Vector256<float>>(taps, w, left, right, dst, i, length, accumulate);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = CorrelateMasked<Lanes128, Vector128<float>>(taps, w, left, right, dst, i, length, accumulate);
-        }
-
-        CorrelateMasked<Lanes1, float>(taps, w, left, right, dst, i, length, accumulate);
+        var correlateMasked = new CorrelateMaskedLoop(taps, w, left, right, dst, accumulate);
+        Lanes.Run(ref correlateMasked, length);
     }
 
     /// <summary>sums[t] = sum over i of g[i] * taps[t][i], the left and right taps masked as in <see cref="CorrelateMasked"/>.</summary>
@@ -251,92 +190,83 @@ internal static unsafe class TapKernels
             sums[t] = 0f;
         }
 
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = DotMasked<Lanes512, Vector512<float>>(g, taps, left, right, i, length, sums);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = DotMasked<Lanes256, Vector256<float>>(g, taps, left, right, i, length, sums);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = DotMasked<Lanes128, Vector128<float>>(g, taps, left, right, i, length, sums);
-        }
-
-        DotMasked<Lanes1, float>(g, taps, left, right, i, length, sums);
+        var dotMasked = new DotMaskedLoop(g, taps, left, right, sums);
+        Lanes.Run(ref dotMasked, length);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int CorrelateMasked<TL, TV>(float** taps, float* w, float* left, float* right, float* dst, int i, int n, bool accumulate)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct CorrelateMaskedLoop(float** taps, float* w, float* left, float* right, float* dst, bool accumulate) : IWidthLoop
     {
-        float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-        TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
-        TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
-        int step = TL.Count;
-        for (; i + step <= n; i += step)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV c = accumulate ? TL.Load(dst + i) : TL.Zero;
-            c = TL.Fma(w1, TL.Load(t1 + i), c);
-            c = TL.Fma(w4, TL.Load(t4 + i), c);
-            c = TL.Fma(w7, TL.Load(t7 + i), c);
-            TV l = TL.Multiply(w0, TL.Load(t0 + i));
-            l = TL.Fma(w3, TL.Load(t3 + i), l);
-            l = TL.Fma(w6, TL.Load(t6 + i), l);
-            TV r = TL.Multiply(w2, TL.Load(t2 + i));
-            r = TL.Fma(w5, TL.Load(t5 + i), r);
-            r = TL.Fma(w8, TL.Load(t8 + i), r);
-            c = TL.Fma(TL.Load(left + i), l, c);
-            c = right is null ? TL.Add(c, r) : TL.Fma(TL.Load(right + i), r, c);
-            TL.Store(dst + i, c);
-        }
+            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
+            TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
+            TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
+            int step = TL.Count;
+            for (; i + step <= n; i += step)
+            {
+                TV c = accumulate ? TL.Load(dst + i) : TL.Zero;
+                c = TL.Fma(w1, TL.Load(t1 + i), c);
+                c = TL.Fma(w4, TL.Load(t4 + i), c);
+                c = TL.Fma(w7, TL.Load(t7 + i), c);
+                TV l = TL.Multiply(w0, TL.Load(t0 + i));
+                l = TL.Fma(w3, TL.Load(t3 + i), l);
+                l = TL.Fma(w6, TL.Load(t6 + i), l);
+                TV r = TL.Multiply(w2, TL.Load(t2 + i));
+                r = TL.Fma(w5, TL.Load(t5 + i), r);
+                r = TL.Fma(w8, TL.Load(t8 + i), r);
+                c = TL.Fma(TL.Load(left + i), l, c);
+                c = right is null ? TL.Add(c, r) : TL.Fma(TL.Load(right + i), r, c);
+                TL.Store(dst + i, c);
+            }
 
-        return i;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int DotMasked<TL, TV>(float* g, float** taps, float* left, float* right, int i, int n, float* sums)
-        where TL : struct, ILanes<TV>
-        where TV : struct
-    {
-        int step = TL.Count;
-        if (i + step > n)
-        {
             return i;
         }
+    }
 
-        float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-        TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero;
-        for (; i + step <= n; i += step)
+    private readonly struct DotMaskedLoop(float* g, float** taps, float* left, float* right, float* sums) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV gv = TL.Load(g + i);
-            TV gl = TL.Multiply(gv, TL.Load(left + i));
-            TV gr = right is null ? gv : TL.Multiply(gv, TL.Load(right + i));
-            s0 = TL.Fma(gl, TL.Load(t0 + i), s0);
-            s1 = TL.Fma(gv, TL.Load(t1 + i), s1);
-            s2 = TL.Fma(gr, TL.Load(t2 + i), s2);
-            s3 = TL.Fma(gl, TL.Load(t3 + i), s3);
-            s4 = TL.Fma(gv, TL.Load(t4 + i), s4);
-            s5 = TL.Fma(gr, TL.Load(t5 + i), s5);
-            s6 = TL.Fma(gl, TL.Load(t6 + i), s6);
-            s7 = TL.Fma(gv, TL.Load(t7 + i), s7);
-            s8 = TL.Fma(gr, TL.Load(t8 + i), s8);
-        }
+            int step = TL.Count;
+            if (i + step > n)
+            {
+                return i;
+            }
 
-        sums[0] += TL.Sum(s0);
-        sums[1] += TL.Sum(s1);
-        sums[2] += TL.Sum(s2);
-        sums[3] += TL.Sum(s3);
-        sums[4] += TL.Sum(s4);
-        sums[5] += TL.Sum(s5);
-        sums[6] += TL.Sum(s6);
-        sums[7] += TL.Sum(s7);
-        sums[8] += TL.Sum(s8);
-        return i;
+            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
+            TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero;
+            for (; i + step <= n; i += step)
+            {
+                TV gv = TL.Load(g + i);
+                TV gl = TL.Multiply(gv, TL.Load(left + i));
+                TV gr = right is null ? gv : TL.Multiply(gv, TL.Load(right + i));
+                s0 = TL.Fma(gl, TL.Load(t0 + i), s0);
+                s1 = TL.Fma(gv, TL.Load(t1 + i), s1);
+                s2 = TL.Fma(gr, TL.Load(t2 + i), s2);
+                s3 = TL.Fma(gl, TL.Load(t3 + i), s3);
+                s4 = TL.Fma(gv, TL.Load(t4 + i), s4);
+                s5 = TL.Fma(gr, TL.Load(t5 + i), s5);
+                s6 = TL.Fma(gl, TL.Load(t6 + i), s6);
+                s7 = TL.Fma(gv, TL.Load(t7 + i), s7);
+                s8 = TL.Fma(gr, TL.Load(t8 + i), s8);
+            }
+
+            sums[0] += TL.Sum(s0);
+            sums[1] += TL.Sum(s1);
+            sums[2] += TL.Sum(s2);
+            sums[3] += TL.Sum(s3);
+            sums[4] += TL.Sum(s4);
+            sums[5] += TL.Sum(s5);
+            sums[6] += TL.Sum(s6);
+            sums[7] += TL.Sum(s7);
+            sums[8] += TL.Sum(s8);
+            return i;
+        }
     }
 }
