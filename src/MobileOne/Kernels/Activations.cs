@@ -1,11 +1,10 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 
 namespace MobileOne.Kernels;
 
 /// <summary>
 /// The point-wise activations a layer graph can hold. Each is one entry here plus its operator struct below
-/// (scalar and vector forms of the same formula): the engine applies it as an epilogue of whichever kernel
+/// (one formula over ILanes, whose one-lane form is the scalar definition): the engine applies it as an epilogue of whichever kernel
 /// produced the values, while they are still in cache.
 /// </summary>
 public enum ActivationKind
@@ -45,14 +44,14 @@ public static unsafe class Activations
     public static float Apply(ActivationKind kind, float x) => kind switch
     {
         ActivationKind.None => x,
-        ActivationKind.Relu => ReluOp.Apply(x),
-        ActivationKind.Relu6 => Relu6Op.Apply(x),
-        ActivationKind.Gelu => GeluOp.Apply(x),
-        ActivationKind.GeluTanh => GeluTanhOp.Apply(x),
-        ActivationKind.Silu => SiluOp.Apply(x),
-        ActivationKind.HardSwish => HardSwishOp.Apply(x),
-        ActivationKind.Sigmoid => SigmoidOp.Apply(x),
-        ActivationKind.HardSigmoid => HardSigmoidOp.Apply(x),
+        ActivationKind.Relu => ReluOp.Apply<float, Lanes1>(x),
+        ActivationKind.Relu6 => Relu6Op.Apply<float, Lanes1>(x),
+        ActivationKind.Gelu => GeluOp.Apply<float, Lanes1>(x),
+        ActivationKind.GeluTanh => GeluTanhOp.Apply<float, Lanes1>(x),
+        ActivationKind.Silu => SiluOp.Apply<float, Lanes1>(x),
+        ActivationKind.HardSwish => HardSwishOp.Apply<float, Lanes1>(x),
+        ActivationKind.Sigmoid => SigmoidOp.Apply<float, Lanes1>(x),
+        ActivationKind.HardSigmoid => HardSigmoidOp.Apply<float, Lanes1>(x),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, $"Unknown activation {(int)kind}."),
     };
 
@@ -124,95 +123,101 @@ public static unsafe class Activations
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Run<TOp>(float* x, long count)
         where TOp : struct, IActivationOp
     {
-        long i = 0;
-        if (Lanes.Use512)
+        // Lanes.Run takes int counts: whole activations of any size go through in int-sized pieces.
+        for (long start = 0; start < count; start += int.MaxValue)
         {
-            for (; i <= count - 16; i += 16)
-            {
-                Vector512.Store(TOp.Apply(Vector512.Load(x + i)), x + i);
-            }
-        }
-
-        if (Lanes.Use256)
-        {
-            for (; i <= count - 8; i += 8)
-            {
-                Vector256.Store(TOp.Apply(Vector256.Load(x + i)), x + i);
-            }
-        }
-
-        for (; i < count; i++)
-        {
-            x[i] = TOp.Apply(x[i]);
+            var loop = new ActivationLoop<TOp>(x + start);
+            Lanes.Run(ref loop, (int)Math.Min(int.MaxValue, count - start));
         }
     }
 
-    /// <summary>One activation in scalar and vector form (the same formula, so every width agrees to rounding).</summary>
+    private readonly struct ActivationLoop<TOp>(float* x) : IWidthLoop
+        where TOp : struct, IActivationOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(x + i, TOp.Apply<TV, TL>(TL.Load(x + i)));
+            }
+
+            return i;
+        }
+    }
+
+    /// <summary>
+    /// One activation, written once over <see cref="ILanes{TV}"/>: the scalar definition is its one-lane form, so
+    /// every width computes the same formula and agrees to rounding.
+    /// </summary>
     private interface IActivationOp
     {
-        static abstract float Apply(float x);
-
-        static abstract Vector512<float> Apply(Vector512<float> x);
-
-        static abstract Vector256<float> Apply(Vector256<float> x);
+        static abstract TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>;
     }
 
+    /// <summary>max(x, 0), IEEE: a NaN stays NaN (as PyTorch's relu).</summary>
     private readonly struct ReluOp : IActivationOp
     {
-        public static float Apply(float x) => x > 0f ? x : 0f;
-
-        public static Vector512<float> Apply(Vector512<float> x) => Vector512.Max(x, Vector512<float>.Zero);
-
-        public static Vector256<float> Apply(Vector256<float> x) => Vector256.Max(x, Vector256<float>.Zero);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+            => TL.Max(x, TL.Zero);
     }
 
     private readonly struct Relu6Op : IActivationOp
     {
-        public static float Apply(float x) => Math.Clamp(x, 0f, 6f);
-
-        public static Vector512<float> Apply(Vector512<float> x) => Vector512.Min(Vector512.Max(x, Vector512<float>.Zero), Vector512.Create(6f));
-
-        public static Vector256<float> Apply(Vector256<float> x) => Vector256.Min(Vector256.Max(x, Vector256<float>.Zero), Vector256.Create(6f));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+            => TL.Min(TL.Max(x, TL.Zero), TL.Splat(6f));
     }
 
     private readonly struct HardSigmoidOp : IActivationOp
     {
-        public static float Apply(float x) => Math.Clamp(x + 3f, 0f, 6f) / 6f;
-
-        public static Vector512<float> Apply(Vector512<float> x) => Relu6Op.Apply(x + Vector512.Create(3f)) / Vector512.Create(6f);
-
-        public static Vector256<float> Apply(Vector256<float> x) => Relu6Op.Apply(x + Vector256.Create(3f)) / Vector256.Create(6f);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+            => TL.Divide(Relu6Op.Apply<TV, TL>(TL.Add(x, TL.Splat(3f))), TL.Splat(6f));
     }
 
     private readonly struct HardSwishOp : IActivationOp
     {
-        public static float Apply(float x) => x * HardSigmoidOp.Apply(x);
-
-        public static Vector512<float> Apply(Vector512<float> x) => x * HardSigmoidOp.Apply(x);
-
-        public static Vector256<float> Apply(Vector256<float> x) => x * HardSigmoidOp.Apply(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+            => TL.Multiply(x, HardSigmoidOp.Apply<TV, TL>(x));
     }
 
     private readonly struct SigmoidOp : IActivationOp
     {
-        public static float Apply(float x) => 1f / (1f + MathF.Exp(-x));
-
-        public static Vector512<float> Apply(Vector512<float> x) => Vector512<float>.One / (Vector512<float>.One + Vector512.Exp(-x));
-
-        public static Vector256<float> Apply(Vector256<float> x) => Vector256<float>.One / (Vector256<float>.One + Vector256.Exp(-x));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV one = TL.Splat(1f);
+            return TL.Divide(one, TL.Add(one, TL.Exp(TL.Subtract(TL.Zero, x))));
+        }
     }
 
     private readonly struct SiluOp : IActivationOp
     {
-        public static float Apply(float x) => x * SigmoidOp.Apply(x);
-
-        public static Vector512<float> Apply(Vector512<float> x) => x * SigmoidOp.Apply(x);
-
-        public static Vector256<float> Apply(Vector256<float> x) => x * SigmoidOp.Apply(x);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+            => TL.Multiply(x, SigmoidOp.Apply<TV, TL>(x));
     }
 
     /// <summary>tanh(z) = 1 - 2 / (exp(2z) + 1): exact limits at both ends (exp overflows to +inf, or underflows to 0).</summary>
@@ -221,24 +226,16 @@ public static unsafe class Activations
         private const float C = 0.7978845608028654f; // sqrt(2 / pi)
         private const float A = 0.044715f;
 
-        public static float Apply(float x)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            float z = C * (x + (A * x * x * x));
-            return 0.5f * x * (1f + MathF.Tanh(z));
-        }
-
-        public static Vector512<float> Apply(Vector512<float> x)
-        {
-            var z = Vector512.Create(C) * (x + (Vector512.Create(A) * x * x * x));
-            var tanh = Vector512<float>.One - (Vector512.Create(2f) / (Vector512.Exp(z + z) + Vector512<float>.One));
-            return Vector512.Create(0.5f) * x * (Vector512<float>.One + tanh);
-        }
-
-        public static Vector256<float> Apply(Vector256<float> x)
-        {
-            var z = Vector256.Create(C) * (x + (Vector256.Create(A) * x * x * x));
-            var tanh = Vector256<float>.One - (Vector256.Create(2f) / (Vector256.Exp(z + z) + Vector256<float>.One));
-            return Vector256.Create(0.5f) * x * (Vector256<float>.One + tanh);
+            TV one = TL.Splat(1f);
+            TV cube = TL.Multiply(TL.Multiply(TL.Multiply(TL.Splat(A), x), x), x);
+            TV z = TL.Multiply(TL.Splat(C), TL.Add(x, cube));
+            TV tanh = TL.Subtract(one, TL.Divide(TL.Splat(2f), TL.Add(TL.Exp(TL.Add(z, z)), one)));
+            return TL.Multiply(TL.Multiply(TL.Splat(0.5f), x), TL.Add(one, tanh));
         }
     }
 
@@ -256,33 +253,23 @@ public static unsafe class Activations
         private const float A4 = -1.453152027f;
         private const float A5 = 1.061405429f;
 
-        public static float Apply(float x)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Apply<TV, TL>(TV x)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            float u = MathF.Abs(x) * InvSqrt2;
-            float t = 1f / (1f + (P * u));
-            float poly = ((((((((A5 * t) + A4) * t) + A3) * t) + A2) * t) + A1) * t;
-            float erf = 1f - (poly * MathF.Exp(-u * u));
-            return 0.5f * x * (1f + (x < 0 ? -erf : erf));
-        }
+            TV one = TL.Splat(1f);
+            TV u = TL.Multiply(TL.Abs(x), TL.Splat(InvSqrt2));
+            TV t = TL.Divide(one, TL.Add(one, TL.Multiply(TL.Splat(P), u)));
+            TV poly = TL.Add(TL.Multiply(TL.Splat(A5), t), TL.Splat(A4));
+            poly = TL.Add(TL.Multiply(poly, t), TL.Splat(A3));
+            poly = TL.Add(TL.Multiply(poly, t), TL.Splat(A2));
+            poly = TL.Add(TL.Multiply(poly, t), TL.Splat(A1));
+            poly = TL.Multiply(poly, t);
 
-        public static Vector512<float> Apply(Vector512<float> x)
-        {
-            var u = Vector512.Abs(x) * Vector512.Create(InvSqrt2);
-            var t = Vector512<float>.One / (Vector512<float>.One + (Vector512.Create(P) * u));
-            var poly = ((((((((Vector512.Create(A5) * t) + Vector512.Create(A4)) * t) + Vector512.Create(A3)) * t) + Vector512.Create(A2)) * t) + Vector512.Create(A1)) * t;
-            var erf = Vector512<float>.One - (poly * Vector512.Exp(-(u * u)));
-            var signed = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -erf, erf);
-            return Vector512.Create(0.5f) * x * (Vector512<float>.One + signed);
-        }
-
-        public static Vector256<float> Apply(Vector256<float> x)
-        {
-            var u = Vector256.Abs(x) * Vector256.Create(InvSqrt2);
-            var t = Vector256<float>.One / (Vector256<float>.One + (Vector256.Create(P) * u));
-            var poly = ((((((((Vector256.Create(A5) * t) + Vector256.Create(A4)) * t) + Vector256.Create(A3)) * t) + Vector256.Create(A2)) * t) + Vector256.Create(A1)) * t;
-            var erf = Vector256<float>.One - (poly * Vector256.Exp(-(u * u)));
-            var signed = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), -erf, erf);
-            return Vector256.Create(0.5f) * x * (Vector256<float>.One + signed);
+            // erf(|u|) is at least 0, so the sign of x makes it odd.
+            TV erf = TL.CopySign(TL.Subtract(one, TL.Multiply(poly, TL.Exp(TL.Subtract(TL.Zero, TL.Multiply(u, u))))), x);
+            return TL.Multiply(TL.Multiply(TL.Splat(0.5f), x), TL.Add(one, erf));
         }
     }
 }

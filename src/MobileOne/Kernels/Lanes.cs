@@ -127,6 +127,19 @@ internal unsafe interface ILanes<TV>
     static abstract TV WherePositive(TV mask, TV a);
 
     static abstract float Sum(TV a);
+
+    static abstract TV Divide(TV a, TV b);
+
+    /// <summary>IEEE minimum (NaN propagates), as <see cref="MathF.Min(float, float)"/>.</summary>
+    static abstract TV Min(TV a, TV b);
+
+    static abstract TV Abs(TV a);
+
+    /// <summary>|a| with the sign of <paramref name="sign"/>.</summary>
+    static abstract TV CopySign(TV a, TV sign);
+
+    /// <summary>e^a (the runtime's vector exponential: within a few ulp of <see cref="MathF.Exp"/>).</summary>
+    static abstract TV Exp(TV a);
 }
 
 internal unsafe struct Lanes512 : ILanes<Vector512<float>>
@@ -187,6 +200,21 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector512<float> a) => Vector512.Sum(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Abs(Vector512<float> a) => Vector512.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> CopySign(Vector512<float> a, Vector512<float> sign) => Vector512.CopySign(a, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> a) => Vector512.Exp(a);
 }
 
 internal unsafe struct Lanes256 : ILanes<Vector256<float>>
@@ -247,6 +275,21 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector256<float> a) => Vector256.Sum(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Abs(Vector256<float> a) => Vector256.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> CopySign(Vector256<float> a, Vector256<float> sign) => Vector256.CopySign(a, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> a) => Vector256.Exp(a);
 }
 
 internal unsafe struct Lanes128 : ILanes<Vector128<float>>
@@ -300,6 +343,21 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector128<float> a) => Vector128.Sum(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Abs(Vector128<float> a) => Vector128.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> CopySign(Vector128<float> a, Vector128<float> sign) => Vector128.CopySign(a, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Exp(Vector128<float> a) => Vector128.Exp(a);
 }
 
 internal unsafe struct Lanes1 : ILanes<float>
@@ -345,4 +403,19 @@ internal unsafe struct Lanes1 : ILanes<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(float a) => a;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Divide(float a, float b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Min(float a, float b) => MathF.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Abs(float a) => MathF.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float CopySign(float a, float sign) => MathF.CopySign(a, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Exp(float a) => MathF.Exp(a);
 }
