@@ -712,6 +712,78 @@ public static class SafetensorsReader
                 firstTensor);
         }
 
+        // A shard may be a symbolic link, or sit in a linked folder: what is read is the final target, and it
+        // must be inside the index's folder too, or an index could read any file on the machine. One layout
+        // links outside on purpose: the Hugging Face cache, whose <repo>/snapshots/<revision>/<file> links to
+        // <repo>/blobs/<hash>; targets in that blobs folder are accepted when the index sits in a snapshot.
+        string real, realFolder;
+        try
+        {
+            real = RealPath(full);
+            realFolder = RealPath(folder);
+        }
+        catch (IOException e)
+        {
+            throw new CheckpointException(indexPath, $"weight_map names shard '{shard}', whose links cannot be resolved: {e.Message}", firstTensor, e);
+        }
+
+        if (!IsInside(real, realFolder) && !IsInHuggingFaceBlobs(real, realFolder))
+        {
+            throw new CheckpointException(
+                indexPath,
+                $"weight_map names shard '{shard}', a link to {real}, which is outside the index's folder {realFolder}; refused.",
+                firstTensor);
+        }
+
         return full;
+    }
+
+    private static bool IsInside(string path, string folder) =>
+        path.StartsWith(Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    private static bool IsInHuggingFaceBlobs(string path, string folder)
+    {
+        string? snapshots = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(folder));
+        if (snapshots is null || Path.GetFileName(snapshots) != "snapshots")
+        {
+            return false;
+        }
+
+        string? repo = Path.GetDirectoryName(snapshots);
+        return repo is not null && IsInside(path, Path.Combine(repo, "blobs"));
+    }
+
+    /// <summary>The absolute path with every symbolic link resolved, component by component (as realpath(3) does).</summary>
+    internal static string RealPath(string path)
+    {
+        int hops = 0;
+        return Resolve(Path.GetFullPath(path), ref hops);
+    }
+
+    private static string Resolve(string full, ref int hops)
+    {
+        const int MaxLinkHops = 40; // Linux's own limit before ELOOP.
+        string root = Path.GetPathRoot(full) ?? string.Empty;
+        string current = root;
+        foreach (string part in full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            string next = Path.Join(current, part);
+            string? target = new FileInfo(next).LinkTarget;
+            if (target is null)
+            {
+                current = next;
+                continue;
+            }
+
+            if (++hops > MaxLinkHops)
+            {
+                throw new IOException($"more than {MaxLinkHops} symbolic links in {full}");
+            }
+
+            // A relative target is relative to the folder holding the link.
+            current = Resolve(Path.GetFullPath(target, current), ref hops);
+        }
+
+        return current;
     }
 }
