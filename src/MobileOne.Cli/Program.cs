@@ -5,7 +5,9 @@ namespace MobileOne.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+    // Commands catch their own errors (CommandAction); this outer net keeps anything thrown while parsing
+    // or outside a command to the same one-line `error:` form.
+    public static int Main(string[] args) => CommandAction.Run(() => BuildRoot().Parse(args).Invoke());
 
     public static RootCommand BuildRoot()
     {

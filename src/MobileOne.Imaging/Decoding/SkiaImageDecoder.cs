@@ -58,10 +58,17 @@ public sealed class SkiaImageDecoder : IImageDecoder
             throw new ImageDecodeException(name, $"not a decodable image ({Describe(created)}).");
         }
 
+        // The size comes from the header, before any pixel is decoded or allocated.
         int width = codec.Info.Width, height = codec.Info.Height;
-        if (width <= 0 || height <= 0 || (long)width * height > int.MaxValue / 4)
+        if (width <= 0 || height <= 0)
         {
             throw new ImageDecodeException(name, $"image size {width}x{height} is not supported.");
+        }
+
+        if ((long)width * height > IImageDecoder.MaxPixels)
+        {
+            throw new ImageDecodeException(name,
+                $"declares {width}x{height} = {(long)width * height} pixels, more than the {IImageDecoder.MaxPixels} this decoder accepts (Pillow's decompression-bomb limit); refused before decoding.");
         }
 
         var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);

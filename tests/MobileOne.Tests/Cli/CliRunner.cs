@@ -7,7 +7,9 @@ internal sealed record CliResult(int ExitCode, string StdOut, string StdErr);
 /// <summary>Runs the real `mobileone` program in a child process, as a user or a script would.</summary>
 internal static class CliRunner
 {
-    public static CliResult Run(params string[] args)
+    public static CliResult Run(params string[] args) => RunWithEnvironment(new Dictionary<string, string>(), args);
+
+    public static CliResult RunWithEnvironment(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -15,6 +17,11 @@ internal static class CliRunner
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MobileOne.Cli.dll"));
         foreach (string a in args)
         {

@@ -859,7 +859,7 @@ public sealed class PyTorchCheckpointTests
         return ms.ToArray();
     }
 
-    private static string Zip(TempDir dir, string fileName, params (string Name, byte[] Data)[] entries)
+    internal static string Zip(TempDir dir, string fileName, params (string Name, byte[] Data)[] entries)
     {
         string path = dir.File(fileName);
         using var stream = File.Create(path);
@@ -874,7 +874,7 @@ public sealed class PyTorchCheckpointTests
     }
 
     /// <summary>A state dict pickle: a plain dict filled with one SETITEMS.</summary>
-    private static byte[] StateDictPickle(Action<Pk> items)
+    internal static byte[] StateDictPickle(Action<Pk> items)
     {
         var p = new Pk().Proto(2).EmptyDict().Mark();
         items(p);
@@ -914,7 +914,7 @@ public sealed class PyTorchCheckpointTests
     }
 
     /// <summary>Hand assembly of pickle opcodes, independent of the library's writer.</summary>
-    private sealed class Pk(byte[]? body = null)
+    internal sealed class Pk(byte[]? body = null)
     {
         private readonly List<byte> _bytes = [];
 

@@ -18,6 +18,7 @@ public unsafe class TrainingKernelTests
     [Fact]
     public void Packed_gemm_matches_a_double_reference_for_every_view_kind()
     {
+        using var settings = new KernelSettingsScope();
         Gen.Select(Gen.Int[1, 70], Gen.Int[1, 90], Gen.Int[1, 600], Gen.Int[0, 7], Gen.Int[1, 3], Gen.Bool, Gen.Int).Sample(t =>
         {
             var (m, n, k, layout, threads, accumulate, seed) = t;
@@ -73,13 +74,12 @@ public unsafe class TrainingKernelTests
                 }
             }
         }, iter: 60, threads: 1);
-        Lanes.Level = IsaLevel.Auto;
-        ComputeThreads.Count = Environment.ProcessorCount;
     }
 
     [Fact]
     public void Packed_gemm_bits_do_not_depend_on_isa_tiles_or_row_and_column_thread_splits()
     {
+        using var settings = new KernelSettingsScope();
         var rng = new Random(3);
         int m = 45, n = 333, k = 77;
         var a = Reference.RandomArray(rng, m * k);
@@ -103,14 +103,12 @@ public unsafe class TrainingKernelTests
                 Assert.Equal(first, c);
             }
         }
-
-        Lanes.Level = IsaLevel.Auto;
-        ComputeThreads.Count = Environment.ProcessorCount;
     }
 
     [Fact]
     public void Deep_products_split_over_threads_are_reproducible_for_a_thread_count()
     {
+        using var settings = new KernelSettingsScope();
         var rng = new Random(4);
         int m = 24, n = 40, k = 5000;
         var a = Reference.RandomArray(rng, m * k);
@@ -133,8 +131,6 @@ public unsafe class TrainingKernelTests
                 Assert.Equal(first, c);
             }
         }
-
-        ComputeThreads.Count = Environment.ProcessorCount;
     }
 
     [Fact]
@@ -149,6 +145,7 @@ public unsafe class TrainingKernelTests
     [Fact]
     public void Convolution_passes_match_textbook_double_loops_for_random_geometries()
     {
+        using var settings = new KernelSettingsScope();
         var gen = Gen.Select(Gen.Int[1, 3], Gen.Int[1, 4], Gen.Int[1, 3], Gen.OneOf(1, 3, 5), Gen.Int[1, 3], Gen.Int[0, 2], Gen.Int[0, 2])
             .SelectMany(t => Gen.Select(Gen.Int[1, 9], Gen.Int[1, 9], Gen.Int).Select(u => (t, u)));
         gen.Sample(s =>
@@ -198,13 +195,12 @@ public unsafe class TrainingKernelTests
                 Close(expectedDw, dw, what + " weight gradient");
             }
         }, iter: 80, threads: 1);
-        Lanes.Level = IsaLevel.Auto;
-        ComputeThreads.Count = Environment.ProcessorCount;
     }
 
     [Fact]
     public void Depthwise_branches_sharing_one_input_equal_separate_convolutions()
     {
+        using var settings = new KernelSettingsScope();
         var rng = new Random(9);
         int n = 2, c = 5, h = 9, w = 7;
         var x = Reference.RandomArray(rng, n * c * h * w);
@@ -279,8 +275,6 @@ public unsafe class TrainingKernelTests
             Close(dw3, gw3, $"3x3 weight gradient {level}");
             Close(dw1, gw1, $"1x1 weight gradient {level}");
         }
-
-        Lanes.Level = IsaLevel.Auto;
     }
 
     private static (double[] Dx, double[] Dw) TextbookBackward(float[] x, float[] w, float[] dy, ConvGeometry g)

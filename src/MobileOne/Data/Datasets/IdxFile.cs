@@ -18,7 +18,8 @@ public sealed class IdxArray
                 throw new ArgumentException($"IDX dimension {d} is negative.", nameof(dimensions));
             }
 
-            count *= d;
+            // Saturate instead of wrapping: a product past the data's length is a mismatch either way.
+            count = count > long.MaxValue / Math.Max(d, 1) ? long.MaxValue : count * d;
         }
 
         if (count != data.Length)
@@ -73,17 +74,47 @@ public static class IdxFile
         return Parse(buffer.ToArray(), name, expectedMagic);
     }
 
+    /// <summary>
+    /// The most a gzip-compressed IDX file may expand (inflated size over file size). Fashion-MNIST and MNIST
+    /// inflate about 2 to 5 times; gzip itself reaches about 1000, which is how a small file would declare
+    /// gigabytes. The declared size is checked before anything is inflated.
+    /// </summary>
+    public const long MaxCompressionRatio = 100;
+
+    /// <summary>Inflated sizes up to this are exempt from the ratio (a small all-zero file compresses very well).</summary>
+    public const long CompressionRatioExemptBytes = 1 << 20;
+
     /// <summary>Parses IDX bytes (gzip or raw); <paramref name="name"/> is used in messages.</summary>
+    /// <remarks>
+    /// The header is read first and its dimensions multiplied without wrapping; the data is allocated only
+    /// once the file is known to hold it (raw) or to be able to inflate to it (gzip, within
+    /// <see cref="MaxCompressionRatio"/>), so a file never costs much more memory than its own size.
+    /// </remarks>
     public static IdxArray Parse(byte[] raw, string name, int expectedMagic)
     {
         ArgumentNullException.ThrowIfNull(raw);
-        byte[] bytes = IsGzip(raw) ? Gunzip(raw, name) : raw;
-        if (bytes.Length < 4)
+        bool gzip = IsGzip(raw);
+        try
         {
-            throw new DatasetException($"{name}: truncated IDX header: {bytes.Length} bytes, expected at least 4 (the magic number).");
+            using Stream stream = gzip ? new GZipStream(new MemoryStream(raw), CompressionMode.Decompress) : new MemoryStream(raw, writable: false);
+            return Parse(stream, raw.Length, gzip, name, expectedMagic);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new DatasetException($"{name}: the gzip stream is corrupt or truncated ({e.Message}).", e);
+        }
+    }
+
+    private static IdxArray Parse(Stream stream, long fileLength, bool gzip, string name, int expectedMagic)
+    {
+        var head = new byte[4];
+        int got = stream.ReadAtLeast(head, 4, throwOnEndOfStream: false);
+        if (got < 4)
+        {
+            throw new DatasetException($"{name}: truncated IDX header: {got} bytes, expected at least 4 (the magic number).");
         }
 
-        int magic = BinaryPrimitives.ReadInt32BigEndian(bytes);
+        int magic = BinaryPrimitives.ReadInt32BigEndian(head);
         if (magic != expectedMagic)
         {
             throw new DatasetException(
@@ -92,38 +123,74 @@ public static class IdxFile
 
         int rank = magic & 0xFF;
         int headerLength = 4 + (4 * rank);
-        if (bytes.Length < headerLength)
+        var dimBytes = new byte[4 * rank];
+        got = stream.ReadAtLeast(dimBytes, dimBytes.Length, throwOnEndOfStream: false);
+        if (got < dimBytes.Length)
         {
-            throw new DatasetException($"{name}: truncated IDX header: {bytes.Length} bytes, expected {headerLength} for {rank} dimensions.");
+            throw new DatasetException($"{name}: truncated IDX header: {4 + got} bytes, expected {headerLength} for {rank} dimensions.");
         }
 
         var dims = new int[rank];
         long count = 1;
         for (int i = 0; i < rank; i++)
         {
-            dims[i] = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4 + (4 * i)));
+            dims[i] = BinaryPrimitives.ReadInt32BigEndian(dimBytes.AsSpan(4 * i));
             if (dims[i] < 0)
             {
                 throw new DatasetException($"{name}: dimension {i} is {dims[i]}; IDX dimensions must not be negative.");
             }
 
+            // Four dimensions of 65536 would wrap a 64-bit product to 0 and "match" an empty file.
+            if (dims[i] != 0 && count > Array.MaxLength / dims[i])
+            {
+                throw new DatasetException(
+                    $"{name}: the header declares dimensions [{string.Join(", ", dims[..(i + 1)])}{(i + 1 < rank ? ", ..." : "")}], more than the {Array.MaxLength} bytes one IDX array can hold.");
+            }
+
             count *= dims[i];
         }
 
-        long available = bytes.Length - headerLength;
-        if (available < count)
+        string shape = $"[{string.Join(", ", dims)}]";
+        long limit = gzip ? Math.Max(MaxCompressionRatio * fileLength, CompressionRatioExemptBytes) : fileLength - headerLength;
+        if (gzip && headerLength + count > limit)
         {
             throw new DatasetException(
-                $"{name}: truncated: the header declares [{string.Join(", ", dims)}] = {count} bytes of data but only {available} bytes follow.");
+                $"{name}: the header declares {shape} = {count} bytes of data in a {fileLength}-byte gzip file, more than the " +
+                $"{MaxCompressionRatio}:1 expansion this reader accepts; refused before inflating it.");
         }
 
-        if (available > count)
+        if (!gzip && count > limit)
         {
-            throw new DatasetException(
-                $"{name}: {available - count} unexpected bytes after the {count} bytes of data that the header [{string.Join(", ", dims)}] declares.");
+            throw new DatasetException($"{name}: truncated: the header declares {shape} = {count} bytes of data but only {limit} bytes follow.");
         }
 
-        return new IdxArray(dims, bytes.AsSpan(headerLength).ToArray());
+        var data = new byte[count];
+        got = stream.ReadAtLeast(data, data.Length, throwOnEndOfStream: false);
+        if (got < count)
+        {
+            throw new DatasetException($"{name}: truncated: the header declares {shape} = {count} bytes of data but only {got} bytes follow.");
+        }
+
+        // Count what follows the data, inflating no further than the ratio allows.
+        long trailing = 0;
+        var sink = new byte[1 << 16];
+        int n;
+        while ((n = stream.Read(sink)) > 0)
+        {
+            trailing += n;
+            if (gzip && headerLength + count + trailing > limit)
+            {
+                throw new DatasetException(
+                    $"{name}: more than {trailing} unexpected bytes after the {count} bytes of data that the header {shape} declares.");
+            }
+        }
+
+        if (trailing > 0)
+        {
+            throw new DatasetException($"{name}: {trailing} unexpected bytes after the {count} bytes of data that the header {shape} declares.");
+        }
+
+        return new IdxArray(dims, data);
     }
 
     public static void Write(string path, IdxArray array, bool gzip)
@@ -162,21 +229,6 @@ public static class IdxFile
     }
 
     private static bool IsGzip(byte[] raw) => raw.Length >= 2 && raw[0] == 0x1F && raw[1] == 0x8B;
-
-    private static byte[] Gunzip(byte[] raw, string name)
-    {
-        try
-        {
-            using var z = new GZipStream(new MemoryStream(raw), CompressionMode.Decompress);
-            using var output = new MemoryStream(raw.Length * 4);
-            z.CopyTo(output);
-            return output.ToArray();
-        }
-        catch (InvalidDataException e)
-        {
-            throw new DatasetException($"{name}: the gzip stream is corrupt or truncated ({e.Message}).", e);
-        }
-    }
 
     private static string Describe(int magic) => magic switch
     {

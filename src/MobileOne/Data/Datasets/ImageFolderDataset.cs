@@ -125,13 +125,24 @@ public sealed class ImageFolderDataset : IImageDataset
     public ByteImage Load(int index)
     {
         string path = _paths[index];
+        ByteImage image;
         try
         {
-            return _decoder.Decode(path, Channels);
+            image = _decoder.Decode(path, Channels);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new ImageDecodeException(path, $"cannot be read: {e.Message}", e);
         }
+
+        // The bundled decoder refuses oversized images from their header; this holds any other decoder to the same limit.
+        if ((long)image.Width * image.Height > IImageDecoder.MaxPixels)
+        {
+            long pixels = (long)image.Width * image.Height;
+            image.Dispose();
+            throw new ImageDecodeException(path, $"decoded to {image.Width}x{image.Height} = {pixels} pixels, more than the {IImageDecoder.MaxPixels} images may have.");
+        }
+
+        return image;
     }
 }

@@ -48,8 +48,9 @@ public static partial class KeyNames
         }
         else
         {
+            // An index too large for int is left as written: the key then belongs to no parameter and is reported as such.
             var m = AppleStage().Match(key);
-            k = m.Success ? $"stages.{int.Parse(m.Groups[1].Value) - 1}." + key[m.Length..] : key;
+            k = m.Success && int.TryParse(m.Groups[1].ValueSpan, out int stage) ? $"stages.{stage - 1}." + key[m.Length..] : key;
         }
 
         foreach (var (apple, timm) in BlockParts)
@@ -75,7 +76,7 @@ public static partial class KeyNames
         else
         {
             var m = TimmStage().Match(key);
-            k = m.Success ? $"stage{int.Parse(m.Groups[1].Value) + 1}." + key[m.Length..] : key;
+            k = m.Success && int.TryParse(m.Groups[1].ValueSpan, out int stage) && stage < int.MaxValue ? $"stage{stage + 1}." + key[m.Length..] : key;
         }
 
         foreach (var (apple, timm) in BlockParts)

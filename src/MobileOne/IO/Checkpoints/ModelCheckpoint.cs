@@ -17,7 +17,9 @@ public sealed record LoadedModel(MobileOneNetwork Network, CheckpointInfo Info);
 /// <summary>
 /// Loads a MobileOne network from any supported checkpoint (format, key scheme, variant, num_classes and
 /// in_chans all detected) and saves one in timm's or Apple's names. Every tensor of the model must be in the
-/// file with the right shape, and every tensor of the file must belong to the model.
+/// file with the right shape, and every tensor of the file must belong to the model. Weights must be finite
+/// and BatchNorm running variances non-negative: either would silently turn every output into NaN, so the
+/// file is refused with the tensor's name.
 /// </summary>
 public static class ModelCheckpoint
 {
@@ -57,6 +59,11 @@ public static class ModelCheckpoint
         catch (ArgumentException e)
         {
             throw new CheckpointException(path, "does not describe a valid MobileOne: " + e.Message);
+        }
+        catch (CheckpointException e) when (e.Key is not null && fileKeyOf.TryGetValue(e.Key, out string? fileKey) && fileKey != e.Key)
+        {
+            // Inference works on timm's names; quote the key as the file spells it.
+            throw new CheckpointException(path, e.Problem, fileKey, e);
         }
 
         var network = MobileOneNetwork.Create(config, scheme.Fused);
@@ -136,7 +143,27 @@ public static class ModelCheckpoint
             throw new CheckpointException(path, $"is a {stored.DType} tensor; expected floating point (F32, F16, BF16 or F64).", fileKey);
         }
 
-        stored.ToTensor().Data.CopyTo(entry.Value.Data, 0);
+        float[] values = stored.ToTensor().Data;
+        CheckValues(values, entry.Name, path, fileKey);
+        values.CopyTo(entry.Value.Data, 0);
+    }
+
+    private static void CheckValues(float[] values, string name, string path, string fileKey)
+    {
+        bool variance = name.EndsWith(".running_var", StringComparison.Ordinal);
+        for (int i = 0; i < values.Length; i++)
+        {
+            float v = values[i];
+            if (!float.IsFinite(v))
+            {
+                throw new CheckpointException(path, $"holds {(float.IsNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf")} at element {i}; weights must be finite (the model's output would be NaN).", fileKey);
+            }
+
+            if (variance && v < 0)
+            {
+                throw new CheckpointException(path, $"holds the negative running variance {v.ToString(System.Globalization.CultureInfo.InvariantCulture)} at element {i}; a variance cannot be negative (normalizing by it gives NaN).", fileKey);
+            }
+        }
     }
 
     private static string ListKeys(List<string> keys) =>

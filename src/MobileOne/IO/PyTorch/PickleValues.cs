@@ -22,20 +22,44 @@ internal sealed class PyTuple(object?[] items)
     public object? this[int index] => Items[index];
 }
 
-internal sealed class PySet(bool frozen)
+internal sealed class PySet(bool frozen, PyKeyComparer comparer)
 {
+    // Membership is kept beside the insertion-ordered items, so adding n items costs n lookups, not n times the set's size.
+    private readonly HashSet<object> _members = new(comparer);
+    private bool _hasNone;
+
+    public PySet(bool frozen)
+        : this(frozen, PyKeyComparer.Instance)
+    {
+    }
+
     public bool Frozen { get; } = frozen;
 
     public List<object?> Items { get; } = [];
+
+    public void Add(object? item)
+    {
+        bool added = item is null ? !_hasNone : _members.Add(item);
+        if (added)
+        {
+            _hasNone |= item is null;
+            Items.Add(item);
+        }
+    }
 }
 
 /// <summary>A Python dict or collections.OrderedDict; both keep insertion order.</summary>
-internal sealed class PyDict(bool ordered)
+internal sealed class PyDict(bool ordered, PyKeyComparer comparer, int capacity = 0)
 {
     // OrderedDictionary does not accept null keys, so Python's None key is stored as this sentinel.
     private static readonly object NoneKey = new();
 
-    private readonly OrderedDictionary<object, object?> _items = new(PyKeyComparer.Instance);
+    private readonly OrderedDictionary<object, object?> _items = new(capacity, comparer);
+
+    public PyDict(bool ordered)
+        : this(ordered, PyKeyComparer.Instance)
+    {
+    }
 
     public bool IsOrderedDict { get; } = ordered;
 
@@ -84,10 +108,44 @@ internal sealed record StorageRef(PyGlobal StorageType, DType DType, string Key,
 /// <summary>A strided view into a storage, as torch._utils._rebuild_tensor_v2 describes it.</summary>
 internal sealed record TensorRef(StorageRef Storage, long Offset, long[] Size, long[] Stride);
 
-/// <summary>Python hashing semantics for the key types a checkpoint can use (str, int, float, bool, None, bytes, tuple).</summary>
-internal sealed class PyKeyComparer : IEqualityComparer<object>
+/// <summary>
+/// The work one unpickling may do, in units: one per opcode, one per value copied between containers, one
+/// per value a key's hash or comparison visits (plus one per 32 characters of a string or 64 bytes of a
+/// bytes or int value). A pickle can reuse one object many times through the memo, so without a budget a
+/// few hundred bytes can ask for exponential hashing (a tuple of shared tuples) or quadratic copying
+/// (OrderedDict(d) of a large memoized dict, again and again); the budget keeps the work linear in the size
+/// of the pickle whatever it holds.
+/// </summary>
+internal sealed class PickleWork(long limit)
 {
-    public static readonly PyKeyComparer Instance = new();
+    public long Limit { get; } = limit;
+
+    public long Used { get; private set; }
+
+    /// <summary>The byte offset of the opcode being run, for the message.</summary>
+    public int Position { get; set; }
+
+    public void Charge(long units)
+    {
+        Used += units;
+        if (Used > Limit)
+        {
+            throw new UnpicklingException(
+                $"data.pkl at byte {Position}: needs more than {Limit} units of work, the budget for a pickle of its size " +
+                "(it reuses shared objects to ask for far more hashing or copying than its bytes hold); refused.");
+        }
+    }
+}
+
+/// <summary>Python hashing semantics for the key types a checkpoint can use (str, int, float, bool, None, bytes, tuple).</summary>
+/// <remarks>
+/// Hashes are seeded per process (as .NET's string hashes are) and take all 64 bits of a number, so a file
+/// cannot pick keys that collide; with a <see cref="PickleWork"/> every visited value is charged to it.
+/// </remarks>
+internal sealed class PyKeyComparer(PickleWork? work) : IEqualityComparer<object>
+{
+    /// <summary>A comparer that charges no budget, for lookups after a pickle was loaded.</summary>
+    public static readonly PyKeyComparer Instance = new(null);
 
     private const int MaxTupleDepth = 32;
 
@@ -95,8 +153,25 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
 
     public int GetHashCode(object obj) => Hash(obj, 0);
 
-    private static bool Eq(object? x, object? y, int depth)
+    private void Charge(object? value)
     {
+        if (work is null)
+        {
+            return;
+        }
+
+        work.Charge(value switch
+        {
+            string s => 1 + (s.Length / 32),
+            byte[] b => 1 + (b.Length / 64),
+            BigInteger big => 1 + (big.GetByteCount() / 64),
+            _ => 1,
+        });
+    }
+
+    private bool Eq(object? x, object? y, int depth)
+    {
+        Charge(x);
         if (ReferenceEquals(x, y))
         {
             return true;
@@ -140,18 +215,26 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
         }
     }
 
-    private static int Hash(object obj, int depth)
+    private int Hash(object obj, int depth)
     {
+        Charge(obj);
         switch (obj)
         {
             case bool b:
-                return (b ? 1L : 0L).GetHashCode();
+                return HashInt64(b ? 1L : 0L);
             case long l:
-                return l.GetHashCode();
+                return HashInt64(l);
             case double d:
-                return d == Math.Floor(d) && d >= long.MinValue && d < 9.2233720368547758E18 ? ((long)d).GetHashCode() : d.GetHashCode();
+                return d == Math.Floor(d) && d >= long.MinValue && d < 9.2233720368547758E18 ? HashInt64((long)d) : HashInt64(BitConverter.DoubleToInt64Bits(d));
             case BigInteger big:
-                return big >= long.MinValue && big <= long.MaxValue ? ((long)big).GetHashCode() : big.GetHashCode();
+                if (big >= long.MinValue && big <= long.MaxValue)
+                {
+                    return HashInt64((long)big);
+                }
+
+                var bh = new HashCode();
+                bh.AddBytes(big.ToByteArray());
+                return bh.ToHashCode();
             case string s:
                 return StringComparer.Ordinal.GetHashCode(s);
             case byte[] bytes:
@@ -175,6 +258,10 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
                 throw new UnpicklingException($"uses an unhashable {PickleDescribe.TypeName(obj)} as a dict key or set item.");
         }
     }
+
+    // long.GetHashCode folds the two halves with XOR, so a file could choose many ints with one hash; a
+    // seeded mix of both halves cannot be aimed at.
+    private static int HashInt64(long value) => HashCode.Combine((int)value, (int)(value >> 32));
 
     private static void CheckDepth(int depth)
     {

@@ -28,7 +28,30 @@ public static class PyTorchCheckpointReader
     // With protocol 2 it directly follows PROTO; higher protocols put a FRAME opcode in between.
     private static readonly byte[] LegacyMagic = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
-    private const long MaxPickleBytes = 1L << 30;
+    /// <summary>
+    /// The largest data.pkl accepted. A state dict's pickle is about 100 bytes per tensor (a few hundred KB
+    /// for the largest models); training checkpoints with optimizer state stay within a few MB.
+    /// </summary>
+    public const long MaxPickleBytes = 256L << 20;
+
+    /// <summary>
+    /// The most a deflated record may expand (declared size over stored size). torch.save stores records
+    /// uncompressed (ratio 1); a re-zipped checkpoint of float weights deflates to about 1.1; deflate itself
+    /// can reach 1032, which is how a small file would declare gigabytes. Checked before inflating.
+    /// </summary>
+    public const long MaxCompressionRatio = 100;
+
+    /// <summary>Records up to this size are exempt from the ratio (a small zero tensor may deflate very well).</summary>
+    public const long CompressionRatioExemptBytes = 64 << 10;
+
+    /// <summary>
+    /// How many times its storage a view may copy out. PyTorch shares a storage between views; this reader
+    /// copies every tensor out contiguously, so a stride-0 (expanded) view of one element declaring a huge
+    /// shape would allocate far more than the file holds. Views may read at most this many elements per
+    /// element of their storage, and all tensors together at most this many bytes per byte of the storages
+    /// they read (tied weights, a few slices).
+    /// </summary>
+    public const long MaxViewAmplification = 4;
 
     public static TensorFile Read(string path)
     {
@@ -120,6 +143,9 @@ public static class PyTorchCheckpointReader
     private sealed class ArchiveReader(string path, ZipArchive archive)
     {
         private readonly Dictionary<string, byte[]> _storages = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _countedStorages = new(StringComparer.Ordinal);
+        private long _storageBytes;
+        private long _outputBytes;
         private string _prefix = "";
         private bool _bigEndian;
 
@@ -270,10 +296,9 @@ public static class PyTorchCheckpointReader
                     throw Problem(key, $"holds {byteCount} bytes, more than one array can hold.");
                 }
 
-                var output = new byte[byteCount];
                 if (numel == 0)
                 {
-                    return new StoredTensor(dtype, shape, output);
+                    return new StoredTensor(dtype, shape, []);
                 }
 
                 if (tensor.Offset < 0)
@@ -299,7 +324,29 @@ public static class PyTorchCheckpointReader
                         $"but its storage '{storage.Key}' holds only {storage.Numel} elements.");
                 }
 
+                // Everything below allocates; first make sure the file really holds what the view would copy out.
+                if (numel > MaxViewAmplification * storage.Numel)
+                {
+                    throw Problem(key,
+                        $"is a view of {numel} elements (size {Format(tensor.Size)}, stride {Format(tensor.Stride)}) over storage '{storage.Key}' of only {storage.Numel}; " +
+                        $"a view may read at most {MaxViewAmplification} elements per stored element (it is copied out), so the file is refused.");
+                }
+
+                if (_countedStorages.Add(storage.Key))
+                {
+                    _storageBytes += checked(storage.Numel * elementSize);
+                }
+
+                if (_outputBytes + byteCount > MaxViewAmplification * _storageBytes)
+                {
+                    throw Problem(key,
+                        $"would bring the tensors read so far to {_outputBytes + byteCount} bytes from only {_storageBytes} bytes of storage records; " +
+                        $"views may copy out at most {MaxViewAmplification} times what the file stores, so the file is refused.");
+                }
+
                 byte[] data = LoadStorage(key, storage, elementSize);
+                _outputBytes += byteCount;
+                var output = new byte[byteCount];
                 Gather(data, output, tensor, elementSize, numel);
                 if (_bigEndian && elementSize > 1)
                 {
@@ -325,16 +372,28 @@ public static class PyTorchCheckpointReader
             string record = _prefix + "data/" + storage.Key;
             ZipArchiveEntry entry = archive.GetEntry(record)
                 ?? throw Problem(key, $"needs storage record '{record}', which is missing from the archive.");
+
+            // torch.save writes each storage whole, so the record's size must be exactly what the pickle declares
+            // for it. Checked against the zip directory before anything is inflated or allocated.
             if (entry.Length < needed)
             {
                 throw Problem(key,
                     $"needs {needed} bytes ({storage.Numel} x {storage.DType}) from storage record '{record}', which holds only {entry.Length}; the file is truncated or corrupt.");
             }
 
+            if (entry.Length != needed)
+            {
+                throw Problem(key,
+                    $"declares storage '{storage.Key}' as {storage.Numel} x {storage.DType} = {needed} bytes, but record '{record}' holds {entry.Length}; " +
+                    "torch.save writes each storage whole, so the file is corrupt or crafted.");
+            }
+
             if (needed > Array.MaxLength)
             {
                 throw Problem(key, $"needs storage record '{record}' of {needed} bytes, more than one array can hold.");
             }
+
+            CheckCompression(entry, key);
 
             var data = new byte[needed];
             try
@@ -347,12 +406,9 @@ public static class PyTorchCheckpointReader
                 throw new CheckpointException(path, $"could not read storage record '{record}' (truncated or corrupt): {ex.Message}", key, ex);
             }
 
-            // The record normally holds exactly the storage; then its CRC can be checked (neither
-            // ZipArchive nor PyTorch's own reader does).
-            if (entry.Length == needed)
-            {
-                CheckCrc(entry, data, key);
-            }
+            // The record holds exactly the storage, so its CRC can be checked (neither ZipArchive nor
+            // PyTorch's own reader does).
+            CheckCrc(entry, data, key);
 
             _storages[storage.Key] = data;
             return data;
@@ -364,6 +420,8 @@ public static class PyTorchCheckpointReader
             {
                 throw new CheckpointException(path, $"has a '{entry.FullName}' record of {entry.Length} bytes, more than the {limit} this reader accepts for {what}.");
             }
+
+            CheckCompression(entry, key: null);
 
             var data = new byte[entry.Length];
             try
@@ -378,6 +436,18 @@ public static class PyTorchCheckpointReader
 
             CheckCrc(entry, data, key: null);
             return data;
+        }
+
+        // A deflated record declares its inflated size in the zip directory; a zip bomb declares (and holds)
+        // gigabytes in kilobytes. Refuse a ratio no checkpoint has before allocating or inflating anything.
+        private void CheckCompression(ZipArchiveEntry entry, string? key)
+        {
+            if (entry.Length > CompressionRatioExemptBytes && entry.Length > MaxCompressionRatio * entry.CompressedLength)
+            {
+                throw new CheckpointException(path,
+                    $"record '{entry.FullName}' declares {entry.Length} bytes compressed into {entry.CompressedLength}, a ratio above the " +
+                    $"{MaxCompressionRatio}:1 this reader accepts (torch.save stores records uncompressed); refused before inflating it.", key);
+            }
         }
 
         private void CheckCrc(ZipArchiveEntry entry, byte[] data, string? key)

@@ -24,26 +24,67 @@ namespace MobileOne.IO.PyTorch;
 /// It reads protocols 0-5 for the binary opcodes that pickle emits for the allowed objects, plus
 /// the few protocol 0 text opcodes that stay unambiguous. It has no recursion and never allocates
 /// more than the stream itself declares and holds.
+///
+/// The memo lets a pickle name one object many times, so a small stream can ask for work far beyond its
+/// size (hashing a tuple of shared tuples, copying one large dict into many). Every opcode, every value
+/// copied and every value a dict key's hash or comparison visits is charged to a <see cref="PickleWork"/>
+/// budget of <see cref="BaseWork"/> + <see cref="MaxWorkPerByte"/> units per byte, so the work, and with
+/// it the memory, stays linear in the size of the pickle.
 /// </remarks>
 internal sealed class RestrictedUnpickler
 {
     private const int HighestProtocol = 5;
 
+    /// <summary>Work units every pickle may use, however small.</summary>
+    public const long BaseWork = 1 << 20;
+
+    /// <summary>
+    /// Work units per byte of pickle. The state dicts torch.save writes use about 0.45 (Apple's S0 checkpoint:
+    /// 64,393 units for 152,097 bytes), and a value cannot be pushed and stored in a container for less than a
+    /// byte without the memo; 8 leaves a wide margin for honest containers while refusing amplification
+    /// (each unit allocates at most a few dozen bytes, so memory stays within a few hundred bytes per byte).
+    /// </summary>
+    public const long MaxWorkPerByte = 8;
+
+    /// <summary>
+    /// The most decimal digits a text LONG may have: Python's own default limit (sys.int_info.default_max_str_digits),
+    /// because parsing decimal text is not linear in its length.
+    /// </summary>
+    public const int MaxDecimalDigits = 4300;
+
     private readonly byte[] _data;
+    private readonly PickleWork _work;
+    private readonly PyKeyComparer _keys;
     private readonly List<object?> _stack = [];
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<long, object?> _memo = [];
     private int _pos;
     private int _opStart;
 
-    private RestrictedUnpickler(byte[] data) => _data = data;
+    private RestrictedUnpickler(byte[] data, PickleWork work)
+    {
+        _data = data;
+        _work = work;
+        _keys = new PyKeyComparer(work);
+    }
+
+    /// <summary>The work budget of a pickle of <paramref name="length"/> bytes.</summary>
+    public static long WorkBudget(long length) => BaseWork + (MaxWorkPerByte * length);
 
     /// <summary>Runs the pickle to its STOP opcode and returns the object it built.</summary>
-    /// <exception cref="UnpicklingException">The stream is malformed, unsupported or refers to a refused global.</exception>
+    /// <exception cref="UnpicklingException">The stream is malformed, unsupported, refers to a refused global or exceeds its work budget.</exception>
     public static object? Load(byte[] data)
     {
         ArgumentNullException.ThrowIfNull(data);
-        return new RestrictedUnpickler(data).Run();
+        return Load(data, new PickleWork(WorkBudget(data.Length)));
+    }
+
+    /// <summary>As <see cref="Load(byte[])"/>, charging the given budget (tests read what a file used).</summary>
+    internal static object? Load(byte[] data, PickleWork work)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(work);
+        return new RestrictedUnpickler(data, work).Run();
     }
 
     /// <summary>Maps a module-qualified name onto an allowed global, or refuses it.</summary>
@@ -102,6 +143,8 @@ internal sealed class RestrictedUnpickler
         while (true)
         {
             _opStart = _pos;
+            _work.Position = _pos;
+            _work.Charge(1);
             byte op = ReadByte();
             switch (op)
             {
@@ -245,6 +288,11 @@ internal sealed class RestrictedUnpickler
                             text = text[..^1];
                         }
 
+                        if (text.Length > MaxDecimalDigits + 1)
+                        {
+                            throw Malformed($"LONG holds a {text.Length}-character number; at most {MaxDecimalDigits} digits are accepted (Python's own limit).");
+                        }
+
                         if (!BigInteger.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out BigInteger big))
                         {
                             throw Malformed($"LONG holds '{text}', which is not an integer.");
@@ -298,11 +346,11 @@ internal sealed class RestrictedUnpickler
 
                 // Containers.
                 case (byte)'}': // EMPTY_DICT
-                    Push(new PyDict(ordered: false));
+                    Push(new PyDict(ordered: false, _keys));
                     break;
                 case (byte)'d': // DICT
                     {
-                        var dict = new PyDict(ordered: false);
+                        var dict = new PyDict(ordered: false, _keys);
                         SetItems(dict, PopMark());
                         Push(dict);
                         break;
@@ -345,11 +393,11 @@ internal sealed class RestrictedUnpickler
                     }
 
                 case 0x8f: // EMPTY_SET
-                    Push(new PySet(frozen: false));
+                    Push(new PySet(frozen: false, _keys));
                     break;
                 case 0x91: // FROZENSET
                     {
-                        var set = new PySet(frozen: true);
+                        var set = new PySet(frozen: true, _keys);
                         AddToSet(set, PopMark());
                         Push(set);
                         break;
@@ -490,6 +538,7 @@ internal sealed class RestrictedUnpickler
         }
 
         int start = _marks.Pop();
+        _work.Charge(_stack.Count - start);
         object?[] items = _stack.GetRange(start, _stack.Count - start).ToArray();
         _stack.RemoveRange(start, _stack.Count - start);
         return items;
@@ -519,25 +568,9 @@ internal sealed class RestrictedUnpickler
 
     private static void AddToSet(PySet set, IEnumerable<object?> items)
     {
-        var seen = new HashSet<object>(PyKeyComparer.Instance);
-        bool hasNone = false;
-        foreach (object? existing in set.Items)
-        {
-            hasNone |= existing is null;
-            if (existing is not null)
-            {
-                seen.Add(existing);
-            }
-        }
-
         foreach (object? item in items)
         {
-            bool added = item is null ? !hasNone : seen.Add(item);
-            if (added)
-            {
-                hasNone |= item is null;
-                set.Items.Add(item);
-            }
+            set.Add(item);
         }
     }
 
@@ -557,7 +590,7 @@ internal sealed class RestrictedUnpickler
         {
             case GlobalKind.OrderedDict:
                 {
-                    var dict = new PyDict(ordered: true);
+                    var dict = new PyDict(ordered: true, _keys, args.Count == 1 && args[0] is PyDict source ? source.Count : 0);
                     if (args.Count == 1 && args[0] is not null)
                     {
                         FillDict(dict, args[0], g);
@@ -598,7 +631,7 @@ internal sealed class RestrictedUnpickler
             case GlobalKind.Set:
             case GlobalKind.FrozenSet:
                 {
-                    var set = new PySet(frozen: g.Kind == GlobalKind.FrozenSet);
+                    var set = new PySet(frozen: g.Kind == GlobalKind.FrozenSet, _keys);
                     if (args.Count == 1)
                     {
                         AddToSet(set, Iterate(args[0], g));
@@ -732,6 +765,7 @@ internal sealed class RestrictedUnpickler
             List<object?> l => l.ToArray(),
             _ => throw Malformed($"calls '{g.FullName}' with a {PickleDescribe.TypeName(value)} {what}, not a tuple of ints."),
         };
+        _work.Charge(items.Length);
         var result = new long[items.Length];
         for (int i = 0; i < items.Length; i++)
         {
@@ -745,6 +779,8 @@ internal sealed class RestrictedUnpickler
     {
         if (source is PyDict other)
         {
+            // OrderedDict(d) copies d: charged per entry, or a memoized dict copied again and again is quadratic.
+            _work.Charge(other.Count);
             foreach (var (k, v) in other.Items)
             {
                 dict.Set(k, v);
@@ -764,13 +800,19 @@ internal sealed class RestrictedUnpickler
         }
     }
 
-    private IEnumerable<object?> Iterate(object? value, PyGlobal g) => value switch
+    // Every caller copies what it iterates, so the copy is charged here.
+    private IEnumerable<object?> Iterate(object? value, PyGlobal g)
     {
-        List<object?> l => l,
-        PyTuple t => t.Items,
-        PySet s => s.Items,
-        _ => throw Malformed($"calls '{g.FullName}' on a {PickleDescribe.TypeName(value)}, which this reader cannot iterate."),
-    };
+        IReadOnlyCollection<object?> items = value switch
+        {
+            List<object?> l => l,
+            PyTuple t => t.Items,
+            PySet s => s.Items,
+            _ => throw Malformed($"calls '{g.FullName}' on a {PickleDescribe.TypeName(value)}, which this reader cannot iterate."),
+        };
+        _work.Charge(items.Count);
+        return items;
+    }
 
     private static string? AsText(object? value) => value switch
     {

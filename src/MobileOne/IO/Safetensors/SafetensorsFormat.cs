@@ -10,6 +10,19 @@ internal static class SafetensorsFormat
     /// <summary>The largest header the reference implementation accepts (MAX_HEADER_SIZE in the Rust crate).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
+    /// <summary>
+    /// The most tensors one file may list. The format sets no limit, but a 100 MB header could list over a
+    /// million, at about a kilobyte of memory each once parsed and loaded; checkpoints hold a few thousand (a
+    /// timm model's state dict, tripled by a training state's optimizer moments).
+    /// </summary>
+    public const int MaxTensors = 1 << 17;
+
+    /// <summary>
+    /// The most JSON values (tokens) a header may hold: 32 per tensor, where a rank-4 entry has 17. The parsed
+    /// document costs 12 bytes per token.
+    /// </summary>
+    public const long MaxHeaderTokens = 32L * MaxTensors;
+
     /// <summary>The reserved header key of the string-to-string metadata block.</summary>
     public const string MetadataKey = "__metadata__";
 

@@ -184,6 +184,8 @@ public static class SafetensorsReader
                 path, $"the header is not valid UTF-8 (first bad byte at header offset {FirstInvalidUtf8(header)}).");
         }
 
+        CheckHeaderSize(path, header);
+
         JsonDocument doc;
         try
         {
@@ -281,6 +283,43 @@ public static class SafetensorsReader
         return entries;
     }
 
+    /// <summary>
+    /// Counts the header's entries and JSON tokens without allocating, before the header is parsed into a
+    /// document: a 100 MB header (the format's limit) can list over a million entries, and the parsed
+    /// document, entries and tensors cost several hundred bytes each.
+    /// </summary>
+    private static void CheckHeaderSize(string path, byte[] header)
+    {
+        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 64 });
+        long entries = 0, tokens = 0;
+        try
+        {
+            while (reader.Read())
+            {
+                if (++tokens > SafetensorsFormat.MaxHeaderTokens)
+                {
+                    throw new CheckpointException(
+                        path,
+                        $"the header holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a header of {SafetensorsFormat.MaxTensors} " +
+                        "entries needs far fewer, so it is refused before being parsed.");
+                }
+
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && ++entries > SafetensorsFormat.MaxTensors)
+                {
+                    throw new CheckpointException(
+                        path,
+                        $"the header lists more than {SafetensorsFormat.MaxTensors} tensors, the most this reader accepts " +
+                        "(checkpoints hold a few thousand); refused before being parsed.",
+                        reader.GetString());
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // Malformed JSON is reported, with its position, by the full parse that follows.
+        }
+    }
+
     private static void ParseMetadata(string path, JsonElement value, OrderedDictionary<string, string> metadata)
     {
         string key = SafetensorsFormat.MetadataKey;
@@ -323,22 +362,30 @@ public static class SafetensorsReader
                 name);
         }
 
+        // A header can hold hundreds of thousands of entries, so the common path allocates nothing per
+        // entry beyond the entry itself: names are compared in place, and JSON text is quoted only on failure.
         JsonElement? dtypeEl = null, shapeEl = null, offsetsEl = null;
         foreach (JsonProperty p in value.EnumerateObject())
         {
             // Unknown fields are ignored, as the reference implementation's serde derive does.
-            switch (p.Name)
+            if (p.NameEquals("dtype"u8))
             {
-                case "dtype": dtypeEl = Once(dtypeEl, p); break;
-                case "shape": shapeEl = Once(shapeEl, p); break;
-                case "data_offsets": offsetsEl = Once(offsetsEl, p); break;
+                dtypeEl = Once(dtypeEl, p);
+            }
+            else if (p.NameEquals("shape"u8))
+            {
+                shapeEl = Once(shapeEl, p);
+            }
+            else if (p.NameEquals("data_offsets"u8))
+            {
+                offsetsEl = Once(offsetsEl, p);
             }
         }
 
-        string[] missing = new[] { ("dtype", dtypeEl), ("shape", shapeEl), ("data_offsets", offsetsEl) }
-            .Where(f => f.Item2 is null).Select(f => f.Item1).ToArray();
-        if (missing.Length > 0)
+        if (dtypeEl is null || shapeEl is null || offsetsEl is null)
         {
+            string[] missing = new[] { ("dtype", dtypeEl), ("shape", shapeEl), ("data_offsets", offsetsEl) }
+                .Where(f => f.Item2 is null).Select(f => f.Item1).ToArray();
             throw new CheckpointException(
                 path,
                 $"the entry lacks {string.Join(" and ", missing)}; every tensor entry needs dtype, shape and data_offsets.",
@@ -368,7 +415,6 @@ public static class SafetensorsReader
                 path, $"shape is {SafetensorsFormat.Describe(s.ValueKind)} ({SafetensorsFormat.Clip(s.GetRawText())}), expected an array of dimensions.", name);
         }
 
-        string shapeText = SafetensorsFormat.Clip(s.GetRawText());
         var shape = new int[s.GetArrayLength()];
         int axis = 0;
         foreach (JsonElement dim in s.EnumerateArray())
@@ -381,7 +427,7 @@ public static class SafetensorsReader
 
             if (problem is not null)
             {
-                throw new CheckpointException(path, $"shape {shapeText}: dimension {axis} {problem}.", name);
+                throw new CheckpointException(path, $"shape {SafetensorsFormat.Clip(s.GetRawText())}: dimension {axis} {problem}.", name);
             }
 
             shape[axis++] = (int)v;
@@ -389,10 +435,10 @@ public static class SafetensorsReader
 
         // data_offsets
         JsonElement o = offsetsEl!.Value;
-        string offsetsText = SafetensorsFormat.Clip(o.GetRawText());
+        string OffsetsText() => SafetensorsFormat.Clip(o.GetRawText());
         if (o.ValueKind != JsonValueKind.Array || o.GetArrayLength() != 2)
         {
-            throw new CheckpointException(path, $"data_offsets is {offsetsText}, expected [begin, end].", name);
+            throw new CheckpointException(path, $"data_offsets is {OffsetsText()}, expected [begin, end].", name);
         }
 
         string? badBegin = ReadNonNegativeInteger(o[0], out long begin);
@@ -400,7 +446,7 @@ public static class SafetensorsReader
         string? bad = badBegin ?? badEnd;
         if (bad is not null)
         {
-            throw new CheckpointException(path, $"data_offsets {offsetsText}: an offset {bad}.", name);
+            throw new CheckpointException(path, $"data_offsets {OffsetsText()}: an offset {bad}.", name);
         }
 
         if (begin > end)
@@ -462,6 +508,12 @@ public static class SafetensorsReader
             return $"is {SafetensorsFormat.Describe(e.ValueKind)} ({SafetensorsFormat.Clip(e.GetRawText())}), not an integer";
         }
 
+        // TryGetInt64 refuses fractions and exponents ("1.0", "1e3"), so a plain non-negative integer needs no text.
+        if (e.TryGetInt64(out value) && value >= 0)
+        {
+            return null;
+        }
+
         string raw = e.GetRawText();
         if (raw.AsSpan().IndexOfAny('.', 'e', 'E') >= 0)
         {
@@ -509,6 +561,12 @@ public static class SafetensorsReader
         byte[] bytes;
         try
         {
+            long length = new FileInfo(indexPath).Length;
+            if (length > SafetensorsFormat.MaxHeaderBytes)
+            {
+                throw new CheckpointException(indexPath, $"the index file has {length} bytes, more than the {SafetensorsFormat.MaxHeaderBytes} a safetensors header may have.");
+            }
+
             bytes = File.ReadAllBytes(indexPath);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -570,6 +628,12 @@ public static class SafetensorsReader
                     if (!weightMap.TryAdd(p.Name, p.Value.GetString()!))
                     {
                         throw new CheckpointException(indexPath, "weight_map lists this tensor twice.", p.Name);
+                    }
+
+                    // Every tensor read must be listed here, so this also bounds what all shards together may hold.
+                    if (weightMap.Count > SafetensorsFormat.MaxTensors)
+                    {
+                        throw new CheckpointException(indexPath, $"weight_map lists more than {SafetensorsFormat.MaxTensors} tensors, the most this reader accepts.", p.Name);
                     }
                 }
 
@@ -712,6 +776,78 @@ public static class SafetensorsReader
                 firstTensor);
         }
 
+        // A shard may be a symbolic link, or sit in a linked folder: what is read is the final target, and it
+        // must be inside the index's folder too, or an index could read any file on the machine. One layout
+        // links outside on purpose: the Hugging Face cache, whose <repo>/snapshots/<revision>/<file> links to
+        // <repo>/blobs/<hash>; targets in that blobs folder are accepted when the index sits in a snapshot.
+        string real, realFolder;
+        try
+        {
+            real = RealPath(full);
+            realFolder = RealPath(folder);
+        }
+        catch (IOException e)
+        {
+            throw new CheckpointException(indexPath, $"weight_map names shard '{shard}', whose links cannot be resolved: {e.Message}", firstTensor, e);
+        }
+
+        if (!IsInside(real, realFolder) && !IsInHuggingFaceBlobs(real, realFolder))
+        {
+            throw new CheckpointException(
+                indexPath,
+                $"weight_map names shard '{shard}', a link to {real}, which is outside the index's folder {realFolder}; refused.",
+                firstTensor);
+        }
+
         return full;
+    }
+
+    private static bool IsInside(string path, string folder) =>
+        path.StartsWith(Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    private static bool IsInHuggingFaceBlobs(string path, string folder)
+    {
+        string? snapshots = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(folder));
+        if (snapshots is null || Path.GetFileName(snapshots) != "snapshots")
+        {
+            return false;
+        }
+
+        string? repo = Path.GetDirectoryName(snapshots);
+        return repo is not null && IsInside(path, Path.Combine(repo, "blobs"));
+    }
+
+    /// <summary>The absolute path with every symbolic link resolved, component by component (as realpath(3) does).</summary>
+    internal static string RealPath(string path)
+    {
+        int hops = 0;
+        return Resolve(Path.GetFullPath(path), ref hops);
+    }
+
+    private static string Resolve(string full, ref int hops)
+    {
+        const int MaxLinkHops = 40; // Linux's own limit before ELOOP.
+        string root = Path.GetPathRoot(full) ?? string.Empty;
+        string current = root;
+        foreach (string part in full[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            string next = Path.Join(current, part);
+            string? target = new FileInfo(next).LinkTarget;
+            if (target is null)
+            {
+                current = next;
+                continue;
+            }
+
+            if (++hops > MaxLinkHops)
+            {
+                throw new IOException($"more than {MaxLinkHops} symbolic links in {full}");
+            }
+
+            // A relative target is relative to the folder holding the link.
+            current = Resolve(Path.GetFullPath(target, current), ref hops);
+        }
+
+        return current;
     }
 }
