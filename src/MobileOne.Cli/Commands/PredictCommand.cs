@@ -380,7 +380,8 @@ internal static class PredictCommand
 
             foreach (var s in top)
             {
-                text.Append(',').Append(s.Probability.ToString("R", CultureInfo.InvariantCulture));
+                // float32 shortest round-trip, exponent as numpy writes it (3.1588646e-05).
+                text.Append(',').Append(s.Probability.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'));
             }
 
             text.Append('\n');

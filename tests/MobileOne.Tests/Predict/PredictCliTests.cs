@@ -66,11 +66,12 @@ public sealed class PredictCliTests
         string label = (string)first["label"]!;
         Assert.Contains(label.Contains(',') ? $",\"{label}\"," : $",{label},", lines[1]);
         Assert.Contains(",\"tench, Tinca tinca\"", PredictCsv(["tench, Tinca tinca"]));
-        Assert.EndsWith(((float)array[5]!["top"]![2]!["probability"]!).ToString("R", CultureInfo.InvariantCulture), lines[3]);
+        Assert.EndsWith(((float)array[5]!["top"]![2]!["probability"]!).ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'), lines[3]);
+        Assert.EndsWith(",3.1588646e-05", PredictCsv([null], 3.1588646e-05f));
     }
 
-    private static string PredictCsv(string?[] labels) => MobileOne.Cli.Commands.PredictCommand.ToCsv(
-        [("a.png", labels.Select((l, i) => new ClassScore(i, l, 0.5f, 1f)).ToArray(), null), ("b.png", null, "cannot be read")], labels.Length, withLabels: true);
+    private static string PredictCsv(string?[] labels, float probability = 0.5f) => MobileOne.Cli.Commands.PredictCommand.ToCsv(
+        [("a.png", labels.Select((l, i) => new ClassScore(i, l, probability, 1f)).ToArray(), null), ("b.png", null, "cannot be read")], labels.Length, withLabels: true).TrimEnd();
 
     [Fact]
     public void FoldersAreSearchedAndGreyModelsGetFashionMnistPreprocessingAndNames()
