@@ -50,7 +50,7 @@ internal static class PredictCommand
                 Options.Positive(r.GetValue(top), "--top"),
                 Options.Positive(r.GetValue(batch), "--batch-size"),
                 Options.Positive(r.GetValue(threads), "--threads"),
-                r.GetValue(size) is int s ? Options.Positive(s, "--img-size") : null,
+                r.GetValue(size) is int s ? ImageSize(s) : null,
                 r.GetValue(cropPct) is double c ? CropPct(c) : null,
                 r.GetValue(interpolation) is string i ? Interpolation(i) : null,
                 r.GetValue(labels),
@@ -91,15 +91,21 @@ internal static class PredictCommand
         var items = new Item[files.Count];
         var decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = settings.ExifTranspose, MaxPixels = ImageDecodeOptions.PilMaxPixels };
         int side = preprocessing.InputSize, sample = classifier.SampleLength, images = files.Count(f => f.Error is null);
-        var input = new Tensor(settings.BatchSize, classifier.Channels, side, side);
-        var slots = new List<int>(settings.BatchSize);
+        int batchSize = Math.Max(1, Math.Min(settings.BatchSize, images));
+        if ((long)batchSize * sample > Array.MaxLength)
+        {
+            throw new ArgumentException($"--batch-size {settings.BatchSize} at {side}x{side} needs {(long)batchSize * sample} input floats, more than one array holds; lower it.");
+        }
+
+        var input = new Tensor(batchSize, classifier.Channels, side, side);
+        var slots = new List<int>(batchSize);
         int printed = 0, classified = 0;
         // Runs the pending batch (when asked) and prints every finished item in input order.
         void Flush(bool run)
         {
             if (run && slots.Count > 0)
             {
-                var batch = slots.Count == settings.BatchSize ? input : new Tensor([slots.Count, classifier.Channels, side, side], input.Data[..(slots.Count * sample)]);
+                var batch = slots.Count == batchSize ? input : new Tensor([slots.Count, classifier.Channels, side, side], input.Data[..(slots.Count * sample)]);
                 var results = classifier.Classify(batch, settings.Top);
                 for (int b = 0; b < slots.Count; b++)
                 {
@@ -108,7 +114,7 @@ internal static class PredictCommand
 
                 classified += slots.Count;
                 slots.Clear();
-                if (images > settings.BatchSize)
+                if (images > batchSize)
                 {
                     Console.Error.WriteLine($"predict: {classified}/{images} images");
                 }
@@ -149,7 +155,7 @@ internal static class PredictCommand
                 items[i] = new Item(path, null, error);
             }
 
-            Flush(run: slots.Count == settings.BatchSize);
+            Flush(run: slots.Count == batchSize);
         }
 
         Flush(run: true);
@@ -189,6 +195,12 @@ internal static class PredictCommand
 
         return (settings.Interpolation is ResampleFilter f ? p with { Interpolation = f } : p).Validate();
     }
+
+    /// <summary>Largest --img-size: a 4096 x 4096 RGB input is 200 MB of floats per image before the engine's buffers.</summary>
+    internal const int MaxImageSize = 4096;
+
+    private static int ImageSize(int value) =>
+        Options.Positive(value, "--img-size") <= MaxImageSize ? value : throw new ArgumentException($"--img-size must be at most {MaxImageSize}; got {value}.");
 
     private static double CropPct(double value) =>
         value > 0 && value <= 1 ? value : throw new ArgumentException($"--crop-pct must lie in (0, 1]; got {value.ToString(CultureInfo.InvariantCulture)}.");

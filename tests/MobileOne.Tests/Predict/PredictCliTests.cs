@@ -110,6 +110,7 @@ public sealed class PredictCliTests
         string png = Image("rgb.png");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--top", "0"), "--top");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--crop-pct", "1.5"), "--crop-pct");
+        CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--img-size", "5000"), "--img-size must be at most 4096");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--interpolation", "lanczos"), "--interpolation", "bilinear or bicubic");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", dir.File("model.onnx"), png), dir.File("model.onnx"), "ONNX models are not supported by predict yet");
         File.WriteAllText(dir.File("labels.txt"), "a\nb\n");
