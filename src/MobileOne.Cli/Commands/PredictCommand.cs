@@ -268,10 +268,7 @@ internal static class PredictCommand
                 string[] found;
                 try
                 {
-                    found = Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories)
-                        .Where(f => extensions.Contains(Path.GetExtension(f)))
-                        .Order(StringComparer.Ordinal)
-                        .ToArray();
+                    found = Walk(input).Where(f => extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal).ToArray();
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
@@ -293,6 +290,31 @@ internal static class PredictCommand
         }
 
         return files;
+    }
+
+    /// <summary>
+    /// Every file under <paramref name="root"/>, as Python's os.walk lists them for timm: symbolic links to files
+    /// are files, symbolic links to folders are not entered (so a link cycle cannot loop).
+    /// </summary>
+    private static IEnumerable<string> Walk(string root)
+    {
+        var pending = new Stack<string>([root]);
+        while (pending.Count > 0)
+        {
+            string dir = pending.Pop();
+            foreach (string file in Directory.EnumerateFiles(dir))
+            {
+                yield return file;
+            }
+
+            foreach (string sub in Directory.EnumerateDirectories(dir))
+            {
+                if (new DirectoryInfo(sub).LinkTarget is null)
+                {
+                    pending.Push(sub);
+                }
+            }
+        }
     }
 
     /// <summary>Text mode prints each result as it comes; errors always go to stderr.</summary>

@@ -104,6 +104,24 @@ public sealed class PredictCliTests
     }
 
     [Fact]
+    public void FoldersAreWalkedLikeOsWalkAndEmptyOnesAreReported()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("a/b"));
+        File.Copy(Image("rgb.png"), dir.File("a/b/z.PNG"));
+        File.Copy(Image("gray.jpg"), dir.File("a/x.jpg"));
+        File.WriteAllText(dir.File("a/readme.txt"), "not an image");
+        Directory.CreateSymbolicLink(dir.File("a/b/loop"), dir.File("a"));
+        File.CreateSymbolicLink(dir.File("a/link.png"), Image("tiny1x1.png"));
+        Directory.CreateDirectory(dir.File("empty"));
+        var result = CliRunner.Run("predict", Model, dir.File("a"), dir.File("empty"), "--top", "1", "--json", "--img-size", "32", "--threads", "1");
+        Assert.Equal(1, result.ExitCode);
+        var array = JsonNode.Parse(result.StdOut)!.AsArray();
+        Assert.Equal([dir.File("a/b/z.PNG"), dir.File("a/link.png"), dir.File("a/x.jpg"), dir.File("empty")], array.Select(e => (string)e!["path"]!));
+        Assert.StartsWith("the folder holds no images", (string)array[3]!["error"]!);
+    }
+
+    [Fact]
     public void BadOptionsFailWithOneLineNamingTheOption()
     {
         using var dir = new TempDir();
