@@ -9,9 +9,12 @@ namespace MobileOne.Imaging;
 /// <summary>
 /// Decodes JPEG, PNG, WebP, GIF (first frame), BMP, ICO and WBMP with SkiaSharp. Pixels are requested
 /// through <see cref="SKCodec"/> as RGBA 8888 with unpremultiplied alpha (SKBitmap.Decode would give BGRA
-/// on Linux and premultiply), no colour-space conversion, then turned upright by the EXIF orientation
-/// (<see cref="SKCodec.EncodedOrigin"/>), then reduced to the requested channels: RGB drops alpha without
-/// compositing (as PIL's convert("RGB") does), grey uses PIL's ITU-R 601-2 luma.
+/// on Linux and premultiply), no colour-space conversion (embedded ICC profiles, gAMA and cHRM are ignored,
+/// as PIL ignores them), then turned upright by the EXIF orientation (<see cref="SKCodec.EncodedOrigin"/>;
+/// optional, see <see cref="Decode(byte[], string, int, ImageDecodeOptions)"/>), then reduced to the
+/// requested channels: RGB drops alpha without compositing (as PIL's convert("RGB") does), grey uses PIL's
+/// ITU-R 601-2 luma. 16-bit grey PNGs are reduced as PIL does: each value is clipped to 0..255 (PIL opens
+/// them as mode "I" and convert("RGB") clips, so most of a real 16-bit image turns white).
 /// </summary>
 public sealed class SkiaImageDecoder : IImageDecoder
 {
@@ -21,14 +24,13 @@ public sealed class SkiaImageDecoder : IImageDecoder
 
     public IReadOnlyCollection<string> Extensions => Known;
 
-    public ByteImage Decode(string path, int channels)
+    public ByteImage Decode(string path, int channels) => Decode(path, channels, ImageDecodeOptions.Default);
+
+    /// <summary>Reads and decodes <paramref name="path"/>; see <see cref="Decode(byte[], string, int, ImageDecodeOptions)"/>.</summary>
+    public ByteImage Decode(string path, int channels, ImageDecodeOptions options)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (channels is not (1 or 3 or 4))
-        {
-            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Images are decoded to 1, 3 or 4 channels.");
-        }
-
+        CheckChannels(channels);
         byte[] bytes;
         try
         {
@@ -39,13 +41,22 @@ public sealed class SkiaImageDecoder : IImageDecoder
             throw new ImageDecodeException(path, $"cannot be read: {e.Message}", e);
         }
 
-        return Decode(bytes, path, channels);
+        return Decode(bytes, path, channels, options);
     }
 
     /// <summary>Decodes an encoded image held in memory; <paramref name="name"/> is used in messages.</summary>
-    public ByteImage Decode(byte[] encoded, string name, int channels)
+    public ByteImage Decode(byte[] encoded, string name, int channels) => Decode(encoded, name, channels, ImageDecodeOptions.Default);
+
+    /// <summary>
+    /// Decodes an encoded image held in memory to <paramref name="channels"/> (1, 3 or 4) interleaved 8-bit
+    /// channels; <paramref name="name"/> is used in messages. Throws <see cref="ImageDecodeException"/> for empty,
+    /// unrecognised, truncated or corrupt data and for images above <see cref="ImageDecodeOptions.MaxPixels"/>.
+    /// </summary>
+    public ByteImage Decode(byte[] encoded, string name, int channels, ImageDecodeOptions options)
     {
         ArgumentNullException.ThrowIfNull(encoded);
+        ArgumentNullException.ThrowIfNull(options);
+        CheckChannels(channels);
         if (encoded.Length == 0)
         {
             throw new ImageDecodeException(name, "the file is empty.");
@@ -65,17 +76,20 @@ public sealed class SkiaImageDecoder : IImageDecoder
             throw new ImageDecodeException(name, $"image size {width}x{height} is not supported.");
         }
 
-        if ((long)width * height > IImageDecoder.MaxPixels)
+        // The decoder's own bound (Pillow's bomb limit) and a caller's tighter one, both from the header.
+        long limit = Math.Min(options.MaxPixels, IImageDecoder.MaxPixels);
+        if ((long)width * height > limit)
         {
             throw new ImageDecodeException(name,
-                $"declares {width}x{height} = {(long)width * height} pixels, more than the {IImageDecoder.MaxPixels} this decoder accepts (Pillow's decompression-bomb limit); refused before decoding.");
+                $"declares {width}x{height} = {(long)width * height} pixels, more than the {limit} this decoder accepts{(limit == IImageDecoder.MaxPixels ? " (Pillow's decompression-bomb limit)" : string.Empty)}; refused before decoding.");
         }
 
-        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;
         // Pooled: a 256x256 RGBA buffer is already a large-object-heap allocation per image.
         byte[] rgba = ArrayPool<byte>.Shared.Rent(width * height * 4);
         try
         {
+            var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
             SKCodecResult result;
             try
@@ -92,11 +106,31 @@ public sealed class SkiaImageDecoder : IImageDecoder
                 throw new ImageDecodeException(name, $"decoding failed ({Describe(result)}).");
             }
 
-            return Orient(rgba, width, height, codec.EncodedOrigin, channels);
+            if (Png16.IsSixteenBitGrey(encoded))
+            {
+                try
+                {
+                    Png16.ClipGrey(encoded, rgba, width, height);
+                }
+                catch (InvalidDataException e)
+                {
+                    throw new ImageDecodeException(name, $"decoding failed ({e.Message})", e);
+                }
+            }
+
+            return Orient(rgba, width, height, origin, channels);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(rgba);
+        }
+    }
+
+    private static void CheckChannels(int channels)
+    {
+        if (channels is not (1 or 3 or 4))
+        {
+            throw new ArgumentOutOfRangeException(nameof(channels), channels, "Images are decoded to 1, 3 or 4 channels.");
         }
     }
 

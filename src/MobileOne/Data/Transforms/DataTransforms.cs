@@ -73,10 +73,11 @@ public static class DataTransforms
     }
 
     /// <summary>
-    /// timm's evaluation pipeline: resize the shorter side to floor(size / cropPct) (bilinear), centre
-    /// crop size x size, ToTensor, Normalize.
+    /// timm's evaluation pipeline: resize the shorter side to floor(size / cropPct) (PIL bilinear unless
+    /// <paramref name="filter"/> says otherwise), centre crop size x size, ToTensor, Normalize.
     /// </summary>
-    public static SampleTransform ImageNetEval(int size = 224, double cropPct = 0.875, Normalization? normalization = null)
+    public static SampleTransform ImageNetEval(
+        int size = 224, double cropPct = 0.875, Normalization? normalization = null, ResampleFilter filter = ResampleFilter.Bilinear)
     {
         if (!(cropPct > 0 && cropPct <= 1))
         {
@@ -85,7 +86,20 @@ public static class DataTransforms
 
         var norm = normalization ?? Normalization.ImageNet;
         int scaleSize = (int)Math.Floor(size / cropPct);
-        return new SampleTransform(norm.Channels, size, size, [new ResizeShorterSide(scaleSize), new CenterCrop(size)], norm);
+        return new SampleTransform(norm.Channels, size, size, [new ResizeShorterSide(scaleSize, filter), new CenterCrop(size)], norm);
+    }
+
+    /// <summary>
+    /// Fashion-MNIST's evaluation transform (<see cref="FashionMnistEval"/>) for a grey image of any size:
+    /// the shorter side resized to 28 (PIL bilinear unless <paramref name="filter"/> says otherwise) and the
+    /// centre 28 x 28 kept first, so a 28 x 28 image goes through exactly as in evaluation.
+    /// </summary>
+    public static SampleTransform FashionMnistAnySize(ResampleFilter filter = ResampleFilter.Bilinear)
+    {
+        var norm = Normalization.FashionMnist;
+        int size = FashionMnist.ImageSize;
+        return new SampleTransform(
+            1, FashionMnistSize, FashionMnistSize, [new ResizeShorterSide(size, filter), new CenterCrop(size)], norm, [new Pad(2, norm.Background)]);
     }
 
     /// <summary>timm's crop_pct for a MobileOne variant: 0.875 for S0, 0.9 for S1..S4 (and anything else).</summary>

@@ -94,22 +94,31 @@ public sealed class RandomResizedCrop : IImageTransform
 }
 
 /// <summary>
-/// torchvision's Resize(int): the shorter side becomes <see cref="Size"/>, the longer side
-/// int(Size * long / short) (truncated), PIL-style bilinear. An image already at that size is unchanged.
+/// torchvision's Resize(int) on a PIL image: the shorter side becomes <see cref="Size"/>, the longer side
+/// int(Size * long / short) (truncated), resampled as PIL does with <see cref="Filter"/> (bilinear unless
+/// given). An image already at that size is unchanged.
 /// </summary>
 public sealed class ResizeShorterSide : IImageTransform
 {
-    public ResizeShorterSide(int size)
+    public ResizeShorterSide(int size, ResampleFilter filter = ResampleFilter.Bilinear)
     {
         if (size <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(size), size, "The resize target must be positive.");
         }
 
+        if (!Enum.IsDefined(filter))
+        {
+            throw new ArgumentOutOfRangeException(nameof(filter), filter, "Unknown resampling filter.");
+        }
+
         Size = size;
+        Filter = filter;
     }
 
     public int Size { get; }
+
+    public ResampleFilter Filter { get; }
 
     public (int Width, int Height) OutputSize(int width, int height) =>
         width <= height ? (Size, (int)((double)Size * height / width)) : ((int)((double)Size * width / height), Size);
@@ -117,7 +126,7 @@ public sealed class ResizeShorterSide : IImageTransform
     public ByteImage Apply(ByteImage image, ref SampleRandom random)
     {
         var (w, h) = OutputSize(image.Width, image.Height);
-        return w == image.Width && h == image.Height ? image : Resample.Bilinear(image, w, h);
+        return w == image.Width && h == image.Height ? image : Resample.Resize(image, w, h, Filter);
     }
 }
 

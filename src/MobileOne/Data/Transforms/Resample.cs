@@ -4,9 +4,19 @@ using System.Runtime.Intrinsics;
 
 namespace MobileOne.Data.Transforms;
 
+/// <summary>The separable filters of <see cref="Resample"/>: PIL's BILINEAR and BICUBIC.</summary>
+public enum ResampleFilter
+{
+    /// <summary>PIL's triangle filter (support 1).</summary>
+    Bilinear,
+
+    /// <summary>PIL's cubic convolution with a = -0.5 (support 2); results are clipped to 0..255.</summary>
+    Bicubic,
+}
+
 /// <summary>
-/// Separable resampling of 8-bit images with PIL's semantics (Image.resize with BILINEAR, no
-/// reducing_gap): a triangle filter whose support widens with the downscale factor (so downscaling is
+/// Separable resampling of 8-bit images with PIL's semantics (Image.resize with BILINEAR or BICUBIC, no
+/// reducing_gap): a filter whose support widens with the downscale factor (so downscaling is
 /// antialiased), pixel centres at +0.5, the window clipped at the edges and renormalized, a horizontal
 /// pass then a vertical pass, each rounded to 8 bits through 22-bit fixed-point weights.
 /// </summary>
@@ -18,7 +28,25 @@ public static class Resample
     /// Resizes the box (left, top, width, height) of <paramref name="source"/> to outWidth x outHeight,
     /// as PIL's image.crop(box).resize(size, BILINEAR) does: the filter sees only the box.
     /// </summary>
-    public static ByteImage Bilinear(ByteImage source, int left, int top, int width, int height, int outWidth, int outHeight)
+    public static ByteImage Bilinear(ByteImage source, int left, int top, int width, int height, int outWidth, int outHeight) =>
+        Resize(source, left, top, width, height, outWidth, outHeight, ResampleFilter.Bilinear);
+
+    /// <summary>Resizes the whole image with PIL's BILINEAR.</summary>
+    public static ByteImage Bilinear(ByteImage source, int outWidth, int outHeight) =>
+        Resize(source, outWidth, outHeight, ResampleFilter.Bilinear);
+
+    /// <summary>Resizes the whole image, as PIL's image.resize(size, filter) does.</summary>
+    public static ByteImage Resize(ByteImage source, int outWidth, int outHeight, ResampleFilter filter)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return Resize(source, 0, 0, source.Width, source.Height, outWidth, outHeight, filter);
+    }
+
+    /// <summary>
+    /// Resizes the box (left, top, width, height) of <paramref name="source"/> to outWidth x outHeight,
+    /// as PIL's image.crop(box).resize(size, filter) does: the filter sees only the box.
+    /// </summary>
+    public static ByteImage Resize(ByteImage source, int left, int top, int width, int height, int outWidth, int outHeight, ResampleFilter filter)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (left < 0 || top < 0 || width <= 0 || height <= 0 || left + width > source.Width || top + height > source.Height)
@@ -30,7 +58,7 @@ public static class Resample
         int c = source.Channels;
         bool horizontal = outWidth != width;
         bool vertical = outHeight != height;
-        var (yStart, yCount, yWeights, yK) = Coefficients(height, outHeight);
+        var (yStart, yCount, yWeights, yK) = Coefficients(height, outHeight, filter);
 
         // Rows of the box the vertical pass reads (PIL resamples only these horizontally).
         int firstRow = vertical ? yStart[0] : 0;
@@ -42,7 +70,7 @@ public static class Resample
         int rowsLeft;
         if (horizontal)
         {
-            var (xStart, xCount, xWeights, xK) = Coefficients(width, outWidth);
+            var (xStart, xCount, xWeights, xK) = Coefficients(width, outWidth, filter);
             temp = ByteImage.Rent(outWidth, lastRow - firstRow, c);
             var src = source.Pixels;
             var dst = temp.Pixels;
@@ -116,19 +144,15 @@ public static class Resample
         return output;
     }
 
-    /// <summary>Resizes the whole image.</summary>
-    public static ByteImage Bilinear(ByteImage source, int outWidth, int outHeight) =>
-        Bilinear(source, 0, 0, source.Width, source.Height, outWidth, outHeight);
-
     /// <summary>
-    /// PIL's precompute_coeffs for the triangle filter over [0, inSize) -> outSize, quantized to
+    /// PIL's precompute_coeffs for <paramref name="filter"/> over [0, inSize) -> outSize, quantized to
     /// 22-bit fixed point (round half away from zero).
     /// </summary>
-    internal static (int[] Start, int[] Count, int[] Weights, int KSize) Coefficients(int inSize, int outSize)
+    internal static (int[] Start, int[] Count, int[] Weights, int KSize) Coefficients(int inSize, int outSize, ResampleFilter filter = ResampleFilter.Bilinear)
     {
         double scale = (double)inSize / outSize;
         double filterScale = Math.Max(scale, 1.0);
-        double support = 1.0 * filterScale;
+        double support = Support(filter) * filterScale;
         int kSize = ((int)Math.Ceiling(support) * 2) + 1;
         var start = new int[outSize];
         var count = new int[outSize];
@@ -143,8 +167,7 @@ public static class Resample
             double sum = 0;
             for (int x = 0; x < xmax; x++)
             {
-                double t = Math.Abs((x + xmin - center + 0.5) * inverse);
-                w[x] = t < 1.0 ? 1.0 - t : 0.0;
+                w[x] = Weight(filter, (x + xmin - center + 0.5) * inverse);
                 sum += w[x];
             }
 
@@ -159,6 +182,31 @@ public static class Resample
         }
 
         return (start, count, weights, kSize);
+    }
+
+    private static double Support(ResampleFilter filter) => filter switch
+    {
+        ResampleFilter.Bilinear => 1.0,
+        ResampleFilter.Bicubic => 2.0,
+        _ => throw new ArgumentOutOfRangeException(nameof(filter), filter, "Unknown resampling filter."),
+    };
+
+    /// <summary>PIL's filter functions (Resample.c: bilinear_filter, bicubic_filter with a = -0.5).</summary>
+    private static double Weight(ResampleFilter filter, double x)
+    {
+        x = Math.Abs(x);
+        if (filter == ResampleFilter.Bilinear)
+        {
+            return x < 1.0 ? 1.0 - x : 0.0;
+        }
+
+        const double a = -0.5;
+        if (x < 1.0)
+        {
+            return ((((a + 2.0) * x) - (a + 3.0)) * x * x) + 1;
+        }
+
+        return x < 2.0 ? ((((x - 5) * x) + 8) * x - 4) * a : 0.0;
     }
 
     /// <summary>sums[i] += row[i] * weight; integer arithmetic, so the order of taps cannot change a result.</summary>

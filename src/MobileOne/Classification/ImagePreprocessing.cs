@@ -1,0 +1,105 @@
+using System.Globalization;
+using MobileOne.Data.Transforms;
+using MobileOne.Models;
+
+namespace MobileOne.Classification;
+
+/// <summary>Which evaluation transform a classifier's inputs go through.</summary>
+public enum InputPipeline
+{
+    /// <summary>
+    /// timm's eval pipeline on PIL images: convert("RGB"), resize the shorter side to floor(size / crop_pct),
+    /// centre crop size x size, ToTensor, Normalize with the ImageNet mean and std.
+    /// </summary>
+    ImageNet,
+
+    /// <summary>
+    /// The project's Fashion-MNIST evaluation transform for grey (1-channel) models: convert("L"), resize the
+    /// shorter side to 28 and centre crop 28 x 28 (a no-op for 28 x 28 images), x / 255, Normalize(0.2860,
+    /// 0.3530), pad 2 pixels of black to 32 x 32.
+    /// </summary>
+    FashionMnist,
+}
+
+/// <summary>
+/// The preprocessing of a classifier's input images, with the defaults of the model's timm pretrained
+/// configuration (<see cref="ForModel"/>): MobileOne-S0 crop_pct 0.875, S1..S4 0.9, bilinear, 224,
+/// ImageNet mean and std; grey models take the Fashion-MNIST transform.
+/// </summary>
+public sealed record ImagePreprocessing
+{
+    public InputPipeline Pipeline { get; init; } = InputPipeline.ImageNet;
+
+    /// <summary>Side of the square crop (ImageNet pipeline).</summary>
+    public int Size { get; init; } = 224;
+
+    /// <summary>Fraction of the resized shorter side kept by the centre crop (ImageNet pipeline).</summary>
+    public double CropPct { get; init; } = 0.875;
+
+    public ResampleFilter Interpolation { get; init; } = ResampleFilter.Bilinear;
+
+    /// <summary>Colour channels of the model input: 3 (RGB) or 1 (grey).</summary>
+    public int Channels => Pipeline == InputPipeline.FashionMnist ? 1 : 3;
+
+    /// <summary>Height and width of the model input.</summary>
+    public int InputSize => Pipeline == InputPipeline.FashionMnist ? DataTransforms.FashionMnistSize : Size;
+
+    /// <summary>The shorter side after the resize: floor(size / crop_pct), as timm computes it.</summary>
+    public int ResizeTo => Pipeline == InputPipeline.FashionMnist ? Data.FashionMnist.ImageSize : (int)Math.Floor(Size / CropPct);
+
+    /// <summary>
+    /// timm's pretrained configuration for a MobileOne model (ImageNet pipeline, 224, crop_pct 0.875 for S0 and
+    /// 0.9 otherwise, bilinear); the Fashion-MNIST pipeline for a 1-channel model. Throws
+    /// <see cref="ArgumentException"/> for other channel counts.
+    /// </summary>
+    public static ImagePreprocessing ForModel(MobileOneConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.InChans switch
+        {
+            3 => new ImagePreprocessing { CropPct = DataTransforms.EvalCropPct(config.Name) },
+            1 => new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist },
+            _ => throw new ArgumentException(
+                $"Images can be classified by RGB (in_chans 3) or grey (in_chans 1) models; this model has in_chans {config.InChans}."),
+        };
+    }
+
+    /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
+    public ImagePreprocessing Validate()
+    {
+        if (Size <= 0)
+        {
+            throw new ArgumentException($"The image size must be a positive integer; got {Size}.");
+        }
+
+        if (!(CropPct > 0 && CropPct <= 1))
+        {
+            throw new ArgumentException($"The crop fraction must lie in (0, 1]; got {CropPct.ToString(CultureInfo.InvariantCulture)}.");
+        }
+
+        if (!Enum.IsDefined(Interpolation) || !Enum.IsDefined(Pipeline))
+        {
+            throw new ArgumentException($"Unknown interpolation {Interpolation} or pipeline {Pipeline}.");
+        }
+
+        return this;
+    }
+
+    /// <summary>The per-image transform (decoded 8-bit image in, normalized CHW floats out).</summary>
+    public SampleTransform CreateTransform()
+    {
+        Validate();
+        return Pipeline == InputPipeline.FashionMnist
+            ? DataTransforms.FashionMnistAnySize(Interpolation)
+            : DataTransforms.ImageNetEval(Size, CropPct, Normalization.ImageNet, Interpolation);
+    }
+
+    /// <summary>One line for logs, e.g. "resize 256 bilinear, centre crop 224, ImageNet mean/std".</summary>
+    public string Describe()
+    {
+        string filter = Interpolation.ToString().ToLowerInvariant();
+        return Pipeline == InputPipeline.FashionMnist
+            ? $"grey, resize 28 {filter}, centre crop 28, Fashion-MNIST mean/std, pad to 32"
+            : string.Create(CultureInfo.InvariantCulture, $"RGB, resize {ResizeTo} {filter} (crop_pct {CropPct}), centre crop {Size}, ImageNet mean/std");
+    }
+}
