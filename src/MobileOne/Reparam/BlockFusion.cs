@@ -59,6 +59,7 @@ public static class BlockFusion
         return kernel;
     }
 
-    private static FusedKernel FoldBranch(ConvBn branch) =>
+    /// <summary>One conv + BN branch folded into a kernel and bias (the branch as it acts at inference).</summary>
+    public static FusedKernel FoldBranch(ConvBn branch) =>
         BatchNormFolding.Fold(branch.Conv.Weight.Value.Data, branch.Conv.Weight.Shape, BatchNormStats.From(branch.Bn));
 }

@@ -1,0 +1,156 @@
+using MobileOne.Models;
+using MobileOne.Reparam;
+
+namespace MobileOne.Analysis;
+
+/// <summary>What <see cref="NetworkAnalysis"/> measures, and how much it may spend.</summary>
+public sealed record AnalysisOptions
+{
+    /// <summary>Input height and width the convolution matrices are built for.</summary>
+    public int Size { get; init; } = 32;
+
+    /// <summary>Dense singular values only for matrices of at most this many entries (else null).</summary>
+    public long MaxDenseEntries { get; init; } = 1L << 20;
+
+    /// <summary>Also multiply a random input by the stored matrix and compare with the library's convolution.</summary>
+    public bool VerifyMatrix { get; init; }
+
+    public int Seed { get; init; }
+}
+
+/// <summary>One convolution of the fused model, at the analysed input size.</summary>
+public sealed record LayerAnalysis(
+    string Layer,
+    int[] KernelShape,
+    int Stride,
+    int Padding,
+    int Groups,
+    int InHeight,
+    int InWidth,
+    int OutHeight,
+    int OutWidth,
+    long MatrixRows,
+    long MatrixColumns,
+    long MatrixNonZeros,
+    double SpectralNorm,
+    double? SmallestSingularValue,
+    int? EffectiveRank90,
+    int? EffectiveRank99,
+    double OrthogonalityDeviation,
+    int Branches,
+    double? BranchSimilarityMean,
+    double? BranchSimilarityMax,
+    double? MatrixMaxAbsDiff);
+
+/// <summary>
+/// The presenter's matrix view of a MobileOne network, one row per convolution of its fused form (each block's
+/// reparameterized kernel; squeeze-excite's 1x1 layers on pooled vectors and the classifier are not convolutions
+/// over the image and are left out): the convolution matrix's size, spectral norm, smallest singular value and
+/// effective rank at 90 and 99% energy (where dense is affordable), OCNN's orthogonality deviation, and for a
+/// train-time network the similarity between each block's k convolution branches (cosine of their BN-folded
+/// kernels, mean and maximum over pairs).
+/// </summary>
+public static class NetworkAnalysis
+{
+    public static IReadOnlyList<LayerAnalysis> Analyze(MobileOneNetwork network, AnalysisOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Size < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.Size, "The input size must be positive.");
+        }
+
+        var rows = new List<LayerAnalysis>();
+        int h = options.Size, w = options.Size;
+        foreach (var (prefix, block) in network.Blocks())
+        {
+            var spec = block.Spec;
+            var fused = BlockFusion.Fuse(block);
+            var matrix = new ConvolutionMatrix(
+                fused.Weight, spec.OutChannels, spec.InChannels, spec.KernelSize, spec.KernelSize, h, w,
+                spec.Stride, spec.Stride, spec.Padding, spec.Padding, spec.Groups);
+            double[]? singular = OperatorSpectrum.SingularValues(matrix, options.MaxDenseEntries);
+            var (branches, mean, max) = BranchSimilarity(block);
+            long nonZeros = 0;
+            for (long r = 0; r < matrix.Rows; r++)
+            {
+                nonZeros += matrix.RowEntries(r).Count();
+            }
+
+            rows.Add(new LayerAnalysis(
+                prefix.TrimEnd('.') + (block.IsFused ? ".reparam_conv" : string.Empty),
+                fused.Shape,
+                spec.Stride,
+                spec.Padding,
+                spec.Groups,
+                h,
+                w,
+                matrix.OutHeight,
+                matrix.OutWidth,
+                matrix.Rows,
+                matrix.Columns,
+                nonZeros,
+                singular is null ? OperatorSpectrum.SpectralNorm(matrix, seed: options.Seed) : (singular.Length > 0 ? singular[0] : 0),
+                singular is null ? null : (singular.Length > 0 ? singular[^1] : 0),
+                singular is null ? null : OperatorSpectrum.EffectiveRank(singular, 0.90),
+                singular is null ? null : OperatorSpectrum.EffectiveRank(singular, 0.99),
+                KernelOrthogonality.Deviation(fused.Weight, spec.OutChannels, spec.InChannels / spec.Groups, spec.KernelSize, spec.KernelSize, spec.Stride, spec.Stride, spec.Groups),
+                branches,
+                mean,
+                max,
+                options.VerifyMatrix ? MatrixCheck.MaxAbsDiff(matrix, fused, options.Seed) : null));
+            (h, w) = (matrix.OutHeight, matrix.OutWidth);
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// Cosine similarity between the BN-folded kernels of a block's k convolution branches, over all pairs: mean and
+    /// maximum (null for a fused block or a single branch, where there is nothing to compare).
+    /// </summary>
+    public static (int Branches, double? Mean, double? Max) BranchSimilarity(MobileOneBlock block)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        if (block.IsFused)
+        {
+            return (1, null, null);
+        }
+
+        var kernels = block.ConvKxk.Select(b => BlockFusion.FoldBranch(b).Weight).ToArray();
+        if (kernels.Length < 2)
+        {
+            return (kernels.Length, null, null);
+        }
+
+        double total = 0, max = double.NegativeInfinity;
+        int pairs = 0;
+        for (int i = 0; i < kernels.Length; i++)
+        {
+            for (int j = i + 1; j < kernels.Length; j++)
+            {
+                double cos = Cosine(kernels[i], kernels[j]);
+                total += cos;
+                max = Math.Max(max, cos);
+                pairs++;
+            }
+        }
+
+        return (kernels.Length, total / pairs, max);
+    }
+
+    /// <summary>&lt;a, b&gt; / (|a| |b|); 0 when either is zero.</summary>
+    public static double Cosine(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    {
+        double dot = 0, aa = 0, bb = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            dot += a[i] * b[i];
+            aa += a[i] * a[i];
+            bb += b[i] * b[i];
+        }
+
+        return aa == 0 || bb == 0 ? 0 : dot / Math.Sqrt(aa * bb);
+    }
+}
