@@ -24,6 +24,7 @@ public static class Program
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(BenchTrainCommand.Create());
+        root.Subcommands.Add(StudyCommand.Create());
         return root;
     }
 }
