@@ -160,7 +160,7 @@ internal static class StudyCommand
         var absolute = combos.Select(c => new BarSeries(Label(c), variants.Select(v => Find(v, c)?.Result.MedianMs ?? double.NaN).ToArray())).ToList();
         absolute.Add(new BarSeries("paper, iPhone 12", variants.Select(v => StudyNetwork.PaperIphone12Ms(study, v) ?? double.NaN).ToArray()));
         var relative = combos.Select(c => new BarSeries(Label(c), variants.Select(v => Find(v, c) is { } row ? StudyReport.Relative(row, rows) ?? double.NaN : double.NaN).ToArray())).ToList();
-        relative.Add(new BarSeries("paper, iPhone 12", variants.Select(v => rows.First(r => r.Variant == v) is var row ? StudyReport.PaperRelative(row, rows) ?? double.NaN : double.NaN).ToArray()));
+        relative.Add(new BarSeries("paper, iPhone 12", variants.Select(v => StudyReport.PaperRelative(rows.First(r => r.Variant == v), rows) ?? double.NaN).ToArray()));
 
         int size = rows[0].Result.Size;
         var all = absolute.SelectMany(s => s.Values).Where(double.IsFinite).ToList();
