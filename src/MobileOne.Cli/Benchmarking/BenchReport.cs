@@ -168,14 +168,14 @@ internal static class BenchReport
     /// Replaces the marked section of <paramref name="path"/> (or appends one, or creates the file) through a
     /// temporary file and a rename, so the rest of the document survives and a failure leaves it as it was.
     /// </summary>
-    public static void WriteDocs(string path, string text, string section = FusedSection)
+    public static void WriteDocs(string path, string text, string section = FusedSection, string newFileTitle = DefaultTitle)
     {
-        string updated = Splice(path, text, section);
+        string updated = Splice(path, text, section, newFileTitle);
         AtomicFile.Write(path, s => s.Write(new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(updated)));
     }
 
     /// <summary>Checks, before any measuring, that <paramref name="path"/> can take the section: its folder exists and its markers are sound.</summary>
-    public static void CheckDocs(string path, string section = FusedSection)
+    public static void CheckDocs(string path, string section = FusedSection, string newFileTitle = DefaultTitle)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null && !Directory.Exists(folder))
@@ -188,13 +188,16 @@ internal static class BenchReport
             throw new ArgumentException($"--write-docs {path}: is a directory; expected a Markdown file.");
         }
 
-        Splice(path, string.Empty, section);
+        Splice(path, string.Empty, section, newFileTitle);
     }
 
-    private static string Splice(string path, string text, string section)
+    /// <summary>The first line of a document that --write-docs creates.</summary>
+    private const string DefaultTitle = "# Benchmarks";
+
+    private static string Splice(string path, string text, string section, string newFileTitle)
     {
         var (beginMarker, endMarker) = Markers(section);
-        string existing = File.Exists(path) ? File.ReadAllText(path) : "# Benchmarks\n";
+        string existing = File.Exists(path) ? File.ReadAllText(path) : newFileTitle + "\n";
         int begin = existing.IndexOf(beginMarker, StringComparison.Ordinal);
         int end = existing.IndexOf(endMarker, StringComparison.Ordinal);
         string updated;
@@ -208,7 +211,7 @@ internal static class BenchReport
         }
         else
         {
-            throw new InvalidDataException($"{path}: expected one '{beginMarker}' followed by one '{endMarker}' around the benchmark section; found them missing, repeated or out of order. Fix the markers or remove both.");
+            throw new InvalidDataException($"{path}: expected one '{beginMarker}' followed by one '{endMarker}' around the {section} section; found them missing, repeated or out of order. Fix the markers or remove both.");
         }
 
         return updated;

@@ -1,23 +1,50 @@
-using MobileOne.Inference;
 using System.Diagnostics;
+using MobileOne.Graph;
+using MobileOne.Inference;
 using MobileOne.IO.Onnx;
 using MobileOne.Models;
 
 namespace MobileOne.Cli.Benchmarking;
 
 /// <summary>
-/// A model to benchmark in the form it is in (fused, or train-time with every branch), with the label the tables
-/// show; exported to ONNX once, on first use.
+/// A network to benchmark, as the layer graph both engines run (a MobileOne in the form it is in, fused or with every
+/// branch, or any other graph such as a study network), with the label the tables show; exported to ONNX once, on
+/// first use.
 /// </summary>
-internal sealed class BenchModel(string label, MobileOneNetwork network)
+internal sealed class BenchModel
 {
+    private readonly Func<byte[]> export;
     private byte[]? onnx;
 
-    public string Label { get; } = label;
+    /// <summary>A MobileOne as it is; its ONNX export keeps the exporter's MobileOne node names.</summary>
+    public BenchModel(string label, MobileOneNetwork network)
+        : this(label, network.ToGraph(), () => OnnxExporter.ToBytes(network, fuse: false))
+    {
+    }
 
-    public MobileOneNetwork Network { get; } = network;
+    /// <summary>Any classifier graph (output [batch, classes]); exported with <see cref="OnnxExporter.ToBytes(LayerGraph, int)"/>.</summary>
+    public BenchModel(string label, LayerGraph graph)
+        : this(label, graph, () => OnnxExporter.ToBytes(graph))
+    {
+    }
 
-    public byte[] Onnx => onnx ??= OnnxExporter.ToBytes(Network, fuse: false);
+    private BenchModel(string label, LayerGraph graph, Func<byte[]> export)
+    {
+        Label = label;
+        Graph = graph;
+        this.export = export;
+    }
+
+    public string Label { get; }
+
+    public LayerGraph Graph { get; }
+
+    public int InChannels => Graph.InputChannels;
+
+    /// <summary>Outputs per image (the classes of a classifier).</summary>
+    public int OutputChannels => Graph.ChannelsOf(Graph.Output);
+
+    public byte[] Onnx => onnx ??= export();
 }
 
 /// <summary>One layer's share of a managed run, from <see cref="CompiledModel.Run(ReadOnlySpan{float}, int, int, int, Span{float}, Span{long})"/>'s layer timing.</summary>
@@ -72,16 +99,15 @@ internal static class BenchRunner
 
     public static IReadOnlyList<BenchResult> Measure(BenchModel model, int threads, int batch, BenchSettings settings)
     {
-        var config = model.Network.Config;
-        var input = new float[batch * config.InChans * settings.Size * settings.Size];
+        var input = new float[batch * model.InChannels * settings.Size * settings.Size];
         WeightInit.FillNormal(new Random(InputSeed), input, 0, 1);
         byte[] onnx = settings.Engines.Contains(EngineNames.OnnxRuntime) ? model.Onnx : [];
-        long macs = model.Network.MultiplyAccumulates(settings.Size);
+        long macs = model.Graph.MultiplyAccumulates(settings.Size, settings.Size);
 
-        var engines = settings.Engines.Select(e => EngineNames.Create(e, model.Network, onnx, input, batch, settings.Size, threads, settings.Managed)).ToList();
+        var engines = settings.Engines.Select(e => EngineNames.Create(e, model, onnx, input, batch, settings.Size, threads, settings.Managed)).ToList();
         try
         {
-            var (reference, maxLogit) = ReferenceOutput(engines, model.Network, input, batch, settings.Size, threads);
+            var (reference, maxLogit) = ReferenceOutput(engines, model, input, batch, settings.Size, threads);
             var diffs = engines.Select(e => MaxAbsDiff(e.Output, reference)).ToArray();
 
             var warmupCounts = new int[engines.Count];
@@ -154,7 +180,7 @@ internal static class BenchRunner
     }
 
     /// <summary>The managed engine's output is the reference every engine is compared with; run it if it is not being timed.</summary>
-    private static (float[] Output, double MaxAbsLogit) ReferenceOutput(List<IBenchEngine> engines, MobileOneNetwork fused, float[] input, int batch, int size, int threads)
+    private static (float[] Output, double MaxAbsLogit) ReferenceOutput(List<IBenchEngine> engines, BenchModel model, float[] input, int batch, int size, int threads)
     {
         foreach (var e in engines)
         {
@@ -168,7 +194,7 @@ internal static class BenchRunner
         }
         else
         {
-            using var extra = EngineNames.Create(EngineNames.Managed, fused, [], input, batch, size, threads);
+            using var extra = EngineNames.Create(EngineNames.Managed, model, [], input, batch, size, threads);
             extra.Run();
             reference = extra.Output.ToArray();
         }

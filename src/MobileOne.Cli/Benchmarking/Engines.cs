@@ -1,7 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
+using MobileOne.Graph;
 using MobileOne.Inference;
 using MobileOne.IO.Onnx;
-using MobileOne.Models;
 
 namespace MobileOne.Cli.Benchmarking;
 
@@ -25,10 +25,10 @@ internal static class EngineNames
 
     public static IReadOnlyList<string> All { get; } = [Managed, OnnxRuntime];
 
-    public static IBenchEngine Create(string name, MobileOneNetwork network, byte[] onnxModel, float[] input, int batch, int size, int threads, InferenceOptions? managed = null) => name switch
+    public static IBenchEngine Create(string name, BenchModel model, byte[] onnxModel, float[] input, int batch, int size, int threads, InferenceOptions? managed = null) => name switch
     {
-        Managed => new ManagedEngine(network, input, batch, size, (managed ?? new InferenceOptions()) with { Threads = threads }),
-        OnnxRuntime => new OnnxRuntimeEngine(onnxModel, input, batch, network.Config.InChans, size, network.Config.NumClasses, threads),
+        Managed => new ManagedEngine(model.Graph, input, batch, size, (managed ?? new InferenceOptions()) with { Threads = threads }),
+        OnnxRuntime => new OnnxRuntimeEngine(onnxModel, input, batch, model.InChannels, size, model.OutputChannels, threads),
         _ => throw new ArgumentException($"Unknown engine '{name}'; expected {string.Join(" or ", All)}."),
     };
 
@@ -36,7 +36,7 @@ internal static class EngineNames
     public static string OnnxRuntimeVersion() => OrtEnv.Instance().GetVersionString();
 }
 
-/// <summary>The library's own engine: <see cref="CompiledModel"/> of the network as given (fused or not) with the requested thread count.</summary>
+/// <summary>The library's own engine: <see cref="CompiledModel"/> of the graph as given (a MobileOne fused or not, a study network) with the requested thread count.</summary>
 internal sealed class ManagedEngine : IBenchEngine
 {
     private readonly CompiledModel model;
@@ -45,11 +45,11 @@ internal sealed class ManagedEngine : IBenchEngine
     private readonly int batch;
     private readonly int size;
 
-    public ManagedEngine(MobileOneNetwork network, float[] input, int batch, int size, InferenceOptions options)
+    public ManagedEngine(LayerGraph graph, float[] input, int batch, int size, InferenceOptions options)
     {
-        model = CompiledModel.Compile(network, options);
+        model = CompiledModel.Compile(graph, options);
         this.input = (float[])input.Clone();
-        output = new float[batch * network.Config.NumClasses];
+        output = new float[batch * graph.ChannelsOf(graph.Output)];
         this.batch = batch;
         this.size = size;
     }

@@ -160,7 +160,7 @@ internal static class BenchCommand
         return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network));
     }
 
-    private static int? OptionalInt(string? text, string option, int min, string expected)
+    internal static int? OptionalInt(string? text, string option, int min, string expected)
     {
         if (text is null)
         {
@@ -172,7 +172,7 @@ internal static class BenchCommand
             : throw new ArgumentException($"{option} must be {expected}; got '{text}'.");
     }
 
-    private static List<string> List(string[]? values) =>
+    internal static List<string> List(string[]? values) =>
         (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToList();
 
     private static List<MobileOneConfig> Variants(List<string> names)
@@ -196,7 +196,7 @@ internal static class BenchCommand
         return configs;
     }
 
-    private static List<string> Engines(List<string> names)
+    internal static List<string> Engines(List<string> names)
     {
         if (names.Count == 0)
         {
@@ -217,7 +217,7 @@ internal static class BenchCommand
         return engines;
     }
 
-    private static List<int> PositiveInts(string[]? values, string option)
+    internal static List<int> PositiveInts(string[]? values, string option)
     {
         var result = new List<int>();
         foreach (string item in List(values))
@@ -236,7 +236,7 @@ internal static class BenchCommand
         return result.Count > 0 ? result : throw new ArgumentException($"{option} needs at least one positive integer.");
     }
 
-    /// <summary>The command as typed, for the docs: "mobileone bench ..." with arguments quoted where they need it.</summary>
-    private static string CommandLine() =>
+    /// <summary>The command as typed, for the docs: "mobileone bench ..." (or "mobileone study ...") with arguments quoted where they need it.</summary>
+    internal static string CommandLine() =>
         "mobileone " + string.Join(' ', Environment.GetCommandLineArgs().Skip(1).Select(a => a.Length > 0 && a.All(ch => !char.IsWhiteSpace(ch) && ch is not ('"' or '\'' or '`')) ? a : $"'{a}'"));
 }
