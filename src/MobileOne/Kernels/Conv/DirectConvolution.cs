@@ -174,7 +174,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                     rows[r] = inputRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
                 }
 
-                GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, null, bRows, ldb, loop, bias, outRow + (ox * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
+                GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, 0, null, bRows, ldb, loop, bias, outRow + (ox * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
             }
 
             if (oy >= fullStart && oy < fullEnd)
@@ -190,7 +190,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                     rows[r] = inputRow + ((nint)(((tiledEnd + r) * sw) - g.PadW) * c);
                 }
 
-                GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(interiorEnd - tiledEnd, rows, aOffset, null, bRows, ldb, loop, bias, outRow + (tiledEnd * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
+                GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(interiorEnd - tiledEnd, rows, aOffset, 0, null, bRows, ldb, loop, bias, outRow + (tiledEnd * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
             }
 
             for (int ox = 0; ox < wo; ox++)
@@ -204,7 +204,7 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 var (kx0, kxCount, ix) = InputColumns(ox);
                 rows[0] = inputRow + ((nint)ix * c);
                 var edge = Loop(kyCount, kxCount, imageRow, kernelRow, c, cg);
-                GemmTile.Run<TV, TL, D1, TCols, ContiguousReduction>(rows, aOffset, null, bRows + (kx0 * cg * ldb), ldb, edge, bias, outRow + (ox * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
+                GemmTile.Run<TV, TL, D1, TCols, ContiguousReduction>(rows, aOffset, 0, null, bRows + (kx0 * cg * ldb), ldb, edge, bias, outRow + (ox * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
             }
         }
 
@@ -233,11 +233,11 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
                 float* target = outBlock + ((((nint)oy * wo) + ox) * ldc);
                 if (count == 6)
                 {
-                    GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, null, bColumn, ldb, loop, bias, target, columnStride, valid, relu ? GemmEpilogue.Relu : 0);
+                    GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, 0, null, bColumn, ldb, loop, bias, target, columnStride, valid, relu ? GemmEpilogue.Relu : 0);
                 }
                 else
                 {
-                    GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(count, rows, aOffset, null, bColumn, ldb, loop, bias, target, columnStride, valid, relu ? GemmEpilogue.Relu : 0);
+                    GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(count, rows, aOffset, 0, null, bColumn, ldb, loop, bias, target, columnStride, valid, relu ? GemmEpilogue.Relu : 0);
                 }
             }
         }

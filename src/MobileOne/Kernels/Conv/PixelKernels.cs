@@ -65,13 +65,13 @@ internal static unsafe class PixelKernels
         for (; p + 6 <= pixels; p += 6)
         {
             Fill(grid, rows, 6, ref row, ref col);
-            GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
+            GemmTile.Run<TV, TL, D6, TCols, ContiguousReduction>(rows, aOffset, 0, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
         }
 
         if (p < pixels)
         {
             Fill(grid, rows, pixels - p, ref row, ref col);
-            GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(pixels - p, rows, aOffset, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
+            GemmTile.Rows<TV, TL, TCols, ContiguousReduction>(pixels - p, rows, aOffset, 0, null, b, ldb, loop, bias, c + (p * ldc), ldc, valid, relu ? GemmEpilogue.Relu : 0);
         }
     }
 

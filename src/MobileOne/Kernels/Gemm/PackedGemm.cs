@@ -109,29 +109,67 @@ internal static unsafe class PackedGemm
         where TL : struct, ILanes<TV>
         where TIndex : struct, IReductionIndex
     {
-        float** rowPointers = stackalloc float*[8];
+        // Rows are lda apart: the tile takes the first row and the stride (rowStride), so no pointer table is built.
+        float* first = a;
+        float** rowPointers = &first;
         for (int p = panelStart; p < panelEnd; p++)
         {
             int width = b.Width(p);
             int vectors = Math.Min(TL.MaxColumnVectors, width / TL.Count);
             int sliceWidth = vectors * TL.Count;
-            int tileRows = TileRows<TV, TL>(vectors);
             float* panel = b.Panel(p) + ((long)kStart * width);
             for (int s = 0; s < width; s += sliceWidth)
             {
                 float* bias = b.Bias + (p * PackedPanels.PanelWidth) + s;
                 float* cs = c + (p * PackedPanels.PanelWidth) + s;
-                for (int r = 0; r < rows; r += tileRows)
-                {
-                    int count = Math.Min(tileRows, rows - r);
-                    for (int i = 0; i < count; i++)
-                    {
-                        rowPointers[i] = a + ((r + i) * lda);
-                    }
 
-                    GemmTile.Shape<TV, TL, TIndex>(count, vectors, rowPointers, 0, offsets, panel + s, width, loop, bias, cs + (r * ldc), ldc, sliceWidth, flags);
+                // The tile shape is chosen once per slice; the row tiles below it are one specialized loop.
+                switch (vectors)
+                {
+                    case 1: Slice<TV, TL, D1, TIndex>(rowPointers, a, lda, offsets, rows, panel + s, width, loop, bias, cs, ldc, flags); break;
+                    case 2: Slice<TV, TL, D2, TIndex>(rowPointers, a, lda, offsets, rows, panel + s, width, loop, bias, cs, ldc, flags); break;
+                    case 3: Slice<TV, TL, D3, TIndex>(rowPointers, a, lda, offsets, rows, panel + s, width, loop, bias, cs, ldc, flags); break;
+                    default: Slice<TV, TL, D4, TIndex>(rowPointers, a, lda, offsets, rows, panel + s, width, loop, bias, cs, ldc, flags); break;
                 }
             }
+        }
+    }
+
+    /// <summary>All rows of one slice of TCols vectors: full tiles of <see cref="TileRows"/> rows, then the remainder.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Slice<TV, TL, TCols, TIndex>(
+        float** rowPointers, float* a, nint lda, int* offsets, int rows, float* b, nint ldb, in ReductionLoop loop, float* bias, float* c, nint ldc, int flags)
+        where TV : struct
+        where TL : struct, ILanes<TV>
+        where TCols : struct, IDim
+        where TIndex : struct, IReductionIndex
+    {
+        int tileRows = TileRows<TV, TL>(TCols.Value);
+        int validColumns = TCols.Value * TL.Count;
+        int r = 0;
+        for (; r + tileRows <= rows; r += tileRows)
+        {
+            rowPointers[0] = a + (r * lda);
+            float* tile = c + (r * ldc);
+            if (tileRows == 8)
+            {
+                GemmTile.Run<TV, TL, D8, TCols, TIndex>(rowPointers, 0, lda, offsets, b, ldb, loop, bias, tile, ldc, validColumns, flags);
+            }
+            else if (tileRows == 6)
+            {
+                GemmTile.Run<TV, TL, D6, TCols, TIndex>(rowPointers, 0, lda, offsets, b, ldb, loop, bias, tile, ldc, validColumns, flags);
+            }
+            else
+            {
+                GemmTile.Run<TV, TL, D4, TCols, TIndex>(rowPointers, 0, lda, offsets, b, ldb, loop, bias, tile, ldc, validColumns, flags);
+            }
+        }
+
+        if (r < rows)
+        {
+            rowPointers[0] = a + (r * lda);
+
+            GemmTile.Rows<TV, TL, TCols, TIndex>(rows - r, rowPointers, 0, lda, offsets, b, ldb, loop, bias, c + (r * ldc), ldc, validColumns, flags);
         }
     }
 }

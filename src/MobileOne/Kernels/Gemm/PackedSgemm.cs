@@ -605,18 +605,15 @@ public static unsafe class PackedSgemm
         int sliceWidth = vectors * TL.Count;
         int flags = load ? GemmEpilogue.Accumulate : 0;
         var loop = ReductionLoop.Contiguous(kc);
-        float** rows = stackalloc float*[MR];
+        // Interleaved rows sit one float apart: row r starts at a + r (rowStride 1), with k stepping by MR.
+        float* first;
         for (int r0 = 0; r0 < MR; r0 += rowsPerTile)
         {
-            for (int r = 0; r < rowsPerTile; r++)
-            {
-                rows[r] = a + r0 + r;
-            }
-
+            first = a + r0;
             for (int s = 0; s < NR; s += sliceWidth)
             {
                 GemmTile.Shape<TV, TL, InterleavedReduction>(
-                    rowsPerTile, vectors, rows, 0, null, b + s, NR, loop, null, c + (r0 * ldc) + s, (nint)ldc, sliceWidth, flags);
+                    rowsPerTile, vectors, &first, 0, 1, null, b + s, NR, loop, null, c + (r0 * ldc) + s, (nint)ldc, sliceWidth, flags);
             }
         }
     }
