@@ -132,7 +132,26 @@ internal static class BenchReport
     }
 
     /// <summary>The section between the markers: the run's machine, command and table.</summary>
-    public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings, string section = FusedSection)
+    public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings, string section = FusedSection) =>
+        MarkdownSection(
+            section, machine, command,
+            Protocol(settings) + ", engines alternating in blocks. `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.",
+            Columns, c => c is 0 or 4, Rows(results));
+
+    /// <summary>The input and timing protocol of a run, as the method line of a written section starts.</summary>
+    internal static string Protocol(BenchSettings settings)
+    {
+        string iterations = settings.Iterations is int n ? $"{n} timed runs per engine" : $"timed runs per engine chosen for about {settings.BudgetSeconds.ToString("0.##", C)} s each ({BenchRunner.MinAutoIterations} to {BenchRunner.MaxAutoIterations})";
+        string warmup = settings.Warmup is int w ? $"{w} warm-up runs" : "about 0.5 s of warm-up";
+        return $"Input {settings.Size}x{settings.Size}, seeded random normal, the same bytes for every engine; {warmup}; {iterations}";
+    }
+
+    /// <summary>
+    /// A section between its markers: the run's date, command, machine table, method line and result table
+    /// (<paramref name="leftAligned"/> columns are text, the others numbers). Shared by <c>bench</c> and <c>study</c>.
+    /// </summary>
+    internal static string MarkdownSection(
+        string section, Machine machine, string command, string method, IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> rows)
     {
         var (beginMarker, endMarker) = Markers(section);
         var sb = new StringBuilder();
@@ -149,13 +168,11 @@ internal static class BenchReport
         }
 
         sb.AppendLine();
-        string iterations = settings.Iterations is int n ? $"{n} timed runs per engine" : $"timed runs per engine chosen for about {settings.BudgetSeconds.ToString("0.##", C)} s each ({BenchRunner.MinAutoIterations} to {BenchRunner.MaxAutoIterations})";
-        string warmup = settings.Warmup is int w ? $"{w} warm-up runs" : "about 0.5 s of warm-up";
-        sb.AppendLine(C, $"Input {settings.Size}x{settings.Size}, seeded random normal, the same bytes for every engine; {warmup}; {iterations}, engines alternating in blocks. `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.");
+        sb.AppendLine(method);
         sb.AppendLine();
-        sb.AppendLine("| " + string.Join(" | ", Columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
-        sb.AppendLine("|" + string.Concat(Columns.Select((_, c) => c is 0 or 4 ? "---|" : "---:|")));
-        foreach (string[] row in Rows(results))
+        sb.AppendLine("| " + string.Join(" | ", columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
+        sb.AppendLine("|" + string.Concat(columns.Select((_, c) => leftAligned(c) ? "---|" : "---:|")));
+        foreach (string[] row in rows)
         {
             sb.AppendLine("| " + string.Join(" | ", row) + " |");
         }

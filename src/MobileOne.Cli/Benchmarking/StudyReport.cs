@@ -132,37 +132,11 @@ internal static class StudyReport
     }
 
     /// <summary>The section between the markers: the run's machine, command, method line and table.</summary>
-    public static string Markdown(string study, IReadOnlyList<StudyRow> rows, Machine machine, string command, BenchSettings settings)
-    {
-        var (beginMarker, endMarker) = BenchReport.Markers(Section(study));
-        var sb = new StringBuilder();
-        sb.AppendLine(beginMarker);
-        sb.AppendLine(C, $"### Run of {machine.Date.ToString("yyyy-MM-dd HH:mm", C)} UTC");
-        sb.AppendLine();
-        sb.AppendLine(C, $"Command: `{command}`");
-        sb.AppendLine();
-        sb.AppendLine("| machine | |");
-        sb.AppendLine("|---|---|");
-        foreach (var (name, value) in machine.Rows())
-        {
-            sb.AppendLine(C, $"| {name} | {value} |");
-        }
-
-        sb.AppendLine();
-        string iterations = settings.Iterations is int n ? $"{n} timed runs per engine" : $"timed runs per engine chosen for about {settings.BudgetSeconds.ToString("0.##", C)} s each ({BenchRunner.MinAutoIterations} to {BenchRunner.MaxAutoIterations})";
-        string warmup = settings.Warmup is int w ? $"{w} warm-up runs" : "about 0.5 s of warm-up";
-        sb.AppendLine(C, $"Input {settings.Size}x{settings.Size}, seeded random normal, the same bytes for every engine; {warmup}; {iterations}, engines alternating in blocks (the protocol of `mobileone bench`). `x first` = median / the median of the study's first variant on the same engine and threads; `paper ms` = iPhone 12 (MobileOne, Tables 3 and 4) and `paper x first` its ratio to the paper's first row; `peak act. MB` = the managed engine's planned peak of live activations per run; `max |diff|` is against the managed engine's output.");
-        sb.AppendLine();
-        sb.AppendLine("| " + string.Join(" | ", Columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
-        sb.AppendLine("|" + string.Concat(Columns.Select((_, c) => c is 0 or 1 ? "---|" : "---:|")));
-        foreach (string[] row in Cells(rows))
-        {
-            sb.AppendLine("| " + string.Join(" | ", row) + " |");
-        }
-
-        sb.AppendLine(endMarker);
-        return sb.ToString();
-    }
+    public static string Markdown(string study, IReadOnlyList<StudyRow> rows, Machine machine, string command, BenchSettings settings) =>
+        BenchReport.MarkdownSection(
+            Section(study), machine, command,
+            BenchReport.Protocol(settings) + ", engines alternating in blocks (the protocol of `mobileone bench`). `x first` = median / the median of the study's first variant on the same engine and threads; `paper ms` = iPhone 12 (MobileOne, Tables 3 and 4) and `paper x first` its ratio to the paper's first row; `peak act. MB` = the managed engine's planned peak of live activations per run; `max |diff|` is against the managed engine's output.",
+            Columns, c => c is 0 or 1, Cells(rows));
 
     private static IEnumerable<string[]> Cells(IReadOnlyList<StudyRow> rows)
     {
