@@ -17,18 +17,28 @@ namespace MobileOne.Inference;
 /// height, width) from the values' lifetimes and persistent workers (a WorkerPool), so a warm run allocates nothing.
 /// <para>Thread safety: one instance may be used by many threads at once; each concurrent caller gets its
 /// own execution context (arena and workers), created on demand and then pooled. Results do not depend on
-/// <see cref="InferenceOptions.Threads"/> (every output is accumulated in a fixed order).</para>
+/// <see cref="InferenceOptions.Threads"/> (every output is accumulated in a fixed order). <see cref="Dispose"/> may race
+/// running calls: a call already running finishes with its result, a later one throws
+/// <see cref="ObjectDisposedException"/>.</para>
 /// <para>The compiled model copies the weights: later changes to the network do not affect it.</para>
 /// </summary>
 public sealed unsafe class CompiledModel : IDisposable
 {
     private const int MaxThreads = 256;
 
+    /// <summary>
+    /// Shape plans kept for reuse. A plan is small (offsets and steps, no activations), but a caller cycling through
+    /// many input sizes must not grow the cache without bound: past this many, the oldest plan is dropped (a context
+    /// still running it keeps its own reference, and asking again rebuilds it).
+    /// </summary>
+    internal const int MaxCachedShapes = 64;
+
     private readonly EnginePlan plan;
     private readonly object sync = new();
     private readonly Stack<ExecutionContext> idle = new();
     private readonly List<ExecutionContext> all = [];
     private readonly Dictionary<(int Batch, int Height, int Width), ShapePlan> shapes = [];
+    private readonly Queue<(int Batch, int Height, int Width)> shapeOrder = new();
     private bool disposed;
 
     private CompiledModel(InferenceOptions options, EnginePlan plan)
@@ -346,10 +356,28 @@ public sealed unsafe class CompiledModel : IDisposable
         {
             if (!shapes.TryAdd((batch, height, width), created))
             {
-                created = shapes[(batch, height, width)];
+                return shapes[(batch, height, width)];
+            }
+
+            shapeOrder.Enqueue((batch, height, width));
+            while (shapes.Count > MaxCachedShapes)
+            {
+                shapes.Remove(shapeOrder.Dequeue());
             }
 
             return created;
+        }
+    }
+
+    /// <summary>How many shape plans are cached (for the tests of the bound).</summary>
+    internal int CachedShapeCount
+    {
+        get
+        {
+            lock (sync)
+            {
+                return shapes.Count;
+            }
         }
     }
 
