@@ -47,6 +47,63 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>
+    /// Deletes the temporary files that writes in <paramref name="directory"/> left behind when their process was
+    /// killed before the rename (".NAME.PID.GUID.tmp" of a process that is no longer running); returns their names.
+    /// Temporaries of running processes are left alone, so a writer in progress is never disturbed.
+    /// </summary>
+    public static IReadOnlyList<string> RemoveStaleTemporaries(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        var removed = new List<string>();
+        if (!Directory.Exists(directory))
+        {
+            return removed;
+        }
+
+        foreach (string file in Directory.EnumerateFiles(directory, ".*.tmp"))
+        {
+            var match = TemporaryName.Match(Path.GetFileName(file));
+            if (!match.Success || !int.TryParse(match.Groups["pid"].ValueSpan, out int pid) || IsRunning(pid))
+            {
+                continue;
+            }
+
+            TryDelete(file);
+            if (!File.Exists(file))
+            {
+                removed.Add(Path.GetFileName(file));
+            }
+        }
+
+        return removed;
+    }
+
+    private static readonly System.Text.RegularExpressions.Regex TemporaryName =
+        new(@"^\..+\.(?<pid>[0-9]+)\.[0-9a-f]{32}\.tmp$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    private static bool IsRunning(int pid)
+    {
+        if (pid == Environment.ProcessId)
+        {
+            return true;
+        }
+
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
     private static void TryDelete(string path)
     {
         try

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using MobileOne.Data;
 using MobileOne.Data.Loading;
+using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Kernels;
 using MobileOne.Models;
@@ -40,6 +41,13 @@ public static partial class Trainer
         observer.Message($"model: {config}");
 
         Directory.CreateDirectory(options.Output);
+
+        // A run killed while writing a checkpoint leaves its temporary file beside the last good one.
+        foreach (string stale in AtomicFile.RemoveStaleTemporaries(options.Output))
+        {
+            observer.Message($"removed {stale}, a partial write of a run that was stopped");
+        }
+
         int finalSize = options.ImageSizes[^1];
         var loaderOptions = new DataLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, DropLast = true, Workers = options.Workers, Seed = (ulong)options.Seed, NumClasses = config.NumClasses };
         var evalLoader = new DataLoader(data.Eval, data.EvalTransform(finalSize, config.Name), loaderOptions with { Shuffle = false, DropLast = false });
