@@ -110,6 +110,8 @@ internal static unsafe class PackedGemm
         where TIndex : struct, IReductionIndex
     {
         // Rows are lda apart: the tile takes the first row and the stride (rowStride), so no pointer table is built.
+        // A zero stride would mean "read a table" to the tile, and there is none here.
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(lda);
         float* first = a;
         float** rowPointers = &first;
         for (int p = panelStart; p < panelEnd; p++)
@@ -168,7 +170,6 @@ internal static unsafe class PackedGemm
         if (r < rows)
         {
             rowPointers[0] = a + (r * lda);
-
             GemmTile.Rows<TV, TL, TCols, TIndex>(rows - r, rowPointers, 0, lda, offsets, b, ldb, loop, bias, c + (r * ldc), ldc, validColumns, flags);
         }
     }
