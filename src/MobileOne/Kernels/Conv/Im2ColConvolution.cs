@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 
@@ -11,35 +9,17 @@ namespace MobileOne.Kernels.Conv;
 /// [K][C_out/g] panels in 6-pixel x up-to-64-channel register tiles. A 1x1, stride-1, unpadded layer skips
 /// the unfold: the image already is the patch matrix.
 /// </summary>
-internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
+internal sealed unsafe class Im2ColConvolution : PixelGridConvolution
 {
-    private readonly PanelWeights? panels;
-    private readonly DepthwiseTapWeights? depthwise;
     private readonly bool imageIsPatchMatrix;
     private readonly int patchLength;
-    private readonly ReductionLoop loop;
 
     public Im2ColConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
-        : base(ConvAlgorithm.Im2Col, g, isa)
+        : base(ConvAlgorithm.Im2Col, g, weightOihw, bias, isa, TapOrder.RowMajor)
     {
-        int taps = g.KernelHeight * g.KernelWidth;
-        patchLength = taps * g.InChannels;
+        patchLength = g.KernelHeight * g.KernelWidth * g.InChannels;
         imageIsPatchMatrix = g.IsPointwiseIdentityLayout;
-        if (ConvolutionKernels.IsDepthwise(g))
-        {
-            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.RowMajor);
-            loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
-        }
-        else
-        {
-            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.RowMajor);
-            loop = g.Groups == 1
-                ? ReductionLoop.Contiguous(patchLength)
-                : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
-        }
     }
-
-    public override long PackedWeightFloats => panels?.Floats ?? depthwise!.Floats;
 
     public override long WorkspaceFloats(int outputRows)
     {
@@ -64,27 +44,7 @@ internal sealed unsafe class Im2ColConvolution : ConvolutionKernel
 
         int pixels = (rowEnd - rowStart) * wo;
         float* band = output + ((nint)rowStart * wo * g.OutChannels);
-        switch (InstructionSet)
-        {
-            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Lanes512>(grid, pixels, band, relu); break;
-            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Lanes256>(grid, pixels, band, relu); break;
-            default: Multiply<float, Lanes1>(grid, pixels, band, relu); break;
-        }
-    }
-
-    private void Multiply<TV, TL>(in PixelGrid grid, int pixels, float* band, bool relu)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        ConvGeometry g = Geometry;
-        if (depthwise is not null)
-        {
-            PixelKernels.Depthwise<TV, TL>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
-        }
-        else
-        {
-            PixelKernels.Gemm<TV, TL>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
-        }
+        Multiply(grid, pixels, band, relu);
     }
 
     /// <summary>Patch rows for output rows [rowStart, rowEnd): per kernel row one contiguous run of the image, zeros outside it.</summary>

@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Kernels.Conv;
 
@@ -12,35 +10,17 @@ namespace MobileOne.Kernels.Conv;
 /// buffer is Ho*Wp*Kh*C_in floats against im2col's Ho*Wo*Kh*Kw*C_in. The filter is packed in the same
 /// [kx][ky][C_in] order and the windows are multiplied with the same register-tiled GEMM kernel as im2col.
 /// </summary>
-internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
+internal sealed unsafe class Im2WinConvolution : PixelGridConvolution
 {
-    private readonly PanelWeights? panels;
-    private readonly DepthwiseTapWeights? depthwise;
     private readonly int paddedColumns;
     private readonly nint windowRow;
-    private readonly ReductionLoop loop;
 
     public Im2WinConvolution(in ConvGeometry g, ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> bias, Isa isa)
-        : base(ConvAlgorithm.Im2Win, g, isa)
+        : base(ConvAlgorithm.Im2Win, g, weightOihw, bias, isa, TapOrder.ColumnMajor)
     {
-        int taps = g.KernelHeight * g.KernelWidth;
         paddedColumns = ((g.OutWidth - 1) * g.StrideW) + g.KernelWidth;
         windowRow = (nint)paddedColumns * g.KernelHeight * g.InChannels;
-        if (ConvolutionKernels.IsDepthwise(g))
-        {
-            depthwise = new DepthwiseTapWeights(weightOihw, bias, g.InChannels, g.KernelHeight, g.KernelWidth, g.InChannels, TapOrder.ColumnMajor);
-            loop = new ReductionLoop(1, 0, 0, taps, g.InChannels, 1, 0);
-        }
-        else
-        {
-            panels = new PanelWeights(weightOihw, bias, g, isa, TapOrder.ColumnMajor);
-            loop = g.Groups == 1
-                ? ReductionLoop.Contiguous(taps * g.InChannels)
-                : new ReductionLoop(1, 0, 0, taps, g.InChannels, g.InChannelsPerGroup, g.InChannelsPerGroup);
-        }
     }
-
-    public override long PackedWeightFloats => panels?.Floats ?? depthwise!.Floats;
 
     public override long WorkspaceFloats(int outputRows) => ConvolutionKernels.CheckRows(outputRows, Geometry) * windowRow;
 
@@ -51,27 +31,7 @@ internal sealed unsafe class Im2WinConvolution : ConvolutionKernel
         var grid = new PixelGrid(workspace, g.OutWidth, windowRow, (nint)g.StrideW * g.KernelHeight * g.InChannels);
         int pixels = (rowEnd - rowStart) * g.OutWidth;
         float* band = output + ((nint)rowStart * g.OutWidth * g.OutChannels);
-        switch (InstructionSet)
-        {
-            case Kernels.Isa.Avx512: Multiply<Vector512<float>, Lanes512>(grid, pixels, band, relu); break;
-            case Kernels.Isa.Avx2: Multiply<Vector256<float>, Lanes256>(grid, pixels, band, relu); break;
-            default: Multiply<float, Lanes1>(grid, pixels, band, relu); break;
-        }
-    }
-
-    private void Multiply<TV, TL>(in PixelGrid grid, int pixels, float* band, bool relu)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        ConvGeometry g = Geometry;
-        if (depthwise is not null)
-        {
-            PixelKernels.Depthwise<TV, TL>(grid, pixels, depthwise, g.InChannels, loop, band, relu);
-        }
-        else
-        {
-            PixelKernels.Gemm<TV, TL>(grid, pixels, panels!, loop, g.InChannelsPerGroup, band, g.OutChannels, relu);
-        }
+        Multiply(grid, pixels, band, relu);
     }
 
     /// <summary>
