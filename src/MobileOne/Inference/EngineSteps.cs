@@ -722,49 +722,56 @@ internal sealed unsafe class DynamicCoefficientStep(EngineOp op, int index) : Op
     }
 }
 
-/// <summary>Applies DyReLU with each image's coefficients (pixels split between shares, channels as vector lanes; padding channels zeroed), then the epilogue.</summary>
-internal sealed unsafe class DyReluApplyStep(EngineOp op, int index) : OpStep(op, index)
+/// <summary>
+/// Applies a dynamic activation with each image's coefficients (pixels split between shares, channels as vector lanes;
+/// padding channels zeroed), then the epilogue. The subclasses differ only in the per-pixel kernel.
+/// </summary>
+internal abstract unsafe class DynamicApplyStep(EngineOp op, int index) : OpStep(op, index)
 {
     public override void Run(RunState s, int share)
     {
-        var d = (DyReluNode)Op.Dynamic!;
         var o = s.Layout(Op.Output);
         var a = s.Layout(Op.Reads[0]);
         long plane = (long)o.Height * o.Width;
         (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
         float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
-        bool perChannel = d.Kind == DyReluKind.B;
+        int channels = Channels;
         for (long p = p0; p < p1; p++)
         {
             float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
             float* y = output + (p * o.Stride);
-            DynamicActivationKernels.DyRelu(s.Isa, input + (p * a.Stride), y, d.Channels, coef, d.K, perChannel);
-            new Span<float>(y + d.Channels, o.Stride - d.Channels).Clear();
+            Pixel(s.Isa, input + (p * a.Stride), y, coef);
+            new Span<float>(y + channels, o.Stride - channels).Clear();
         }
 
         Epilogue(s, p0, p1, activationDone: false);
     }
+
+    /// <summary>Channels of the activation (the value's stride may be larger: padding).</summary>
+    protected abstract int Channels { get; }
+
+    /// <summary>One pixel's <see cref="Channels"/> outputs from its inputs and its image's coefficients.</summary>
+    protected abstract void Pixel(Isa isa, float* x, float* y, float* coef);
 }
 
-/// <summary>Applies dynamic shift-max with each image's coefficients (pixels split between shares, channels as vector lanes; padding channels zeroed), then the epilogue.</summary>
-internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : OpStep(op, index)
+/// <summary>DyReLU: y_c = max_k (a^k_c x_c + b^k_c).</summary>
+internal sealed unsafe class DyReluApplyStep(EngineOp op, int index) : DynamicApplyStep(op, index)
 {
-    public override void Run(RunState s, int share)
-    {
-        var m = (DynamicShiftMaxNode)Op.Dynamic!;
-        var o = s.Layout(Op.Output);
-        var a = s.Layout(Op.Reads[0]);
-        long plane = (long)o.Height * o.Width;
-        (long p0, long p1) = s.Share(s.Shape.Batch * plane, share);
-        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
-        for (long p = p0; p < p1; p++)
-        {
-            float* coef = s[Region.DynCoef] + (p / plane * s.Shape.CoefStride);
-            float* y = output + (p * o.Stride);
-            DynamicActivationKernels.ShiftMax(s.Isa, input + (p * a.Stride), y, m.Channels, coef, m.K, m.J, m.GroupChannels);
-            new Span<float>(y + m.Channels, o.Stride - m.Channels).Clear();
-        }
+    private readonly DyReluNode node = (DyReluNode)op.Dynamic!;
 
-        Epilogue(s, p0, p1, activationDone: false);
-    }
+    protected override int Channels => node.Channels;
+
+    protected override void Pixel(Isa isa, float* x, float* y, float* coef) =>
+        DynamicActivationKernels.DyRelu(isa, x, y, node.Channels, coef, node.K, node.Kind == DyReluKind.B);
+}
+
+/// <summary>Dynamic shift-max: y_i = max_k sum_j a^k_{i,j} x_{(i + j C/G) mod C}.</summary>
+internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : DynamicApplyStep(op, index)
+{
+    private readonly DynamicShiftMaxNode node = (DynamicShiftMaxNode)op.Dynamic!;
+
+    protected override int Channels => node.Channels;
+
+    protected override void Pixel(Isa isa, float* x, float* y, float* coef) =>
+        DynamicActivationKernels.ShiftMax(isa, x, y, node.Channels, coef, node.K, node.J, node.GroupChannels);
 }
