@@ -9,7 +9,14 @@ internal static class CliRunner
 {
     public static CliResult Run(params string[] args) => RunWithEnvironment(new Dictionary<string, string>(), args);
 
-    public static CliResult RunWithEnvironment(IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static CliResult RunWithEnvironment(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        RunUntil(environment, args, TimeSpan.FromMinutes(3), killOnTimeout: false)!;
+
+    /// <summary>
+    /// Runs the program for at most <paramref name="limit"/>; then kills it (SIGKILL on Unix: no handler runs, nothing is
+    /// flushed) and returns null when <paramref name="killOnTimeout"/>, else throws <see cref="TimeoutException"/>.
+    /// </summary>
+    public static CliResult? RunUntil(IReadOnlyDictionary<string, string> environment, string[] args, TimeSpan limit, bool killOnTimeout)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -31,9 +38,15 @@ internal static class CliRunner
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            if (killOnTimeout)
+            {
+                return null;
+            }
+
             throw new TimeoutException("mobileone " + string.Join(' ', args) + " did not finish.");
         }
 

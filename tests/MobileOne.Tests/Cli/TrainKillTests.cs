@@ -42,14 +42,16 @@ public class TrainKillTests
 
                 // Kill somewhere in the first ~3 s (a whole run takes about that); every third attempt runs to the end.
                 int? killAfterMs = attempts % 3 == 0 ? null : rng.Next(200, 3000);
-                var (exited, exitCode, stderr) = RunAndMaybeKill(args, killAfterMs);
-                if (!exited)
+                var result = killAfterMs is int ms
+                    ? CliRunner.RunUntil(new Dictionary<string, string>(), args, TimeSpan.FromMilliseconds(ms), killOnTimeout: true)
+                    : CliRunner.Run(args);
+                if (result is null)
                 {
                     kills++;
                     continue;
                 }
 
-                Assert.True(exitCode == 0, $"trial {trial}, attempt {attempts}: exit {exitCode}: {stderr}");
+                Assert.True(result.ExitCode == 0, $"trial {trial}, attempt {attempts}: exit {result.ExitCode}: {result.StdErr}");
                 break;
             }
 
@@ -92,34 +94,5 @@ public class TrainKillTests
         using var process = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
         process.WaitForExit();
         return process.Id;
-    }
-
-    private static (bool Exited, int ExitCode, string StdErr) RunAndMaybeKill(string[] args, int? killAfterMs)
-    {
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MobileOne.Cli.dll"));
-        foreach (string a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (killAfterMs is int ms && !process.WaitForExit(ms))
-        {
-            process.Kill(entireProcessTree: true); // SIGKILL on Unix: no handler runs, nothing is flushed
-            process.WaitForExit();
-            return (false, -1, string.Empty);
-        }
-
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("mobileone train did not finish.");
-        }
-
-        stdout.Wait();
-        return (true, process.ExitCode, stderr.Result);
     }
 }
