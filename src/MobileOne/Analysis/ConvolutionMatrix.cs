@@ -95,6 +95,18 @@ public sealed class ConvolutionMatrix
     /// <summary>The kernel, OIHW.</summary>
     public ReadOnlySpan<double> Weight => weight;
 
+    /// <summary>The stored entries: every tap that lands inside the image, over all rows (one pass over the rows).</summary>
+    public long CountNonZeros()
+    {
+        long count = 0;
+        for (long row = 0; row < Rows; row++)
+        {
+            count += RowEntries(row).Count();
+        }
+
+        return count;
+    }
+
     /// <summary>y = K x.</summary>
     public void Multiply(ReadOnlySpan<double> x, Span<double> y)
     {

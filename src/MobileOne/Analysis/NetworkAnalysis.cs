@@ -72,12 +72,6 @@ public static class NetworkAnalysis
                 spec.Stride, spec.Stride, spec.Padding, spec.Padding, spec.Groups);
             double[]? singular = OperatorSpectrum.SingularValues(matrix, options.MaxDenseEntries);
             var (branches, mean, max) = BranchSimilarity(block);
-            long nonZeros = 0;
-            for (long r = 0; r < matrix.Rows; r++)
-            {
-                nonZeros += matrix.RowEntries(r).Count();
-            }
-
             rows.Add(new LayerAnalysis(
                 prefix.TrimEnd('.') + (block.IsFused ? ".reparam_conv" : string.Empty),
                 fused.Shape,
@@ -90,7 +84,7 @@ public static class NetworkAnalysis
                 matrix.OutWidth,
                 matrix.Rows,
                 matrix.Columns,
-                nonZeros,
+                matrix.CountNonZeros(),
                 singular is null ? OperatorSpectrum.SpectralNorm(matrix, seed: options.Seed) : (singular.Length > 0 ? singular[0] : 0),
                 singular is null ? null : (singular.Length > 0 ? singular[^1] : 0),
                 singular is null ? null : OperatorSpectrum.EffectiveRank(singular, 0.90),
