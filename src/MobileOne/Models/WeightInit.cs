@@ -100,7 +100,22 @@ public static class WeightInit
 
     private static void SetRunningStatistics(BatchNorm2d bn, Tensor activations)
     {
+        var moments = ChannelMoments(activations);
+        for (int ch = 0; ch < moments.Length; ch++)
+        {
+            bn.RunningMean.Data[ch] = (float)moments[ch].Mean;
+            bn.RunningVar.Data[ch] = (float)Math.Max(1e-3, moments[ch].Variance);
+        }
+    }
+
+    /// <summary>
+    /// Mean and population variance (at least 0) of each channel of an NCHW tensor over its images and pixels, summed
+    /// in double: the statistics a BatchNorm measures, here for calibrating random networks.
+    /// </summary>
+    internal static (double Mean, double Variance)[] ChannelMoments(Tensor activations)
+    {
         int n = activations.Dim(0), c = activations.Dim(1), plane = activations.Dim(2) * activations.Dim(3);
+        var moments = new (double, double)[c];
         for (int ch = 0; ch < c; ch++)
         {
             double sum = 0, sumSq = 0;
@@ -115,9 +130,10 @@ public static class WeightInit
 
             double count = (double)n * plane;
             double mean = sum / count;
-            bn.RunningMean.Data[ch] = (float)mean;
-            bn.RunningVar.Data[ch] = (float)Math.Max(1e-3, (sumSq / count) - (mean * mean));
+            moments[ch] = (mean, Math.Max(0, (sumSq / count) - (mean * mean)));
         }
+
+        return moments;
     }
 
     public static void FillNormal(Random rng, Span<float> data, double mean, double std)

@@ -246,23 +246,12 @@ public static class StudyNetwork
             y = model.Run(input);
         }
 
-        int channels = y.Dim(1), plane = y.Dim(2) * y.Dim(3);
+        var moments = WeightInit.ChannelMoments(y);
+        int channels = moments.Length;
         int perChannel = conv.Weight.Length / channels;
         for (int c = 0; c < channels; c++)
         {
-            double sum = 0, squares = 0;
-            for (int n = 0; n < CalibrationBatch; n++)
-            {
-                foreach (float value in y.Data.AsSpan(((n * channels) + c) * plane, plane))
-                {
-                    sum += value;
-                    squares += (double)value * value;
-                }
-            }
-
-            int count = CalibrationBatch * plane;
-            double mean = sum / count;
-            double variance = Math.Max(0, (squares / count) - (mean * mean));
+            var (mean, variance) = moments[c];
             double scale = 1 / Math.Sqrt(variance + 1e-5);
             double beta = (rng.NextDouble() * 0.2) - 0.1;
             var weights = conv.Weight.AsSpan(c * perChannel, perChannel);
