@@ -4,6 +4,7 @@ using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Conv;
 using MobileOne.Kernels.Engine;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Inference;
 
@@ -139,8 +140,7 @@ internal sealed class EnginePlan
         return op.ConvKernel switch
         {
             ConvKernelKind.Stem => new StemStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels * c.KernelH * c.KernelW)) { Layer = j },
-            ConvKernelKind.Depthwise3x3 => new Depthwise3x3Step(op, j, new Depthwise3x3Weights(c.Weight, c.Bias, c.OutChannels)) { Layer = j },
-            ConvKernelKind.DepthwiseAny => new DepthwiseAnyStep(op, j, new DepthwiseTapWeights(c.Weight, c.Bias, c.OutChannels, c.KernelH, c.KernelW, outStride)) { Layer = j },
+            ConvKernelKind.Depthwise => new DepthwiseStep(op, j, new DepthwiseTapWeights(c.Weight, c.Bias, c.OutChannels, c.KernelH, c.KernelW, outStride)) { Layer = j },
             ConvKernelKind.Pointwise => new PointwiseStep(op, j, new PackedPanels(c.Weight, c.Bias, c.OutChannels, c.InChannels), PointwiseKBlock) { Layer = j },
             ConvKernelKind.PatchGemm => new PatchGemmStep(op, j, new PackedPanels(PatchGemmStep.PatchOrder(c, strides[op.Reads[0]]), c.Bias, c.OutChannels, c.KernelH * c.KernelW * strides[op.Reads[0]])) { Layer = j },
             _ => new GeneralConvStep(op, j) { Layer = j },
@@ -158,8 +158,7 @@ internal sealed class EnginePlan
             var (kind, name) = op.ConvKernel switch
             {
                 ConvKernelKind.Stem => (EngineLayerKind.Stem, "patch-" + GemmName),
-                ConvKernelKind.Depthwise3x3 => (EngineLayerKind.Depthwise, "depthwise-3x3-" + isa),
-                ConvKernelKind.DepthwiseAny => (EngineLayerKind.Depthwise, $"depthwise-{c.KernelH}x{c.KernelW}-any-{isa}"),
+                ConvKernelKind.Depthwise => (EngineLayerKind.Depthwise, $"depthwise-{c.KernelH}x{c.KernelW}-{isa}"),
                 ConvKernelKind.Pointwise => (EngineLayerKind.Pointwise, GemmName),
                 ConvKernelKind.PatchGemm => (EngineLayerKind.Convolution, "patch-" + GemmName),
                 _ => (EngineLayerKind.Convolution, algorithm.ToString().ToLowerInvariant()),
@@ -207,14 +206,14 @@ internal sealed class EnginePlan
         for (int j = 1; j < ops.Count; j++)
         {
             fusedPair[j] = ops[j].Kind == OpKind.Conv && ops[j].ConvKernel == ConvKernelKind.Pointwise
-                && ops[j - 1].Kind == OpKind.Conv && ops[j - 1].ConvKernel is ConvKernelKind.Depthwise3x3 or ConvKernelKind.DepthwiseAny
+                && ops[j - 1].Kind == OpKind.Conv && ops[j - 1].ConvKernel == ConvKernelKind.Depthwise
                 && ops[j].Reads[0] == ops[j - 1].Output
                 && (long)batch * values[ops[j - 1].Output].Height >= Shares;
         }
 
         var offsets = AssignOffsets(values, batch, fusedPair, out long valueFloats);
 
-        long zeroRow = 0, scratch = 0, workspace = 0;
+        long scratch = 0, workspace = 0;
         int seStride = 0, hidden = 0, coefStride = 0;
         var kernels = new IGeneralConvolution?[ops.Count];
         var stemOffsets = new int[]?[ops.Count];
@@ -250,9 +249,6 @@ internal sealed class EnginePlan
             var c = op.Conv!;
             switch (op.ConvKernel)
             {
-                case ConvKernelKind.Depthwise3x3:
-                    zeroRow = Math.Max(zeroRow, (long)input.Width * input.Stride);
-                    break;
                 case ConvKernelKind.Stem:
                     scratch = Math.Max(scratch, (long)StemStep.Chunk * c.InChannels * c.KernelH * c.KernelW);
                     stemOffsets[j] = StemStep.TapOffsets(c.InChannels, c.KernelH, input.Height, input.Width);
@@ -271,7 +267,6 @@ internal sealed class EnginePlan
         }
 
         long[] sizes = new long[(int)Region.Count];
-        sizes[(int)Region.ZeroRow] = zeroRow;
         sizes[(int)Region.SeMean] = (long)batch * seStride;
         sizes[(int)Region.SeGate] = (long)batch * seStride;
         sizes[(int)Region.SeHidden] = (long)Shares * hidden;
@@ -306,7 +301,6 @@ internal sealed class EnginePlan
             RegionOffsets = regionOffsets,
             ScratchPerShare = scratchPerShare,
             WorkspacePerShare = workspacePerShare,
-            ZeroRowFloats = zeroRow,
             SeStride = seStride,
             HiddenStride = hidden,
             CoefStride = coefStride,

@@ -2,6 +2,7 @@ using MobileOne.Graph;
 using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Kernels.Engine;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Inference;
 
@@ -306,25 +307,16 @@ internal abstract unsafe class RowStep(EngineOp op, int index) : OpStep(op, inde
     protected abstract void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output);
 }
 
-/// <summary>The unrolled depthwise 3x3 kernel.</summary>
-internal sealed unsafe class Depthwise3x3Step(EngineOp op, int index, Depthwise3x3Weights weights) : RowStep(op, index)
+/// <summary>Depthwise convolution of any geometry (and the per-channel affine maps of unfused BatchNorms); can accumulate.</summary>
+internal sealed unsafe class DepthwiseStep(EngineOp op, int index, DepthwiseTapWeights weights) : RowStep(op, index)
 {
     protected override bool ActivationInKernel => NativeRelu;
-
-    protected override void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output) =>
-        Depthwise3x3.Rows(s.Isa, image, i.Height, i.Width, i.Stride, s[Region.ZeroRow], weights, Op.Conv!.StrideH, oy, count, output, o.Width, o.Stride, NativeRelu);
-}
-
-/// <summary>Depthwise convolution of any geometry (and the per-channel affine maps of unfused BatchNorms); can accumulate.</summary>
-internal sealed unsafe class DepthwiseAnyStep(EngineOp op, int index, DepthwiseTapWeights weights) : RowStep(op, index)
-{
-    protected override bool ActivationInKernel => false;
 
     protected override void ImageRows(RunState s, ValueLayout i, ValueLayout o, float* image, int oy, int count, float* output)
     {
         var c = Op.Conv!;
-        var g = new DepthwiseAnyKernel.Geometry(i.Height, i.Width, o.Width, c.KernelH, c.KernelW, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW);
-        DepthwiseAnyKernel.Rows(s.Isa, image, i.Stride, weights, g, oy, count, output, o.Stride, Op.Accumulate);
+        var g = new DepthwiseKernel.Geometry(i.Height, i.Width, o.Width, c.KernelH, c.KernelW, c.StrideH, c.StrideW, c.PadH, c.PadW, c.DilationH, c.DilationW);
+        DepthwiseKernel.Rows(s.Isa, image, i.Stride, weights, g, oy, count, output, o.Stride, Op.Accumulate, NativeRelu);
     }
 }
 

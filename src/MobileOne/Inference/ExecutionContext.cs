@@ -85,11 +85,6 @@ internal sealed unsafe class ExecutionContext : IParallelStep, IDisposable
             arena = null;
             arena = new AlignedBuffer(shape.TotalFloats);
         }
-        else
-        {
-            // The zero row must be zeros; with another shape that region may have held activations.
-            new Span<float>(arena.Pointer + shape.RegionOffsets[(int)Region.ZeroRow], (int)shape.ZeroRowFloats).Clear();
-        }
 
         state.Shape = shape;
         state.Arena = arena.Pointer;

@@ -24,11 +24,8 @@ internal enum ConvKernelKind
     /// <summary>Dense convolution of the caller's NCHW input as an (indirect) patch GEMM.</summary>
     Stem,
 
-    /// <summary>The unrolled depthwise 3x3 (stride 1 or 2, padding 1) kernel; it cannot add into its output.</summary>
-    Depthwise3x3,
-
     /// <summary>Depthwise convolution of any size, stride, padding and dilation; can add into its output.</summary>
-    DepthwiseAny,
+    Depthwise,
 
     /// <summary>1x1 stride-1 dense convolution: a GEMM with pixels as rows.</summary>
     Pointwise,
@@ -397,9 +394,7 @@ internal sealed class GraphProgram
             op.ConvKernel =
                 general ? ConvKernelKind.General
                 : rawInput && c.Groups == 1 && c.Undilated && c.Square ? ConvKernelKind.Stem
-                : c.IsDepthwise && !op.Accumulate && c.KernelH == 3 && c.KernelW == 3 && c.PadH == 1 && c.PadW == 1 && c.StrideH == c.StrideW && c.StrideH is 1 or 2 && c.Undilated
-                    ? ConvKernelKind.Depthwise3x3
-                : c.IsDepthwise ? ConvKernelKind.DepthwiseAny
+                : c.IsDepthwise ? ConvKernelKind.Depthwise
                 : c.IsPointwise ? ConvKernelKind.Pointwise
                 : c.Groups == 1 && c.Undilated ? ConvKernelKind.PatchGemm
                 : throw new NotSupportedException(

@@ -6,8 +6,6 @@ namespace MobileOne.Inference;
 /// <summary>Per-run regions of a context's arena besides the engine values.</summary>
 internal enum Region
 {
-    /// <summary>Zeros: the rows above and below the image that the unrolled depthwise kernel reads.</summary>
-    ZeroRow,
     SeMean,
     SeGate,
     SeHidden,
@@ -50,8 +48,6 @@ internal sealed class ShapePlan
     public required long ScratchPerShare { get; init; }
 
     public required long WorkspacePerShare { get; init; }
-
-    public required long ZeroRowFloats { get; init; }
 
     public required int SeStride { get; init; }
 

@@ -120,7 +120,13 @@ internal unsafe interface ILanes<TV>
     /// <summary>IEEE maximum (NaN propagates, -0 &lt; +0), as <see cref="MathF.Max(float, float)"/>.</summary>
     static abstract TV Max(TV a, TV b);
 
-    /// <summary>max(v, 0) the cheapest way (the hardware max: a NaN becomes 0).</summary>
+    /// <summary>
+    /// v, or <paramref name="lower"/> where v is smaller; a NaN v stays NaN. One hardware max with the operands in
+    /// this order (x86's max returns its second operand when either is NaN).
+    /// </summary>
+    static abstract TV AtLeast(TV lower, TV v);
+
+    /// <summary>max(v, 0) in one instruction; a NaN stays NaN, as PyTorch's relu gives it.</summary>
     static abstract TV Relu(TV v);
 
     /// <summary>a where mask is positive (greater than zero), else zero.</summary>
@@ -192,7 +198,10 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
     public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Relu(Vector512<float> v) => Vector512.MaxNative(v, Vector512<float>.Zero);
+    public static Vector512<float> AtLeast(Vector512<float> lower, Vector512<float> v) => Vector512.MaxNative(lower, v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Relu(Vector512<float> v) => Vector512.MaxNative(Vector512<float>.Zero, v);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> WherePositive(Vector512<float> mask, Vector512<float> a) =>
@@ -267,7 +276,10 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
     public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Relu(Vector256<float> v) => Vector256.MaxNative(v, Vector256<float>.Zero);
+    public static Vector256<float> AtLeast(Vector256<float> lower, Vector256<float> v) => Vector256.MaxNative(lower, v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Relu(Vector256<float> v) => Vector256.MaxNative(Vector256<float>.Zero, v);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> WherePositive(Vector256<float> mask, Vector256<float> a) =>
@@ -335,7 +347,10 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
     public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> Relu(Vector128<float> v) => Vector128.MaxNative(v, Vector128<float>.Zero);
+    public static Vector128<float> AtLeast(Vector128<float> lower, Vector128<float> v) => Vector128.MaxNative(lower, v);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Relu(Vector128<float> v) => Vector128.MaxNative(Vector128<float>.Zero, v);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> WherePositive(Vector128<float> mask, Vector128<float> a) =>
@@ -396,7 +411,10 @@ internal unsafe struct Lanes1 : ILanes<float>
     public static float Max(float a, float b) => MathF.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Relu(float v) => v > 0f ? v : 0f;
+    public static float AtLeast(float lower, float v) => v < lower ? lower : v;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Relu(float v) => v < 0f ? 0f : v;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float WherePositive(float mask, float a) => mask > 0f ? a : 0f;

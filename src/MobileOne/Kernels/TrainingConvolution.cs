@@ -1,4 +1,5 @@
 using MobileOne.Kernels.Gemm;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Kernels;
 

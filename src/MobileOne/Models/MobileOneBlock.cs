@@ -2,6 +2,7 @@ using MobileOne.Kernels.Gemm;
 using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Models;
 

@@ -1,5 +1,6 @@
 using MobileOne.Inference;
 using MobileOne.Kernels;
+using MobileOne.Kernels.Depthwise;
 using MobileOne.Kernels.Engine;
 using MobileOne.Kernels.Gemm;
 
@@ -137,11 +138,81 @@ public unsafe class EngineKernelTests
     {
         var isa = Engine(level);
         var rng = new Random(3);
+
+        // Widths around every tile size (8, 4, 2 and single outputs, edges on both sides), 1-pixel images, channel
+        // counts with and without a scalar tail, padding 0..2, both strides, kernels 3x3 (the tiled path), 1x1, 5x5.
+        int trial = 0;
         foreach (int stride in new[] { 1, 2 })
         {
-            foreach (var (c, h, w) in new[] { (1, 1, 1), (3, 2, 2), (16, 5, 3), (17, 4, 20), (40, 7, 7), (48, 9, 14), (5, 3, 29), (32, 6, 28) })
+            foreach (var (c, h, w) in new[] { (1, 1, 1), (3, 2, 2), (16, 5, 3), (17, 4, 20), (40, 7, 7), (48, 9, 14), (5, 3, 29), (32, 6, 28), (16, 3, 11), (24, 2, 23) })
             {
-                CheckDepthwise(isa, rng, c, h, w, stride, relu: (c + w) % 2 == 0);
+                foreach (int pad in new[] { 1, 0, 2 })
+                {
+                    int k = pad == 2 && trial % 3 == 0 ? 5 : 3;
+                    if (h + (2 * pad) < k || w + (2 * pad) < k)
+                    {
+                        continue;
+                    }
+
+                    CheckDepthwise(isa, rng, c, h, w, k, stride, pad, relu: trial % 2 == 0, accumulate: trial % 4 == 1);
+                    trial++;
+                }
+            }
+        }
+
+        CheckDepthwise(isa, rng, 20, 6, 9, 1, 2, 0, relu: true, accumulate: true);
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Depthwise_row_pairs_give_the_bits_of_single_rows(IsaLevel level)
+    {
+        // Stride-1 rows go two at a time where the lanes allow; asking for one row at a time must not change a bit.
+        var isa = Engine(level);
+        var rng = new Random(4);
+        int c = 48, h = 9, w = 21, cs = 48;
+        var x = Reference.RandomArray(rng, h * w * cs);
+        var packed = new DepthwiseTapWeights(Reference.RandomArray(rng, c * 9), Reference.RandomArray(rng, c), c, 3, 3, cs);
+        var g = new DepthwiseKernel.Geometry(h, w, w, 3, 3, 1, 1, 1, 1, 1, 1);
+        var all = new float[h * w * cs];
+        var single = new float[h * w * cs];
+        fixed (float* px = x, pa = all, ps = single)
+        {
+            DepthwiseKernel.Rows(isa, px, cs, packed, g, 0, h, pa, cs, accumulate: false, relu: true);
+            for (int oy = 0; oy < h; oy++)
+            {
+                DepthwiseKernel.Rows(isa, px, cs, packed, g, oy, 1, ps + (oy * w * cs), cs, accumulate: false, relu: true);
+            }
+        }
+
+        Assert.True(all.AsSpan().SequenceEqual(single), $"{isa}: row pairs differ from single rows");
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Depthwise_fused_relu_propagates_nan_as_pytorch_does(IsaLevel level)
+    {
+        var isa = Engine(level);
+        int c = 32, h = 4, w = 12;
+        var x = new float[h * w * c];
+        x[(2 * w * c) + (5 * c) + 3] = float.NaN;
+        var weights = new float[c * 9];
+        Array.Fill(weights, -1f);
+        var packed = new DepthwiseTapWeights(weights, new float[c], c, 3, 3, c);
+        var g = new DepthwiseKernel.Geometry(h, w, w, 3, 3, 1, 1, 1, 1, 1, 1);
+        var y = new float[h * w * c];
+        fixed (float* px = x, py = y)
+        {
+            DepthwiseKernel.Rows(isa, px, c, packed, g, 0, h, py, c, accumulate: false, relu: true);
+        }
+
+        for (int oy = 0; oy < h; oy++)
+        {
+            for (int ox = 0; ox < w; ox++)
+            {
+                bool reaches = Math.Abs(oy - 2) <= 1 && Math.Abs(ox - 5) <= 1;
+                float v = y[(((oy * w) + ox) * c) + 3];
+                Assert.True(reaches ? float.IsNaN(v) : v == 0f, $"{isa}: pixel ({oy}, {ox}) = {v}");
             }
         }
     }
@@ -290,13 +361,13 @@ public unsafe class EngineKernelTests
         }
     }
 
-    private static void CheckDepthwise(Isa isa, Random rng, int channels, int h, int w, int stride, bool relu)
+    private static void CheckDepthwise(Isa isa, Random rng, int channels, int h, int w, int k, int stride, int pad, bool relu, bool accumulate)
     {
-        var weights = Reference.RandomArray(rng, channels * 9);
+        var weights = Reference.RandomArray(rng, channels * k * k);
         var bias = Reference.RandomArray(rng, channels);
-        var packed = new Depthwise3x3Weights(weights, bias, channels);
-        int cs = packed.PaddedChannels;
-        int oh = ((h - 1) / stride) + 1, ow = ((w - 1) / stride) + 1;
+        int cs = ((channels + 15) / 16 * 16) + (channels % 2);
+        var packed = new DepthwiseTapWeights(weights, bias, channels, k, k, cs);
+        int oh = ((h + (2 * pad) - k) / stride) + 1, ow = ((w + (2 * pad) - k) / stride) + 1;
         var xNchw = Reference.RandomArray(rng, channels * h * w);
         var xNhwc = new float[h * w * cs];
         for (int c = 0; c < channels; c++)
@@ -307,30 +378,24 @@ public unsafe class EngineKernelTests
             }
         }
 
-        var zero = new float[w * cs];
-        var y = new float[oh * ow * cs];
-        var single = new float[oh * ow * cs];
-        fixed (float* px = xNhwc, pz = zero, py = y, ps = single)
+        var start = Reference.RandomArray(rng, oh * ow * cs);
+        var y = accumulate ? (float[])start.Clone() : new float[oh * ow * cs];
+        var g = new DepthwiseKernel.Geometry(h, w, ow, k, k, stride, stride, pad, pad, 1, 1);
+        fixed (float* px = xNhwc, py = y)
         {
-            // Rows takes stride-1 rows two at a time on AVX-512; one at a time must give the same bits.
-            Depthwise3x3.Rows(isa, px, h, w, cs, pz, packed, stride, 0, oh, py, ow, cs, relu);
-            for (int oy = 0; oy < oh; oy++)
-            {
-                Depthwise3x3.Row(isa, px, h, w, cs, pz, packed, stride, oy, ps + (oy * ow * cs), ow, cs, relu);
-            }
+            DepthwiseKernel.Rows(isa, px, cs, packed, g, 0, oh, py, cs, accumulate, relu);
         }
 
-        Assert.True(y.AsSpan().SequenceEqual(single), $"{isa} depthwise {channels}ch {h}x{w} stride {stride}: row pairs differ from single rows");
-
-        var expected = Reference.Conv2d(xNchw, 1, channels, h, w, weights, channels, 3, stride, 1, channels, bias);
+        string name = $"{isa} depthwise {channels}ch {h}x{w} k{k} stride {stride} pad {pad} relu {relu} accumulate {accumulate}";
+        var expected = Reference.Conv2d(xNchw, 1, channels, h, w, weights, channels, k, stride, pad, channels, bias);
         for (int c = 0; c < cs; c++)
         {
             for (int i = 0; i < oh * ow; i++)
             {
-                double e = c < channels ? expected[(c * oh * ow) + i] : 0;
+                double e = (c < channels ? expected[(c * oh * ow) + i] : 0) + (accumulate ? start[(i * cs) + c] - (c < channels ? bias[c] : 0) : 0);
                 e = relu ? Math.Max(0, e) : e;
                 float got = y[(i * cs) + c];
-                Assert.True(Math.Abs(got - e) < 1e-4, $"{isa} depthwise {channels}ch {h}x{w} stride {stride}: channel {c} pixel {i} = {got}, expected {e}");
+                Assert.True(Math.Abs(got - e) < 1e-4, $"{name}: channel {c} pixel {i} = {got}, expected {e}");
             }
         }
     }

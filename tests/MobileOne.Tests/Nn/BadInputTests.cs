@@ -1,4 +1,5 @@
 using MobileOne.Kernels;
+using MobileOne.Kernels.Depthwise;
 using MobileOne.Models;
 using MobileOne.Nn;
 using MobileOne.Tensors;

@@ -1,6 +1,7 @@
 using CsCheck;
 using MobileOne.Inference;
 using MobileOne.Kernels;
+using MobileOne.Kernels.Depthwise;
 using MobileOne.Kernels.Gemm;
 
 namespace MobileOne.Tests.Nn;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using MobileOne.Kernels.Gemm;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Kernels.Conv;
 
@@ -64,6 +65,15 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
 
     private protected override void RunBand(float* image, float* output, float* workspace, int rowStart, int rowEnd, bool relu)
     {
+        ConvGeometry g = Geometry;
+        if (depthwise is not null)
+        {
+            // A depthwise layer's direct convolution is the library's depthwise kernel, the one the engine runs.
+            var rows = new DepthwiseKernel.Geometry(g.InHeight, g.InWidth, g.OutWidth, g.KernelHeight, g.KernelWidth, g.StrideH, g.StrideW, g.PadH, g.PadW, 1, 1);
+            DepthwiseKernel.Rows(InstructionSet, image, g.InChannels, depthwise, rows, rowStart, rowEnd - rowStart, output + ((nint)rowStart * g.OutWidth * g.OutChannels), g.OutChannels, accumulate: false, relu);
+            return;
+        }
+
         switch (InstructionSet)
         {
             case Kernels.Isa.Avx512: RunRows<Vector512<float>, Lanes512>(image, output, rowStart, rowEnd, relu); break;
@@ -87,17 +97,6 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         where TL : struct, ILanes<TV>
     {
         ConvGeometry g = Geometry;
-        if (depthwise is not null)
-        {
-            for (int oy = rowStart; oy < rowEnd; oy++)
-            {
-                var (inRow, ky0, kyCount) = InputRows(oy);
-                DepthwiseRow<TV, TL>(image + inRow, ky0, kyCount, output + ((nint)oy * g.OutWidth * g.OutChannels), relu);
-            }
-
-            return;
-        }
-
         // Panels inside row blocks: one panel's weights serve a whole block of output rows before the next
         // panel is read, while the block's input rows (about L2-sized) are read once per panel.
         for (int blockStart = rowStart; blockStart < rowEnd; blockStart += rowsPerBlock)
@@ -252,44 +251,4 @@ internal sealed unsafe class DirectConvolution : ConvolutionKernel
         c == cg
             ? new ReductionLoop(kyCount, imageRow, kernelRow, 1, 0, 0, kxCount * c)
             : new ReductionLoop(kyCount, imageRow, kernelRow, kxCount, c, cg, cg);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DepthwiseRow<TV, TL>(float* inRow, int ky0, int kyCount, float* outRow, bool relu)
-        where TV : struct
-        where TL : struct, ILanes<TV>
-    {
-        ConvGeometry g = Geometry;
-        DepthwiseTapWeights w = depthwise!;
-        int c = g.InChannels, kw = g.KernelWidth, sw = g.StrideW;
-        nint imageRow = (nint)g.InWidth * c;
-        float* weights = w.Weights + ((nint)ky0 * kw * c);
-        float** rows = stackalloc float*[6];
-        var taps = new ReductionLoop(kyCount, imageRow, kw, kw, c, 1, 0);
-        for (int ox = interiorStart; ox < interiorEnd; ox += 6)
-        {
-            int count = Math.Min(6, interiorEnd - ox);
-            for (int r = 0; r < count; r++)
-            {
-                rows[r] = inRow + ((nint)(((ox + r) * sw) - g.PadW) * c);
-            }
-
-            TileDispatch.DepthwiseAllChannels<TV, TL>(count, rows, weights, c, taps, w.Bias, outRow + ((nint)ox * c), relu);
-        }
-
-        for (int ox = 0; ox < g.OutWidth; ox++)
-        {
-            if (ox >= interiorStart && ox < interiorEnd)
-            {
-                ox = interiorEnd - 1;
-                continue;
-            }
-
-            int ix0 = (ox * sw) - g.PadW;
-            int kx0 = Math.Max(0, -ix0);
-            int kxCount = Math.Max(0, Math.Min(kw, g.InWidth - ix0) - kx0);
-            var edge = new ReductionLoop(kyCount, imageRow, kw, kxCount, c, 1, 0);
-            rows[0] = inRow + ((nint)(ix0 + kx0) * c);
-            TileDispatch.DepthwiseAllChannels<TV, TL>(1, rows, weights + ((nint)kx0 * c), c, edge, w.Bias, outRow + ((nint)ox * c), relu);
-        }
-    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using MobileOne.Kernels.Gemm;
+using MobileOne.Kernels.Depthwise;
 
 namespace MobileOne.Kernels.Conv;
 

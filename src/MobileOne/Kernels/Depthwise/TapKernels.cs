@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace MobileOne.Kernels;
+namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
 /// Flat multi-tap loops behind the direct depthwise kernels. A padded plane stored with row stride rs turns a

@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using MobileOne.Kernels.Gemm;
 
-namespace MobileOne.Kernels.Conv;
+namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
 /// The depthwise microkernel (one input channel per output channel): NHWC puts a pixel's channels side by side,

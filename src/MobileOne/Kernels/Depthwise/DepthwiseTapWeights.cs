@@ -1,14 +1,4 @@
-namespace MobileOne.Kernels;
-
-/// <summary>In which order a filter's taps follow each other along the reduction.</summary>
-internal enum TapOrder
-{
-    /// <summary>ky, then kx, then input channel: the NHWC patch row (im2col) and the image itself (direct).</summary>
-    RowMajor,
-
-    /// <summary>kx, then ky, then input channel: the column-interleaved im2win window.</summary>
-    ColumnMajor,
-}
+namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
 /// A depthwise layer's taps packed tap-major, [kh * kw][paddedChannels] (taps in <see cref="TapOrder"/> order), so

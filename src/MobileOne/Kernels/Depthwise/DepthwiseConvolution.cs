@@ -1,6 +1,6 @@
 using System.Runtime.Intrinsics;
 
-namespace MobileOne.Kernels;
+namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
 /// One branch of a depthwise convolution pass: a weight [C, 1, k, k] and an NCHW plane set. In
