@@ -11,72 +11,19 @@ namespace MobileOne.Kernels.Depthwise;
 /// </summary>
 internal static unsafe class TapKernels
 {
-    /// <summary>dst[i] = (accumulate ? dst[i] : 0) + sum over taps of w[t] * taps[t][i], for i in [0, length).</summary>
-    public static void Correlate(float** taps, float* w, int tapCount, float* dst, int length, bool accumulate)
+    /// <summary>The centre tap alone (a 1x1 kernel): dst[i] = (accumulate ? dst[i] : 0) + w * tap[i], for i in [0, length).</summary>
+    private static void Scale(float* tap, float w, float* dst, int length, bool accumulate)
     {
-        if (tapCount == 9)
-        {
-            var correlate9 = new Correlate9Loop(taps, w, dst, accumulate);
-            Lanes.Run(ref correlate9, length);
-            return;
-        }
-
-        if (tapCount != 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(tapCount), tapCount, "Tap kernels take 1 or 9 taps.");
-        }
-
-        var scale = new ScaleLoop(taps[0], w[0], dst, accumulate);
+        var scale = new ScaleLoop(tap, w, dst, accumulate);
         Lanes.Run(ref scale, length);
     }
 
-    /// <summary>sums[t] = sum over i of g[i] * taps[t][i] (each width's partial sums added in a fixed order).</summary>
-    public static void Dot(float* g, float** taps, int tapCount, int length, float* sums)
+    /// <summary>The centre tap alone: sum = sum over i of g[i] * tap[i] (each width's partial sum added in a fixed order).</summary>
+    private static void Dot(float* g, float* tap, int length, float* sum)
     {
-        for (int t = 0; t < tapCount; t++)
-        {
-            sums[t] = 0f;
-        }
-
-        if (tapCount == 9)
-        {
-            var dot9 = new Dot9Loop(g, taps, sums);
-            Lanes.Run(ref dot9, length);
-            return;
-        }
-
-        var dot1 = new Dot1Loop(g, taps[0], sums);
+        *sum = 0f;
+        var dot1 = new Dot1Loop(g, tap, sum);
         Lanes.Run(ref dot1, length);
-    }
-
-    private readonly struct Correlate9Loop(float** taps, float* w, float* dst, bool accumulate) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-            TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
-            TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
-            int step = TL.Count;
-            for (; i + step <= n; i += step)
-            {
-                TV s = accumulate ? TL.Load(dst + i) : TL.Zero;
-                s = TL.Fma(w0, TL.Load(t0 + i), s);
-                s = TL.Fma(w1, TL.Load(t1 + i), s);
-                s = TL.Fma(w2, TL.Load(t2 + i), s);
-                s = TL.Fma(w3, TL.Load(t3 + i), s);
-                s = TL.Fma(w4, TL.Load(t4 + i), s);
-                s = TL.Fma(w5, TL.Load(t5 + i), s);
-                s = TL.Fma(w6, TL.Load(t6 + i), s);
-                s = TL.Fma(w7, TL.Load(t7 + i), s);
-                s = TL.Fma(w8, TL.Load(t8 + i), s);
-                TL.Store(dst + i, s);
-            }
-
-            return i;
-        }
     }
 
     private readonly struct ScaleLoop(float* t0, float w, float* dst, bool accumulate) : IWidthLoop
@@ -94,48 +41,6 @@ internal static unsafe class TapKernels
                 TL.Store(dst + i, TL.Fma(w0, TL.Load(t0 + i), s));
             }
 
-            return i;
-        }
-    }
-
-    private readonly struct Dot9Loop(float* g, float** taps, float* sums) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            int step = TL.Count;
-            if (i + step > n)
-            {
-                return i;
-            }
-
-            float* t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7], t8 = taps[8];
-            TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero;
-            for (; i + step <= n; i += step)
-            {
-                TV gv = TL.Load(g + i);
-                s0 = TL.Fma(gv, TL.Load(t0 + i), s0);
-                s1 = TL.Fma(gv, TL.Load(t1 + i), s1);
-                s2 = TL.Fma(gv, TL.Load(t2 + i), s2);
-                s3 = TL.Fma(gv, TL.Load(t3 + i), s3);
-                s4 = TL.Fma(gv, TL.Load(t4 + i), s4);
-                s5 = TL.Fma(gv, TL.Load(t5 + i), s5);
-                s6 = TL.Fma(gv, TL.Load(t6 + i), s6);
-                s7 = TL.Fma(gv, TL.Load(t7 + i), s7);
-                s8 = TL.Fma(gv, TL.Load(t8 + i), s8);
-            }
-
-            sums[0] += TL.Sum(s0);
-            sums[1] += TL.Sum(s1);
-            sums[2] += TL.Sum(s2);
-            sums[3] += TL.Sum(s3);
-            sums[4] += TL.Sum(s4);
-            sums[5] += TL.Sum(s5);
-            sums[6] += TL.Sum(s6);
-            sums[7] += TL.Sum(s7);
-            sums[8] += TL.Sum(s8);
             return i;
         }
     }
@@ -160,15 +65,16 @@ internal static unsafe class TapKernels
     }
 
     /// <summary>
-    /// Like <see cref="Correlate"/> for a 3x3 window over planes stored without column padding: the left taps (0, 3, 6)
-    /// are multiplied by <paramref name="left"/>[i] and the right taps (2, 5, 8) by <paramref name="right"/>[i] (0 at the
-    /// plane's first / last column, else 1; null: all 1). A 1-tap (centre) window ignores the masks.
+    /// dst[i] = (accumulate ? dst[i] : 0) + sum over taps of w[t] * taps[t][i], i in [0, length), for a 3x3 window over
+    /// planes stored without column padding: the left taps (0, 3, 6) are multiplied by <paramref name="left"/>[i] and
+    /// the right taps (2, 5, 8) by <paramref name="right"/>[i] (0 at the plane's first / last column, else 1; null: all
+    /// 1). A 1-tap (centre) window needs no masks.
     /// </summary>
     public static void CorrelateMasked(float** taps, float* w, int tapCount, float* left, float* right, float* dst, int length, bool accumulate)
     {
         if (tapCount == 1)
         {
-            Correlate(taps, w, 1, dst, length, accumulate);
+            Scale(taps[0], w[0], dst, length, accumulate);
             return;
         }
 
@@ -181,7 +87,7 @@ internal static unsafe class TapKernels
     {
         if (tapCount == 1)
         {
-            Dot(g, taps, 1, length, sums);
+            Dot(g, taps[0], length, sums);
             return;
         }
 
