@@ -493,116 +493,80 @@ public static unsafe class BatchNormTraining
 
     private static void ScaleShift(float* x, float* y, int n, float scale, float shift)
     {
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = ScaleShift<Lanes512, Vector512<float>>(x, y, i, n, scale, shift);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = ScaleShift<Lanes256, Vector256<float>>(x, y, i, n, scale, shift);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = ScaleShift<Lanes128, Vector128<float>>(x, y, i, n, scale, shift);
-        }
-
-        ScaleShift<Lanes1, float>(x, y, i, n, scale, shift);
+        var loop = new ScaleShiftLoop(x, y, scale, shift);
+        Lanes.Run(ref loop, n);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int ScaleShift<TL, TV>(float* x, float* y, int i, int n, float scale, float shift)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct ScaleShiftLoop(float* x, float* y, float scale, float shift) : IWidthLoop
     {
-        TV s = TL.Splat(scale), b = TL.Splat(shift);
-        for (; i + TL.Count <= n; i += TL.Count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TL.Store(y + i, TL.Fma(s, TL.Load(x + i), b));
-        }
+            TV s = TL.Splat(scale), b = TL.Splat(shift);
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TL.Store(y + i, TL.Fma(s, TL.Load(x + i), b));
+            }
 
-        return i;
+            return i;
+        }
     }
 
     private readonly record struct GradCoefficients(float K1, float MeanDy, float K2, float Mean);
 
     private static void Gradient(float* dy, float* x, float* dx, int n, GradCoefficients k, bool accumulate)
     {
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = Gradient<Lanes512, Vector512<float>>(dy, x, dx, i, n, k, accumulate);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = Gradient<Lanes256, Vector256<float>>(dy, x, dx, i, n, k, accumulate);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = Gradient<Lanes128, Vector128<float>>(dy, x, dx, i, n, k, accumulate);
-        }
-
-        Gradient<Lanes1, float>(dy, x, dx, i, n, k, accumulate);
+        var loop = new GradientLoop(dy, x, dx, k, accumulate);
+        Lanes.Run(ref loop, n);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int Gradient<TL, TV>(float* dy, float* x, float* dx, int i, int n, GradCoefficients k, bool accumulate)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct GradientLoop(float* dy, float* x, float* dx, GradCoefficients k, bool accumulate) : IWidthLoop
     {
-        TV k1 = TL.Splat(k.K1), md = TL.Splat(k.MeanDy), k2 = TL.Splat(k.K2), mu = TL.Splat(k.Mean);
-        for (; i + TL.Count <= n; i += TL.Count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV v = TL.Fma(k1, TL.Subtract(TL.Load(dy + i), md), TL.Multiply(k2, TL.Subtract(TL.Load(x + i), mu)));
-            TL.Store(dx + i, accumulate ? TL.Add(TL.Load(dx + i), v) : v);
-        }
+            TV k1 = TL.Splat(k.K1), md = TL.Splat(k.MeanDy), k2 = TL.Splat(k.K2), mu = TL.Splat(k.Mean);
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV v = TL.Fma(k1, TL.Subtract(TL.Load(dy + i), md), TL.Multiply(k2, TL.Subtract(TL.Load(x + i), mu)));
+                TL.Store(dx + i, accumulate ? TL.Add(TL.Load(dx + i), v) : v);
+            }
 
-        return i;
+            return i;
+        }
     }
 
     private static void SumPlane(float** src, float* scales, int count, float shift, float* y, int n, bool relu)
     {
-        int i = 0;
-        if (Lanes.Use512)
-        {
-            i = SumPlane<Lanes512, Vector512<float>>(src, scales, count, shift, y, i, n, relu);
-        }
-
-        if (Lanes.Use256)
-        {
-            i = SumPlane<Lanes256, Vector256<float>>(src, scales, count, shift, y, i, n, relu);
-        }
-
-        if (Lanes.Use128)
-        {
-            i = SumPlane<Lanes128, Vector128<float>>(src, scales, count, shift, y, i, n, relu);
-        }
-
-        SumPlane<Lanes1, float>(src, scales, count, shift, y, i, n, relu);
+        var loop = new SumPlaneLoop(src, scales, count, shift, y, relu);
+        Lanes.Run(ref loop, n);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int SumPlane<TL, TV>(float** src, float* scales, int count, float shift, float* y, int i, int n, bool relu)
-        where TL : struct, ILanes<TV>
-        where TV : struct
+    private readonly struct SumPlaneLoop(float** src, float* scales, int count, float shift, float* y, bool relu) : IWidthLoop
     {
-        TV b = TL.Splat(shift);
-        for (; i + TL.Count <= n; i += TL.Count)
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
         {
-            TV s = b;
-            for (int k = 0; k < count; k++)
+            TV b = TL.Splat(shift);
+            for (; i + TL.Count <= n; i += TL.Count)
             {
-                s = TL.Fma(TL.Splat(scales[k]), TL.Load(src[k] + i), s);
+                TV s = b;
+                for (int k = 0; k < count; k++)
+                {
+                    s = TL.Fma(TL.Splat(scales[k]), TL.Load(src[k] + i), s);
+                }
+
+                TL.Store(y + i, relu ? TL.Max(s, TL.Zero) : s);
             }
 
-            TL.Store(y + i, relu ? TL.Max(s, TL.Zero) : s);
+            return i;
         }
-
-        return i;
     }
 
     /// <summary>Element-wise passes with per-element coefficient arrays (the small-plane layout).</summary>
@@ -610,96 +574,76 @@ public static unsafe class BatchNormTraining
     {
         public static void Affine(float* x, float* scale, float* shift, float* y, int n)
         {
-            int i = 0;
-            if (Lanes.Use512)
-            {
-                i = Affine<Lanes512, Vector512<float>>(x, scale, shift, y, i, n);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Affine<Lanes256, Vector256<float>>(x, scale, shift, y, i, n);
-            }
-
-            Affine<Lanes1, float>(x, scale, shift, y, i, n);
+            var loop = new AffineLoop(x, scale, shift, y);
+            Lanes.Run(ref loop, n);
         }
 
         public static void Gradient(float* dy, float* x, float* dx, float* k1, float* meanDy, float* k2, float* mean, int n, bool accumulate)
         {
-            int i = 0;
-            if (Lanes.Use512)
-            {
-                i = Gradient<Lanes512, Vector512<float>>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = Gradient<Lanes256, Vector256<float>>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
-            }
-
-            Gradient<Lanes1, float>(dy, x, dx, k1, meanDy, k2, mean, i, n, accumulate);
+            var loop = new GradientLoop(dy, x, dx, k1, meanDy, k2, mean, accumulate);
+            Lanes.Run(ref loop, n);
         }
 
         public static void BranchSum(float** src, float* scales, int count, int n, float* shift, float* y, bool relu)
         {
-            int i = 0;
-            if (Lanes.Use512)
-            {
-                i = BranchSum<Lanes512, Vector512<float>>(src, scales, count, n, shift, y, i, relu);
-            }
-
-            if (Lanes.Use256)
-            {
-                i = BranchSum<Lanes256, Vector256<float>>(src, scales, count, n, shift, y, i, relu);
-            }
-
-            BranchSum<Lanes1, float>(src, scales, count, n, shift, y, i, relu);
+            var loop = new BranchSumLoop(src, scales, count, n, shift, y, relu);
+            Lanes.Run(ref loop, n);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static int Affine<TL, TV>(float* x, float* scale, float* shift, float* y, int i, int n)
-            where TL : struct, ILanes<TV>
-            where TV : struct
+        private readonly struct AffineLoop(float* x, float* scale, float* shift, float* y) : IWidthLoop
         {
-            for (; i + TL.Count <= n; i += TL.Count)
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            public int Run<TV, TL>(int i, int n)
+                where TV : struct
+                where TL : struct, ILanes<TV>
             {
-                TL.Store(y + i, TL.Fma(TL.Load(scale + i), TL.Load(x + i), TL.Load(shift + i)));
-            }
-
-            return i;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static int Gradient<TL, TV>(float* dy, float* x, float* dx, float* k1, float* meanDy, float* k2, float* mean, int i, int n, bool accumulate)
-            where TL : struct, ILanes<TV>
-            where TV : struct
-        {
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TV v = TL.Fma(TL.Load(k1 + i), TL.Subtract(TL.Load(dy + i), TL.Load(meanDy + i)), TL.Multiply(TL.Load(k2 + i), TL.Subtract(TL.Load(x + i), TL.Load(mean + i))));
-                TL.Store(dx + i, accumulate ? TL.Add(TL.Load(dx + i), v) : v);
-            }
-
-            return i;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static int BranchSum<TL, TV>(float** src, float* scales, int count, int n, float* shift, float* y, int i, bool relu)
-            where TL : struct, ILanes<TV>
-            where TV : struct
-        {
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TV s = TL.Load(shift + i);
-                for (int k = 0; k < count; k++)
+                for (; i + TL.Count <= n; i += TL.Count)
                 {
-                    s = TL.Fma(TL.Load(scales + ((long)k * n) + i), TL.Load(src[k] + i), s);
+                    TL.Store(y + i, TL.Fma(TL.Load(scale + i), TL.Load(x + i), TL.Load(shift + i)));
                 }
 
-                TL.Store(y + i, relu ? TL.Max(s, TL.Zero) : s);
+                return i;
             }
+        }
 
-            return i;
+        private readonly struct GradientLoop(float* dy, float* x, float* dx, float* k1, float* meanDy, float* k2, float* mean, bool accumulate) : IWidthLoop
+        {
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            public int Run<TV, TL>(int i, int n)
+                where TV : struct
+                where TL : struct, ILanes<TV>
+            {
+                for (; i + TL.Count <= n; i += TL.Count)
+                {
+                    TV v = TL.Fma(TL.Load(k1 + i), TL.Subtract(TL.Load(dy + i), TL.Load(meanDy + i)), TL.Multiply(TL.Load(k2 + i), TL.Subtract(TL.Load(x + i), TL.Load(mean + i))));
+                    TL.Store(dx + i, accumulate ? TL.Add(TL.Load(dx + i), v) : v);
+                }
+
+                return i;
+            }
+        }
+
+        /// <summary>Branch k's coefficients are the k-th run of <c>length</c> floats of <c>scales</c>.</summary>
+        private readonly struct BranchSumLoop(float** src, float* scales, int count, int length, float* shift, float* y, bool relu) : IWidthLoop
+        {
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+            public int Run<TV, TL>(int i, int n)
+                where TV : struct
+                where TL : struct, ILanes<TV>
+            {
+                for (; i + TL.Count <= n; i += TL.Count)
+                {
+                    TV s = TL.Load(shift + i);
+                    for (int k = 0; k < count; k++)
+                    {
+                        s = TL.Fma(TL.Load(scales + ((long)k * length) + i), TL.Load(src[k] + i), s);
+                    }
+
+                    TL.Store(y + i, relu ? TL.Max(s, TL.Zero) : s);
+                }
+
+                return i;
+            }
         }
     }
 }
