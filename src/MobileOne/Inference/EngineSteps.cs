@@ -39,7 +39,7 @@ internal abstract unsafe class OpStep(EngineOp op, int index) : EngineStep
 
         if (!activationDone)
         {
-            Activations.ApplyRows(op.Activation, y, p1 - p0, o.Stride, c1 - c0);
+            Activations.ApplyRows(op.Activation, y, p1 - p0, o.Stride, c1 - c0, s.Isa);
         }
     }
 

@@ -56,35 +56,38 @@ public static unsafe class Activations
     };
 
     /// <summary>x[i] = f(x[i]) for <paramref name="count"/> floats (in place).</summary>
-    public static void Apply(ActivationKind kind, float* x, long count)
+    public static void Apply(ActivationKind kind, float* x, long count) => Apply(kind, x, count, Lanes.Current);
+
+    /// <summary><see cref="Apply(ActivationKind, float*, long)"/> at the widths of <paramref name="isa"/>.</summary>
+    internal static void Apply(ActivationKind kind, float* x, long count, Isa isa)
     {
         switch (kind)
         {
             case ActivationKind.None:
                 return;
             case ActivationKind.Relu:
-                Run<ReluOp>(x, count);
+                Run<ReluOp>(x, count, isa);
                 return;
             case ActivationKind.Relu6:
-                Run<Relu6Op>(x, count);
+                Run<Relu6Op>(x, count, isa);
                 return;
             case ActivationKind.Gelu:
-                Run<GeluOp>(x, count);
+                Run<GeluOp>(x, count, isa);
                 return;
             case ActivationKind.GeluTanh:
-                Run<GeluTanhOp>(x, count);
+                Run<GeluTanhOp>(x, count, isa);
                 return;
             case ActivationKind.Silu:
-                Run<SiluOp>(x, count);
+                Run<SiluOp>(x, count, isa);
                 return;
             case ActivationKind.HardSwish:
-                Run<HardSwishOp>(x, count);
+                Run<HardSwishOp>(x, count, isa);
                 return;
             case ActivationKind.Sigmoid:
-                Run<SigmoidOp>(x, count);
+                Run<SigmoidOp>(x, count, isa);
                 return;
             case ActivationKind.HardSigmoid:
-                Run<HardSigmoidOp>(x, count);
+                Run<HardSigmoidOp>(x, count, isa);
                 return;
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, $"Unknown activation {(int)kind}.");
@@ -104,7 +107,11 @@ public static unsafe class Activations
     /// Applies <paramref name="kind"/> to <paramref name="pixels"/> rows of <paramref name="channels"/> values
     /// spaced <paramref name="stride"/> apart (NHWC with padded channels: the padding is left as it is).
     /// </summary>
-    public static void ApplyRows(ActivationKind kind, float* x, long pixels, nint stride, int channels)
+    public static void ApplyRows(ActivationKind kind, float* x, long pixels, nint stride, int channels) =>
+        ApplyRows(kind, x, pixels, stride, channels, Lanes.Current);
+
+    /// <summary><see cref="ApplyRows(ActivationKind, float*, long, nint, int)"/> at the widths of <paramref name="isa"/>.</summary>
+    internal static void ApplyRows(ActivationKind kind, float* x, long pixels, nint stride, int channels, Isa isa)
     {
         if (kind == ActivationKind.None)
         {
@@ -113,24 +120,24 @@ public static unsafe class Activations
 
         if (stride == channels)
         {
-            Apply(kind, x, pixels * channels);
+            Apply(kind, x, pixels * channels, isa);
             return;
         }
 
         for (long p = 0; p < pixels; p++)
         {
-            Apply(kind, x + (p * stride), channels);
+            Apply(kind, x + (p * stride), channels, isa);
         }
     }
 
-    private static void Run<TOp>(float* x, long count)
+    private static void Run<TOp>(float* x, long count, Isa isa)
         where TOp : struct, IActivationOp
     {
         // Lanes.Run takes int counts: whole activations of any size go through in int-sized pieces.
         for (long start = 0; start < count; start += int.MaxValue)
         {
             var loop = new ActivationLoop<TOp>(x + start);
-            Lanes.Run(ref loop, (int)Math.Min(int.MaxValue, count - start));
+            Lanes.Run(ref loop, (int)Math.Min(int.MaxValue, count - start), isa);
         }
     }
 

@@ -45,20 +45,27 @@ public static class Lanes
     /// width-generic loops, so a short run such as 7 or 14 values still runs vectorized.
     /// </summary>
     internal static void Run<TLoop>(ref TLoop loop, int count)
+        where TLoop : struct, IWidthLoop => Run(ref loop, count, Current);
+
+    /// <summary>
+    /// <see cref="Run{TLoop}(ref TLoop, int)"/> at the widths of <paramref name="isa"/>: the engine passes the
+    /// instruction set its model was compiled for, so one option governs all of a model's kernels.
+    /// </summary>
+    internal static void Run<TLoop>(ref TLoop loop, int count, Isa isa)
         where TLoop : struct, IWidthLoop
     {
         int i = 0;
-        if (Use512)
+        if (isa >= Isa.Avx512)
         {
             i = loop.Run<Vector512<float>, Lanes512>(i, count);
         }
 
-        if (Use256)
+        if (isa >= Isa.Avx2)
         {
             i = loop.Run<Vector256<float>, Lanes256>(i, count);
         }
 
-        if (Use128)
+        if (isa >= Isa.Simd128)
         {
             i = loop.Run<Vector128<float>, Lanes128>(i, count);
         }

@@ -70,7 +70,7 @@ internal sealed unsafe class SqueezeExciteWeights
             ChannelOps.Axpy(isa, hidden[j], fc2T.Pointer + ((long)j * Stride), gate, Channels);
         }
 
-        Activations.Apply(GateActivation, gate, Channels);
+        Activations.Apply(GateActivation, gate, Channels, isa);
 
         for (int c = Channels; c < paddedChannels; c++)
         {
