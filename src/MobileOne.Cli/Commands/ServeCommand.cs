@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using MobileOne.Classification;
 using MobileOne.Cli.Serving;
 using MobileOne.Data;
@@ -72,8 +73,9 @@ internal static class ServeCommand
             {
                 server.StartAsync().GetAwaiter().GetResult();
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or SocketException)
             {
+                // In use (IOException from Kestrel) or not an address of this machine (SocketException).
                 throw new ArgumentException($"--host {options.Host} --port {options.Port}: cannot listen there ({e.Message.TrimEnd('.')}).");
             }
 

@@ -58,7 +58,10 @@ internal sealed class ClassificationServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         if (logToConsole)
         {
-            builder.Logging.AddSimpleConsole(o => o.SingleLine = true).AddFilter("Microsoft", LogLevel.Warning);
+            // Warnings and errors of requests; a failure to start is thrown to the command, which prints its one line.
+            builder.Logging.AddSimpleConsole(o => o.SingleLine = true)
+                .AddFilter("Microsoft", LogLevel.Warning)
+                .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
             builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         }
 
