@@ -105,7 +105,8 @@ internal static class ImageUpload
     /// <summary>Reads a whole stream, refusing it (413) as soon as it passes <paramref name="maxBytes"/>.</summary>
     private static async Task<byte[]> ReadLimitedAsync(Stream body, long maxBytes, long? declared, CancellationToken cancel)
     {
-        var buffer = new MemoryStream(declared is long d ? (int)Math.Min(d, maxBytes) : 64 * 1024);
+        // What a client declares is not trusted for more than 1 MiB up front: the buffer grows with what arrives.
+        var buffer = new MemoryStream(declared is long d ? (int)Math.Min(d, Math.Min(maxBytes, 1 << 20)) : 64 * 1024);
         var chunk = new byte[64 * 1024];
         int read;
         while ((read = await body.ReadAsync(chunk, cancel)) > 0)

@@ -109,7 +109,7 @@ public sealed class ServeTests
             ("giant dimensions", () => serve.PostAsync(HostileDataTests.PngHeaderOnly(65535, 65535), "image/png"), 400, "declares 65535x65535"),
             ("over --max-pixels", () => serve.PostAsync(HostileDataTests.PngHeaderOnly(2000, 1000), "image/png"), 400, "more than the 1000000"),
             ("too large", () => serve.PostAsync(tooLarge, "image/png"), 413, "--max-upload-mb"),
-            ("too large, chunked", () => serve.Client.PostAsync("/v1/predict", new StreamContent(new MemoryStream(tooLarge)) { Headers = { { "Content-Type", "image/png" } } }), 413, "--max-upload-mb"),
+            ("too large, chunked", () => PostChunked(serve, tooLarge), 413, "--max-upload-mb"),
             ("text/plain", () => serve.PostAsync(Png, "text/plain"), 415, "'text/plain' is not accepted"),
             ("application/json", () => serve.PostAsync(Png, "application/json"), 415, "not accepted"),
             ("multipart without file", () => serve.Client.PostAsync("/v1/predict", noFile), 400, "no field 'file'"),
@@ -131,6 +131,15 @@ public sealed class ServeTests
         }
 
         Assert.Equal(0, await serve.MetricAsync("mobileone_http_requests_total{route=\"/v1/predict\",code=\"500\"}"));
+    }
+
+    /// <summary>A body without Content-Length: the server learns its size only by reading it.</summary>
+    private static Task<HttpResponseMessage> PostChunked(ServeHarness serve, byte[] body)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/predict") { Content = new ByteArrayContent(body) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "image/png");
+        request.Headers.TransferEncodingChunked = true;
+        return serve.Client.SendAsync(request);
     }
 
     [Fact]
