@@ -8,6 +8,15 @@ namespace MobileOne.Cli.Commands;
 /// <summary>Option checks with messages that name the option.</summary>
 internal static class Options
 {
+    /// <summary>
+    /// Loads the checkpoint a command classifies with. A `.onnx` file is refused by name first: the project exports
+    /// ONNX but has no ONNX import yet, and the message says so rather than a checkpoint reader's complaint.
+    /// </summary>
+    public static LoadedModel LoadCheckpoint(string path, string command) =>
+        string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase)
+            ? throw new ArgumentException($"{path}: ONNX models are not supported by {command} yet; give a checkpoint (.safetensors, .pth, .pth.tar; timm or Apple names) instead.")
+            : ModelCheckpoint.Load(path);
+
     public static int Positive(int value, string option) =>
         value > 0 ? value : throw new ArgumentException($"{option} must be a positive integer; got {value}.");
 

@@ -5,12 +5,12 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MobileOne.Classification;
+using MobileOne.Cli.Rendering;
 using MobileOne.Data;
 using MobileOne.Data.Transforms;
 using MobileOne.Imaging;
 using MobileOne.Inference;
 using MobileOne.IO;
-using MobileOne.IO.Checkpoints;
 using MobileOne.Tensors;
 
 namespace MobileOne.Cli.Commands;
@@ -70,12 +70,7 @@ internal static class PredictCommand
 
     private static int Run(string modelPath, string[] inputs, PredictSettings settings)
     {
-        if (string.Equals(Path.GetExtension(modelPath), ".onnx", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new ArgumentException($"{modelPath}: ONNX models are not supported by predict yet; give a checkpoint (.safetensors, .pth, .pth.tar; timm or Apple names) instead.");
-        }
-
-        var loaded = ModelCheckpoint.Load(modelPath);
+        var loaded = Options.LoadCheckpoint(modelPath, "predict");
         var config = loaded.Network.Config;
         var preprocessing = Preprocessing(ImagePreprocessing.ForModel(config), settings, modelPath);
         var names = ResolveLabels(settings.Labels, config.NumClasses, config.InChans);
@@ -133,19 +128,13 @@ internal static class PredictCommand
             {
                 try
                 {
-                    using var image = SkiaImageDecoder.Instance.Decode(path, classifier.Channels, decodeOptions);
-                    classifier.Preprocess(image, input.Span.Slice(slots.Count * sample, sample));
+                    classifier.Preprocess(path, decodeOptions, input.Span.Slice(slots.Count * sample, sample));
                     slots.Add(i);
                 }
                 catch (ImageDecodeException e)
                 {
+                    // Undecodable, too large, or not preprocessable: this file fails, not the run.
                     error = e.Problem;
-                    images--;
-                }
-                catch (ArgumentException e)
-                {
-                    // E.g. a 1 x 100000 strip whose resized form would not fit in memory: this file fails, not the run.
-                    error = $"cannot be preprocessed: {e.Message}";
                     images--;
                 }
             }
@@ -340,28 +329,8 @@ internal static class PredictCommand
         Console.Write(text.ToString());
     }
 
-    internal static JsonArray ToJson(IEnumerable<(string Path, IReadOnlyList<ClassScore>? Top, string? Error)> items)
-    {
-        var array = new JsonArray();
-        foreach (var (path, top, error) in items)
-        {
-            if (error is not null)
-            {
-                array.Add(new JsonObject { ["path"] = path, ["error"] = error });
-                continue;
-            }
-
-            var scores = new JsonArray();
-            foreach (var s in top!)
-            {
-                scores.Add(new JsonObject { ["index"] = s.Index, ["label"] = s.Label, ["probability"] = s.Probability, ["logit"] = s.Logit });
-            }
-
-            array.Add(new JsonObject { ["path"] = path, ["top"] = scores });
-        }
-
-        return array;
-    }
+    internal static JsonArray ToJson(IEnumerable<(string Path, IReadOnlyList<ClassScore>? Top, string? Error)> items) =>
+        new(items.Select(i => (JsonNode)(i.Error is null ? PredictionJson.Item(i.Path, i.Top!) : PredictionJson.Error(i.Path, i.Error))).ToArray());
 
     private static JsonArray ToJson(Item[] items) => ToJson(items.Select(i => (i.Path, i.Top, i.Error)));
 

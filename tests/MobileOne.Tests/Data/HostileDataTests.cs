@@ -73,7 +73,7 @@ public sealed class HostileDataTests
     }
 
     /// <summary>A PNG that holds only its header: an RGB image of the given size.</summary>
-    private static byte[] PngHeaderOnly(int width, int height)
+    internal static byte[] PngHeaderOnly(int width, int height)
     {
         var png = new List<byte>([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
         var ihdr = new byte[13];
