@@ -583,10 +583,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (3 * ics));
                 a1 = TL.Fma(v, t1, a1);
-            }
-
-            if (n > 1)
-            {
                 v = TL.Load(s + (4 * ics));
                 a1 = TL.Fma(v, t2, a1);
                 if (n > 2) a2 = TL.Fma(v, t0, a2);
@@ -596,10 +592,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (5 * ics));
                 a2 = TL.Fma(v, t1, a2);
-            }
-
-            if (n > 2)
-            {
                 v = TL.Load(s + (6 * ics));
                 a2 = TL.Fma(v, t2, a2);
                 if (n > 3) a3 = TL.Fma(v, t0, a3);
@@ -609,10 +601,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (7 * ics));
                 a3 = TL.Fma(v, t1, a3);
-            }
-
-            if (n > 3)
-            {
                 v = TL.Load(s + (8 * ics));
                 a3 = TL.Fma(v, t2, a3);
                 if (n > 4) a4 = TL.Fma(v, t0, a4);
@@ -622,10 +610,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (9 * ics));
                 a4 = TL.Fma(v, t1, a4);
-            }
-
-            if (n > 4)
-            {
                 v = TL.Load(s + (10 * ics));
                 a4 = TL.Fma(v, t2, a4);
                 if (n > 5) a5 = TL.Fma(v, t0, a5);
@@ -635,10 +619,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (11 * ics));
                 a5 = TL.Fma(v, t1, a5);
-            }
-
-            if (n > 5)
-            {
                 v = TL.Load(s + (12 * ics));
                 a5 = TL.Fma(v, t2, a5);
                 if (n > 6) a6 = TL.Fma(v, t0, a6);
@@ -648,10 +628,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (13 * ics));
                 a6 = TL.Fma(v, t1, a6);
-            }
-
-            if (n > 6)
-            {
                 v = TL.Load(s + (14 * ics));
                 a6 = TL.Fma(v, t2, a6);
                 if (n > 7) a7 = TL.Fma(v, t0, a7);
@@ -661,10 +637,6 @@ internal static unsafe class DepthwiseKernel
             {
                 v = TL.Load(s + (15 * ics));
                 a7 = TL.Fma(v, t1, a7);
-            }
-
-            if (n > 7)
-            {
                 v = TL.Load(s + (16 * ics));
                 a7 = TL.Fma(v, t2, a7);
             }
