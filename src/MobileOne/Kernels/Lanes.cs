@@ -72,6 +72,29 @@ public static class Lanes
 
         loop.Run<float, Lanes1>(i, count);
     }
+
+    /// <summary>The width chain of <see cref="Run{TLoop}(ref TLoop, int)"/> for loops that compute in double (<see cref="IDoubleLanes{TD}"/>).</summary>
+    internal static void RunDouble<TLoop>(ref TLoop loop, int count)
+        where TLoop : struct, IDoubleWidthLoop
+    {
+        int i = 0;
+        if (Use512)
+        {
+            i = loop.Run<Vector512<double>, Doubles512>(i, count);
+        }
+
+        if (Use256)
+        {
+            i = loop.Run<Vector256<double>, Doubles256>(i, count);
+        }
+
+        if (Use128)
+        {
+            i = loop.Run<Vector128<double>, Doubles128>(i, count);
+        }
+
+        loop.Run<double, Doubles1>(i, count);
+    }
 }
 
 /// <summary>

@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
@@ -11,7 +11,7 @@ namespace MobileOne.Training;
 /// p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), with t the step count starting at 1.
 /// Parameters and moments are float32; each element's update is evaluated in double and rounded once.
 /// </summary>
-public sealed class AdamW : Optimizer
+public sealed unsafe class AdamW : Optimizer
 {
     public const string KindName = "adamw";
     private const string FirstPrefix = "exp_avg.";
@@ -85,42 +85,35 @@ public sealed class AdamW : Optimizer
         double lr = group.LearningRate;
         double decay = 1 - (lr * group.WeightDecay), w1 = 1 - Beta1, b2 = Beta2, w2 = 1 - Beta2, eps = Eps;
         double stepSize = lr / (1 - Math.Pow(Beta1, t)), correction2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, t));
-        int i = 0;
-        if (Lanes.Use512)
+        fixed (float* pp = p, gp = g, mp = m, vp = v)
         {
-            var vdecay = Vector512.Create(decay);
-            var vw1 = Vector512.Create(w1);
-            var vb2 = Vector512.Create(b2);
-            var vw2 = Vector512.Create(w2);
-            var veps = Vector512.Create(eps);
-            var vstep = Vector512.Create(stepSize);
-            var vc2 = Vector512.Create(correction2Sqrt);
-            for (; i + 16 <= p.Length; i += 16)
-            {
-                var (p0, p1) = Vector512.Widen(Vector512.Create(p.AsSpan(i, 16)));
-                var (g0, g1) = Vector512.Widen(Vector512.Create(g.AsSpan(i, 16)));
-                var (m0, m1) = Vector512.Widen(Vector512.Create(m.AsSpan(i, 16)));
-                var (v0, v1) = Vector512.Widen(Vector512.Create(v.AsSpan(i, 16)));
-                m0 += vw1 * (g0 - m0);
-                m1 += vw1 * (g1 - m1);
-                v0 = (vb2 * v0) + (vw2 * g0 * g0);
-                v1 = (vb2 * v1) + (vw2 * g1 * g1);
-                Vector512.Narrow(m0, m1).CopyTo(m.AsSpan(i, 16));
-                Vector512.Narrow(v0, v1).CopyTo(v.AsSpan(i, 16));
-                p0 = (p0 * vdecay) - (vstep * (m0 / ((Vector512.Sqrt(v0) / vc2) + veps)));
-                p1 = (p1 * vdecay) - (vstep * (m1 / ((Vector512.Sqrt(v1) / vc2) + veps)));
-                Vector512.Narrow(p0, p1).CopyTo(p.AsSpan(i, 16));
-            }
+            var loop = new AdamWLoop(pp, gp, mp, vp, decay, w1, b2, w2, eps, stepSize, correction2Sqrt);
+            Lanes.RunDouble(ref loop, p.Length);
         }
+    }
 
-        for (; i < p.Length; i++)
+    /// <summary>The AdamW update of one parameter, element by element in double.</summary>
+    private readonly unsafe struct AdamWLoop(float* p, float* g, float* m, float* v, double decay, double w1, double b2, double w2, double eps, double stepSize, double correction2Sqrt) : IDoubleWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TD, TW>(int i, int n)
+            where TD : struct
+            where TW : struct, IDoubleLanes<TD>
         {
-            double gi = g[i];
-            double mi = m[i] + (w1 * (gi - m[i]));
-            double vi = (b2 * v[i]) + (w2 * gi * gi);
-            m[i] = (float)mi;
-            v[i] = (float)vi;
-            p[i] = (float)((p[i] * decay) - (stepSize * (mi / ((Math.Sqrt(vi) / correction2Sqrt) + eps))));
+            TD vdecay = TW.Splat(decay), vw1 = TW.Splat(w1), vb2 = TW.Splat(b2), vw2 = TW.Splat(w2), veps = TW.Splat(eps);
+            TD vstep = TW.Splat(stepSize), vc2 = TW.Splat(correction2Sqrt);
+            for (; i + TW.Count <= n; i += TW.Count)
+            {
+                TD gv = TW.LoadFloats(g + i), mv = TW.LoadFloats(m + i), vv = TW.LoadFloats(v + i);
+                mv = TW.Add(mv, TW.Multiply(vw1, TW.Subtract(gv, mv)));
+                vv = TW.Add(TW.Multiply(vb2, vv), TW.Multiply(TW.Multiply(vw2, gv), gv));
+                TW.StoreFloats(m + i, mv);
+                TW.StoreFloats(v + i, vv);
+                TD denominator = TW.Add(TW.Divide(TW.Sqrt(vv), vc2), veps);
+                TW.StoreFloats(p + i, TW.Subtract(TW.Multiply(TW.LoadFloats(p + i), vdecay), TW.Multiply(vstep, TW.Divide(mv, denominator))));
+            }
+
+            return i;
         }
     }
 }

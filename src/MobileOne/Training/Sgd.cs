@@ -1,4 +1,4 @@
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
 using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
@@ -11,7 +11,7 @@ namespace MobileOne.Training;
 /// d = nesterov ? d + momentum * buf : buf; p -= lr * d. Parameters and buffers are float32; each element's update is
 /// evaluated in double and rounded once.
 /// </summary>
-public sealed class Sgd : Optimizer
+public sealed unsafe class Sgd : Optimizer
 {
     public const string KindName = "sgd";
     private const string BufferPrefix = "momentum_buffer.";
@@ -77,36 +77,33 @@ public sealed class Sgd : Optimizer
 
         bool first = buffers[index] is null;
         float[] buf = (buffers[index] ??= new Tensor(parameter.Parameter.Shape)).Data;
-        int i = 0;
-        if (Lanes.Use512)
+        fixed (float* pp = p, gp = g, bp = buf)
         {
-            var vlr = Vector512.Create(lr);
-            var vwd = Vector512.Create(wd);
-            var vm = Vector512.Create(momentum);
-            var vkeep = Vector512.Create(keep);
-            for (; i + 16 <= p.Length; i += 16)
-            {
-                var (p0, p1) = Vector512.Widen(Vector512.Create(p.AsSpan(i, 16)));
-                var (g0, g1) = Vector512.Widen(Vector512.Create(g.AsSpan(i, 16)));
-                var (b0, b1) = Vector512.Widen(Vector512.Create(buf.AsSpan(i, 16)));
-                var d0 = g0 + (vwd * p0);
-                var d1 = g1 + (vwd * p1);
-                b0 = first ? d0 : (vm * b0) + (vkeep * d0);
-                b1 = first ? d1 : (vm * b1) + (vkeep * d1);
-                Vector512.Narrow(b0, b1).CopyTo(buf.AsSpan(i, 16));
-                d0 = Nesterov ? d0 + (vm * b0) : b0;
-                d1 = Nesterov ? d1 + (vm * b1) : b1;
-                Vector512.Narrow(p0 - (vlr * d0), p1 - (vlr * d1)).CopyTo(p.AsSpan(i, 16));
-            }
+            var loop = new MomentumLoop(pp, gp, bp, lr, wd, momentum, keep, first, Nesterov);
+            Lanes.RunDouble(ref loop, p.Length);
         }
+    }
 
-        for (; i < p.Length; i++)
+    /// <summary>The momentum update of one parameter, element by element in double.</summary>
+    private readonly unsafe struct MomentumLoop(float* p, float* g, float* buf, double lr, double wd, double momentum, double keep, bool first, bool nesterov) : IDoubleWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TD, TW>(int i, int n)
+            where TD : struct
+            where TW : struct, IDoubleLanes<TD>
         {
-            double d = g[i] + (wd * p[i]);
-            double b = first ? d : (momentum * buf[i]) + (keep * d);
-            buf[i] = (float)b;
-            d = Nesterov ? d + (momentum * b) : b;
-            p[i] = (float)(p[i] - (lr * d));
+            TD vlr = TW.Splat(lr), vwd = TW.Splat(wd), vm = TW.Splat(momentum), vkeep = TW.Splat(keep);
+            for (; i + TW.Count <= n; i += TW.Count)
+            {
+                TD pv = TW.LoadFloats(p + i);
+                TD d = TW.Add(TW.LoadFloats(g + i), TW.Multiply(vwd, pv));
+                TD b = first ? d : TW.Add(TW.Multiply(vm, TW.LoadFloats(buf + i)), TW.Multiply(vkeep, d));
+                TW.StoreFloats(buf + i, b);
+                d = nesterov ? TW.Add(d, TW.Multiply(vm, b)) : b;
+                TW.StoreFloats(p + i, TW.Subtract(pv, TW.Multiply(vlr, d)));
+            }
+
+            return i;
         }
     }
 }

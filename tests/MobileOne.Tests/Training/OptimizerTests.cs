@@ -1,4 +1,5 @@
 using MobileOne.IO.Safetensors;
+using MobileOne.Kernels;
 using MobileOne.Models;
 using MobileOne.Nn;
 using MobileOne.Tensors;
@@ -184,6 +185,40 @@ public class OptimizerTests
         file = sgd.ExportState().ToTensorFile();
         file.Metadata[OptimizerState.StepKey] = "-3";
         Assert.Contains("opt.safetensors: the 'step' metadata entry must be a non-negative integer; got '-3'", Assert.Throws<InvalidDataException>(() => OptimizerState.FromTensorFile(file, "opt.safetensors")).Message);
+    }
+
+    [Theory]
+    [IsaData(IsaLevel.Avx512)]
+    [IsaData(IsaLevel.Avx2)]
+    public void Updates_give_the_same_bits_at_every_vector_width(IsaLevel level)
+    {
+        // 37 elements: whole vectors of every width, then 4-, 2- and 1-lane tails. Scalar is the plain definition.
+        float[] Run(IsaLevel isa, string kind)
+        {
+            using var scope = new KernelSettingsScope();
+            Lanes.Level = isa;
+            var rng = new Random(7);
+            var values = Enumerable.Range(0, 37).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+            var (param, group) = Single(values, lr: 0.05, wd: 0.01);
+            Optimizer optimizer = kind == "sgd" ? new Sgd([group], momentum: 0.9, nesterov: true) : new AdamW([group], eps: 1e-8);
+            for (int step = 0; step < 3; step++)
+            {
+                var grad = param.EnsureGrad().Data;
+                for (int i = 0; i < grad.Length; i++)
+                {
+                    grad[i] = (float)(rng.NextDouble() - 0.5);
+                }
+
+                optimizer.Step();
+            }
+
+            return param.Value.Data;
+        }
+
+        foreach (string kind in new[] { "sgd", "adamw" })
+        {
+            Assert.Equal(Run(IsaLevel.Scalar, kind), Run(level, kind));
+        }
     }
 
     private static (Parameter Param, ParameterGroup Group) Single(float[] values, double lr, double wd)
