@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics;
 using System.Runtime.InteropServices;
 
@@ -130,7 +131,8 @@ public static class KernelOrthogonality
     /// <summary>One shift, rows m &lt;= n: G = K K^T (m x m), loss ||G - I_m||^2, gradient 4 (G - I_m) K.</summary>
     private static double GramRows(ReadOnlySpan<double> k, int m, int n, Span<double> gradient)
     {
-        var r = new double[m * m];
+        double[] rented = ArrayPool<double>.Shared.Rent(m * m);
+        var r = rented.AsSpan(0, m * m);
         double squared = 0;
         for (int a = 0; a < m; a++)
         {
@@ -156,19 +158,31 @@ public static class KernelOrthogonality
             }
         }
 
+        ArrayPool<double>.Shared.Return(rented);
         return squared;
     }
 
     /// <summary>One shift, rows m &gt; n: H = K^T K (n x n), loss ||H - I_n||^2 + (m - n), gradient 4 K (H - I_n).</summary>
     private static double GramColumns(ReadOnlySpan<double> k, int m, int n, Span<double> gradient)
     {
-        var h = new double[n * n];
+        double[] rented = ArrayPool<double>.Shared.Rent(n * n);
+        var h = rented.AsSpan(0, n * n);
+        h.Clear();
         for (int a = 0; a < m; a++)
         {
             var ka = k.Slice(a * n, n);
             for (int p = 0; p < n; p++)
             {
-                Axpy(ka[p], ka, h.AsSpan(p * n, n));
+                // H is symmetric: accumulate the upper triangle, mirror it below.
+                Axpy(ka[p], ka[p..], h.Slice((p * n) + p, n - p));
+            }
+        }
+
+        for (int p = 0; p < n; p++)
+        {
+            for (int q = p + 1; q < n; q++)
+            {
+                h[(q * n) + p] = h[(p * n) + q];
             }
         }
 
@@ -191,11 +205,12 @@ public static class KernelOrthogonality
                 var ga = gradient.Slice(a * n, n);
                 for (int p = 0; p < n; p++)
                 {
-                    Axpy(4 * ka[p], h.AsSpan(p * n, n), ga);
+                    Axpy(4 * ka[p], h.Slice(p * n, n), ga);
                 }
             }
         }
 
+        ArrayPool<double>.Shared.Return(rented);
         return squared;
     }
 
@@ -203,20 +218,22 @@ public static class KernelOrthogonality
     {
         var va = MemoryMarshal.Cast<double, Vector<double>>(a);
         var vb = MemoryMarshal.Cast<double, Vector<double>>(b);
-        Vector<double> s0 = Vector<double>.Zero, s1 = Vector<double>.Zero;
+        Vector<double> s0 = Vector<double>.Zero, s1 = Vector<double>.Zero, s2 = Vector<double>.Zero, s3 = Vector<double>.Zero;
         int i = 0;
-        for (; i + 1 < va.Length; i += 2)
+        for (; i + 3 < va.Length; i += 4)
         {
-            s0 += va[i] * vb[i];
-            s1 += va[i + 1] * vb[i + 1];
+            s0 = Vector.FusedMultiplyAdd(va[i], vb[i], s0);
+            s1 = Vector.FusedMultiplyAdd(va[i + 1], vb[i + 1], s1);
+            s2 = Vector.FusedMultiplyAdd(va[i + 2], vb[i + 2], s2);
+            s3 = Vector.FusedMultiplyAdd(va[i + 3], vb[i + 3], s3);
         }
 
-        if (i < va.Length)
+        for (; i < va.Length; i++)
         {
-            s0 += va[i] * vb[i];
+            s0 = Vector.FusedMultiplyAdd(va[i], vb[i], s0);
         }
 
-        double sum = Vector.Sum(s0 + s1);
+        double sum = Vector.Sum((s0 + s1) + (s2 + s3));
         for (int j = va.Length * Vector<double>.Count; j < a.Length; j++)
         {
             sum += a[j] * b[j];
@@ -238,7 +255,7 @@ public static class KernelOrthogonality
         var va = new Vector<double>(alpha);
         for (int i = 0; i < vx.Length; i++)
         {
-            vy[i] += va * vx[i];
+            vy[i] = Vector.FusedMultiplyAdd(va, vx[i], vy[i]);
         }
 
         for (int j = vx.Length * Vector<double>.Count; j < x.Length; j++)

@@ -21,6 +21,7 @@ public readonly record struct BranchPenalties(double Orthogonality, double Diver
 public sealed class BranchRegularization
 {
     private double[] weight = [], gradient = [];
+    private double[][] weightScratch = [], gammaScratch = [];
 
     public BranchRegularization(double orthogonalityWeight, double diversityWeight)
     {
@@ -91,10 +92,11 @@ public sealed class BranchRegularization
                     continue;
                 }
 
-                var dw = block.ConvKxk.Select(b => new double[b.Conv.Weight.Value.Length]).ToArray();
-                var dgamma = block.ConvKxk.Select(b => new double[b.Bn.Weight.Value.Length]).ToArray();
+                int k = block.ConvKxk.Count;
+                var dw = Scratch(ref weightScratch, k, block.ConvKxk[0].Conv.Weight.Value.Length);
+                var dgamma = Scratch(ref gammaScratch, k, block.ConvKxk[0].Bn.Channels);
                 d += BranchDiversity.Penalty(block, dw, dgamma);
-                for (int b = 0; b < dw.Length; b++)
+                for (int b = 0; b < k; b++)
                 {
                     Add(block.ConvKxk[b].Conv.Weight, dw[b], DiversityWeight);
                     Add(block.ConvKxk[b].Bn.Weight, dgamma[b], DiversityWeight);
@@ -113,6 +115,18 @@ public sealed class BranchRegularization
         }
 
         return buffer.AsSpan(0, length);
+    }
+
+    /// <summary>k arrays of at least <paramref name="length"/> elements, kept for the next block and step.</summary>
+    private static double[][] Scratch(ref double[][] buffers, int k, int length)
+    {
+        if (buffers.Length < k || buffers[0].Length < length)
+        {
+            int count = Math.Max(k, buffers.Length), size = Math.Max(length, buffers.Length > 0 ? buffers[0].Length : 0);
+            buffers = Enumerable.Range(0, count).Select(_ => new double[size]).ToArray();
+        }
+
+        return buffers.Length == k ? buffers : buffers[..k];
     }
 
     private static void Add(Parameter parameter, ReadOnlySpan<double> gradient, double scale)
