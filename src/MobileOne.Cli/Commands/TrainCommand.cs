@@ -28,6 +28,8 @@ internal static class TrainCommand
         var emaDecay = new Option<double>("--ema-decay") { Description = "EMA decay.", DefaultValueFactory = _ => ModelEma.DefaultDecay };
         var warmup = new Option<double>("--warmup-epochs") { Description = "Linear learning-rate warm-up.", DefaultValueFactory = _ => 1.0 };
         var clip = new Option<double?>("--clip-grad") { Description = "Clip gradients to this global L2 norm." };
+        var orthoReg = new Option<double>("--ortho-reg") { Description = "Weight of OCNN's orthogonality penalty ||Conv(W, W) - I||^2 on every branch kernel (per group; summed over branches and blocks). 0 is off.", DefaultValueFactory = _ => 0.0 };
+        var branchDiversity = new Option<double>("--branch-diversity") { Description = "Weight of the penalty on the mean squared cosine between each block's BN-folded branch kernels (summed over blocks). 0 is off.", DefaultValueFactory = _ => 0.0 };
         var seed = new Option<int>("--seed") { Description = "Seed for weights, data order and augmentation.", DefaultValueFactory = _ => 0 };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var workers = new Option<int>("--workers") { Description = "Data loading threads.", DefaultValueFactory = _ => 2 };
@@ -39,7 +41,7 @@ internal static class TrainCommand
         var aa = new Option<string>("--aa") { Description = "Image folders: none, autoaugment or rand-m9-mstd0.5.", DefaultValueFactory = _ => "none" };
 
         var command = new Command("train", "Train a train-time MobileOne (timm train.py's recipe) and write checkpoints, summary.csv and a plot.");
-        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, warmup, clip, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, aa })
+        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, warmup, clip, orthoReg, branchDiversity, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, aa })
         {
             command.Options.Add(o);
         }
@@ -69,6 +71,8 @@ internal static class TrainCommand
                 Ema = r.GetValue(ema) ? r.GetValue(emaDecay) : null,
                 WarmupEpochs = r.GetValue(warmup),
                 ClipGrad = r.GetValue(clip),
+                OrthoReg = r.GetValue(orthoReg),
+                BranchDiversity = r.GetValue(branchDiversity),
                 Seed = r.GetValue(seed),
                 Threads = r.GetValue(threads),
                 Workers = r.GetValue(workers),

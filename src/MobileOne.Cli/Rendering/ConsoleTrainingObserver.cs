@@ -68,7 +68,8 @@ internal sealed class ConsoleTrainingObserver : ITrainingObserver
 
     public void StepCompleted(in StepProgress p)
     {
-        string numbers = string.Create(C, $"loss {p.Loss:0.0000} acc {p.Top1:0.0000} lr {p.LearningRate:0.#####} {p.ImagesPerSecond:0} img/s");
+        string penalties = p.Penalties is { } q ? string.Create(C, $" ortho {q.Orthogonality:0.###} diversity {q.Diversity:0.####}") : string.Empty;
+        string numbers = string.Create(C, $"loss {p.Loss:0.0000}{penalties} acc {p.Top1:0.0000} lr {p.LearningRate:0.#####} {p.ImagesPerSecond:0} img/s");
         if (task is not null)
         {
             task.Description = Markup.Escape($"epoch {p.Epoch + 1}/{p.Epochs} {numbers}");
@@ -89,7 +90,8 @@ internal sealed class ConsoleTrainingObserver : ITrainingObserver
         }
 
         string ema = double.IsNaN(s.EmaEvalTop1) ? string.Empty : string.Create(C, $" ema_top1 {s.EmaEvalTop1:0.0000}");
-        Message(string.Create(C, $"epoch {s.Epoch}: train_loss {s.TrainLoss:0.0000} train_top1 {s.TrainTop1:0.0000} eval_loss {s.EvalLoss:0.0000} eval_top1 {s.EvalTop1:0.0000} eval_top5 {s.EvalTop5:0.0000}{ema} lr {s.LearningRate:0.######}"));
+        string penalties = double.IsNaN(s.OrthoPenalty) ? string.Empty : string.Create(C, $" ortho_penalty {s.OrthoPenalty:0.###} branch_diversity {s.BranchDiversity:0.####}");
+        Message(string.Create(C, $"epoch {s.Epoch}: train_loss {s.TrainLoss:0.0000} train_top1 {s.TrainTop1:0.0000} eval_loss {s.EvalLoss:0.0000} eval_top1 {s.EvalTop1:0.0000} eval_top5 {s.EvalTop5:0.0000}{ema}{penalties} lr {s.LearningRate:0.######}"));
         TrainingCurvesPlot.Save(plotPath, all, title);
     }
 }

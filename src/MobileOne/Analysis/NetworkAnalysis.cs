@@ -112,7 +112,7 @@ public static class NetworkAnalysis
             return (1, null, null);
         }
 
-        var kernels = block.ConvKxk.Select(b => BlockFusion.FoldBranch(b).Weight).ToArray();
+        var kernels = BranchDiversity.FoldedKernels(block);
         if (kernels.Length < 2)
         {
             return (kernels.Length, null, null);

@@ -1,9 +1,11 @@
 namespace MobileOne.Training;
 
 /// <summary>Where a step's running numbers go: a progress bar on a terminal, plain lines in a log.</summary>
+/// <param name="Loss">Running mean of the classification loss over the epoch (without the branch penalties).</param>
+/// <param name="Penalties">This step's branch penalties, unweighted; null when no penalty is on.</param>
 public readonly record struct StepProgress(
     int Epoch, int Epochs, int Step, int StepsPerEpoch, long GlobalStep, long TotalSteps,
-    double Loss, double Top1, double LearningRate, double ImagesPerSecond, TimeSpan Eta);
+    double Loss, double Top1, double LearningRate, double ImagesPerSecond, TimeSpan Eta, BranchPenalties? Penalties = null);
 
 /// <summary>Receives the trainer's progress; the CLI renders it, tests record it.</summary>
 public interface ITrainingObserver

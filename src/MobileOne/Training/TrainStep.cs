@@ -9,12 +9,13 @@ namespace MobileOne.Training;
 /// <param name="GradientNorm">Global gradient norm before clipping, when clipping is on.</param>
 /// <param name="LearningRate">Learning rate used for this step.</param>
 /// <param name="WeightDecay">Weight decay used for this step (decayed groups).</param>
-public readonly record struct TrainStepResult(double Loss, Tensor Logits, double? GradientNorm, double LearningRate, double WeightDecay);
+/// <param name="Penalties">The branch penalties before the update, unweighted (each 0 when its weight is 0 or there is no <see cref="TrainStep.Regularization"/>); the loss minimized is Loss + the weighted penalties.</param>
+public readonly record struct TrainStepResult(double Loss, Tensor Logits, double? GradientNorm, double LearningRate, double WeightDecay, BranchPenalties Penalties = default);
 
 /// <summary>
 /// One optimizer step of a train-time network, in timm's train.py order: zero the gradients, set the step's learning
-/// rate and weight decay from the schedules, forward in training mode, loss, backward, optional global-norm clipping,
-/// optimizer step, EMA update.
+/// rate and weight decay from the schedules, forward in training mode, loss, backward, the branch penalties' gradients
+/// (when <see cref="Regularization"/> is set), optional global-norm clipping, optimizer step, EMA update.
 /// </summary>
 public sealed class TrainStep
 {
@@ -41,6 +42,9 @@ public sealed class TrainStep
     public double? ClipGradientNorm { get; init; }
 
     public ModelEma? Ema { get; init; }
+
+    /// <summary>Orthogonality and branch-diversity penalties added to the loss (their gradients before clipping); null for none.</summary>
+    public BranchRegularization? Regularization { get; init; }
 
     public TrainStepResult Run(Tensor images, ReadOnlySpan<int> labels)
     {
@@ -82,11 +86,12 @@ public sealed class TrainStep
     private TrainStepResult Finish(Tensor logits, double loss)
     {
         Model.Backward(Loss.Backward());
+        var penalties = Regularization is { IsActive: true } r ? r.AddGradients(Model) : default;
         double? norm = ClipGradientNorm is double max ? GradientClipping.ClipByGlobalNorm(Model, max) : null;
         var decayed = Optimizer.Groups.FirstOrDefault(g => !g.ExemptFromWeightDecay) ?? Optimizer.Groups[0];
         double lr = decayed.LearningRate, wd = decayed.WeightDecay;
         Optimizer.Step();
         Ema?.Update(Model);
-        return new TrainStepResult(loss, logits, norm, lr, wd);
+        return new TrainStepResult(loss, logits, norm, lr, wd, penalties);
     }
 }

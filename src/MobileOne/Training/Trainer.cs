@@ -77,12 +77,19 @@ public static partial class Trainer
         var groups = ParameterGroups.WeightDecaySplit(model, options.LearningRate, options.WeightDecay);
         Optimizer optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(groups, options.Momentum, nesterov: true) : new AdamW(groups);
         var ema = options.Ema is double decay ? new ModelEma(model, decay) : null;
+        var regularization = new BranchRegularization(options.OrthoReg, options.BranchDiversity);
+        if (regularization.IsActive)
+        {
+            observer.Message(string.Create(CultureInfo.InvariantCulture, $"branch penalties: loss + {options.OrthoReg} * orthogonality + {options.BranchDiversity} * branch diversity"));
+        }
+
         var step = new TrainStep(model, optimizer, new CrossEntropyLoss(options.Smoothing))
         {
             LearningRateSchedule = lrSchedule,
             WeightDecaySchedule = wdSchedule,
             ClipGradientNorm = options.ClipGrad,
             Ema = ema,
+            Regularization = regularization.IsActive ? regularization : null,
         };
 
         string statePath = Path.Combine(options.Output, TrainingState.FileName);
@@ -145,7 +152,8 @@ public static partial class Trainer
                     observer.StepCompleted(new StepProgress(
                         epoch, options.Epochs, batch.Step, stepsPerEpoch, optimizer.StepCount, totalSteps, lossSum / seen, (double)correct / seen,
                         result.LearningRate, stepsThisRun * options.BatchSize / Math.Max(seconds, 1e-9),
-                        TimeSpan.FromSeconds(Math.Max(0, remaining) * seconds / stepsThisRun)));
+                        TimeSpan.FromSeconds(Math.Max(0, remaining) * seconds / stepsThisRun),
+                        regularization.IsActive ? result.Penalties : null));
                     if (options.MaxSteps is long max && optimizer.StepCount >= max)
                     {
                         stoppedByMaxSteps = true;
@@ -157,9 +165,10 @@ public static partial class Trainer
             var eval = Evaluator.Run(model, evalLoader, threads: options.Threads, cancellationToken: cancellationToken);
             var emaEval = ema is null ? null : Evaluator.Run(ema.Network, evalLoader, threads: options.Threads, cancellationToken: cancellationToken);
             bool finished = stepInEpoch >= stepsPerEpoch;
+            var penalties = BranchRegularization.Measure(model);
             var summary = new EpochSummary(
                 epoch + 1, seen > 0 ? lossSum / seen : double.NaN, seen > 0 ? (double)correct / seen : double.NaN, eval.Loss, eval.Top1, eval.Top5,
-                optimizer.Groups[^1].LearningRate, emaEval?.Top1 ?? double.NaN, emaEval?.Top5 ?? double.NaN);
+                optimizer.Groups[^1].LearningRate, emaEval?.Top1 ?? double.NaN, emaEval?.Top5 ?? double.NaN, penalties.Orthogonality, penalties.Diversity);
             summaries.RemoveAll(s => s.Epoch == summary.Epoch);
             summaries.Add(summary);
 

@@ -49,6 +49,12 @@ public sealed record TrainingOptions
 
     public double? ClipGrad { get; init; }
 
+    /// <summary>--ortho-reg: weight of OCNN's orthogonality penalty on every branch kernel (<see cref="BranchRegularization"/>); 0 is off.</summary>
+    public double OrthoReg { get; init; }
+
+    /// <summary>--branch-diversity: weight of the mean squared cosine between each block's BN-folded branch kernels; 0 is off.</summary>
+    public double BranchDiversity { get; init; }
+
     public int Seed { get; init; }
 
     public int Threads { get; init; } = Environment.ProcessorCount;
@@ -94,6 +100,8 @@ public sealed record TrainingOptions
         }
 
         NonNegative(WarmupEpochs, "--warmup-epochs");
+        NonNegative(OrthoReg, "--ortho-reg");
+        NonNegative(BranchDiversity, "--branch-diversity");
         if (!(Momentum >= 0 && Momentum < 1))
         {
             throw new ArgumentException($"--momentum must be in [0, 1); got {Format(Momentum)}.");

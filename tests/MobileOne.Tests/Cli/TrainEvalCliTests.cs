@@ -52,6 +52,8 @@ public class TrainEvalCliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--batch-size", "0", "--output", output), "--batch-size must be a positive integer");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--data", dir.File("missing"), "--output", output), "does not exist");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--opt", "lamb", "--output", output), "--opt must be sgd or adamw");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--ortho-reg", "-0.5", "--output", output), "--ortho-reg must be a number >= 0; got -0.5.");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--branch-diversity", "NaN", "--output", output), "--branch-diversity must be a number >= 0; got NaN.");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--resume", dir.File("none.safetensors"), "--output", output), "--resume");
         var notANumber = CliRunner.Run("train", "--lr", "fast", "--output", output);
         Assert.NotEqual(0, notANumber.ExitCode);

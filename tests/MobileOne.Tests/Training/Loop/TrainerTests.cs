@@ -25,17 +25,21 @@ public class TrainerTests
 
     private static byte[] Bytes(string path) => File.ReadAllBytes(path);
 
-    [Fact]
-    public void A_run_killed_and_resumed_ends_bit_identical_to_an_uninterrupted_run()
+    [Theory]
+    [InlineData(0.0, 0.0)]
+    [InlineData(1e-3, 0.5)]   // with both branch penalties
+    public void A_run_killed_and_resumed_ends_bit_identical_to_an_uninterrupted_run(double orthoReg, double branchDiversity)
     {
         using var dir = new TempDir();
         string data = TinyFashionData.Write(dir.File("data"));
-        var straight = Trainer.Run(Options(data, dir.File("straight")));
+        TrainingOptions Run(string output) => Options(data, output) with { OrthoReg = orthoReg, BranchDiversity = branchDiversity };
+        var straight = Trainer.Run(Run(dir.File("straight")));
         Assert.Equal(16, straight.Steps);
+        Assert.All(straight.Epochs, e => Assert.True(e.OrthoPenalty > 0 && e.BranchDiversity >= 0, $"penalties {e.OrthoPenalty}, {e.BranchDiversity}"));
 
         // Stop mid-epoch 1 (step 5 of 8), as a kill after a state write would, then continue.
-        Trainer.Run(Options(data, dir.File("resumed")) with { MaxSteps = 5 });
-        var resumed = Trainer.Run(Options(data, dir.File("resumed")) with { Resume = dir.File("resumed/" + TrainingState.FileName) });
+        Trainer.Run(Run(dir.File("resumed")) with { MaxSteps = 5 });
+        var resumed = Trainer.Run(Run(dir.File("resumed")) with { Resume = dir.File("resumed/" + TrainingState.FileName) });
         Assert.Equal(16, resumed.Steps);
 
         foreach (string file in new[] { Trainer.LastCheckpoint, Trainer.EmaCheckpoint, TrainingState.FileName, SummaryCsv.FileName })
