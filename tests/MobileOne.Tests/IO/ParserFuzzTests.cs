@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.IO.Compression;
 using System.Text.RegularExpressions;
+using MobileOne.Data;
 using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Models;
@@ -9,11 +10,12 @@ using MobileOne.Tests.Inference;
 namespace MobileOne.Tests.IO;
 
 /// <summary>
-/// An in-process mutation fuzzer for the checkpoint readers: valid small checkpoints (timm safetensors, timm and Apple
-/// torch.save) are mutated (bit flips, interesting bytes, inserted, deleted and duplicated chunks, truncation, splices
-/// of two seeds) and loaded as a model; the pickle target mutates data.pkl inside an otherwise valid zip, so the
-/// unpickler sees the mutations instead of the zip's CRC check. The oracle: a file is either loaded or refused with
-/// a <see cref="CheckpointException"/> (the CLI's one-line error), within a time and allocation budget; any other
+/// An in-process mutation fuzzer for the checkpoint and dataset readers: valid small checkpoints (timm safetensors,
+/// timm and Apple torch.save) and IDX files (images and labels, raw and gzip) are mutated (bit flips, interesting
+/// bytes, inserted, deleted and duplicated chunks, truncation, splices of two seeds) and loaded; the pickle target
+/// mutates data.pkl inside an otherwise valid zip, so the unpickler sees the mutations instead of the zip's CRC check.
+/// The oracle: a file is either loaded or refused with the reader's own error (<see cref="CheckpointException"/>,
+/// <see cref="DatasetException"/>: the CLI's one-line error), within a time and allocation budget; any other
 /// exception, or an input over budget, is a finding. The suite runs a short smoke campaign; MOBILEONE_FUZZ_ITERATIONS
 /// sets the iterations per target for a real one (docs/reliability.md).
 /// </summary>
@@ -22,7 +24,7 @@ public partial class ParserFuzzTests
     private const long AllocationBudget = 256L << 20;
     private static readonly TimeSpan TimeBudget = TimeSpan.FromSeconds(2);
 
-    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle" };
+    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx" };
 
     [Theory]
     [MemberData(nameof(Targets))]
@@ -42,7 +44,7 @@ public partial class ParserFuzzTests
             {
                 byte[] input = target == "pickle" ? PickleInZip(seeds, rng) : Mutate(seeds[rng.Next(seeds.Count)].Bytes, seeds, rng);
                 File.WriteAllBytes(scratch, input);
-                string outcome = LoadOnce(scratch, out string? finding);
+                string outcome = LoadOnce(scratch, target, i, out string? finding);
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (finding is not null)
                 {
@@ -71,8 +73,11 @@ public partial class ParserFuzzTests
         Assert.True(outcomes.Count > 3, $"only {outcomes.Count} distinct outcomes: the mutations do not reach the parser");
     }
 
-    /// <summary>Loads one input as a model; returns its outcome class and sets <paramref name="finding"/> when the oracle is broken.</summary>
-    private static string LoadOnce(string path, out string? finding)
+    /// <summary>
+    /// Loads one input as a model (or, for IDX, as images on even iterations and labels on odd ones); returns its
+    /// outcome class and sets <paramref name="finding"/> when the oracle is broken.
+    /// </summary>
+    private static string LoadOnce(string path, string target, int iteration, out string? finding)
     {
         finding = null;
         long before = GC.GetAllocatedBytesForCurrentThread();
@@ -80,10 +85,18 @@ public partial class ParserFuzzTests
         string outcome;
         try
         {
-            ModelCheckpoint.Load(path);
+            if (target == "idx")
+            {
+                IdxFile.Read(path, iteration % 2 == 0 ? IdxFile.ImagesMagic : IdxFile.LabelsMagic);
+            }
+            else
+            {
+                ModelCheckpoint.Load(path);
+            }
+
             outcome = "loaded";
         }
-        catch (CheckpointException e)
+        catch (Exception e) when (e is CheckpointException or DatasetException)
         {
             // Numbers and quoted names vary with the mutation; the rest of the message is the kind of refusal.
             outcome = "refused: " + Digits().Replace(Quoted().Replace(e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..], "'…'"), "#");
@@ -179,12 +192,34 @@ public partial class ParserFuzzTests
 
     private static readonly byte[] Interesting = [0x00, 0x01, 0x7F, 0x80, 0xFF, 0xFE, (byte)'{', (byte)'}', (byte)'"', (byte)'[', (byte)']', (byte)',', (byte)':', (byte)'.', 0x28, 0x29, 0x4B, 0x4A, 0x8A];
 
-    private static string Extension(string target) => target == "safetensors" ? ".safetensors" : ".pth";
+    private static string Extension(string target) => target switch
+    {
+        "safetensors" => ".safetensors",
+        "idx" => ".idx",
+        _ => ".pth",
+    };
 
-    /// <summary>Small valid checkpoints of two custom models, written by the library in the target's format.</summary>
+    /// <summary>Small valid checkpoints of two custom models, or IDX files, written by the library in the target's format.</summary>
     private static List<(string Name, byte[] Bytes)> Seeds(string directory, string target)
     {
         var seeds = new List<(string, byte[])>();
+        if (target == "idx")
+        {
+            var rng = new Random(3);
+            var arrays = new[] { new IdxArray([3, 28, 28], RandomBytes(rng, 3 * 28 * 28)), new IdxArray([5], RandomBytes(rng, 5)) };
+            foreach (var array in arrays)
+            {
+                foreach (bool gzip in new[] { false, true })
+                {
+                    string path = Path.Combine(directory, $"seed{seeds.Count}.idx");
+                    IdxFile.Write(path, array, gzip);
+                    seeds.Add((path, File.ReadAllBytes(path)));
+                }
+            }
+
+            return seeds;
+        }
+
         string[] configs = ["units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2,classes=3", "units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=1,se=0/0/0/1,classes=2,in_chans=1"];
         for (int i = 0; i < configs.Length; i++)
         {
@@ -204,6 +239,13 @@ public partial class ParserFuzzTests
         }
 
         return seeds;
+    }
+
+    private static byte[] RandomBytes(Random rng, int count)
+    {
+        var bytes = new byte[count];
+        rng.NextBytes(bytes);
+        return bytes;
     }
 
     [GeneratedRegex("[0-9]+")]
