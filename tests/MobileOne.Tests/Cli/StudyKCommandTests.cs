@@ -73,6 +73,7 @@ public class StudyKCommandTests
     [InlineData("--k 1,x", "--k takes branch counts from 1 to 8 separated by commas; got 'x'.")]
     [InlineData("--k ,", "--k needs at least one branch count from 1 to 8.")]
     [InlineData("--model s9", "--model: unknown model 's9'; expected s0, s1, s2, s3 or s4.")]
+    [InlineData("--model s0 --model s9", "--model: unknown model 's9'; expected s0, s1, s2, s3 or s4.")]
     [InlineData("--model ,", "--model needs at least one of s0, s1, s2, s3, s4.")]
     [InlineData("--seeds 0", "--seeds must be a positive integer; got 0.")]
     [InlineData("--epochs 0", "--epochs must be a positive integer; got 0.")]
