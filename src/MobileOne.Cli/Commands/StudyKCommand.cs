@@ -202,7 +202,7 @@ internal static class StudyKCommand
         }
 
         var first = results[0];
-        string title = string.Create(C, $"study k: top-1 on {first.EvalSource} ({first.EvalImages} images), {first.Epochs} epochs");
+        string title = string.Create(C, $"study k: top-1 on {first.EvalSource} ({first.EvalImages} images), {first.Epochs} epoch{(first.Epochs == 1 ? "" : "s")}");
         PointsChart.Save(path, title, "k (parallel conv-BN branches per block)", "top-1 %", series);
     }
 
