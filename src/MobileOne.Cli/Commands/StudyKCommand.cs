@@ -184,7 +184,7 @@ internal static class StudyKCommand
         sb.AppendLine("model  k  runs  top-1 % mean  std   min-max        paper ImageNet top-1 %");
         foreach (var s in summaries)
         {
-            sb.AppendLine(string.Create(C, $"{s.Model,-5} {s.K,2} {s.Runs,5} {Percent(s.Top1Mean),13} {100 * s.Top1Std,5:0.00}  {Percent(s.Top1Min)}-{Percent(s.Top1Max),-7}  {(s.PaperImageNetTop1 is double p ? p.ToString("0.0", C) : "-")}"));
+            sb.AppendLine(string.Create(C, $"{s.Model,-5} {s.K,2} {s.Runs,5} {Percent(s.Top1Mean),13} {100 * s.Top1Std,5:0.00}  {Percent(s.Top1Min) + "-" + Percent(s.Top1Max),-13}  {(s.PaperImageNetTop1 is double p ? p.ToString("0.0", C) : "-")}"));
         }
 
         return sb.ToString();

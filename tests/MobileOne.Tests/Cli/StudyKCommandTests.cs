@@ -14,6 +14,11 @@ public class StudyKCommandTests
     {
         using var dir = new TempDir();
         string outDir = Path.Combine(dir.Path, "study");
+
+        // A cell stopped halfway (files but no result) is trained again from scratch.
+        string half = Path.Combine(outDir, "s0-k1-seed0");
+        Directory.CreateDirectory(half);
+        File.WriteAllText(Path.Combine(half, "train_state.safetensors"), "a state from a run that was killed");
         var first = CliRunner.Run([.. Smoke, "--out", outDir, "--json"]);
         Assert.True(first.ExitCode == 0, first.StdErr);
         using var doc = JsonDocument.Parse(first.StdOut);
@@ -65,6 +70,11 @@ public class StudyKCommandTests
         var other = CliRunner.Run([.. Smoke, "--out", outDir, "--lr", "0.05"]);
         CliRunner.AssertCleanFailure(other, "this cell was trained with 'data=bundled epochs=1 batch=32 lr=0.1 max_steps=3", "use another --out or delete the folder");
         Assert.Equal(string.Empty, other.StdOut);
+
+        string resultFile = Path.Combine(outDir, "s0-k1-seed0", BranchCountStudy.ResultFile);
+        File.WriteAllText(resultFile, "{}");
+        var broken = CliRunner.Run([.. Smoke, "--out", outDir]);
+        CliRunner.AssertCleanFailure(broken, $"{resultFile}: not a k-study result", "delete it to train the cell again");
     }
 
     [Theory]
