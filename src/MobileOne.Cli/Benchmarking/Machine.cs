@@ -48,7 +48,7 @@ internal sealed record Machine(
     }
 
     /// <summary>The machines are shared: the load when the run started says how much to trust it.</summary>
-    private static string ReadLoadAverage()
+    internal static string ReadLoadAverage()
     {
         try
         {
@@ -69,7 +69,7 @@ internal sealed record Machine(
     /// The model name plus family and model numbers: virtual machines often report only "AMD EPYC", and the
     /// family tells a Zen 4 (25) from a Zen 5 (26), whose 512-bit FMA throughput differs by two.
     /// </summary>
-    private static string CpuModel()
+    internal static string CpuModel()
     {
         string? name = null, family = null, model = null;
         try

@@ -12,6 +12,7 @@ namespace MobileOne.Cli.Commands;
 /// `mobileone study activations|blocks`: the paper's latency studies (MobileOne, Tables 3 and 4) on the 30-layer study
 /// network (<see cref="StudyNetwork"/>), every variant timed on the managed engine and on ONNX Runtime exactly as
 /// `bench` times a model (<see cref="BenchRunner"/>: same input, warm-up, budget, interleaving and statistics).
+/// `study k`, the training study of the branch count, is a subcommand with its own options (<see cref="StudyKCommand"/>).
 /// </summary>
 internal static class StudyCommand
 {
@@ -20,7 +21,7 @@ internal static class StudyCommand
 
     public static Command Create()
     {
-        var study = new Argument<string>("study") { Description = $"{StudyNetwork.ActivationsStudy}, {StudyNetwork.BlocksStudy} or {FlopsLatency} (not available yet: it needs the model zoo)." };
+        var study = new Argument<string>("study") { Description = $"{StudyNetwork.ActivationsStudy}, {StudyNetwork.BlocksStudy} or {FlopsLatency} (not available yet: it needs the model zoo); the training study 'study {StudyKCommand.Name}' has options of its own." };
         var engines = new Option<string[]>("--engines") { Description = "managed, onnxruntime or both (comma list).", DefaultValueFactory = _ => ["managed,onnxruntime"] };
         var threads = new Option<string[]>("--threads") { Description = "Thread counts to measure, e.g. 1,2.", DefaultValueFactory = _ => ["1"] };
         var batch = new Option<string[]>("--batch") { Description = "Batch sizes to measure, e.g. 1,8.", DefaultValueFactory = _ => ["1"] };
@@ -70,22 +71,8 @@ internal static class StudyCommand
 
             // Fail before minutes of measuring, not after.
             string section = StudyReport.Section(name);
-            string? docsPath = r.GetResult(writeDocs) is null ? null : r.GetValue(writeDocs) ?? StudyReport.DefaultDocsPath;
-            if (docsPath is not null)
-            {
-                BenchReport.CheckDocs(docsPath, section, StudyReport.DocsTitle);
-            }
-
-            string? plots = r.GetValue(plotDir);
-            if (plots is not null)
-            {
-                if (File.Exists(plots))
-                {
-                    throw new ArgumentException($"--plot-dir {plots}: is a file; expected a folder.");
-                }
-
-                Directory.CreateDirectory(plots);
-            }
+            string? docsPath = DocsPath(r, writeDocs, section);
+            string? plots = PlotFolder(r.GetValue(plotDir));
 
             var machine = Machine.Describe();
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
@@ -140,7 +127,36 @@ internal static class StudyCommand
 
             return 0;
         });
+        command.Subcommands.Add(StudyKCommand.Create());
         return command;
+    }
+
+    /// <summary>The --write-docs file (the option alone means docs/studies.md), its section's markers checked before any work; null without the option.</summary>
+    internal static string? DocsPath(ParseResult r, Option<string?> writeDocs, string section)
+    {
+        string? docsPath = r.GetResult(writeDocs) is null ? null : r.GetValue(writeDocs) ?? StudyReport.DefaultDocsPath;
+        if (docsPath is not null)
+        {
+            BenchReport.CheckDocs(docsPath, section, StudyReport.DocsTitle);
+        }
+
+        return docsPath;
+    }
+
+    /// <summary>The --plot-dir folder, created if missing; null without the option.</summary>
+    internal static string? PlotFolder(string? plots)
+    {
+        if (plots is not null)
+        {
+            if (File.Exists(plots))
+            {
+                throw new ArgumentException($"--plot-dir {plots}: is a file; expected a folder.");
+            }
+
+            Directory.CreateDirectory(plots);
+        }
+
+        return plots;
     }
 
     /// <summary>
