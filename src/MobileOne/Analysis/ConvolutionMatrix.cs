@@ -14,7 +14,21 @@ public sealed class ConvolutionMatrix
 {
     private readonly double[] weight;
 
+    /// <summary>The convolution with these weights and geometry, applied to a <paramref name="height"/> x <paramref name="width"/> input.</summary>
     /// <param name="weight">OIHW: [outChannels, inChannels / groups, kernelH, kernelW].</param>
+    /// <param name="outChannels">Output channels (O).</param>
+    /// <param name="inChannels">Input channels of the convolution (all groups together).</param>
+    /// <param name="kernelH">Kernel height.</param>
+    /// <param name="kernelW">Kernel width.</param>
+    /// <param name="height">Input height the matrix is built for.</param>
+    /// <param name="width">Input width the matrix is built for.</param>
+    /// <param name="strideH">Vertical stride.</param>
+    /// <param name="strideW">Horizontal stride.</param>
+    /// <param name="padH">Zero padding above and below.</param>
+    /// <param name="padW">Zero padding left and right.</param>
+    /// <param name="groups">Convolution groups (in and out channels split evenly).</param>
+    /// <param name="dilationH">Vertical dilation.</param>
+    /// <param name="dilationW">Horizontal dilation.</param>
     public ConvolutionMatrix(
         ReadOnlySpan<double> weight, int outChannels, int inChannels, int kernelH, int kernelW,
         int height, int width, int strideH = 1, int strideW = 1, int padH = 0, int padW = 0, int groups = 1, int dilationH = 1, int dilationW = 1)

@@ -10,7 +10,15 @@ namespace MobileOne.Analysis;
 /// </summary>
 public static class KernelOrthogonality
 {
+    /// <summary>The OCNN orthogonality deviation of a convolution's kernels (see the type's remarks).</summary>
     /// <param name="weight">OIHW: [outChannels, inChannels / groups, kernelH, kernelW].</param>
+    /// <param name="outChannels">Output channels (O).</param>
+    /// <param name="inChannelsPerGroup">Input channels each kernel reads (I / groups).</param>
+    /// <param name="kernelH">Kernel height.</param>
+    /// <param name="kernelW">Kernel width.</param>
+    /// <param name="strideH">Vertical stride.</param>
+    /// <param name="strideW">Horizontal stride.</param>
+    /// <param name="groups">Convolution groups.</param>
     public static double Deviation(ReadOnlySpan<double> weight, int outChannels, int inChannelsPerGroup, int kernelH, int kernelW, int strideH, int strideW, int groups)
     {
         if (outChannels <= 0 || inChannelsPerGroup <= 0 || kernelH <= 0 || kernelW <= 0 || strideH <= 0 || strideW <= 0 || groups <= 0 || outChannels % groups != 0)
