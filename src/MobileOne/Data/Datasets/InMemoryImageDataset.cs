@@ -80,7 +80,7 @@ public sealed class InMemoryImageDataset : IImageDataset
     /// Pairs an IDX image file (magic 2051) with an IDX label file (magic 2049). Labels are not checked
     /// against the class count here: the loader does that against the model's num_classes.
     /// </summary>
-    public static InMemoryImageDataset FromIdx(
+    internal static InMemoryImageDataset FromIdx(
         IdxArray images, string imagesName, IdxArray labels, string labelsName, IReadOnlyList<string> classNames, string source)
     {
         ArgumentNullException.ThrowIfNull(images);

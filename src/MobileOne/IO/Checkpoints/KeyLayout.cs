@@ -23,7 +23,7 @@ public readonly record struct KeyScheme(KeyLayout Layout, bool Fused)
 /// stage0 = stem, stage{n} = stages.{n-1}, rbr_conv = conv_kxk, rbr_scale = conv_scale, rbr_skip = identity,
 /// se.reduce/expand = attn.fc1/fc2, linear = head.fc. Block indices and reparam_conv are shared.
 /// </summary>
-public static partial class KeyNames
+internal static partial class KeyNames
 {
     private static readonly (string Apple, string Timm)[] BlockParts =
     [
