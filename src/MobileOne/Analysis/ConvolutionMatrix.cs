@@ -70,34 +70,49 @@ public sealed class ConvolutionMatrix
         DilationW = dilationW;
     }
 
+    /// <summary>Output channels.</summary>
     public int OutChannels { get; }
 
+    /// <summary>Input channels (all groups).</summary>
     public int InChannels { get; }
 
+    /// <summary>Kernel height.</summary>
     public int KernelH { get; }
 
+    /// <summary>Kernel width.</summary>
     public int KernelW { get; }
 
+    /// <summary>Input height.</summary>
     public int Height { get; }
 
+    /// <summary>Input width.</summary>
     public int Width { get; }
 
+    /// <summary>Vertical stride.</summary>
     public int StrideH { get; }
 
+    /// <summary>Horizontal stride.</summary>
     public int StrideW { get; }
 
+    /// <summary>Zero padding above and below.</summary>
     public int PadH { get; }
 
+    /// <summary>Zero padding left and right.</summary>
     public int PadW { get; }
 
+    /// <summary>Convolution groups.</summary>
     public int Groups { get; }
 
+    /// <summary>Vertical dilation.</summary>
     public int DilationH { get; }
 
+    /// <summary>Horizontal dilation.</summary>
     public int DilationW { get; }
 
+    /// <summary>Output height.</summary>
     public int OutHeight { get; }
 
+    /// <summary>Output width.</summary>
     public int OutWidth { get; }
 
     /// <summary>O * Ho * Wo.</summary>
@@ -244,6 +259,7 @@ public sealed class ConvolutionMatrix
 /// <summary>A matrix in compressed sparse rows: row r's entries are [RowStarts[r], RowStarts[r + 1]) of Columns and Values.</summary>
 public sealed record SparseRows(int Rows, int ColumnCount, int[] RowStarts, int[] Columns, double[] Values)
 {
+    /// <summary>Number of stored (structurally non-zero) entries.</summary>
     public int NonZeros => Values.Length;
 
     /// <summary>y = A x.</summary>

@@ -27,12 +27,16 @@ public enum EngineLayerKind
     /// <summary>An activation whose input has other readers (otherwise it is an epilogue).</summary>
     Activation,
 
+    /// <summary>Max pooling.</summary>
     MaxPool,
 
+    /// <summary>Average pooling.</summary>
     AveragePool,
 
+    /// <summary>Global average pooling.</summary>
     GlobalAveragePool,
 
+    /// <summary>A fully connected layer (the classifier).</summary>
     Linear,
 }
 
