@@ -3,7 +3,7 @@ namespace MobileOne.Imaging;
 /// <summary>Choices of <see cref="SkiaImageDecoder"/> beyond the channel count.</summary>
 public sealed record ImageDecodeOptions
 {
-    /// <summary>What <see cref="IImageDecoder"/> callers get: EXIF orientation applied, the decoder's own size limit.</summary>
+    /// <summary>What <see cref="MobileOne.Data.IImageDecoder"/> callers get: EXIF orientation applied, the decoder's own size limit.</summary>
     public static ImageDecodeOptions Default { get; } = new();
 
     /// <summary>
@@ -14,7 +14,7 @@ public sealed record ImageDecodeOptions
 
     /// <summary>
     /// Images with more pixels than this are refused before any pixel is decoded; the decoder never goes above
-    /// <see cref="IImageDecoder.MaxPixels"/> (Pillow's Image.MAX_IMAGE_PIXELS) whatever this says.
+    /// <see cref="MobileOne.Data.IImageDecoder.MaxPixels"/> (Pillow's Image.MAX_IMAGE_PIXELS) whatever this says.
     /// </summary>
     public long MaxPixels { get; init; } = long.MaxValue;
 }

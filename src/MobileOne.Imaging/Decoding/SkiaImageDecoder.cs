@@ -20,10 +20,13 @@ public sealed class SkiaImageDecoder : IImageDecoder
 {
     private static readonly string[] Known = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".ico", ".wbmp"];
 
+    /// <summary>The decoder (it holds no state).</summary>
     public static SkiaImageDecoder Instance { get; } = new();
 
+    /// <summary>The file extensions it decodes, lower case with the dot.</summary>
     public IReadOnlyCollection<string> Extensions => Known;
 
+    /// <summary>Reads and decodes <paramref name="path"/> to <paramref name="channels"/> (1 grey, 3 RGB) with <see cref="ImageDecodeOptions.Default"/>.</summary>
     public ByteImage Decode(string path, int channels) => Decode(path, channels, ImageDecodeOptions.Default);
 
     /// <summary>Reads and decodes <paramref name="path"/>; see <see cref="Decode(byte[], string, int, ImageDecodeOptions)"/>.</summary>

@@ -14,6 +14,15 @@ public sealed record BarSeries(string Name, IReadOnlyList<double> Values);
 /// </summary>
 public static class GroupedBarChart
 {
+    /// <summary>Writes the chart to <paramref name="path"/> (PNG, <paramref name="width"/> x <paramref name="height"/> pixels).</summary>
+    /// <param name="path">The PNG to write.</param>
+    /// <param name="title">Title above the chart.</param>
+    /// <param name="valueLabel">Label of the value axis.</param>
+    /// <param name="categories">One group of bars per category.</param>
+    /// <param name="series">One bar per series in each group; each series has one value per category.</param>
+    /// <param name="logScale">A logarithmic value axis.</param>
+    /// <param name="width">Image width in pixels.</param>
+    /// <param name="height">Image height in pixels.</param>
     public static void Save(
         string path,
         string title,

@@ -3,6 +3,10 @@ using MobileOne.IO;
 namespace MobileOne.Imaging.Plots;
 
 /// <summary>One series of a <see cref="PointsChart"/>: points (x, y), drawn as markers alone or joined by a line.</summary>
+/// <param name="Name">The legend entry.</param>
+/// <param name="X">The x values.</param>
+/// <param name="Y">The y values, one per x.</param>
+/// <param name="Line">Join the points with a line instead of drawing markers alone.</param>
 public sealed record PointSeries(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y, bool Line);
 
 /// <summary>
@@ -12,6 +16,14 @@ public sealed record PointSeries(string Name, IReadOnlyList<double> X, IReadOnly
 /// </summary>
 public static class PointsChart
 {
+    /// <summary>Writes the chart to <paramref name="path"/> (a PNG of <paramref name="width"/> x <paramref name="height"/> pixels).</summary>
+    /// <param name="path">The PNG to write.</param>
+    /// <param name="title">The chart's title.</param>
+    /// <param name="xLabel">The x axis label.</param>
+    /// <param name="yLabel">The y axis label.</param>
+    /// <param name="series">The series, in legend order.</param>
+    /// <param name="width">Image width in pixels.</param>
+    /// <param name="height">Image height in pixels.</param>
     public static void Save(string path, string title, string xLabel, string yLabel, IReadOnlyList<PointSeries> series, int width = 900, int height = 540)
     {
         ArgumentNullException.ThrowIfNull(series);

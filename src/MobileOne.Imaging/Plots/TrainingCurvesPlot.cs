@@ -9,6 +9,7 @@ namespace MobileOne.Imaging.Plots;
 /// </summary>
 public static class TrainingCurvesPlot
 {
+    /// <summary>Writes the curves of <paramref name="epochs"/> to <paramref name="path"/> (PNG, <paramref name="width"/> x <paramref name="height"/> pixels) under <paramref name="title"/>.</summary>
     public static void Save(string path, IReadOnlyList<EpochSummary> epochs, string title, int width = 900, int height = 540)
     {
         ArgumentNullException.ThrowIfNull(epochs);

@@ -14,7 +14,21 @@ public sealed class ConvolutionMatrix
 {
     private readonly double[] weight;
 
+    /// <summary>The convolution with these weights and geometry, applied to a <paramref name="height"/> x <paramref name="width"/> input.</summary>
     /// <param name="weight">OIHW: [outChannels, inChannels / groups, kernelH, kernelW].</param>
+    /// <param name="outChannels">Output channels (O).</param>
+    /// <param name="inChannels">Input channels of the convolution (all groups together).</param>
+    /// <param name="kernelH">Kernel height.</param>
+    /// <param name="kernelW">Kernel width.</param>
+    /// <param name="height">Input height the matrix is built for.</param>
+    /// <param name="width">Input width the matrix is built for.</param>
+    /// <param name="strideH">Vertical stride.</param>
+    /// <param name="strideW">Horizontal stride.</param>
+    /// <param name="padH">Zero padding above and below.</param>
+    /// <param name="padW">Zero padding left and right.</param>
+    /// <param name="groups">Convolution groups (in and out channels split evenly).</param>
+    /// <param name="dilationH">Vertical dilation.</param>
+    /// <param name="dilationW">Horizontal dilation.</param>
     public ConvolutionMatrix(
         ReadOnlySpan<double> weight, int outChannels, int inChannels, int kernelH, int kernelW,
         int height, int width, int strideH = 1, int strideW = 1, int padH = 0, int padW = 0, int groups = 1, int dilationH = 1, int dilationW = 1)
@@ -56,34 +70,49 @@ public sealed class ConvolutionMatrix
         DilationW = dilationW;
     }
 
+    /// <summary>Output channels.</summary>
     public int OutChannels { get; }
 
+    /// <summary>Input channels (all groups).</summary>
     public int InChannels { get; }
 
+    /// <summary>Kernel height.</summary>
     public int KernelH { get; }
 
+    /// <summary>Kernel width.</summary>
     public int KernelW { get; }
 
+    /// <summary>Input height.</summary>
     public int Height { get; }
 
+    /// <summary>Input width.</summary>
     public int Width { get; }
 
+    /// <summary>Vertical stride.</summary>
     public int StrideH { get; }
 
+    /// <summary>Horizontal stride.</summary>
     public int StrideW { get; }
 
+    /// <summary>Zero padding above and below.</summary>
     public int PadH { get; }
 
+    /// <summary>Zero padding left and right.</summary>
     public int PadW { get; }
 
+    /// <summary>Convolution groups.</summary>
     public int Groups { get; }
 
+    /// <summary>Vertical dilation.</summary>
     public int DilationH { get; }
 
+    /// <summary>Horizontal dilation.</summary>
     public int DilationW { get; }
 
+    /// <summary>Output height.</summary>
     public int OutHeight { get; }
 
+    /// <summary>Output width.</summary>
     public int OutWidth { get; }
 
     /// <summary>O * Ho * Wo.</summary>
@@ -230,6 +259,7 @@ public sealed class ConvolutionMatrix
 /// <summary>A matrix in compressed sparse rows: row r's entries are [RowStarts[r], RowStarts[r + 1]) of Columns and Values.</summary>
 public sealed record SparseRows(int Rows, int ColumnCount, int[] RowStarts, int[] Columns, double[] Values)
 {
+    /// <summary>Number of stored (structurally non-zero) entries.</summary>
     public int NonZeros => Values.Length;
 
     /// <summary>y = A x.</summary>

@@ -19,6 +19,13 @@ public static class KernelOrthogonality
 {
     /// <summary>||Conv(K, K) - I_r0||_F, the square root of <see cref="Penalty"/>.</summary>
     /// <param name="weight">OIHW: [outChannels, inChannels / groups, kernelH, kernelW].</param>
+    /// <param name="outChannels">Output channels (O).</param>
+    /// <param name="inChannelsPerGroup">Input channels each kernel reads (I / groups).</param>
+    /// <param name="kernelH">Kernel height.</param>
+    /// <param name="kernelW">Kernel width.</param>
+    /// <param name="strideH">Vertical stride.</param>
+    /// <param name="strideW">Horizontal stride.</param>
+    /// <param name="groups">Convolution groups.</param>
     public static double Deviation(ReadOnlySpan<double> weight, int outChannels, int inChannelsPerGroup, int kernelH, int kernelW, int strideH, int strideW, int groups) =>
         Math.Sqrt(Penalty(weight, outChannels, inChannelsPerGroup, kernelH, kernelW, strideH, strideW, groups, default));
 
@@ -31,6 +38,15 @@ public static class KernelOrthogonality
     /// Kernels no larger than the stride have one shift (P = 0): then M = K K^T is a Gram matrix, and with more rows
     /// m than row length n it is cheaper as ||K^T K - I_n||^2 + (m - n) with gradient 4 K (K^T K - I_n).
     /// </summary>
+    /// <param name="weight">OIHW: [outChannels, inChannels / groups, kernelH, kernelW].</param>
+    /// <param name="outChannels">Output channels (O).</param>
+    /// <param name="inChannelsPerGroup">Input channels each kernel reads (I / groups).</param>
+    /// <param name="kernelH">Kernel height.</param>
+    /// <param name="kernelW">Kernel width.</param>
+    /// <param name="strideH">Vertical stride.</param>
+    /// <param name="strideW">Horizontal stride.</param>
+    /// <param name="groups">Convolution groups.</param>
+    /// <param name="gradient">Receives dLoss/dK (same layout as <paramref name="weight"/>), or empty for the value alone.</param>
     public static double Penalty(ReadOnlySpan<double> weight, int outChannels, int inChannelsPerGroup, int kernelH, int kernelW, int strideH, int strideW, int groups, Span<double> gradient)
     {
         if (outChannels <= 0 || inChannelsPerGroup <= 0 || kernelH <= 0 || kernelW <= 0 || strideH <= 0 || strideW <= 0 || groups <= 0 || outChannels % groups != 0)

@@ -9,7 +9,7 @@ namespace MobileOne.Analysis;
 /// (<see cref="TrainingConvolution.Forward"/>) of the same kernel, without bias. A correct matrix differs only by
 /// the float32 rounding of the kernel path.
 /// </summary>
-public static unsafe class MatrixCheck
+internal static unsafe class MatrixCheck
 {
     public static double MaxAbsDiff(ConvolutionMatrix matrix, FusedKernel kernel, int seed = 0)
     {

@@ -15,6 +15,7 @@ public sealed record AnalysisOptions
     /// <summary>Also multiply a random input by the stored matrix and compare with the library's convolution.</summary>
     public bool VerifyMatrix { get; init; }
 
+    /// <summary>Seed of the random vectors (power iteration, the matrix check).</summary>
     public int Seed { get; init; }
 }
 
@@ -52,6 +53,7 @@ public sealed record LayerAnalysis(
 /// </summary>
 public static class NetworkAnalysis
 {
+    /// <summary>One row per block of <paramref name="network"/> (each block fused first, its branches compared when it is train-time), at <paramref name="options"/>' input size.</summary>
     public static IReadOnlyList<LayerAnalysis> Analyze(MobileOneNetwork network, AnalysisOptions options)
     {
         ArgumentNullException.ThrowIfNull(network);

@@ -51,10 +51,13 @@ public sealed class ImageClassifier : IDisposable
         engine = CompiledModel.Compile(fused, options ?? new InferenceOptions());
     }
 
+    /// <summary>How images are turned into the model's input (size, crop, normalization).</summary>
     public ImagePreprocessing Preprocessing { get; }
 
+    /// <summary>Classes the model predicts (its num_classes).</summary>
     public int NumClasses { get; }
 
+    /// <summary>Names of the classes in index order, or null when the classifier has none.</summary>
     public IReadOnlyList<string>? Labels => labels;
 
     /// <summary>Channels the decoded images must have: 3 (RGB) or 1 (grey).</summary>
@@ -163,5 +166,6 @@ public sealed class ImageClassifier : IDisposable
         return top;
     }
 
+    /// <summary>Releases the engine's workers and buffers.</summary>
     public void Dispose() => engine.Dispose();
 }

@@ -28,6 +28,7 @@ public enum InputPipeline
 /// </summary>
 public sealed record ImagePreprocessing
 {
+    /// <summary>Which pipeline: timm's ImageNet eval transform, or the Fashion-MNIST one for grey 28 x 28 models.</summary>
     public InputPipeline Pipeline { get; init; } = InputPipeline.ImageNet;
 
     /// <summary>Side of the square crop (ImageNet pipeline).</summary>
@@ -36,6 +37,7 @@ public sealed record ImagePreprocessing
     /// <summary>Fraction of the resized shorter side kept by the centre crop (ImageNet pipeline).</summary>
     public double CropPct { get; init; } = 0.875;
 
+    /// <summary>Resampling filter of the resize (timm's default for MobileOne is bilinear).</summary>
     public ResampleFilter Interpolation { get; init; } = ResampleFilter.Bilinear;
 
     /// <summary>Colour channels of the model input: 3 (RGB) or 1 (grey).</summary>

@@ -37,6 +37,7 @@ public sealed record DyReluNode(
     /// <summary>Outputs of FC2: 2K (A) or 2KC (B).</summary>
     public int Coefficients => Kind == DyReluKind.A ? 2 * K : 2 * K * Channels;
 
+    /// <inheritdoc/>
     public override long Parameters => HyperFunctionParameters(Channels, Reduced, Coefficients);
 
     internal override void Validate(int[] inputChannels)
@@ -94,6 +95,7 @@ public sealed record DynamicShiftMaxNode(
     /// <summary>The initial coefficient init^k_j: 1 for j = 0, else 0.</summary>
     public static double Init(int k, int j) => j == 0 ? 1.0 : 0.0;
 
+    /// <inheritdoc/>
     public override long Parameters => HyperFunctionParameters(Channels, Reduced, Coefficients);
 
     internal override void Validate(int[] inputChannels)

@@ -5,8 +5,10 @@ namespace MobileOne.Graph;
 /// <summary>Channels x height x width of one value of a graph (per image).</summary>
 public readonly record struct ValueShape(int Channels, int Height, int Width)
 {
+    /// <summary>Channels x height x width.</summary>
     public long Elements => (long)Channels * Height * Width;
 
+    /// <summary>"CxHxW".</summary>
     public override string ToString() => $"{Channels}x{Height}x{Width}";
 }
 
@@ -20,6 +22,7 @@ public sealed class LayerGraph
 {
     private readonly List<GraphNode> nodes = [];
 
+    /// <summary>An empty graph whose input (value 0) has <paramref name="inputChannels"/> channels.</summary>
     public LayerGraph(int inputChannels)
     {
         if (inputChannels <= 0)
@@ -33,8 +36,10 @@ public sealed class LayerGraph
     /// <summary>The value id of the graph input.</summary>
     public const int Input = 0;
 
+    /// <summary>Channels of the input.</summary>
     public int InputChannels { get; }
 
+    /// <summary>The nodes in execution order (node i produces value i + 1).</summary>
     public IReadOnlyList<GraphNode> Nodes => nodes;
 
     /// <summary>The value the graph returns: the last node's unless set.</summary>
@@ -160,6 +165,7 @@ public sealed class LayerGraph
 /// <summary>One layer of a <see cref="LayerGraph"/>. <see cref="Name"/> is the layer's prefix in the model's state (timm's names).</summary>
 public abstract record GraphNode(string Name, int[] Inputs)
 {
+    /// <summary>Trainable parameters of the node (weights, biases, BatchNorm affine terms).</summary>
     public virtual long Parameters => 0;
 
     internal abstract void Validate(int[] inputChannels);
@@ -229,8 +235,10 @@ public sealed record ConvNode(
     public static ConvNode Square(string name, int input, int inChannels, int outChannels, int kernel, int stride, int padding, int groups, float[] weight, float[]? bias, int dilation = 1) =>
         new(name, input, inChannels, outChannels, kernel, kernel, stride, stride, padding, padding, dilation, dilation, groups, weight, bias);
 
+    /// <summary>Whether each group is one input and one output channel.</summary>
     public bool IsDepthwise => Groups == InChannels && Groups == OutChannels;
 
+    /// <inheritdoc/>
     public override long Parameters => Weight.LongLength + (Bias?.LongLength ?? 0);
 
     internal override void Validate(int[] inputChannels)
@@ -282,6 +290,7 @@ public sealed record ConvNode(
 public sealed record BatchNormNode(string Name, int Input, int Channels, float[] Gamma, float[] Beta, float[] Mean, float[] Var, double Eps)
     : GraphNode(Name, [Input])
 {
+    /// <inheritdoc/>
     public override long Parameters => 2L * Channels;
 
     internal override void Validate(int[] inputChannels)
@@ -337,6 +346,7 @@ public sealed record SqueezeExciteNode(
     ActivationKind GateActivation = ActivationKind.Sigmoid)
     : GraphNode(Name, [Input])
 {
+    /// <inheritdoc/>
     public override long Parameters => HyperFunctionParameters(Channels, Reduced, Channels);
 
     internal override void Validate(int[] inputChannels)
@@ -386,9 +396,12 @@ public sealed record AddNode(string Name, int[] Inputs) : GraphNode(Name, Inputs
     }
 }
 
+/// <summary>The reduction of a <see cref="PoolNode"/>.</summary>
 public enum PoolKind
 {
+    /// <summary>The largest value of the window.</summary>
     Max,
+    /// <summary>The mean of the window.</summary>
     Average,
 }
 
@@ -435,6 +448,7 @@ public sealed record GlobalAveragePoolNode(string Name, int Input) : GraphNode(N
 /// <summary>A fully connected layer over a [features, 1, 1] value: y = W x + b, W [out, in].</summary>
 public sealed record LinearNode(string Name, int Input, int InFeatures, int OutFeatures, float[] Weight, float[]? Bias) : GraphNode(Name, [Input])
 {
+    /// <inheritdoc/>
     public override long Parameters => Weight.LongLength + (Bias?.LongLength ?? 0);
 
     internal override void Validate(int[] inputChannels)

@@ -13,6 +13,7 @@ public static class AtomicFile
         Write(path, stream => stream.Write(bytes));
     }
 
+    /// <summary>Writes <paramref name="path"/> through <paramref name="write"/> into a temporary file beside it, then renames it over the target, so a reader never sees a half-written file.</summary>
     public static void Write(string path, Action<Stream> write)
     {
         ArgumentNullException.ThrowIfNull(path);

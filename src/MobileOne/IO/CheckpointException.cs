@@ -6,6 +6,7 @@ namespace MobileOne.IO;
 /// </summary>
 public sealed class CheckpointException : Exception
 {
+    /// <summary>A refusal of <paramref name="path"/>: <paramref name="problem"/> says what is wrong, <paramref name="key"/> names the tensor when one is at fault.</summary>
     public CheckpointException(string path, string problem, string? key = null, Exception? inner = null)
         : base(Compose(path, problem, key), inner)
     {
@@ -14,10 +15,13 @@ public sealed class CheckpointException : Exception
         Problem = problem;
     }
 
+    /// <summary>The file that was refused.</summary>
     public string FilePath { get; }
 
+    /// <summary>The tensor or entry at fault, when there is one.</summary>
     public string? Key { get; }
 
+    /// <summary>What is wrong, without the file name.</summary>
     public string Problem { get; }
 
     private static string Compose(string path, string problem, string? key) =>

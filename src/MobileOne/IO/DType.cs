@@ -3,20 +3,32 @@ namespace MobileOne.IO;
 /// <summary>Element types that checkpoints store. Names follow the safetensors spelling.</summary>
 public enum DType
 {
+    /// <summary>64-bit IEEE float.</summary>
     F64,
+    /// <summary>32-bit IEEE float.</summary>
     F32,
+    /// <summary>16-bit IEEE float (half).</summary>
     F16,
+    /// <summary>bfloat16.</summary>
     BF16,
+    /// <summary>64-bit signed integer.</summary>
     I64,
+    /// <summary>32-bit signed integer.</summary>
     I32,
+    /// <summary>16-bit signed integer.</summary>
     I16,
+    /// <summary>8-bit signed integer.</summary>
     I8,
+    /// <summary>8-bit unsigned integer.</summary>
     U8,
+    /// <summary>Boolean, one byte each.</summary>
     Bool,
 }
 
+/// <summary>Sizes and names of <see cref="DType"/>.</summary>
 public static class DTypeInfo
 {
+    /// <summary>Bytes per element of <paramref name="dtype"/>.</summary>
     public static int SizeOf(DType dtype) => dtype switch
     {
         DType.F64 or DType.I64 => 8,
@@ -26,11 +38,13 @@ public static class DTypeInfo
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 
+    /// <summary>Whether <paramref name="dtype"/> is a floating-point type.</summary>
     public static bool IsFloatingPoint(DType dtype) => dtype is DType.F64 or DType.F32 or DType.F16 or DType.BF16;
 
     /// <summary>The safetensors header spelling ("F32", "BOOL", ...).</summary>
     public static string ToSafetensorsName(DType dtype) => dtype == DType.Bool ? "BOOL" : dtype.ToString();
 
+    /// <summary>Parses a safetensors dtype name ("F32", "BF16", ...); false for names it does not know.</summary>
     public static bool TryParseSafetensorsName(string name, out DType dtype)
     {
         switch (name)

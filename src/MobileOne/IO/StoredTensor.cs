@@ -9,6 +9,7 @@ namespace MobileOne.IO;
 /// </summary>
 public sealed class StoredTensor
 {
+    /// <summary>A tensor of <paramref name="dtype"/> and <paramref name="shape"/> over its little-endian bytes; the byte count must match.</summary>
     public StoredTensor(DType dtype, int[] shape, byte[] data)
     {
         ArgumentNullException.ThrowIfNull(shape);
@@ -25,14 +26,19 @@ public sealed class StoredTensor
         Data = data;
     }
 
+    /// <summary>Element type as stored.</summary>
     public DType DType { get; }
 
+    /// <summary>Dimensions (empty for a scalar).</summary>
     public int[] Shape { get; }
 
+    /// <summary>The raw little-endian bytes.</summary>
     public byte[] Data { get; }
 
+    /// <summary>Number of elements (the product of <see cref="Shape"/>).</summary>
     public long ElementCount() => ElementCount(Shape);
 
+    /// <summary>Number of elements of <paramref name="shape"/>; throws when it overflows.</summary>
     public static long ElementCount(IReadOnlyList<int> shape)
     {
         long n = 1;
@@ -113,6 +119,7 @@ public sealed class StoredTensor
         return values;
     }
 
+    /// <summary>Stores a float32 tensor as <paramref name="dtype"/>.</summary>
     public static StoredTensor FromTensor(Tensor tensor, DType dtype = DType.F32)
     {
         ArgumentNullException.ThrowIfNull(tensor);
@@ -157,6 +164,7 @@ public sealed class StoredTensor
         return new StoredTensor(dtype, tensor.Shape, bytes);
     }
 
+    /// <summary>A 0-d I64 tensor (num_batches_tracked).</summary>
     public static StoredTensor FromInt64(long value) =>
         new(DType.I64, [], BitConverter.GetBytes(value));
 

@@ -6,10 +6,12 @@ namespace MobileOne.IO;
 /// </summary>
 public sealed class TensorFile
 {
+    /// <summary>An empty file.</summary>
     public TensorFile()
     {
     }
 
+    /// <summary>A file holding <paramref name="tensors"/> in the given order, with optional string <paramref name="metadata"/>.</summary>
     public TensorFile(IEnumerable<KeyValuePair<string, StoredTensor>> tensors, IEnumerable<KeyValuePair<string, string>>? metadata = null)
     {
         foreach (var (k, v) in tensors)
@@ -29,5 +31,6 @@ public sealed class TensorFile
     /// <summary>Tensors by name; insertion order is the order they were read or will be written.</summary>
     public OrderedDictionary<string, StoredTensor> Tensors { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>String metadata (safetensors' __metadata__), in insertion order.</summary>
     public OrderedDictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
 }

@@ -47,6 +47,7 @@ public sealed unsafe class CompiledModel : IDisposable
         this.plan = plan;
     }
 
+    /// <summary>Lets the workers of an undisposed model exit.</summary>
     ~CompiledModel()
     {
         // Unreferenced without Dispose: let the parked workers exit (their threads do not keep this object alive).
@@ -70,6 +71,7 @@ public sealed unsafe class CompiledModel : IDisposable
         return (shape.Height, shape.Width);
     }
 
+    /// <summary>The options it was compiled with.</summary>
     public InferenceOptions Options { get; }
 
     /// <summary>The instruction set the kernels use (Auto resolved).</summary>
@@ -289,6 +291,7 @@ public sealed unsafe class CompiledModel : IDisposable
         }
     }
 
+    /// <summary>Stops the workers and releases the buffers; later runs throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()
     {
         lock (sync)

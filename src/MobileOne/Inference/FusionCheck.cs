@@ -7,8 +7,10 @@ namespace MobileOne.Inference;
 /// <summary>Outcome of comparing a train-time network with its fused form on one input.</summary>
 public sealed record FusionCheckResult(double MaxAbsDifference, double MaxAbsLogit, double Tolerance, int Batch, int ImageSize, int Seed)
 {
+    /// <summary>The largest difference relative to the largest logit (absolute when the logits are all zero).</summary>
     public double RelativeDifference => MaxAbsLogit > 0 ? MaxAbsDifference / MaxAbsLogit : MaxAbsDifference;
 
+    /// <summary>Whether the difference is within the tolerance.</summary>
     public bool Passed => MaxAbsDifference <= Tolerance * Math.Max(1.0, MaxAbsLogit);
 }
 
@@ -19,8 +21,10 @@ public sealed record FusionCheckResult(double MaxAbsDifference, double MaxAbsLog
 /// </summary>
 public static class FusionCheck
 {
+    /// <summary>The default relative tolerance, 1e-4.</summary>
     public const double DefaultTolerance = 1e-4;
 
+    /// <summary>Fuses <paramref name="network"/>, runs both forms on a seeded batch x 3 x size x size normal input and compares the logits.</summary>
     public static FusionCheckResult Run(MobileOneNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(network);

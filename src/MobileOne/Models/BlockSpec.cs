@@ -15,14 +15,19 @@ public sealed record BlockSpec(
     int NumConvBranches,
     int SeChannels)
 {
+    /// <summary>Whether the block has the BatchNorm skip branch (same channels, stride 1).</summary>
     public bool HasIdentity => InChannels == OutChannels && Stride == 1;
 
+    /// <summary>Whether the block has the 1x1 scale branch (kernels larger than 1).</summary>
     public bool HasScaleBranch => KernelSize > 1;
 
+    /// <summary>Whether the block ends with squeeze-excite.</summary>
     public bool HasSqueezeExcite => SeChannels > 0;
 
+    /// <summary>Whether the block is depthwise (one group per channel).</summary>
     public bool IsDepthwise => Groups == InChannels && Groups == OutChannels && Groups > 1;
 
+    /// <summary>Throws <see cref="ArgumentException"/> for sizes that make no block.</summary>
     public void Validate()
     {
         if (InChannels <= 0 || OutChannels <= 0 || KernelSize <= 0 || Stride <= 0 || Padding < 0 || Groups <= 0 || NumConvBranches <= 0 || SeChannels < 0)

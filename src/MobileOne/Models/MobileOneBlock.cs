@@ -45,22 +45,31 @@ public sealed class MobileOneBlock : Module
         Attn = spec.HasSqueezeExcite ? new SqueezeExcite(spec.OutChannels, spec.SeChannels) : null;
     }
 
+    /// <summary>The block's geometry.</summary>
     public BlockSpec Spec { get; }
 
+    /// <summary>Whether the block is one fused convolution (reparam_conv).</summary>
     public bool IsFused => ReparamConv is not null;
 
+    /// <summary>The BatchNorm skip branch (timm's identity), when the block has one and is not fused.</summary>
     public BatchNorm2d? Identity { get; }
 
+    /// <summary>The k conv+BN branches (timm's conv_kxk), empty when fused.</summary>
     public IReadOnlyList<ConvBn> ConvKxk { get; }
 
+    /// <summary>The 1x1 conv+BN scale branch (timm's conv_scale), when the block has one and is not fused.</summary>
     public ConvBn? ConvScale { get; }
 
+    /// <summary>The fused convolution with bias, when the block is fused.</summary>
     public Conv2d? ReparamConv { get; }
 
+    /// <summary>Squeeze-excite (timm's attn), when the block has it.</summary>
     public SqueezeExcite? Attn { get; }
 
+    /// <summary>A train-time block with every branch.</summary>
     public static MobileOneBlock CreateTrainTime(BlockSpec spec) => new(spec, fused: false);
 
+    /// <summary>A fused block: one convolution with bias.</summary>
     public static MobileOneBlock CreateFused(BlockSpec spec) => new(spec, fused: true);
 
     /// <summary>
@@ -121,6 +130,7 @@ public sealed class MobileOneBlock : Module
         return BackwardTraining(x, ds, inputGradient);
     }
 
+    /// <summary>Output height and width for a <paramref name="height"/> x <paramref name="width"/> input.</summary>
     public (int Height, int Width) OutputSize(int height, int width)
     {
         int oh = ((height + (2 * Spec.Padding) - Spec.KernelSize) / Spec.Stride) + 1;
@@ -128,6 +138,7 @@ public sealed class MobileOneBlock : Module
         return (oh, ow);
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children()
     {
         if (ReparamConv is not null)
@@ -156,9 +167,11 @@ public sealed class MobileOneBlock : Module
         }
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
         Children().Zip(ChildPrefixes(prefix)).SelectMany(c => c.First.NamedParameters(c.Second));
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         branchOutputs.Release();
@@ -588,6 +601,7 @@ public sealed class MobileOneBlock : Module
         }
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         // Registration order of timm's MobileOneBlock: reparam_conv | identity, conv_kxk, conv_scale; then attn.

@@ -9,11 +9,13 @@ namespace MobileOne.Models;
 /// </summary>
 public sealed record MobileOneConfig
 {
+    /// <summary>MobileOne has four stages after the stem.</summary>
     public const int StageCount = 4;
 
     private static readonly int[] BaseStageChannels = [64, 128, 256, 512];
     private static readonly int[] DefaultUnits = [2, 8, 10, 1];
 
+    /// <summary>A configuration; throws <see cref="ArgumentException"/> when the sizes make no network.</summary>
     public MobileOneConfig(
         string name,
         int stemChannels,
@@ -38,11 +40,13 @@ public sealed record MobileOneConfig
     /// <summary>"s0".."s4" for the published variants, "custom" otherwise.</summary>
     public string Name { get; init; }
 
+    /// <summary>Channels of the stem.</summary>
     public int StemChannels { get; init; }
 
     /// <summary>Units (depthwise + pointwise block pairs) per stage.</summary>
     public IReadOnlyList<int> StageUnits { get; init; }
 
+    /// <summary>Output channels of each stage.</summary>
     public IReadOnlyList<int> StageChannels { get; init; }
 
     /// <summary>How many of the last units of each stage carry squeeze-excite on both their blocks.</summary>
@@ -51,22 +55,31 @@ public sealed record MobileOneConfig
     /// <summary>k: conv+BN branches per block in stages 1-4 (the stem always has one).</summary>
     public int NumConvBranches { get; init; }
 
+    /// <summary>Classes of the classifier head.</summary>
     public int NumClasses { get; init; }
 
+    /// <summary>Channels of the input images.</summary>
     public int InChans { get; init; }
 
+    /// <summary>Channels the head reads (the last stage's).</summary>
     public int FeatureChannels => StageChannels[^1];
 
+    /// <summary>MobileOne-S0 (k=4 branches), as timm's mobileone_s0.</summary>
     public static MobileOneConfig S0 { get; } = FromWidths("s0", [0.75, 1.0, 1.0, 2.0], numConvBranches: 4);
 
+    /// <summary>MobileOne-S1, as timm's mobileone_s1.</summary>
     public static MobileOneConfig S1 { get; } = FromWidths("s1", [1.5, 1.5, 2.0, 2.5], numConvBranches: 1);
 
+    /// <summary>MobileOne-S2, as timm's mobileone_s2.</summary>
     public static MobileOneConfig S2 { get; } = FromWidths("s2", [1.5, 2.0, 2.5, 4.0], numConvBranches: 1);
 
+    /// <summary>MobileOne-S3, as timm's mobileone_s3.</summary>
     public static MobileOneConfig S3 { get; } = FromWidths("s3", [2.0, 2.5, 3.0, 4.0], numConvBranches: 1);
 
+    /// <summary>MobileOne-S4 (squeeze-excite in the last stages), as timm's mobileone_s4.</summary>
     public static MobileOneConfig S4 { get; } = FromWidths("s4", [3.0, 3.5, 3.5, 4.0], numConvBranches: 1, seUnits: [0, 0, 5, 1]);
 
+    /// <summary>S0..S4.</summary>
     public static IReadOnlyList<MobileOneConfig> Variants { get; } = [S0, S1, S2, S3, S4];
 
     /// <summary>
@@ -102,6 +115,7 @@ public sealed record MobileOneConfig
         return new MobileOneConfig(name, stem, stageUnits ?? DefaultUnits, channels, seUnits ?? [0, 0, 0, 0], numConvBranches, numClasses, inChans);
     }
 
+    /// <summary>The variant named "s0".."s4" (case-insensitive); throws <see cref="ArgumentException"/> for other names.</summary>
     public static MobileOneConfig ByName(string name) =>
         Variants.FirstOrDefault(v => string.Equals(v.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"Unknown MobileOne variant '{name}'; expected one of s0, s1, s2, s3, s4.");
@@ -207,6 +221,7 @@ public sealed record MobileOneConfig
         }
     }
 
+    /// <summary>The stem block: 3x3, stride 2.</summary>
     public BlockSpec StemSpec => new(InChans, StemChannels, 3, 2, 1, 1, 1, 0);
 
     /// <summary>The same architecture with another classifier or input channel count; renamed "custom" only if the backbone changed.</summary>
@@ -230,6 +245,7 @@ public sealed record MobileOneConfig
         return "custom";
     }
 
+    /// <summary>The description <see cref="Parse"/> reads back.</summary>
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture,
             $"{Name}: stem {StemChannels}, units [{string.Join(",", StageUnits)}], channels [{string.Join(",", StageChannels)}], SE units [{string.Join(",", SeUnits)}], k={NumConvBranches}, classes {NumClasses}, in_chans {InChans}");

@@ -12,6 +12,8 @@ namespace MobileOne.Models;
 /// </summary>
 public static class MobileOneGraph
 {
+    /// <summary>The network as a layer graph, in the form it is in (train-time branches or fused), with its head.</summary>
+    /// <param name="network">The network; the graph refers to its weight arrays.</param>
     /// <param name="features">Adds taps for timm's feature maps: the stem output ("stem") and each stage's output ("stage1".."stage4").</param>
     public static LayerGraph ToGraph(this MobileOneNetwork network, bool features = false)
     {
@@ -40,6 +42,87 @@ public static class MobileOneGraph
         var head = network.Head;
         graph.Add(new LinearNode("head.fc", pooled, head.InFeatures, head.OutFeatures, head.Weight.Value.Data, head.Bias.Value.Data));
         return graph;
+    }
+
+    /// <summary>
+    /// The backbone without its head, for detection and segmentation: the stem and the stages up to the deepest one
+    /// asked for, with one tap per requested stride named as timm's <c>feature_info</c> modules ("stem" at stride 2,
+    /// "stages.0".."stages.3" at strides 4, 8, 16, 32), in the order of <paramref name="strides"/>' sorted values.
+    /// The graph's output is the deepest stage's output; <see cref="FeatureInfo(MobileOneNetwork)"/> lists what each
+    /// tap holds. <see cref="Inference.FeatureExtractor"/> compiles it.
+    /// </summary>
+    /// <param name="network">A train-time or fused network; the graph emits it in the form it is in.</param>
+    /// <param name="strides">The strides to return (each one of the network's <see cref="FeatureInfo(MobileOneNetwork)"/>
+    /// strides); null for 4, 8, 16, 32 (timm's <c>features_only</c> with <c>out_indices=(1, 2, 3, 4)</c>).</param>
+    public static LayerGraph ToFeatureGraph(this MobileOneNetwork network, IReadOnlyList<int>? strides = null)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        var info = network.FeatureInfo();
+        var wanted = (strides ?? DefaultFeatureStrides).Distinct().Order().ToArray();
+        if (wanted.Length == 0)
+        {
+            throw new ArgumentException("At least one feature stride is needed.", nameof(strides));
+        }
+
+        foreach (int stride in wanted)
+        {
+            if (!info.Any(f => f.Stride == stride))
+            {
+                throw new ArgumentException(
+                    $"The network has no feature map at stride {stride}; its strides are {string.Join(", ", info.Select(f => f.Stride))}.",
+                    nameof(strides));
+            }
+        }
+
+        int deepest = info.Last(f => f.Stride == wanted[^1]).Index;
+        var graph = new LayerGraph(network.Config.InChans);
+        int x = EmitBlock(graph, "stem.", network.Stem, LayerGraph.Input);
+        AddFeatureTap(graph, info[0], wanted, x);
+        for (int s = 0; s < deepest; s++)
+        {
+            for (int b = 0; b < network.Stages[s].Count; b++)
+            {
+                x = EmitBlock(graph, $"stages.{s}.{b}.", network.Stages[s][b], x);
+            }
+
+            AddFeatureTap(graph, info[s + 1], wanted, x);
+        }
+
+        return graph;
+    }
+
+    /// <summary>The strides a <see cref="ToFeatureGraph"/> returns by default: 4, 8, 16, 32 (the four stages).</summary>
+    public static IReadOnlyList<int> DefaultFeatureStrides { get; } = [4, 8, 16, 32];
+
+    /// <summary>
+    /// timm's <c>feature_info</c> of a MobileOne: the stem and each stage's output with its channels and its stride
+    /// (reduction) relative to the input.
+    /// </summary>
+    public static IReadOnlyList<FeatureMapInfo> FeatureInfo(this MobileOneNetwork network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        var list = new List<FeatureMapInfo>();
+        int stride = network.Stem.Spec.Stride;
+        list.Add(new FeatureMapInfo(0, "stem", network.Stem.Spec.OutChannels, stride));
+        for (int s = 0; s < network.Stages.Count; s++)
+        {
+            foreach (var block in network.Stages[s])
+            {
+                stride *= block.Spec.Stride;
+            }
+
+            list.Add(new FeatureMapInfo(s + 1, $"stages.{s}", network.Stages[s][^1].Spec.OutChannels, stride));
+        }
+
+        return list;
+    }
+
+    private static void AddFeatureTap(LayerGraph graph, FeatureMapInfo info, int[] wanted, int value)
+    {
+        if (wanted.Contains(info.Stride))
+        {
+            graph.AddTap(info.Module, value);
+        }
     }
 
     /// <summary>Emits one block reading value <paramref name="x"/>; returns the block's output value.</summary>
@@ -101,3 +184,11 @@ public static class MobileOneGraph
     private static BatchNormNode Norm(string name, int x, BatchNorm2d bn) =>
         new(name, x, bn.Channels, bn.Weight.Value.Data, bn.Bias.Value.Data, bn.RunningMean.Data, bn.RunningVar.Data, bn.Eps);
 }
+
+/// <summary>One feature map of a backbone, as timm's <c>feature_info</c> describes it.</summary>
+/// <param name="Index">Position in <see cref="MobileOneGraph.FeatureInfo"/>: 0 the stem, 1..4 the stages.</param>
+/// <param name="Module">timm's module name: "stem" or "stages.0".."stages.3".</param>
+/// <param name="Channels">Channels of the map (timm's <c>num_chs</c>).</param>
+/// <param name="Stride">How much smaller than the input the map is (timm's <c>reduction</c>): an H x W input gives
+/// ceil(H / stride) x ceil(W / stride) for the 3x3, padding 1 convolutions of MobileOne.</param>
+public sealed record FeatureMapInfo(int Index, string Module, int Channels, int Stride);

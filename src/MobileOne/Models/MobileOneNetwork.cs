@@ -38,16 +38,22 @@ public sealed class MobileOneNetwork : Module
         Head = new Linear(config.FeatureChannels, config.NumClasses);
     }
 
+    /// <summary>The architecture.</summary>
     public MobileOneConfig Config { get; }
 
+    /// <summary>Whether every block is fused.</summary>
     public bool IsFused { get; }
 
+    /// <summary>The stem (timm's stem.).</summary>
     public MobileOneBlock Stem { get; }
 
+    /// <summary>The blocks of each stage (timm's stages.{s}.{b}.).</summary>
     public IReadOnlyList<IReadOnlyList<MobileOneBlock>> Stages { get; }
 
+    /// <summary>The classifier (timm's head.fc).</summary>
     public Linear Head { get; }
 
+    /// <summary>A network of <paramref name="config"/>, train-time or fused, with zero-initialised weights (see <see cref="WeightInit"/>).</summary>
     public static MobileOneNetwork Create(MobileOneConfig config, bool fused = false) => new(config, fused);
 
     /// <summary>Every block with its timm prefix ("stem.", "stages.0.0.", ...).</summary>
@@ -63,6 +69,7 @@ public sealed class MobileOneNetwork : Module
         }
     }
 
+    /// <summary>Logits [N, num_classes] of an NCHW batch (eval mode unless <see cref="Module.Train"/> was called).</summary>
     public Tensor Forward(Tensor input) => Forward(input, withFeatures: false).Logits;
 
     /// <summary>
@@ -133,14 +140,18 @@ public sealed class MobileOneNetwork : Module
     /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier), counted on <see cref="MobileOneGraph.ToGraph"/>.</summary>
     public long MultiplyAccumulates(int size) => this.ToGraph().MultiplyAccumulates(size, size);
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Blocks().SelectMany(b => b.Block.State(prefix + b.Prefix)).Concat(Head.State(prefix + "head.fc."));
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children() => Blocks().Select(b => (Module)b.Block).Append(Head);
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
         Blocks().SelectMany(b => b.Block.NamedParameters(prefix + b.Prefix)).Concat(Head.NamedParameters(prefix + "head.fc."));
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         pooled.Release();

@@ -11,6 +11,7 @@ namespace MobileOne.Models;
 /// </summary>
 public static class WeightInit
 {
+    /// <summary>timm's initialisation, seeded: convolutions Kaiming normal (fan out), linear layers normal(0, 0.01), BatchNorm weights 1, biases 0.</summary>
     public static void Initialize(Module module, int seed)
     {
         var rng = new Random(seed);
@@ -46,6 +47,7 @@ public static class WeightInit
         }
     }
 
+    /// <summary>Gives every BatchNorm random affine parameters and running statistics (seeded), so folding is not trivial (for tests and studies).</summary>
     public static void RandomizeBatchNorm(Module module, int seed)
     {
         var rng = new Random(seed);
@@ -136,6 +138,7 @@ public static class WeightInit
         return moments;
     }
 
+    /// <summary>Fills <paramref name="data"/> with normal samples of <paramref name="mean"/> and <paramref name="std"/> from <paramref name="rng"/>.</summary>
     public static void FillNormal(Random rng, Span<float> data, double mean, double std)
     {
         for (int i = 0; i < data.Length; i++)

@@ -14,7 +14,9 @@ namespace MobileOne.Nn;
 /// </remarks>
 public sealed class BatchNorm2d : Module
 {
+    /// <summary>PyTorch's default eps.</summary>
     public const float DefaultEps = 1e-5f;
+    /// <summary>PyTorch's default momentum of the running statistics.</summary>
     public const float DefaultMomentum = 0.1f;
 
     private readonly ActivationBuffer output = new();
@@ -33,6 +35,7 @@ public sealed class BatchNorm2d : Module
     private bool preparedInTraining;
     private long preparedCount;
 
+    /// <summary>A BatchNorm over <paramref name="channels"/> with weight 1, bias 0, running mean 0 and variance 1.</summary>
     public BatchNorm2d(int channels)
     {
         Channels = channels;
@@ -53,25 +56,34 @@ public sealed class BatchNorm2d : Module
         stat1 = GC.AllocateArray<double>(channels, pinned: true);
     }
 
+    /// <summary>Channels normalised.</summary>
     public int Channels { get; }
 
+    /// <summary>Added to the variance before the square root.</summary>
     public float Eps { get; init; } = DefaultEps;
 
+    /// <summary>Weight of a new batch in the running statistics.</summary>
     public float Momentum { get; init; } = DefaultMomentum;
 
+    /// <summary>The affine scale (gamma).</summary>
     public Parameter Weight { get; }
 
+    /// <summary>The affine shift (beta).</summary>
     public Parameter Bias { get; }
 
+    /// <summary>Running mean (a buffer).</summary>
     public Tensor RunningMean { get; }
 
+    /// <summary>Running unbiased variance (a buffer).</summary>
     public Tensor RunningVar { get; }
 
+    /// <summary>Batches seen in training mode (a 0-d counter, I64 on disk).</summary>
     public Tensor NumBatchesTracked { get; }
 
     /// <summary>After <see cref="PrepareStatistics"/>: y = Scale[c] * x + Shift[c] is this layer's output.</summary>
     public ReadOnlySpan<float> Scale => scale;
 
+    /// <summary>See <see cref="Scale"/>.</summary>
     public ReadOnlySpan<float> Shift => shift;
 
     /// <summary>The mean the last prepared forward normalized with (batch mean in training, running mean in eval).</summary>
@@ -98,8 +110,10 @@ public sealed class BatchNorm2d : Module
     /// <summary>After <see cref="PrepareGradient"/>: dx = K1 * (dy - MeanDy) + K2 * (x - NormalizationMean).</summary>
     public ReadOnlySpan<float> K1 => k1;
 
+    /// <summary>See <see cref="K1"/>.</summary>
     public ReadOnlySpan<float> MeanDy => meanDy;
 
+    /// <summary>See <see cref="K1"/>.</summary>
     public ReadOnlySpan<float> K2 => k2;
 
     /// <summary>
@@ -305,6 +319,7 @@ public sealed class BatchNorm2d : Module
         return dx;
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         yield return new StateEntry(prefix + "weight", Weight.Value, StateKind.Parameter);
@@ -314,12 +329,14 @@ public sealed class BatchNorm2d : Module
         yield return new StateEntry(prefix + "num_batches_tracked", NumBatchesTracked, StateKind.Counter);
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
     {
         yield return new NamedParameter(prefix + "weight", Weight);
         yield return new NamedParameter(prefix + "bias", Bias);
     }
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         output.Release();

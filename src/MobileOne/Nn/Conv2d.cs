@@ -14,6 +14,7 @@ public sealed class Conv2d : Module
     private Tensor? savedInput;
     private bool columnsHoldInput;
 
+    /// <summary>A square convolution with zero weights (see <see cref="Models.WeightInit"/>), PyTorch's nn.Conv2d arguments.</summary>
     public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int groups = 1, bool bias = false)
     {
         if (inChannels <= 0 || outChannels <= 0 || kernelSize <= 0 || stride <= 0 || padding < 0 || groups <= 0)
@@ -37,22 +38,31 @@ public sealed class Conv2d : Module
         Bias = bias ? new Parameter(new Tensor(outChannels)) : null;
     }
 
+    /// <summary>Input channels.</summary>
     public int InChannels { get; }
 
+    /// <summary>Output channels.</summary>
     public int OutChannels { get; }
 
+    /// <summary>Kernel height and width.</summary>
     public int KernelSize { get; }
 
+    /// <summary>Stride in both directions.</summary>
     public int Stride { get; }
 
+    /// <summary>Zero padding on every side.</summary>
     public int Padding { get; }
 
+    /// <summary>Convolution groups.</summary>
     public int Groups { get; }
 
+    /// <summary>OIHW weights [out, in / groups, k, k].</summary>
     public Parameter Weight { get; }
 
+    /// <summary>The bias, when the convolution has one.</summary>
     public Parameter? Bias { get; }
 
+    /// <summary>The kernels' description of this convolution for a batch x height x width input.</summary>
     public ConvGeometry Geometry(int batch, int height, int width) =>
         ConvGeometry.Square(batch, InChannels, height, width, OutChannels, KernelSize, Stride, Padding, Groups);
 
@@ -200,6 +210,7 @@ public sealed class Conv2d : Module
         }
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         yield return new StateEntry(prefix + "weight", Weight.Value, StateKind.Parameter);
@@ -209,6 +220,7 @@ public sealed class Conv2d : Module
         }
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
     {
         yield return new NamedParameter(prefix + "weight", Weight);
@@ -218,6 +230,7 @@ public sealed class Conv2d : Module
         }
     }
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         output.Release();

@@ -11,6 +11,7 @@ public sealed class Linear : Module
     private readonly ActivationBuffer gradInput = new();
     private Tensor? savedInput;
 
+    /// <summary>A fully connected layer with zero weights and bias.</summary>
     public Linear(int inFeatures, int outFeatures)
     {
         InFeatures = inFeatures;
@@ -19,12 +20,16 @@ public sealed class Linear : Module
         Bias = new Parameter(new Tensor(outFeatures));
     }
 
+    /// <summary>Input features.</summary>
     public int InFeatures { get; }
 
+    /// <summary>Output features.</summary>
     public int OutFeatures { get; }
 
+    /// <summary>Weights [out, in].</summary>
     public Parameter Weight { get; }
 
+    /// <summary>Bias [out].</summary>
     public Parameter Bias { get; }
 
     /// <summary>
@@ -128,18 +133,21 @@ public sealed class Linear : Module
         return dx;
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "")
     {
         yield return new StateEntry(prefix + "weight", Weight.Value, StateKind.Parameter);
         yield return new StateEntry(prefix + "bias", Bias.Value, StateKind.Parameter);
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "")
     {
         yield return new NamedParameter(prefix + "weight", Weight);
         yield return new NamedParameter(prefix + "bias", Bias);
     }
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         output.Release();

@@ -31,9 +31,11 @@ public abstract class Module
     /// <summary>True when Forward records what Backward needs (always in training mode).</summary>
     public bool GradEnabled { get; private set; }
 
+    /// <summary>The trainable entries of <see cref="State"/>.</summary>
     public IEnumerable<StateEntry> Parameters(string prefix = "") =>
         State(prefix).Where(e => e.Kind == StateKind.Parameter);
 
+    /// <summary>Number of trainable values.</summary>
     public long ParameterCount() => Parameters().Sum(e => (long)e.Value.Length);
 
     /// <summary>PyTorch's module.train(mode): sets the mode of this module and all its children.</summary>

@@ -23,6 +23,7 @@ public sealed class SqueezeExcite : Module
     private readonly ActivationBuffer scratchR = new();
     private Tensor? savedInput;
 
+    /// <summary>Squeeze-excite over <paramref name="channels"/> reducing to <paramref name="reducedChannels"/> (zero weights).</summary>
     public SqueezeExcite(int channels, int reducedChannels)
     {
         Channels = channels;
@@ -34,12 +35,16 @@ public sealed class SqueezeExcite : Module
     /// <summary>The reduction both reference implementations use for MobileOne: int(C / 16).</summary>
     public static int DefaultReducedChannels(int channels) => Math.Max(1, channels / 16);
 
+    /// <summary>Channels gated.</summary>
     public int Channels { get; }
 
+    /// <summary>Channels of the bottleneck.</summary>
     public int ReducedChannels { get; }
 
+    /// <summary>The 1x1 convolution to the bottleneck (timm's fc1, Apple's reduce).</summary>
     public Conv2d Reduce { get; }
 
+    /// <summary>The 1x1 convolution back to the channels (timm's fc2, Apple's expand).</summary>
     public Conv2d Expand { get; }
 
     /// <summary>
@@ -127,14 +132,18 @@ public sealed class SqueezeExcite : Module
         return dx;
     }
 
+    /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "") =>
         Reduce.State(prefix + "fc1.").Concat(Expand.State(prefix + "fc2."));
 
+    /// <inheritdoc/>
     public override IEnumerable<Module> Children() => [Reduce, Expand];
 
+    /// <inheritdoc/>
     public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") =>
         Reduce.NamedParameters(prefix + "fc1.").Concat(Expand.NamedParameters(prefix + "fc2."));
 
+    /// <inheritdoc/>
     public override void ReleaseBuffers()
     {
         output.Release();

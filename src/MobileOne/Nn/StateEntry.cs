@@ -2,6 +2,7 @@ using MobileOne.Tensors;
 
 namespace MobileOne.Nn;
 
+/// <summary>What kind of state an entry is.</summary>
 public enum StateKind
 {
     /// <summary>Trained by the optimizer (weights, biases, BatchNorm affine terms).</summary>

@@ -3,7 +3,7 @@ using MobileOne.Nn;
 namespace MobileOne.Reparam;
 
 /// <summary>BatchNorm statistics and affine terms, as the folding math needs them.</summary>
-public readonly record struct BatchNormStats(float[] Gamma, float[] Beta, float[] Mean, float[] Var, double Eps)
+internal readonly record struct BatchNormStats(float[] Gamma, float[] Beta, float[] Mean, float[] Var, double Eps)
 {
     public static BatchNormStats From(BatchNorm2d bn) =>
         new(bn.Weight.Value.Data, bn.Bias.Value.Data, bn.RunningMean.Data, bn.RunningVar.Data, bn.Eps);
@@ -16,7 +16,7 @@ public readonly record struct BatchNormStats(float[] Gamma, float[] Beta, float[
 /// W' = W * gamma / std (per output channel) and b' = beta - mean * gamma / std. Computed in double:
 /// the result is then within one float32 rounding of the exact fold.
 /// </summary>
-public static class BatchNormFolding
+internal static class BatchNormFolding
 {
     /// <summary>Folds <paramref name="bn"/> into an OIHW kernel whose first dimension is the BN's channels.</summary>
     public static FusedKernel Fold(ReadOnlySpan<float> kernel, int[] kernelShape, BatchNormStats bn)

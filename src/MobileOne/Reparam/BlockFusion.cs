@@ -8,7 +8,7 @@ namespace MobileOne.Reparam;
 /// every conv+BN branch folded, the 1x1 scale branch zero-padded to the centre of the KxK kernel, the
 /// BN skip written as a (grouped) identity kernel and folded, then all summed.
 /// </summary>
-public static class BlockFusion
+internal static class BlockFusion
 {
     public static FusedKernel Fuse(MobileOneBlock block)
     {

@@ -3,7 +3,7 @@ using MobileOne.Tensors;
 namespace MobileOne.Reparam;
 
 /// <summary>An OIHW kernel and per-output-channel bias in double precision, summed branch by branch.</summary>
-public sealed class FusedKernel
+internal sealed class FusedKernel
 {
     public FusedKernel(int[] shape, double[] weight, double[] bias)
     {

@@ -58,7 +58,10 @@ public sealed record BranchStudySummary(
 /// </summary>
 public static class BranchCountStudy
 {
+    /// <summary>A finished cell's result, in the cell's folder (written last, atomically).</summary>
     public const string ResultFile = "result.json";
+
+    /// <summary>The largest number of branches a study accepts.</summary>
     public const int MaxK = 8;
 
     /// <summary>The paper's ImageNet top-1 (%) for k = 1..5 (Table 7), or null where it gives none.</summary>

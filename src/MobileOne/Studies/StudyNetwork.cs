@@ -9,11 +9,17 @@ namespace MobileOne.Studies;
 /// <summary>The activation at every activation site of the study network (the paper's Table 3 rows).</summary>
 public enum StudyActivation
 {
+    /// <summary>ReLU.</summary>
     Relu,
+    /// <summary>GELU.</summary>
     Gelu,
+    /// <summary>SiLU (swish).</summary>
     Silu,
+    /// <summary>Dynamic shift-max (MicroNet).</summary>
     DynamicShiftMax,
+    /// <summary>DyReLU-A (one coefficient set per layer).</summary>
     DyReluA,
+    /// <summary>DyReLU-B (coefficients per channel).</summary>
     DyReluB,
 }
 
@@ -26,9 +32,13 @@ public sealed record StudyVariant(string Study, string Name, StudyConfig Config)
 /// <summary>What a layer of the study network is: the stem, a depthwise or pointwise layer of a block, the head's 1x1.</summary>
 public enum StudyLayerKind
 {
+    /// <summary>The stem convolution.</summary>
     Stem,
+    /// <summary>A block's depthwise convolution.</summary>
     Depthwise,
+    /// <summary>A block's pointwise convolution.</summary>
     Pointwise,
+    /// <summary>The head's 1x1 convolution.</summary>
     Head,
 }
 
@@ -39,6 +49,7 @@ public enum StudyLayerKind
 /// </summary>
 public sealed record StudyLayer(string Name, StudyLayerKind Kind, int Block, int InChannels, int OutChannels, int Kernel, int Stride, bool Residual)
 {
+    /// <summary>Convolution groups (the channels for a depthwise layer).</summary>
     public int Groups => Kind == StudyLayerKind.Depthwise ? InChannels : 1;
 }
 
@@ -60,7 +71,9 @@ public static class StudyNetwork
     /// <summary>The network's name in the study rows.</summary>
     public const string Name = "conv30";
 
+    /// <summary>The activation study's name.</summary>
     public const string ActivationsStudy = "activations";
+    /// <summary>The block study's name.</summary>
     public const string BlocksStudy = "blocks";
 
     /// <summary>Squeeze-excite reduces to channels / 16, as MobileOne's own SE (rd_ratio 0.0625).</summary>
@@ -69,6 +82,7 @@ public static class StudyNetwork
     /// <summary>DyReLU's hyper function reduces to channels / 4 (the DyReLU reference implementation's default); K = 2 pieces.</summary>
     public const int DyReluReduction = 4;
 
+    /// <summary>DyReLU's K: pieces of the piecewise-linear function.</summary>
     public const int DyReluPieces = 2;
 
     /// <summary>
@@ -78,12 +92,18 @@ public static class StudyNetwork
     /// </summary>
     public const int ShiftMaxGroups = 4;
 
+    /// <summary>Dynamic shift-max's J.</summary>
     public const int ShiftMaxJ = 2;
+    /// <summary>Dynamic shift-max's K.</summary>
     public const int ShiftMaxK = 2;
+    /// <summary>Dynamic shift-max's lambda.</summary>
     public const double ShiftMaxLambda = 2.0;
+    /// <summary>Dynamic shift-max's hyper-function reduction.</summary>
     public const int ShiftMaxReduction = 8;
 
+    /// <summary>Channels of the head's 1x1 convolution.</summary>
     public const int HeadChannels = 1024;
+    /// <summary>Classes of the study network's classifier.</summary>
     public const int DefaultClasses = 1000;
 
     /// <summary>The paper's Table 3 rows, in its order.</summary>

@@ -1,7 +1,7 @@
 namespace MobileOne.Tensors;
 
 /// <summary>Shape checks shared by layers, so a wrong input fails with a message instead of an index error.</summary>
-public static class Shapes
+internal static class Shapes
 {
     public static void RequireNchw(Tensor input, int channels, string what)
     {

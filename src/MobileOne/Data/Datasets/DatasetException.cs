@@ -7,6 +7,7 @@ namespace MobileOne.Data;
 /// </summary>
 public sealed class DatasetException : Exception
 {
+    /// <summary>A data set problem described by <paramref name="message"/>.</summary>
     public DatasetException(string message, Exception? inner = null)
         : base(message, inner)
     {
@@ -19,6 +20,7 @@ public sealed class DatasetException : Exception
 /// </summary>
 public sealed class ImageDecodeException : Exception
 {
+    /// <paramref name="path"/> could not be decoded: <paramref name="problem"/> says why.
     public ImageDecodeException(string path, string problem, Exception? inner = null)
         : base($"{path}: {problem}", inner)
     {
@@ -26,7 +28,9 @@ public sealed class ImageDecodeException : Exception
         Problem = problem;
     }
 
+    /// <summary>The image file (or sample description).</summary>
     public string FilePath { get; }
 
+    /// <summary>Why it could not be decoded, without the file name.</summary>
     public string Problem { get; }
 }

@@ -1,8 +1,11 @@
 namespace MobileOne.Data;
 
+/// <summary>The two Fashion-MNIST splits.</summary>
 public enum FashionMnistSplit
 {
+    /// <summary>The 60,000 training images (5,000 in the bundled subset).</summary>
     Train,
+    /// <summary>The 10,000 test images (1,000 in the bundled subset).</summary>
     Test,
 }
 
@@ -14,20 +17,25 @@ public enum FashionMnistSplit
 /// </summary>
 public static class FashionMnist
 {
+    /// <summary>Where Debian's dataset-fashion-mnist package installs the IDX files.</summary>
     public const string SystemDirectory = "/usr/share/datasets/fashion-mnist";
 
+    /// <see cref="IImageDataset.Source"/> of the bundled subset.
     public const string BundledSource = "bundled subset";
 
     /// <summary>Per-channel mean and std of the training pixels (x/255) used by the recipe.</summary>
     public const float Mean = 0.2860f;
 
+    /// <summary>See <see cref="Mean"/>.</summary>
     public const float Std = 0.3530f;
 
+    /// <summary>Height and width of the images.</summary>
     public const int ImageSize = 28;
 
     /// <summary>Images per class in the bundled subset (train, test).</summary>
     public const int BundledTrainPerClass = 500;
 
+    /// <summary>See <see cref="BundledTrainPerClass"/>.</summary>
     public const int BundledTestPerClass = 100;
 
     private static readonly string[] Names =
@@ -35,10 +43,13 @@ public static class FashionMnist
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ];
 
+    /// <summary>The ten class names in label order ("T-shirt/top" .. "Ankle boot").</summary>
     public static IReadOnlyList<string> ClassNames => Names;
 
+    /// <summary>The IDX image file name of <paramref name="split"/> (without .gz).</summary>
     public static string ImagesFileName(FashionMnistSplit split) => $"{Prefix(split)}-images-idx3-ubyte";
 
+    /// <summary>The IDX label file name of <paramref name="split"/> (without .gz).</summary>
     public static string LabelsFileName(FashionMnistSplit split) => $"{Prefix(split)}-labels-idx1-ubyte";
 
     /// <summary>
@@ -95,6 +106,7 @@ public static class FashionMnist
         return InMemoryImageDataset.FromIdx(images, imagesName, labels, labelsName, Names, BundledSource);
     }
 
+    /// <summary>Finds the image and label files of <paramref name="split"/> in <paramref name="directory"/> (plain or .gz); false when either is missing.</summary>
     public static bool TryFind(string directory, FashionMnistSplit split, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? images, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? labels)
     {
         images = null;

@@ -9,6 +9,7 @@ public interface IImageDataset
     /// <summary>Where the images came from: a path, or "bundled subset".</summary>
     string Source { get; }
 
+    /// <summary>Number of samples.</summary>
     int Count { get; }
 
     /// <summary>Channels of the images <see cref="Load"/> returns (1 for Fashion-MNIST, 3 for RGB folders).</summary>
@@ -17,6 +18,7 @@ public interface IImageDataset
     /// <summary>Class names in label order.</summary>
     IReadOnlyList<string> ClassNames { get; }
 
+    /// <summary>The label of sample <paramref name="index"/>, without decoding it.</summary>
     int GetLabel(int index);
 
     /// <summary>The sample's file (an image path, or "file[index]" for IDX data), for messages.</summary>

@@ -4,7 +4,7 @@ using System.IO.Compression;
 namespace MobileOne.Data;
 
 /// <summary>An IDX array of unsigned bytes: big-endian dimensions and the row-major data they describe.</summary>
-public sealed class IdxArray
+internal sealed class IdxArray
 {
     public IdxArray(int[] dimensions, byte[] data)
     {
@@ -43,7 +43,7 @@ public sealed class IdxArray
 /// Reads and writes IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or not: the reader
 /// recognises gzip by its two magic bytes, not by the file name.
 /// </summary>
-public static class IdxFile
+internal static class IdxFile
 {
     /// <summary>Unsigned bytes, 3 dimensions (count, rows, columns).</summary>
     public const int ImagesMagic = 2051;

@@ -23,14 +23,19 @@ public sealed class ImageFolderDataset : IImageDataset
         Channels = channels;
     }
 
+    /// <inheritdoc/>
     public string Source { get; }
 
+    /// <inheritdoc/>
     public int Count => _paths.Length;
 
+    /// <inheritdoc/>
     public int Channels { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<string> ClassNames => _classes;
 
+    /// <summary>The image files in sample order.</summary>
     public IReadOnlyList<string> Paths => _paths;
 
     /// <summary>Images per class, in label order.</summary>
@@ -118,10 +123,13 @@ public sealed class ImageFolderDataset : IImageDataset
         return new ImageFolderDataset(Path.GetFullPath(root), classes, paths.ToArray(), labels.ToArray(), decoder, channels);
     }
 
+    /// <inheritdoc/>
     public int GetLabel(int index) => _labels[index];
 
+    /// <inheritdoc/>
     public string Describe(int index) => _paths[index];
 
+    /// <inheritdoc/>
     public ByteImage Load(int index)
     {
         string path = _paths[index];

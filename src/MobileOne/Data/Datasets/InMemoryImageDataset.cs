@@ -11,6 +11,7 @@ public sealed class InMemoryImageDataset : IImageDataset
     private readonly string[] _classNames;
     private readonly string _imagesName;
 
+    /// <paramref name="count"/> images of <paramref name="height"/> x <paramref name="width"/> x <paramref name="channels"/> bytes, one after another in <paramref name="pixels"/> (not copied), with their labels.
     public InMemoryImageDataset(
         byte[] pixels, int count, int height, int width, int channels, int[] labels, IReadOnlyList<string> classNames, string source, string imagesName)
     {
@@ -39,18 +40,25 @@ public sealed class InMemoryImageDataset : IImageDataset
         Source = source;
     }
 
+    /// <inheritdoc/>
     public string Source { get; }
 
+    /// <inheritdoc/>
     public int Count { get; }
 
+    /// <summary>Height of every image.</summary>
     public int Height { get; }
 
+    /// <summary>Width of every image.</summary>
     public int Width { get; }
 
+    /// <inheritdoc/>
     public int Channels { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<string> ClassNames => _classNames;
 
+    /// <summary>Every sample's label.</summary>
     public ReadOnlySpan<int> Labels => _labels;
 
     /// <summary>The pixels of image <paramref name="index"/> without copying.</summary>
@@ -61,14 +69,17 @@ public sealed class InMemoryImageDataset : IImageDataset
         return _pixels.AsSpan(index * size, size);
     }
 
+    /// <inheritdoc/>
     public int GetLabel(int index)
     {
         CheckIndex(index);
         return _labels[index];
     }
 
+    /// <inheritdoc/>
     public string Describe(int index) => $"{_imagesName}[{index}]";
 
+    /// <inheritdoc/>
     public ByteImage Load(int index)
     {
         var image = ByteImage.Rent(Width, Height, Channels);
@@ -80,7 +91,7 @@ public sealed class InMemoryImageDataset : IImageDataset
     /// Pairs an IDX image file (magic 2051) with an IDX label file (magic 2049). Labels are not checked
     /// against the class count here: the loader does that against the model's num_classes.
     /// </summary>
-    public static InMemoryImageDataset FromIdx(
+    internal static InMemoryImageDataset FromIdx(
         IdxArray images, string imagesName, IdxArray labels, string labelsName, IReadOnlyList<string> classNames, string source)
     {
         ArgumentNullException.ThrowIfNull(images);

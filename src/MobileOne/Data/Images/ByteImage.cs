@@ -34,20 +34,28 @@ public sealed class ByteImage : IDisposable
         _rented = rented;
     }
 
+    /// <summary>Width in pixels.</summary>
     public int Width { get; }
 
+    /// <summary>Height in pixels.</summary>
     public int Height { get; }
 
+    /// <summary>Interleaved channels per pixel (1 grey, 3 RGB).</summary>
     public int Channels { get; }
 
+    /// <summary>Bytes of the image (the pooled array may be longer).</summary>
     public int Length => Width * Height * Channels;
 
+    /// <summary>Bytes per row.</summary>
     public int Stride => Width * Channels;
 
+    /// <summary>The pixel array (possibly longer than <see cref="Length"/>); throws once disposed.</summary>
     public byte[] Pixels => _pixels ?? throw new ObjectDisposedException(nameof(ByteImage));
 
+    /// <summary>The image's bytes, rows top to bottom, channels interleaved.</summary>
     public Span<byte> Span => Pixels.AsSpan(0, Length);
 
+    /// <summary>Row <paramref name="y"/>'s bytes.</summary>
     public Span<byte> Row(int y) => Pixels.AsSpan(y * Stride, Stride);
 
     /// <summary>A pooled image whose pixels are NOT cleared.</summary>
@@ -57,6 +65,7 @@ public sealed class ByteImage : IDisposable
         return new ByteImage(width, height, channels, ArrayPool<byte>.Shared.Rent(width * height * channels), rented: true);
     }
 
+    /// <summary>A copy with its own pixels.</summary>
     public ByteImage Clone()
     {
         var copy = Rent(Width, Height, Channels);
@@ -64,8 +73,10 @@ public sealed class ByteImage : IDisposable
         return copy;
     }
 
+    /// <summary>"ByteImage WxHxC".</summary>
     public override string ToString() => $"ByteImage {Width}x{Height}x{Channels}";
 
+    /// <summary>Returns the pixels to their pool, if pooled; the image is unusable afterwards.</summary>
     public void Dispose()
     {
         byte[]? pixels = Interlocked.Exchange(ref _pixels, null);

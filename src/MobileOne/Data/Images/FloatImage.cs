@@ -12,6 +12,7 @@ public sealed class FloatImage : IDisposable
     private float[]? _data;
     private readonly bool _rented;
 
+    /// <summary>A channels x height x width planar image over <paramref name="data"/>.</summary>
     public FloatImage(int channels, int height, int width, float[] data)
         : this(channels, height, width, data, rented: false)
     {
@@ -33,18 +34,25 @@ public sealed class FloatImage : IDisposable
         _rented = rented;
     }
 
+    /// <summary>Number of planes.</summary>
     public int Channels { get; }
 
+    /// <summary>Height in pixels.</summary>
     public int Height { get; }
 
+    /// <summary>Width in pixels.</summary>
     public int Width { get; }
 
+    /// <summary>Values of the image (the array may be longer).</summary>
     public int Length => Channels * Height * Width;
 
+    /// <summary>The value array (possibly longer than <see cref="Length"/>); throws once disposed.</summary>
     public float[] Data => _data ?? throw new ObjectDisposedException(nameof(FloatImage));
 
+    /// <summary>The image's values, plane after plane.</summary>
     public Span<float> Span => Data.AsSpan(0, Length);
 
+    /// <summary>Plane <paramref name="c"/>.</summary>
     public Span<float> Plane(int c) => Data.AsSpan(c * Height * Width, Height * Width);
 
     /// <summary>A pooled image whose values are NOT cleared.</summary>
@@ -54,8 +62,10 @@ public sealed class FloatImage : IDisposable
         return new FloatImage(channels, height, width, ArrayPool<float>.Shared.Rent(width * height * channels), rented: true);
     }
 
+    /// <summary>"FloatImage CxHxW".</summary>
     public override string ToString() => $"FloatImage {Channels}x{Height}x{Width}";
 
+    /// <summary>Returns the values to their pool, if pooled.</summary>
     public void Dispose()
     {
         float[]? data = Interlocked.Exchange(ref _data, null);

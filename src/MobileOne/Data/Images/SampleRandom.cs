@@ -11,6 +11,7 @@ public struct SampleRandom
 {
     private ulong _s0, _s1, _s2, _s3;
 
+    /// <summary>A generator seeded with <paramref name="seed"/>.</summary>
     public SampleRandom(ulong seed)
     {
         ulong x = seed;
@@ -26,6 +27,7 @@ public struct SampleRandom
     /// <summary>The generator of an epoch's shuffle.</summary>
     public static SampleRandom ForEpoch(ulong seed, int epoch) => new(Combine(seed, 0x53485546464CUL, epoch, -1));
 
+    /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {
         ulong result = BitOperations.RotateLeft(_s1 * 5, 7) * 9;

@@ -27,29 +27,35 @@ public sealed class Batch : IDisposable
         _return = giveBack;
     }
 
+    /// <summary>The images, NCHW, preprocessed.</summary>
     public Tensor Images { get; }
 
+    /// <summary>The label of each image.</summary>
     public int[] Labels { get; }
 
     /// <summary>The data set index of each sample, in batch order.</summary>
     public int[] Indices { get; }
 
+    /// <summary>The epoch the batch belongs to (0-based).</summary>
     public int Epoch { get; }
 
     /// <summary>The batch's position in its epoch (0-based), the unit of --resume.</summary>
     public int Step { get; }
 
+    /// <summary>Images in the batch.</summary>
     public int Count => Labels.Length;
 
     /// <summary>Samples of this batch that could not be decoded and were left out.</summary>
     public IReadOnlyList<SkippedImage> Skipped { get; }
 
+    /// <summary>(images, labels), for <c>var (x, y) = batch</c>.</summary>
     public void Deconstruct(out Tensor images, out int[] labels)
     {
         images = Images;
         labels = Labels;
     }
 
+    /// <summary>Gives the buffers back to the loader for reuse.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)

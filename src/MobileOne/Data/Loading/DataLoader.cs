@@ -23,6 +23,7 @@ public sealed class DataLoader
     private readonly ConcurrentQueue<SkippedImage> _skippedList = new();
     private long _skipped;
 
+    /// <summary>A loader over <paramref name="dataset"/> that applies <paramref name="transform"/> to each sample; workers start on the first enumeration.</summary>
     public DataLoader(IImageDataset dataset, SampleTransform transform, DataLoaderOptions options)
     {
         ArgumentNullException.ThrowIfNull(dataset);
@@ -78,12 +79,16 @@ public sealed class DataLoader
         BatchesPerEpoch = options.DropLast ? dataset.Count / options.BatchSize : (dataset.Count + options.BatchSize - 1) / options.BatchSize;
     }
 
+    /// <summary>The samples.</summary>
     public IImageDataset Dataset { get; }
 
+    /// <summary>What each sample goes through.</summary>
     public SampleTransform Transform { get; }
 
+    /// <summary>Batch size, shuffling, seed and workers.</summary>
     public DataLoaderOptions Options { get; }
 
+    /// <summary>Batches in one epoch.</summary>
     public int BatchesPerEpoch { get; }
 
     /// <summary>Images skipped so far (over all epochs) because they could not be decoded.</summary>

@@ -8,7 +8,7 @@ namespace MobileOne.Data.Transforms;
 /// posterize 8..4 bits, solarize threshold 255..0), with a random sign for the signed operations;
 /// geometric operations use nearest-neighbour sampling and fill with black.
 /// </summary>
-public sealed class AutoAugment : IImageTransform
+internal sealed class AutoAugment : IImageTransform
 {
     private const int Bins = 10;
 

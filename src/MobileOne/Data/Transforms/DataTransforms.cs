@@ -1,7 +1,7 @@
 namespace MobileOne.Data.Transforms;
 
 /// <summary>Which policy-based augmentation an ImageNet-style training pipeline adds after the flip.</summary>
-public enum AugmentPolicy
+internal enum AugmentPolicy
 {
     None,
 
@@ -13,7 +13,7 @@ public enum AugmentPolicy
 }
 
 /// <summary>The pipelines of the MobileOne recipes, ready to hand to a <see cref="Loading.DataLoader"/>.</summary>
-public static class DataTransforms
+internal static class DataTransforms
 {
     /// <summary>Fashion-MNIST 28x28 images become 32x32 after a 2-pixel black border.</summary>
     public const int FashionMnistSize = 32;

@@ -8,6 +8,7 @@ namespace MobileOne.Data.Transforms;
 /// </summary>
 public interface IImageTransform
 {
+    /// <summary>Transforms <paramref name="image"/>, drawing randomness from <paramref name="random"/> only; may return the same image.</summary>
     ByteImage Apply(ByteImage image, ref SampleRandom random);
 }
 
@@ -18,5 +19,6 @@ public interface IImageTransform
 /// </summary>
 public interface ITensorTransform
 {
+    /// <summary>Transforms <paramref name="image"/>, drawing randomness from <paramref name="random"/> only; may return the same image.</summary>
     FloatImage Apply(FloatImage image, ref SampleRandom random);
 }

@@ -3,7 +3,9 @@ namespace MobileOne.Data.Transforms;
 /// <summary>Resampling used by the geometric operations of AutoAugment / RandAugment.</summary>
 public enum Interpolation
 {
+    /// <summary>Nearest neighbour.</summary>
     Nearest,
+    /// <summary>Bilinear.</summary>
     Bilinear,
 }
 

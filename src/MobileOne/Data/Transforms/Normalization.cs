@@ -11,6 +11,7 @@ public sealed class Normalization
     private readonly float[] _std;
     private readonly float[][] _table;
 
+    /// <summary>Per-channel <paramref name="mean"/> and <paramref name="std"/> of pixels scaled to [0, 1].</summary>
     public Normalization(float[] mean, float[] std)
     {
         ArgumentNullException.ThrowIfNull(mean);
@@ -41,19 +42,25 @@ public sealed class Normalization
         }
     }
 
+    /// <summary>ImageNet's mean and std (timm's defaults).</summary>
     public static Normalization ImageNet { get; } = new([0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
 
+    /// <summary>Fashion-MNIST's mean and std.</summary>
     public static Normalization FashionMnist { get; } = new([Data.FashionMnist.Mean], [Data.FashionMnist.Std]);
 
+    /// <summary>Channels it normalises.</summary>
     public int Channels => _mean.Length;
 
+    /// <summary>Per-channel mean.</summary>
     public IReadOnlyList<float> Mean => _mean;
 
+    /// <summary>Per-channel standard deviation.</summary>
     public IReadOnlyList<float> Std => _std;
 
     /// <summary>What a black pixel (byte 0) becomes in each channel: the fill that makes padding look black.</summary>
     public float[] Background => _table.Select(t => t[0]).ToArray();
 
+    /// <summary>(<paramref name="value"/> / 255 - mean) / std for <paramref name="channel"/>.</summary>
     public float Apply(int value, int channel)
     {
         float x = value / 255f;

@@ -5,7 +5,7 @@ namespace MobileOne.Data.Transforms;
 /// fill value given in the normalized domain (so "black" is (0 - mean) / std, see
 /// <see cref="Normalization.Background"/>).
 /// </summary>
-public sealed class Pad : ITensorTransform
+internal sealed class Pad : ITensorTransform
 {
     private readonly float[] _fill;
 
@@ -55,7 +55,7 @@ public sealed class Pad : ITensorTransform
 /// torchvision's RandomCrop(size, padding): pad by <see cref="Padding"/> with the fill, then a
 /// <see cref="Size"/> x <see cref="Size"/> window at top ~ U{0..H-size}, left ~ U{0..W-size}.
 /// </summary>
-public sealed class RandomCrop : ITensorTransform
+internal sealed class RandomCrop : ITensorTransform
 {
     private readonly float[] _fill;
 

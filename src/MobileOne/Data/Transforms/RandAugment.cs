@@ -13,7 +13,7 @@ namespace MobileOne.Data.Transforms;
 /// solarize-add int(110 m/10). Geometric operations resample bilinearly and fill with the dataset mean
 /// colour (timm's img_mean hyper-parameter).
 /// </summary>
-public sealed class RandAugment : IImageTransform
+internal sealed class RandAugment : IImageTransform
 {
     private static readonly string[] Ops =
     [

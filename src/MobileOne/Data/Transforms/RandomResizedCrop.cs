@@ -1,7 +1,7 @@
 namespace MobileOne.Data.Transforms;
 
 /// <summary>A crop box: top-left corner and size, in pixels of the source image.</summary>
-public readonly record struct CropBox(int Top, int Left, int Height, int Width);
+internal readonly record struct CropBox(int Top, int Left, int Height, int Width);
 
 /// <summary>
 /// torchvision's / timm's RandomResizedCrop: up to 10 attempts to draw an area fraction in
@@ -11,7 +11,7 @@ public readonly record struct CropBox(int Top, int Left, int Height, int Width);
 /// the fallback is a centre crop clamped to the ratio range. The box is then resized to Size x Size with
 /// PIL-style bilinear (<see cref="Resample"/>).
 /// </summary>
-public sealed class RandomResizedCrop : IImageTransform
+internal sealed class RandomResizedCrop : IImageTransform
 {
     public RandomResizedCrop(int size, double scaleMin = 0.08, double scaleMax = 1.0, double ratioMin = 3.0 / 4.0, double ratioMax = 4.0 / 3.0)
     {
@@ -98,7 +98,7 @@ public sealed class RandomResizedCrop : IImageTransform
 /// int(Size * long / short) (truncated), resampled as PIL does with <see cref="Filter"/> (bilinear unless
 /// given). An image already at that size is unchanged.
 /// </summary>
-public sealed class ResizeShorterSide : IImageTransform
+internal sealed class ResizeShorterSide : IImageTransform
 {
     public ResizeShorterSide(int size, ResampleFilter filter = ResampleFilter.Bilinear)
     {
@@ -135,7 +135,7 @@ public sealed class ResizeShorterSide : IImageTransform
 /// round; an image smaller than the crop is first zero-padded (left/top get the floor of half the
 /// shortfall, right/bottom the ceiling).
 /// </summary>
-public sealed class CenterCrop : IImageTransform
+internal sealed class CenterCrop : IImageTransform
 {
     public CenterCrop(int size)
     {
@@ -170,7 +170,7 @@ public sealed class CenterCrop : IImageTransform
 }
 
 /// <summary>Mirror left-right with probability <see cref="Probability"/> (torch.rand(1) &lt; p), in place.</summary>
-public sealed class RandomHorizontalFlip : IImageTransform, ITensorTransform
+internal sealed class RandomHorizontalFlip : IImageTransform, ITensorTransform
 {
     public RandomHorizontalFlip(double probability = 0.5)
     {

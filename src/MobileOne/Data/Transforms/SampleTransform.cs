@@ -9,6 +9,7 @@ public sealed class SampleTransform
     private readonly IImageTransform[] _image;
     private readonly ITensorTransform[] _tensor;
 
+    /// <summary>A transform to <paramref name="channels"/> x <paramref name="height"/> x <paramref name="width"/> floats: image transforms, then normalization, then tensor transforms.</summary>
     public SampleTransform(
         int channels, int height, int width, IEnumerable<IImageTransform>? image, Normalization normalization, IEnumerable<ITensorTransform>? tensor = null)
     {
@@ -27,18 +28,25 @@ public sealed class SampleTransform
         _tensor = tensor?.ToArray() ?? [];
     }
 
+    /// <summary>Channels of the output.</summary>
     public int Channels { get; }
 
+    /// <summary>Height of the output.</summary>
     public int Height { get; }
 
+    /// <summary>Width of the output.</summary>
     public int Width { get; }
 
+    /// <summary>Floats per sample.</summary>
     public int SampleLength => Channels * Height * Width;
 
+    /// <summary>The byte-to-float normalization.</summary>
     public Normalization Normalization { get; }
 
+    /// <summary>Transforms applied to the 8-bit image, in order.</summary>
     public IReadOnlyList<IImageTransform> ImageTransforms => _image;
 
+    /// <summary>Transforms applied to the normalised float image, in order.</summary>
     public IReadOnlyList<ITensorTransform> TensorTransforms => _tensor;
 
     /// <summary>

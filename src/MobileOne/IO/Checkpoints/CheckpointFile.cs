@@ -6,6 +6,7 @@ namespace MobileOne.IO.Checkpoints;
 /// <summary>Reads or writes a checkpoint in any supported container, chosen by content (reading) or extension (writing).</summary>
 public static class CheckpointFile
 {
+    /// <summary>Reads every tensor of a checkpoint whatever its format (recognised by content: safetensors, sharded safetensors index, torch.save zip) and says which format it was.</summary>
     public static (TensorFile File, CheckpointFormat Format) Read(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -58,6 +59,7 @@ public static class CheckpointFile
         throw new CheckpointException(path, "is not a recognised checkpoint: expected safetensors, a sharded safetensors index (.index.json) or a torch.save zip (.pth, .pth.tar, .pt).");
     }
 
+    /// <summary>Writes <paramref name="file"/> to <paramref name="path"/> in <paramref name="format"/> (atomically: temporary file and rename).</summary>
     public static void Write(string path, TensorFile file, CheckpointFormat format)
     {
         switch (format)

@@ -1,7 +1,9 @@
 namespace MobileOne.IO.Checkpoints;
 
+/// <summary>The file formats checkpoints are read from and written to.</summary>
 public enum CheckpointFormat
 {
+    /// <summary>A single .safetensors file.</summary>
     Safetensors,
 
     /// <summary>A *.safetensors.index.json naming several shards.</summary>
@@ -11,8 +13,10 @@ public enum CheckpointFormat
     PyTorch,
 }
 
+/// <summary>Names and file extensions of <see cref="CheckpointFormat"/>.</summary>
 public static class CheckpointFormats
 {
+    /// <summary>A short name of <paramref name="format"/> for messages and reports.</summary>
     public static string Name(CheckpointFormat format) => format switch
     {
         CheckpointFormat.Safetensors => "safetensors",

@@ -17,7 +17,7 @@ namespace MobileOne.IO.Checkpoints;
 /// its convolution and classifier weights alone may need no more values than the file holds (it must
 /// hold every one of them), so building the network costs no more than the file's own size allows.
 /// </remarks>
-public static partial class ConfigInference
+internal static partial class ConfigInference
 {
     public static MobileOneConfig Infer(IReadOnlyDictionary<string, int[]> shapes, bool fused, string path)
     {

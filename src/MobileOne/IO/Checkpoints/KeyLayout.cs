@@ -5,7 +5,9 @@ namespace MobileOne.IO.Checkpoints;
 /// <summary>Whose parameter names a checkpoint uses. Our canonical names are timm's; Apple's are a mapping.</summary>
 public enum KeyLayout
 {
+    /// <summary>timm's names: stem., stages.{s}.{b}.conv_kxk.{i}, conv_scale, identity, attn, head.fc.</summary>
     Timm,
+    /// <summary>Apple's names (ml-mobileone): stage0..stage4, rbr_conv, rbr_scale, rbr_skip, se, linear.</summary>
     Apple,
 }
 
@@ -15,6 +17,7 @@ public readonly record struct KeyScheme(KeyLayout Layout, bool Fused)
     /// <summary>"timm", "timm-fused", "apple", "apple-fused".</summary>
     public string Name => (Layout == KeyLayout.Timm ? "timm" : "apple") + (Fused ? "-fused" : string.Empty);
 
+    /// <inheritdoc cref="Name"/>
     public override string ToString() => Name;
 }
 
@@ -23,7 +26,7 @@ public readonly record struct KeyScheme(KeyLayout Layout, bool Fused)
 /// stage0 = stem, stage{n} = stages.{n-1}, rbr_conv = conv_kxk, rbr_scale = conv_scale, rbr_skip = identity,
 /// se.reduce/expand = attn.fc1/fc2, linear = head.fc. Block indices and reparam_conv are shared.
 /// </summary>
-public static partial class KeyNames
+internal static partial class KeyNames
 {
     private static readonly (string Apple, string Timm)[] BlockParts =
     [

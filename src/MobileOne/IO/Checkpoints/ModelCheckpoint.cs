@@ -7,11 +7,16 @@ namespace MobileOne.IO.Checkpoints;
 /// <summary>What a checkpoint turned out to be.</summary>
 public sealed record CheckpointInfo(string Path, CheckpointFormat Format, KeyScheme Scheme, MobileOneConfig Config)
 {
+    /// <summary>Whether the blocks are fused (reparam_conv) rather than train-time branches.</summary>
     public bool Fused => Scheme.Fused;
 
+    /// <summary>The variant's name ("s0".."s4", or a custom description).</summary>
     public string Variant => Config.Name;
 }
 
+/// <summary>A network built from a checkpoint, with what the checkpoint turned out to be.</summary>
+/// <param name="Network">The network, train-time or fused as the file holds it, with every tensor loaded.</param>
+/// <param name="Info">Format, key scheme and the architecture read from the file.</param>
 public sealed record LoadedModel(MobileOneNetwork Network, CheckpointInfo Info);
 
 /// <summary>
@@ -25,12 +30,14 @@ public static class ModelCheckpoint
 {
     private const int MaxListedKeys = 12;
 
+    /// <summary>Loads a MobileOne checkpoint: Apple or timm names, fused or not, safetensors (also sharded) or torch.save; the architecture is inferred from the shapes. Throws <see cref="CheckpointException"/> naming the file and key for anything it cannot load.</summary>
     public static LoadedModel Load(string path)
     {
         var (file, format) = CheckpointFile.Read(path);
         return FromTensorFile(file, path, format);
     }
 
+    /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
     public static LoadedModel FromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
         var scheme = KeyNames.Detect(file.Tensors.Keys, out string? problem);
@@ -111,6 +118,7 @@ public static class ModelCheckpoint
         return file;
     }
 
+    /// <summary>Saves <paramref name="network"/> (train-time or fused) to <paramref name="path"/> in <paramref name="layout"/>'s names; the format follows the extension (.safetensors, or .pth/.pth.tar/.pt for torch.save) unless <paramref name="format"/> is given.</summary>
     public static void Save(MobileOneNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
     {
         var chosen = format ?? CheckpointFormats.ForOutputPath(path);

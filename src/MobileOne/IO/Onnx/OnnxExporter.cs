@@ -39,16 +39,23 @@ public static class OnnxExporter
     /// </summary>
     public const int MinOpset = 13;
 
+    /// <summary>The highest ONNX opset the exporter writes.</summary>
     public const int MaxOpset = 17;
 
     /// <summary>Opset 17 loads in ONNX Runtime 1.12 and later; pass 13-16 for older runtimes (1.11 knows opset 16).</summary>
     public const int DefaultOpset = 17;
 
+    /// <summary>Name of the graph's input (NCHW images).</summary>
     public const string InputName = "input";
+    /// <summary>Name of the graph's output.</summary>
     public const string OutputName = "logits";
+    /// <summary>Name of the symbolic batch dimension.</summary>
     public const string BatchDimension = "batch";
+    /// <summary>Name of the symbolic height dimension.</summary>
     public const string HeightDimension = "height";
+    /// <summary>Name of the symbolic width dimension.</summary>
     public const string WidthDimension = "width";
+    /// <summary>The producer name written into the model.</summary>
     public const string ProducerName = "mobileone-dotnet";
 
     /// <summary>

@@ -9,6 +9,7 @@ namespace MobileOne.IO.PyTorch;
 /// loader can map storages straight out of the file. Zip64 records are added when offsets or the
 /// entry count outgrow the classic format.
 /// </summary>
+/// <param name="output">The stream the archive is written to, sequentially.</param>
 /// <param name="forceZip64">Write the zip64 end records even for a small archive (for tests). Central
 /// headers still carry a zip64 offset only where it is needed: miniz (PyTorch's reader) checks the
 /// classic offset field against the archive size, so a sentinel offset in a small file would be refused.</param>

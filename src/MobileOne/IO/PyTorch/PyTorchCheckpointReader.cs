@@ -15,7 +15,7 @@ namespace MobileOne.IO.PyTorch;
 /// inside the state dict. A <c>module.</c> prefix (DataParallel) is stripped when every key has it.
 /// Tensors come back contiguous, row-major and little-endian, with the storage's dtype.
 /// </remarks>
-public static class PyTorchCheckpointReader
+internal static class PyTorchCheckpointReader
 {
     /// <summary>Checkpoint entries that hold the state dict, in order of preference.</summary>
     public static IReadOnlyList<string> StateDictKeys { get; } = ["state_dict", "model", "state_dict_ema"];

@@ -15,7 +15,7 @@ namespace MobileOne.IO.PyTorch;
 /// contiguous storage. <see cref="TensorFile.Metadata"/> has no place in a state dict and is not written.
 /// The file is written through <see cref="AtomicFile"/>, so a failure leaves any existing file as it was.
 /// </remarks>
-public static class PyTorchCheckpointWriter
+internal static class PyTorchCheckpointWriter
 {
     private const string DefaultStem = "archive";
 
