@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace MobileOne.Kernels;
 
@@ -313,109 +314,181 @@ public static unsafe class BatchNormTraining
         return s;
     }
 
-    // Double sums, element-wise into arrays (Accumulate*: the same bits at every width) or reduced (the rest: each
-    // width adds into the first lanes of a 16-double accumulator, folded in a fixed order at the end).
-    private const int WidestLanes = 16;
-
     private static void AccumulateSumSquares(float* x, double* sum, double* sumSq, int n)
     {
-        var loop = new SumSquaresLoop(x, sum, sumSq, elementWise: true);
-        Lanes.Run(ref loop, n);
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+                Vector512.FusedMultiplyAdd(lo, lo, Vector512.Load(sumSq + i)).Store(sumSq + i);
+                Vector512.FusedMultiplyAdd(hi, hi, Vector512.Load(sumSq + i + 8)).Store(sumSq + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            double v = x[i];
+            sum[i] += v;
+            sumSq[i] = Math.FusedMultiplyAdd(v, v, sumSq[i]);
+        }
     }
 
     private static void AccumulateSum(float* x, double* sum, int n)
     {
-        var loop = new SumLoop(x, sum, elementWise: true);
-        Lanes.Run(ref loop, n);
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            sum[i] += x[i];
+        }
     }
 
     private static void AccumulateDotCentered(float* g, float* x, float* mu, double* sum, int n)
     {
-        var loop = new DotCenteredLoop(g, x, mu, 0f, sum, elementWise: true);
-        Lanes.Run(ref loop, n);
+        int i = 0;
+        if (Lanes.Use512)
+        {
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(g + i) * (Vector512.Load(x + i) - Vector512.Load(mu + i)));
+                (Vector512.Load(sum + i) + lo).Store(sum + i);
+                (Vector512.Load(sum + i + 8) + hi).Store(sum + i + 8);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            sum[i] += g[i] * (x[i] - mu[i]);
+        }
     }
 
     private static void SumAndSquares(float* x, int n, ref double sum, ref double sumSq)
     {
-        double* acc = stackalloc double[2 * WidestLanes];
-        new Span<double>(acc, 2 * WidestLanes).Clear();
-        var loop = new SumSquaresLoop(x, acc, acc + WidestLanes, elementWise: false);
-        Lanes.Run(ref loop, n);
-        sum += Fold(acc, WidestLanes);
-        sumSq += Fold(acc + WidestLanes, WidestLanes);
+        int i = 0;
+        if (Lanes.Use512 && n >= 16)
+        {
+            Vector512<double> s = Vector512<double>.Zero, q = Vector512<double>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                s += lo + hi;
+                q = Vector512.FusedMultiplyAdd(lo, lo, q);
+                q = Vector512.FusedMultiplyAdd(hi, hi, q);
+            }
+
+            sum += Vector512.Sum(s);
+            sumSq += Vector512.Sum(q);
+        }
+
+        if (Lanes.Use256 && i + 8 <= n)
+        {
+            Vector256<double> s = Vector256<double>.Zero, q = Vector256<double>.Zero;
+            for (; i + 8 <= n; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(x + i));
+                s += lo + hi;
+                q = Vector256.FusedMultiplyAdd(lo, lo, q);
+                q = Vector256.FusedMultiplyAdd(hi, hi, q);
+            }
+
+            sum += Vector256.Sum(s);
+            sumSq += Vector256.Sum(q);
+        }
+
+        for (; i < n; i++)
+        {
+            double v = x[i];
+            sum += v;
+            sumSq += v * v;
+        }
     }
 
     private static double Sum(float* x, int n)
     {
-        double* acc = stackalloc double[WidestLanes];
-        new Span<double>(acc, WidestLanes).Clear();
-        var loop = new SumLoop(x, acc, elementWise: false);
-        Lanes.Run(ref loop, n);
-        return Fold(acc, WidestLanes);
+        double sum = 0;
+        int i = 0;
+        if (Lanes.Use512 && n >= 16)
+        {
+            Vector512<double> s = Vector512<double>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(x + i));
+                s += lo + hi;
+            }
+
+            sum += Vector512.Sum(s);
+        }
+
+        if (Lanes.Use256 && i + 8 <= n)
+        {
+            Vector256<double> s = Vector256<double>.Zero;
+            for (; i + 8 <= n; i += 8)
+            {
+                var (lo, hi) = Vector256.Widen(Vector256.Load(x + i));
+                s += lo + hi;
+            }
+
+            sum += Vector256.Sum(s);
+        }
+
+        for (; i < n; i++)
+        {
+            sum += x[i];
+        }
+
+        return sum;
     }
 
     /// <summary>Sum of g * (x - mu): the product rounds once in float, the sum runs in double.</summary>
     private static double DotCentered(float* g, float* x, float mu, int n)
     {
-        double* acc = stackalloc double[WidestLanes];
-        new Span<double>(acc, WidestLanes).Clear();
-        var loop = new DotCenteredLoop(g, x, null, mu, acc, elementWise: false);
-        Lanes.Run(ref loop, n);
-        return Fold(acc, WidestLanes);
-    }
-
-    /// <summary>sum (and sumSq) += x, x * x in double: at index i of the arrays when element-wise, else into their first lanes.</summary>
-    private readonly struct SumSquaresLoop(float* x, double* sum, double* sumSq, bool elementWise) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
+        double sum = 0;
+        int i = 0;
+        if (Lanes.Use512 && n >= 16)
         {
-            for (; i + TL.Count <= n; i += TL.Count)
+            Vector512<double> s = Vector512<double>.Zero;
+            var m = Vector512.Create(mu);
+            for (; i + 16 <= n; i += 16)
             {
-                TV v = TL.Load(x + i);
-                TL.AddWidened(elementWise ? sum + i : sum, v);
-                TL.AddSquaresWidened(elementWise ? sumSq + i : sumSq, v);
+                var (lo, hi) = Vector512.Widen(Vector512.Load(g + i) * (Vector512.Load(x + i) - m));
+                s += lo + hi;
             }
 
-            return i;
+            sum += Vector512.Sum(s);
         }
-    }
 
-    private readonly struct SumLoop(float* x, double* sum, bool elementWise) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
+        if (Lanes.Use256 && i + 8 <= n)
         {
-            for (; i + TL.Count <= n; i += TL.Count)
+            Vector256<double> s = Vector256<double>.Zero;
+            var m = Vector256.Create(mu);
+            for (; i + 8 <= n; i += 8)
             {
-                TL.AddWidened(elementWise ? sum + i : sum, TL.Load(x + i));
+                var (lo, hi) = Vector256.Widen(Vector256.Load(g + i) * (Vector256.Load(x + i) - m));
+                s += lo + hi;
             }
 
-            return i;
+            sum += Vector256.Sum(s);
         }
-    }
 
-    /// <summary>sum += g * (x - mu), the product in float; mu per element (<paramref name="mu"/>) or one value.</summary>
-    private readonly struct DotCenteredLoop(float* g, float* x, float* mu, float muValue, double* sum, bool elementWise) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
+        for (; i < n; i++)
         {
-            TV m = TL.Splat(muValue);
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TV centered = TL.Subtract(TL.Load(x + i), mu == null ? m : TL.Load(mu + i));
-                TL.AddWidened(elementWise ? sum + i : sum, TL.Multiply(TL.Load(g + i), centered));
-            }
-
-            return i;
+            sum += g[i] * (x[i] - mu);
         }
+
+        return sum;
     }
 
     private static void ScaleShift(float* x, float* y, int n, float scale, float shift)

@@ -164,12 +164,6 @@ internal unsafe interface ILanes<TV>
 
     static abstract float Sum(TV a);
 
-    /// <summary>acc[j] += v[j] in double, for each of the <see cref="Count"/> lanes (sums that must not lose float bits).</summary>
-    static abstract void AddWidened(double* acc, TV v);
-
-    /// <summary>acc[j] = v[j] * v[j] + acc[j] in double with one rounding, for each lane.</summary>
-    static abstract void AddSquaresWidened(double* acc, TV v);
-
     static abstract TV Divide(TV a, TV b);
 
     /// <summary>IEEE minimum (NaN propagates), as <see cref="MathF.Min(float, float)"/>.</summary>
@@ -245,22 +239,6 @@ internal unsafe struct Lanes512 : ILanes<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector512<float> a) => Vector512.Sum(a);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddWidened(double* acc, Vector512<float> v)
-    {
-        var (lo, hi) = Vector512.Widen(v);
-        (Vector512.Load(acc) + lo).Store(acc);
-        (Vector512.Load(acc + (Count / 2)) + hi).Store(acc + (Count / 2));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddSquaresWidened(double* acc, Vector512<float> v)
-    {
-        var (lo, hi) = Vector512.Widen(v);
-        Vector512.FusedMultiplyAdd(lo, lo, Vector512.Load(acc)).Store(acc);
-        Vector512.FusedMultiplyAdd(hi, hi, Vector512.Load(acc + (Count / 2))).Store(acc + (Count / 2));
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
@@ -341,22 +319,6 @@ internal unsafe struct Lanes256 : ILanes<Vector256<float>>
     public static float Sum(Vector256<float> a) => Vector256.Sum(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddWidened(double* acc, Vector256<float> v)
-    {
-        var (lo, hi) = Vector256.Widen(v);
-        (Vector256.Load(acc) + lo).Store(acc);
-        (Vector256.Load(acc + (Count / 2)) + hi).Store(acc + (Count / 2));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddSquaresWidened(double* acc, Vector256<float> v)
-    {
-        var (lo, hi) = Vector256.Widen(v);
-        Vector256.FusedMultiplyAdd(lo, lo, Vector256.Load(acc)).Store(acc);
-        Vector256.FusedMultiplyAdd(hi, hi, Vector256.Load(acc + (Count / 2))).Store(acc + (Count / 2));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -428,22 +390,6 @@ internal unsafe struct Lanes128 : ILanes<Vector128<float>>
     public static float Sum(Vector128<float> a) => Vector128.Sum(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddWidened(double* acc, Vector128<float> v)
-    {
-        var (lo, hi) = Vector128.Widen(v);
-        (Vector128.Load(acc) + lo).Store(acc);
-        (Vector128.Load(acc + (Count / 2)) + hi).Store(acc + (Count / 2));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddSquaresWidened(double* acc, Vector128<float> v)
-    {
-        var (lo, hi) = Vector128.Widen(v);
-        Vector128.FusedMultiplyAdd(lo, lo, Vector128.Load(acc)).Store(acc);
-        Vector128.FusedMultiplyAdd(hi, hi, Vector128.Load(acc + (Count / 2))).Store(acc + (Count / 2));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -505,12 +451,6 @@ internal unsafe struct Lanes1 : ILanes<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(float a) => a;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddWidened(double* acc, float v) => *acc += v;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void AddSquaresWidened(double* acc, float v) => *acc = Math.FusedMultiplyAdd((double)v, v, *acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Divide(float a, float b) => a / b;
