@@ -146,7 +146,7 @@ public static class BranchDiversity
             var bn = BatchNormStats.From(branches[b].Bn);
             for (int o = 0; o < channels; o++)
             {
-                stds[b, o] = Math.Sqrt(bn.Var[o] + bn.Eps);
+                stds[b, o] = bn.Std(o);
                 scales[b, o] = bn.Gamma[o] / stds[b, o];
             }
         }

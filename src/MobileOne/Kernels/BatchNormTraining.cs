@@ -101,7 +101,7 @@ public static unsafe class BatchNormTraining
             {
                 int c = p % channels;
                 long off = (long)p * plane;
-                ScaleShift((float*)xp + off, (float*)yp + off, plane, ((float*)sp)[c], ((float*)bp)[c]);
+                Elementwise.ScaleShift((float*)xp + off, (float*)yp + off, plane, ((float*)sp)[c], ((float*)bp)[c]);
             }
         }, minPerPart: 16);
     }
@@ -489,29 +489,6 @@ public static unsafe class BatchNormTraining
         }
 
         return sum;
-    }
-
-    private static void ScaleShift(float* x, float* y, int n, float scale, float shift)
-    {
-        var loop = new ScaleShiftLoop(x, y, scale, shift);
-        Lanes.Run(ref loop, n);
-    }
-
-    private readonly struct ScaleShiftLoop(float* x, float* y, float scale, float shift) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            TV s = TL.Splat(scale), b = TL.Splat(shift);
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TL.Store(y + i, TL.Fma(s, TL.Load(x + i), b));
-            }
-
-            return i;
-        }
     }
 
     private readonly record struct GradCoefficients(float K1, float MeanDy, float K2, float Mean);

@@ -37,7 +37,7 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            var loop = new ScaleShiftLoop(p, 1f, value, fused: false);
+            var loop = new ScaleShiftLoop(p, p, 1f, value, fused: false);
             Lanes.Run(ref loop, x.Length);
         }
     }
@@ -47,9 +47,15 @@ public static unsafe class Elementwise
     {
         fixed (float* p = x)
         {
-            var loop = new ScaleShiftLoop(p, scale, shift, fused: true);
-            Lanes.Run(ref loop, x.Length);
+            ScaleShift(p, p, x.Length, scale, shift);
         }
+    }
+
+    /// <summary>y[i] = x[i] * scale + shift (one rounding) for <paramref name="n"/> floats; y may be x.</summary>
+    internal static void ScaleShift(float* x, float* y, int n, float scale, float shift)
+    {
+        var loop = new ScaleShiftLoop(x, y, scale, shift, fused: true);
+        Lanes.Run(ref loop, n);
     }
 
     public static void Scale(Span<float> x, float scale)
@@ -57,7 +63,7 @@ public static unsafe class Elementwise
         fixed (float* p = x)
         {
             // + (-0) is the exact identity (it keeps a -0 product), so this is x * scale bit for bit.
-            var loop = new ScaleShiftLoop(p, scale, -0f, fused: false);
+            var loop = new ScaleShiftLoop(p, p, scale, -0f, fused: false);
             Lanes.Run(ref loop, x.Length);
         }
     }
@@ -125,8 +131,8 @@ public static unsafe class Elementwise
         }
     }
 
-    /// <summary>x * scale + shift: fused (one rounding), or a multiply then an add (exactly x * scale, or x + shift).</summary>
-    private readonly struct ScaleShiftLoop(float* x, float scale, float shift, bool fused) : IWidthLoop
+    /// <summary>y = x * scale + shift: fused (one rounding), or a multiply then an add (exactly x * scale, or x + shift).</summary>
+    private readonly struct ScaleShiftLoop(float* x, float* y, float scale, float shift, bool fused) : IWidthLoop
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public int Run<TV, TL>(int i, int n)
@@ -137,7 +143,7 @@ public static unsafe class Elementwise
             for (; i + TL.Count <= n; i += TL.Count)
             {
                 TV v = TL.Load(x + i);
-                TL.Store(x + i, fused ? TL.Fma(v, s, b) : TL.Add(TL.Multiply(v, s), b));
+                TL.Store(y + i, fused ? TL.Fma(v, s, b) : TL.Add(TL.Multiply(v, s), b));
             }
 
             return i;

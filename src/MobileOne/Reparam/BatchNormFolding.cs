@@ -9,6 +9,9 @@ internal readonly record struct BatchNormStats(float[] Gamma, float[] Beta, floa
         new(bn.Weight.Value.Data, bn.Bias.Value.Data, bn.RunningMean.Data, bn.RunningVar.Data, bn.Eps);
 
     public int Channels => Gamma.Length;
+
+    /// <summary>sqrt(var + eps) of channel <paramref name="channel"/>, in double: what the fold divides by.</summary>
+    public double Std(int channel) => Math.Sqrt(Var[channel] + Eps);
 }
 
 /// <summary>
@@ -32,8 +35,7 @@ internal static class BatchNormFolding
         var bias = new double[outChannels];
         for (int o = 0; o < outChannels; o++)
         {
-            double std = Math.Sqrt(bn.Var[o] + bn.Eps);
-            double t = bn.Gamma[o] / std;
+            double t = bn.Gamma[o] / bn.Std(o);
             for (int i = 0; i < perChannel; i++)
             {
                 weight[(o * perChannel) + i] = kernel[(o * perChannel) + i] * t;
