@@ -140,13 +140,16 @@ internal sealed class ClassificationServer : IAsyncDisposable
         Interlocked.Increment(ref _answered);
     }
 
-    private static IResult Page()
+    // The embedded page, read once rather than on every GET /.
+    private static readonly Lazy<string> PageHtml = new(() =>
     {
         using var stream = typeof(ClassificationServer).Assembly.GetManifestResourceStream(PageResource)
             ?? throw new InvalidOperationException($"The page resource {PageResource} is missing from the build.");
         using var reader = new StreamReader(stream);
-        return Results.Content(reader.ReadToEnd(), "text/html; charset=utf-8", Encoding.UTF8);
-    }
+        return reader.ReadToEnd();
+    });
+
+    private static IResult Page() => Results.Content(PageHtml.Value, "text/html; charset=utf-8", Encoding.UTF8);
 
     // Messages quote content types and names: written as they are ('), not as \u0027. Nothing here is embedded in
     // HTML (the page sets textContent).
