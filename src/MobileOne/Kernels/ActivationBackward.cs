@@ -27,6 +27,25 @@ public static unsafe class ActivationBackward
         });
     }
 
+    /// <summary>
+    /// ReLU6's backward: dx = dy where 0 &lt; y &lt; 6, else 0 (PyTorch's hardtanh backward: no gradient at either
+    /// bound). dx may alias dy.
+    /// </summary>
+    public static void Relu6(float* dy, float* y, float* dx, long length)
+    {
+        nint dyp = (nint)dy, yp = (nint)y, dxp = (nint)dx;
+        int chunks = (int)((length + Chunk - 1) / Chunk);
+        ComputeThreads.For(chunks, (c0, c1) =>
+        {
+            long s = (long)c0 * Chunk, e = Math.Min(length, (long)c1 * Chunk);
+            for (long p = s; p < e; p += Chunk)
+            {
+                var loop = new Relu6MaskLoop((float*)dyp + p, (float*)yp + p, (float*)dxp + p);
+                Lanes.Run(ref loop, (int)Math.Min(Chunk, e - p));
+            }
+        });
+    }
+
     /// <summary>y[p] = x[p] * gate[p] for every plane p of <paramref name="plane"/> floats, then ReLU when asked.</summary>
     public static void ScalePlanes(float* x, float* gate, float* y, int planes, int plane, bool relu)
     {
@@ -86,6 +105,24 @@ public static unsafe class ActivationBackward
             for (; i + TL.Count <= n; i += TL.Count)
             {
                 TL.Store(dx + i, TL.WherePositive(TL.Load(y + i), TL.Load(dy + i)));
+            }
+
+            return i;
+        }
+    }
+
+    private readonly struct Relu6MaskLoop(float* dy, float* y, float* dx) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV six = TL.Splat(6f);
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                TV yv = TL.Load(y + i);
+                TL.Store(dx + i, TL.WherePositive(yv, TL.WherePositive(TL.Subtract(six, yv), TL.Load(dy + i))));
             }
 
             return i;

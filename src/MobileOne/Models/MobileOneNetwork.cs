@@ -1,3 +1,4 @@
+using MobileOne.Graph;
 using MobileOne.Kernels;
 using MobileOne.Nn;
 using MobileOne.Tensors;
@@ -11,7 +12,7 @@ public sealed record NetworkOutput(Tensor Logits, IReadOnlyList<(string Name, Te
 /// A whole MobileOne network, train-time (unfused) or fused. State names are timm's:
 /// stem., stages.{s}.{b}., head.fc.
 /// </summary>
-public sealed class MobileOneNetwork : Module
+public sealed class MobileOneNetwork : ClassifierNetwork
 {
     private readonly ActivationBuffer pooled = new();
     private readonly ActivationBuffer gradFeatures = new();
@@ -42,7 +43,16 @@ public sealed class MobileOneNetwork : Module
     public MobileOneConfig Config { get; }
 
     /// <summary>Whether every block is fused.</summary>
-    public bool IsFused { get; }
+    public override bool IsFused { get; }
+
+    /// <summary>timm's name ("mobileone_s0".."mobileone_s4") when the backbone is a published variant's (k ignored once fused), else "mobileone_custom".</summary>
+    public override string Architecture => "mobileone_" + Config.MatchVariantName(ignoreBranches: IsFused);
+
+    /// <inheritdoc/>
+    public override int InChans => Config.InChans;
+
+    /// <inheritdoc/>
+    public override int NumClasses => Config.NumClasses;
 
     /// <summary>The stem (timm's stem.).</summary>
     public MobileOneBlock Stem { get; }
@@ -70,7 +80,7 @@ public sealed class MobileOneNetwork : Module
     }
 
     /// <summary>Logits [N, num_classes] of an NCHW batch (eval mode unless <see cref="Module.Train"/> was called).</summary>
-    public Tensor Forward(Tensor input) => Forward(input, withFeatures: false).Logits;
+    public override Tensor Forward(Tensor input) => Forward(input, withFeatures: false).Logits;
 
     /// <summary>
     /// Forward pass. Features are named stem, stage1..stage4 (stage k is timm's stages.{k-1}).
@@ -113,7 +123,7 @@ public sealed class MobileOneNetwork : Module
     /// head, global pooling, stages in reverse, stem. Accumulates into every <see cref="Parameter.Grad"/>. Returns the
     /// gradient with respect to the input images only when <paramref name="inputGradient"/> is true.
     /// </summary>
-    public Tensor? Backward(Tensor gradLogits, bool inputGradient = false)
+    public override Tensor? Backward(Tensor gradLogits, bool inputGradient = false)
     {
         var features = savedFeatures ?? throw new InvalidOperationException("MobileOneNetwork.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
         var gradPooled = Head.Backward(gradLogits)!;
@@ -137,8 +147,8 @@ public sealed class MobileOneNetwork : Module
         return Stem.Backward(grad, inputGradient);
     }
 
-    /// <summary>Multiply-accumulates for one image of size x size (convolutions, SE and the classifier), counted on <see cref="MobileOneGraph.ToGraph"/>.</summary>
-    public long MultiplyAccumulates(int size) => this.ToGraph().MultiplyAccumulates(size, size);
+    /// <summary>The graph of <see cref="MobileOneGraph.ToGraph"/> (logits only).</summary>
+    public override LayerGraph ToGraph() => MobileOneGraph.ToGraph(this);
 
     /// <inheritdoc/>
     public override IEnumerable<StateEntry> State(string prefix = "") =>

@@ -246,6 +246,69 @@ internal static class DoubleReference
         return Linear(pooled, n, c, p["head.fc.weight"], p["head.fc.bias"], network.Config.NumClasses);
     }
 
+    /// <summary>
+    /// A zoo network's operations evaluated from their definitions (only the operation list is read from the network:
+    /// its layer types, shapes and wiring), with the parameters of <paramref name="p"/>.
+    /// </summary>
+    public static double[] Zoo(double[] x, int n, int size, MobileOne.Models.Zoo.ZooNetwork network, Dictionary<string, double[]> p, bool training)
+    {
+        var values = new List<(double[] Data, int C, int H, int W)> { (x, network.InChans, size, size) };
+        foreach (var op in network.Operations)
+        {
+            var a = values[op.Inputs[0]];
+            values.Add(op switch
+            {
+                MobileOne.Models.Zoo.ConvOp conv => ConvValue(a, n, conv.Conv, p, conv.Name),
+                MobileOne.Models.Zoo.BatchNormOp bn => (BatchNorm(a.Data, n, a.C, a.H * a.W, p, bn.Name + ".", training), a.C, a.H, a.W),
+                MobileOne.Models.Zoo.ActivationOp act => (act.Kind == MobileOne.Kernels.ActivationKind.Relu ? Relu(a.Data) : a.Data.Select(v => Math.Min(Math.Max(v, 0), 6)).ToArray(), a.C, a.H, a.W),
+                MobileOne.Models.Zoo.AddOp => (op.Inputs.Select(i => values[i].Data).Aggregate((s, t) => s.Zip(t, (u, v) => u + v).ToArray()), a.C, a.H, a.W),
+                MobileOne.Models.Zoo.MaxPoolOp pool => MaxPool(a, n, pool.Kernel, pool.Stride, pool.Padding),
+                MobileOne.Models.Zoo.GlobalPoolOp => (GlobalAverage(a.Data, n, a.C, a.H * a.W), a.C, 1, 1),
+                MobileOne.Models.Zoo.LinearOp fc => (Linear(a.Data, n, a.C, p[fc.Name + ".weight"], p[fc.Name + ".bias"], fc.Linear.OutFeatures), fc.Linear.OutFeatures, 1, 1),
+                _ => throw new NotSupportedException(op.GetType().Name),
+            });
+        }
+
+        return values[^1].Data;
+    }
+
+    private static (double[], int, int, int) ConvValue((double[] Data, int C, int H, int W) a, int n, Conv2d conv, Dictionary<string, double[]> p, string name)
+    {
+        var y = Conv(a.Data, n, a.C, a.H, a.W, p[name + ".weight"], conv.OutChannels, conv.KernelSize, conv.Stride, conv.Padding, conv.Groups, conv.Bias is null ? null : p[name + ".bias"], out int ho, out int wo);
+        return (y, conv.OutChannels, ho, wo);
+    }
+
+    private static (double[], int, int, int) MaxPool((double[] Data, int C, int H, int W) a, int n, int k, int stride, int pad)
+    {
+        int oh = ((a.H + (2 * pad) - k) / stride) + 1, ow = ((a.W + (2 * pad) - k) / stride) + 1;
+        var y = new double[n * a.C * oh * ow];
+        for (int plane = 0; plane < n * a.C; plane++)
+        {
+            for (int oy = 0; oy < oh; oy++)
+            {
+                for (int ox = 0; ox < ow; ox++)
+                {
+                    double best = double.NegativeInfinity;
+                    for (int ky = 0; ky < k; ky++)
+                    {
+                        for (int kx = 0; kx < k; kx++)
+                        {
+                            int iy = (oy * stride) - pad + ky, ix = (ox * stride) - pad + kx;
+                            if (iy >= 0 && iy < a.H && ix >= 0 && ix < a.W)
+                            {
+                                best = Math.Max(best, a.Data[(plane * a.H * a.W) + (iy * a.W) + ix]);
+                            }
+                        }
+                    }
+
+                    y[(plane * oh * ow) + (oy * ow) + ox] = best;
+                }
+            }
+        }
+
+        return (y, a.C, oh, ow);
+    }
+
     public static double Dot(double[] a, float[] b)
     {
         Assert.Equal(a.Length, b.Length);

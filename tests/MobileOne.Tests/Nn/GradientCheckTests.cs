@@ -382,7 +382,7 @@ public class GradientCheckTests
         Assert.Contains("must have shape [1, 3, 4, 4]", Assert.Throws<ArgumentException>(() => conv.Backward(new Tensor(1, 3, 4, 5))).Message);
     }
 
-    private static Tensor Random(Random rng, params int[] shape)
+    internal static Tensor Random(Random rng, params int[] shape)
     {
         var t = new Tensor(shape);
         for (int i = 0; i < t.Length; i++)
@@ -407,7 +407,7 @@ public class GradientCheckTests
         }
     }
 
-    private static void AssertClose(double[] expected, float[] actual, string what)
+    internal static void AssertClose(double[] expected, float[] actual, string what)
     {
         double scale = Math.Max(1e-3, expected.Max(Math.Abs));
         double diff = Reference.MaxAbsDiff(actual, expected);
