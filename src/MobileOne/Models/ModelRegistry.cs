@@ -48,16 +48,32 @@ public sealed record ModelEntry(string Name, string Family, PretrainedConfig Pre
                 WeightInit.Initialize(mobileOne, seed);
                 return mobileOne;
             default:
-                var zoo = Family switch
-                {
-                    "repvgg" => RepVgg.Create(Name, numClasses, inChans, fused),
-                    "resnet" => ResNet.Create(Name, numClasses, inChans),
-                    _ => MobileNet.Create(Name, numClasses, inChans),
-                };
+                var zoo = CreateUninitialized(numClasses, inChans, fused);
                 zoo.Initialize(seed);
                 return zoo;
         }
     }
+
+    /// <summary>A zoo network with zero weights, for a checkpoint to fill (MobileOne checkpoints have their own loader).</summary>
+    internal ZooNetwork CreateUninitialized(int numClasses, int inChans, bool fused) => Family switch
+    {
+        "mobileone" => throw new InvalidOperationException("MobileOne networks are built from their inferred configuration."),
+        "repvgg" => RepVgg.Create(Name, numClasses, inChans, fused),
+        "resnet" => ResNet.Create(Name, numClasses, inChans),
+        _ => MobileNet.Create(Name, numClasses, inChans),
+    };
+
+    /// <summary>
+    /// The state names and shapes of a zoo network (not MobileOne, whose architecture is inferred from the shapes
+    /// instead), in timm's order, without allocating anything: what a checkpoint is matched against.
+    /// </summary>
+    public IReadOnlyList<(string Name, int[] Shape)> ZooStateShapes(int numClasses, int inChans, bool fused) => Family switch
+    {
+        "mobileone" => throw new InvalidOperationException("MobileOne's architecture is inferred from a checkpoint's shapes (ConfigInference)."),
+        "repvgg" => RepVgg.StateShapes(Name, numClasses, inChans, fused),
+        "resnet" => ResNet.StateShapes(Name, numClasses, inChans),
+        _ => MobileNet.StateShapes(Name, numClasses, inChans),
+    };
 }
 
 /// <summary>Every architecture the project builds, by timm's name (<c>mobileone models</c> lists them).</summary>

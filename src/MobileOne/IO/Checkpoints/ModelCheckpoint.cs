@@ -37,6 +37,23 @@ public static class ModelCheckpoint
         return FromTensorFile(file, path, format);
     }
 
+    /// <summary>
+    /// Loads a classifier of any family: a zoo network (RepVGG, ResNet, MobileNet V1/V2 in timm's names, variant
+    /// matched by <see cref="ZooCheckpoint"/>) or a MobileOne network (as <see cref="Load"/>).
+    /// </summary>
+    public static LoadedClassifier LoadClassifier(string path)
+    {
+        var (file, format) = CheckpointFile.Read(path);
+        var shapes = file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
+        if (ZooCheckpoint.DetectFamily(shapes) is not null)
+        {
+            return ZooCheckpoint.FromTensorFile(file, path, format);
+        }
+
+        var loaded = FromTensorFile(file, path, format);
+        return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused);
+    }
+
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
     public static LoadedModel FromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
@@ -85,7 +102,7 @@ public static class ModelCheckpoint
             }
 
             used.Add(entry.Name);
-            Assign(entry, file.Tensors[fileKey], path, fileKey, config);
+            Assign(entry, file.Tensors[fileKey], path, fileKey, $"{config.Name} model ({config})");
         }
 
         if (missing.Count > 0)
@@ -103,8 +120,13 @@ public static class ModelCheckpoint
     }
 
     /// <summary>The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as I64.</summary>
-    public static TensorFile ToTensorFile(MobileOneNetwork network, KeyLayout layout, DType floatType = DType.F32)
+    public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32)
     {
+        if (network is not MobileOneNetwork && layout != KeyLayout.Timm)
+        {
+            throw new ArgumentException($"{network.Architecture} has timm's names only; {layout} names are MobileOne's.", nameof(layout));
+        }
+
         var file = new TensorFile();
         foreach (var entry in network.State())
         {
@@ -119,19 +141,23 @@ public static class ModelCheckpoint
     }
 
     /// <summary>Saves <paramref name="network"/> (train-time or fused) to <paramref name="path"/> in <paramref name="layout"/>'s names; the format follows the extension (.safetensors, or .pth/.pth.tar/.pt for torch.save) unless <paramref name="format"/> is given.</summary>
-    public static void Save(MobileOneNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
+    public static void Save(ClassifierNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
     {
         var chosen = format ?? CheckpointFormats.ForOutputPath(path);
         CheckpointFile.Write(path, ToTensorFile(network, layout), chosen);
     }
 
-    private static void Assign(StateEntry entry, StoredTensor stored, string path, string fileKey, MobileOneConfig config)
+    /// <summary>
+    /// Copies one stored tensor into a state entry: the shape must match, counters must be integers and weights
+    /// floating point, finite, and running variances non-negative (<paramref name="model"/> names the model in messages).
+    /// </summary>
+    internal static void Assign(StateEntry entry, StoredTensor stored, string path, string fileKey, string model)
     {
         if (!stored.Shape.AsSpan().SequenceEqual(entry.Value.Shape))
         {
             throw new CheckpointException(
                 path,
-                $"has shape {Tensor.FormatShape(stored.Shape)}, but the inferred {config.Name} model ({config}) expects {entry.Value.ShapeString}.",
+                $"has shape {Tensor.FormatShape(stored.Shape)}, but the inferred {model} expects {entry.Value.ShapeString}.",
                 fileKey);
         }
 

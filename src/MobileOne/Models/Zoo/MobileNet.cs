@@ -40,9 +40,23 @@ public static class MobileNet
     /// <summary>The network <paramref name="architecture"/> (a key of <see cref="Variants"/>), zero weights until initialised.</summary>
     public static ZooNetwork Create(string architecture, int numClasses = 1000, int inChans = 3)
     {
+        var b = new NetworkBuilder(architecture, inChans, groupedFanOut: true);
+        Write(b, architecture, numClasses);
+        return b.Build();
+    }
+
+    /// <summary>The state names and shapes of <see cref="Create"/>'s network, without allocating it.</summary>
+    public static IReadOnlyList<(string Name, int[] Shape)> StateShapes(string architecture, int numClasses = 1000, int inChans = 3)
+    {
+        var b = new NetworkBuilder(architecture, inChans, groupedFanOut: true, allocate: false);
+        Write(b, architecture, numClasses);
+        return b.StateShapes;
+    }
+
+    private static void Write(NetworkBuilder b, string architecture, int numClasses)
+    {
         var (version, multiplier) = Variants[architecture];
         int Round(int channels) => MakeDivisible(channels * multiplier);
-        var b = new NetworkBuilder(architecture, inChans, groupedFanOut: true);
         int x = Relu6(b, "bn1.act", b.ConvBn("conv_stem", "bn1", NetworkBuilder.Input, Round(32), 3, stride: 2));
         if (version == 1)
         {
@@ -73,7 +87,6 @@ public static class MobileNet
 
         double bound = 1 / Math.Sqrt(numClasses);
         b.Head("global_pool", "classifier", x, numClasses, new LayerInit(string.Empty, Uniform: true, 0, bound));
-        return b.Build();
     }
 
     /// <summary>timm's DepthwiseSeparableConv: depthwise 3x3 + BN + ReLU6, pointwise + BN (+ ReLU6 in V1's 'dsa'); V1's has no skip.</summary>

@@ -29,8 +29,22 @@ public static class RepVgg
     /// </summary>
     public static ZooNetwork Create(string architecture, int numClasses = 1000, int inChans = 3, bool fused = false)
     {
-        var (depths, factors, stemWidth) = Variants[architecture];
         var b = new NetworkBuilder(architecture, inChans, groupedFanOut: true);
+        Write(b, architecture, numClasses, fused);
+        return b.Build(fused);
+    }
+
+    /// <summary>The state names and shapes of <see cref="Create"/>'s network, without allocating it.</summary>
+    public static IReadOnlyList<(string Name, int[] Shape)> StateShapes(string architecture, int numClasses = 1000, int inChans = 3, bool fused = false)
+    {
+        var b = new NetworkBuilder(architecture, inChans, groupedFanOut: true, allocate: false);
+        Write(b, architecture, numClasses, fused);
+        return b.StateShapes;
+    }
+
+    private static void Write(NetworkBuilder b, string architecture, int numClasses, bool fused)
+    {
+        var (depths, factors, stemWidth) = Variants[architecture];
         int x = Block(b, "stem.", NetworkBuilder.Input, stemWidth, 2, fused);
         for (int s = 0; s < depths.Length; s++)
         {
@@ -42,7 +56,6 @@ public static class RepVgg
         }
 
         b.Head("head.global_pool", "head.fc", x, numClasses, new LayerInit(string.Empty, Uniform: false, 0, 0.01));
-        return b.Build(fused);
     }
 
     /// <summary>One block; timm registers identity, conv_kxk, conv_1x1 in that order.</summary>

@@ -22,8 +22,22 @@ public static class ResNet
     /// <summary>The network <paramref name="architecture"/> (a key of <see cref="Variants"/>), zero weights until initialised.</summary>
     public static ZooNetwork Create(string architecture, int numClasses = 1000, int inChans = 3)
     {
-        var (depths, bottleneck) = Variants[architecture];
         var b = new NetworkBuilder(architecture, inChans, groupedFanOut: false);
+        Write(b, architecture, numClasses);
+        return b.Build();
+    }
+
+    /// <summary>The state names and shapes of <see cref="Create"/>'s network, without allocating it.</summary>
+    public static IReadOnlyList<(string Name, int[] Shape)> StateShapes(string architecture, int numClasses = 1000, int inChans = 3)
+    {
+        var b = new NetworkBuilder(architecture, inChans, groupedFanOut: false, allocate: false);
+        Write(b, architecture, numClasses);
+        return b.StateShapes;
+    }
+
+    private static void Write(NetworkBuilder b, string architecture, int numClasses)
+    {
+        var (depths, bottleneck) = Variants[architecture];
         int x = b.Activation("act1", b.ConvBn("conv1", "bn1", NetworkBuilder.Input, 64, 7, stride: 2), ActivationKind.Relu);
         x = b.MaxPool("maxpool", x, 3, 2, 1);
         int expansion = bottleneck ? 4 : 1;
@@ -41,7 +55,6 @@ public static class ResNet
         int fanIn = b.Channels(x);
         double bound = 1 / Math.Sqrt(fanIn);
         b.Head("global_pool", "fc", x, numClasses, new LayerInit(string.Empty, Uniform: true, 0, bound, 0, bound));
-        return b.Build();
     }
 
     private static int BasicBlock(NetworkBuilder b, string p, int x, int planes, int stride)

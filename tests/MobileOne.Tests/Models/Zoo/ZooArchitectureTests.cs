@@ -123,6 +123,13 @@ public class ZooArchitectureTests
 
         Assert.True(expected.SequenceEqual(actual), $"{what}: first difference at {FirstDifference(expected, actual)}");
         Assert.Equal(timm.GetProperty("params").GetInt64(), network.ParameterCount());
+        if (network is ZooNetwork zoo)
+        {
+            var entry = ModelRegistry.Get(zoo.Architecture);
+            var described = entry.ZooStateShapes(zoo.NumClasses, zoo.InChans, zoo.IsFused).Select(e => $"{e.Name} [{string.Join(",", e.Shape)}]").ToList();
+            Assert.Equal(network.State().Select(e => $"{e.Name} [{string.Join(",", e.Value.Shape)}]"), described);
+        }
+
         LayerGraph graph = network.ToGraph();
         Assert.Equal(timm.GetProperty("params").GetInt64(), graph.Parameters());
         Assert.Equal(timm.GetProperty("macs_224").GetInt64(), graph.MultiplyAccumulates(224, 224));

@@ -1,0 +1,61 @@
+using MobileOne.Inference;
+using MobileOne.IO;
+using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Safetensors;
+using MobileOne.Kernels;
+using MobileOne.Models.Zoo;
+using MobileOne.Tests.Inference;
+
+namespace MobileOne.Tests.Models.Zoo;
+
+/// <summary>
+/// The zoo networks against timm: the checkpoints of ../shared/fixtures/zoo (random weights, randomized BatchNorm,
+/// fp16) load by name into the registry's networks, whose logits on the engine and on the training layers
+/// (gradients off) match timm's float64 references. They exercise what MobileOne does not: a 7x7 stem, max pooling,
+/// strided 1x1 shortcuts, residual adds after BatchNorm, ReLU6, inverted residuals.
+/// </summary>
+public sealed class ZooFixtureParityTests
+{
+    private static readonly Lazy<TensorFile> References = new(() => SafetensorsReader.Read(Zoo("zoo_reference.safetensors")));
+
+    [Theory]
+    [IsaData(IsaLevel.Avx512, "repvgg_a0_timm", "repvgg_a0")]
+    [IsaData(IsaLevel.Avx512, "repvgg_a0_timm_fused", "repvgg_a0")]
+    [IsaData(IsaLevel.Avx512, "resnet18_timm", "resnet18")]
+    [IsaData(IsaLevel.Avx512, "mobilenetv2_100_timm", "mobilenetv2_100")]
+    [IsaData(IsaLevel.Avx512, "mobilenetv1_100_timm", "mobilenetv1_100")]
+    [IsaData(IsaLevel.Avx2, "repvgg_a0_timm", "repvgg_a0")]
+    [IsaData(IsaLevel.Avx2, "resnet18_timm", "resnet18")]
+    [IsaData(IsaLevel.Avx2, "mobilenetv2_100_timm", "mobilenetv2_100")]
+    public void Timm_checkpoints_load_into_the_zoo_and_match_the_float64_reference_on_the_engine(IsaLevel isa, string fixture, string architecture)
+    {
+        var loaded = ModelCheckpoint.LoadClassifier(Zoo(fixture + ".safetensors"));
+        var network = Assert.IsType<ZooNetwork>(loaded.Network);
+        Assert.Equal(architecture, network.Architecture);
+        Assert.Equal(fixture.EndsWith("_fused", StringComparison.Ordinal), network.IsFused);
+        using var engine = CompiledModel.Compile(network.ToGraph(), new InferenceOptions { Isa = isa, Threads = 2 });
+        var logits = engine.Run(Input());
+        var expected = Expected(fixture);
+        Assert.Equal(expected.Shape, logits.Shape);
+        EngineTestSupport.AssertClose(expected.Data, logits.Data, $"{fixture} on {isa}");
+    }
+
+    [Theory]
+    [InlineData("repvgg_a0_timm")]
+    [InlineData("resnet18_timm")]
+    [InlineData("mobilenetv2_100_timm")]
+    [InlineData("mobilenetv1_100_timm")]
+    public void The_training_layers_without_gradients_match_the_same_reference(string fixture)
+    {
+        var network = ModelCheckpoint.LoadClassifier(Zoo(fixture + ".safetensors")).Network;
+        var logits = network.Forward(Input());
+        EngineTestSupport.AssertClose(Expected(fixture).Data, logits.Data, fixture + " (training layers)");
+    }
+
+    private static Tensors.Tensor Input() => References.Value.Tensors["input_224"].ToTensor();
+
+    private static Tensors.Tensor Expected(string fixture) =>
+        References.Value.Tensors[fixture == "repvgg_a0_timm_fused" ? "repvgg_a0_timm.logits_fused_224" : fixture + ".logits_224"].ToTensor();
+
+    private static string Zoo(string name) => Fixtures.Path(Path.Combine("zoo", name));
+}
