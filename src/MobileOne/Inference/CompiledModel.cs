@@ -89,11 +89,12 @@ public sealed unsafe class CompiledModel : IDisposable
     };
 
     /// <summary>
-    /// Compiles a MobileOne network in the form it is in: a train-time network runs as its multi-branch graph (every
-    /// branch with its own weights; reparameterize it first with <see cref="Reparameterizer.Fuse"/> to run the fused
-    /// network), a fused one as one convolution per block. The compiled model copies the weights.
+    /// Compiles a network of any family in the form it is in: a train-time MobileOne or RepVGG runs as its
+    /// multi-branch graph (every branch with its own weights; reparameterize it first with
+    /// <see cref="Reparameterizer.Fuse(ClassifierNetwork)"/> to run the fused network), a fused one as one convolution
+    /// per block. The compiled model copies the weights.
     /// </summary>
-    public static CompiledModel Compile(MobileOneNetwork network, InferenceOptions? options = null)
+    public static CompiledModel Compile(ClassifierNetwork network, InferenceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(network);
         return Compile(network.ToGraph(), options, null);
@@ -105,7 +106,7 @@ public sealed unsafe class CompiledModel : IDisposable
     /// </summary>
     public static CompiledModel Compile(LayerGraph graph, InferenceOptions? options = null) => Compile(graph, options, null);
 
-    internal static CompiledModel Compile(MobileOneNetwork network, InferenceOptions? options, GeneralConvolutionFactory? general)
+    internal static CompiledModel Compile(ClassifierNetwork network, InferenceOptions? options, GeneralConvolutionFactory? general)
     {
         ArgumentNullException.ThrowIfNull(network);
         return Compile(network.ToGraph(), options, general);

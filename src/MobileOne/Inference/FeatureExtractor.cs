@@ -8,7 +8,7 @@ namespace MobileOne.Inference;
 /// decoder): what timm's <c>create_model("mobileone_s0", features_only=True)</c> returns. <see cref="Run"/> gives the
 /// stage outputs at strides 4, 8, 16 and 32 (by default) as NCHW tensors [N, C_stage, ceil(H / stride), ceil(W / stride)];
 /// the classifier head is not run. The network runs in the form it is in: fuse it first
-/// (<see cref="Reparam.Reparameterizer.Fuse"/>) for speed; the maps of the fused and the train-time network agree to
+/// (<see cref="Reparam.Reparameterizer.Fuse(MobileOneNetwork)"/>) for speed; the maps of the fused and the train-time network agree to
 /// float32 rounding.
 /// <para>Thread safety and determinism are those of <see cref="CompiledModel"/>, which this wraps.</para>
 /// </summary>

@@ -1,10 +1,22 @@
 using MobileOne.Models;
+using MobileOne.Models.Zoo;
 
 namespace MobileOne.Reparam;
 
 /// <summary>Turns a train-time network into its fused inference form (timm's reparameterize_model).</summary>
 public static class Reparameterizer
 {
+    /// <summary>
+    /// A new fused network of any re-parameterizable family (MobileOne, RepVGG); the input is left untouched. Other
+    /// families have no fused form and are refused.
+    /// </summary>
+    public static ClassifierNetwork Fuse(ClassifierNetwork network) => network switch
+    {
+        MobileOneNetwork mobileOne => Fuse(mobileOne),
+        ZooNetwork zoo => RepVggFusion.Fuse(zoo),
+        _ => throw new ArgumentException($"{network.Architecture} has no fused form.", nameof(network)),
+    };
+
     /// <summary>A new fused network; the input is left untouched. A fused input is copied.</summary>
     public static MobileOneNetwork Fuse(MobileOneNetwork network)
     {
