@@ -13,6 +13,7 @@ public static class Program
     {
         var root = new RootCommand("MobileOne for .NET: build, fuse, convert, inspect and run MobileOne checkpoints (timm and Apple).");
         root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(ForwardCommand.Create());

@@ -29,6 +29,7 @@ internal static class BenchReport
             {
                 ["engine"] = r.Engine,
                 ["variant"] = r.Variant,
+                ["form"] = r.Form,
                 ["threads"] = r.Threads,
                 ["batch"] = r.Batch,
                 ["size"] = r.Size,

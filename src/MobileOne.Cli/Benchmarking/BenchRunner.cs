@@ -37,6 +37,9 @@ internal sealed class BenchModel
 
     public string Label { get; }
 
+    /// <summary>Which form is measured: "fused", "unfused" (train-time branches) or "plain" (a family without a fused form).</summary>
+    public string Form { get; init; } = "fused";
+
     public LayerGraph Graph { get; }
 
     public int InChannels => Graph.InputChannels;
@@ -79,6 +82,9 @@ internal sealed record BenchResult(
     int Warmup,
     long MacsPerImage)
 {
+    /// <summary>The model's form (see <see cref="BenchModel.Form"/>).</summary>
+    public string Form { get; init; } = "fused";
+
     /// <summary>With --profile, the managed engine's time per layer (each layer run as its own step).</summary>
     public IReadOnlyList<LayerProfile>? Profile { get; init; }
 }
@@ -137,6 +143,7 @@ internal static class BenchRunner
                     diffs[i], maxLogit, sorted.Length, warmupCounts[i], macs)
                 {
                     Profile = e is ManagedEngine ? profile : null,
+                    Form = model.Form,
                 };
             }).ToList();
         }

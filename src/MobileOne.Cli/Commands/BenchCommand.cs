@@ -5,6 +5,7 @@ using MobileOne.Cli.Benchmarking;
 using MobileOne.Cli.Rendering;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Models;
+using MobileOne.Models.Zoo;
 using MobileOne.Reparam;
 using MobileOne.Tensors;
 
@@ -19,7 +20,8 @@ internal static class BenchCommand
     public static Command Create()
     {
         var variant = new Option<string[]>("--variant") { Description = "s0..s4; repeat the option or give a comma list (default: all five)." };
-        var checkpoint = new Option<string?>("--checkpoint") { Description = "Benchmark this checkpoint (fused first) instead of seeded random S0..S4." };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "Benchmark this checkpoint of any family (fused first where it has a fused form) instead of seeded random S0..S4." };
+        var model = new Option<string[]>("--model") { Description = "Registry architectures (timm's names, see `mobileone models`) with seeded random weights; repeat or give a comma list." };
         var engines = new Option<string[]>("--engines") { Description = "managed, onnxruntime or both (comma list).", DefaultValueFactory = _ => ["managed,onnxruntime"] };
         var threads = new Option<string[]>("--threads") { Description = "Thread counts to measure, e.g. 1,2.", DefaultValueFactory = _ => ["1"] };
         var batch = new Option<string[]>("--batch") { Description = "Batch sizes to measure, e.g. 1,8.", DefaultValueFactory = _ => ["1"] };
@@ -34,7 +36,7 @@ internal static class BenchCommand
         var unfused = new Option<bool>("--unfused") { Description = "Time the train-time (multi-branch) graphs as they are, not fused: both engines run every branch." };
         var profile = new Option<bool>("--profile") { Description = "Also time every layer of the managed engine and print each layer's share (with --json: a profile array per managed row)." };
         var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same model (fused unless --unfused), input and thread budget.");
-        foreach (var option in new Option[] { variant, checkpoint, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa, unfused, profile })
+        foreach (var option in new Option[] { variant, checkpoint, model, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa, unfused, profile })
         {
             command.Options.Add(option);
         }
@@ -43,9 +45,11 @@ internal static class BenchCommand
         {
             string? checkpointPath = r.GetValue(checkpoint);
             var variants = List(r.GetValue(variant));
-            if (checkpointPath is not null && variants.Count > 0)
+            var entries = List(r.GetValue(model)).Select(n => ModelRegistry.Find(n)
+                ?? throw new ArgumentException($"--model: unknown model '{n}'; expected one of: {string.Join(", ", ModelRegistry.All.Select(e => e.Name))}.")).Distinct().ToList();
+            if ((checkpointPath is not null ? 1 : 0) + (variants.Count > 0 ? 1 : 0) + (entries.Count > 0 ? 1 : 0) > 1)
             {
-                throw new ArgumentException("Give either --variant or --checkpoint, not both.");
+                throw new ArgumentException("Give one of --variant, --model or --checkpoint.");
             }
 
             var managed = new InferenceOptions { ConvAlgorithm = Options.ConvAlgorithm(r.GetValue(convAlgo)), Isa = Options.Isa(r.GetValue(isa)) };
@@ -74,8 +78,8 @@ internal static class BenchCommand
                 BenchReport.CheckDocs(docsPath, r.GetValue(unfused) ? BenchReport.UnfusedSection : BenchReport.FusedSection);
             }
 
-            var configs = checkpointPath is null ? Variants(variants) : [];
-            var loaded = checkpointPath is null ? null : ModelCheckpoint.Load(checkpointPath);
+            var configs = checkpointPath is null && entries.Count == 0 ? Variants(variants) : [];
+            var loaded = checkpointPath is null ? null : ModelCheckpoint.LoadClassifier(checkpointPath);
 
             var machine = Machine.Describe();
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
@@ -88,17 +92,17 @@ internal static class BenchCommand
             var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore, managed, r.GetValue(profile));
             var results = new List<BenchResult>();
             var models = loaded is not null
-                ? [new BenchModel(Label(loaded.Network.Config.Name, keepBranches), loaded.Network.IsFused || keepBranches ? loaded.Network : Reparameterizer.Fuse(loaded.Network))]
-                : configs.Select(c => RandomModel(c, keepBranches));
-            foreach (var model in models)
+                ? [CheckpointModel(loaded, keepBranches)]
+                : entries.Count > 0 ? entries.Select(e => RegistryModel(e, keepBranches)) : configs.Select(c => RandomModel(c, keepBranches));
+            foreach (var benchModel in models)
             {
                 foreach (int t in threadCounts)
                 {
                     foreach (int b in batchSizes)
                     {
-                        var measured = BenchRunner.Measure(model, t, b, settings);
+                        var measured = BenchRunner.Measure(benchModel, t, b, settings);
                         results.AddRange(measured);
-                        Console.Error.WriteLine($"{model.Label} threads {t} batch {b}: " + string.Join(", ", measured.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Engine} {m.MedianMs:0.###} ms ({m.Iterations} runs, max |diff| {m.MaxAbsDiff:0.#e+0})"))));
+                        Console.Error.WriteLine($"{benchModel.Label} threads {t} batch {b}: " + string.Join(", ", measured.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Engine} {m.MedianMs:0.###} ms ({m.Iterations} runs, max |diff| {m.MaxAbsDiff:0.#e+0})"))));
                     }
                 }
             }
@@ -132,6 +136,49 @@ internal static class BenchCommand
 
     private static string Label(string name, bool unfused) => unfused ? name + " unfused" : name;
 
+    /// <summary>A checkpoint's network, fused first where its family has a fused form (unless --unfused).</summary>
+    private static BenchModel CheckpointModel(LoadedClassifier loaded, bool unfused)
+    {
+        var network = loaded.Network;
+        bool fusable = network is MobileOneNetwork || ModelRegistry.Get(network.Architecture).Reparameterizable;
+        if (!fusable)
+        {
+            return new BenchModel(network.Architecture, network.ToGraph()) { Form = "plain" };
+        }
+
+        string name = loaded.MobileOne?.Config.Name ?? network.Architecture;
+        var measured = network.IsFused || unfused ? network : Reparameterizer.Fuse(network);
+        return measured is MobileOneNetwork m
+            ? new BenchModel(Label(name, unfused), m) { Form = unfused ? "unfused" : "fused" }
+            : new BenchModel(Label(name, unfused), measured.ToGraph()) { Form = unfused ? "unfused" : "fused" };
+    }
+
+    /// <summary>
+    /// A registry architecture with timm's seeded initialisation and BatchNorm statistics measured on a random batch
+    /// (so activations stay near unit scale and max |diff| between engines means something); fused where the family
+    /// has a fused form, unless --unfused.
+    /// </summary>
+    private static BenchModel RegistryModel(ModelEntry entry, bool unfused)
+    {
+        if (entry.Family == "mobileone")
+        {
+            var bench = RandomModel(MobileOneConfig.ByName(entry.Name["mobileone_".Length..]), unfused);
+            return new BenchModel(Label(entry.Name, unfused), bench.Graph) { Form = bench.Form };
+        }
+
+        var network = (ZooNetwork)entry.Create(seed: WeightSeed);
+        var calibration = new Tensor(4, network.InChans, 128, 128);
+        WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
+        WeightInit.CalibrateBatchNorm(network, calibration);
+        if (!entry.Reparameterizable)
+        {
+            return new BenchModel(entry.Name, network.ToGraph()) { Form = "plain" };
+        }
+
+        var measured = unfused ? network : Reparameterizer.Fuse(network);
+        return new BenchModel(Label(entry.Name, unfused), measured.ToGraph()) { Form = unfused ? "unfused" : "fused" };
+    }
+
     private static BenchModel RandomModel(MobileOneConfig config, bool unfused)
     {
         // Seeded train-time weights with random BatchNorm affine terms, fused (what a user would deploy) unless the
@@ -157,7 +204,7 @@ internal static class BenchCommand
         var calibration = new Tensor(4, config.InChans, 128, 128);
         WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
         WeightInit.CalibrateBatchNorm(network, calibration);
-        return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network));
+        return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network)) { Form = unfused ? "unfused" : "fused" };
     }
 
     internal static int? OptionalInt(string? text, string option, int min, string expected)

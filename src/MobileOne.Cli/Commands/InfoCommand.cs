@@ -21,8 +21,23 @@ internal static class InfoCommand
         CommandAction.Set(command, r =>
         {
             int imageSize = Options.Positive(r.GetValue(size), "--size");
-            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
-            var summary = CheckpointSummary.Describe(loaded.Info, imageSize);
+            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            if (loaded.MobileOneInfo is null)
+            {
+                var zoo = ZooSummary(loaded, imageSize);
+                if (r.GetValue(json))
+                {
+                    Report.WriteJson(zoo.Json);
+                }
+                else
+                {
+                    zoo.Report.Write();
+                }
+
+                return 0;
+            }
+
+            var summary = CheckpointSummary.Describe(loaded.MobileOneInfo, imageSize);
             if (r.GetValue(json))
             {
                 Report.WriteJson(summary.ToJson());
@@ -35,6 +50,41 @@ internal static class InfoCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>A zoo checkpoint: the same fields as MobileOne's where they apply (the fused counts only for RepVGG).</summary>
+    private static (JsonObject Json, Report Report) ZooSummary(LoadedClassifier loaded, int imageSize)
+    {
+        var network = loaded.Network;
+        var entry = ModelRegistry.Get(network.Architecture);
+        var stats = ModelStatistics.Compute(entry, imageSize, network.NumClasses, network.InChans);
+        bool fusable = entry.Reparameterizable;
+        var json = new JsonObject
+        {
+            ["path"] = loaded.Path,
+            ["format"] = CheckpointFormats.Name(loaded.Format),
+            ["scheme"] = "timm",
+            ["fused"] = loaded.Fused,
+            ["variant"] = entry.Name,
+            ["family"] = entry.Family,
+            ["num_classes"] = network.NumClasses,
+            ["in_chans"] = network.InChans,
+            ["image_size"] = imageSize,
+            ["params_unfused"] = stats.ParamsUnfused,
+            ["params_fused"] = fusable ? stats.ParamsFused : null,
+            ["macs_unfused"] = stats.MacsUnfused,
+            ["macs_fused"] = fusable ? stats.MacsFused : null,
+        };
+        var report = new Report(loaded.Path)
+            .Add("format", CheckpointFormats.Name(loaded.Format))
+            .Add("scheme", "timm")
+            .Add("variant", $"{entry.Name} ({entry.Family})")
+            .Add("fused", fusable ? (loaded.Fused ? "yes" : "no") : "no fused form")
+            .Add("num_classes", network.NumClasses.ToString(CultureInfo.InvariantCulture))
+            .Add("in_chans", network.InChans.ToString(CultureInfo.InvariantCulture))
+            .Add(fusable ? "params (unfused / fused)" : "params", fusable ? $"{Report.Millions(stats.ParamsUnfused)} / {Report.Millions(stats.ParamsFused)}" : Report.Millions(stats.ParamsUnfused))
+            .Add(fusable ? $"MACs at {imageSize} (unfused / fused)" : $"MACs at {imageSize}", fusable ? $"{Report.Millions(stats.MacsUnfused)} / {Report.Millions(stats.MacsFused)}" : Report.Millions(stats.MacsUnfused));
+        return (json, report);
     }
 }
 

@@ -18,4 +18,23 @@ public sealed record ModelStatistics(long ParamsUnfused, long ParamsFused, long 
             unfused.MultiplyAccumulates(imageSize, imageSize), fused.MultiplyAccumulates(imageSize, imageSize),
             imageSize);
     }
+
+    /// <summary>
+    /// The counts of a registry entry (MobileOne from its configuration, a zoo network from its graph). For a family
+    /// without a fused form the fused counts equal the train-time ones.
+    /// </summary>
+    public static ModelStatistics Compute(ModelEntry entry, int imageSize = 224, int numClasses = 1000, int inChans = 3)
+    {
+        if (entry.Family == "mobileone")
+        {
+            return Compute(MobileOneConfig.ByName(entry.Name["mobileone_".Length..]).WithHead(numClasses, inChans), imageSize);
+        }
+
+        var unfused = entry.CreateUninitialized(numClasses, inChans, fused: false).ToGraph();
+        var fused = entry.Reparameterizable ? entry.CreateUninitialized(numClasses, inChans, fused: true).ToGraph() : unfused;
+        return new ModelStatistics(
+            unfused.Parameters(), fused.Parameters(),
+            unfused.MultiplyAccumulates(imageSize, imageSize), fused.MultiplyAccumulates(imageSize, imageSize),
+            imageSize);
+    }
 }

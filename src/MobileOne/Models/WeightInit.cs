@@ -100,6 +100,25 @@ public static class WeightInit
         }
     }
 
+    /// <summary>
+    /// The zoo's counterpart of <see cref="CalibrateBatchNorm(MobileOneNetwork, Tensor)"/>: operation by operation, each
+    /// BatchNorm's running statistics become the statistics of its input for <paramref name="input"/> before it runs.
+    /// </summary>
+    public static void CalibrateBatchNorm(Zoo.ZooNetwork network, Tensor input)
+    {
+        var values = new List<Tensor> { input };
+        foreach (var op in network.Operations)
+        {
+            var args = op.Inputs.Select(v => values[v]).ToList();
+            if (op is Zoo.BatchNormOp bn)
+            {
+                SetRunningStatistics(bn.Bn, args[0]);
+            }
+
+            values.Add(op.Forward(args, grad: false));
+        }
+    }
+
     private static void SetRunningStatistics(BatchNorm2d bn, Tensor activations)
     {
         var moments = ChannelMoments(activations);

@@ -51,7 +51,7 @@ public static class ModelCheckpoint
         }
 
         var loaded = FromTensorFile(file, path, format);
-        return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused);
+        return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused, loaded.Info);
     }
 
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>

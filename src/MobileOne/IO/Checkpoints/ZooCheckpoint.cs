@@ -134,7 +134,8 @@ public static class ZooCheckpoint
 /// <param name="Path">The file.</param>
 /// <param name="Format">Its format.</param>
 /// <param name="Fused">Whether its re-parameterizable blocks are fused.</param>
-public sealed record LoadedClassifier(ClassifierNetwork Network, string Path, CheckpointFormat Format, bool Fused)
+/// <param name="MobileOneInfo">For a MobileOne file, its key scheme and inferred configuration.</param>
+public sealed record LoadedClassifier(ClassifierNetwork Network, string Path, CheckpointFormat Format, bool Fused, CheckpointInfo? MobileOneInfo = null)
 {
     /// <summary>The MobileOne network, when the file holds one.</summary>
     public MobileOneNetwork? MobileOne => Network as MobileOneNetwork;

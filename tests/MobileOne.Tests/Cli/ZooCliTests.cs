@@ -1,0 +1,70 @@
+using System.Text.Json;
+using MobileOne.Models;
+
+namespace MobileOne.Tests.Cli;
+
+/// <summary>The model zoo from the command line: `models`, `info` of a zoo checkpoint, `bench --model`.</summary>
+public class ZooCliTests
+{
+    [Fact]
+    public void Models_json_lists_every_registry_entry_with_counts_and_pretrained_configuration()
+    {
+        var r = CliRunner.Run("models", "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var rows = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(ModelRegistry.All.Select(e => e.Name), rows.Select(o => o.GetProperty("name").GetString()));
+        var resnet = rows.Single(o => o.GetProperty("name").GetString() == "resnet50");
+        Assert.Equal(25_557_032, resnet.GetProperty("params_unfused").GetInt64()); // timm's count (timm-architectures.json)
+        Assert.Equal(JsonValueKind.Null, resnet.GetProperty("params_fused").ValueKind);
+        Assert.Equal("bicubic", resnet.GetProperty("pretrained").GetProperty("interpolation").GetString());
+        Assert.Equal(0.95, resnet.GetProperty("pretrained").GetProperty("crop_pct").GetDouble());
+        var repvgg = rows.Single(o => o.GetProperty("name").GetString() == "repvgg_a0");
+        Assert.True(repvgg.GetProperty("macs_fused").GetInt64() < repvgg.GetProperty("macs_unfused").GetInt64());
+    }
+
+    [Fact]
+    public void Info_describes_a_zoo_checkpoint()
+    {
+        var r = CliRunner.Run("info", Fixtures.Path(Path.Combine("zoo", "repvgg_a0_timm.safetensors")), "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var o = doc.RootElement;
+        Assert.Equal("repvgg_a0", o.GetProperty("variant").GetString());
+        Assert.Equal("repvgg", o.GetProperty("family").GetString());
+        Assert.False(o.GetProperty("fused").GetBoolean());
+        Assert.Equal(9_108_968, o.GetProperty("params_unfused").GetInt64());
+        Assert.Equal(1_512_581_120, o.GetProperty("macs_unfused").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("repvgg_a0", false, "fused")]
+    [InlineData("repvgg_a0", true, "unfused")]
+    [InlineData("mobilenetv2_035", false, "plain")]
+    public void Bench_model_measures_the_registry_entry_in_the_form_each_row_names(string name, bool unfused, string form)
+    {
+        string[] args = ["bench", "--model", name, "--size", "64", "--iterations", "2", "--warmup", "0", "--threads", "1", "--json"];
+        var r = CliRunner.Run(unfused ? [.. args, "--unfused"] : args);
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var rows = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(["managed", "onnxruntime"], rows.Select(o => o.GetProperty("engine").GetString()));
+        foreach (var o in rows)
+        {
+            Assert.Equal(form, o.GetProperty("form").GetString());
+            double scale = Math.Max(1, o.GetProperty("max_abs_logit").GetDouble());
+            Assert.InRange(o.GetProperty("max_abs_diff").GetDouble() / scale, 0, 1e-4);
+        }
+    }
+
+    [Fact]
+    public void Bench_refuses_an_unknown_model_and_two_model_sources()
+    {
+        var r = CliRunner.Run("bench", "--model", "resnet51");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--model: unknown model 'resnet51'", r.StdErr);
+        r = CliRunner.Run("bench", "--model", "resnet18", "--variant", "s0");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("Give one of --variant, --model or --checkpoint", r.StdErr);
+    }
+}
