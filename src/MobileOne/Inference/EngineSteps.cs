@@ -597,21 +597,7 @@ internal sealed unsafe class PoolStep(EngineOp op, int index) : OpStep(op, index
                 float divisor = pool.CountIncludePad
                     ? (Math.Min(x0 + pool.Kernel, i.Width + pool.Padding) - x0) * (Math.Min(y0 + pool.Kernel, i.Height + pool.Padding) - y0)
                     : (x1 - xStart) * (y1 - yStart);
-                for (int c = 0; c < o.Stride; c++)
-                {
-                    float acc = max ? float.NegativeInfinity : 0f;
-                    for (int y = yStart; y < y1; y++)
-                    {
-                        float* row = image + ((long)y * i.Width * i.Stride) + c;
-                        for (int x = xStart; x < x1; x++)
-                        {
-                            float v = row[(long)x * i.Stride];
-                            acc = max ? MathF.Max(acc, v) : acc + v;
-                        }
-                    }
-
-                    dst[c] = max ? acc : acc / divisor;
-                }
+                ChannelOps.PoolPixel(s.Isa, image, (nint)i.Width * i.Stride, i.Stride, yStart, y1, xStart, x1, o.Stride, max, divisor, dst);
             }
         }
 

@@ -253,3 +253,30 @@ public class EngineGraphTests : IClassFixture<EngineFixtures>
         return graph.Nodes.Select((n, i) => (n, i)).Where(t => t.n is BatchNormNode && t.n.Name.EndsWith(".identity", StringComparison.Ordinal)).Sum(t => shapes[t.i + 1].Elements);
     }
 }
+
+/// <summary>Max pooling propagates NaN as PyTorch's does, on the engine (vector lanes) and in the training kernel.</summary>
+public class MaxPoolNanTests
+{
+    [Fact]
+    public void A_nan_in_a_window_makes_that_output_nan_and_no_other()
+    {
+        var g = new MobileOne.Graph.LayerGraph(20);
+        g.Add(new MobileOne.Graph.PoolNode("maxpool", MobileOne.Graph.LayerGraph.Input, MobileOne.Graph.PoolKind.Max, 3, 2, 1));
+        var x = new MobileOne.Tensors.Tensor(1, 20, 6, 6);
+        for (int i = 0; i < x.Length; i++)
+        {
+            x.Data[i] = (i % 7) - 3f;
+        }
+
+        x.Data[(5 * 36) + (0 * 6) + 0] = float.NaN; // channel 5, pixel (0, 0): only output (0, 0) of channel 5 sees it
+        using var engine = MobileOne.Inference.CompiledModel.Compile(g);
+        var y = engine.Run(x);
+        var expected = new float[20 * 9];
+        MobileOne.Kernels.Pooling.MaxPool(x.Data, expected, [], 20, 6, 6, 3, 2, 1);
+        for (int i = 0; i < y.Length; i++)
+        {
+            Assert.Equal(i == 5 * 9, float.IsNaN(y.Data[i]));
+            Assert.Equal(expected[i], y.Data[i]);
+        }
+    }
+}

@@ -34,6 +34,18 @@ internal static unsafe class ChannelOps
         }
     }
 
+    /// <summary>
+    /// One pooled NHWC pixel: dst[c] = max (or sum divided by <paramref name="divisor"/>, as PyTorch divides) over the window rows [y0, y1) and
+    /// columns [x0, x1) of <paramref name="image"/> (rows <paramref name="rowStride"/> apart, pixels
+    /// <paramref name="pixelStride"/> apart), for channels [0, channels). The window must hold at least one tap. The max
+    /// is IEEE's: a NaN anywhere in the window gives NaN, as PyTorch's max pooling does.
+    /// </summary>
+    public static void PoolPixel(Isa isa, float* image, nint rowStride, nint pixelStride, int y0, int y1, int x0, int x1, int channels, bool max, float divisor, float* dst)
+    {
+        var loop = new PoolLoop(image, rowStride, pixelStride, y0, y1, x0, x1, max, divisor, dst);
+        Lanes.Run(ref loop, channels, isa);
+    }
+
     /// <summary>sum_i a[i] * b[i] with lane-wise partial sums combined in a fixed order.</summary>
     public static float Dot(Isa isa, float* a, float* b, int n)
     {
@@ -225,6 +237,34 @@ internal static unsafe class ChannelOps
             {
                 d[c] += x[c];
             }
+        }
+    }
+
+    private readonly struct PoolLoop(float* image, nint rowStride, nint pixelStride, int y0, int y1, int x0, int x1, bool max, float divisor, float* dst) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            for (; i + TL.Count <= n; i += TL.Count)
+            {
+                // The accumulator stays in a register across the window's taps; channels are the vector lanes.
+                TV acc = TL.Load(image + (y0 * rowStride) + (x0 * pixelStride) + i);
+                for (int y = y0; y < y1; y++)
+                {
+                    float* row = image + (y * rowStride) + i;
+                    for (int x = y == y0 ? x0 + 1 : x0; x < x1; x++)
+                    {
+                        TV v = TL.Load(row + (x * pixelStride));
+                        acc = max ? TL.Max(acc, v) : TL.Add(acc, v);
+                    }
+                }
+
+                TL.Store(dst + i, max ? acc : TL.Divide(acc, TL.Splat(divisor)));
+            }
+
+            return i;
         }
     }
 }
