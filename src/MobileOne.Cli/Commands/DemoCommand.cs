@@ -63,11 +63,11 @@ internal static class DemoCommand
             var result = observer.Run(() => Trainer.Run(options, SkiaImageDecoder.Instance, observer));
             double trainSeconds = clock.Elapsed.TotalSeconds;
 
-            var unfused = result.Model;
+            var unfused = (MobileOneNetwork)result.Model;
             var fused = Reparameterizer.Fuse(unfused);
             var evalData = TrainingData.OpenEval(options.Data, SkiaImageDecoder.Instance);
             var config = unfused.Config;
-            var loader = new DataLoader(evalData, TrainingData.EvalTransform(TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled), options.ImageSizes[^1], config.Name), new DataLoaderOptions
+            var loader = new DataLoader(evalData, TrainingData.EvalTransform(TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled), options.ImageSizes[^1], ModelRegistry.PretrainedFor(unfused.Architecture)), new DataLoaderOptions
             {
                 BatchSize = 256, Shuffle = false, NumClasses = config.NumClasses, Workers = options.Workers,
             });

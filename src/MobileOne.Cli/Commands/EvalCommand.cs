@@ -7,6 +7,7 @@ using MobileOne.Data.Loading;
 using MobileOne.Imaging;
 using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
+using MobileOne.Models;
 using MobileOne.Kernels;
 using MobileOne.Reparam;
 using MobileOne.Training;
@@ -39,25 +40,25 @@ internal static class EvalCommand
             int imageSize = Options.Positive(r.GetValue(size), "--img-size");
             int threadCount = Options.Positive(r.GetValue(threads), "--threads");
             ComputeThreads.Count = threadCount;
-            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
-            var network = r.GetValue(fuse) && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
-            var config = network.Config;
+            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            bool fusable = loaded.Network is MobileOneNetwork || ModelRegistry.Get(loaded.Network.Architecture).Reparameterizable;
+            var network = r.GetValue(fuse) && fusable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
             string? dataDir = r.GetValue(data);
             var dataset = TrainingData.OpenEval(dataDir, SkiaImageDecoder.Instance);
-            if (dataset.ClassNames.Count > config.NumClasses)
+            if (dataset.ClassNames.Count > network.NumClasses)
             {
-                throw new ArgumentException($"{dataset.Source} has {dataset.ClassNames.Count} classes but {loaded.Info.Path} predicts {config.NumClasses}.");
+                throw new ArgumentException($"{dataset.Source} has {dataset.ClassNames.Count} classes but {loaded.Path} predicts {network.NumClasses}.");
             }
 
-            if (dataset.Channels != config.InChans)
+            if (dataset.Channels != network.InChans)
             {
-                throw new ArgumentException($"{dataset.Source} has {dataset.Channels}-channel images but {loaded.Info.Path} expects in_chans {config.InChans}.");
+                throw new ArgumentException($"{dataset.Source} has {dataset.Channels}-channel images but {loaded.Path} expects in_chans {network.InChans}.");
             }
 
             bool fashion = dataDir is null || TrainingData.IsFashionMnistFolder(dataDir);
-            var loader = new DataLoader(dataset, TrainingData.EvalTransform(fashion, imageSize, config.Name), new DataLoaderOptions
+            var loader = new DataLoader(dataset, TrainingData.EvalTransform(fashion, imageSize, ModelRegistry.PretrainedFor(network.Architecture)), new DataLoaderOptions
             {
-                BatchSize = batchSize, Shuffle = false, DropLast = false, Workers = Math.Max(0, r.GetValue(workers)), NumClasses = config.NumClasses,
+                BatchSize = batchSize, Shuffle = false, DropLast = false, Workers = Math.Max(0, r.GetValue(workers)), NumClasses = network.NumClasses,
             });
             var rows = r.GetValue(predictions) is null ? null : new List<Prediction>();
             var result = Evaluator.Run(network, loader, rows, threadCount);
@@ -70,7 +71,7 @@ internal static class EvalCommand
             {
                 Report.WriteJson(new JsonObject
                 {
-                    ["checkpoint"] = loaded.Info.Path,
+                    ["checkpoint"] = loaded.Path,
                     ["fused"] = network.IsFused,
                     ["data"] = dataset.Source,
                     ["top1"] = result.Top1,
@@ -82,7 +83,7 @@ internal static class EvalCommand
             }
             else
             {
-                Console.WriteLine($"{loaded.Info.Path} ({(network.IsFused ? "fused" : "unfused")}) on {dataset.Source}: {result.Count} images, loss {result.Loss.ToString("0.0000", CultureInfo.InvariantCulture)}"
+                Console.WriteLine($"{loaded.Path} ({(network.IsFused ? "fused" : "unfused")}) on {dataset.Source}: {result.Count} images, loss {result.Loss.ToString("0.0000", CultureInfo.InvariantCulture)}"
                     + (result.SkippedImages > 0 ? $", {result.SkippedImages} unreadable images skipped" : string.Empty));
                 Console.WriteLine(TimmLine(result));
             }

@@ -59,7 +59,7 @@ public sealed record ImagePreprocessing
         ArgumentNullException.ThrowIfNull(config);
         return config.InChans switch
         {
-            3 => new ImagePreprocessing { CropPct = DataTransforms.EvalCropPct(config.Name) },
+            3 => new ImagePreprocessing { CropPct = ModelRegistry.PretrainedFor("mobileone_" + config.MatchVariantName(ignoreBranches: true)).CropPct },
             1 => new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist },
             _ => throw new ArgumentException(
                 $"Images can be classified by RGB (in_chans 3) or grey (in_chans 1) models; this model has in_chans {config.InChans}."),

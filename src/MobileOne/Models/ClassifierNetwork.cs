@@ -32,6 +32,12 @@ public abstract class ClassifierNetwork : Module
     /// </summary>
     public abstract Tensor? Backward(Tensor gradLogits, bool inputGradient = false);
 
+    /// <summary>One line for logs and errors: the architecture with its classes and input channels.</summary>
+    public abstract string Description { get; }
+
+    /// <summary>A network of the same architecture and form with zero weights (an EMA's average, a resumed state).</summary>
+    public abstract ClassifierNetwork CreateEmpty();
+
     /// <summary>The network as a layer graph, in the form it is in (weights shared, not copied).</summary>
     public abstract LayerGraph ToGraph();
 

@@ -52,6 +52,12 @@ public sealed class MobileOneNetwork : ClassifierNetwork
     public override int InChans => Config.InChans;
 
     /// <inheritdoc/>
+    public override string Description => Config + (IsFused ? " (fused)" : string.Empty);
+
+    /// <inheritdoc/>
+    public override ClassifierNetwork CreateEmpty() => Create(Config, IsFused);
+
+    /// <inheritdoc/>
     public override int NumClasses => Config.NumClasses;
 
     /// <summary>The stem (timm's stem.).</summary>

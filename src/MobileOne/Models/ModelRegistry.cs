@@ -98,6 +98,14 @@ public static class ModelRegistry
     public static ModelEntry? Find(string name) =>
         All.FirstOrDefault(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>
+    /// The evaluation preprocessing of an architecture: its entry's, or for a custom MobileOne the one S1..S4 share
+    /// (timm's MobileOne crop_pct 0.9).
+    /// </summary>
+    public static PretrainedConfig PretrainedFor(string architecture) =>
+        Find(architecture)?.Pretrained
+        ?? (architecture.StartsWith("mobileone_", StringComparison.Ordinal) ? Get("mobileone_s1").Pretrained : throw new ArgumentException($"Unknown architecture '{architecture}'.", nameof(architecture)));
+
     /// <summary>The entry named <paramref name="name"/>; an unknown name is an error that lists the known ones.</summary>
     public static ModelEntry Get(string name) =>
         Find(name) ?? throw new ArgumentException($"Unknown model '{name}'; expected one of: {string.Join(", ", All.Select(e => e.Name))}.", nameof(name));

@@ -133,11 +133,11 @@ public static class BranchCountStudy
         var trained = Trainer.Run(options, decoder, observer);
         double seconds = clock.Elapsed.TotalSeconds;
 
-        var unfused = trained.Model;
+        var unfused = (MobileOneNetwork)trained.Model;
         var config = unfused.Config;
         var fused = Reparameterizer.Fuse(unfused);
         var evalData = TrainingData.OpenEval(options.Data, decoder);
-        var loader = new DataLoader(evalData, TrainingData.EvalTransform(TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled), options.ImageSizes[^1], config.Name), new DataLoaderOptions
+        var loader = new DataLoader(evalData, TrainingData.EvalTransform(TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled), options.ImageSizes[^1], ModelRegistry.PretrainedFor(unfused.Architecture)), new DataLoaderOptions
         {
             BatchSize = 256, Shuffle = false, NumClasses = config.NumClasses, Workers = workers,
         });

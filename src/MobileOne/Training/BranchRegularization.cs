@@ -40,16 +40,19 @@ public sealed class BranchRegularization
 
     public bool IsActive => OrthogonalityWeight > 0 || DiversityWeight > 0;
 
-    /// <summary>Both penalties of <paramref name="model"/> now, without gradients.</summary>
-    public static BranchPenalties Measure(MobileOneNetwork model) => new BranchRegularization(0, 0).Compute(model, orthogonality: true, diversity: true, addGradients: false);
+    /// <summary>Both penalties of <paramref name="model"/> now, without gradients; NaN for a family without MobileOne's branches.</summary>
+    public static BranchPenalties Measure(ClassifierNetwork model) => model is MobileOneNetwork mobileOne
+        ? new BranchRegularization(0, 0).Compute(mobileOne, orthogonality: true, diversity: true, addGradients: false)
+        : new BranchPenalties(double.NaN, double.NaN);
 
     /// <summary>
     /// The penalties whose weight is positive (the other is reported as 0), with weight * gradient added to the
     /// branches' <see cref="Parameter.Grad"/> (allocated if needed). Call after the network's backward, before clipping
     /// and the optimizer step.
     /// </summary>
-    public BranchPenalties AddGradients(MobileOneNetwork model) =>
-        Compute(model, OrthogonalityWeight > 0, DiversityWeight > 0, addGradients: true);
+    public BranchPenalties AddGradients(ClassifierNetwork model) => model is MobileOneNetwork mobileOne
+        ? Compute(mobileOne, OrthogonalityWeight > 0, DiversityWeight > 0, addGradients: true)
+        : throw new ArgumentException($"The branch penalties act on MobileOne's branches; {model.Architecture} has none.", nameof(model));
 
     private BranchPenalties Compute(MobileOneNetwork model, bool orthogonality, bool diversity, bool addGradients)
     {

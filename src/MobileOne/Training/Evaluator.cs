@@ -18,7 +18,7 @@ public readonly record struct Prediction(int Index, int Label, int Predicted, do
 /// </summary>
 public static class Evaluator
 {
-    public static EvalResult Run(MobileOneNetwork network, DataLoader loader, ICollection<Prediction>? predictions = null, int threads = 1, CancellationToken cancellationToken = default)
+    public static EvalResult Run(ClassifierNetwork network, DataLoader loader, ICollection<Prediction>? predictions = null, int threads = 1, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(loader);

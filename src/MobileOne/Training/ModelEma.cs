@@ -24,10 +24,10 @@ public sealed class ModelEma
 {
     public const double DefaultDecay = 0.9995;
 
-    private MobileOneNetwork? pairedModel;
+    private ClassifierNetwork? pairedModel;
     private List<(StateEntry Ema, StateEntry Model)>? pairs;
 
-    public ModelEma(MobileOneNetwork model, double decay = DefaultDecay, EmaBuffers buffers = EmaBuffers.Average)
+    public ModelEma(ClassifierNetwork model, double decay = DefaultDecay, EmaBuffers buffers = EmaBuffers.Average)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (!(decay >= 0 && decay <= 1))
@@ -37,7 +37,7 @@ public sealed class ModelEma
 
         Decay = decay;
         Buffers = buffers;
-        Network = MobileOneNetwork.Create(model.Config, model.IsFused);
+        Network = model.CreateEmpty();
         CopyFrom(model);
     }
 
@@ -46,13 +46,13 @@ public sealed class ModelEma
     public EmaBuffers Buffers { get; }
 
     /// <summary>The averaged model (eval mode).</summary>
-    public MobileOneNetwork Network { get; }
+    public ClassifierNetwork Network { get; }
 
     /// <summary>Updates applied since construction (or <see cref="CopyFrom"/>).</summary>
     public long Updates { get; private set; }
 
     /// <summary>Moves the average toward <paramref name="model"/> (call after each optimizer step).</summary>
-    public void Update(MobileOneNetwork model)
+    public void Update(ClassifierNetwork model)
     {
         float weight = (float)(1 - Decay);
         foreach (var (ema, current) in Pairs(model))
@@ -75,7 +75,7 @@ public sealed class ModelEma
     }
 
     /// <summary>Resets the average to a copy of <paramref name="model"/> (e.g. after loading a checkpoint).</summary>
-    public void CopyFrom(MobileOneNetwork model)
+    public void CopyFrom(ClassifierNetwork model)
     {
         foreach (var (ema, current) in Pairs(model))
         {
@@ -88,7 +88,7 @@ public sealed class ModelEma
     /// <summary>Saves the averaged model as a checkpoint (format from the extension, timm's names by default).</summary>
     public void Save(string path, KeyLayout layout = KeyLayout.Timm) => ModelCheckpoint.Save(Network, path, layout);
 
-    private List<(StateEntry Ema, StateEntry Model)> Pairs(MobileOneNetwork model)
+    private List<(StateEntry Ema, StateEntry Model)> Pairs(ClassifierNetwork model)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (ReferenceEquals(model, pairedModel) && pairs is not null)
@@ -102,7 +102,7 @@ public sealed class ModelEma
             && found.All(p => p.First.Name == p.Second.Name && p.First.Value.HasShape(p.Second.Value.Shape));
         if (!same)
         {
-            throw new ArgumentException($"The EMA was built for {Network.Config}{(Network.IsFused ? " (fused)" : string.Empty)}; got {model.Config}{(model.IsFused ? " (fused)" : string.Empty)}.", nameof(model));
+            throw new ArgumentException($"The EMA was built for {Network.Description}; got {model.Description}.", nameof(model));
         }
 
         pairedModel = model;

@@ -19,14 +19,14 @@ public readonly record struct TrainStepResult(double Loss, Tensor Logits, double
 /// </summary>
 public sealed class TrainStep
 {
-    public TrainStep(MobileOneNetwork model, Optimizer optimizer, CrossEntropyLoss loss)
+    public TrainStep(ClassifierNetwork model, Optimizer optimizer, CrossEntropyLoss loss)
     {
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Optimizer = optimizer ?? throw new ArgumentNullException(nameof(optimizer));
         Loss = loss ?? throw new ArgumentNullException(nameof(loss));
     }
 
-    public MobileOneNetwork Model { get; }
+    public ClassifierNetwork Model { get; }
 
     public Optimizer Optimizer { get; }
 

@@ -12,11 +12,11 @@ namespace MobileOne.Training;
 
 /// <summary>What a finished (or step-limited) run leaves behind.</summary>
 public sealed record TrainingResult(
-    MobileOneNetwork Model, MobileOneNetwork? Ema, IReadOnlyList<EpochSummary> Epochs, string OutputDirectory,
+    ClassifierNetwork Model, ClassifierNetwork? Ema, IReadOnlyList<EpochSummary> Epochs, string OutputDirectory,
     string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps);
 
 /// <summary>
-/// timm train.py's loop for a train-time MobileOne: per-step cosine learning rate with linear warm-up,
+/// timm train.py's loop for a train-time MobileOne or any registry architecture (RepVGG, ResNet, MobileNet): per-step cosine learning rate with linear warm-up,
 /// optional cosine weight-decay annealing, label-smoothed cross entropy, SGD (Nesterov) or AdamW with no decay on
 /// BatchNorm parameters and biases, optional EMA and gradient clipping; after every epoch an evaluation, summary.csv,
 /// last/best checkpoints (timm's safetensors layout) and a training state for --resume, each written atomically.
@@ -36,9 +36,8 @@ public static partial class Trainer
 
         var data = TrainingData.Open(options.Data, decoder, options.AutoAugment);
         var model = BuildModel(options, data, observer);
-        var config = model.Config;
         observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} evaluation images from {data.Eval.Source}, {data.NumClasses} classes");
-        observer.Message($"model: {config}");
+        observer.Message($"model: {model.Description}");
 
         Directory.CreateDirectory(options.Output);
 
@@ -49,8 +48,8 @@ public static partial class Trainer
         }
 
         int finalSize = options.ImageSizes[^1];
-        var loaderOptions = new DataLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, DropLast = true, Workers = options.Workers, Seed = (ulong)options.Seed, NumClasses = config.NumClasses };
-        var evalLoader = new DataLoader(data.Eval, data.EvalTransform(finalSize, config.Name), loaderOptions with { Shuffle = false, DropLast = false });
+        var loaderOptions = new DataLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, DropLast = true, Workers = options.Workers, Seed = (ulong)options.Seed, NumClasses = model.NumClasses };
+        var evalLoader = new DataLoader(data.Eval, data.EvalTransform(finalSize, ModelRegistry.PretrainedFor(model.Architecture)), loaderOptions with { Shuffle = false, DropLast = false });
         var trainLoaders = new Dictionary<int, DataLoader>();
         DataLoader TrainLoader(int epoch)
         {
@@ -78,6 +77,11 @@ public static partial class Trainer
         Optimizer optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(groups, options.Momentum, nesterov: true) : new AdamW(groups);
         var ema = options.Ema is double decay ? new ModelEma(model, decay) : null;
         var regularization = new BranchRegularization(options.OrthoReg, options.BranchDiversity);
+        if (regularization.IsActive && model is not MobileOneNetwork)
+        {
+            throw new ArgumentException($"--ortho-reg and --branch-diversity act on MobileOne's k branches; {model.Architecture} has none.");
+        }
+
         if (regularization.IsActive)
         {
             observer.Message(string.Create(CultureInfo.InvariantCulture, $"branch penalties: loss + {options.OrthoReg} * orthogonality + {options.BranchDiversity} * branch diversity"));
@@ -100,7 +104,7 @@ public static partial class Trainer
         var summaries = new List<EpochSummary>();
         if (options.Resume is string resume)
         {
-            var state = TrainingState.Load(resume, config);
+            var state = TrainingState.Load(resume, model);
             model.CopyStateFrom(state.Model);
             optimizer.ImportState(state.Optimizer);
             if (ema is not null)
@@ -193,37 +197,52 @@ public static partial class Trainer
         return new TrainingResult(model, ema?.Network, summaries, options.Output, data.Train.Source, data.Eval.Source, optimizer.StepCount, stoppedByMaxSteps);
     }
 
-    private static MobileOneNetwork BuildModel(TrainingOptions options, TrainingData data, ITrainingObserver observer)
+    private static ClassifierNetwork BuildModel(TrainingOptions options, TrainingData data, ITrainingObserver observer)
     {
         if (options.Init is string init)
         {
-            var loaded = ModelCheckpoint.Load(init);
+            var loaded = ModelCheckpoint.LoadClassifier(init);
             if (loaded.Network.IsFused)
             {
-                throw new ArgumentException($"{init} is fused ({loaded.Info.Scheme.Name}); --init needs a train-time checkpoint, since a fused model has no branches to train.");
+                throw new ArgumentException($"{init} is fused; --init needs a train-time checkpoint, since a fused model has no branches to train.");
             }
 
             var source = loaded.Network;
-            if (source.Config.InChans != data.Channels)
+            if (source.InChans != data.Channels)
             {
-                throw new ArgumentException($"{init} expects in_chans {source.Config.InChans}, but the data has {data.Channels} channel(s).");
+                throw new ArgumentException($"{init} expects in_chans {source.InChans}, but the data has {data.Channels} channel(s).");
             }
 
-            if (source.Config.NumClasses == data.NumClasses)
+            if (source.NumClasses == data.NumClasses)
             {
                 return source;
             }
 
-            // Fine-tuning to another label set: keep the backbone, start a fresh classifier.
-            var model = MobileOneNetwork.Create(source.Config.WithHead(data.NumClasses, data.Channels));
-            WeightInit.Initialize(model, options.Seed);
-            foreach (var (from, to) in source.State().Zip(model.State()).Where(p => !p.First.Name.StartsWith("head.", StringComparison.Ordinal)))
+            // Fine-tuning to another label set: keep the backbone, start a fresh classifier (the only tensors whose
+            // shapes change with the class count).
+            ClassifierNetwork model;
+            if (source is MobileOneNetwork m)
+            {
+                model = MobileOneNetwork.Create(m.Config.WithHead(data.NumClasses, data.Channels));
+                WeightInit.Initialize(model, options.Seed);
+            }
+            else
+            {
+                model = ModelRegistry.Get(source.Architecture).Create(data.NumClasses, data.Channels, seed: options.Seed);
+            }
+
+            foreach (var (from, to) in source.State().Zip(model.State()).Where(p => p.First.Value.HasShape(p.Second.Value.Shape)))
             {
                 from.Value.Data.CopyTo(to.Value.Data, 0);
             }
 
-            observer.Message($"{init}: {source.Config.NumClasses} classes -> new classifier with {data.NumClasses}");
+            observer.Message($"{init}: {source.NumClasses} classes -> new classifier with {data.NumClasses}");
             return model;
+        }
+
+        if (ModelRegistry.Find(options.Model) is { Family: not "mobileone" } entry)
+        {
+            return entry.Create(data.NumClasses, data.Channels, seed: options.Seed);
         }
 
         var config = MobileOneConfig.Parse(options.Model);

@@ -1,6 +1,7 @@
 using MobileOne.Data;
 using MobileOne.Data.Loading;
 using MobileOne.Data.Transforms;
+using MobileOne.Models;
 
 namespace MobileOne.Training;
 
@@ -97,10 +98,16 @@ public sealed class TrainingData
         return DataTransforms.ImageNetTrain(size, policy, rand);
     }
 
-    public static SampleTransform EvalTransform(bool fashionMnist, int size, string variant) =>
-        fashionMnist ? DataTransforms.FashionMnistEval() : DataTransforms.ImageNetEval(size, DataTransforms.EvalCropPct(variant));
+    public static SampleTransform EvalTransform(bool fashionMnist, int size, PretrainedConfig pretrained) =>
+        fashionMnist
+            ? DataTransforms.FashionMnistEval()
+            : DataTransforms.ImageNetEval(
+                size,
+                pretrained.CropPct,
+                new Normalization([.. pretrained.Mean.Select(v => (float)v)], [.. pretrained.Std.Select(v => (float)v)]),
+                pretrained.Interpolation == "bicubic" ? ResampleFilter.Bicubic : ResampleFilter.Bilinear);
 
-    public SampleTransform EvalTransform(int size, string variant) => EvalTransform(fashion, size, variant);
+    public SampleTransform EvalTransform(int size, PretrainedConfig pretrained) => EvalTransform(fashion, size, pretrained);
 
     public static bool IsFashionMnistFolder(string directory) =>
         directory == Bundled || FashionMnist.TryFind(directory, FashionMnistSplit.Train, out _, out _) || FashionMnist.TryFind(directory, FashionMnistSplit.Test, out _, out _);

@@ -17,7 +17,7 @@ public readonly record struct EpochTally(double LossSum, long Correct, long Seen
 /// (seed, epoch, index), so no random-generator state needs saving.
 /// </summary>
 public sealed record TrainingState(
-    MobileOneNetwork Model, OptimizerState Optimizer, MobileOneNetwork? Ema, int Epoch, int Step, long GlobalStep,
+    ClassifierNetwork Model, OptimizerState Optimizer, ClassifierNetwork? Ema, int Epoch, int Step, long GlobalStep,
     double BestTop1, int BestEpoch, int Seed, EpochTally Tally = default)
 {
     public const string FileName = "train_state.safetensors";
@@ -35,7 +35,7 @@ public sealed record TrainingState(
 
         var c = CultureInfo.InvariantCulture;
         file.Metadata["format"] = Format;
-        file.Metadata["architecture"] = Model.Config.ToString();
+        file.Metadata["architecture"] = Model.Description;
         file.Metadata["epoch"] = Epoch.ToString(c);
         file.Metadata["step"] = Step.ToString(c);
         file.Metadata["global_step"] = GlobalStep.ToString(c);
@@ -54,7 +54,7 @@ public sealed record TrainingState(
     }
 
     /// <summary>Reads a state file and checks that it belongs to a model of <paramref name="expected"/>'s architecture.</summary>
-    public static TrainingState Load(string path, MobileOneConfig expected)
+    public static TrainingState Load(string path, ClassifierNetwork expected)
     {
         var file = SafetensorsReader.Read(path);
         if (!file.Metadata.TryGetValue("format", out string? format) || format != Format)
@@ -62,16 +62,15 @@ public sealed record TrainingState(
             throw new CheckpointException(path, $"is not a mobileone training state (expected metadata format '{Format}').");
         }
 
-        var model = ModelCheckpoint.FromTensorFile(Slice(file, "model."), path, CheckpointFormat.Safetensors).Network;
-        var config = model.Config;
-        if (config.NumClasses != expected.NumClasses)
+        var model = ModelCheckpoint.ClassifierFromTensorFile(Slice(file, "model."), path, CheckpointFormat.Safetensors).Network;
+        if (model.NumClasses != expected.NumClasses)
         {
-            throw new CheckpointException(path, $"was trained with num_classes {config.NumClasses}, but this run has {expected.NumClasses} classes.");
+            throw new CheckpointException(path, $"was trained with num_classes {model.NumClasses}, but this run has {expected.NumClasses} classes.");
         }
 
-        if (config.ToString() != expected.ToString())
+        if (model.Description != expected.Description)
         {
-            throw new CheckpointException(path, $"belongs to another model ({config}); this run trains {expected}.");
+            throw new CheckpointException(path, $"belongs to another model ({model.Description}); this run trains {expected.Description}.");
         }
 
         var optimizerFile = Slice(file, "optimizer.");
@@ -82,7 +81,7 @@ public sealed record TrainingState(
 
         var optimizer = OptimizerState.FromTensorFile(optimizerFile, path);
         var emaFile = Slice(file, "ema.");
-        var ema = emaFile.Tensors.Count > 0 ? ModelCheckpoint.FromTensorFile(emaFile, path, CheckpointFormat.Safetensors).Network : null;
+        var ema = emaFile.Tensors.Count > 0 ? ModelCheckpoint.ClassifierFromTensorFile(emaFile, path, CheckpointFormat.Safetensors).Network : null;
         return new TrainingState(
             model, optimizer, ema, Int(file, "epoch", path), Int(file, "step", path), long.Parse(Meta(file, "global_step", path), CultureInfo.InvariantCulture),
             double.Parse(Meta(file, "best_top1", path), CultureInfo.InvariantCulture), Int(file, "best_epoch", path), Int(file, "seed", path),

@@ -265,8 +265,9 @@ public class TransformTests
     [Fact]
     public void EvalPipelineUsesTheTimmScaleSize()
     {
-        Assert.Equal(0.875, DataTransforms.EvalCropPct("s0"));
-        Assert.Equal(0.9, DataTransforms.EvalCropPct("s2"));
+        Assert.Equal(0.875, MobileOne.Models.ModelRegistry.PretrainedFor("mobileone_s0").CropPct);
+        Assert.Equal(0.9, MobileOne.Models.ModelRegistry.PretrainedFor("mobileone_s2").CropPct);
+        Assert.Equal(0.9, MobileOne.Models.ModelRegistry.PretrainedFor("mobileone_custom").CropPct);
         var s0 = DataTransforms.ImageNetEval(224, 0.875);
         Assert.Equal(256, ((ResizeShorterSide)s0.ImageTransforms[0]).Size);
         var s1 = DataTransforms.ImageNetEval(224, 0.9);

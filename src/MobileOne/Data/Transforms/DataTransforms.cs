@@ -102,10 +102,6 @@ internal static class DataTransforms
             1, FashionMnistSize, FashionMnistSize, [new ResizeShorterSide(size, filter), new CenterCrop(size)], norm, [new Pad(2, norm.Background)]);
     }
 
-    /// <summary>timm's crop_pct for a MobileOne variant: 0.875 for S0, 0.9 for S1..S4 (and anything else).</summary>
-    public static double EvalCropPct(string variant) =>
-        string.Equals(variant, "s0", StringComparison.OrdinalIgnoreCase) || string.Equals(variant, "mobileone_s0", StringComparison.OrdinalIgnoreCase) ? 0.875 : 0.9;
-
     /// <summary>
     /// Parses an augmentation name as the trainer's --aa takes it: "none", "autoaugment" (or timm's
     /// "original"), or a RandAugment config "rand-...".

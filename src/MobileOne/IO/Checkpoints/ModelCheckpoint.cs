@@ -44,6 +44,12 @@ public static class ModelCheckpoint
     public static LoadedClassifier LoadClassifier(string path)
     {
         var (file, format) = CheckpointFile.Read(path);
+        return ClassifierFromTensorFile(file, path, format);
+    }
+
+    /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>).</summary>
+    public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
+    {
         var shapes = file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
         if (ZooCheckpoint.DetectFamily(shapes) is not null)
         {

@@ -66,6 +66,14 @@ public sealed class ZooNetwork : ClassifierNetwork
     /// <summary>Classifier outputs.</summary>
     public override int NumClasses { get; }
 
+    /// <inheritdoc/>
+    public override string Description => $"{Architecture}{(IsFused ? " (fused)" : string.Empty)}: {NumClasses} classes, in_chans {InChans}";
+
+    /// <summary>A registry architecture of the same form with zero weights (networks written outside the registry cannot be copied this way).</summary>
+    public override ClassifierNetwork CreateEmpty() =>
+        (ModelRegistry.Find(Architecture) ?? throw new InvalidOperationException($"{Architecture} is not a registry architecture."))
+            .CreateUninitialized(NumClasses, InChans, IsFused);
+
     /// <summary>The operations in timm's module order.</summary>
     public IReadOnlyList<NetworkOp> Operations => ops;
 

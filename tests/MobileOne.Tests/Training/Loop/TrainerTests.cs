@@ -124,7 +124,7 @@ public class TrainerTests
         var other = Assert.Throws<CheckpointException>(() => Trainer.Run(Options(data, dir.File("out2")) with { Model = "units=1/1/1/1,widths=0.5/0.25/0.25/0.25,k=2", Resume = state }));
         Assert.Contains("belongs to another model", other.Message);
 
-        var classes = Assert.Throws<CheckpointException>(() => TrainingState.Load(state, MobileOne.Models.MobileOneConfig.Parse(TinyModel + ",classes=7,in_chans=1")));
+        var classes = Assert.Throws<CheckpointException>(() => TrainingState.Load(state, MobileOne.Models.MobileOneNetwork.Create(MobileOne.Models.MobileOneConfig.Parse(TinyModel + ",classes=7,in_chans=1"))));
         Assert.Contains("num_classes 10", classes.Message);
         Assert.Contains("7 classes", classes.Message);
     }
@@ -139,9 +139,31 @@ public class TrainerTests
         ModelCheckpoint.Save(source, dir.File("init.pth"), KeyLayout.Apple);
 
         var run = Trainer.Run(Options(data, dir.File("out"), epochs: 1) with { Init = dir.File("init.pth"), MaxSteps = 1, LearningRate = 1e-6, WarmupEpochs = 0 });
-        Assert.Equal(10, run.Model.Config.NumClasses);
+        var trained = Assert.IsType<MobileOne.Models.MobileOneNetwork>(run.Model);
+        Assert.Equal(10, trained.Config.NumClasses);
         var stemBefore = source.Stem.ConvKxk[0].Conv.Weight.Value.Data;
-        var stemAfter = run.Model.Stem.ConvKxk[0].Conv.Weight.Value.Data;
+        var stemAfter = trained.Stem.ConvKxk[0].Conv.Weight.Value.Data;
         Assert.True(Reference.MaxAbsDiff(stemBefore, stemAfter) < 1e-4, "backbone weights were not carried over");
+    }
+
+    [Fact]
+    public void A_registry_architecture_trains_resumes_and_saves_in_timms_names()
+    {
+        using var dir = new TempDir();
+        string data = TinyFashionData.Write(dir.File("data"));
+        var options = Options(data, dir.File("out"), epochs: 2) with { Model = "mobilenetv2_035", Ema = 0.9 };
+        var first = Trainer.Run(options with { MaxSteps = 2 });
+        var network = Assert.IsType<MobileOne.Models.Zoo.ZooNetwork>(first.Model);
+        Assert.Equal(("mobilenetv2_035", 10, 1), (network.Architecture, network.NumClasses, network.InChans));
+        var loaded = ModelCheckpoint.LoadClassifier(dir.File("out/" + Trainer.LastCheckpoint)).Network;
+        Assert.Equal(network.State().Select(e => (e.Name, e.Value.Data)), loaded.State().Select(e => (e.Name, e.Value.Data)));
+
+        var resumed = Trainer.Run(options with { Resume = dir.File("out/" + TrainingState.FileName) });
+        Assert.True(resumed.Steps > first.Steps);
+        Assert.Equal(2, resumed.Epochs.Count);
+        Assert.IsType<MobileOne.Models.Zoo.ZooNetwork>(resumed.Ema);
+
+        var penalty = Assert.Throws<ArgumentException>(() => Trainer.Run(options with { Output = dir.File("out2"), OrthoReg = 1e-3 }));
+        Assert.Contains("mobilenetv2_035 has none", penalty.Message);
     }
 }
