@@ -51,8 +51,9 @@ internal sealed class ClassificationServer : IAsyncDisposable
         _options = options;
         Metrics = new ServerMetrics(options.MaxBatch);
         _decoders = new SemaphoreSlim(options.Decoders);
-        // timm's pipeline does not apply EXIF orientation, so predict does not by default; serve answers as predict does.
-        _decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = false, MaxPixels = options.MaxPixels };
+        // EXIF orientation as predict applies it: only with --exif-transpose (timm's pipeline does not), so the
+        // server answers an upload as predict answers the same file with the same flags.
+        _decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = model.ExifTranspose, MaxPixels = options.MaxPixels };
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
