@@ -44,6 +44,9 @@ public sealed class ServePageTests
         await browser.SendAsync("Page.navigate", new JsonObject { ["url"] = server.Addresses.Single() + "/" });
         await loadedEvent;
         await browser.WaitForAsync("document.getElementById('model').textContent.startsWith('MobileOne s0')", TimeSpan.FromSeconds(15));
+        Assert.Equal(
+            $"Preprocessing: {preprocessing.Describe()}; labels: yes",
+            (string)(await browser.EvaluateAsync("document.getElementById('preprocessing').textContent"))!);
 
         var document = await browser.SendAsync("DOM.getDocument");
         var input = await browser.SendAsync("DOM.querySelector", new JsonObject { ["nodeId"] = (int)document["root"]!["nodeId"]!, ["selector"] = "#file" });
