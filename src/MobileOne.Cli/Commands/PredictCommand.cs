@@ -21,6 +21,7 @@ namespace MobileOne.Cli.Commands;
 /// </summary>
 internal static class PredictCommand
 {
+    /// <summary>The command, its arguments and options (the preprocessing and label ones from <see cref="ClassifierOptions"/>).</summary>
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "Checkpoint (any supported format and scheme; fused on load). ONNX models are not supported yet." };
@@ -55,6 +56,7 @@ internal static class PredictCommand
         return command;
     }
 
+    /// <summary>predict's options, checked; the model-dependent ones are resolved in Run, after the checkpoint is read.</summary>
     internal sealed record PredictSettings(int Top, int BatchSize, int Threads, ClassifierChoices Classifier, bool Json, string? Output);
 
     /// <summary>One input, in order: a path and either its top classes or why it failed.</summary>

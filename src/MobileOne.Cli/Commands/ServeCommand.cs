@@ -20,6 +20,7 @@ internal static class ServeCommand
     /// <summary>Bounds that keep a typo from asking for absurd resources.</summary>
     private const int MaxBatchLimit = 256, MaxWaitLimitMs = 1000, MaxUploadLimitMb = 1024;
 
+    /// <summary>The command, its argument and options (the preprocessing and label ones from <see cref="ClassifierOptions"/>, as predict's).</summary>
     public static Command Create()
     {
         var defaults = new ServeOptions();

@@ -31,6 +31,7 @@ namespace MobileOne.Cli.Serving;
 /// </summary>
 internal sealed class ClassificationServer : IAsyncDisposable
 {
+    /// <summary>The prediction endpoint; also the route whose latency /metrics records.</summary>
     public const string PredictRoute = "/v1/predict";
 
     private const string PageResource = "MobileOne.Cli.Serving.index.html";
@@ -96,6 +97,7 @@ internal sealed class ClassificationServer : IAsyncDisposable
         app.MapPost(PredictRoute, (Func<HttpContext, Task<IResult>>)PredictAsync);
     }
 
+    /// <summary>The counters behind /metrics (tests read them directly).</summary>
     public ServerMetrics Metrics { get; }
 
     /// <summary>The addresses the server listens on (the real port when asked for port 0); after <see cref="StartAsync"/>.</summary>
@@ -121,8 +123,10 @@ internal sealed class ClassificationServer : IAsyncDisposable
     /// <summary>Waits for SIGTERM or Ctrl+C, then drains: Kestrel stops accepting and lets in-flight requests finish.</summary>
     public Task WaitForShutdownAsync() => app.WaitForShutdownAsync();
 
+    /// <summary>Stops as SIGTERM would: readiness turns 503, Kestrel drains the requests in flight.</summary>
     public Task StopAsync() => app.StopAsync();
 
+    /// <summary>Stops the server, then the batcher (which answers what it still holds) and the decode gate.</summary>
     public async ValueTask DisposeAsync()
     {
         ready = false;

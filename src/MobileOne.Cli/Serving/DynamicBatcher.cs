@@ -22,6 +22,7 @@ internal sealed class DynamicBatcher : IDisposable
     private readonly Tensor?[] inputs;
     private readonly Thread thread;
 
+    /// <summary>Starts the batcher's thread; <paramref name="capacity"/> bounds the images waiting (the server's --queue).</summary>
     public DynamicBatcher(ImageClassifier classifier, int maxBatch, TimeSpan maxWait, int capacity, ServerMetrics metrics)
     {
         this.classifier = classifier;
@@ -147,14 +148,19 @@ internal sealed class DynamicBatcher : IDisposable
 
     private sealed class Job(float[] input, int top, CancellationToken cancelled)
     {
+        /// <summary>The preprocessed image, a pooled array the batcher returns.</summary>
         public float[] Input { get; } = input;
 
+        /// <summary>Classes to answer with.</summary>
         public int Top { get; } = top;
 
+        /// <summary>Cancelled when the request times out or goes; such a job is dropped before it takes a slot.</summary>
         public CancellationToken Cancelled { get; } = cancelled;
 
+        /// <summary>The answer; continuations run off the batcher's thread, so a slow client cannot stall it.</summary>
         public TaskCompletionSource<IReadOnlyList<ClassScore>> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+        /// <summary>Gives the input back to the pool and cancels the answer.</summary>
         public void Abandon()
         {
             ArrayPool<float>.Shared.Return(Input);

@@ -52,6 +52,7 @@ internal sealed class ServerMetrics
     /// <summary>Requests answered with <paramref name="code"/> so far (tests and the drain message read it).</summary>
     public long Count(string route, int code) => requests.TryGetValue((route, code), out long n) ? n : 0;
 
+    /// <summary>The text of GET /metrics; <paramref name="queued"/> and <paramref name="ready"/> are the server's, read at the call.</summary>
     public string Exposition(int queued, bool ready)
     {
         var text = new StringBuilder();
@@ -91,6 +92,7 @@ internal sealed class ServerMetrics
         private readonly Lock gate = new();
         private double sum;
 
+        /// <summary>Counts <paramref name="value"/> in the first bucket whose bound it does not pass.</summary>
         public void Observe(double value)
         {
             int i = 0;
@@ -106,6 +108,7 @@ internal sealed class ServerMetrics
             }
         }
 
+        /// <summary>Appends the cumulative buckets, the sum and the count, from one consistent snapshot.</summary>
         public void Write(StringBuilder text, string name)
         {
             long[] snapshot;
