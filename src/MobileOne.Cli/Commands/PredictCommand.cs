@@ -7,7 +7,6 @@ using System.Text.Json.Nodes;
 using MobileOne.Classification;
 using MobileOne.Cli.Rendering;
 using MobileOne.Data;
-using MobileOne.Data.Transforms;
 using MobileOne.Imaging;
 using MobileOne.Inference;
 using MobileOne.IO;
@@ -22,16 +21,13 @@ namespace MobileOne.Cli.Commands;
 /// </summary>
 internal static class PredictCommand
 {
+    /// <summary>The command, its arguments and options (the preprocessing and label ones from <see cref="ClassifierOptions"/>).</summary>
     public static Command Create()
     {
         var model = new Argument<string>("model") { Description = "Checkpoint (any supported format and scheme; fused on load). ONNX models are not supported yet." };
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively for .jpg, .jpeg, .png, .webp, .gif, .bmp, .ico, .wbmp).", Arity = ArgumentArity.OneOrMore };
         var top = new Option<int>("--top", "--topk") { Description = "Classes to report per image.", DefaultValueFactory = _ => 5 };
-        var labels = new Option<string?>("--labels") { Description = "'imagenet' (OpenCV's ImageNet-1k names), 'none', or a text file with one class name per line. Default: ImageNet for 1000 classes, Fashion-MNIST for grey 10-class models, else none." };
-        var size = new Option<int?>("--img-size") { Description = "Crop size (default: the model's timm pretrained configuration, 224)." };
-        var cropPct = new Option<double?>("--crop-pct") { Description = "Centre crop fraction: the shorter side is resized to floor(size / crop_pct) (default: 0.875 for S0, 0.9 for S1..S4)." };
-        var interpolation = new Option<string?>("--interpolation") { Description = "Resize filter: bilinear (default) or bicubic (PIL's)." };
-        var exif = new Option<bool>("--exif-transpose") { Description = "Turn photos upright by their EXIF orientation first (timm's pipeline does not)." };
+        var classifierOptions = new ClassifierOptions();
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per engine run.", DefaultValueFactory = _ => 8 };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var json = new Option<bool>("--json") { Description = "Print one JSON array (input order) of {path, top: [{index, label, probability, logit}]} or {path, error}; nothing else on stdout." };
@@ -39,7 +35,9 @@ internal static class PredictCommand
         var command = new Command("predict", "Classify images with a checkpoint: timm's eval preprocessing, the fused model on the inference engine, the top classes.");
         command.Arguments.Add(model);
         command.Arguments.Add(inputs);
-        foreach (var o in new Option[] { top, labels, size, cropPct, interpolation, exif, batch, threads, json, output })
+        command.Options.Add(top);
+        classifierOptions.AddTo(command);
+        foreach (var o in new Option[] { batch, threads, json, output })
         {
             command.Options.Add(o);
         }
@@ -50,11 +48,7 @@ internal static class PredictCommand
                 Options.Positive(r.GetValue(top), "--top"),
                 Options.Positive(r.GetValue(batch), "--batch-size"),
                 Options.Positive(r.GetValue(threads), "--threads"),
-                r.GetValue(size) is int s ? ImageSize(s) : null,
-                r.GetValue(cropPct) is double c ? CropPct(c) : null,
-                r.GetValue(interpolation) is string i ? Interpolation(i) : null,
-                r.GetValue(labels),
-                r.GetValue(exif),
+                classifierOptions.Parse(r),
                 r.GetValue(json),
                 r.GetValue(output));
             return Run(r.GetValue(model)!, r.GetValue(inputs)!, settings);
@@ -62,8 +56,8 @@ internal static class PredictCommand
         return command;
     }
 
-    internal sealed record PredictSettings(
-        int Top, int BatchSize, int Threads, int? Size, double? CropPct, ResampleFilter? Interpolation, string? Labels, bool ExifTranspose, bool Json, string? Output);
+    /// <summary>predict's options, checked; the model-dependent ones are resolved in Run, after the checkpoint is read.</summary>
+    internal sealed record PredictSettings(int Top, int BatchSize, int Threads, ClassifierChoices Classifier, bool Json, string? Output);
 
     /// <summary>One input, in order: a path and either its top classes or why it failed.</summary>
     private sealed record Item(string Path, IReadOnlyList<ClassScore>? Top, string? Error);
@@ -72,19 +66,19 @@ internal static class PredictCommand
     {
         var loaded = Options.LoadCheckpoint(modelPath, "predict");
         var config = loaded.Network.Config;
-        var preprocessing = Preprocessing(ImagePreprocessing.ForModel(config), settings, modelPath);
-        var names = ResolveLabels(settings.Labels, config.NumClasses, config.InChans);
+        var setup = settings.Classifier.Resolve(config, modelPath);
+        var (preprocessing, names) = (setup.Preprocessing, setup.Labels);
         var clock = Stopwatch.StartNew();
         using var classifier = new ImageClassifier(loaded.Network, preprocessing, names, new InferenceOptions { Threads = settings.Threads });
         var files = ExpandInputs(inputs);
         Console.Error.WriteLine(
             $"predict: {loaded.Info.Path} ({config.Name}, {config.NumClasses} classes, {(loaded.Info.Fused ? "fused" : "fused on load")}); "
-            + $"{preprocessing.Describe()}; labels: {LabelSource(settings.Labels, names)}; {files.Count(f => f.Error is null)} image(s)");
+            + $"{preprocessing.Describe()}; labels: {setup.LabelSource}; {files.Count(f => f.Error is null)} image(s)");
 
         // Each image is decoded, preprocessed into its batch slot and released at once, so memory holds one
         // decoded image and one batch of inputs whatever the number and size of the images.
         var items = new Item[files.Count];
-        var decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = settings.ExifTranspose };
+        var decodeOptions = setup.DecodeOptions;
         int side = preprocessing.InputSize, sample = classifier.SampleLength, images = files.Count(f => f.Error is null);
         int batchSize = Math.Max(1, Math.Min(settings.BatchSize, images));
         if ((long)batchSize * sample > Array.MaxLength)
@@ -164,79 +158,6 @@ internal static class PredictCommand
             + (settings.Output is null ? string.Empty : $"; wrote {settings.Output}"));
         return failed > 0 ? CommandAction.Failure : 0;
     }
-
-    private static ImagePreprocessing Preprocessing(ImagePreprocessing defaults, PredictSettings settings, string modelPath)
-    {
-        var p = defaults;
-        if (p.Pipeline == InputPipeline.FashionMnist)
-        {
-            if (settings.Size is not null || settings.CropPct is not null)
-            {
-                throw new ArgumentException(
-                    $"{(settings.Size is not null ? "--img-size" : "--crop-pct")} does not apply to {modelPath}: it is a grey (in_chans 1) Fashion-MNIST model, "
-                    + "whose inputs are 28x28 grey images padded to 32x32.");
-            }
-        }
-        else
-        {
-            p = p with { Size = settings.Size ?? p.Size, CropPct = settings.CropPct ?? p.CropPct };
-        }
-
-        return (settings.Interpolation is ResampleFilter f ? p with { Interpolation = f } : p).Validate();
-    }
-
-    /// <summary>Largest --img-size: a 4096 x 4096 RGB input is 200 MB of floats per image before the engine's buffers.</summary>
-    internal const int MaxImageSize = 4096;
-
-    private static int ImageSize(int value) =>
-        Options.Positive(value, "--img-size") <= MaxImageSize ? value : throw new ArgumentException($"--img-size must be at most {MaxImageSize}; got {value}.");
-
-    private static double CropPct(double value) =>
-        value > 0 && value <= 1 ? value : throw new ArgumentException($"--crop-pct must lie in (0, 1]; got {value.ToString(CultureInfo.InvariantCulture)}.");
-
-    private static ResampleFilter Interpolation(string value) => value.ToLowerInvariant() switch
-    {
-        "bilinear" => ResampleFilter.Bilinear,
-        "bicubic" => ResampleFilter.Bicubic,
-        _ => throw new ArgumentException($"--interpolation must be bilinear or bicubic; got '{value}'."),
-    };
-
-    private static IReadOnlyList<string>? ResolveLabels(string? option, int numClasses, int inChans)
-    {
-        switch (option?.ToLowerInvariant())
-        {
-            case null:
-                return ClassLabels.Default(numClasses, inChans);
-            case "none":
-                return null;
-            case "imagenet":
-                return numClasses == ClassLabels.ImageNet.Count
-                    ? ClassLabels.ImageNet
-                    : throw new ArgumentException($"--labels imagenet names 1000 classes but the model predicts {numClasses}.");
-        }
-
-        IReadOnlyList<string> names;
-        try
-        {
-            names = ClassLabels.Load(option);
-        }
-        catch (DatasetException e)
-        {
-            throw new ArgumentException($"--labels {e.Message}");
-        }
-
-        return names.Count == numClasses
-            ? names
-            : throw new ArgumentException($"--labels {option} holds {names.Count} class names but the model predicts {numClasses} classes.");
-    }
-
-    private static string LabelSource(string? option, IReadOnlyList<string>? names) => names switch
-    {
-        null => "none (class indices)",
-        _ when ReferenceEquals(names, ClassLabels.ImageNet) => "ImageNet-1k (OpenCV's list)",
-        _ when ReferenceEquals(names, ClassLabels.FashionMnist) => "Fashion-MNIST",
-        _ => option!,
-    };
 
     /// <summary>
     /// Files as given (whatever their extension), folders expanded recursively to their image files in ordinal

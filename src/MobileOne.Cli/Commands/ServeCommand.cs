@@ -12,13 +12,15 @@ namespace MobileOne.Cli.Commands;
 
 /// <summary>
 /// `mobileone serve`: classifies images over HTTP with a checkpoint, fused, on the inference engine, with predict's
-/// preprocessing and answers; concurrent requests are batched (Serving/).
+/// preprocessing and label options (<see cref="ClassifierOptions"/>) and answers; concurrent requests are batched
+/// (Serving/).
 /// </summary>
 internal static class ServeCommand
 {
     /// <summary>Bounds that keep a typo from asking for absurd resources.</summary>
     private const int MaxBatchLimit = 256, MaxWaitLimitMs = 1000, MaxUploadLimitMb = 1024;
 
+    /// <summary>The command, its argument and options (the preprocessing and label ones from <see cref="ClassifierOptions"/>, as predict's).</summary>
     public static Command Create()
     {
         var defaults = new ServeOptions();
@@ -32,12 +34,15 @@ internal static class ServeCommand
         var maxPixels = new Option<long>("--max-pixels") { Description = $"Images declaring more pixels are refused from their header (at most {IImageDecoder.MaxPixels}, Pillow's limit).", DefaultValueFactory = _ => defaults.MaxPixels };
         var queue = new Option<int>("--queue") { Description = "Prediction requests admitted at once; one more gets 429.", DefaultValueFactory = _ => defaults.Queue };
         var timeout = new Option<int>("--timeout-s") { Description = "Seconds a prediction may take before it gets 503.", DefaultValueFactory = _ => (int)defaults.RequestTimeout.TotalSeconds };
+        var classifierOptions = new ClassifierOptions();
         var command = new Command("serve", "Classify images over HTTP: POST /v1/predict, GET /v1/model, /healthz, /readyz, /metrics, and a page at /.");
         command.Arguments.Add(model);
         foreach (var o in new Option[] { host, port, threads, maxBatch, maxWait, maxUpload, maxPixels, queue, timeout })
         {
             command.Options.Add(o);
         }
+
+        classifierOptions.AddTo(command);
 
         CommandAction.Set(command, r =>
         {
@@ -52,20 +57,24 @@ internal static class ServeCommand
                 Queue = Options.Positive(r.GetValue(queue), "--queue"),
                 RequestTimeout = TimeSpan.FromSeconds(Options.Positive(r.GetValue(timeout), "--timeout-s")),
             };
-            return Run(r.GetValue(model)!, Options.Positive(r.GetValue(threads), "--threads"), options);
+            return Run(r.GetValue(model)!, Options.Positive(r.GetValue(threads), "--threads"), classifierOptions.Parse(r), options);
         });
         return command;
     }
 
-    private static int Run(string modelPath, int threads, ServeOptions options)
+    private static int Run(string modelPath, int threads, ClassifierChoices choices, ServeOptions options)
     {
         var loaded = Options.LoadCheckpoint(modelPath, "serve");
         var config = loaded.Network.Config;
-        var preprocessing = ImagePreprocessing.ForModel(config).Validate();
-        var labels = ClassLabels.Default(config.NumClasses, config.InChans);
-        using var classifier = new ImageClassifier(loaded.Network, preprocessing, labels, new InferenceOptions { Threads = threads });
+        var setup = choices.Resolve(config, modelPath);
+        var preprocessing = setup.Preprocessing;
+        using var classifier = new ImageClassifier(loaded.Network, preprocessing, setup.Labels, new InferenceOptions { Threads = threads });
         var stats = ModelStatistics.Compute(config, preprocessing.InputSize);
-        var served = new ServedModel(classifier, Path.GetFileName(loaded.Info.Path), config.Name, loaded.Info.Fused, stats.ParamsFused, stats.MacsFused);
+        var served = new ServedModel(classifier, Path.GetFileName(loaded.Info.Path), config.Name, loaded.Info.Fused, stats.ParamsFused, stats.MacsFused)
+        {
+            LabelSource = setup.LabelSource,
+            ExifTranspose = setup.ExifTranspose,
+        };
         var server = ClassificationServer.Create(served, options, logToConsole: true);
         try
         {
@@ -80,7 +89,8 @@ internal static class ServeCommand
             }
 
             Console.Error.WriteLine(
-                $"serve: {loaded.Info.Path} ({config.Name}, {config.NumClasses} classes, {(loaded.Info.Fused ? "fused" : "fused on load")}); {preprocessing.Describe()}; "
+                $"serve: {loaded.Info.Path} ({config.Name}, {config.NumClasses} classes, {(loaded.Info.Fused ? "fused" : "fused on load")}); "
+                + $"{preprocessing.Describe()}{(setup.ExifTranspose ? ", EXIF orientation applied" : string.Empty)}; labels: {setup.LabelSource}; "
                 + string.Create(CultureInfo.InvariantCulture, $"{threads} thread(s), batches of up to {options.MaxBatch} within {options.MaxWait.TotalMilliseconds} ms, queue {options.Queue}"));
             foreach (string address in server.Addresses)
             {

@@ -31,28 +31,30 @@ namespace MobileOne.Cli.Serving;
 /// </summary>
 internal sealed class ClassificationServer : IAsyncDisposable
 {
+    /// <summary>The prediction endpoint; also the route whose latency /metrics records.</summary>
     public const string PredictRoute = "/v1/predict";
 
     private const string PageResource = "MobileOne.Cli.Serving.index.html";
 
-    private readonly WebApplication _app;
-    private readonly ServedModel _model;
-    private readonly ServeOptions _options;
-    private readonly DynamicBatcher _batcher;
-    private readonly SemaphoreSlim _decoders;
-    private readonly ImageDecodeOptions _decodeOptions;
-    private int _admitted;
-    private long _answered;
-    private volatile bool _ready;
+    private readonly WebApplication app;
+    private readonly ServedModel model;
+    private readonly ServeOptions options;
+    private readonly DynamicBatcher batcher;
+    private readonly SemaphoreSlim decoders;
+    private readonly ImageDecodeOptions decodeOptions;
+    private int admitted;
+    private long answered;
+    private volatile bool ready;
 
     private ClassificationServer(ServedModel model, ServeOptions options, bool logToConsole)
     {
-        _model = model;
-        _options = options;
+        this.model = model;
+        this.options = options;
         Metrics = new ServerMetrics(options.MaxBatch);
-        _decoders = new SemaphoreSlim(options.Decoders);
-        // timm's pipeline does not apply EXIF orientation, so predict does not by default; serve answers as predict does.
-        _decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = false, MaxPixels = options.MaxPixels };
+        decoders = new SemaphoreSlim(options.Decoders);
+        // EXIF orientation as predict applies it: only with --exif-transpose (timm's pipeline does not), so the
+        // server answers an upload as predict answers the same file with the same flags.
+        decodeOptions = new ImageDecodeOptions { ApplyExifOrientation = model.ExifTranspose, MaxPixels = options.MaxPixels };
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
@@ -81,31 +83,32 @@ internal sealed class ClassificationServer : IAsyncDisposable
             }
         });
 
-        _app = builder.Build();
-        _batcher = new DynamicBatcher(model.Classifier, options.MaxBatch, options.MaxWait, options.Queue, Metrics);
-        _app.Lifetime.ApplicationStopping.Register(() => _ready = false);
-        _app.Use(CountAsync);
-        _app.MapGet("/", Page);
-        _app.MapGet("/healthz", () => Json(new JsonObject { ["status"] = "alive" }));
-        _app.MapGet("/readyz", () => _ready
-            ? Json(new JsonObject { ["status"] = "ready", ["model"] = _model.Variant })
+        app = builder.Build();
+        batcher = new DynamicBatcher(model.Classifier, options.MaxBatch, options.MaxWait, options.Queue, Metrics);
+        app.Lifetime.ApplicationStopping.Register(() => ready = false);
+        app.Use(CountAsync);
+        app.MapGet("/", Page);
+        app.MapGet("/healthz", () => Json(new JsonObject { ["status"] = "alive" }));
+        app.MapGet("/readyz", () => ready
+            ? Json(new JsonObject { ["status"] = "ready", ["model"] = model.Variant })
             : Json(new JsonObject { ["status"] = "not ready" }, StatusCodes.Status503ServiceUnavailable));
-        _app.MapGet("/v1/model", () => Json(_model.ToJson()));
-        _app.MapGet("/metrics", () => Results.Text(Metrics.Exposition(Volatile.Read(ref _admitted), _ready), "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8));
-        _app.MapPost(PredictRoute, (Func<HttpContext, Task<IResult>>)PredictAsync);
+        app.MapGet("/v1/model", () => Json(model.ToJson()));
+        app.MapGet("/metrics", () => Results.Text(Metrics.Exposition(Volatile.Read(ref admitted), ready), "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8));
+        app.MapPost(PredictRoute, (Func<HttpContext, Task<IResult>>)PredictAsync);
     }
 
+    /// <summary>The counters behind /metrics (tests read them directly).</summary>
     public ServerMetrics Metrics { get; }
 
     /// <summary>The addresses the server listens on (the real port when asked for port 0); after <see cref="StartAsync"/>.</summary>
     public IReadOnlyCollection<string> Addresses =>
-        _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
 
     /// <summary>Signalled when the host begins to stop (SIGTERM, Ctrl+C, or <see cref="StopAsync"/>).</summary>
-    public CancellationToken Stopping => _app.Lifetime.ApplicationStopping;
+    public CancellationToken Stopping => app.Lifetime.ApplicationStopping;
 
     /// <summary>Requests answered so far, all routes.</summary>
-    public long Answered => Interlocked.Read(ref _answered);
+    public long Answered => Interlocked.Read(ref answered);
 
     /// <summary>Builds the server; nothing listens until <see cref="StartAsync"/>. The classifier stays the caller's.</summary>
     public static ClassificationServer Create(ServedModel model, ServeOptions options, bool logToConsole = false) => new(model, options, logToConsole);
@@ -113,21 +116,23 @@ internal sealed class ClassificationServer : IAsyncDisposable
     /// <summary>Binds and starts taking requests. A port in use or an address not on this machine throws IOException.</summary>
     public async Task StartAsync(CancellationToken cancel = default)
     {
-        await _app.StartAsync(cancel);
-        _ready = true;
+        await app.StartAsync(cancel);
+        ready = true;
     }
 
     /// <summary>Waits for SIGTERM or Ctrl+C, then drains: Kestrel stops accepting and lets in-flight requests finish.</summary>
-    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+    public Task WaitForShutdownAsync() => app.WaitForShutdownAsync();
 
-    public Task StopAsync() => _app.StopAsync();
+    /// <summary>Stops as SIGTERM would: readiness turns 503, Kestrel drains the requests in flight.</summary>
+    public Task StopAsync() => app.StopAsync();
 
+    /// <summary>Stops the server, then the batcher (which answers what it still holds) and the decode gate.</summary>
     public async ValueTask DisposeAsync()
     {
-        _ready = false;
-        await _app.DisposeAsync();
-        _batcher.Dispose(); // after the server: queued images are answered before the thread ends
-        _decoders.Dispose();
+        ready = false;
+        await app.DisposeAsync();
+        batcher.Dispose(); // after the server: queued images are answered before the thread ends
+        decoders.Dispose();
     }
 
     private async Task CountAsync(HttpContext context, RequestDelegate next)
@@ -137,7 +142,7 @@ internal sealed class ClassificationServer : IAsyncDisposable
         await next(context);
         string route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "other";
         Metrics.Request(route, context.Response.StatusCode, Stopwatch.GetElapsedTime(start));
-        Interlocked.Increment(ref _answered);
+        Interlocked.Increment(ref answered);
     }
 
     // The embedded page, read once rather than on every GET /.
@@ -170,17 +175,17 @@ internal sealed class ClassificationServer : IAsyncDisposable
             return Error(StatusCodes.Status400BadRequest, $"top must be a positive integer; got '{topText}'.");
         }
 
-        if (Interlocked.Increment(ref _admitted) > _options.Queue)
+        if (Interlocked.Increment(ref admitted) > options.Queue)
         {
-            Interlocked.Decrement(ref _admitted);
-            return Error(StatusCodes.Status429TooManyRequests, $"the server is busy: {_options.Queue} requests are queued (--queue); retry later.");
+            Interlocked.Decrement(ref admitted);
+            return Error(StatusCodes.Status429TooManyRequests, $"the server is busy: {options.Queue} requests are queued (--queue); retry later.");
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        deadline.CancelAfter(_options.RequestTimeout);
+        deadline.CancelAfter(options.RequestTimeout);
         try
         {
-            var (bytes, name) = await ImageUpload.ReadAsync(context.Request, _options.MaxUploadBytes, deadline.Token);
+            var (bytes, name) = await ImageUpload.ReadAsync(context.Request, options.MaxUploadBytes, deadline.Token);
             var scores = await ClassifyAsync(bytes, name, top, deadline.Token);
             var answer = PredictionJson.Item(name, scores);
             answer["latency_ms"] = Math.Round(Stopwatch.GetElapsedTime(start).TotalMilliseconds, 3);
@@ -194,13 +199,13 @@ internal sealed class ClassificationServer : IAsyncDisposable
         {
             // Kestrel's own limits (body size, data rate) while the body was read.
             return Error(e.StatusCode, e.StatusCode == StatusCodes.Status413PayloadTooLarge
-                ? $"the upload is larger than the server's limit of {_options.MaxUploadBytes} bytes (--max-upload-mb)."
+                ? $"the upload is larger than the server's limit of {options.MaxUploadBytes} bytes (--max-upload-mb)."
                 : $"the request could not be read ({e.Message}).");
         }
         catch (OperationCanceledException) when (!context.RequestAborted.IsCancellationRequested)
         {
             return Error(StatusCodes.Status503ServiceUnavailable,
-                string.Create(CultureInfo.InvariantCulture, $"the prediction was not answered within the request timeout of {_options.RequestTimeout.TotalSeconds} s."));
+                string.Create(CultureInfo.InvariantCulture, $"the prediction was not answered within the request timeout of {options.RequestTimeout.TotalSeconds} s."));
         }
         catch (OperationCanceledException)
         {
@@ -209,26 +214,26 @@ internal sealed class ClassificationServer : IAsyncDisposable
         catch (Exception e)
         {
             // Not the request's fault (the engine failed, memory ran out): this request fails, the server goes on.
-            _app.Logger.LogError(e, "prediction failed");
+            app.Logger.LogError(e, "prediction failed");
             return Error(StatusCodes.Status500InternalServerError, $"the prediction failed: {e.Message}");
         }
         finally
         {
-            Interlocked.Decrement(ref _admitted);
+            Interlocked.Decrement(ref admitted);
         }
     }
 
     private async Task<IReadOnlyList<Classification.ClassScore>> ClassifyAsync(byte[] bytes, string name, int top, CancellationToken cancel)
     {
-        int sample = _batcher.SampleLength;
+        int sample = batcher.SampleLength;
         float[] input = ArrayPool<float>.Shared.Rent(sample);
         bool queued = false;
         try
         {
-            await _decoders.WaitAsync(cancel);
+            await decoders.WaitAsync(cancel);
             try
             {
-                _model.Classifier.Preprocess(bytes, name, _decodeOptions, input.AsSpan(0, sample));
+                model.Classifier.Preprocess(bytes, name, decodeOptions, input.AsSpan(0, sample));
             }
             catch (ImageDecodeException e)
             {
@@ -236,10 +241,10 @@ internal sealed class ClassificationServer : IAsyncDisposable
             }
             finally
             {
-                _decoders.Release();
+                decoders.Release();
             }
 
-            var answer = _batcher.TryEnqueue(input, top, cancel)
+            var answer = batcher.TryEnqueue(input, top, cancel)
                 ?? throw new RequestRejectedException(StatusCodes.Status503ServiceUnavailable, "the server is stopping.");
             queued = true;
             return await answer.WaitAsync(cancel);

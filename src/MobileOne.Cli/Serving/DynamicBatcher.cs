@@ -14,28 +14,29 @@ namespace MobileOne.Cli.Serving;
 /// </summary>
 internal sealed class DynamicBatcher : IDisposable
 {
-    private readonly ImageClassifier _classifier;
-    private readonly int _maxBatch;
-    private readonly TimeSpan _maxWait;
-    private readonly ServerMetrics _metrics;
-    private readonly Channel<Job> _channel;
-    private readonly Tensor?[] _inputs;
-    private readonly Thread _thread;
+    private readonly ImageClassifier classifier;
+    private readonly int maxBatch;
+    private readonly TimeSpan maxWait;
+    private readonly ServerMetrics metrics;
+    private readonly Channel<Job> channel;
+    private readonly Tensor?[] inputs;
+    private readonly Thread thread;
 
+    /// <summary>Starts the batcher's thread; <paramref name="capacity"/> bounds the images waiting (the server's --queue).</summary>
     public DynamicBatcher(ImageClassifier classifier, int maxBatch, TimeSpan maxWait, int capacity, ServerMetrics metrics)
     {
-        _classifier = classifier;
-        _maxBatch = maxBatch;
-        _maxWait = maxWait;
-        _metrics = metrics;
-        _channel = Channel.CreateBounded<Job>(new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-        _inputs = new Tensor?[maxBatch];
-        _thread = new Thread(Loop) { IsBackground = true, Name = "mobileone-batcher" };
-        _thread.Start();
+        this.classifier = classifier;
+        this.maxBatch = maxBatch;
+        this.maxWait = maxWait;
+        this.metrics = metrics;
+        channel = Channel.CreateBounded<Job>(new BoundedChannelOptions(capacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        inputs = new Tensor?[maxBatch];
+        thread = new Thread(Loop) { IsBackground = true, Name = "mobileone-batcher" };
+        thread.Start();
     }
 
     /// <summary>Floats a job's input holds: one preprocessed image.</summary>
-    public int SampleLength => _classifier.SampleLength;
+    public int SampleLength => classifier.SampleLength;
 
     /// <summary>
     /// Queues one preprocessed image (<paramref name="input"/>, rented from <see cref="ArrayPool{T}.Shared"/>: the
@@ -45,24 +46,24 @@ internal sealed class DynamicBatcher : IDisposable
     public Task<IReadOnlyList<ClassScore>>? TryEnqueue(float[] input, int top, CancellationToken cancelled)
     {
         var job = new Job(input, top, cancelled);
-        return _channel.Writer.TryWrite(job) ? job.Done.Task : null;
+        return channel.Writer.TryWrite(job) ? job.Done.Task : null;
     }
 
     /// <summary>Stops taking images, answers those queued, and ends the thread.</summary>
     public void Dispose()
     {
-        _channel.Writer.TryComplete();
-        _thread.Join();
+        channel.Writer.TryComplete();
+        thread.Join();
     }
 
     private void Loop()
     {
-        var batch = new List<Job>(_maxBatch);
-        var reader = _channel.Reader;
+        var batch = new List<Job>(maxBatch);
+        var reader = channel.Reader;
         while (Wait(reader, Timeout.InfiniteTimeSpan) == WaitResult.Ready)
         {
             long first = 0;
-            while (batch.Count < _maxBatch)
+            while (batch.Count < maxBatch)
             {
                 if (reader.TryRead(out var job))
                 {
@@ -77,7 +78,7 @@ internal sealed class DynamicBatcher : IDisposable
                     continue;
                 }
 
-                var left = _maxWait - Stopwatch.GetElapsedTime(first);
+                var left = maxWait - Stopwatch.GetElapsedTime(first);
                 if (batch.Count == 0 || left <= TimeSpan.Zero || Wait(reader, left) != WaitResult.Ready)
                 {
                     break;
@@ -119,21 +120,21 @@ internal sealed class DynamicBatcher : IDisposable
 
     private void Run(List<Job> batch)
     {
-        int n = batch.Count, sample = _classifier.SampleLength, classes = _classifier.NumClasses, side = _classifier.Preprocessing.InputSize;
-        var input = _inputs[n - 1] ??= new Tensor(n, _classifier.Channels, side, side);
+        int n = batch.Count, sample = classifier.SampleLength, classes = classifier.NumClasses, side = classifier.Preprocessing.InputSize;
+        var input = inputs[n - 1] ??= new Tensor(n, classifier.Channels, side, side);
         for (int i = 0; i < n; i++)
         {
             batch[i].Input.AsSpan(0, sample).CopyTo(input.Span.Slice(i * sample, sample));
             ArrayPool<float>.Shared.Return(batch[i].Input);
         }
 
-        _metrics.Batch(n);
+        metrics.Batch(n);
         try
         {
-            var logits = _classifier.Run(input);
+            var logits = classifier.Run(input);
             for (int i = 0; i < n; i++)
             {
-                batch[i].Done.TrySetResult(ImageClassifier.TopK(logits.Span.Slice(i * classes, classes), batch[i].Top, _classifier.Labels));
+                batch[i].Done.TrySetResult(ImageClassifier.TopK(logits.Span.Slice(i * classes, classes), batch[i].Top, classifier.Labels));
             }
         }
         catch (Exception e)
@@ -147,14 +148,19 @@ internal sealed class DynamicBatcher : IDisposable
 
     private sealed class Job(float[] input, int top, CancellationToken cancelled)
     {
+        /// <summary>The preprocessed image, a pooled array the batcher returns.</summary>
         public float[] Input { get; } = input;
 
+        /// <summary>Classes to answer with.</summary>
         public int Top { get; } = top;
 
+        /// <summary>Cancelled when the request times out or goes; such a job is dropped before it takes a slot.</summary>
         public CancellationToken Cancelled { get; } = cancelled;
 
+        /// <summary>The answer; continuations run off the batcher's thread, so a slow client cannot stall it.</summary>
         public TaskCompletionSource<IReadOnlyList<ClassScore>> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+        /// <summary>Gives the input back to the pool and cancels the answer.</summary>
         public void Abandon()
         {
             ArrayPool<float>.Shared.Return(Input);

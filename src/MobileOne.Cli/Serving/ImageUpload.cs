@@ -8,6 +8,7 @@ namespace MobileOne.Cli.Serving;
 /// <summary>A request the server refuses: the status code and the message of its <c>{"error": ...}</c> body.</summary>
 internal sealed class RequestRejectedException(int status, string message) : Exception(message)
 {
+    /// <summary>The HTTP status code of the answer.</summary>
     public int Status { get; } = status;
 }
 
@@ -22,6 +23,10 @@ internal static class ImageUpload
     /// <summary>What a raw body is called in answers (a multipart upload gives its file name).</summary>
     public const string BodyName = "upload";
 
+    /// <summary>
+    /// The image bytes and the name answers give them (the multipart file name, or <see cref="BodyName"/>); throws
+    /// <see cref="RequestRejectedException"/> with 400, 413 or 415 for what is refused.
+    /// </summary>
     public static async Task<(byte[] Bytes, string Name)> ReadAsync(HttpRequest request, long maxBytes, CancellationToken cancel)
     {
         string? contentType = request.ContentType;

@@ -14,9 +14,9 @@ internal sealed class ServerMetrics
     /// <summary>Latency buckets in seconds, 1 ms to 10 s.</summary>
     private static readonly double[] LatencyBounds = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-    private readonly ConcurrentDictionary<(string Route, int Code), long> _requests = new();
-    private readonly Histogram _latency = new(LatencyBounds);
-    private readonly Histogram _batches;
+    private readonly ConcurrentDictionary<(string Route, int Code), long> requests = new();
+    private readonly Histogram latency = new(LatencyBounds);
+    private readonly Histogram batches;
 
     /// <param name="maxBatch">The largest batch: every size up to it is a bucket of its own (up to 32, then powers of two).</param>
     public ServerMetrics(int maxBatch)
@@ -33,45 +33,46 @@ internal sealed class ServerMetrics
         }
 
         bounds.Add(maxBatch);
-        _batches = new Histogram([.. bounds]);
+        batches = new Histogram([.. bounds]);
     }
 
     /// <summary>One answered request; <paramref name="route"/> is the endpoint's pattern (or "other"), so labels stay few.</summary>
     public void Request(string route, int code, TimeSpan elapsed)
     {
-        _requests.AddOrUpdate((route, code), 1, (_, n) => n + 1);
+        requests.AddOrUpdate((route, code), 1, (_, n) => n + 1);
         if (route == ClassificationServer.PredictRoute)
         {
-            _latency.Observe(elapsed.TotalSeconds);
+            latency.Observe(elapsed.TotalSeconds);
         }
     }
 
     /// <summary>One engine run of <paramref name="size"/> images.</summary>
-    public void Batch(int size) => _batches.Observe(size);
+    public void Batch(int size) => batches.Observe(size);
 
     /// <summary>Requests answered with <paramref name="code"/> so far (tests and the drain message read it).</summary>
-    public long Count(string route, int code) => _requests.TryGetValue((route, code), out long n) ? n : 0;
+    public long Count(string route, int code) => requests.TryGetValue((route, code), out long n) ? n : 0;
 
+    /// <summary>The text of GET /metrics; <paramref name="queued"/> and <paramref name="ready"/> are the server's, read at the call.</summary>
     public string Exposition(int queued, bool ready)
     {
         var text = new StringBuilder();
-        var requests = _requests.ToArray().OrderBy(p => p.Key.Route, StringComparer.Ordinal).ThenBy(p => p.Key.Code).ToArray();
+        var answered = requests.ToArray().OrderBy(p => p.Key.Route, StringComparer.Ordinal).ThenBy(p => p.Key.Code).ToArray();
         Header(text, "mobileone_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
-        foreach (var ((route, code), n) in requests)
+        foreach (var ((route, code), n) in answered)
         {
             text.Append(CultureInfo.InvariantCulture, $"mobileone_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}\n");
         }
 
         Header(text, "mobileone_http_request_errors_total", "counter", "HTTP requests answered with a status of 400 or more, by route and status code.");
-        foreach (var ((route, code), n) in requests.Where(p => p.Key.Code >= 400))
+        foreach (var ((route, code), n) in answered.Where(p => p.Key.Code >= 400))
         {
             text.Append(CultureInfo.InvariantCulture, $"mobileone_http_request_errors_total{{route=\"{route}\",code=\"{code}\"}} {n}\n");
         }
 
         Header(text, "mobileone_predict_latency_seconds", "histogram", "Time from a prediction request's arrival to its answer, whatever the answer.");
-        _latency.Write(text, "mobileone_predict_latency_seconds");
+        latency.Write(text, "mobileone_predict_latency_seconds");
         Header(text, "mobileone_batch_size", "histogram", "Images per engine run.");
-        _batches.Write(text, "mobileone_batch_size");
+        batches.Write(text, "mobileone_batch_size");
         Header(text, "mobileone_queue_depth", "gauge", "Prediction requests admitted and not yet answered.");
         text.Append(CultureInfo.InvariantCulture, $"mobileone_queue_depth {queued}\n");
         Header(text, "mobileone_model_ready", "gauge", "1 while the model is loaded and the server takes requests.");
@@ -87,10 +88,11 @@ internal sealed class ServerMetrics
     /// <summary>A Prometheus histogram: cumulative buckets by upper bound, sum and count.</summary>
     private sealed class Histogram(double[] bounds)
     {
-        private readonly long[] _counts = new long[bounds.Length + 1];
-        private readonly Lock _lock = new();
-        private double _sum;
+        private readonly long[] counts = new long[bounds.Length + 1];
+        private readonly Lock gate = new();
+        private double sum;
 
+        /// <summary>Counts <paramref name="value"/> in the first bucket whose bound it does not pass.</summary>
         public void Observe(double value)
         {
             int i = 0;
@@ -99,33 +101,34 @@ internal sealed class ServerMetrics
                 i++;
             }
 
-            lock (_lock)
+            lock (gate)
             {
-                _counts[i]++;
-                _sum += value;
+                counts[i]++;
+                sum += value;
             }
         }
 
+        /// <summary>Appends the cumulative buckets, the sum and the count, from one consistent snapshot.</summary>
         public void Write(StringBuilder text, string name)
         {
-            long[] counts;
-            double sum;
-            lock (_lock)
+            long[] snapshot;
+            double total;
+            lock (gate)
             {
-                counts = (long[])_counts.Clone();
-                sum = _sum;
+                snapshot = (long[])counts.Clone();
+                total = sum;
             }
 
             long cumulative = 0;
             for (int i = 0; i < bounds.Length; i++)
             {
-                cumulative += counts[i];
+                cumulative += snapshot[i];
                 text.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{le=\"{Number(bounds[i])}\"}} {cumulative}\n");
             }
 
-            cumulative += counts[^1];
+            cumulative += snapshot[^1];
             text.Append(CultureInfo.InvariantCulture, $"{name}_bucket{{le=\"+Inf\"}} {cumulative}\n");
-            text.Append(CultureInfo.InvariantCulture, $"{name}_sum {Number(sum)}\n{name}_count {cumulative}\n");
+            text.Append(CultureInfo.InvariantCulture, $"{name}_sum {Number(total)}\n{name}_count {cumulative}\n");
         }
     }
 }

@@ -22,20 +22,20 @@ public sealed class ChromiumFactAttribute : FactAttribute
 /// </summary>
 internal sealed class Chromium : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly TempDir _profile;
-    private readonly ClientWebSocket _socket = new();
-    private readonly ConcurrentDictionary<int, TaskCompletionSource<JsonNode>> _pending = new();
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<JsonNode>> _awaited = new();
-    private readonly Task _receiving;
-    private int _nextId;
+    private readonly Process process;
+    private readonly TempDir profile;
+    private readonly ClientWebSocket socket = new();
+    private readonly ConcurrentDictionary<int, TaskCompletionSource<JsonNode>> pending = new();
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<JsonNode>> awaited = new();
+    private readonly Task receiving;
+    private int nextId;
 
     private Chromium(Process process, TempDir profile, Uri page)
     {
-        _process = process;
-        _profile = profile;
-        _socket.ConnectAsync(page, CancellationToken.None).GetAwaiter().GetResult();
-        _receiving = Task.Run(ReceiveAsync);
+        this.process = process;
+        this.profile = profile;
+        socket.ConnectAsync(page, CancellationToken.None).GetAwaiter().GetResult();
+        receiving = Task.Run(ReceiveAsync);
     }
 
     public static string? Executable { get; } =
@@ -89,17 +89,17 @@ internal sealed class Chromium : IAsyncDisposable
     /// <summary>Sends a command and returns its result (throws on a protocol error).</summary>
     public async Task<JsonNode> SendAsync(string method, JsonObject? parameters = null)
     {
-        int id = Interlocked.Increment(ref _nextId);
+        int id = Interlocked.Increment(ref nextId);
         var done = new TaskCompletionSource<JsonNode>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[id] = done;
+        pending[id] = done;
         var message = new JsonObject { ["id"] = id, ["method"] = method, ["params"] = parameters ?? [] };
-        await _socket.SendAsync(Encoding.UTF8.GetBytes(message.ToJsonString()), WebSocketMessageType.Text, true, CancellationToken.None);
+        await socket.SendAsync(Encoding.UTF8.GetBytes(message.ToJsonString()), WebSocketMessageType.Text, true, CancellationToken.None);
         return await done.Task.WaitAsync(TimeSpan.FromSeconds(30));
     }
 
     /// <summary>Arms a wait for the next event <paramref name="method"/>; await the task after causing it.</summary>
     public Task<JsonNode> NextEvent(string method) =>
-        _awaited.GetOrAdd(method, _ => new TaskCompletionSource<JsonNode>(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(TimeSpan.FromSeconds(30));
+        awaited.GetOrAdd(method, _ => new TaskCompletionSource<JsonNode>(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(TimeSpan.FromSeconds(30));
 
     /// <summary>Evaluates a JavaScript expression in the page and returns its value (JSON-serializable).</summary>
     public async Task<JsonNode?> EvaluateAsync(string expression)
@@ -129,12 +129,12 @@ internal sealed class Chromium : IAsyncDisposable
     {
         var buffer = new byte[1 << 16];
         var message = new MemoryStream();
-        while (_socket.State == WebSocketState.Open)
+        while (socket.State == WebSocketState.Open)
         {
             WebSocketReceiveResult received;
             try
             {
-                received = await _socket.ReceiveAsync(buffer, CancellationToken.None);
+                received = await socket.ReceiveAsync(buffer, CancellationToken.None);
             }
             catch (WebSocketException)
             {
@@ -154,7 +154,7 @@ internal sealed class Chromium : IAsyncDisposable
 
             var node = JsonNode.Parse(message.ToArray())!;
             message.SetLength(0);
-            if (node["id"] is { } id && _pending.TryRemove((int)id, out var done))
+            if (node["id"] is { } id && pending.TryRemove((int)id, out var done))
             {
                 if (node["error"] is { } error)
                 {
@@ -165,9 +165,9 @@ internal sealed class Chromium : IAsyncDisposable
                     done.TrySetResult(node["result"]!.DeepClone());
                 }
             }
-            else if (node["method"] is { } method && _awaited.TryRemove((string)method!, out var awaited))
+            else if (node["method"] is { } method && awaited.TryRemove((string)method!, out var waiter))
             {
-                awaited.TrySetResult(node["params"]?.DeepClone() ?? new JsonObject());
+                waiter.TrySetResult(node["params"]?.DeepClone() ?? new JsonObject());
             }
         }
     }
@@ -182,14 +182,14 @@ internal sealed class Chromium : IAsyncDisposable
         {
         }
 
-        if (!_process.WaitForExit(TimeSpan.FromSeconds(5)))
+        if (!process.WaitForExit(TimeSpan.FromSeconds(5)))
         {
-            _process.Kill(entireProcessTree: true);
+            process.Kill(entireProcessTree: true);
         }
 
-        _socket.Dispose();
-        await _receiving.WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);
-        _process.Dispose();
-        _profile.Dispose();
+        socket.Dispose();
+        await receiving.WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default);
+        process.Dispose();
+        profile.Dispose();
     }
 }

@@ -26,7 +26,8 @@ public sealed class ServePageTests
         using var classifier = new ImageClassifier(loaded.Network, preprocessing, ClassLabels.ImageNet, new InferenceOptions { Threads = 1 });
         var stats = ModelStatistics.Compute(loaded.Network.Config, 64);
         await using var server = ClassificationServer.Create(
-            new ServedModel(classifier, "mobileone_s0_timm.safetensors", "s0", false, stats.ParamsFused, stats.MacsFused), new ServeOptions { Port = 0 });
+            new ServedModel(classifier, "mobileone_s0_timm.safetensors", "s0", false, stats.ParamsFused, stats.MacsFused) { LabelSource = "ImageNet-1k (OpenCV's list)" },
+            new ServeOptions { Port = 0 });
         await server.StartAsync();
         string image = PilPredictReference.ImagePath("rgb.png");
         using (var warmUp = new HttpClient())
@@ -44,6 +45,9 @@ public sealed class ServePageTests
         await browser.SendAsync("Page.navigate", new JsonObject { ["url"] = server.Addresses.Single() + "/" });
         await loadedEvent;
         await browser.WaitForAsync("document.getElementById('model').textContent.startsWith('MobileOne s0')", TimeSpan.FromSeconds(15));
+        Assert.Equal(
+            $"Preprocessing: {preprocessing.Describe()}; labels: ImageNet-1k (OpenCV's list)",
+            (string)(await browser.EvaluateAsync("document.getElementById('preprocessing').textContent"))!);
 
         var document = await browser.SendAsync("DOM.getDocument");
         var input = await browser.SendAsync("DOM.querySelector", new JsonObject { ["nodeId"] = (int)document["root"]!["nodeId"]!, ["selector"] = "#file" });
