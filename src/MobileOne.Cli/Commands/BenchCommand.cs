@@ -140,8 +140,7 @@ internal static class BenchCommand
     private static BenchModel CheckpointModel(LoadedClassifier loaded, bool unfused)
     {
         var network = loaded.Network;
-        bool fusable = network is MobileOneNetwork || ModelRegistry.Get(network.Architecture).Reparameterizable;
-        if (!fusable)
+        if (!network.Reparameterizable)
         {
             return new BenchModel(network.Architecture, network.ToGraph()) { Form = "plain" };
         }

@@ -41,8 +41,7 @@ internal static class EvalCommand
             int threadCount = Options.Positive(r.GetValue(threads), "--threads");
             ComputeThreads.Count = threadCount;
             var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
-            bool fusable = loaded.Network is MobileOneNetwork || ModelRegistry.Get(loaded.Network.Architecture).Reparameterizable;
-            var network = r.GetValue(fuse) && fusable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
+            var network = r.GetValue(fuse) && loaded.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
             string? dataDir = r.GetValue(data);
             var dataset = TrainingData.OpenEval(dataDir, SkiaImageDecoder.Instance);
             if (dataset.ClassNames.Count > network.NumClasses)

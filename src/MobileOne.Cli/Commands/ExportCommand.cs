@@ -9,7 +9,7 @@ internal static class ExportCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Argument<string>("checkpoint") { Description = "Any supported checkpoint (timm or Apple names, fused or not); a train-time model is fused first unless --unfused." };
+        var checkpoint = new Argument<string>("checkpoint") { Description = "Any supported checkpoint of any family (MobileOne in timm or Apple names, RepVGG/ResNet/MobileNet in timm's; fused or not); a train-time MobileOne or RepVGG is fused first unless --unfused." };
         var output = new Argument<string>("output") { Description = "Destination .onnx file (written to a temporary file and renamed)." };
         var opset = new Option<int>("--opset") { Description = $"ONNX opset, {OnnxExporter.MinOpset} to {OnnxExporter.MaxOpset}.", DefaultValueFactory = _ => OnnxExporter.DefaultOpset };
         var unfused = new Option<bool>("--unfused") { Description = "Export a train-time checkpoint as it is: every branch as Conv + BatchNormalization and their sum, not fused (a fused checkpoint is refused)." };
@@ -28,19 +28,21 @@ internal static class ExportCommand
 
             string destination = r.GetValue(output)!;
             bool asIs = r.GetValue(unfused);
-            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
-            if (asIs && loaded.Network.IsFused)
+            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            var network = loaded.Network;
+            if (asIs && network.IsFused)
             {
-                throw new ArgumentException($"--unfused exports a train-time checkpoint's branches; {loaded.Info.Path} is already fused ({loaded.Info.Scheme.Name}). Export it without --unfused.");
+                throw new ArgumentException($"--unfused exports a train-time checkpoint's branches; {loaded.Path} is already fused ({loaded.MobileOneInfo?.Scheme.Name ?? "timm"}). Export it without --unfused.");
             }
 
-            OnnxExporter.Export(loaded.Network, destination, version, fuse: !asIs);
-            var config = loaded.Network.Config;
-            string form = asIs ? "unfused (train-time branches)" : loaded.Network.IsFused ? "fused" : "fused from a train-time checkpoint";
+            OnnxExporter.Export(network, destination, version, fuse: !asIs);
+            string form = !network.Reparameterizable ? "(no fused form)"
+                : asIs ? "unfused (train-time branches)" : network.IsFused ? "fused" : "fused from a train-time checkpoint";
+            string name = loaded.MobileOne is { } mobileOne ? $"MobileOne-{mobileOne.Config.Name}" : network.Architecture;
             double megabytes = new FileInfo(destination).Length / 1e6;
             Console.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"wrote {destination} (ONNX opset {version}, MobileOne-{config.Name} {form}, input '{OnnxExporter.InputName}' float32 [batch, {config.InChans}, height, width], output '{OnnxExporter.OutputName}' float32 [batch, {config.NumClasses}], {megabytes:0.0} MB)"));
+                $"wrote {destination} (ONNX opset {version}, {name} {form}, input '{OnnxExporter.InputName}' float32 [batch, {network.InChans}, height, width], output '{OnnxExporter.OutputName}' float32 [batch, {network.NumClasses}], {megabytes:0.0} MB)"));
             return 0;
         });
         return command;

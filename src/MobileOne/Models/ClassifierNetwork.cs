@@ -20,6 +20,9 @@ public abstract class ClassifierNetwork : Module
     /// <summary>Classifier outputs.</summary>
     public abstract int NumClasses { get; }
 
+    /// <summary>Whether the family has a deploy (fused) form: MobileOne and RepVGG.</summary>
+    public abstract bool Reparameterizable { get; }
+
     /// <summary>Whether the re-parameterizable blocks are in their deploy (fused) form; false for families without any.</summary>
     public abstract bool IsFused { get; }
 

@@ -52,6 +52,9 @@ public sealed class MobileOneNetwork : ClassifierNetwork
     public override int InChans => Config.InChans;
 
     /// <inheritdoc/>
+    public override bool Reparameterizable => true;
+
+    /// <inheritdoc/>
     public override string Description => Config + (IsFused ? " (fused)" : string.Empty);
 
     /// <inheritdoc/>

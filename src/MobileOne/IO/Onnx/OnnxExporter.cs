@@ -63,7 +63,7 @@ public static class OnnxExporter
     /// <paramref name="fuse"/> is false, which exports the network in the form it is in (a train-time network as its
     /// multi-branch graph, BatchNorm with the running statistics).
     /// </summary>
-    public static void Export(MobileOneNetwork network, string path, int opset = DefaultOpset, bool fuse = true)
+    public static void Export(ClassifierNetwork network, string path, int opset = DefaultOpset, bool fuse = true)
     {
         ArgumentNullException.ThrowIfNull(path);
 
@@ -72,22 +72,36 @@ public static class OnnxExporter
         AtomicFile.Write(path, model.WriteTo);
     }
 
-    /// <summary>As <see cref="Export(MobileOneNetwork, string, int, bool)"/>, writing the serialized model to <paramref name="stream"/>.</summary>
-    public static void Export(MobileOneNetwork network, Stream stream, int opset = DefaultOpset, bool fuse = true)
+    /// <summary>As <see cref="Export(ClassifierNetwork, string, int, bool)"/>, writing the serialized model to <paramref name="stream"/>.</summary>
+    public static void Export(ClassifierNetwork network, Stream stream, int opset = DefaultOpset, bool fuse = true)
     {
         ArgumentNullException.ThrowIfNull(stream);
         Build(network, opset, fuse).WriteTo(stream);
     }
 
     /// <summary>The serialized model, for runtimes that take the model bytes directly.</summary>
-    public static byte[] ToBytes(MobileOneNetwork network, int opset = DefaultOpset, bool fuse = true) => Build(network, opset, fuse).ToByteArray();
+    public static byte[] ToBytes(ClassifierNetwork network, int opset = DefaultOpset, bool fuse = true) => Build(network, opset, fuse).ToByteArray();
 
-    /// <summary>The ONNX model in memory: the network's <see cref="MobileOneGraph.ToGraph"/>, fused first unless <paramref name="fuse"/> is false.</summary>
-    public static ModelProto Build(MobileOneNetwork network, int opset = DefaultOpset, bool fuse = true)
+    /// <summary>
+    /// The ONNX model in memory: the network's graph, fused first (where its family has a fused form) unless
+    /// <paramref name="fuse"/> is false. A zoo network's nodes and initializers keep timm's module names.
+    /// </summary>
+    public static ModelProto Build(ClassifierNetwork network, int opset = DefaultOpset, bool fuse = true)
     {
         ArgumentNullException.ThrowIfNull(network);
         RequireOpset(opset);
-        var exported = fuse && !network.IsFused ? Reparameterizer.Fuse(network) : network;
+        var chosen = fuse && network.Reparameterizable && !network.IsFused ? Reparameterizer.Fuse(network) : network;
+        if (chosen is not MobileOneNetwork exported)
+        {
+            string zooForm = !chosen.Reparameterizable ? "plain" : chosen.IsFused ? "fused" : "train-time";
+            var zoo = BuildModel(chosen.ToGraph(), opset, chosen.Architecture, $"{chosen.Description}, {zooForm} form.", name => name);
+            zoo.MetadataProps.Add(new StringStringEntryProto { Key = "architecture", Value = chosen.Architecture });
+            zoo.MetadataProps.Add(new StringStringEntryProto { Key = "variant", Value = chosen.Architecture });
+            zoo.MetadataProps.Add(new StringStringEntryProto { Key = "num_classes", Value = chosen.NumClasses.ToString(CultureInfo.InvariantCulture) });
+            zoo.MetadataProps.Add(new StringStringEntryProto { Key = "form", Value = zooForm });
+            return zoo;
+        }
+
         var config = exported.Config;
         string form = exported.IsFused
             ? "reparameterized (fused) for inference"

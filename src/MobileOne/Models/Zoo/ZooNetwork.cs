@@ -67,6 +67,9 @@ public sealed class ZooNetwork : ClassifierNetwork
     public override int NumClasses { get; }
 
     /// <inheritdoc/>
+    public override bool Reparameterizable => ModelRegistry.Find(Architecture)?.Reparameterizable ?? false;
+
+    /// <inheritdoc/>
     public override string Description => $"{Architecture}{(IsFused ? " (fused)" : string.Empty)}: {NumClasses} classes, in_chans {InChans}";
 
     /// <summary>A registry architecture of the same form with zero weights (networks written outside the registry cannot be copied this way).</summary>

@@ -52,6 +52,23 @@ public sealed class ZooFixtureParityTests
         EngineTestSupport.AssertClose(Expected(fixture).Data, logits.Data, fixture + " (training layers)");
     }
 
+    /// <summary>Our ONNX export of each zoo checkpoint (RepVGG fused first, and as its branches) runs in ONNX Runtime to the same reference.</summary>
+    [Theory]
+    [InlineData("repvgg_a0_timm", true)]
+    [InlineData("repvgg_a0_timm", false)]
+    [InlineData("resnet18_timm", true)]
+    [InlineData("mobilenetv2_100_timm", true)]
+    [InlineData("mobilenetv1_100_timm", true)]
+    public void The_onnx_export_runs_in_onnx_runtime_to_the_same_reference(string fixture, bool fuse)
+    {
+        var network = ModelCheckpoint.LoadClassifier(Zoo(fixture + ".safetensors")).Network;
+        var model = MobileOne.IO.Onnx.OnnxExporter.Build(network, fuse: fuse);
+        string form = model.MetadataProps.Single(p => p.Key == "form").Value;
+        Assert.Equal(!network.Reparameterizable ? "plain" : fuse ? "fused" : "train-time", form);
+        using var ort = MobileOne.Tests.IO.Onnx.OrtHarness.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(model));
+        EngineTestSupport.AssertClose(Expected(fixture == "repvgg_a0_timm" && fuse ? "repvgg_a0_timm_fused" : fixture).Data, ort.Run(Input()).Data, $"{fixture} in ONNX Runtime");
+    }
+
     private static Tensors.Tensor Input() => References.Value.Tensors["input_224"].ToTensor();
 
     private static Tensors.Tensor Expected(string fixture) =>
