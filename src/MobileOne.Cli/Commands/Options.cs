@@ -20,11 +20,16 @@ internal static class Options
     public static int Positive(int value, string option) =>
         value > 0 ? value : throw new ArgumentException($"{option} must be a positive integer; got {value}.");
 
-    public static KeyLayout Scheme(string? value) => value?.ToLowerInvariant() switch
+    /// <summary>
+    /// --scheme for a network: timm; apple (MobileOne); official, the authors' names (Apple's for MobileOne,
+    /// DingXiaoH/RepVGG's for RepVGG).
+    /// </summary>
+    public static KeyLayout Scheme(string? value, Models.ClassifierNetwork network) => value?.ToLowerInvariant() switch
     {
         null or "timm" => KeyLayout.Timm,
         "apple" => KeyLayout.Apple,
-        _ => throw new ArgumentException($"--scheme must be 'timm' or 'apple'; got '{value}'."),
+        "official" => network is Models.MobileOneNetwork ? KeyLayout.Apple : KeyLayout.RepVggOfficial,
+        _ => throw new ArgumentException($"--scheme must be 'timm', 'apple' or 'official'; got '{value}'."),
     };
 
     public static ConvAlgorithm ConvAlgorithm(string? value) => value?.ToLowerInvariant() switch

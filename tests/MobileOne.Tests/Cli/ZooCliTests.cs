@@ -67,4 +67,26 @@ public class ZooCliTests
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("Give one of --variant, --model or --checkpoint", r.StdErr);
     }
+
+    [Fact]
+    public void Convert_writes_repvgg_in_the_official_names_and_refuses_them_for_other_families()
+    {
+        using var dir = new TempDir();
+        string official = dir.File("a0_official.pth");
+        var r = CliRunner.Run("convert", Fixtures.Path(Path.Combine("zoo", "repvgg_a0_timm.safetensors")), official, "--scheme", "official", "--fuse");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.Contains("official-fused, repvgg_a0", r.StdOut);
+        r = CliRunner.Run("info", official, "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using (var doc = JsonDocument.Parse(r.StdOut))
+        {
+            Assert.Equal("repvgg_a0", doc.RootElement.GetProperty("variant").GetString());
+            Assert.True(doc.RootElement.GetProperty("fused").GetBoolean());
+        }
+
+        r = CliRunner.Run("convert", Fixtures.Path(Path.Combine("zoo", "resnet18_timm.safetensors")), dir.File("r.pth"), "--scheme", "official");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("official names are RepVGG's only", r.StdErr);
+        Assert.False(File.Exists(dir.File("r.pth")));
+    }
 }

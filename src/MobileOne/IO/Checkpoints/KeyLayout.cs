@@ -2,20 +2,27 @@ using System.Text.RegularExpressions;
 
 namespace MobileOne.IO.Checkpoints;
 
-/// <summary>Whose parameter names a checkpoint uses. Our canonical names are timm's; Apple's are a mapping.</summary>
+/// <summary>Whose parameter names a checkpoint uses. Our canonical names are timm's; the authors' are mappings.</summary>
 public enum KeyLayout
 {
     /// <summary>timm's names: stem., stages.{s}.{b}.conv_kxk.{i}, conv_scale, identity, attn, head.fc.</summary>
     Timm,
-    /// <summary>Apple's names (ml-mobileone): stage0..stage4, rbr_conv, rbr_scale, rbr_skip, se, linear.</summary>
+    /// <summary>Apple's names (ml-mobileone): stage0..stage4, rbr_conv, rbr_scale, rbr_skip, se, linear. MobileOne only.</summary>
     Apple,
+    /// <summary>DingXiaoH/RepVGG's names: stage0..stage4, rbr_dense, rbr_1x1, rbr_identity, rbr_reparam, linear. RepVGG only.</summary>
+    RepVggOfficial,
 }
 
 /// <summary>The naming of a checkpoint: whose names, and whether the blocks are fused (reparam_conv).</summary>
 public readonly record struct KeyScheme(KeyLayout Layout, bool Fused)
 {
     /// <summary>"timm", "timm-fused", "apple", "apple-fused".</summary>
-    public string Name => (Layout == KeyLayout.Timm ? "timm" : "apple") + (Fused ? "-fused" : string.Empty);
+    public string Name => Layout switch
+    {
+        KeyLayout.Timm => "timm",
+        KeyLayout.Apple => "apple",
+        _ => "official",
+    } + (Fused ? "-fused" : string.Empty);
 
     /// <inheritdoc cref="Name"/>
     public override string ToString() => Name;

@@ -50,7 +50,7 @@ public static class ModelCheckpoint
     /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>).</summary>
     public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
-        var shapes = file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
+        var shapes = ZooCheckpoint.InTimmNames(file).File.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
         if (ZooCheckpoint.DetectFamily(shapes) is not null)
         {
             return ZooCheckpoint.FromTensorFile(file, path, format);
@@ -128,9 +128,15 @@ public static class ModelCheckpoint
     /// <summary>The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as I64.</summary>
     public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32)
     {
-        if (network is not MobileOneNetwork && layout != KeyLayout.Timm)
+        bool repVgg = network is not MobileOneNetwork && ModelRegistry.Find(network.Architecture)?.Family == "repvgg";
+        if (layout == KeyLayout.Apple && network is not MobileOneNetwork)
         {
-            throw new ArgumentException($"{network.Architecture} has timm's names only; {layout} names are MobileOne's.", nameof(layout));
+            throw new ArgumentException($"{network.Architecture}: Apple's names are MobileOne's; this family has timm's{(repVgg ? " and DingXiaoH/RepVGG's (official)" : string.Empty)}.", nameof(layout));
+        }
+
+        if (layout == KeyLayout.RepVggOfficial && !repVgg)
+        {
+            throw new ArgumentException($"{network.Architecture}: DingXiaoH/RepVGG's official names are RepVGG's only.", nameof(layout));
         }
 
         var file = new TensorFile();
@@ -139,7 +145,7 @@ public static class ModelCheckpoint
             var stored = entry.Kind == StateKind.Counter
                 ? StoredTensor.FromInt64((long)entry.Value.Data[0])
                 : StoredTensor.FromTensor(entry.Value, floatType);
-            file.Tensors.Add(KeyNames.ToLayout(entry.Name, layout), stored);
+            file.Tensors.Add(layout == KeyLayout.RepVggOfficial ? RepVggNames.ToOfficial(entry.Name) : KeyNames.ToLayout(entry.Name, layout), stored);
         }
 
         file.Metadata["format"] = "pt";

@@ -42,9 +42,34 @@ public static class ZooCheckpoint
             : null;
     }
 
+    /// <summary>
+    /// A file in DingXiaoH/RepVGG's names as the same tensors in timm's names (the file itself unchanged), or the file as
+    /// it is, with the layout it was in.
+    /// </summary>
+    public static (TensorFile File, KeyLayout Layout) InTimmNames(TensorFile file)
+    {
+        if (!RepVggNames.IsOfficial(file.Tensors.Keys))
+        {
+            return (file, KeyLayout.Timm);
+        }
+
+        var renamed = new TensorFile();
+        foreach (var (key, tensor) in file.Tensors)
+        {
+            string timm = RepVggNames.ToTimm(key);
+            if (!renamed.Tensors.TryAdd(timm, tensor))
+            {
+                throw new CheckpointException("(tensor file)", $"names the same parameter as another key ('{timm}' in timm's names).", key);
+            }
+        }
+
+        return (renamed, KeyLayout.RepVggOfficial);
+    }
+
     /// <summary>Builds the zoo network <paramref name="file"/> holds (call when <see cref="DetectFamily"/> found a family).</summary>
     public static LoadedClassifier FromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
+        (file, var layout) = InTimmNames(file);
         var shapes = file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
         string family = DetectFamily(shapes) ?? throw new CheckpointException(path, "holds none of the model families this project knows (MobileOne, RepVGG, ResNet, MobileNet V1/V2 in timm's names).");
         bool fused = shapes.Keys.Any(k => k.EndsWith(".reparam_conv.weight", StringComparison.Ordinal));
@@ -89,7 +114,7 @@ public static class ZooCheckpoint
             ModelCheckpoint.Assign(entry, file.Tensors[entry.Name], path, entry.Name, match.Name);
         }
 
-        return new LoadedClassifier(network, path, format, fused);
+        return new LoadedClassifier(network, path, format, fused) { Layout = layout };
     }
 
     private static int Dimension(Dictionary<string, int[]> shapes, string path, string key, int rank, int axis)
@@ -139,4 +164,7 @@ public sealed record LoadedClassifier(ClassifierNetwork Network, string Path, Ch
 {
     /// <summary>The MobileOne network, when the file holds one.</summary>
     public MobileOneNetwork? MobileOne => Network as MobileOneNetwork;
+
+    /// <summary>Whose names the file used.</summary>
+    public KeyLayout Layout { get; init; } = MobileOneInfo?.Scheme.Layout ?? KeyLayout.Timm;
 }

@@ -74,6 +74,6 @@ public class ZooCheckpointTests
     public void Apple_names_are_refused_for_a_zoo_network()
     {
         var e = Assert.Throws<ArgumentException>(() => ModelCheckpoint.ToTensorFile(ModelRegistry.Get("resnet18").Create(), KeyLayout.Apple));
-        Assert.Contains("resnet18 has timm's names only", e.Message);
+        Assert.Contains("resnet18: Apple's names are MobileOne's; this family has timm's.", e.Message);
     }
 }

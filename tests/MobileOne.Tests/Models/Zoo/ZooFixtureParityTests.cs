@@ -52,6 +52,42 @@ public sealed class ZooFixtureParityTests
         EngineTestSupport.AssertClose(Expected(fixture).Data, logits.Data, fixture + " (training layers)");
     }
 
+    /// <summary>
+    /// DingXiaoH/RepVGG's own checkpoint (official names, torch.save, a different random model) loads, matches its
+    /// reference, fuses to what repvgg_model_convert computes, and converts to timm's names and back unchanged.
+    /// </summary>
+    [Fact]
+    public void The_official_repvgg_checkpoint_loads_fuses_and_round_trips_through_timms_names()
+    {
+        string path = Zoo("repvgg_a0_official.pth");
+        var loaded = ModelCheckpoint.LoadClassifier(path);
+        Assert.Equal(KeyLayout.RepVggOfficial, loaded.Layout);
+        Assert.Equal("repvgg_a0", loaded.Network.Architecture);
+        using (var engine = CompiledModel.Compile(loaded.Network))
+        {
+            EngineTestSupport.AssertClose(References.Value.Tensors["repvgg_a0_official.logits_224"].ToTensor().Data, engine.Run(Input()).Data, "official unfused");
+        }
+
+        using (var fused = CompiledModel.Compile(MobileOne.Reparam.Reparameterizer.Fuse(loaded.Network)))
+        {
+            EngineTestSupport.AssertClose(References.Value.Tensors["repvgg_a0_official.logits_fused_224"].ToTensor().Data, fused.Run(Input()).Data, "official fused");
+        }
+
+        var original = MobileOne.IO.PyTorch.PyTorchCheckpointReader.Read(path);
+        var timm = ModelCheckpoint.ToTensorFile(loaded.Network, KeyLayout.Timm, DType.F16);
+        Assert.Contains("stages.1.1.conv_kxk.conv.weight", timm.Tensors.Keys);
+        var back = ModelCheckpoint.ToTensorFile(ModelCheckpoint.ClassifierFromTensorFile(timm, "timm", CheckpointFormat.Safetensors).Network, KeyLayout.RepVggOfficial, DType.F16);
+        Assert.Equal(original.Tensors.Keys.Order(), back.Tensors.Keys.Order());
+        foreach (var (key, tensor) in original.Tensors)
+        {
+            Assert.Equal(tensor.Shape, back.Tensors[key].Shape);
+            if (DTypeInfo.IsFloatingPoint(tensor.DType))
+            {
+                Assert.Equal(tensor.ToTensor().Data, back.Tensors[key].ToTensor().Data);
+            }
+        }
+    }
+
     /// <summary>Our ONNX export of each zoo checkpoint (RepVGG fused first, and as its branches) runs in ONNX Runtime to the same reference.</summary>
     [Theory]
     [InlineData("repvgg_a0_timm", true)]
