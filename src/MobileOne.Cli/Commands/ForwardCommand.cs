@@ -30,7 +30,13 @@ internal static class ForwardCommand
         CommandAction.Set(command, r =>
         {
             string inputPath = r.GetValue(input)!, name = r.GetValue(tensor)!, outputPath = r.GetValue(output)!;
-            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
+            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            bool withFeatures = r.GetValue(features);
+            if (withFeatures && loaded.MobileOne is null)
+            {
+                throw new ArgumentException($"--features writes MobileOne's stem and stage outputs; {loaded.Path} holds {loaded.Network.Architecture}.");
+            }
+
             var inputs = SafetensorsReader.Read(inputPath);
             if (!inputs.Tensors.TryGetValue(name, out var stored))
             {
@@ -42,13 +48,14 @@ internal static class ForwardCommand
                 throw new CheckpointException(inputPath, $"must be a floating point NCHW tensor of rank 4; it is {stored.DType} {Tensors.Tensor.FormatShape(stored.Shape)}.", name);
             }
 
-            if (stored.Shape[1] != loaded.Info.Config.InChans)
+            if (stored.Shape[1] != loaded.Network.InChans)
             {
-                throw new CheckpointException(inputPath, $"has {stored.Shape[1]} channels but the model expects in_chans {loaded.Info.Config.InChans}.", name);
+                throw new CheckpointException(inputPath, $"has {stored.Shape[1]} channels but the model expects in_chans {loaded.Network.InChans}.", name);
             }
 
-            var network = r.GetValue(fuse) && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
-            using var engine = CompiledModel.Compile(network.ToGraph(r.GetValue(features)), new InferenceOptions { Threads = Options.Positive(r.GetValue(threads), "--threads") });
+            var network = r.GetValue(fuse) && loaded.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
+            var graph = withFeatures ? ((MobileOneNetwork)network).ToGraph(features: true) : network.ToGraph();
+            using var engine = CompiledModel.Compile(graph, new InferenceOptions { Threads = Options.Positive(r.GetValue(threads), "--threads") });
             var (logits, featureMaps) = engine.RunWithFeatures(stored.ToTensor());
             var file = new TensorFile();
             file.Tensors.Add("logits", StoredTensor.FromTensor(logits));

@@ -89,4 +89,20 @@ public class ZooCliTests
         Assert.Contains("official names are RepVGG's only", r.StdErr);
         Assert.False(File.Exists(dir.File("r.pth")));
     }
+
+    [Fact]
+    public void Forward_runs_a_zoo_checkpoint_to_timms_reference()
+    {
+        using var dir = new TempDir();
+        string output = dir.File("out.safetensors");
+        var r = CliRunner.Run("forward", Fixtures.Path(Path.Combine("zoo", "mobilenetv2_100_timm.safetensors")), "--input", Fixtures.Path(Path.Combine("zoo", "zoo_reference.safetensors")), "--tensor", "input_224", "--output", output);
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        var logits = MobileOne.IO.Safetensors.SafetensorsReader.Read(output).Tensors["logits"].ToTensor();
+        var expected = MobileOne.IO.Safetensors.SafetensorsReader.Read(Fixtures.Path(Path.Combine("zoo", "zoo_reference.safetensors"))).Tensors["mobilenetv2_100_timm.logits_224"].ToTensor();
+        Inference.EngineTestSupport.AssertClose(expected.Data, logits.Data, "forward mobilenetv2_100");
+
+        r = CliRunner.Run("forward", Fixtures.Path(Path.Combine("zoo", "mobilenetv2_100_timm.safetensors")), "--input", Fixtures.Path(Path.Combine("zoo", "zoo_reference.safetensors")), "--tensor", "input_224", "--output", output, "--features");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("--features writes MobileOne's stem and stage outputs", r.StdErr);
+    }
 }
