@@ -94,12 +94,12 @@ internal sealed record ClassifierChoices(int? Size, double? CropPct, ResampleFil
     /// given laid over it, and the names from --labels (or the default for its classes). Throws
     /// <see cref="ArgumentException"/> naming the option when a value does not fit the model.
     /// </summary>
-    public ClassifierSetup Resolve(MobileOneConfig config, string modelPath)
+    public ClassifierSetup Resolve(ClassifierNetwork network, string modelPath)
     {
-        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(network);
         // Preprocessing first, then labels: the order predict has always checked them in.
-        var preprocessing = Preprocessing(ImagePreprocessing.ForModel(config), modelPath);
-        var names = ResolveLabels(config.NumClasses, config.InChans);
+        var preprocessing = Preprocessing(ImagePreprocessing.ForModel(network), modelPath);
+        var names = ResolveLabels(network.NumClasses, network.InChans);
         return new ClassifierSetup(preprocessing, names, LabelSource(names), ExifTranspose);
     }
 

@@ -12,10 +12,10 @@ internal static class Options
     /// Loads the checkpoint a command classifies with. A `.onnx` file is refused by name first: the project exports
     /// ONNX but has no ONNX import yet, and the message says so rather than a checkpoint reader's complaint.
     /// </summary>
-    public static LoadedModel LoadCheckpoint(string path, string command) =>
+    public static LoadedClassifier LoadCheckpoint(string path, string command) =>
         string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase)
             ? throw new ArgumentException($"{path}: ONNX models are not supported by {command} yet; give a checkpoint (.safetensors, .pth, .pth.tar; timm or Apple names) instead.")
-            : ModelCheckpoint.Load(path);
+            : ModelCheckpoint.LoadClassifier(path);
 
     public static int Positive(int value, string option) =>
         value > 0 ? value : throw new ArgumentException($"{option} must be a positive integer; got {value}.");

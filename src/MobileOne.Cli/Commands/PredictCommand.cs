@@ -65,14 +65,14 @@ internal static class PredictCommand
     private static int Run(string modelPath, string[] inputs, PredictSettings settings)
     {
         var loaded = Options.LoadCheckpoint(modelPath, "predict");
-        var config = loaded.Network.Config;
-        var setup = settings.Classifier.Resolve(config, modelPath);
+        var network = loaded.Network;
+        var setup = settings.Classifier.Resolve(network, modelPath);
         var (preprocessing, names) = (setup.Preprocessing, setup.Labels);
         var clock = Stopwatch.StartNew();
         using var classifier = new ImageClassifier(loaded.Network, preprocessing, names, new InferenceOptions { Threads = settings.Threads });
         var files = ExpandInputs(inputs);
         Console.Error.WriteLine(
-            $"predict: {loaded.Info.Path} ({config.Name}, {config.NumClasses} classes, {(loaded.Info.Fused ? "fused" : "fused on load")}); "
+            $"predict: {loaded.Path} ({loaded.MobileOne?.Config.Name ?? network.Architecture}, {network.NumClasses} classes, {(loaded.Fused || !network.Reparameterizable ? "as loaded" : "fused on load")}); "
             + $"{preprocessing.Describe()}; labels: {setup.LabelSource}; {files.Count(f => f.Error is null)} image(s)");
 
         // Each image is decoded, preprocessed into its batch slot and released at once, so memory holds one
@@ -149,7 +149,7 @@ internal static class PredictCommand
 
         if (settings.Output is not null)
         {
-            AtomicFile.WriteAllText(settings.Output, ToCsv(items, Math.Min(settings.Top, config.NumClasses), names is not null));
+            AtomicFile.WriteAllText(settings.Output, ToCsv(items, Math.Min(settings.Top, network.NumClasses), names is not null));
         }
 
         int failed = items.Count(item => item.Error is not null);

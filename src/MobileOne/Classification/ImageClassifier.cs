@@ -25,29 +25,28 @@ public sealed class ImageClassifier : IDisposable
     private readonly IReadOnlyList<string>? labels;
 
     /// <summary>
-    /// Fuses <paramref name="network"/> (unless it already is) and compiles it. <paramref name="labels"/>, when
-    /// given, must name every output.
+    /// Fuses <paramref name="network"/> (unless it already is, or its family has no fused form) and compiles it.
+    /// <paramref name="labels"/>, when given, must name every output.
     /// </summary>
-    public ImageClassifier(MobileOneNetwork network, ImagePreprocessing preprocessing, IReadOnlyList<string>? labels, InferenceOptions? options = null)
+    public ImageClassifier(ClassifierNetwork network, ImagePreprocessing preprocessing, IReadOnlyList<string>? labels, InferenceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(network);
         ArgumentNullException.ThrowIfNull(preprocessing);
-        var config = network.Config;
-        if (preprocessing.Channels != config.InChans)
+        if (preprocessing.Channels != network.InChans)
         {
-            throw new ArgumentException($"The preprocessing makes {preprocessing.Channels}-channel inputs but the model expects in_chans {config.InChans}.");
+            throw new ArgumentException($"The preprocessing makes {preprocessing.Channels}-channel inputs but the model expects in_chans {network.InChans}.");
         }
 
-        if (labels is not null && labels.Count != config.NumClasses)
+        if (labels is not null && labels.Count != network.NumClasses)
         {
-            throw new ArgumentException($"{labels.Count} class names were given but the model predicts {config.NumClasses} classes.");
+            throw new ArgumentException($"{labels.Count} class names were given but the model predicts {network.NumClasses} classes.");
         }
 
         transform = preprocessing.CreateTransform();
         Preprocessing = preprocessing;
-        NumClasses = config.NumClasses;
+        NumClasses = network.NumClasses;
         this.labels = labels;
-        var fused = network.IsFused ? network : Reparameterizer.Fuse(network);
+        var fused = network.IsFused || !network.Reparameterizable ? network : Reparameterizer.Fuse(network);
         engine = CompiledModel.Compile(fused, options ?? new InferenceOptions());
     }
 

@@ -23,8 +23,9 @@ public enum InputPipeline
 
 /// <summary>
 /// The preprocessing of a classifier's input images, with the defaults of the model's timm pretrained
-/// configuration (<see cref="ForModel"/>): MobileOne-S0 crop_pct 0.875, S1..S4 0.9, bilinear, 224,
-/// ImageNet mean and std; grey models take the Fashion-MNIST transform.
+/// configuration (<see cref="ForModel(ClassifierNetwork)"/>, from the model registry): e.g. MobileOne-S0 crop_pct 0.875,
+/// S1..S4 0.9, bilinear, ImageNet mean and std; ResNet 0.95 bicubic; MobileNet-V1 mean and std 0.5. Grey models take
+/// the Fashion-MNIST transform.
 /// </summary>
 public sealed record ImagePreprocessing
 {
@@ -40,6 +41,12 @@ public sealed record ImagePreprocessing
     /// <summary>Resampling filter of the resize (timm's default for MobileOne is bilinear).</summary>
     public ResampleFilter Interpolation { get; init; } = ResampleFilter.Bilinear;
 
+    /// <summary>Per-channel mean subtracted after scaling to [0, 1] (ImageNet pipeline; ImageNet's by default).</summary>
+    public IReadOnlyList<double> Mean { get; init; } = [0.485, 0.456, 0.406];
+
+    /// <summary>Per-channel standard deviation divided by (ImageNet pipeline; ImageNet's by default).</summary>
+    public IReadOnlyList<double> Std { get; init; } = [0.229, 0.224, 0.225];
+
     /// <summary>Colour channels of the model input: 3 (RGB) or 1 (grey).</summary>
     public int Channels => Pipeline == InputPipeline.FashionMnist ? 1 : 3;
 
@@ -50,20 +57,43 @@ public sealed record ImagePreprocessing
     public int ResizeTo => Pipeline == InputPipeline.FashionMnist ? Data.FashionMnist.ImageSize : (int)Math.Floor(Size / CropPct);
 
     /// <summary>
-    /// timm's pretrained configuration for a MobileOne model (ImageNet pipeline, 224, crop_pct 0.875 for S0 and
-    /// 0.9 otherwise, bilinear); the Fashion-MNIST pipeline for a 1-channel model. Throws
-    /// <see cref="ArgumentException"/> for other channel counts.
+    /// timm's pretrained configuration of the network's architecture (<see cref="ModelRegistry.PretrainedFor"/>: input
+    /// size, crop_pct, interpolation, mean and std) for an RGB model; the Fashion-MNIST pipeline for a 1-channel model.
+    /// Throws <see cref="ArgumentException"/> for other channel counts.
     /// </summary>
+    public static ImagePreprocessing ForModel(ClassifierNetwork network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return ForArchitecture(network.Architecture, network.InChans);
+    }
+
+    /// <summary>As <see cref="ForModel(ClassifierNetwork)"/> for a MobileOne configuration (its published variant's defaults; a custom one gets S1..S4's).</summary>
     public static ImagePreprocessing ForModel(MobileOneConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        return config.InChans switch
+        return ForArchitecture("mobileone_" + config.MatchVariantName(ignoreBranches: true), config.InChans);
+    }
+
+    private static ImagePreprocessing ForArchitecture(string architecture, int inChans)
+    {
+        switch (inChans)
         {
-            3 => new ImagePreprocessing { CropPct = ModelRegistry.PretrainedFor("mobileone_" + config.MatchVariantName(ignoreBranches: true)).CropPct },
-            1 => new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist },
-            _ => throw new ArgumentException(
-                $"Images can be classified by RGB (in_chans 3) or grey (in_chans 1) models; this model has in_chans {config.InChans}."),
-        };
+            case 3:
+                var pretrained = ModelRegistry.PretrainedFor(architecture);
+                return new ImagePreprocessing
+                {
+                    Size = pretrained.InputSize,
+                    CropPct = pretrained.CropPct,
+                    Interpolation = pretrained.Interpolation == "bicubic" ? ResampleFilter.Bicubic : ResampleFilter.Bilinear,
+                    Mean = pretrained.Mean,
+                    Std = pretrained.Std,
+                };
+            case 1:
+                return new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist };
+            default:
+                throw new ArgumentException(
+                    $"Images can be classified by RGB (in_chans 3) or grey (in_chans 1) models; this model has in_chans {inChans}.");
+        }
     }
 
     /// <summary>Checks the values; throws <see cref="ArgumentException"/> naming the bad one.</summary>
@@ -93,7 +123,7 @@ public sealed record ImagePreprocessing
         Validate();
         return Pipeline == InputPipeline.FashionMnist
             ? DataTransforms.FashionMnistAnySize(Interpolation)
-            : DataTransforms.ImageNetEval(Size, CropPct, Normalization.ImageNet, Interpolation);
+            : DataTransforms.ImageNetEval(Size, CropPct, new Normalization([.. Mean.Select(v => (float)v)], [.. Std.Select(v => (float)v)]), Interpolation);
     }
 
     /// <summary>One line for logs, e.g. "resize 256 bilinear, centre crop 224, ImageNet mean/std".</summary>
@@ -102,6 +132,6 @@ public sealed record ImagePreprocessing
         string filter = Interpolation.ToString().ToLowerInvariant();
         return Pipeline == InputPipeline.FashionMnist
             ? $"grey, resize 28 {filter}, centre crop 28, Fashion-MNIST mean/std, pad to 32"
-            : string.Create(CultureInfo.InvariantCulture, $"RGB, resize {ResizeTo} {filter} (crop_pct {CropPct}), centre crop {Size}, ImageNet mean/std");
+            : string.Create(CultureInfo.InvariantCulture, $"RGB, resize {ResizeTo} {filter} (crop_pct {CropPct}), centre crop {Size}, {(Mean.SequenceEqual(PretrainedConfig.ImageNetMean) && Std.SequenceEqual(PretrainedConfig.ImageNetStd) ? "ImageNet mean/std" : $"mean ({string.Join(", ", Mean)}) std ({string.Join(", ", Std)})")}");
     }
 }

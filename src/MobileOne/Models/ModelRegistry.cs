@@ -14,9 +14,11 @@ namespace MobileOne.Models;
 /// <param name="Std">Per-channel standard deviation divided by.</param>
 public sealed record PretrainedConfig(string Tag, int InputSize, double CropPct, string Interpolation, IReadOnlyList<double> Mean, IReadOnlyList<double> Std)
 {
-    internal static IReadOnlyList<double> ImageNetMean { get; } = [0.485, 0.456, 0.406];
+    /// <summary>ImageNet's per-channel mean (timm's IMAGENET_DEFAULT_MEAN).</summary>
+    public static IReadOnlyList<double> ImageNetMean { get; } = [0.485, 0.456, 0.406];
 
-    internal static IReadOnlyList<double> ImageNetStd { get; } = [0.229, 0.224, 0.225];
+    /// <summary>ImageNet's per-channel standard deviation (timm's IMAGENET_DEFAULT_STD).</summary>
+    public static IReadOnlyList<double> ImageNetStd { get; } = [0.229, 0.224, 0.225];
 
     internal static IReadOnlyList<double> Half { get; } = [0.5, 0.5, 0.5];
 }

@@ -13,9 +13,10 @@ public sealed class PreprocessingParityTests(ITestOutputHelper output)
 {
     public static TheoryData<string> CaseNames() => new(PilPredictReference.Cases.Keys.Order(StringComparer.Ordinal));
 
-    internal static float[] Preprocess(PilCase c)
+    internal static float[] Preprocess(PilCase c) => Preprocess(c, c.Preprocessing);
+
+    internal static float[] Preprocess(PilCase c, ImagePreprocessing p)
     {
-        var p = c.Preprocessing;
         var transform = p.CreateTransform();
         using var image = SkiaImageDecoder.Instance.Decode(c.FilePath, p.Channels, new ImageDecodeOptions { ApplyExifOrientation = c.ExifTranspose });
         var values = new float[transform.SampleLength];
@@ -48,6 +49,30 @@ public sealed class PreprocessingParityTests(ITestOutputHelper output)
         output.WriteLine($"{name} ({c.PilMode}): max |diff| {maxDiff:g4}, {differing} of {ours.Length} values differ");
         float tolerance = c.IsJpeg ? 1f / 255 / 0.224f : 1e-6f;
         Assert.True(maxDiff <= tolerance, $"{name} ({c.PilMode}): max |diff| {maxDiff} > {tolerance}");
+    }
+
+    /// <summary>
+    /// A registry architecture's own normalization (MobileNet-V1's mean and std 0.5) on the PIL reference: Normalize is
+    /// affine per channel, so timm's values with 0.5/0.5 follow from the ImageNet-normalized reference exactly.
+    /// </summary>
+    [Fact]
+    public void A_zoo_models_normalization_follows_its_pretrained_configuration()
+    {
+        var c = PilPredictReference.Case("rgb_png.s24_bicubic_0.9");
+        var mobilenet = MobileOne.Models.ModelRegistry.Get("mobilenetv1_100").Create();
+        var p = ImagePreprocessing.ForModel(mobilenet) with { Size = 24, CropPct = 0.9 };
+        Assert.Equal((MobileOne.Data.Transforms.ResampleFilter.Bicubic, 0.5, 0.5), (p.Interpolation, p.Mean[1], p.Std[2]));
+        var ours = Preprocess(c, p);
+        double[] mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225];
+        int plane = 24 * 24;
+        for (int i = 0; i < ours.Length; i++)
+        {
+            int ch = i / plane;
+            double pixel = (c.Expected.Data[i] * std[ch]) + mean[ch];
+            Assert.True(Math.Abs(ours[i] - ((pixel - 0.5) / 0.5)) <= 1e-5, $"value {i}: {ours[i]} vs {(pixel - 0.5) / 0.5}");
+        }
+
+        Assert.Contains("mean (0.5, 0.5, 0.5) std (0.5, 0.5, 0.5)", p.Describe());
     }
 
     [Fact]
