@@ -12,39 +12,13 @@ public static unsafe class ActivationBackward
     private const int Chunk = 4096;
 
     /// <summary>dx = dy where y > 0, else 0 (the derivative at 0 is 0, as in PyTorch). dx may alias dy.</summary>
-    public static void Relu(float* dy, float* y, float* dx, long length)
-    {
-        nint dyp = (nint)dy, yp = (nint)y, dxp = (nint)dx;
-        int chunks = (int)((length + Chunk - 1) / Chunk);
-        ComputeThreads.For(chunks, (c0, c1) =>
-        {
-            long s = (long)c0 * Chunk, e = Math.Min(length, (long)c1 * Chunk);
-            for (long p = s; p < e; p += Chunk)
-            {
-                int n = (int)Math.Min(Chunk, e - p);
-                ReluMask((float*)dyp + p, (float*)yp + p, (float*)dxp + p, n);
-            }
-        });
-    }
+    public static void Relu(float* dy, float* y, float* dx, long length) => Mask(dy, y, dx, length, six: false);
 
     /// <summary>
     /// ReLU6's backward: dx = dy where 0 &lt; y &lt; 6, else 0 (PyTorch's hardtanh backward: no gradient at either
     /// bound). dx may alias dy.
     /// </summary>
-    public static void Relu6(float* dy, float* y, float* dx, long length)
-    {
-        nint dyp = (nint)dy, yp = (nint)y, dxp = (nint)dx;
-        int chunks = (int)((length + Chunk - 1) / Chunk);
-        ComputeThreads.For(chunks, (c0, c1) =>
-        {
-            long s = (long)c0 * Chunk, e = Math.Min(length, (long)c1 * Chunk);
-            for (long p = s; p < e; p += Chunk)
-            {
-                var loop = new Relu6MaskLoop((float*)dyp + p, (float*)yp + p, (float*)dxp + p);
-                Lanes.Run(ref loop, (int)Math.Min(Chunk, e - p));
-            }
-        });
-    }
+    public static void Relu6(float* dy, float* y, float* dx, long length) => Mask(dy, y, dx, length, six: true);
 
     /// <summary>y[p] = x[p] * gate[p] for every plane p of <paramref name="plane"/> floats, then ReLU when asked.</summary>
     public static void ScalePlanes(float* x, float* gate, float* y, int planes, int plane, bool relu)
@@ -83,10 +57,19 @@ public static unsafe class ActivationBackward
         }, minPerPart: 16);
     }
 
-    private static void ReluMask(float* dy, float* y, float* dx, int n)
+    private static void Mask(float* dy, float* y, float* dx, long length, bool six)
     {
-        var loop = new ReluMaskLoop(dy, y, dx);
-        Lanes.Run(ref loop, n);
+        nint dyp = (nint)dy, yp = (nint)y, dxp = (nint)dx;
+        int chunks = (int)((length + Chunk - 1) / Chunk);
+        ComputeThreads.For(chunks, (c0, c1) =>
+        {
+            long s = (long)c0 * Chunk, e = Math.Min(length, (long)c1 * Chunk);
+            for (long p = s; p < e; p += Chunk)
+            {
+                var loop = new MaskLoop((float*)dyp + p, (float*)yp + p, (float*)dxp + p, six);
+                Lanes.Run(ref loop, (int)Math.Min(Chunk, e - p));
+            }
+        });
     }
 
     private static void Scale(float* x, float s, float* y, int n, bool relu)
@@ -95,34 +78,19 @@ public static unsafe class ActivationBackward
         Lanes.Run(ref loop, n);
     }
 
-    private readonly struct ReluMaskLoop(float* dy, float* y, float* dx) : IWidthLoop
+    /// <summary>dx = dy where y > 0 (and, for ReLU6, y &lt; 6), else 0.</summary>
+    private readonly struct MaskLoop(float* dy, float* y, float* dx, bool six) : IWidthLoop
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public int Run<TV, TL>(int i, int n)
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            TV bound = TL.Splat(6f);
             for (; i + TL.Count <= n; i += TL.Count)
             {
-                TL.Store(dx + i, TL.WherePositive(TL.Load(y + i), TL.Load(dy + i)));
-            }
-
-            return i;
-        }
-    }
-
-    private readonly struct Relu6MaskLoop(float* dy, float* y, float* dx) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            TV six = TL.Splat(6f);
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TV yv = TL.Load(y + i);
-                TL.Store(dx + i, TL.WherePositive(yv, TL.WherePositive(TL.Subtract(six, yv), TL.Load(dy + i))));
+                TV yv = TL.Load(y + i), d = TL.Load(dy + i);
+                TL.Store(dx + i, TL.WherePositive(yv, six ? TL.WherePositive(TL.Subtract(bound, yv), d) : d));
             }
 
             return i;
