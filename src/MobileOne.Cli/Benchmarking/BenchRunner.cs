@@ -28,6 +28,12 @@ internal sealed class BenchModel
     {
     }
 
+    /// <summary>An ONNX file as given: the managed engine runs its import, ONNX Runtime the file's own bytes.</summary>
+    public BenchModel(string label, LayerGraph graph, byte[] onnxFile)
+        : this(label, graph, () => onnxFile)
+    {
+    }
+
     private BenchModel(string label, LayerGraph graph, Func<byte[]> export)
     {
         Label = label;

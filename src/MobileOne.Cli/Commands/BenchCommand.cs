@@ -4,6 +4,7 @@ using System.Globalization;
 using MobileOne.Cli.Benchmarking;
 using MobileOne.Cli.Rendering;
 using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Onnx;
 using MobileOne.Models;
 using MobileOne.Models.Zoo;
 using MobileOne.Reparam;
@@ -21,6 +22,7 @@ internal static class BenchCommand
     {
         var variant = new Option<string[]>("--variant") { Description = "s0..s4; repeat the option or give a comma list (default: all five)." };
         var checkpoint = new Option<string?>("--checkpoint") { Description = "Benchmark this checkpoint of any family (fused first where it has a fused form) instead of seeded random S0..S4." };
+        var onnxFile = new Option<string?>("--onnx") { Description = "Benchmark this ONNX file: the managed engine runs its import, ONNX Runtime the file itself." };
         var model = new Option<string[]>("--model") { Description = "Registry architectures (timm's names, see `mobileone models`) with seeded random weights; repeat or give a comma list." };
         var engines = new Option<string[]>("--engines") { Description = "managed, onnxruntime or both (comma list).", DefaultValueFactory = _ => ["managed,onnxruntime"] };
         var threads = new Option<string[]>("--threads") { Description = "Thread counts to measure, e.g. 1,2.", DefaultValueFactory = _ => ["1"] };
@@ -36,7 +38,7 @@ internal static class BenchCommand
         var unfused = new Option<bool>("--unfused") { Description = "Time the train-time (multi-branch) graphs as they are, not fused: both engines run every branch." };
         var profile = new Option<bool>("--profile") { Description = "Also time every layer of the managed engine and print each layer's share (with --json: a profile array per managed row)." };
         var command = new Command("bench", "Time the managed engine against ONNX Runtime on the same model (fused unless --unfused), input and thread budget.");
-        foreach (var option in new Option[] { variant, checkpoint, model, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa, unfused, profile })
+        foreach (var option in new Option[] { variant, checkpoint, model, onnxFile, engines, threads, batch, size, iterations, warmup, budget, json, writeDocs, convAlgo, isa, unfused, profile })
         {
             command.Options.Add(option);
         }
@@ -47,9 +49,15 @@ internal static class BenchCommand
             var variants = List(r.GetValue(variant));
             var entries = List(r.GetValue(model)).Select(n => ModelRegistry.Find(n)
                 ?? throw new ArgumentException($"--model: unknown model '{n}'; expected one of: {string.Join(", ", ModelRegistry.All.Select(e => e.Name))}.")).Distinct().ToList();
-            if ((checkpointPath is not null ? 1 : 0) + (variants.Count > 0 ? 1 : 0) + (entries.Count > 0 ? 1 : 0) > 1)
+            string? onnxPath = r.GetValue(onnxFile);
+            if ((checkpointPath is not null ? 1 : 0) + (variants.Count > 0 ? 1 : 0) + (entries.Count > 0 ? 1 : 0) + (onnxPath is not null ? 1 : 0) > 1)
             {
-                throw new ArgumentException("Give one of --variant, --model or --checkpoint.");
+                throw new ArgumentException("Give one of --variant, --model, --checkpoint or --onnx.");
+            }
+
+            if (onnxPath is not null && r.GetValue(unfused))
+            {
+                throw new ArgumentException("--unfused: an ONNX file is measured as it is.");
             }
 
             var managed = new InferenceOptions { ConvAlgorithm = Options.ConvAlgorithm(r.GetValue(convAlgo)), Isa = Options.Isa(r.GetValue(isa)) };
@@ -78,7 +86,8 @@ internal static class BenchCommand
                 BenchReport.CheckDocs(docsPath, r.GetValue(unfused) ? BenchReport.UnfusedSection : BenchReport.FusedSection);
             }
 
-            var configs = checkpointPath is null && entries.Count == 0 ? Variants(variants) : [];
+            var configs = checkpointPath is null && entries.Count == 0 && onnxPath is null ? Variants(variants) : [];
+            var imported = onnxPath is null ? null : new BenchModel(Path.GetFileName(onnxPath), OnnxImporter.Load(onnxPath), File.ReadAllBytes(onnxPath)) { Form = "onnx" };
             var loaded = checkpointPath is null ? null : ModelCheckpoint.LoadClassifier(checkpointPath);
 
             var machine = Machine.Describe();
@@ -91,7 +100,8 @@ internal static class BenchCommand
 
             var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore, managed, r.GetValue(profile));
             var results = new List<BenchResult>();
-            var models = loaded is not null
+            var models = imported is not null ? [imported]
+                : loaded is not null
                 ? [CheckpointModel(loaded, keepBranches)]
                 : entries.Count > 0 ? entries.Select(e => RegistryModel(e, keepBranches)) : configs.Select(c => RandomModel(c, keepBranches));
             foreach (var benchModel in models)

@@ -1,7 +1,9 @@
 using System.CommandLine;
 using MobileOne.Inference;
 using MobileOne.IO;
+using MobileOne.Graph;
 using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Onnx;
 using MobileOne.IO.Safetensors;
 using MobileOne.Models;
 using MobileOne.Reparam;
@@ -12,7 +14,7 @@ internal static class ForwardCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Argument<string>("checkpoint") { Description = "Model checkpoint (may be a sharded .safetensors.index.json)." };
+        var checkpoint = new Argument<string>("checkpoint") { Description = "A checkpoint of any family, or an ONNX classifier (.onnx, run as it is; the first output is written as logits)." };
         var input = new Option<string>("--input") { Description = "Safetensors file holding the NCHW float input.", Required = true };
         var tensor = new Option<string>("--tensor") { Description = "Name of the input tensor inside --input.", Required = true };
         var output = new Option<string>("--output") { Description = "Safetensors file to write logits (and features) to.", Required = true };
@@ -30,12 +32,22 @@ internal static class ForwardCommand
         CommandAction.Set(command, r =>
         {
             string inputPath = r.GetValue(input)!, name = r.GetValue(tensor)!, outputPath = r.GetValue(output)!;
-            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            string modelPath = r.GetValue(checkpoint)!;
             bool withFeatures = r.GetValue(features);
-            if (withFeatures && loaded.MobileOne is null)
+            bool onnx = string.Equals(Path.GetExtension(modelPath), ".onnx", StringComparison.OrdinalIgnoreCase);
+            if (onnx && (withFeatures || r.GetValue(fuse)))
+            {
+                throw new ArgumentException($"{modelPath}: --features and --fuse apply to checkpoints; an ONNX model runs as it is.");
+            }
+
+            var loaded = onnx ? null : ModelCheckpoint.LoadClassifier(modelPath);
+            if (withFeatures && loaded!.MobileOne is null)
             {
                 throw new ArgumentException($"--features writes MobileOne's stem and stage outputs; {loaded.Path} holds {loaded.Network.Architecture}.");
             }
+
+            var importedGraph = onnx ? OnnxImporter.Load(modelPath) : null;
+            int inChans = importedGraph?.InputChannels ?? loaded!.Network.InChans;
 
             var inputs = SafetensorsReader.Read(inputPath);
             if (!inputs.Tensors.TryGetValue(name, out var stored))
@@ -48,13 +60,21 @@ internal static class ForwardCommand
                 throw new CheckpointException(inputPath, $"must be a floating point NCHW tensor of rank 4; it is {stored.DType} {Tensors.Tensor.FormatShape(stored.Shape)}.", name);
             }
 
-            if (stored.Shape[1] != loaded.Network.InChans)
+            if (stored.Shape[1] != inChans)
             {
-                throw new CheckpointException(inputPath, $"has {stored.Shape[1]} channels but the model expects in_chans {loaded.Network.InChans}.", name);
+                throw new CheckpointException(inputPath, $"has {stored.Shape[1]} channels but the model expects in_chans {inChans}.", name);
             }
 
-            var network = r.GetValue(fuse) && loaded.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
-            var graph = withFeatures ? ((MobileOneNetwork)network).ToGraph(features: true) : network.ToGraph();
+            LayerGraph graph;
+            if (importedGraph is not null)
+            {
+                graph = importedGraph;
+            }
+            else
+            {
+                var network = r.GetValue(fuse) && loaded!.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded!.Network;
+                graph = withFeatures ? ((MobileOneNetwork)network).ToGraph(features: true) : network.ToGraph();
+            }
             using var engine = CompiledModel.Compile(graph, new InferenceOptions { Threads = Options.Positive(r.GetValue(threads), "--threads") });
             var (logits, featureMaps) = engine.RunWithFeatures(stored.ToTensor());
             var file = new TensorFile();

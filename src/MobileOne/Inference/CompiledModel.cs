@@ -101,6 +101,12 @@ public sealed unsafe class CompiledModel : IDisposable
     }
 
     /// <summary>
+    /// Reads an ONNX classifier (<see cref="IO.Onnx.OnnxImporter"/>: opset 11..17, the operators it lists) and compiles
+    /// it. Errors name the file and the node or tensor (<see cref="IO.CheckpointException"/>).
+    /// </summary>
+    public static CompiledModel LoadOnnx(string path, InferenceOptions? options = null) => Compile(IO.Onnx.OnnxImporter.Load(path), options, null);
+
+    /// <summary>
     /// Compiles a layer graph. Throws <see cref="ArgumentException"/> for invalid options or graphs and
     /// <see cref="NotSupportedException"/> when the requested instruction set, algorithm or a layer is unavailable.
     /// </summary>

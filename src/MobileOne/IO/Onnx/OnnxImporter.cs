@@ -1,0 +1,652 @@
+using System.Buffers.Binary;
+using Google.Protobuf;
+using MobileOne.Graph;
+using MobileOne.Kernels;
+using Onnx;
+
+namespace MobileOne.IO.Onnx;
+
+/// <summary>
+/// Reads an ONNX classifier (opset 11..17) into a <see cref="LayerGraph"/> for the engine. Nodes are translated in
+/// the file's order: Conv, BatchNormalization, Relu, Clip (ReLU6 or ReLU, bounds as attributes or constant inputs),
+/// Sigmoid, HardSigmoid, HardSwish, x * Sigmoid(x) (SiLU), Add, Sum, MaxPool, AveragePool, GlobalAveragePool and
+/// ReduceMean over H and W, Flatten, Reshape, Gemm, MatMul (+ Add), Identity and Constant; squeeze-excite
+/// (pool, 1x1 conv, activation, 1x1 conv, gate, Mul) becomes one node; the shape arithmetic PyTorch emits for
+/// flattening (Shape, Gather, Unsqueeze, Concat feeding Reshape) is folded. Anything else is refused with one error
+/// naming the node, its op type and what is supported.
+/// </summary>
+public static class OnnxImporter
+{
+    /// <summary>Lowest opset read.</summary>
+    public const int MinOpset = 11;
+
+    /// <summary>Highest opset read.</summary>
+    public const int MaxOpset = 17;
+
+    internal const string Supported =
+        "Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Mul (SiLU and squeeze-excite patterns), Add, Sum, MaxPool, AveragePool, "
+        + "GlobalAveragePool, ReduceMean (over H and W), Flatten, Reshape, Gemm, MatMul, Identity, Constant, and Shape/Gather/Unsqueeze/Concat feeding Reshape";
+
+    /// <summary>Reads <paramref name="path"/> (external data files are looked up beside it).</summary>
+    public static LayerGraph Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path))
+        {
+            throw new CheckpointException(path, "does not exist.");
+        }
+
+        ModelProto model;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            model = ModelProto.Parser.ParseFrom(stream);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new CheckpointException(path, $"is not an ONNX model ({e.Message.TrimEnd('.')}).");
+        }
+
+        return Translate(model, path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+    }
+
+    /// <summary>Reads a model from its bytes (<paramref name="source"/> names it in errors; external data is not available).</summary>
+    public static LayerGraph FromBytes(byte[] bytes, string source = "(ONNX bytes)")
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        ModelProto model;
+        try
+        {
+            model = ModelProto.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new CheckpointException(source, $"is not an ONNX model ({e.Message.TrimEnd('.')}).");
+        }
+
+        return Translate(model, source, null);
+    }
+
+    private static LayerGraph Translate(ModelProto model, string path, string? directory)
+    {
+        long opset = model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(0).Max();
+        if (opset < MinOpset || opset > MaxOpset)
+        {
+            throw new CheckpointException(path, $"uses opset {opset}; this importer reads opsets {MinOpset} to {MaxOpset}.");
+        }
+
+        if (model.Graph is null)
+        {
+            throw new CheckpointException(path, "has no graph.");
+        }
+
+        return new OnnxTranslation(model.Graph, path, directory).Run();
+    }
+}
+
+/// <summary>One model's translation: ONNX values become graph values, constants or pending patterns.</summary>
+internal sealed class OnnxTranslation(GraphProto graph, string path, string? directory)
+{
+    private readonly Dictionary<string, Symbol> values = new(StringComparer.Ordinal);
+    private LayerGraph layers = null!;
+
+    public LayerGraph Run()
+    {
+        var initializerNames = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var tensor in graph.Initializer)
+        {
+            values[tensor.Name] = ReadTensor(tensor);
+        }
+
+        var inputs = graph.Input.Where(i => !initializerNames.Contains(i.Name)).ToList();
+        if (inputs.Count != 1)
+        {
+            throw new CheckpointException(path, $"has {inputs.Count} graph inputs besides its weights; a classifier has one image input.");
+        }
+
+        var input = inputs[0];
+        var type = input.Type?.TensorType;
+        if (type is null || type.ElemType != (int)TensorProto.Types.DataType.Float)
+        {
+            throw new CheckpointException(path, "is not a float32 tensor; the engine takes float32 NCHW images.", input.Name);
+        }
+
+        var dims = type.Shape?.Dim;
+        if (dims is null || dims.Count != 4 || dims[1].ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || dims[1].DimValue <= 0)
+        {
+            throw new CheckpointException(path, "must be NCHW with a fixed channel count.", input.Name);
+        }
+
+        layers = new LayerGraph(checked((int)dims[1].DimValue));
+        values[input.Name] = new ImageValue(LayerGraph.Input);
+
+        foreach (var node in graph.Node)
+        {
+            Translate(node);
+        }
+
+        if (graph.Output.Count != 1)
+        {
+            throw new CheckpointException(path, $"has {graph.Output.Count} outputs; the engine runs classifiers with one output.");
+        }
+
+        string outputName = graph.Output[0].Name;
+        int output = Materialize(Value(outputName, "graph output"), outputName);
+        if (output != layers.Nodes.Count)
+        {
+            layers.Output = output;
+        }
+
+        return layers;
+    }
+
+    private void Translate(NodeProto node)
+    {
+        string name = string.IsNullOrEmpty(node.Name) ? node.Output.FirstOrDefault() ?? node.OpType : node.Name;
+        if (node.Domain is not ("" or "ai.onnx"))
+        {
+            throw Unsupported(node, name, $"is in domain '{node.Domain}'");
+        }
+
+        Symbol result = node.OpType switch
+        {
+            "Constant" => ConstantNode(node, name),
+            "Identity" => Input(node, 0),
+            "Conv" => Conv(node, name),
+            "BatchNormalization" => BatchNorm(node, name),
+            "Relu" => Activation(node, name, ActivationKind.Relu),
+            "Clip" => Clip(node, name),
+            "Sigmoid" => Input(node, 0) is ImageValue x ? new SigmoidOf(x.Id) : OnChannels(node, name, ActivationKind.Sigmoid),
+            "HardSigmoid" => HardSigmoid(node, name),
+            "HardSwish" => Activation(node, name, ActivationKind.HardSwish),
+            "Mul" => Mul(node, name),
+            "Add" => Add(node, name),
+            "Sum" => new ImageValue(layers.Add(new AddNode(name, [.. Enumerable.Range(0, node.Input.Count).Select(i => Materialize(Input(node, i), name))]))),
+            "MaxPool" or "AveragePool" => Pool(node, name),
+            "GlobalAveragePool" => new Pooled(Spatial(node, 0, name)),
+            "ReduceMean" => ReduceMean(node, name),
+            "Flatten" => Flatten(node, name),
+            "Reshape" => Reshape(node, name),
+            "Gemm" => Gemm(node, name),
+            "MatMul" => MatMul(node, name),
+            "Shape" => new ShapeOf(Input(node, 0) is Pooled p ? p.Source : Spatial(node, 0, name)),
+            "Gather" => Gather(node, name),
+            "Unsqueeze" => Unsqueeze(node, name),
+            "Concat" => Concat(node, name),
+            _ => throw Unsupported(node, name, "is not supported"),
+        };
+        if (node.Output.Count == 0)
+        {
+            return;
+        }
+
+        values[node.Output[0]] = result;
+    }
+
+    private Symbol ConstantNode(NodeProto node, string name)
+    {
+        var attribute = node.Attribute.FirstOrDefault(a => a.Name == "value") ?? throw Unsupported(node, name, "has no 'value' tensor");
+        return ReadTensor(attribute.T, node.Output[0]);
+    }
+
+    private Symbol Conv(NodeProto node, string name)
+    {
+        var w = Constant(node, 1, name, "weight");
+        if (w.Shape.Length != 4)
+        {
+            throw Refused(node, name, $"has a {w.Shape.Length}-d weight; 2-D convolutions have 4-d ones");
+        }
+
+        float[]? bias = node.Input.Count > 2 && node.Input[2].Length > 0 ? Constant(node, 2, name, "bias").Data : null;
+        var gateInput = Input(node, 0);
+        if (gateInput is Pooled or ChannelChain)
+        {
+            // A 1x1 convolution of pooled features: a step of a squeeze-excite gate (timm's attn.fc1 / fc2).
+            if (w.Shape[2] != 1 || w.Shape[3] != 1 || Int(node, "group", 1) != 1)
+            {
+                throw Refused(node, name, "convolves pooled features with something other than an ungrouped 1x1 kernel");
+            }
+
+            var step = (w.Data, bias ?? new float[w.Shape[0]], w.Shape[0]);
+            return gateInput switch
+            {
+                Pooled p => new ChannelChain(p.Source, [step], []),
+                ChannelChain c when c.Convs.Count == c.Activations.Count && c.Convs.Count < 2 => c with { Convs = [.. c.Convs, step] },
+                _ => throw Refused(node, name, "continues a squeeze-excite gate past its two convolutions"),
+            };
+        }
+
+        int x = Spatial(node, 0, name);
+        int groups = (int)Int(node, "group", 1);
+        var strides = Ints(node, "strides", [1, 1]);
+        var dilations = Ints(node, "dilations", [1, 1]);
+        var pads = Padding(node, name, 2);
+        var kernel = Ints(node, "kernel_shape", [w.Shape[2], w.Shape[3]]);
+        if (kernel[0] != w.Shape[2] || kernel[1] != w.Shape[3])
+        {
+            throw Refused(node, name, $"declares kernel_shape [{string.Join(", ", kernel)}] but its weight is {w.Shape[2]}x{w.Shape[3]}");
+        }
+
+        int inChannels = layers.ChannelsOf(x);
+        return new ImageValue(layers.Add(new ConvNode(
+            name, x, inChannels, w.Shape[0], w.Shape[2], w.Shape[3], (int)strides[0], (int)strides[1], pads[0], pads[1],
+            (int)dilations[0], (int)dilations[1], groups, w.Data, bias)));
+    }
+
+    private Symbol BatchNorm(NodeProto node, string name)
+    {
+        int x = Spatial(node, 0, name);
+        if (Int(node, "training_mode", 0) != 0 || node.Output.Count > 1)
+        {
+            throw Refused(node, name, "is in training mode; the engine runs inference (running statistics)");
+        }
+
+        double eps = Float(node, "epsilon", 1e-5f);
+        var (gamma, beta, mean, var) = (Constant(node, 1, name, "scale"), Constant(node, 2, name, "B"), Constant(node, 3, name, "mean"), Constant(node, 4, name, "var"));
+        return new ImageValue(layers.Add(new BatchNormNode(name, x, layers.ChannelsOf(x), gamma.Data, beta.Data, mean.Data, var.Data, eps)));
+    }
+
+    private Symbol Activation(NodeProto node, string name, ActivationKind kind) =>
+        Input(node, 0) is ImageValue ? new ImageValue(layers.Add(new ActivationNode(name, Spatial(node, 0, name), kind))) : OnChannels(node, name, kind);
+
+    /// <summary>Clip(0, 6) is ReLU6 and Clip(0, none) ReLU; bounds come as attributes (before opset 11) or constant inputs.</summary>
+    private Symbol Clip(NodeProto node, string name)
+    {
+        float? min = node.Attribute.Any(a => a.Name == "min") ? Float(node, "min", 0) : null;
+        float? max = node.Attribute.Any(a => a.Name == "max") ? Float(node, "max", 0) : null;
+        if (node.Input.Count > 1 && node.Input[1].Length > 0)
+        {
+            min = Scalar(node, 1, name, "min");
+        }
+
+        if (node.Input.Count > 2 && node.Input[2].Length > 0)
+        {
+            max = Scalar(node, 2, name, "max");
+        }
+
+        var kind = (min, max) switch
+        {
+            (0f, 6f) => ActivationKind.Relu6,
+            (0f, null) => ActivationKind.Relu,
+            _ => throw Refused(node, name, $"clips to [{min?.ToString() ?? "-inf"}, {max?.ToString() ?? "inf"}]; only [0, 6] (ReLU6) and [0, inf) (ReLU) are supported"),
+        };
+        return Activation(node, name, kind);
+    }
+
+    private Symbol HardSigmoid(NodeProto node, string name)
+    {
+        float alpha = Float(node, "alpha", 0.2f), beta = Float(node, "beta", 0.5f);
+        if (Math.Abs(alpha - (1 / 6.0)) > 1e-6 || beta != 0.5f)
+        {
+            throw Refused(node, name, $"has alpha {alpha} and beta {beta}; PyTorch's hardsigmoid (alpha 1/6, beta 0.5) is supported");
+        }
+
+        return Activation(node, name, ActivationKind.HardSigmoid);
+    }
+
+    /// <summary>x * Sigmoid(x) is SiLU; x * gate(pooled x) is squeeze-excite.</summary>
+    private Symbol Mul(NodeProto node, string name)
+    {
+        var (a, b) = (Input(node, 0), Input(node, 1));
+        if (b is ImageValue && a is not ImageValue)
+        {
+            (a, b) = (b, a);
+        }
+
+        if (a is ImageValue x && b is SigmoidOf s && s.Id == x.Id)
+        {
+            return new ImageValue(layers.Add(new ActivationNode(name, x.Id, ActivationKind.Silu)));
+        }
+
+        if (a is ImageValue y && b is ChannelChain chain && chain.Source == y.Id && chain.IsSqueezeExcite)
+        {
+            var (reduce, expand) = (chain.Convs[0], chain.Convs[1]);
+            return new ImageValue(layers.Add(new SqueezeExciteNode(
+                name, y.Id, layers.ChannelsOf(y.Id), reduce.Out, reduce.Weight, reduce.Bias, expand.Weight, expand.Bias, chain.Activations[0], chain.Activations[1])));
+        }
+
+        throw Refused(node, name, "multiplies values in a way the engine has no operation for (supported: x * Sigmoid(x) and squeeze-excite gates)");
+    }
+
+    private Symbol Add(NodeProto node, string name)
+    {
+        var (a, b) = (Input(node, 0), Input(node, 1));
+        if (a is PendingLinear linear && b is ConstantValue bias && linear.Bias is null && bias.Data.Length == linear.Out)
+        {
+            return linear with { Bias = bias.Data, Name = name };
+        }
+
+        return new ImageValue(layers.Add(new AddNode(name, [Materialize(a, name), Materialize(b, name)])));
+    }
+
+    private Symbol Pool(NodeProto node, string name)
+    {
+        int x = Spatial(node, 0, name);
+        var kernel = Ints(node, "kernel_shape", []);
+        var strides = Ints(node, "strides", [1, 1]);
+        var pads = Padding(node, name, 2);
+        if (kernel.Length != 2 || kernel[0] != kernel[1] || strides[0] != strides[1] || pads[0] != pads[1])
+        {
+            throw Refused(node, name, "is not square (one kernel size, stride and padding for both axes)");
+        }
+
+        if (Int(node, "ceil_mode", 0) != 0 || (node.OpType == "MaxPool" && Ints(node, "dilations", [1, 1]).Any(d => d != 1)))
+        {
+            throw Refused(node, name, "uses ceil_mode or dilation, which the engine's pooling does not");
+        }
+
+        var kind = node.OpType == "MaxPool" ? PoolKind.Max : PoolKind.Average;
+        bool includePad = Int(node, "count_include_pad", 0) != 0;
+        return new ImageValue(layers.Add(new PoolNode(name, x, kind, (int)kernel[0], (int)strides[0], pads[0], includePad)));
+    }
+
+    private Symbol ReduceMean(NodeProto node, string name)
+    {
+        int x = Spatial(node, 0, name);
+        var axes = Ints(node, "axes", []).Select(a => a < 0 ? a + 4 : a).Order().ToArray();
+        if (!axes.SequenceEqual([2L, 3L]))
+        {
+            throw Refused(node, name, $"averages over axes [{string.Join(", ", axes)}]; only the spatial mean (axes 2 and 3) is supported");
+        }
+
+        return Int(node, "keepdims", 1) != 0 ? new Pooled(x) : new Flat(x);
+    }
+
+    private Symbol Flatten(NodeProto node, string name) => Input(node, 0) switch
+    {
+        Pooled p when Int(node, "axis", 1) == 1 => new Flat(p.Source),
+        Flat f => f,
+        _ => throw Refused(node, name, "flattens a value that is not a pooled [N, C, 1, 1] feature"),
+    };
+
+    private Symbol Reshape(NodeProto node, string name)
+    {
+        var data = Input(node, 0);
+        var shape = Input(node, 1);
+        bool toBatchByFeatures = shape switch
+        {
+            ConstantValue c => c.Data.Length == 2 && (c.Data[1] == -1 || c.Data[0] is 1 or -1 or 0),
+            DimList d => d.Dims.Count == 2 && d.Dims[0] is null && (d.Dims[1] is -1),
+            _ => false,
+        };
+        if (toBatchByFeatures && data is Pooled or Flat)
+        {
+            return new Flat(data is Pooled p ? p.Source : ((Flat)data).Source);
+        }
+
+        throw Refused(node, name, "reshapes to something other than [batch, features] of a pooled feature");
+    }
+
+    private Symbol Gemm(NodeProto node, string name)
+    {
+        var flat = Input(node, 0) as Flat ?? throw Refused(node, name, "multiplies a value that is not the pooled, flattened feature");
+        var w = Constant(node, 1, name, "B");
+        if (Float(node, "alpha", 1) != 1 || Float(node, "beta", 1) != 1 || Int(node, "transA", 0) != 0 || w.Shape.Length != 2)
+        {
+            throw Refused(node, name, "uses alpha, beta or transA; the classifier form Gemm(x, W^T) + b is supported");
+        }
+
+        bool transB = Int(node, "transB", 0) != 0;
+        var weight = transB ? w.Data : Transpose(w.Data, w.Shape[0], w.Shape[1]);
+        int outputs = transB ? w.Shape[0] : w.Shape[1];
+        float[]? bias = node.Input.Count > 2 && node.Input[2].Length > 0 ? Constant(node, 2, name, "C").Data : null;
+        return new PendingLinear(name, flat.Source, weight, outputs, bias);
+    }
+
+    private Symbol MatMul(NodeProto node, string name)
+    {
+        var flat = Input(node, 0) as Flat ?? throw Refused(node, name, "multiplies a value that is not the pooled, flattened feature");
+        var w = Constant(node, 1, name, "B");
+        if (w.Shape.Length != 2)
+        {
+            throw Refused(node, name, "has a weight that is not a matrix");
+        }
+
+        return new PendingLinear(name, flat.Source, Transpose(w.Data, w.Shape[0], w.Shape[1]), w.Shape[1], null);
+    }
+
+    private Symbol Gather(NodeProto node, string name)
+    {
+        if (Input(node, 0) is ShapeOf shape && Input(node, 1) is ConstantValue index && index.Data.Length == 1 && Int(node, "axis", 0) == 0)
+        {
+            int i = (int)index.Data[0];
+            return new DimList([i == 0 ? null : i == 1 ? layers.ChannelsOf(shape.Source) : throw Refused(node, name, "reads a spatial size, which depends on the input")]);
+        }
+
+        throw Refused(node, name, "gathers from something other than a value's shape");
+    }
+
+    private Symbol Unsqueeze(NodeProto node, string name) => Input(node, 0) switch
+    {
+        DimList d => d,
+        ConstantValue c => c,
+        _ => throw Refused(node, name, "unsqueezes something other than shape arithmetic"),
+    };
+
+    private Symbol Concat(NodeProto node, string name)
+    {
+        var dims = new List<long?>();
+        for (int i = 0; i < node.Input.Count; i++)
+        {
+            switch (Input(node, i))
+            {
+                case DimList d:
+                    dims.AddRange(d.Dims);
+                    break;
+                case ConstantValue c:
+                    dims.AddRange(c.Data.Select(v => (long?)(long)v));
+                    break;
+                default:
+                    throw Refused(node, name, "joins tensors; only shape arithmetic (Shape, Gather, Unsqueeze, Concat feeding Reshape) is supported");
+            }
+        }
+
+        return new DimList(dims);
+    }
+
+    /// <summary>A step applied to a pooled [N, C, 1, 1] value: a 1x1 convolution or an activation of a squeeze-excite gate.</summary>
+    private Symbol OnChannels(NodeProto node, string name, ActivationKind kind)
+    {
+        if (Input(node, 0) is ChannelChain chain && chain.Convs.Count == chain.Activations.Count + 1)
+        {
+            return chain with { Activations = [.. chain.Activations, kind] };
+        }
+
+        throw Refused(node, name, "applies an activation to a value the engine cannot hold on its own");
+    }
+
+    /// <summary>The graph value of <paramref name="symbol"/>, adding the nodes a pending pattern stands for.</summary>
+    private int Materialize(Symbol symbol, string name) => symbol switch
+    {
+        ImageValue s => s.Id,
+        SigmoidOf s => layers.Add(new ActivationNode(name + ".sigmoid", s.Id, ActivationKind.Sigmoid)),
+        PendingLinear l => layers.Add(new LinearNode(
+            l.Name, layers.Add(new GlobalAveragePoolNode(l.Name + ".pool", l.Source)), layers.ChannelsOf(l.Source), l.Out, l.Weight, l.Bias ?? new float[l.Out])),
+        _ => throw new CheckpointException(path, $"uses {symbol.GetType().Name} as a tensor; the engine has no operation for it.", name),
+    };
+
+    private Symbol Input(NodeProto node, int index)
+    {
+        if (index >= node.Input.Count || node.Input[index].Length == 0)
+        {
+            throw Refused(node, NodeName(node), $"lacks input {index}");
+        }
+
+        return Value(node.Input[index], NodeName(node));
+    }
+
+    private Symbol Value(string valueName, string user) =>
+        values.TryGetValue(valueName, out var symbol) ? symbol : throw new CheckpointException(path, $"reads '{valueName}', which no earlier node or initializer produces.", user);
+
+    private int Spatial(NodeProto node, int index, string name) => Input(node, index) switch
+    {
+        ImageValue s => s.Id,
+        SigmoidOf s => Materialize(s, name),
+        var other => throw Refused(node, name, $"takes {other.GetType().Name} where an image-shaped tensor is expected"),
+    };
+
+    private ConstantValue Constant(NodeProto node, int index, string name, string what) =>
+        Input(node, index) as ConstantValue ?? throw Refused(node, name, $"has a {what} that is not a constant (initializer or Constant)");
+
+    private float Scalar(NodeProto node, int index, string name, string what)
+    {
+        var c = Constant(node, index, name, what);
+        return c.Data.Length == 1 ? (float)c.Data[0] : throw Refused(node, name, $"has a {what} that is not a scalar");
+    }
+
+    private int[] Padding(NodeProto node, string name, int spatial)
+    {
+        string autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        if (autoPad is not ("NOTSET" or "VALID"))
+        {
+            throw Refused(node, name, $"uses auto_pad {autoPad}; explicit pads are supported");
+        }
+
+        var pads = Ints(node, "pads", new long[2 * spatial]);
+        if (pads.Length != 2 * spatial || pads[0] != pads[spatial] || pads[1] != pads[spatial + 1])
+        {
+            throw Refused(node, name, $"pads [{string.Join(", ", pads)}] asymmetrically; the engine pads both sides of an axis alike");
+        }
+
+        return [(int)pads[0], (int)pads[1]];
+    }
+
+    private static long Int(NodeProto node, string attribute, long fallback) =>
+        node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a ? a.I : fallback;
+
+    private static float Float(NodeProto node, string attribute, float fallback) =>
+        node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a ? a.F : fallback;
+
+    private static long[] Ints(NodeProto node, string attribute, long[] fallback) =>
+        node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a ? [.. a.Ints] : fallback;
+
+    private static float[] Transpose(float[] m, int rows, int cols)
+    {
+        var t = new float[m.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < cols; c++)
+            {
+                t[(c * rows) + r] = m[(r * cols) + c];
+            }
+        }
+
+        return t;
+    }
+
+    private ConstantValue ReadTensor(TensorProto tensor, string? name = null)
+    {
+        name ??= tensor.Name;
+        int[] shape = [.. tensor.Dims.Select(d => d >= 0 && d <= int.MaxValue ? (int)d : throw new CheckpointException(path, $"has dimension {d}.", name))];
+        long count = shape.Aggregate(1L, (a, d) => a * d);
+        var type = (TensorProto.Types.DataType)tensor.DataType;
+        int width = type switch
+        {
+            TensorProto.Types.DataType.Float => 4,
+            TensorProto.Types.DataType.Int64 => 8,
+            _ => throw new CheckpointException(path, $"is a {type} tensor; the importer reads float32 weights and int64 shapes.", name),
+        };
+        ReadOnlySpan<byte> raw = tensor.RawData.Span;
+        byte[]? external = null;
+        if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
+        {
+            external = ReadExternal(tensor, name, count * width);
+            raw = external;
+        }
+
+        if (raw.Length == 0 && (type == TensorProto.Types.DataType.Float ? tensor.FloatData.Count : tensor.Int64Data.Count) == count)
+        {
+            return type == TensorProto.Types.DataType.Float
+                ? new ConstantValue([.. tensor.FloatData], shape)
+                : new ConstantValue([.. tensor.Int64Data.Select(v => (float)v)], shape);
+        }
+
+        if (raw.Length != count * width)
+        {
+            throw new CheckpointException(path, $"holds {raw.Length} bytes; its shape [{string.Join(", ", shape)}] of {type} needs {count * width}.", name);
+        }
+
+        var floats = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            floats[i] = type == TensorProto.Types.DataType.Float
+                ? BinaryPrimitives.ReadSingleLittleEndian(raw.Slice(i * 4, 4))
+                : BinaryPrimitives.ReadInt64LittleEndian(raw.Slice(i * 8, 8));
+        }
+
+        return new ConstantValue(floats, shape);
+    }
+
+    private byte[] ReadExternal(TensorProto tensor, string name, long bytes)
+    {
+        var entries = tensor.ExternalData.ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
+        if (directory is null || !entries.TryGetValue("location", out string? location))
+        {
+            throw new CheckpointException(path, "keeps its data in an external file, which cannot be read here (no location, or the model was given as bytes).", name);
+        }
+
+        string file = Path.GetFullPath(Path.Combine(directory, location));
+        if (!file.StartsWith(directory + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw new CheckpointException(path, $"names the external data file '{location}' outside the model's folder.", name);
+        }
+
+        if (!File.Exists(file))
+        {
+            throw new CheckpointException(path, $"keeps its data in '{location}', which does not exist beside the model.", name);
+        }
+
+        long offset = entries.TryGetValue("offset", out string? o) ? long.Parse(o, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        using var stream = File.OpenRead(file);
+        if (offset < 0 || offset + bytes > stream.Length)
+        {
+            throw new CheckpointException(path, $"reads {bytes} bytes at offset {offset} of '{location}', which holds {stream.Length}.", name);
+        }
+
+        var data = new byte[bytes];
+        stream.Position = offset;
+        stream.ReadExactly(data);
+        return data;
+    }
+
+    private static string NodeName(NodeProto node) => string.IsNullOrEmpty(node.Name) ? node.Output.FirstOrDefault() ?? node.OpType : node.Name;
+
+    private CheckpointException Unsupported(NodeProto node, string name, string problem) =>
+        new(path, $"node '{name}' ({node.OpType}) {problem}; supported: {OnnxImporter.Supported}.", name);
+
+    private CheckpointException Refused(NodeProto node, string name, string problem) =>
+        new(path, $"node '{name}' ({node.OpType}) {problem}.", name);
+
+    /// <summary>What an ONNX value stands for during translation.</summary>
+    private abstract record Symbol;
+
+    /// <summary>An NCHW value of the layer graph.</summary>
+    private sealed record ImageValue(int Id) : Symbol;
+
+    /// <summary>A constant (initializer or Constant node) as floats: weights, and the small int64 values of shape arithmetic.</summary>
+    private sealed record ConstantValue(float[] Data, int[] Shape) : Symbol;
+
+    /// <summary>Sigmoid(x) not yet used: x * Sigmoid(x) becomes SiLU, anything else a Sigmoid node.</summary>
+    private sealed record SigmoidOf(int Id) : Symbol;
+
+    /// <summary>The spatial mean of a value, [N, C, 1, 1]: a squeeze-excite gate's start or the classifier's input.</summary>
+    private sealed record Pooled(int Source) : Symbol;
+
+    /// <summary>The pooled value flattened to [N, C].</summary>
+    private sealed record Flat(int Source) : Symbol;
+
+    /// <summary>The classifier over the pooled <paramref name="Source"/>: weight [Out, C] and an optional bias.</summary>
+    private sealed record PendingLinear(string Name, int Source, float[] Weight, int Out, float[]? Bias) : Symbol;
+
+    /// <summary>Shape(x) of a graph value.</summary>
+    private sealed record ShapeOf(int Source) : Symbol;
+
+    /// <summary>Shape arithmetic: dimensions, null for the batch.</summary>
+    private sealed record DimList(IReadOnlyList<long?> Dims) : Symbol;
+
+    /// <summary>1x1 convolutions and activations applied to a pooled value (a squeeze-excite gate being built).</summary>
+    private sealed record ChannelChain(int Source, IReadOnlyList<(float[] Weight, float[] Bias, int Out)> Convs, IReadOnlyList<ActivationKind> Activations) : Symbol
+    {
+        public bool IsSqueezeExcite => Convs.Count == 2 && Activations.Count == 2;
+    }
+}
