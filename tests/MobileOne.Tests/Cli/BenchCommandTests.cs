@@ -169,7 +169,7 @@ public class BenchCommandTests
     [InlineData("--iterations many", "--iterations must be a positive integer; got 'many'.")]
     [InlineData("--warmup -1", "--warmup must be zero or a positive integer; got '-1'.")]
     [InlineData("--budget 0", "--budget must be a positive number of seconds; got 0.")]
-    [InlineData("--variant s0 --checkpoint x.safetensors", "Give one of --variant, --model or --checkpoint.")]
+    [InlineData("--variant s0 --checkpoint x.safetensors", "Give one of --variant, --model, --checkpoint or --onnx.")]
     [InlineData("--checkpoint /no/such/model.safetensors", "/no/such/model.safetensors: does not exist.")]
     [InlineData("--write-docs /no/such/folder/b.md", "--write-docs /no/such/folder/b.md: the folder '/no/such/folder' does not exist.")]
     public void Bad_options_fail_with_one_clear_error(string options, string message)

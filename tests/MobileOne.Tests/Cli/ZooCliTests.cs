@@ -65,7 +65,7 @@ public class ZooCliTests
         Assert.Contains("--model: unknown model 'resnet51'", r.StdErr);
         r = CliRunner.Run("bench", "--model", "resnet18", "--variant", "s0");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("Give one of --variant, --model or --checkpoint", r.StdErr);
+        Assert.Contains("Give one of --variant, --model, --checkpoint or --onnx", r.StdErr);
     }
 
     [Fact]
