@@ -12,6 +12,9 @@ internal static class BenchReport
     /// <summary>The section of the fused benchmark; --unfused runs write <see cref="UnfusedSection"/> instead.</summary>
     public const string FusedSection = "bench";
     public const string UnfusedSection = "bench-unfused";
+
+    /// <summary>The section of a registry run (<c>bench --model</c>): the zoo against ONNX Runtime.</summary>
+    public const string ZooSection = "bench-zoo";
     public const string BeginMarker = "<!-- bench:begin -->";
     public const string EndMarker = "<!-- bench:end -->";
 

@@ -32,7 +32,7 @@ internal static class BenchCommand
         var warmup = new Option<string?>("--warmup") { Description = "Untimed runs before timing (default: about 0.5 s worth, at least 2)." };
         var budget = new Option<double>("--budget") { Description = "Seconds of timed runs per engine and combination when --iterations is not given.", DefaultValueFactory = _ => 2.0 };
         var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per engine and combination." };
-        var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the marked benchmark section of this Markdown file (default {DefaultDocsPath}; <!-- bench:begin/end --> or, with --unfused, <!-- bench-unfused:begin/end -->) with the results.", Arity = ArgumentArity.ZeroOrOne };
+        var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the marked benchmark section of this Markdown file (default {DefaultDocsPath}; <!-- bench:begin/end -->, with --unfused <!-- bench-unfused:begin/end -->, with --model <!-- bench-zoo:begin/end -->) with the results.", Arity = ArgumentArity.ZeroOrOne };
         var convAlgo = new Option<string>("--conv-algo") { Description = "Managed engine: auto (specialized kernels) or direct, im2col, im2win for every convolution.", DefaultValueFactory = _ => "auto" };
         var isa = new Option<string>("--isa") { Description = "Managed engine: auto, avx512, avx2 or scalar.", DefaultValueFactory = _ => "auto" };
         var unfused = new Option<bool>("--unfused") { Description = "Time the train-time (multi-branch) graphs as they are, not fused: both engines run every branch." };
@@ -83,7 +83,7 @@ internal static class BenchCommand
             if (docsPath is not null)
             {
                 // Fail before minutes of measuring, not after.
-                BenchReport.CheckDocs(docsPath, r.GetValue(unfused) ? BenchReport.UnfusedSection : BenchReport.FusedSection);
+                BenchReport.CheckDocs(docsPath, Section(entries.Count > 0, r.GetValue(unfused)));
             }
 
             var configs = checkpointPath is null && entries.Count == 0 && onnxPath is null ? Variants(variants) : [];
@@ -134,7 +134,7 @@ internal static class BenchCommand
 
             if (docsPath is not null)
             {
-                string section = keepBranches ? BenchReport.UnfusedSection : BenchReport.FusedSection;
+                string section = Section(entries.Count > 0, keepBranches);
                 BenchReport.WriteDocs(docsPath, BenchReport.Markdown(results, machine, CommandLine(), settings, section), section);
                 Console.Error.WriteLine($"wrote the benchmark section of {docsPath}");
             }
@@ -145,6 +145,10 @@ internal static class BenchCommand
     }
 
     private static string Label(string name, bool unfused) => unfused ? name + " unfused" : name;
+
+    /// <summary>The docs section a run writes: the zoo's for --model runs, else the fused or the unfused MobileOne table.</summary>
+    private static string Section(bool registry, bool unfused) =>
+        registry ? BenchReport.ZooSection : unfused ? BenchReport.UnfusedSection : BenchReport.FusedSection;
 
     /// <summary>A checkpoint's network, fused first where its family has a fused form (unless --unfused).</summary>
     private static BenchModel CheckpointModel(LoadedClassifier loaded, bool unfused)
