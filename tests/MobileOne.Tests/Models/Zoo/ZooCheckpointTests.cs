@@ -29,6 +29,29 @@ public class ZooCheckpointTests
         Assert.Equal(network.State().Select(e => (e.Name, e.Value.Data)), zoo.State().Select(e => (e.Name, e.Value.Data)));
     }
 
+    /// <summary>torch.save in bf16 and sharded safetensors in f16: the same loader, the values rounded as the dtype says.</summary>
+    [Fact]
+    public void Torch_save_bf16_and_sharded_f16_files_load_as_the_same_variant()
+    {
+        var network = ModelRegistry.Get("mobilenetv2_050").Create(numClasses: 5, seed: 7);
+        using var dir = new TempDir();
+        string pth = dir.File("model.pth"), index = dir.File("model.safetensors.index.json");
+        MobileOne.IO.PyTorch.PyTorchCheckpointWriter.Write(pth, ModelCheckpoint.ToTensorFile(network, KeyLayout.Timm, DType.BF16));
+        SafetensorsWriter.WriteSharded(index, ModelCheckpoint.ToTensorFile(network, KeyLayout.Timm, DType.F16), maxShardBytes: 1 << 20);
+        Assert.True(Directory.GetFiles(dir.Path, "*.safetensors").Length > 1);
+        foreach (var (path, dtype, format) in new[] { (pth, DType.BF16, CheckpointFormat.PyTorch), (index, DType.F16, CheckpointFormat.SafetensorsSharded) })
+        {
+            var loaded = ModelCheckpoint.LoadClassifier(path);
+            Assert.Equal(format, loaded.Format);
+            Assert.Equal("mobilenetv2_050", loaded.Network.Architecture);
+            foreach (var (a, b) in network.State().Zip(loaded.Network.State()))
+            {
+                var rounded = StoredTensor.FromTensor(a.Value, a.Kind == MobileOne.Nn.StateKind.Counter ? DType.F32 : dtype).ToTensor().Data;
+                Assert.Equal(rounded, b.Value.Data);
+            }
+        }
+    }
+
     [Fact]
     public void MobileOne_checkpoints_still_load_through_the_same_entry_point()
     {
