@@ -538,7 +538,16 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     {
         name ??= tensor.Name;
         int[] shape = [.. tensor.Dims.Select(d => d >= 0 && d <= int.MaxValue ? (int)d : throw new CheckpointException(path, $"has dimension {d}.", name))];
-        long count = shape.Aggregate(1L, (a, d) => a * d);
+        long count;
+        try
+        {
+            count = shape.Aggregate(1L, (a, d) => checked(a * d));
+        }
+        catch (OverflowException)
+        {
+            throw new CheckpointException(path, $"declares the shape [{string.Join(", ", shape)}], more elements than any file holds.", name);
+        }
+
         var type = (TensorProto.Types.DataType)tensor.DataType;
         int width = type switch
         {
@@ -561,7 +570,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
                 : new ConstantValue([.. tensor.Int64Data.Select(v => (float)v)], shape);
         }
 
-        if (raw.Length != count * width)
+        if (raw.Length != count * width || count > Array.MaxLength)
         {
             throw new CheckpointException(path, $"holds {raw.Length} bytes; its shape [{string.Join(", ", shape)}] of {type} needs {count * width}.", name);
         }
