@@ -555,6 +555,11 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             TensorProto.Types.DataType.Int64 => 8,
             _ => throw new CheckpointException(path, $"is a {type} tensor; the importer reads float32 weights and int64 shapes.", name),
         };
+        if (count > Array.MaxLength)
+        {
+            throw new CheckpointException(path, $"declares {count} elements, more than one array holds.", name);
+        }
+
         ReadOnlySpan<byte> raw = tensor.RawData.Span;
         byte[]? external = null;
         if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
@@ -570,7 +575,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
                 : new ConstantValue([.. tensor.Int64Data.Select(v => (float)v)], shape);
         }
 
-        if (raw.Length != count * width || count > Array.MaxLength)
+        if (raw.Length != count * width)
         {
             throw new CheckpointException(path, $"holds {raw.Length} bytes; its shape [{string.Join(", ", shape)}] of {type} needs {count * width}.", name);
         }
