@@ -24,7 +24,7 @@ public partial class ParserFuzzTests
     private const long AllocationBudget = 256L << 20;
     private static readonly TimeSpan TimeBudget = TimeSpan.FromSeconds(2);
 
-    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx" };
+    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx" };
 
     [Theory]
     [MemberData(nameof(Targets))]
@@ -88,6 +88,10 @@ public partial class ParserFuzzTests
             if (target == "idx")
             {
                 IdxFile.Read(path, iteration % 2 == 0 ? IdxFile.ImagesMagic : IdxFile.LabelsMagic);
+            }
+            else if (target == "onnx")
+            {
+                MobileOne.IO.Onnx.OnnxImporter.Load(path);
             }
             else
             {
@@ -196,6 +200,7 @@ public partial class ParserFuzzTests
     {
         "safetensors" => ".safetensors",
         "idx" => ".idx",
+        "onnx" => ".onnx",
         _ => ".pth",
     };
 
@@ -203,6 +208,20 @@ public partial class ParserFuzzTests
     private static List<(string Name, byte[] Bytes)> Seeds(string directory, string target)
     {
         var seeds = new List<(string, byte[])>();
+        if (target == "onnx")
+        {
+            // PyTorch's own exports (tools/onnx/make-onnx-fixtures.py) and ours of a small MobileOne, fused and as branches.
+            foreach (string file in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "IO", "Onnx", "PyTorch"), "*.onnx").Order(StringComparer.Ordinal))
+            {
+                seeds.Add((file, File.ReadAllBytes(file)));
+            }
+
+            var small = MobileOneNetwork.Create(MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2,se=0/0/0/1,classes=3"));
+            seeds.Add(("mobileone-fused", MobileOne.IO.Onnx.OnnxExporter.ToBytes(small)));
+            seeds.Add(("mobileone-branches", MobileOne.IO.Onnx.OnnxExporter.ToBytes(small, fuse: false)));
+            return seeds;
+        }
+
         if (target == "idx")
         {
             var rng = new Random(3);

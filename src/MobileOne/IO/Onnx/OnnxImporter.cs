@@ -39,8 +39,9 @@ public static class OnnxImporter
         ModelProto model;
         try
         {
-            using var stream = File.OpenRead(path);
-            model = ModelProto.Parser.ParseFrom(stream);
+            // From the bytes, not a stream: a length prefix longer than the file is then a truncation the parser
+            // reports, never an allocation of what the prefix claims.
+            model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
         }
         catch (InvalidProtocolBufferException e)
         {
@@ -122,7 +123,15 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
         foreach (var node in graph.Node)
         {
-            Translate(node);
+            try
+            {
+                Translate(node);
+            }
+            catch (ArgumentException e)
+            {
+                // The layer graph checks every node it is given (channels, kernel sizes, weight lengths).
+                throw new CheckpointException(path, $"node '{NodeName(node)}' ({node.OpType}) does not fit its inputs: {e.Message}", NodeName(node));
+            }
         }
 
         if (graph.Output.Count != 1)
@@ -131,7 +140,16 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         }
 
         string outputName = graph.Output[0].Name;
-        int output = Materialize(Value(outputName, "graph output"), outputName);
+        int output;
+        try
+        {
+            output = Materialize(Value(outputName, "graph output"), outputName);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException(path, $"produces its output with a node that does not fit its inputs: {e.Message}", outputName);
+        }
+
         if (output != layers.Nodes.Count)
         {
             layers.Output = output;
@@ -186,7 +204,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private Symbol ConstantNode(NodeProto node, string name)
     {
         var attribute = node.Attribute.FirstOrDefault(a => a.Name == "value") ?? throw Unsupported(node, name, "has no 'value' tensor");
-        return ReadTensor(attribute.T, node.Output[0]);
+        return ReadTensor(attribute.T ?? throw Unsupported(node, name, "has no 'value' tensor"), name);
     }
 
     private Symbol Conv(NodeProto node, string name)
@@ -218,10 +236,10 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
         int x = Spatial(node, 0, name);
         int groups = (int)Int(node, "group", 1);
-        var strides = Ints(node, "strides", [1, 1]);
-        var dilations = Ints(node, "dilations", [1, 1]);
+        var strides = Pair(node, name, "strides", [1, 1]);
+        var dilations = Pair(node, name, "dilations", [1, 1]);
         var pads = Padding(node, name, 2);
-        var kernel = Ints(node, "kernel_shape", [w.Shape[2], w.Shape[3]]);
+        var kernel = Pair(node, name, "kernel_shape", [w.Shape[2], w.Shape[3]]);
         if (kernel[0] != w.Shape[2] || kernel[1] != w.Shape[3])
         {
             throw Refused(node, name, $"declares kernel_shape [{string.Join(", ", kernel)}] but its weight is {w.Shape[2]}x{w.Shape[3]}");
@@ -322,10 +340,10 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private Symbol Pool(NodeProto node, string name)
     {
         int x = Spatial(node, 0, name);
-        var kernel = Ints(node, "kernel_shape", []);
-        var strides = Ints(node, "strides", [1, 1]);
+        var kernel = Pair(node, name, "kernel_shape", null);
+        var strides = Pair(node, name, "strides", [1, 1]);
         var pads = Padding(node, name, 2);
-        if (kernel.Length != 2 || kernel[0] != kernel[1] || strides[0] != strides[1] || pads[0] != pads[1])
+        if (kernel[0] != kernel[1] || strides[0] != strides[1] || pads[0] != pads[1])
         {
             throw Refused(node, name, "is not square (one kernel size, stride and padding for both axes)");
         }
@@ -389,6 +407,11 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         bool transB = Int(node, "transB", 0) != 0;
         var weight = transB ? w.Data : Transpose(w.Data, w.Shape[0], w.Shape[1]);
         int outputs = transB ? w.Shape[0] : w.Shape[1];
+        if ((transB ? w.Shape[1] : w.Shape[0]) != layers.ChannelsOf(flat.Source))
+        {
+            throw Refused(node, name, $"has a [{string.Join(", ", w.Shape)}] weight for {layers.ChannelsOf(flat.Source)} features");
+        }
+
         float[]? bias = node.Input.Count > 2 && node.Input[2].Length > 0 ? Constant(node, 2, name, "C").Data : null;
         return new PendingLinear(name, flat.Source, weight, outputs, bias);
     }
@@ -400,6 +423,11 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         if (w.Shape.Length != 2)
         {
             throw Refused(node, name, "has a weight that is not a matrix");
+        }
+
+        if (w.Shape[0] != layers.ChannelsOf(flat.Source))
+        {
+            throw Refused(node, name, $"has a [{string.Join(", ", w.Shape)}] weight for {layers.ChannelsOf(flat.Source)} features");
         }
 
         return new PendingLinear(name, flat.Source, Transpose(w.Data, w.Shape[0], w.Shape[1]), w.Shape[1], null);
@@ -509,6 +537,16 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         }
 
         return [(int)pads[0], (int)pads[1]];
+    }
+
+    /// <summary>A two-value attribute (height, width), each positive; <paramref name="fallback"/> when absent (null: required).</summary>
+    private long[] Pair(NodeProto node, string name, string attribute, long[]? fallback)
+    {
+        var values = node.Attribute.FirstOrDefault(a => a.Name == attribute) is { } a ? [.. a.Ints] : fallback
+            ?? throw Refused(node, name, $"has no {attribute}");
+        return values.Length == 2 && values[0] > 0 && values[1] > 0 && values[0] <= int.MaxValue && values[1] <= int.MaxValue
+            ? values
+            : throw Refused(node, name, $"has {attribute} [{string.Join(", ", values)}]; two positive values (height, width) are expected");
     }
 
     private static long Int(NodeProto node, string attribute, long fallback) =>
