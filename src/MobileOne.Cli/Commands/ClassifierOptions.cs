@@ -1,3 +1,4 @@
+using MobileOne.Graph;
 using System.CommandLine;
 using System.Globalization;
 using MobileOne.Classification;
@@ -94,12 +95,12 @@ internal sealed record ClassifierChoices(int? Size, double? CropPct, ResampleFil
     /// given laid over it, and the names from --labels (or the default for its classes). Throws
     /// <see cref="ArgumentException"/> naming the option when a value does not fit the model.
     /// </summary>
-    public ClassifierSetup Resolve(ClassifierNetwork network, string modelPath)
+    public ClassifierSetup Resolve(ClassifierModel model)
     {
-        ArgumentNullException.ThrowIfNull(network);
+        ArgumentNullException.ThrowIfNull(model);
         // Preprocessing first, then labels: the order predict has always checked them in.
-        var preprocessing = Preprocessing(ImagePreprocessing.ForModel(network), modelPath);
-        var names = ResolveLabels(network.NumClasses, network.InChans);
+        var preprocessing = Preprocessing(model.Defaults, model.Path);
+        var names = ResolveLabels(model.NumClasses, model.InChans);
         return new ClassifierSetup(preprocessing, names, LabelSource(names), ExifTranspose);
     }
 
@@ -170,4 +171,19 @@ internal sealed record ClassifierSetup(ImagePreprocessing Preprocessing, IReadOn
 {
     /// <summary>The decode options these choices imply (the decoder applies Pillow's pixel limit on its own).</summary>
     public ImageDecodeOptions DecodeOptions => new() { ApplyExifOrientation = ExifTranspose };
+}
+
+/// <summary>What predict and serve run: the deployed graph of a checkpoint or an ONNX file, with its default preprocessing.</summary>
+/// <param name="Path">The file.</param>
+/// <param name="Name">The variant or architecture (the file name for ONNX).</param>
+/// <param name="Form">How it runs: "as loaded", "fused on load" or "ONNX, as given".</param>
+/// <param name="Graph">The graph the engine compiles.</param>
+/// <param name="Defaults">The preprocessing the options are laid over.</param>
+internal sealed record ClassifierModel(string Path, string Name, string Form, LayerGraph Graph, ImagePreprocessing Defaults)
+{
+    /// <summary>Classes predicted.</summary>
+    public int NumClasses => Graph.ChannelsOf(Graph.Output);
+
+    /// <summary>Image channels taken.</summary>
+    public int InChans => Graph.InputChannels;
 }

@@ -1,3 +1,5 @@
+using MobileOne.Classification;
+using MobileOne.Graph;
 using MobileOne.Inference;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Kernels;
@@ -9,13 +11,26 @@ namespace MobileOne.Cli.Commands;
 internal static class Options
 {
     /// <summary>
-    /// Loads the checkpoint a command classifies with. A `.onnx` file is refused by name first: the project exports
-    /// ONNX but has no ONNX import yet, and the message says so rather than a checkpoint reader's complaint.
+    /// Loads what predict and serve classify with: a checkpoint of any family (fused where it has a fused form, its
+    /// architecture's pretrained preprocessing) or an ONNX classifier (run as it is; timm's default preprocessing,
+    /// 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST transform for 1 channel).
     /// </summary>
-    public static LoadedClassifier LoadCheckpoint(string path, string command) =>
-        string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase)
-            ? throw new ArgumentException($"{path}: ONNX models are not supported by {command} yet; give a checkpoint (.safetensors, .pth, .pth.tar; timm or Apple names) instead.")
-            : ModelCheckpoint.LoadClassifier(path);
+    public static ClassifierModel LoadClassifierModel(string path)
+    {
+        if (string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase))
+        {
+            var graph = MobileOne.IO.Onnx.OnnxImporter.Load(path);
+            var defaults = graph.InputChannels == 1 ? new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist } : new ImagePreprocessing();
+            return new ClassifierModel(path, Path.GetFileName(path), "ONNX, as given", graph, defaults);
+        }
+
+        var loaded = ModelCheckpoint.LoadClassifier(path);
+        var network = loaded.Network;
+        var deployed = network.Reparameterizable && !network.IsFused ? Reparam.Reparameterizer.Fuse(network) : network;
+        return new ClassifierModel(
+            path, loaded.MobileOne?.Config.Name ?? network.Architecture, loaded.Fused || !network.Reparameterizable ? "as loaded" : "fused on load",
+            deployed.ToGraph(), ImagePreprocessing.ForModel(network));
+    }
 
     public static int Positive(int value, string option) =>
         value > 0 ? value : throw new ArgumentException($"{option} must be a positive integer; got {value}.");

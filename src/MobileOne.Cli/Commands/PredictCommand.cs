@@ -64,15 +64,14 @@ internal static class PredictCommand
 
     private static int Run(string modelPath, string[] inputs, PredictSettings settings)
     {
-        var loaded = Options.LoadCheckpoint(modelPath, "predict");
-        var network = loaded.Network;
-        var setup = settings.Classifier.Resolve(network, modelPath);
+        var model = Options.LoadClassifierModel(modelPath);
+        var setup = settings.Classifier.Resolve(model);
         var (preprocessing, names) = (setup.Preprocessing, setup.Labels);
         var clock = Stopwatch.StartNew();
-        using var classifier = new ImageClassifier(loaded.Network, preprocessing, names, new InferenceOptions { Threads = settings.Threads });
+        using var classifier = new ImageClassifier(model.Graph, preprocessing, names, new InferenceOptions { Threads = settings.Threads });
         var files = ExpandInputs(inputs);
         Console.Error.WriteLine(
-            $"predict: {loaded.Path} ({loaded.MobileOne?.Config.Name ?? network.Architecture}, {network.NumClasses} classes, {(loaded.Fused || !network.Reparameterizable ? "as loaded" : "fused on load")}); "
+            $"predict: {model.Path} ({model.Name}, {model.NumClasses} classes, {model.Form}); "
             + $"{preprocessing.Describe()}; labels: {setup.LabelSource}; {files.Count(f => f.Error is null)} image(s)");
 
         // Each image is decoded, preprocessed into its batch slot and released at once, so memory holds one
@@ -149,7 +148,7 @@ internal static class PredictCommand
 
         if (settings.Output is not null)
         {
-            AtomicFile.WriteAllText(settings.Output, ToCsv(items, Math.Min(settings.Top, network.NumClasses), names is not null));
+            AtomicFile.WriteAllText(settings.Output, ToCsv(items, Math.Min(settings.Top, model.NumClasses), names is not null));
         }
 
         int failed = items.Count(item => item.Error is not null);

@@ -64,15 +64,12 @@ internal static class ServeCommand
 
     private static int Run(string modelPath, int threads, ClassifierChoices choices, ServeOptions options)
     {
-        var loaded = Options.LoadCheckpoint(modelPath, "serve");
-        var network = loaded.Network;
-        var setup = choices.Resolve(network, modelPath);
+        var model = Options.LoadClassifierModel(modelPath);
+        var setup = choices.Resolve(model);
         var preprocessing = setup.Preprocessing;
-        using var classifier = new ImageClassifier(network, preprocessing, setup.Labels, new InferenceOptions { Threads = threads });
-        // The served model is the fused one where the family has a fused form: count that graph.
-        var deployed = network.Reparameterizable && !network.IsFused ? Reparam.Reparameterizer.Fuse(network) : network;
-        var graph = deployed.ToGraph();
-        var served = new ServedModel(classifier, Path.GetFileName(loaded.Path), loaded.MobileOne?.Config.Name ?? network.Architecture, loaded.Fused, graph.Parameters(), graph.MultiplyAccumulates(preprocessing.InputSize, preprocessing.InputSize))
+        using var classifier = new ImageClassifier(model.Graph, preprocessing, setup.Labels, new InferenceOptions { Threads = threads });
+        var graph = model.Graph;
+        var served = new ServedModel(classifier, Path.GetFileName(model.Path), model.Name, model.Form != "fused on load", graph.Parameters(), graph.MultiplyAccumulates(preprocessing.InputSize, preprocessing.InputSize))
         {
             LabelSource = setup.LabelSource,
             ExifTranspose = setup.ExifTranspose,
@@ -91,7 +88,7 @@ internal static class ServeCommand
             }
 
             Console.Error.WriteLine(
-                $"serve: {loaded.Path} ({loaded.MobileOne?.Config.Name ?? network.Architecture}, {network.NumClasses} classes, {(loaded.Fused || !network.Reparameterizable ? "as loaded" : "fused on load")}); "
+                $"serve: {model.Path} ({model.Name}, {model.NumClasses} classes, {model.Form}); "
                 + $"{preprocessing.Describe()}{(setup.ExifTranspose ? ", EXIF orientation applied" : string.Empty)}; labels: {setup.LabelSource}; "
                 + string.Create(CultureInfo.InvariantCulture, $"{threads} thread(s), batches of up to {options.MaxBatch} within {options.MaxWait.TotalMilliseconds} ms, queue {options.Queue}"));
             foreach (string address in server.Addresses)

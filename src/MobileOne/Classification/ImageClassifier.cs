@@ -1,5 +1,6 @@
 using MobileOne.Data;
 using MobileOne.Data.Transforms;
+using MobileOne.Graph;
 using MobileOne.Inference;
 using MobileOne.Models;
 using MobileOne.Reparam;
@@ -29,25 +30,41 @@ public sealed class ImageClassifier : IDisposable
     /// <paramref name="labels"/>, when given, must name every output.
     /// </summary>
     public ImageClassifier(ClassifierNetwork network, ImagePreprocessing preprocessing, IReadOnlyList<string>? labels, InferenceOptions? options = null)
+        : this(Deployed(network), preprocessing, labels, options)
     {
-        ArgumentNullException.ThrowIfNull(network);
+    }
+
+    /// <summary>
+    /// Compiles a classifier graph as it is (e.g. an imported ONNX model: <c>OnnxImporter.Load</c>); its output must be
+    /// [N, classes]. <paramref name="labels"/>, when given, must name every output.
+    /// </summary>
+    public ImageClassifier(LayerGraph graph, ImagePreprocessing preprocessing, IReadOnlyList<string>? labels, InferenceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
         ArgumentNullException.ThrowIfNull(preprocessing);
-        if (preprocessing.Channels != network.InChans)
+        int classes = graph.ChannelsOf(graph.Output);
+        if (preprocessing.Channels != graph.InputChannels)
         {
-            throw new ArgumentException($"The preprocessing makes {preprocessing.Channels}-channel inputs but the model expects in_chans {network.InChans}.");
+            throw new ArgumentException($"The preprocessing makes {preprocessing.Channels}-channel inputs but the model expects in_chans {graph.InputChannels}.");
         }
 
-        if (labels is not null && labels.Count != network.NumClasses)
+        if (labels is not null && labels.Count != classes)
         {
-            throw new ArgumentException($"{labels.Count} class names were given but the model predicts {network.NumClasses} classes.");
+            throw new ArgumentException($"{labels.Count} class names were given but the model predicts {classes} classes.");
         }
 
         transform = preprocessing.CreateTransform();
         Preprocessing = preprocessing;
-        NumClasses = network.NumClasses;
+        NumClasses = classes;
         this.labels = labels;
-        var fused = network.IsFused || !network.Reparameterizable ? network : Reparameterizer.Fuse(network);
-        engine = CompiledModel.Compile(fused, options ?? new InferenceOptions());
+        engine = CompiledModel.Compile(graph, options ?? new InferenceOptions());
+    }
+
+    /// <summary>The graph a classifier runs: fused first where the family has a fused form.</summary>
+    private static LayerGraph Deployed(ClassifierNetwork network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return (network.IsFused || !network.Reparameterizable ? network : Reparameterizer.Fuse(network)).ToGraph();
     }
 
     /// <summary>How images are turned into the model's input (size, crop, normalization).</summary>

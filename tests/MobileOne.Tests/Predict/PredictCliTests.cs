@@ -121,6 +121,27 @@ public sealed class PredictCliTests
         Assert.StartsWith("the folder holds no images", (string)array[3]!["error"]!);
     }
 
+    /// <summary>An ONNX export of the checkpoint classifies as the checkpoint does (timm's default preprocessing for both: S0's is 224, 0.875, bilinear).</summary>
+    [Fact]
+    public void AnOnnxModelClassifiesAsItsCheckpoint()
+    {
+        using var dir = new TempDir();
+        string onnx = dir.File("s0.onnx"), png = Image("rgb.png");
+        Assert.Equal(0, CliRunner.Run("export", Model, onnx).ExitCode);
+        var fromCheckpoint = CliRunner.Run("predict", Model, png, "--json");
+        var fromOnnx = CliRunner.Run("predict", onnx, png, "--json");
+        Assert.True(fromOnnx.ExitCode == 0, fromOnnx.StdErr);
+        Assert.Contains("ONNX, as given", fromOnnx.StdErr);
+        var a = JsonNode.Parse(fromCheckpoint.StdOut)!.AsArray()[0]!["top"]!.AsArray();
+        var b = JsonNode.Parse(fromOnnx.StdOut)!.AsArray()[0]!["top"]!.AsArray();
+        Assert.Equal(a.Select(t => (int)t!["index"]!), b.Select(t => (int)t!["index"]!));
+        Assert.Equal(a.Select(t => (string)t!["label"]!), b.Select(t => (string)t!["label"]!));
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.Equal((double)a[i]!["probability"]!, (double)b[i]!["probability"]!, 5);
+        }
+    }
+
     [Fact]
     public void BadOptionsFailWithOneLineNamingTheOption()
     {
@@ -130,7 +151,7 @@ public sealed class PredictCliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--crop-pct", "1.5"), "--crop-pct");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--img-size", "5000"), "--img-size must be at most 4096");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--interpolation", "lanczos"), "--interpolation", "bilinear or bicubic");
-        CliRunner.AssertCleanFailure(CliRunner.Run("predict", dir.File("model.onnx"), png), dir.File("model.onnx"), "ONNX models are not supported by predict yet");
+        CliRunner.AssertCleanFailure(CliRunner.Run("predict", dir.File("model.onnx"), png), dir.File("model.onnx"), "does not exist");
         File.WriteAllText(dir.File("labels.txt"), "a\nb\n");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", Model, png, "--labels", dir.File("labels.txt")), "--labels", "2 class names", "1000 classes");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", dir.File("none.safetensors"), png), dir.File("none.safetensors"));
