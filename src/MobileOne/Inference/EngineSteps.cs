@@ -203,14 +203,15 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
     public const int Chunk = 60;
 
     /// <summary>
-    /// K block of the patch GEMM: each block of k runs over all row tiles of the chunk and all panels of the share
-    /// before the next, so a block of a panel (64 x KBlock floats) stays in L1/L2 across the row tiles instead of
-    /// streaming the whole panel (up to 64 x 4608 floats, 1.2 MB at resnet's layer4) from L3 once per tile.
-    /// Bias enters with the first block, ReLU after the last: every output is the same chain in k order.
-    /// <c>MOBILEONE_ENGINE_PATCH_KBLOCK</c> overrides it (0: no blocking) for experiments.
+    /// K block of the gathered patch GEMM (0: none, the default): each block of k runs over all row tiles of the chunk
+    /// and all panels of the share before the next; bias enters with the first block, ReLU after the last, so every
+    /// output is the same chain in k order. Off because it measured slower (resnet18 at 1 thread, alternating
+    /// runs: blocks of 128 +3-9% on the 14x14 layers and no gain at 7x7, 64 +15-25%, 32 +25-45%; the per-block
+    /// reload of the accumulators and the extra tile calls cost more than keeping a panel block in L1 saves).
+    /// <c>MOBILEONE_ENGINE_PATCH_KBLOCK</c> sets it for experiments.
     /// </summary>
     public static int KBlock { get; } =
-        int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_PATCH_KBLOCK"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int kb) ? kb : 128;
+        int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_PATCH_KBLOCK"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int kb) ? kb : 0;
 
     public PackedPanels Weights => weights;
 
@@ -226,9 +227,9 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
         var (p0, p1, panel0, panel1) = Partition(s.Shape.Batch * plane, weights, s.Shares, share);
 
         // Interior pixels (whole receptive field inside the image) of wide rows: the tile reads each tap's channels
-        // straight from the NHWC input, its rows strideW * stride apart (a ReductionLoop over kx, one call per ky), so
-        // only border pixels are gathered. Gathering cost 5-15% of a 56x56 / 28x28 layer; narrower rows keep the
-        // gathered path, whose chunks mix rows and make full tiles.
+        // straight from the NHWC input, its rows strideW * channel stride apart (a ReductionLoop over ky, kx and the
+        // channels), so only border pixels are gathered. Gathering cost 5-15% of a 56x56 / 28x28 layer; narrower rows
+        // keep the gathered path, whose chunks span rows and make full tiles.
         int xlo = Math.Min(o.Width, (c.PadW + c.StrideW - 1) / c.StrideW);
         int xhi = i.Width + c.PadW >= c.KernelW ? Math.Min(o.Width, ((i.Width - c.KernelW + c.PadW) / c.StrideW) + 1) : 0;
         xhi = Math.Max(xhi, xlo);
@@ -277,13 +278,8 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
         int cs = i.Stride;
         float* a = s.Value(Op.Reads[0]) + (((n * i.Height * i.Width) + ((long)iy0 * i.Width) + ((ox * c.StrideW) - c.PadW)) * cs);
         float* outRows = s.Value(Op.Output) + (first * o.Stride);
-        var loop = new ReductionLoop(1, 0, 0, c.KernelW, cs, cs, cs);
-        for (int ky = 0; ky < c.KernelH; ky++)
-        {
-            int flags = (ky > 0 || Op.Accumulate ? GemmEpilogue.Accumulate : 0) | (NativeRelu && ky == c.KernelH - 1 ? GemmEpilogue.Relu : 0);
-            PackedGemm.RunLoop(s.Isa, a + ((long)ky * i.Width * cs), (nint)c.StrideW * cs, count, weights, panel0, panel1, ky * c.KernelW * cs, loop, outRows, o.Stride, flags);
-        }
-
+        var loop = new ReductionLoop(c.KernelH, (nint)i.Width * cs, (nint)c.KernelW * cs, c.KernelW, cs, cs, cs);
+        PackedGemm.RunLoop(s.Isa, a, (nint)c.StrideW * cs, count, weights, panel0, panel1, 0, loop, outRows, o.Stride, GemmFlags(Op.Accumulate));
         Epilogue(s, first, first + count, panel0 * PackedPanels.PanelWidth, panel1 * PackedPanels.PanelWidth, NativeRelu);
     }
 
@@ -301,6 +297,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
         long plane = (long)o.Height * o.Width;
         float* scratch = s.Scratch(share), input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
         int patch = c.KernelH * c.KernelW * i.Stride;
+        int lda = PatchStride(patch);
         int k = weights.K;
         int block = KBlock <= 0 || KBlock >= k ? k : KBlock;
 
@@ -318,7 +315,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
                 long n = pixel / plane;
                 int rem = (int)(pixel - (n * plane));
                 int oy = rem / o.Width, ox = rem - (oy * o.Width);
-                float* dst = scratch + ((long)j * patch);
+                float* dst = scratch + ((long)j * lda);
                 float* image = input + (n * i.Height * i.Width * i.Stride);
                 for (int ky = 0; ky < c.KernelH; ky++)
                 {
@@ -343,13 +340,23 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
             {
                 int len = Math.Min(block, k - k0);
                 int flags = (k0 > 0 || Op.Accumulate ? GemmEpilogue.Accumulate : 0) | (NativeRelu && k0 + len == k ? GemmEpilogue.Relu : 0);
-                PackedGemm.Run(s.Isa, scratch, patch, count, weights, panel0, panel1, k0, len, outRows, o.Stride, flags);
+                PackedGemm.Run(s.Isa, scratch, lda, count, weights, panel0, panel1, k0, len, outRows, o.Stride, flags);
             }
 
             // The residual add / other activation on the chunk just written, while it is in L1/L2 (after the whole
             // share it came back from L3: 0.8 MB at 56x56x64).
             Epilogue(s, p, p + count, panel0 * PackedPanels.PanelWidth, panel1 * PackedPanels.PanelWidth, NativeRelu);
         }
+    }
+
+    /// <summary>
+    /// Floats between gathered patches: the patch rounded to an odd number of cache lines, so the rows of a chunk
+    /// fall in different L1 sets (4608 floats = 288 lines would put every other row of a chunk in the same set).
+    /// </summary>
+    public static int PatchStride(int patch)
+    {
+        int lines = (patch + 15) / 16;
+        return (lines | 1) * 16;
     }
 
     /// <summary>
