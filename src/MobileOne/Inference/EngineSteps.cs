@@ -203,15 +203,32 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
     public const int Chunk = 60;
 
     /// <summary>
-    /// K block of the gathered patch GEMM (0: none, the default): each block of k runs over all row tiles of the chunk
-    /// and all panels of the share before the next; bias enters with the first block, ReLU after the last, so every
-    /// output is the same chain in k order. Off because it measured slower (resnet18 at 1 thread, alternating
-    /// runs: blocks of 128 +3-9% on the 14x14 layers and no gain at 7x7, 64 +15-25%, 32 +25-45%; the per-block
-    /// reload of the accumulators and the extra tile calls cost more than keeping a panel block in L1 saves).
-    /// <c>MOBILEONE_ENGINE_PATCH_KBLOCK</c> sets it for experiments.
+    /// K block of the gathered patch GEMM when <c>MOBILEONE_ENGINE_PATCH_KBLOCK</c> sets one (0: none); otherwise
+    /// <see cref="AutoKBlock"/>. Each block of k runs over all row tiles of the chunk and all panels of the share
+    /// before the next; bias enters with the first block, ReLU after the last, so every output is the same chain in
+    /// k order whatever the block.
     /// </summary>
-    public static int KBlock { get; } =
-        int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_PATCH_KBLOCK"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int kb) ? kb : 0;
+    public static int? KBlock { get; } =
+        int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_ENGINE_PATCH_KBLOCK"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int kb) ? kb : null;
+
+    /// <summary>
+    /// No blocks up to K = 2048; above, equal blocks of at most 1536 (a multiple of 16). A 64-column panel of
+    /// K = 4608 (3x3 over 512 channels, resnet's layer4) is 1.2 MB, more than L2, so without blocks every 6-row tile
+    /// streams it from L3 again; in blocks of 1536 (393 KB) the later tiles read it from L2. Measured on resnet18 at
+    /// one thread, alternating with the unblocked build: 7x7 layers 0.85-0.93x with blocks of 1536 against
+    /// 0.93-0.96x without; smaller blocks are slower (128: +3-9% at 14x14, 64: +15-25%, 32: +25-45%: the
+    /// accumulators reloaded per block and the extra tile calls cost more than the panel block in L1 saves).
+    /// </summary>
+    public static int AutoKBlock(int k)
+    {
+        if (k <= 2048)
+        {
+            return k;
+        }
+
+        int blocks = (k + 1535) / 1536;
+        return Math.Min(k, (((k + blocks - 1) / blocks) + 15) / 16 * 16);
+    }
 
     public PackedPanels Weights => weights;
 
@@ -299,7 +316,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
         int patch = c.KernelH * c.KernelW * i.Stride;
         int lda = PatchStride(patch);
         int k = weights.K;
-        int block = KBlock <= 0 || KBlock >= k ? k : KBlock;
+        int block = KBlock is int fixedBlock ? (fixedBlock <= 0 || fixedBlock >= k ? k : fixedBlock) : AutoKBlock(k);
 
         // Even chunks, a multiple of 6 rows (the 64-column tile), at most Chunk: fewer passes over the weights than
         // fixed chunks of 48, and no one-pixel chunk at 7x7 (49 pixels: one chunk).
