@@ -254,7 +254,7 @@ internal sealed class EnginePlan
                     stemOffsets[j] = StemStep.TapOffsets(c.InChannels, c.KernelH, input.Height, input.Width);
                     break;
                 case ConvKernelKind.PatchGemm:
-                    scratch = Math.Max(scratch, (long)PatchGemmStep.Chunk * c.KernelH * c.KernelW * input.Stride);
+                    scratch = Math.Max(scratch, (long)PatchGemmStep.Chunk * PatchGemmStep.PatchStride(c.KernelH * c.KernelW * input.Stride));
                     break;
                 case ConvKernelKind.General:
                     var geometry = ConvGeometry.Square(1, c.InChannels, input.Height, input.Width, c.OutChannels, c.KernelH, c.StrideH, c.PadH, c.Groups);

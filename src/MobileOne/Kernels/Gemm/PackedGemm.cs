@@ -40,6 +40,32 @@ internal static unsafe class PackedGemm
     }
 
     /// <summary>
+    /// Rows [0, rows) of C for panels [panelStart, panelEnd) over k in [kStart, kStart + loop's length), A's row r read
+    /// through <paramref name="loop"/> from <c>a + r * lda</c>: segments of a convolution's taps read in place from an
+    /// NHWC image (A[r, segment j, i] = a[r * lda + j's offset + i]), so no patch is gathered.
+    /// </summary>
+    public static void RunLoop(Isa isa, float* a, nint lda, int rows, PackedPanels b, int panelStart, int panelEnd, int kStart, in ReductionLoop loop, float* c, nint ldc, int flags)
+    {
+        if (rows <= 0 || panelStart >= panelEnd)
+        {
+            return;
+        }
+
+        switch (isa)
+        {
+            case Isa.Avx512:
+                Panels<Vector512<float>, Lanes512, ContiguousReduction>(a, lda, null, rows, b, panelStart, panelEnd, kStart, loop, c, ldc, flags);
+                break;
+            case Isa.Avx2:
+                Panels<Vector256<float>, Lanes256, ContiguousReduction>(a, lda, null, rows, b, panelStart, panelEnd, kStart, loop, c, ldc, flags);
+                break;
+            default:
+                Panels<float, Lanes1, ContiguousReduction>(a, lda, null, rows, b, panelStart, panelEnd, kStart, loop, c, ldc, flags);
+                break;
+        }
+    }
+
+    /// <summary>
     /// A GEMM whose A is never materialized: A[r, k] = a[r * lda + offsets[k]]. The stem uses it for interior
     /// output pixels, with a = the first pixel's receptive field in the NCHW input, lda = the stride and
     /// offsets[k] = ci * H * W + ky * W + kx: a direct convolution with the GEMM's register tile.
@@ -150,8 +176,18 @@ internal static unsafe class PackedGemm
         // per tile (which measured up to a third slower on small-K products).
         float* first;
         float** rowPointers = &first;
+        // A remainder of a row or two (49 = 8 x 6 + 1 pixels at 7x7) would run as a tile of 4-8 accumulators that
+        // cannot hide the FMA latency while it streams the same weights as a full tile: the last full tile and the
+        // remainder run as two balanced tiles instead (6 + 1 -> 4 + 3, 6 + 2 -> 4 + 4, 8 + 1 -> 5 + 4, 8 + 2 -> 5 + 5).
+        int remainder = rows % tileRows;
+        int fullEnd = rows - remainder;
+        if (remainder > 0 && remainder * 3 <= tileRows && fullEnd >= tileRows)
+        {
+            fullEnd -= tileRows;
+        }
+
         int r = 0;
-        for (; r + tileRows <= rows; r += tileRows)
+        for (; r < fullEnd; r += tileRows)
         {
             first = a + (r * lda);
             float* tile = c + (r * ldc);
@@ -167,6 +203,14 @@ internal static unsafe class PackedGemm
             {
                 GemmTile.Run<TV, TL, D4, TCols, TIndex>(rowPointers, 0, lda, offsets, b, ldb, loop, bias, tile, ldc, validColumns, flags);
             }
+        }
+
+        if (rows - r > tileRows)
+        {
+            int head = (rows - r + 1) / 2;
+            first = a + (r * lda);
+            GemmTile.Rows<TV, TL, TCols, TIndex>(head, rowPointers, 0, lda, offsets, b, ldb, loop, bias, c + (r * ldc), ldc, validColumns, flags);
+            r += head;
         }
 
         if (r < rows)
