@@ -383,35 +383,8 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
     /// column it streams. At 7x7 (49 pixels, 512 channels, 8 shares) each share then takes all pixels of one panel
     /// rather than 6 pixels against all 9.4 MB of weights.
     /// </summary>
-    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share)
-    {
-        int bestPanelGroups = 1;
-        double bestCost = double.MaxValue;
-        for (int pg = 1; pg <= shares; pg++)
-        {
-            if (shares % pg != 0 || pg > b.PanelCount)
-            {
-                continue;
-            }
-
-            int rg = shares / pg;
-            long rowsEach = (rows + rg - 1) / rg;
-            int panelsEach = (b.PanelCount + pg - 1) / pg;
-            int columns = Math.Min(panelsEach * PackedPanels.PanelWidth, b.PaddedN);
-            double cost = ((double)rowsEach * columns) + (8.0 * rowsEach) + (4.0 * columns);
-            if (cost < bestCost * 0.999)
-            {
-                bestCost = cost;
-                bestPanelGroups = pg;
-            }
-        }
-
-        int rowGroups = shares / bestPanelGroups;
-        int rowGroup = share / bestPanelGroups, panelGroup = share % bestPanelGroups;
-        long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
-        int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
-        return (r0, r1, p0, p1);
-    }
+    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share) =>
+        ShareGrid.Split(rows, b, shares, share, static (rowsEach, columns, _, _) => (((double)rowsEach * columns) + (8.0 * rowsEach) + (4.0 * columns), 0));
 
     /// <summary>OIHW weights reordered to [out][ky][kx][in padded to <paramref name="inStride"/>] rows for <see cref="PackedPanels"/>.</summary>
     public static float[] PatchOrder(ConvParams c, int inStride)
@@ -546,36 +519,10 @@ internal sealed unsafe class PointwiseStep(EngineOp op, int index, PackedPanels 
     /// 16-column x 1-row units), and among equals the one that moves fewer A and B bytes per share. Depends only on
     /// the shape and the share count, so every run uses the same partition.
     /// </summary>
-    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share)
-    {
-        int bestPanelGroups = 1;
-        double bestWork = double.MaxValue, bestTraffic = double.MaxValue;
-        for (int pg = 1; pg <= shares; pg++)
-        {
-            if (shares % pg != 0 || pg > b.PanelCount)
-            {
-                continue;
-            }
-
-            int rg = shares / pg;
-            long rowsEach = (rows + rg - 1) / rg;
-            int panelsEach = (b.PanelCount + pg - 1) / pg;
-            double work = (double)rowsEach * Math.Min(panelsEach * PackedPanels.PanelWidth, b.PaddedN);
-            double traffic = ((double)rowsEach * b.K) + ((double)panelsEach * PackedPanels.PanelWidth * b.K);
-            if (work < bestWork * 0.999 || (work <= bestWork * 1.001 && traffic < bestTraffic))
-            {
-                bestWork = work;
-                bestTraffic = traffic;
-                bestPanelGroups = pg;
-            }
-        }
-
-        int rowGroups = shares / bestPanelGroups;
-        int rowGroup = share / bestPanelGroups, panelGroup = share % bestPanelGroups;
-        long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
-        int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
-        return (r0, r1, p0, p1);
-    }
+    public static (long R0, long R1, int P0, int P1) Partition(long rows, PackedPanels b, int shares, int share) =>
+        ShareGrid.Split(
+            rows, b, shares, share,
+            static (rowsEach, columns, panelsEach, k) => ((double)rowsEach * columns, ((double)rowsEach * k) + ((double)panelsEach * PackedPanels.PanelWidth * k)));
 }
 
 /// <summary>
@@ -935,4 +882,45 @@ internal sealed unsafe class ShiftMaxApplyStep(EngineOp op, int index) : Dynamic
 
     protected override void Pixel(Isa isa, float* x, float* y, float* coef) =>
         DynamicActivationKernels.ShiftMax(isa, x, y, node.Channels, coef, node.K, node.J, node.GroupChannels);
+}
+
+/// <summary>
+/// The split of a GEMM-shaped step's shares into a grid of row groups x panel groups (panel groups dividing the share
+/// count): the grid whose cost is lowest, and among costs within 0.1% the one with the lower tie-break. Each step
+/// supplies its own cost per share from the rows and columns it would get; the choice depends only on the shape and the
+/// share count, so every run uses the same partition. The cost functions are static lambdas: no allocation per run.
+/// </summary>
+internal static class ShareGrid
+{
+    /// <summary>Share <paramref name="share"/>'s rows [R0, R1) and panels [P0, P1).</summary>
+    public static (long R0, long R1, int P0, int P1) Split(
+        long rows, PackedPanels b, int shares, int share, Func<long, int, int, int, (double Cost, double Tie)> cost)
+    {
+        int bestPanelGroups = 1;
+        double bestCost = double.MaxValue, bestTie = double.MaxValue;
+        for (int pg = 1; pg <= shares; pg++)
+        {
+            if (shares % pg != 0 || pg > b.PanelCount)
+            {
+                continue;
+            }
+
+            int rg = shares / pg;
+            long rowsEach = (rows + rg - 1) / rg;
+            int panelsEach = (b.PanelCount + pg - 1) / pg;
+            var (c, tie) = cost(rowsEach, Math.Min(panelsEach * PackedPanels.PanelWidth, b.PaddedN), panelsEach, b.K);
+            if (c < bestCost * 0.999 || (c <= bestCost * 1.001 && tie < bestTie))
+            {
+                bestCost = c;
+                bestTie = tie;
+                bestPanelGroups = pg;
+            }
+        }
+
+        int rowGroups = shares / bestPanelGroups;
+        int rowGroup = share / bestPanelGroups, panelGroup = share % bestPanelGroups;
+        long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
+        int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
+        return (r0, r1, p0, p1);
+    }
 }
