@@ -80,6 +80,21 @@ class TinySqueezeExcite(nn.Module):
         return x @ self.weight + self.bias
 
 
+class TinyGelu(nn.Module):
+    """GELU in both of PyTorch's forms (erf: Div/Erf/Add/Mul/Mul; tanh: Pow/Mul/Add/Tanh chains), a residual sum."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 12, 3, 2, 1)
+        self.conv2 = nn.Conv2d(12, 12, 3, 1, 1)
+        self.fc = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = F.gelu(self.conv1(x))
+        x = x + F.gelu(self.conv2(x), approximate="tanh")
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -97,7 +112,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(42))
     reference = {"input_shape": list(x.shape), "input": x.flatten().tolist(), "models": {}}
-    for name, cls, seed in [("tiny_resnet", TinyResNet, 1), ("tiny_mobilenetv2", TinyMobileNetV2, 2), ("tiny_se", TinySqueezeExcite, 3)]:
+    for name, cls, seed in [("tiny_resnet", TinyResNet, 1), ("tiny_mobilenetv2", TinyMobileNetV2, 2), ("tiny_se", TinySqueezeExcite, 3), ("tiny_gelu", TinyGelu, 4)]:
         torch.manual_seed(seed)
         model = randomize(cls(), seed)
         with torch.no_grad():

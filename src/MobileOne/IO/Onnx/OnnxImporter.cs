@@ -9,7 +9,8 @@ namespace MobileOne.IO.Onnx;
 /// <summary>
 /// Reads an ONNX classifier (opset 11..17) into a <see cref="LayerGraph"/> for the engine. Nodes are translated in
 /// the file's order: Conv, BatchNormalization, Relu, Clip (ReLU6 or ReLU, bounds as attributes or constant inputs),
-/// Sigmoid, HardSigmoid, HardSwish, x * Sigmoid(x) (SiLU), Add, Sum, MaxPool, AveragePool, GlobalAveragePool and
+/// Sigmoid, HardSigmoid, HardSwish, element-wise chains on one value recognized as the activation they compute (GELU
+/// in its erf and tanh forms, SiLU, ...), residual Add and Sum, MaxPool, AveragePool, GlobalAveragePool and
 /// ReduceMean over H and W, Flatten, Reshape, Gemm, MatMul (+ Add), Identity and Constant; squeeze-excite
 /// (pool, 1x1 conv, activation, 1x1 conv, gate, Mul) becomes one node; the shape arithmetic PyTorch emits for
 /// flattening (Shape, Gather, Unsqueeze, Concat feeding Reshape) is folded. Anything else is refused with one error
@@ -24,7 +25,7 @@ public static class OnnxImporter
     public const int MaxOpset = 17;
 
     internal const string Supported =
-        "Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Mul (SiLU and squeeze-excite patterns), Add, Sum, MaxPool, AveragePool, "
+        "Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, element-wise Add/Sub/Mul/Div/Pow/Erf/Tanh/Sigmoid forming an activation (GELU, SiLU, ...), squeeze-excite gates (Mul), residual Add and Sum, MaxPool, AveragePool, "
         + "GlobalAveragePool, ReduceMean (over H and W), Flatten, Reshape, Gemm, MatMul, Identity, Constant, and Shape/Gather/Unsqueeze/Concat feeding Reshape";
 
     /// <summary>Reads <paramref name="path"/> (external data files are looked up beside it).</summary>
@@ -89,6 +90,9 @@ public static class OnnxImporter
 internal sealed class OnnxTranslation(GraphProto graph, string path, string? directory)
 {
     private readonly Dictionary<string, Symbol> values = new(StringComparer.Ordinal);
+
+    // An element-wise value read as a tensor by several nodes becomes one activation node.
+    private readonly Dictionary<Symbol, int> materialized = new(ReferenceEqualityComparer.Instance);
     private LayerGraph layers = null!;
 
     public LayerGraph Run()
@@ -174,7 +178,8 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             "BatchNormalization" => BatchNorm(node, name),
             "Relu" => Activation(node, name, ActivationKind.Relu),
             "Clip" => Clip(node, name),
-            "Sigmoid" => Input(node, 0) is ImageValue x ? new SigmoidOf(x.Id) : OnChannels(node, name, ActivationKind.Sigmoid),
+            "Sigmoid" => Input(node, 0) is ImageValue or Elementwise ? Pointwise(node, name) : OnChannels(node, name, ActivationKind.Sigmoid),
+            "Erf" or "Tanh" or "Div" or "Sub" or "Pow" => Pointwise(node, name),
             "HardSigmoid" => HardSigmoid(node, name),
             "HardSwish" => Activation(node, name, ActivationKind.HardSwish),
             "Mul" => Mul(node, name),
@@ -265,7 +270,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     }
 
     private Symbol Activation(NodeProto node, string name, ActivationKind kind) =>
-        Input(node, 0) is ImageValue ? new ImageValue(layers.Add(new ActivationNode(name, Spatial(node, 0, name), kind))) : OnChannels(node, name, kind);
+        Input(node, 0) is ImageValue or Elementwise ? new ImageValue(layers.Add(new ActivationNode(name, Spatial(node, 0, name), kind))) : OnChannels(node, name, kind);
 
     /// <summary>Clip(0, 6) is ReLU6 and Clip(0, none) ReLU; bounds come as attributes (before opset 11) or constant inputs.</summary>
     private Symbol Clip(NodeProto node, string name)
@@ -306,24 +311,27 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private Symbol Mul(NodeProto node, string name)
     {
         var (a, b) = (Input(node, 0), Input(node, 1));
-        if (b is ImageValue && a is not ImageValue)
+        if (a is ChannelChain)
         {
             (a, b) = (b, a);
         }
 
-        if (a is ImageValue x && b is SigmoidOf s && s.Id == x.Id)
+        // The gate's pool read the value as a tensor, so an element-wise value (x * sigmoid(x) before an SE) is a node
+        // by now: the same node (materializing is memoized).
+        int? gated = a switch
         {
-            return new ImageValue(layers.Add(new ActivationNode(name, x.Id, ActivationKind.Silu)));
-        }
-
-        if (a is ImageValue y && b is ChannelChain chain && chain.Source == y.Id && chain.IsSqueezeExcite)
+            ImageValue v => v.Id,
+            Elementwise e when b is ChannelChain => Materialize(e, name),
+            _ => null,
+        };
+        if (gated is int y && b is ChannelChain chain && chain.Source == y && chain.IsSqueezeExcite)
         {
             var (reduce, expand) = (chain.Convs[0], chain.Convs[1]);
             return new ImageValue(layers.Add(new SqueezeExciteNode(
-                name, y.Id, layers.ChannelsOf(y.Id), reduce.Out, reduce.Weight, reduce.Bias, expand.Weight, expand.Bias, chain.Activations[0], chain.Activations[1])));
+                name, y, layers.ChannelsOf(y), reduce.Out, reduce.Weight, reduce.Bias, expand.Weight, expand.Bias, chain.Activations[0], chain.Activations[1])));
         }
 
-        throw Refused(node, name, "multiplies values in a way the engine has no operation for (supported: x * Sigmoid(x) and squeeze-excite gates)");
+        return Pointwise(node, name);
     }
 
     private Symbol Add(NodeProto node, string name)
@@ -334,7 +342,95 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             return linear with { Bias = bias.Data, Name = name };
         }
 
+        // A constant or the same image value on both sides is element-wise arithmetic (1 + erf(...), x + x^3 ...);
+        // two different values are a residual sum.
+        bool sameSource = Source(a) is int sa && Source(b) is int sb && sa == sb;
+        if (a is ConstantValue || b is ConstantValue || sameSource)
+        {
+            return Pointwise(node, name);
+        }
+
         return new ImageValue(layers.Add(new AddNode(name, [Materialize(a, name), Materialize(b, name)])));
+    }
+
+    /// <summary>
+    /// An element-wise step on one image value: its inputs are that value, expressions of it, or scalar constants. The
+    /// expression is recognized as an activation when something reads it as a tensor (<see cref="Recognize"/>).
+    /// </summary>
+    private Symbol Pointwise(NodeProto node, string name)
+    {
+        int? source = null;
+        var operands = new List<Expr>();
+        for (int i = 0; i < node.Input.Count; i++)
+        {
+            switch (Input(node, i))
+            {
+                case ImageValue v when source is null || source == v.Id:
+                    source = v.Id;
+                    operands.Add(new VariableExpr());
+                    break;
+                case Elementwise e when source is null || source == e.Source:
+                    source = e.Source;
+                    operands.Add(e.Body);
+                    break;
+                case ConstantValue c when c.Data.Length == 1:
+                    operands.Add(new ConstantExpr(c.Data[0]));
+                    break;
+                default:
+                    throw Refused(node, name, "combines values the engine has no element-wise operation for (one image value with scalar constants, a residual sum of two values, or a squeeze-excite gate)");
+            }
+        }
+
+        if (source is null)
+        {
+            throw Refused(node, name, "computes on constants only");
+        }
+
+        Expr body = (node.OpType, operands.Count) switch
+        {
+            ("Sigmoid" or "Erf" or "Tanh", 1) => new UnaryExpr(node.OpType, operands[0]),
+            ("Add" or "Sub" or "Mul" or "Div" or "Pow", 2) => new BinaryExpr(node.OpType, operands[0], operands[1]),
+            _ => throw Refused(node, name, $"has {operands.Count} inputs"),
+        };
+        return new Elementwise(source.Value, body, name);
+    }
+
+    /// <summary>The image value an operand is computed from, or null.</summary>
+    private static int? Source(Symbol symbol) => symbol switch
+    {
+        ImageValue v => v.Id,
+        Elementwise e => e.Source,
+        _ => null,
+    };
+
+    /// <summary>
+    /// The activation an element-wise expression computes: it is evaluated in double precision at points across
+    /// [-8, 8] and compared with each activation's definition, so any arrangement of the operators (PyTorch's or ours,
+    /// x / sqrt 2 or x * 0.7071, Pow(x, 3) or x * x * x) is recognized by what it computes, not by its shape.
+    /// </summary>
+    private ActivationKind Recognize(Elementwise e)
+    {
+        ActivationKind[] kinds =
+        [
+            ActivationKind.None, ActivationKind.Relu, ActivationKind.Relu6, ActivationKind.Gelu, ActivationKind.GeluTanh,
+            ActivationKind.Silu, ActivationKind.HardSwish, ActivationKind.Sigmoid, ActivationKind.HardSigmoid,
+        ];
+        foreach (var kind in kinds)
+        {
+            bool same = true;
+            for (int i = 0; i <= 160 && same; i++)
+            {
+                double x = -8 + (i * 0.1), expected = Activations.Apply(kind, (float)x), actual = e.Body.Evaluate(x);
+                same = Math.Abs(actual - expected) <= 1e-5 * Math.Max(1, Math.Abs(expected));
+            }
+
+            if (same)
+            {
+                return kind;
+            }
+        }
+
+        throw new CheckpointException(path, $"computes an element-wise function at node '{e.Name}' that is none of the engine's activations (ReLU, ReLU6, GELU (erf or tanh), SiLU, HardSwish, Sigmoid, HardSigmoid).", e.Name);
     }
 
     private Symbol Pool(NodeProto node, string name)
@@ -487,7 +583,9 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private int Materialize(Symbol symbol, string name) => symbol switch
     {
         ImageValue s => s.Id,
-        SigmoidOf s => layers.Add(new ActivationNode(name + ".sigmoid", s.Id, ActivationKind.Sigmoid)),
+        Elementwise e => materialized.TryGetValue(e, out int id) ? id : materialized[e] = Recognize(e) is var kind && kind == ActivationKind.None
+            ? e.Source
+            : layers.Add(new ActivationNode(e.Name, e.Source, kind)),
         PendingLinear l => layers.Add(new LinearNode(
             l.Name, layers.Add(new GlobalAveragePoolNode(l.Name + ".pool", l.Source)), layers.ChannelsOf(l.Source), l.Out, l.Weight, l.Bias ?? new float[l.Out])),
         _ => throw new CheckpointException(path, $"uses {symbol.GetType().Name} as a tensor; the engine has no operation for it.", name),
@@ -509,7 +607,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private int Spatial(NodeProto node, int index, string name) => Input(node, index) switch
     {
         ImageValue s => s.Id,
-        SigmoidOf s => Materialize(s, name),
+        Elementwise e => Materialize(e, name),
         var other => throw Refused(node, name, $"takes {other.GetType().Name} where an image-shaped tensor is expected"),
     };
 
@@ -678,8 +776,54 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     /// <summary>A constant (initializer or Constant node) as floats: weights, and the small int64 values of shape arithmetic.</summary>
     private sealed record ConstantValue(float[] Data, int[] Shape) : Symbol;
 
-    /// <summary>Sigmoid(x) not yet used: x * Sigmoid(x) becomes SiLU, anything else a Sigmoid node.</summary>
-    private sealed record SigmoidOf(int Id) : Symbol;
+    /// <summary>An element-wise expression of one image value, not yet read as a tensor; named after its last node.</summary>
+    private sealed record Elementwise(int Source, Expr Body, string Name) : Symbol;
+
+    /// <summary>An element-wise expression of one variable, evaluated in double precision to recognize it.</summary>
+    private abstract record Expr
+    {
+        public abstract double Evaluate(double x);
+    }
+
+    private sealed record VariableExpr : Expr
+    {
+        public override double Evaluate(double x) => x;
+    }
+
+    private sealed record ConstantExpr(double Value) : Expr
+    {
+        public override double Evaluate(double x) => Value;
+    }
+
+    private sealed record UnaryExpr(string Op, Expr A) : Expr
+    {
+        public override double Evaluate(double x)
+        {
+            double a = A.Evaluate(x);
+            return Op switch
+            {
+                "Erf" => MathNet.Numerics.SpecialFunctions.Erf(a),
+                "Tanh" => Math.Tanh(a),
+                _ => 1 / (1 + Math.Exp(-a)),
+            };
+        }
+    }
+
+    private sealed record BinaryExpr(string Op, Expr A, Expr B) : Expr
+    {
+        public override double Evaluate(double x)
+        {
+            double a = A.Evaluate(x), b = B.Evaluate(x);
+            return Op switch
+            {
+                "Add" => a + b,
+                "Sub" => a - b,
+                "Mul" => a * b,
+                "Div" => a / b,
+                _ => Math.Pow(a, b),
+            };
+        }
+    }
 
     /// <summary>The spatial mean of a value, [N, C, 1, 1]: a squeeze-excite gate's start or the classifier's input.</summary>
     private sealed record Pooled(int Source) : Symbol;
