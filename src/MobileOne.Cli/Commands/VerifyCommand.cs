@@ -35,14 +35,19 @@ internal static class VerifyCommand
                 throw new ArgumentException($"--tolerance must be a positive number; got {tol.ToString(CultureInfo.InvariantCulture)}.");
             }
 
-            var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
+            var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            if (!loaded.Network.Reparameterizable)
+            {
+                throw new ArgumentException($"{loaded.Path} holds {loaded.Network.Architecture}, which has no fused form; verify compares a MobileOne or RepVGG train-time checkpoint with its fused form.");
+            }
+
             if (loaded.Network.IsFused)
             {
-                throw new ArgumentException($"{loaded.Info.Path} is already fused ({loaded.Info.Scheme.Name}); verify compares a train-time checkpoint with its fused form.");
+                throw new ArgumentException($"{loaded.Path} is already fused ({loaded.MobileOneInfo?.Scheme.Name ?? loaded.Layout.ToString()}); verify compares a train-time checkpoint with its fused form.");
             }
 
             var result = FusionCheck.Run(loaded.Network, Options.Positive(r.GetValue(size), "--size"), Options.Positive(r.GetValue(batch), "--batch"), r.GetValue(seed), tol, Options.Positive(r.GetValue(threads), "--threads"));
-            Print(result, loaded.Info.Path, r.GetValue(json));
+            Print(result, loaded.Path, r.GetValue(json));
             return result.Passed ? 0 : CommandAction.Failure;
         });
         return command;

@@ -25,15 +25,20 @@ public static class FusionCheck
     public const double DefaultTolerance = 1e-4;
 
     /// <summary>Fuses <paramref name="network"/>, runs both forms on a seeded batch x 3 x size x size normal input and compares the logits.</summary>
-    public static FusionCheckResult Run(MobileOneNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance, int threads = 1)
+    public static FusionCheckResult Run(ClassifierNetwork network, int imageSize = 224, int batch = 2, int seed = 0, double tolerance = DefaultTolerance, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(network);
+        if (!network.Reparameterizable)
+        {
+            throw new ArgumentException($"{network.Architecture} has no fused form: only MobileOne and RepVGG are re-parameterizable.");
+        }
+
         if (network.IsFused)
         {
             throw new ArgumentException("The network is already fused; a fused-vs-unfused check needs the train-time (unfused) checkpoint.");
         }
 
-        var input = new Tensor(batch, network.Config.InChans, imageSize, imageSize);
+        var input = new Tensor(batch, network.InChans, imageSize, imageSize);
         WeightInit.FillNormal(new Random(seed), input.Data, 0, 1);
         var options = new InferenceOptions { Threads = threads };
         using var unfusedEngine = CompiledModel.Compile(network, options);

@@ -105,4 +105,20 @@ public class ZooCliTests
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("--features writes MobileOne's stem and stage outputs", r.StdErr);
     }
+
+    [Fact]
+    public void Verify_checks_repvggs_fusion_and_refuses_a_family_without_one()
+    {
+        var r = CliRunner.Run("verify", Fixtures.Path(Path.Combine("zoo", "repvgg_a0_timm.safetensors")), "--size", "64", "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using (var doc = JsonDocument.Parse(r.StdOut))
+        {
+            Assert.True(doc.RootElement.GetProperty("passed").GetBoolean());
+            Assert.InRange(doc.RootElement.GetProperty("relative_diff").GetDouble(), 0, 1e-4);
+        }
+
+        r = CliRunner.Run("verify", Fixtures.Path(Path.Combine("zoo", "resnet18_timm.safetensors")));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("resnet18, which has no fused form", r.StdErr);
+    }
 }
