@@ -134,7 +134,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             catch (ArgumentException e)
             {
                 // The layer graph checks every node it is given (channels, kernel sizes, weight lengths).
-                throw new CheckpointException(path, $"node '{NodeName(node)}' ({node.OpType}) does not fit its inputs: {e.Message}", NodeName(node));
+                throw new CheckpointException(path, $"node '{NodeName(node)}' ({node.OpType}) does not fit its inputs: {e.Message}");
             }
         }
 
@@ -588,7 +588,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             : layers.Add(new ActivationNode(e.Name, e.Source, kind)),
         PendingLinear l => layers.Add(new LinearNode(
             l.Name, layers.Add(new GlobalAveragePoolNode(l.Name + ".pool", l.Source)), layers.ChannelsOf(l.Source), l.Out, l.Weight, l.Bias ?? new float[l.Out])),
-        _ => throw new CheckpointException(path, $"uses {symbol.GetType().Name} as a tensor; the engine has no operation for it.", name),
+        _ => throw new CheckpointException(path, $"node '{name}' uses {Describe(symbol)} as a tensor; the engine has no operation for it."),
     };
 
     private Symbol Input(NodeProto node, int index)
@@ -608,7 +608,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     {
         ImageValue s => s.Id,
         Elementwise e => Materialize(e, name),
-        var other => throw Refused(node, name, $"takes {other.GetType().Name} where an image-shaped tensor is expected"),
+        var other => throw Refused(node, name, $"takes {Describe(other)} where an image-shaped tensor is expected"),
     };
 
     private ConstantValue Constant(NodeProto node, int index, string name, string what) =>
@@ -759,13 +759,28 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         return data;
     }
 
+    /// <summary>What a symbol is, in the words of an error message.</summary>
+    private static string Describe(Symbol symbol) => symbol switch
+    {
+        ImageValue => "an image-shaped tensor",
+        ConstantValue c => $"a constant [{string.Join(", ", c.Shape)}]",
+        Pooled => "a pooled [N, C, 1, 1] feature",
+        Flat => "a flattened [N, C] feature",
+        PendingLinear => "the classifier's output",
+        ShapeOf or DimList => "shape arithmetic",
+        ChannelChain => "a squeeze-excite gate",
+        Elementwise => "an element-wise expression",
+        _ => "a value",
+    };
+
     private static string NodeName(NodeProto node) => string.IsNullOrEmpty(node.Name) ? node.Output.FirstOrDefault() ?? node.OpType : node.Name;
 
+    // The node is named in the message, so the key is left out (it would repeat the name).
     private CheckpointException Unsupported(NodeProto node, string name, string problem) =>
-        new(path, $"node '{name}' ({node.OpType}) {problem}; supported: {OnnxImporter.Supported}.", name);
+        new(path, $"node '{name}' ({node.OpType}) {problem}; supported: {OnnxImporter.Supported}.");
 
     private CheckpointException Refused(NodeProto node, string name, string problem) =>
-        new(path, $"node '{name}' ({node.OpType}) {problem}.", name);
+        new(path, $"node '{name}' ({node.OpType}) {problem}.");
 
     /// <summary>What an ONNX value stands for during translation.</summary>
     private abstract record Symbol;
