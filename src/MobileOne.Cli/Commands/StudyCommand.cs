@@ -31,8 +31,8 @@ internal static class StudyCommand
         var iterations = new Option<string?>("--iterations") { Description = "Timed runs per engine and combination (default: as many as fit --budget)." };
         var warmup = new Option<string?>("--warmup") { Description = "Untimed runs before timing (default: about 0.5 s worth, at least 2)." };
         var budget = new Option<double>("--budget") { Description = "Seconds of timed runs per engine and combination when --iterations is not given.", DefaultValueFactory = _ => 2.0 };
-        var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per variant, engine and combination." };
-        var plotDir = new Option<string?>("--plot-dir") { Description = "Write PNG bar charts of the study into this folder (created if missing)." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per network or variant, engine and combination." };
+        var plotDir = new Option<string?>("--plot-dir") { Description = "Write PNG charts of the study into this folder (created if missing): bar charts, or for flops-latency scatter plots of latency against MACs and parameters." };
         var models = new Option<string[]>("--models") { Description = $"{FlopsLatency} only: the networks to measure, registry names (see `mobileone models`) or {StudyNetwork.Name} (every study-network variant); comma list (default: all)." };
         var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the study's marked section (<!-- study-NAME:begin/end -->) of this Markdown file (default {StudyReport.DefaultDocsPath}).", Arity = ArgumentArity.ZeroOrOne };
         var command = new Command("study", "The paper's latency studies, managed engine against ONNX Runtime: on a 30-layer convolutional network, activations (ReLU, GELU, SE-ReLU, SiLU, dynamic shift-max, DyReLU-A/B) or blocks (baseline, + squeeze-excite, + skip connections); flops-latency, latency against MACs and parameters over the model zoo and those networks.");
