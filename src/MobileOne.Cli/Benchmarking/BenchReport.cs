@@ -152,10 +152,11 @@ internal static class BenchReport
 
     /// <summary>
     /// A section between its markers: the run's date, command, machine table, method line and result table
-    /// (<paramref name="leftAligned"/> columns are text, the others numbers). Shared by <c>bench</c> and <c>study</c>.
+    /// (<paramref name="leftAligned"/> columns are text, the others numbers), then <paramref name="after"/> if given
+    /// (more Markdown, e.g. a second table). Shared by <c>bench</c> and <c>study</c>.
     /// </summary>
     internal static string MarkdownSection(
-        string section, Machine machine, string command, string method, IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> rows)
+        string section, Machine machine, string command, string method, IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> rows, string? after = null)
     {
         var (beginMarker, endMarker) = Markers(section);
         var sb = new StringBuilder();
@@ -174,6 +175,21 @@ internal static class BenchReport
         sb.AppendLine();
         sb.AppendLine(method);
         sb.AppendLine();
+        sb.Append(MarkdownTable(columns, leftAligned, rows));
+        if (after is not null)
+        {
+            sb.AppendLine();
+            sb.Append(after);
+        }
+
+        sb.AppendLine(endMarker);
+        return sb.ToString();
+    }
+
+    /// <summary>A Markdown table (header, alignment row, one line per row), each line ending in a newline.</summary>
+    internal static string MarkdownTable(IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> rows)
+    {
+        var sb = new StringBuilder();
         sb.AppendLine("| " + string.Join(" | ", columns.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
         sb.AppendLine("|" + string.Concat(columns.Select((_, c) => leftAligned(c) ? "---|" : "---:|")));
         foreach (string[] row in rows)
@@ -181,7 +197,6 @@ internal static class BenchReport
             sb.AppendLine("| " + string.Join(" | ", row) + " |");
         }
 
-        sb.AppendLine(endMarker);
         return sb.ToString();
     }
 

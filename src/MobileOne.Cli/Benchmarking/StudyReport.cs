@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using MobileOne.Studies;
 using Spectre.Console;
 
 namespace MobileOne.Cli.Benchmarking;
@@ -20,16 +21,29 @@ internal sealed record StudyRow(
     double? PaperIphone12Ms,
     BenchResult Result);
 
+/// <summary>Latency against MACs and parameters over the networks of one engine, threads, batch and size (NaN where undefined).</summary>
+internal sealed record LatencyCorrelation(string Engine, int Threads, int Batch, int Size, int Points, double PearsonMacs, double SpearmanMacs, double PearsonParams, double SpearmanParams);
+
 /// <summary>Renders study rows: JSON, a Spectre or plain table, and the Markdown section of docs/studies.md.</summary>
 internal static class StudyReport
 {
     public const string DefaultDocsPath = "docs/studies.md";
     public const string DocsTitle = "# Latency studies";
 
+    /// <summary>The study of latency against MACs and parameters over the model zoo and the study networks.</summary>
+    public const string FlopsLatency = "flops-latency";
+
     private static readonly CultureInfo C = CultureInfo.InvariantCulture;
 
     private static readonly string[] Columns =
         ["variant", "engine", "threads", "batch", "size", "MMACs", "params", "peak act. MB", "median ms", "p10 ms", "p90 ms", "x first", "paper ms", "paper x first", "max |diff|", "runs"];
+
+    // flops-latency compares different networks, so the network is a column and there is no first variant or paper row to divide by.
+    private static readonly string[] FlopsColumns =
+        ["network", "variant", "engine", "threads", "batch", "size", "MMACs", "params", "peak act. MB", "median ms", "p10 ms", "p90 ms", "max |diff|", "runs"];
+
+    private static readonly string[] CorrelationColumns =
+        ["engine", "threads", "batch", "size", "networks", "Pearson r, MACs", "Spearman rho, MACs", "Pearson r, params", "Spearman rho, params"];
 
     /// <summary>The docs section of a study: &lt;!-- study-NAME:begin/end --&gt;.</summary>
     public static string Section(string study) => "study-" + study;
@@ -52,11 +66,26 @@ internal static class StudyReport
         return row.PaperIphone12Ms is double p && first is double f ? p / f : null;
     }
 
+    /// <summary>
+    /// Median latency against MACs and against parameters, one entry per engine, threads, batch and size of the rows
+    /// (each network's row of that combination is one point).
+    /// </summary>
+    public static IReadOnlyList<LatencyCorrelation> Correlations(IReadOnlyList<StudyRow> rows) =>
+        rows.GroupBy(r => (r.Result.Engine, r.Result.Threads, r.Result.Batch, r.Result.Size)).Select(g =>
+        {
+            double[] ms = g.Select(r => r.Result.MedianMs).ToArray();
+            double[] macs = g.Select(r => (double)r.Result.MacsPerImage).ToArray();
+            double[] parameters = g.Select(r => (double)r.Parameters).ToArray();
+            return new LatencyCorrelation(
+                g.Key.Engine, g.Key.Threads, g.Key.Batch, g.Key.Size, ms.Length,
+                Correlation.Pearson(macs, ms), Correlation.Spearman(macs, ms), Correlation.Pearson(parameters, ms), Correlation.Spearman(parameters, ms));
+        }).ToList();
+
     public static JsonArray ToJson(IReadOnlyList<StudyRow> rows) =>
         new(rows.Select(row =>
         {
             var r = row.Result;
-            return (JsonNode)new JsonObject
+            var o = new JsonObject
             {
                 ["study"] = row.Study,
                 ["network"] = row.Network,
@@ -72,15 +101,24 @@ internal static class StudyReport
                 ["median_ms"] = r.MedianMs,
                 ["p10_ms"] = r.P10Ms,
                 ["p90_ms"] = r.P90Ms,
-                ["relative_to_first"] = Relative(row, rows),
-                ["gflops"] = r.Gflops,
-                ["max_abs_diff"] = double.IsFinite(r.MaxAbsDiff) ? r.MaxAbsDiff : null,
-                ["max_abs_output"] = r.MaxAbsLogit,
-                ["iterations"] = r.Iterations,
-                ["warmup"] = r.Warmup,
-                ["paper_iphone12_ms"] = row.PaperIphone12Ms,
-                ["paper_relative_to_first"] = PaperRelative(row, rows),
             };
+            if (row.Study != FlopsLatency)
+            {
+                o["relative_to_first"] = Relative(row, rows);
+            }
+
+            o["gflops"] = r.Gflops;
+            o["max_abs_diff"] = double.IsFinite(r.MaxAbsDiff) ? r.MaxAbsDiff : null;
+            o["max_abs_output"] = r.MaxAbsLogit;
+            o["iterations"] = r.Iterations;
+            o["warmup"] = r.Warmup;
+            if (row.Study != FlopsLatency)
+            {
+                o["paper_iphone12_ms"] = row.PaperIphone12Ms;
+                o["paper_relative_to_first"] = PaperRelative(row, rows);
+            }
+
+            return (JsonNode)o;
         }).ToArray());
 
     public static void WriteTerminal(IReadOnlyList<StudyRow> rows, Machine machine)
@@ -94,19 +132,12 @@ internal static class StudyReport
         AnsiConsole.Write(facts);
         foreach (var group in rows.GroupBy(r => r.Study))
         {
-            var table = new Table().Title(Markup.Escape($"mobileone study {group.Key} ({group.First().Network})"));
-            for (int i = 0; i < Columns.Length; i++)
+            var (columns, leftAligned, cells) = Table(group.ToList());
+            AnsiConsole.Write(SpectreTable(Title(group.ToList()), columns, leftAligned, cells));
+            if (group.Key == FlopsLatency)
             {
-                var column = new TableColumn(Markup.Escape(Columns[i]));
-                table.AddColumn(i is 0 or 1 ? column : column.RightAligned());
+                AnsiConsole.Write(SpectreTable(CorrelationTitle, CorrelationColumns, c => c == 0, CorrelationCells(group.ToList())));
             }
-
-            foreach (string[] row in Cells(group.ToList()))
-            {
-                table.AddRow(row.Select(Markup.Escape).ToArray());
-            }
-
-            AnsiConsole.Write(table);
         }
     }
 
@@ -121,22 +152,83 @@ internal static class StudyReport
         foreach (var group in rows.GroupBy(r => r.Study))
         {
             output.WriteLine();
-            output.WriteLine($"study {group.Key}, network {group.First().Network}");
-            var cells = Cells(group.ToList()).Prepend(Columns).ToList();
-            int[] widths = Enumerable.Range(0, Columns.Length).Select(c => cells.Max(r => r[c].Length)).ToArray();
-            foreach (string[] row in cells)
+            output.WriteLine(Title(group.ToList()));
+            var (columns, leftAligned, cells) = Table(group.ToList());
+            WritePlainTable(columns, leftAligned, cells, output);
+            if (group.Key == FlopsLatency)
             {
-                output.WriteLine(string.Join("  ", row.Select((cell, c) => c is 0 or 1 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))).TrimEnd());
+                output.WriteLine();
+                output.WriteLine(CorrelationTitle);
+                WritePlainTable(CorrelationColumns, c => c == 0, CorrelationCells(group.ToList()), output);
             }
         }
     }
 
-    /// <summary>The section between the markers: the run's machine, command, method line and table.</summary>
-    public static string Markdown(string study, IReadOnlyList<StudyRow> rows, Machine machine, string command, BenchSettings settings) =>
-        BenchReport.MarkdownSection(
-            Section(study), machine, command,
-            BenchReport.Protocol(settings) + ", engines alternating in blocks (the protocol of `mobileone bench`). `x first` = median / the median of the study's first variant on the same engine and threads; `paper ms` = iPhone 12 (MobileOne, Tables 3 and 4) and `paper x first` its ratio to the paper's first row; `peak act. MB` = the managed engine's planned peak of live activations per run; `max |diff|` is against the managed engine's output.",
-            Columns, c => c is 0 or 1, Cells(rows));
+    /// <summary>The section between the markers: the run's machine, command, method line and table (for flops-latency, then the correlations).</summary>
+    public static string Markdown(string study, IReadOnlyList<StudyRow> rows, Machine machine, string command, BenchSettings settings)
+    {
+        var (columns, leftAligned, cells) = Table(rows);
+        string protocol = BenchReport.Protocol(settings) + ", engines alternating in blocks (the protocol of `mobileone bench`). ";
+        const string Common = "`peak act. MB` = the managed engine's planned peak of live activations per run; `max |diff|` is against the managed engine's output.";
+        return study == FlopsLatency
+            ? BenchReport.MarkdownSection(
+                Section(study), machine, command,
+                protocol + "`MMACs` per image, counted on the layer graph at the input size; `params` = trainable parameters. " + Common,
+                columns, leftAligned, cells,
+                CorrelationTitle + ":\n\n" + BenchReport.MarkdownTable(CorrelationColumns, c => c == 0, CorrelationCells(rows)))
+            : BenchReport.MarkdownSection(
+                Section(study), machine, command,
+                protocol + "`x first` = median / the median of the study's first variant on the same engine and threads; `paper ms` = iPhone 12 (MobileOne, Tables 3 and 4) and `paper x first` its ratio to the paper's first row; " + Common,
+                columns, leftAligned, cells);
+    }
+
+    private const string CorrelationTitle = "correlation of median latency with MACs and with parameters (one point per network and form)";
+
+    private static string Title(IReadOnlyList<StudyRow> rows) =>
+        rows[0].Study == FlopsLatency ? $"study {FlopsLatency}, {rows.Select(r => r.Network).Distinct().Count()} networks" : $"study {rows[0].Study}, network {rows[0].Network}";
+
+    /// <summary>The study's columns, which of them are text, and its cells.</summary>
+    private static (string[] Columns, Func<int, bool> LeftAligned, IEnumerable<string[]> Cells) Table(IReadOnlyList<StudyRow> rows) =>
+        rows.Count > 0 && rows[0].Study == FlopsLatency
+            // A paper study's cells less x first, paper ms and paper x first (columns 11..13), the network in front.
+            ? (FlopsColumns, c => c is 0 or 1 or 2, rows.Select(row => Cells([row]).Single() is var c ? (string[])[row.Network, .. c[..11], .. c[14..]] : []))
+            : (Columns, c => c is 0 or 1, Cells(rows));
+
+    private static IEnumerable<string[]> CorrelationCells(IReadOnlyList<StudyRow> rows) =>
+        Correlations(rows).Select(c => new[]
+        {
+            c.Engine, c.Threads.ToString(C), c.Batch.ToString(C), c.Size.ToString(C), c.Points.ToString(C),
+            R(c.PearsonMacs), R(c.SpearmanMacs), R(c.PearsonParams), R(c.SpearmanParams),
+        });
+
+    private static string R(double r) => double.IsFinite(r) ? r.ToString("0.00", C) : "-";
+
+    private static Table SpectreTable(string title, IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> cells)
+    {
+        var table = new Table().Title(Markup.Escape(title));
+        for (int i = 0; i < columns.Count; i++)
+        {
+            var column = new TableColumn(Markup.Escape(columns[i]));
+            table.AddColumn(leftAligned(i) ? column : column.RightAligned());
+        }
+
+        foreach (string[] row in cells)
+        {
+            table.AddRow(row.Select(Markup.Escape).ToArray());
+        }
+
+        return table;
+    }
+
+    private static void WritePlainTable(IReadOnlyList<string> columns, Func<int, bool> leftAligned, IEnumerable<string[]> cells, TextWriter output)
+    {
+        var all = cells.Prepend(columns.ToArray()).ToList();
+        int[] widths = Enumerable.Range(0, columns.Count).Select(c => all.Max(r => r[c].Length)).ToArray();
+        foreach (string[] row in all)
+        {
+            output.WriteLine(string.Join("  ", row.Select((cell, c) => leftAligned(c) ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))).TrimEnd());
+        }
+    }
 
     private static IEnumerable<string[]> Cells(IReadOnlyList<StudyRow> rows)
     {

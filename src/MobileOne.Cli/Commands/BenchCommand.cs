@@ -171,18 +171,31 @@ internal static class BenchCommand
     /// (so activations stay near unit scale and max |diff| between engines means something); fused where the family
     /// has a fused form, unless --unfused.
     /// </summary>
-    private static BenchModel RegistryModel(ModelEntry entry, bool unfused)
+    private static BenchModel RegistryModel(ModelEntry entry, bool unfused) => RegistryForm(entry, RegistryNetwork(entry), unfused);
+
+    /// <summary>
+    /// The train-time network `bench --model` measures: MobileOne as <see cref="RandomNetwork"/> draws it, any other
+    /// family from <see cref="ModelEntry.Create"/> with its BatchNorm statistics measured on a random batch. One
+    /// network serves both forms (<see cref="RegistryForm"/>), so a study that times both calibrates once.
+    /// </summary>
+    internal static ClassifierNetwork RegistryNetwork(ModelEntry entry)
     {
         if (entry.Family == "mobileone")
         {
-            var bench = RandomModel(MobileOneConfig.ByName(entry.Name["mobileone_".Length..]), unfused);
-            return new BenchModel(Label(entry.Name, unfused), bench.Graph) { Form = bench.Form };
+            return RandomNetwork(MobileOneConfig.ByName(entry.Name["mobileone_".Length..]));
         }
 
         var network = (ZooNetwork)entry.Create(seed: WeightSeed);
-        var calibration = new Tensor(4, network.InChans, 128, 128);
-        WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
-        WeightInit.CalibrateBatchNorm(network, calibration);
+        WeightInit.CalibrateBatchNorm(network, CalibrationBatch(network.InChans));
+        return network;
+    }
+
+    /// <summary>
+    /// One form of a network from <see cref="RegistryNetwork"/>: "plain" for a family without a fused form, else
+    /// fused by <see cref="Reparameterizer.Fuse(ClassifierNetwork)"/> unless <paramref name="unfused"/>.
+    /// </summary>
+    internal static BenchModel RegistryForm(ModelEntry entry, ClassifierNetwork network, bool unfused)
+    {
         if (!entry.Reparameterizable)
         {
             return new BenchModel(entry.Name, network.ToGraph()) { Form = "plain" };
@@ -193,6 +206,12 @@ internal static class BenchCommand
     }
 
     private static BenchModel RandomModel(MobileOneConfig config, bool unfused)
+    {
+        var network = RandomNetwork(config);
+        return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network)) { Form = unfused ? "unfused" : "fused" };
+    }
+
+    private static MobileOneNetwork RandomNetwork(MobileOneConfig config)
     {
         // Seeded train-time weights with random BatchNorm affine terms, fused (what a user would deploy) unless the
         // train-time graph itself is measured. The running
@@ -214,10 +233,16 @@ internal static class BenchCommand
             }
         }
 
-        var calibration = new Tensor(4, config.InChans, 128, 128);
+        WeightInit.CalibrateBatchNorm(network, CalibrationBatch(config.InChans));
+        return network;
+    }
+
+    /// <summary>The seeded random batch BatchNorm statistics are measured on (4 images at 128).</summary>
+    private static Tensor CalibrationBatch(int inChans)
+    {
+        var calibration = new Tensor(4, inChans, 128, 128);
         WeightInit.FillNormal(new Random(WeightSeed + 2), calibration.Data, 0, 1);
-        WeightInit.CalibrateBatchNorm(network, calibration);
-        return new BenchModel(Label(config.Name, unfused), unfused ? network : Reparameterizer.Fuse(network)) { Form = unfused ? "unfused" : "fused" };
+        return calibration;
     }
 
     internal static int? OptionalInt(string? text, string option, int min, string expected)

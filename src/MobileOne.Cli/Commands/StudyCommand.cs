@@ -4,24 +4,26 @@ using MobileOne.Cli.Benchmarking;
 using MobileOne.Cli.Rendering;
 using MobileOne.Imaging.Plots;
 using MobileOne.Inference;
+using MobileOne.Models;
 using MobileOne.Studies;
 
 namespace MobileOne.Cli.Commands;
 
 /// <summary>
-/// `mobileone study activations|blocks`: the paper's latency studies (MobileOne, Tables 3 and 4) on the 30-layer study
-/// network (<see cref="StudyNetwork"/>), every variant timed on the managed engine and on ONNX Runtime exactly as
+/// `mobileone study activations|blocks|flops-latency`: the paper's latency studies (MobileOne, Tables 3 and 4) on the
+/// 30-layer study network (<see cref="StudyNetwork"/>), and latency against MACs and parameters over the model zoo
+/// and the study networks (flops-latency), every network timed on the managed engine and on ONNX Runtime exactly as
 /// `bench` times a model (<see cref="BenchRunner"/>: same input, warm-up, budget, interleaving and statistics).
 /// `study k`, the training study of the branch count, is a subcommand with its own options (<see cref="StudyKCommand"/>).
 /// </summary>
 internal static class StudyCommand
 {
-    public const string FlopsLatency = "flops-latency";
+    public const string FlopsLatency = StudyReport.FlopsLatency;
     private const int WeightSeed = 0;
 
     public static Command Create()
     {
-        var study = new Argument<string>("study") { Description = $"{StudyNetwork.ActivationsStudy}, {StudyNetwork.BlocksStudy} or {FlopsLatency} (not available yet: it needs the model zoo); the training study 'study {StudyKCommand.Name}' has options of its own." };
+        var study = new Argument<string>("study") { Description = $"{StudyNetwork.ActivationsStudy}, {StudyNetwork.BlocksStudy} or {FlopsLatency}; the training study 'study {StudyKCommand.Name}' has options of its own." };
         var engines = new Option<string[]>("--engines") { Description = "managed, onnxruntime or both (comma list).", DefaultValueFactory = _ => ["managed,onnxruntime"] };
         var threads = new Option<string[]>("--threads") { Description = "Thread counts to measure, e.g. 1,2.", DefaultValueFactory = _ => ["1"] };
         var batch = new Option<string[]>("--batch") { Description = "Batch sizes to measure, e.g. 1,8.", DefaultValueFactory = _ => ["1"] };
@@ -29,12 +31,13 @@ internal static class StudyCommand
         var iterations = new Option<string?>("--iterations") { Description = "Timed runs per engine and combination (default: as many as fit --budget)." };
         var warmup = new Option<string?>("--warmup") { Description = "Untimed runs before timing (default: about 0.5 s worth, at least 2)." };
         var budget = new Option<double>("--budget") { Description = "Seconds of timed runs per engine and combination when --iterations is not given.", DefaultValueFactory = _ => 2.0 };
-        var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per variant, engine and combination." };
-        var plotDir = new Option<string?>("--plot-dir") { Description = "Write PNG bar charts of the study into this folder (created if missing)." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per network or variant, engine and combination." };
+        var plotDir = new Option<string?>("--plot-dir") { Description = "Write PNG charts of the study into this folder (created if missing): bar charts, or for flops-latency scatter plots of latency against MACs and parameters." };
+        var models = new Option<string[]>("--models") { Description = $"{FlopsLatency} only: the networks to measure, registry names (see `mobileone models`) or {StudyNetwork.Name} (every study-network variant); comma list (default: all)." };
         var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the study's marked section (<!-- study-NAME:begin/end -->) of this Markdown file (default {StudyReport.DefaultDocsPath}).", Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("study", "The paper's latency studies on a 30-layer convolutional network: activations (ReLU, GELU, SE-ReLU, SiLU, dynamic shift-max, DyReLU-A/B) or blocks (baseline, + squeeze-excite, + skip connections), managed engine against ONNX Runtime.");
+        var command = new Command("study", "The paper's latency studies, managed engine against ONNX Runtime: on a 30-layer convolutional network, activations (ReLU, GELU, SE-ReLU, SiLU, dynamic shift-max, DyReLU-A/B) or blocks (baseline, + squeeze-excite, + skip connections); flops-latency, latency against MACs and parameters over the model zoo and those networks.");
         command.Arguments.Add(study);
-        foreach (var option in new Option[] { engines, threads, batch, size, iterations, warmup, budget, json, plotDir, writeDocs })
+        foreach (var option in new Option[] { engines, threads, batch, size, iterations, warmup, budget, json, plotDir, models, writeDocs })
         {
             command.Options.Add(option);
         }
@@ -42,15 +45,18 @@ internal static class StudyCommand
         CommandAction.Set(command, r =>
         {
             string name = (r.GetValue(study) ?? string.Empty).Trim().ToLowerInvariant();
-            if (name == FlopsLatency)
-            {
-                throw new ArgumentException($"study {FlopsLatency} needs the model zoo (MobileOne S0..S4 fused and unfused, RepVGG, ResNet, MobileNet V1/V2 as layer graphs), which the project does not have yet; run 'study {StudyNetwork.ActivationsStudy}' or 'study {StudyNetwork.BlocksStudy}'.");
-            }
-
-            if (name is not (StudyNetwork.ActivationsStudy or StudyNetwork.BlocksStudy))
+            if (name is not (StudyNetwork.ActivationsStudy or StudyNetwork.BlocksStudy or FlopsLatency))
             {
                 throw new ArgumentException($"study: unknown study '{r.GetValue(study)}'; expected {StudyNetwork.ActivationsStudy}, {StudyNetwork.BlocksStudy} or {FlopsLatency}.");
             }
+
+            var modelNames = BenchCommand.List(r.GetValue(models));
+            if (modelNames.Count > 0 && name != FlopsLatency)
+            {
+                throw new ArgumentException($"--models: only study {FlopsLatency} measures a list of networks; study {name} has its own variants.");
+            }
+
+            var (entries, studyNetworks) = name == FlopsLatency ? Networks(modelNames) : ([], false);
 
             var engineNames = BenchCommand.Engines(BenchCommand.List(r.GetValue(engines)));
             var threadCounts = BenchCommand.PositiveInts(r.GetValue(threads), "--threads");
@@ -58,7 +64,7 @@ internal static class StudyCommand
             int imageSize = r.GetValue(size);
             if (imageSize < BenchCommand.MinSize)
             {
-                throw new ArgumentException($"--size must be at least {BenchCommand.MinSize} (the study network's last stage reaches 1x1 at 32); got {imageSize}.");
+                throw new ArgumentException($"--size must be at least {BenchCommand.MinSize} (the study network's and the zoo's last stage reach 1x1 at 32); got {imageSize}.");
             }
 
             int? runs = BenchCommand.OptionalInt(r.GetValue(iterations), "--iterations", min: 1, "a positive integer");
@@ -78,24 +84,26 @@ internal static class StudyCommand
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"FMA peak {machine.PeakGflopsPerCore:0.0} GFLOP/s per core ({machine.PeakKernel}); ONNX Runtime {machine.OnnxRuntime}"));
             var settings = new BenchSettings(engineNames, imageSize, runs, warm, seconds, machine.PeakGflopsPerCore);
             var rows = new List<StudyRow>();
-            foreach (var variant in StudyNetwork.Variants(name))
+            void Add(string network, string variant, BenchModel model, double? paperMs) =>
+                rows.AddRange(MeasureNetwork(name, network, variant, model, paperMs, threadCounts, batchSizes, settings));
+            if (name == FlopsLatency)
             {
-                var graph = StudyNetwork.Build(variant.Config, WeightSeed);
-                var model = new BenchModel(variant.Name, graph);
-                long parameters = graph.Parameters();
-
-                // The buffer plan is the same for every thread count; one compiled model answers for every batch.
-                using var planned = CompiledModel.Compile(graph);
-                foreach (int t in threadCounts)
+                foreach (var entry in entries)
                 {
-                    foreach (int b in batchSizes)
+                    // One calibrated network per architecture: both forms of a re-parameterizable one are the same weights.
+                    var network = BenchCommand.RegistryNetwork(entry);
+                    foreach (bool unfused in entry.Reparameterizable ? new[] { true, false } : [false])
                     {
-                        var (values, arena) = planned.ActivationBytes(b, imageSize, imageSize);
-                        var measured = BenchRunner.Measure(model, t, b, settings);
-                        rows.AddRange(measured.Select(m => new StudyRow(name, StudyNetwork.Name, variant.Name, parameters, values, arena, StudyNetwork.PaperIphone12Ms(name, variant.Name), m)));
-                        Console.Error.WriteLine($"{name} {variant.Name} threads {t} batch {b}: " + string.Join(", ", measured.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Engine} {m.MedianMs:0.###} ms ({m.Iterations} runs, max |diff| {m.MaxAbsDiff:0.#e+0})"))));
+                        var model = BenchCommand.RegistryForm(entry, network, unfused);
+                        Add(entry.Name, model.Form, model, null);
                     }
                 }
+            }
+
+            foreach (var variant in name == FlopsLatency ? (studyNetworks ? FlopsStudyVariants : []) : StudyNetwork.Variants(name))
+            {
+                var graph = StudyNetwork.Build(variant.Config, WeightSeed);
+                Add(StudyNetwork.Name, variant.Name, new BenchModel(variant.Name, graph), name == FlopsLatency ? null : StudyNetwork.PaperIphone12Ms(name, variant.Name));
             }
 
             if (r.GetValue(json))
@@ -113,7 +121,7 @@ internal static class StudyCommand
 
             if (plots is not null)
             {
-                foreach (string written in Plot(name, rows, plots))
+                foreach (string written in name == FlopsLatency ? PlotFlops(rows, plots) : Plot(name, rows, plots))
                 {
                     Console.Error.WriteLine($"wrote {written}");
                 }
@@ -129,6 +137,98 @@ internal static class StudyCommand
         });
         command.Subcommands.Add(StudyKCommand.Create());
         return command;
+    }
+
+    /// <summary>
+    /// The study networks flops-latency measures: every variant of the activations and blocks studies, each distinct
+    /// network once (the blocks study's baseline and se are the activations study's relu and se-relu).
+    /// </summary>
+    private static IReadOnlyList<StudyVariant> FlopsStudyVariants =>
+        StudyNetwork.Activations.Concat(StudyNetwork.Blocks).DistinctBy(v => v.Config).ToList();
+
+    /// <summary>The registry entries and whether the study networks are measured: all of them unless --models names some.</summary>
+    private static (List<ModelEntry> Entries, bool StudyNetworks) Networks(List<string> names)
+    {
+        if (names.Count == 0)
+        {
+            return ([.. ModelRegistry.All], true);
+        }
+
+        var entries = new List<ModelEntry>();
+        bool studyNetworks = false;
+        foreach (string n in names)
+        {
+            if (string.Equals(n, StudyNetwork.Name, StringComparison.OrdinalIgnoreCase))
+            {
+                studyNetworks = true;
+                continue;
+            }
+
+            var entry = ModelRegistry.Find(n)
+                ?? throw new ArgumentException($"--models: unknown network '{n}'; expected {StudyNetwork.Name} or one of: {string.Join(", ", ModelRegistry.All.Select(e => e.Name))}.");
+            if (!entries.Contains(entry))
+            {
+                entries.Add(entry);
+            }
+        }
+
+        // Listing order, whatever the order given, so that runs with different lists line up.
+        return (ModelRegistry.All.Where(entries.Contains).ToList(), studyNetworks);
+    }
+
+    /// <summary>
+    /// Every engine, thread count and batch of one network, with the network's figures: parameters from the graph and
+    /// activation memory from the managed engine's buffer plan (the same for every engine and thread count).
+    /// </summary>
+    private static List<StudyRow> MeasureNetwork(
+        string study, string network, string variant, BenchModel model, double? paperMs, IReadOnlyList<int> threadCounts, IReadOnlyList<int> batchSizes, BenchSettings settings)
+    {
+        var rows = new List<StudyRow>();
+        long parameters = model.Graph.Parameters();
+        string label = network == StudyNetwork.Name ? variant : $"{network} {variant}";
+
+        // One compiled model answers for every batch.
+        using var planned = CompiledModel.Compile(model.Graph);
+        foreach (int t in threadCounts)
+        {
+            foreach (int b in batchSizes)
+            {
+                var (values, arena) = planned.ActivationBytes(b, settings.Size, settings.Size);
+                var measured = BenchRunner.Measure(model, t, b, settings);
+                rows.AddRange(measured.Select(m => new StudyRow(study, network, variant, parameters, values, arena, paperMs, m)));
+                Console.Error.WriteLine($"{study} {label} threads {t} batch {b}: " + string.Join(", ", measured.Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Engine} {m.MedianMs:0.###} ms ({m.Iterations} runs, max |diff| {m.MaxAbsDiff:0.#e+0})"))));
+            }
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// flops-latency's two scatter plots, median latency against MMACs and against millions of parameters, one
+    /// series per engine, threads and batch, every point labelled with its network and form.
+    /// </summary>
+    private static List<string> PlotFlops(IReadOnlyList<StudyRow> rows, string folder)
+    {
+        var combos = rows.GroupBy(r => (r.Result.Engine, r.Result.Threads, r.Result.Batch)).ToList();
+        bool manyBatches = combos.Select(c => c.Key.Batch).Distinct().Count() > 1;
+        string Label((string Engine, int Threads, int Batch) c) => $"{c.Engine}, {c.Threads} thread{(c.Threads == 1 ? "" : "s")}" + (manyBatches ? $", batch {c.Batch}" : "");
+        int size = rows[0].Result.Size;
+        var written = new List<string>();
+        foreach (var (file, axis, x) in new (string, string, Func<StudyRow, double>)[]
+        {
+            ("macs", "MMACs per image", r => r.Result.MacsPerImage / 1e6),
+            ("params", "parameters (millions)", r => r.Parameters / 1e6),
+        })
+        {
+            var series = combos.Select(c => new PointSeries(
+                Label(c.Key), c.Select(x).ToArray(), c.Select(r => r.Result.MedianMs).ToArray(), Line: false,
+                c.Select(r => r.Variant == "plain" ? r.Network : $"{r.Network} {r.Variant}").ToArray())).ToList();
+            string path = Path.Combine(folder, $"study-{FlopsLatency}-{file}.png");
+            PointsChart.Save(path, $"study {FlopsLatency}: median latency at {size}x{size} against {axis}", axis, "median ms", series, width: 1200, height: 800);
+            written.Add(path);
+        }
+
+        return written;
     }
 
     /// <summary>The --write-docs file (the option alone means docs/studies.md), its section's markers checked before any work; null without the option.</summary>
