@@ -4,10 +4,11 @@ namespace MobileOne.Kernels;
 
 /// <summary>
 /// Element-wise operations over spans, vectorized like the other training kernels: each is one loop body over
-/// <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}"/> runs at every width <see cref="Lanes.Level"/> has.
+/// <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}(ref TLoop, int)"/> runs at every width <see cref="Lanes.Level"/> has.
 /// </summary>
 public static unsafe class Elementwise
 {
+    /// <summary>x = max(x, 0), in place.</summary>
     public static void Relu(Span<float> x)
     {
         fixed (float* p = x)
@@ -33,6 +34,7 @@ public static unsafe class Elementwise
         }
     }
 
+    /// <summary>x += value, in place.</summary>
     public static void AddScalar(Span<float> x, float value)
     {
         fixed (float* p = x)
@@ -58,6 +60,7 @@ public static unsafe class Elementwise
         Lanes.Run(ref loop, n);
     }
 
+    /// <summary>x *= scale, in place; bit for bit the plain product (a -0 product stays -0).</summary>
     public static void Scale(Span<float> x, float scale)
     {
         fixed (float* p = x)
@@ -68,6 +71,7 @@ public static unsafe class Elementwise
         }
     }
 
+    /// <summary>1 / (1 + e^-x) of one value, in float.</summary>
     public static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
     /// <summary>sum a[i] * b[i]: per-lane fused partial sums of each width, added in a fixed order.</summary>

@@ -7,6 +7,12 @@ namespace MobileOne.Kernels;
 /// </summary>
 public static class Im2Col
 {
+    /// <summary>
+    /// Writes the patch matrix of group <paramref name="group"/> of one NCHW image (<paramref name="image"/>: [C_in][H][W];
+    /// <see cref="ConvGeometry.Batch"/> is ignored) into <paramref name="columns"/>, row-major
+    /// [C_in/g * Kh * Kw][Ho * Wo] with rows in (channel, ky, kx) order and zeros where a tap falls in the padding.
+    /// Throws when <paramref name="columns"/> holds fewer than <see cref="ConvGeometry.PatchSize"/> * <see cref="ConvGeometry.OutPlane"/> floats.
+    /// </summary>
     public static void Unfold(ReadOnlySpan<float> image, in ConvGeometry g, int group, Span<float> columns)
     {
         int cg = g.InChannelsPerGroup;

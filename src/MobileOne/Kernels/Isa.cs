@@ -9,9 +9,13 @@ namespace MobileOne.Kernels;
 /// </summary>
 public enum IsaLevel
 {
+    /// <summary>The best this CPU runs, chosen once at start-up: AVX-512 where 512-bit vectors are accelerated, else AVX2 with FMA, else scalar (the training kernels also use 128-bit vectors).</summary>
     Auto,
+    /// <summary>AVX-512F: Vector512, narrower widths for tails. Asking for it on a CPU without it throws <see cref="NotSupportedException"/>.</summary>
     Avx512,
+    /// <summary>AVX2 and FMA: Vector256 (and Vector128 for tails). Asking for it on a CPU without it throws <see cref="NotSupportedException"/>.</summary>
     Avx2,
+    /// <summary>No vectors: every kernel's scalar path, on any CPU.</summary>
     Scalar,
 }
 
@@ -27,7 +31,7 @@ internal enum Isa
 
     /// <summary>
     /// 128-bit vectors only (x64 without AVX2, Arm64 AdvSIMD). Only the width-generic training kernels have a
-    /// Vector128 path; the engine and the general convolutions run their scalar one (<see cref="IsaSupport.Engine"/>).
+    /// Vector128 path; the engine and the general convolutions run their scalar one (<c>isa.Engine</c>).
     /// </summary>
     Simd128,
 

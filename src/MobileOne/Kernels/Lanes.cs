@@ -98,8 +98,8 @@ public static class Lanes
 }
 
 /// <summary>
-/// A loop body written once against <see cref="ILanes{TV}"/> for <see cref="Lanes.Run{TLoop}"/>: it processes whole
-/// vectors of <typeparamref name="TL"/> from <c>start</c> while they fit before <c>end</c> and returns where it
+/// A loop body written once against <see cref="ILanes{TV}"/> for <see cref="Lanes.Run{TLoop}(ref TLoop, int)"/>: it processes whole
+/// vectors of <c>TL</c> from <c>start</c> while they fit before <c>end</c> and returns where it
 /// stopped. Its operands are fields of the struct; state carried between widths (a partial sum) too.
 /// </summary>
 internal interface IWidthLoop

@@ -9,6 +9,10 @@ namespace MobileOne.Kernels;
 /// </summary>
 public readonly unsafe struct MatrixView
 {
+    /// <summary>
+    /// An unbatched view: <paramref name="rows"/> x <paramref name="cols"/> floats with element (r, c) at
+    /// <paramref name="data"/> + r * <paramref name="rowStride"/> + c * <paramref name="colStride"/> (strides in floats).
+    /// </summary>
     public MatrixView(float* data, int rows, int cols, long rowStride, long colStride)
         : this(data, rows, cols, rowStride, colStride, rows, 0, cols, 0)
     {
@@ -32,10 +36,13 @@ public readonly unsafe struct MatrixView
         ColBatchStride = colBatchStride;
     }
 
+    /// <summary>Address of element (0, 0).</summary>
     public float* Data { get; }
 
+    /// <summary>Number of rows, batches included (M of a GEMM's A and C).</summary>
     public int Rows { get; }
 
+    /// <summary>Number of columns, batches included (N of a GEMM's B and C).</summary>
     public int Cols { get; }
 
     /// <summary>Distance between consecutive rows inside one row batch.</summary>
@@ -44,16 +51,22 @@ public readonly unsafe struct MatrixView
     /// <summary>Distance between consecutive columns inside one column batch.</summary>
     public long ColStride { get; }
 
+    /// <summary>Rows in one row batch, <see cref="RowStride"/> apart; <see cref="Rows"/> (at least 1) when the rows are not split.</summary>
     public int RowsPerBatch { get; }
 
+    /// <summary>Distance in floats from the first row of one row batch to the first row of the next; unused when the rows are not split.</summary>
     public long RowBatchStride { get; }
 
+    /// <summary>Columns in one column batch, <see cref="ColStride"/> apart (the pixels of one image in <see cref="ChannelsByPixels"/>); <see cref="Cols"/> (at least 1) when the columns are not split.</summary>
     public int ColsPerBatch { get; }
 
+    /// <summary>Distance in floats from the first column of one column batch to the first column of the next (one image of an NCHW tensor); unused when the columns are not split.</summary>
     public long ColBatchStride { get; }
 
+    /// <summary>Whether the rows are split into batches (<see cref="RowsPerBatch"/> &lt; <see cref="Rows"/>), so rows are not all one stride apart.</summary>
     public bool RowsBatched => RowsPerBatch < Rows;
 
+    /// <summary>Whether the columns are split into batches (<see cref="ColsPerBatch"/> &lt; <see cref="Cols"/>), so columns are not all one stride apart.</summary>
     public bool ColsBatched => ColsPerBatch < Cols;
 
     /// <summary>A row-major matrix with leading dimension <paramref name="ld"/>.</summary>
@@ -73,6 +86,7 @@ public readonly unsafe struct MatrixView
     public MatrixView WithRowBatches(int rowsPerBatch, long batchStride) =>
         new MatrixView(Data, Rows, Cols, RowStride, ColStride, rowsPerBatch, batchStride, ColsPerBatch, ColBatchStride).Normalized();
 
+    /// <summary>The same memory seen as the Cols x Rows transpose: rows and columns swap with their strides and batches; nothing is copied.</summary>
     public MatrixView Transposed() =>
         new(Data, Cols, Rows, ColStride, RowStride, ColsPerBatch, ColBatchStride, RowsPerBatch, RowBatchStride);
 
@@ -92,9 +106,11 @@ public readonly unsafe struct MatrixView
         return new MatrixView(Data + RowOffset(row) + ColOffset(col), rows, cols, RowStride, ColStride, RowsPerBatch, RowBatchStride, ColsPerBatch, ColBatchStride).Normalized();
     }
 
+    /// <summary>Offset in floats of row <paramref name="r"/> from <see cref="Data"/>, row batches included.</summary>
     public long RowOffset(int r) =>
         RowsPerBatch >= Rows ? r * RowStride : ((r / RowsPerBatch) * RowBatchStride) + ((r % RowsPerBatch) * RowStride);
 
+    /// <summary>Offset in floats of column <paramref name="c"/> from <see cref="Data"/>, column batches included.</summary>
     public long ColOffset(int c) =>
         ColsPerBatch >= Cols ? c * ColStride : ((c / ColsPerBatch) * ColBatchStride) + ((c % ColsPerBatch) * ColStride);
 

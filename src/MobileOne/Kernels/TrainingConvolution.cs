@@ -14,13 +14,18 @@ namespace MobileOne.Kernels;
 /// </summary>
 public static unsafe class TrainingConvolution
 {
+    /// <summary>Which implementation runs a layer's three passes (<see cref="Choose"/>).</summary>
     public enum Path
     {
+        /// <summary>Groups = channels with a square kernel, equal strides and equal padding: <see cref="DepthwiseConvolution"/> on the NCHW planes.</summary>
         Depthwise,
+        /// <summary>1x1, stride 1, unpadded (<see cref="ConvGeometry.IsPointwiseIdentityLayout"/>): one <see cref="PackedSgemm"/> per group over the activations in place.</summary>
         Pointwise,
+        /// <summary>Any other layer: the batch unfolded into the patch matrix (<see cref="ColumnsSize"/> floats), one GEMM per group, col2im for the input gradient.</summary>
         Im2Col,
     }
 
+    /// <summary>The path for <paramref name="g"/>: depthwise when it qualifies, else pointwise, else im2col.</summary>
     public static Path Choose(in ConvGeometry g) =>
         g.IsDepthwise && g.KernelHeight == g.KernelWidth && g.StrideH == g.StrideW && g.PadH == g.PadW ? Path.Depthwise
         : g.IsPointwiseIdentityLayout ? Path.Pointwise

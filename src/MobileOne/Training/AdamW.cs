@@ -13,6 +13,7 @@ namespace MobileOne.Training;
 /// </summary>
 public sealed unsafe class AdamW : Optimizer
 {
+    /// <summary>The <see cref="Optimizer.Kind"/> of AdamW states: "adamw".</summary>
     public const string KindName = "adamw";
     private const string FirstPrefix = "exp_avg.";
     private const string SecondPrefix = "exp_avg_sq.";
@@ -20,6 +21,11 @@ public sealed unsafe class AdamW : Optimizer
     private readonly Tensor?[] first;
     private readonly Tensor?[] second;
 
+    /// <summary>
+    /// AdamW over <paramref name="groups"/> (each with its learning rate and weight decay) with PyTorch's defaults for
+    /// <paramref name="beta1"/>, <paramref name="beta2"/> and <paramref name="eps"/>; throws unless 0 &lt;= beta1, beta2 &lt; 1 and eps &gt;= 0.
+    /// The moments are allocated on each parameter's first update.
+    /// </summary>
     public AdamW(IEnumerable<ParameterGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
         : base(groups, KindName)
     {
@@ -35,12 +41,16 @@ public sealed unsafe class AdamW : Optimizer
         second = new Tensor?[Entries.Count];
     }
 
+    /// <summary>Decay of the first moment m (exp_avg) per step; 0.9 by default.</summary>
     public double Beta1 { get; }
 
+    /// <summary>Decay of the second moment v (exp_avg_sq) per step; 0.999 by default.</summary>
     public double Beta2 { get; }
 
+    /// <summary>Added to the bias-corrected sqrt(v) in the denominator; 1e-8 by default.</summary>
     public double Eps { get; }
 
+    /// <summary>Copies of the moments, "exp_avg.&lt;param&gt;" and "exp_avg_sq.&lt;param&gt;" for every parameter updated so far, with the step count.</summary>
     public override OptimizerState ExportState()
     {
         var tensors = new List<KeyValuePair<string, Tensor>>();
@@ -56,6 +66,7 @@ public sealed unsafe class AdamW : Optimizer
         return new OptimizerState(KindName, StepCount, tensors);
     }
 
+    /// <summary>Restores the moments and the step count from <paramref name="state"/> (copied, so the state can be reused); a parameter without moments there starts fresh. Throws for another kind, a foreign name, a wrong shape or a moment without its pair.</summary>
     public override void ImportState(OptimizerState state)
     {
         CheckState(state, [FirstPrefix, SecondPrefix]);
@@ -76,6 +87,7 @@ public sealed unsafe class AdamW : Optimizer
         StepCount = state.Step;
     }
 
+    /// <summary>The AdamW update of <paramref name="parameter"/> in place from its gradient, with the group's learning rate and weight decay and the bias corrections of <see cref="Optimizer.StepCount"/>.</summary>
     protected override void Update(ParameterGroup group, NamedParameter parameter, int index)
     {
         float[] p = parameter.Parameter.Value.Data, g = parameter.Parameter.Grad!.Data;

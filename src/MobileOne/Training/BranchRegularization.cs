@@ -23,6 +23,7 @@ public sealed class BranchRegularization
     private double[] weight = [], gradient = [];
     private double[][] weightScratch = [], gammaScratch = [];
 
+    /// <summary>Penalties weighted by <paramref name="orthogonalityWeight"/> and <paramref name="diversityWeight"/> (finite, &gt;= 0; 0 turns one off).</summary>
     public BranchRegularization(double orthogonalityWeight, double diversityWeight)
     {
         if (!double.IsFinite(orthogonalityWeight) || orthogonalityWeight < 0 || !double.IsFinite(diversityWeight) || diversityWeight < 0)
@@ -34,10 +35,13 @@ public sealed class BranchRegularization
         DiversityWeight = diversityWeight;
     }
 
+    /// <summary>Factor of the orthogonality penalty O in the loss; 0 skips computing it.</summary>
     public double OrthogonalityWeight { get; }
 
+    /// <summary>Factor of the branch-diversity penalty D in the loss; 0 skips computing it.</summary>
     public double DiversityWeight { get; }
 
+    /// <summary>Whether either weight is positive, so <see cref="AddGradients"/> has something to add.</summary>
     public bool IsActive => OrthogonalityWeight > 0 || DiversityWeight > 0;
 
     /// <summary>Both penalties of <paramref name="model"/> now, without gradients; NaN for a family without MobileOne's branches.</summary>

@@ -13,6 +13,10 @@ namespace MobileOne.Training;
 /// </summary>
 public sealed record CosineSchedule
 {
+    /// <summary>
+    /// A schedule from <paramref name="baseValue"/> down to <paramref name="minValue"/> over <paramref name="cycleSteps"/> (&gt; 0),
+    /// after <paramref name="warmupSteps"/> of linear warm-up from <paramref name="warmupInitValue"/>; <paramref name="warmupPrefix"/> as timm's.
+    /// </summary>
     public CosineSchedule(double baseValue, double minValue, long cycleSteps, long warmupSteps = 0, double warmupInitValue = 0, bool warmupPrefix = false)
     {
         if (cycleSteps <= 0)
@@ -38,15 +42,19 @@ public sealed record CosineSchedule
         WarmupPrefix = warmupPrefix;
     }
 
+    /// <summary>The peak value: where warm-up ends and the cosine starts (timm's base learning rate).</summary>
     public double BaseValue { get; }
 
+    /// <summary>The value the cosine ends at and keeps after <see cref="TotalSteps"/> (timm's lr_min).</summary>
     public double MinValue { get; }
 
     /// <summary>timm's t_initial, in optimizer steps.</summary>
     public long CycleSteps { get; }
 
+    /// <summary>Optimizer steps of linear warm-up; 0 for none.</summary>
     public long WarmupSteps { get; }
 
+    /// <summary>The value at step 0 when there is a warm-up (timm's warmup_lr_init).</summary>
     public double WarmupInitValue { get; }
 
     /// <summary>timm's warmup_prefix: the cosine starts after the warm-up instead of counting it.</summary>
@@ -58,6 +66,7 @@ public sealed record CosineSchedule
     /// <summary>The paper's weight-decay annealing: cosine from <paramref name="start"/> to <paramref name="end"/> over <paramref name="steps"/>.</summary>
     public static CosineSchedule WeightDecayAnnealing(long steps, double start = 1e-4, double end = 1e-5) => new(start, end, steps);
 
+    /// <summary>The value for the optimizer step with 0-based index <paramref name="step"/> (&gt;= 0), by the formula above.</summary>
     public double ValueAt(long step)
     {
         if (step < 0)

@@ -14,6 +14,7 @@ public sealed class CrossEntropyLoss
     private Tensor? gradient;
     private double[]? targetDistribution;
 
+    /// <summary>A loss with label smoothing eps = <paramref name="labelSmoothing"/> in [0, 1] (0: plain cross entropy).</summary>
     public CrossEntropyLoss(double labelSmoothing = 0.0)
     {
         if (!(labelSmoothing >= 0.0 && labelSmoothing <= 1.0))
@@ -24,6 +25,7 @@ public sealed class CrossEntropyLoss
         LabelSmoothing = labelSmoothing;
     }
 
+    /// <summary>eps of the hard-label <see cref="Forward(Tensor, ReadOnlySpan{int})"/>: the share of each target spread evenly over all classes. Soft targets are used as given.</summary>
     public double LabelSmoothing { get; }
 
     /// <summary>Mean loss over the batch for integer class labels.</summary>

@@ -21,8 +21,13 @@ public sealed record EpochSummary(
 /// </summary>
 public static class SummaryCsv
 {
+    /// <summary>Name of the file in the run's output folder: "summary.csv".</summary>
     public const string FileName = "summary.csv";
 
+    /// <summary>
+    /// Writes every row of <paramref name="rows"/> to <paramref name="path"/> (invariant culture, header first), replacing the file atomically.
+    /// The EMA columns are written when any row has an EMA value, the penalty columns when any row has a penalty.
+    /// </summary>
     public static void Write(string path, IReadOnlyList<EpochSummary> rows)
     {
         bool ema = rows.Any(r => !double.IsNaN(r.EmaEvalTop1));
@@ -40,6 +45,10 @@ public static class SummaryCsv
         AtomicFile.WriteAllText(path, text.ToString());
     }
 
+    /// <summary>
+    /// The rows of the file at <paramref name="path"/>, in file order; an empty list when it does not exist or is empty.
+    /// Missing optional columns read as NaN.
+    /// </summary>
     public static List<EpochSummary> Read(string path)
     {
         var rows = new List<EpochSummary>();

@@ -18,6 +18,11 @@ public readonly record struct Prediction(int Index, int Label, int Predicted, do
 /// </summary>
 public static class Evaluator
 {
+    /// <summary>
+    /// Compiles <paramref name="network"/> for the inference engine with <paramref name="threads"/> threads and evaluates every batch
+    /// of <paramref name="loader"/> in order; each image's <see cref="Prediction"/> is added to <paramref name="predictions"/> when given.
+    /// Throws <see cref="InvalidOperationException"/> when no image could be evaluated.
+    /// </summary>
     public static EvalResult Run(ClassifierNetwork network, DataLoader loader, ICollection<Prediction>? predictions = null, int threads = 1, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(network);

@@ -44,6 +44,7 @@ public static class GradientClipping
         return norm;
     }
 
+    /// <see cref="ClipByGlobalNorm(IEnumerable{Parameter}, double)"/> over every parameter of <paramref name="module"/>, in its parameter order.
     public static double ClipByGlobalNorm(Module module, double maxNorm) =>
         ClipByGlobalNorm(module.NamedParameters().Select(p => p.Parameter), maxNorm);
 }

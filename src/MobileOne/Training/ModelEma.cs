@@ -22,11 +22,16 @@ public enum EmaBuffers
 /// </summary>
 public sealed class ModelEma
 {
+    /// <summary>The decay when none is given (also the CLI's --ema-decay default): each update moves the average 0.05% of the way to the model.</summary>
     public const double DefaultDecay = 0.9995;
 
     private ClassifierNetwork? pairedModel;
     private List<(StateEntry Ema, StateEntry Model)>? pairs;
 
+    /// <summary>
+    /// An average that starts as a copy of <paramref name="model"/> (an empty network of the same architecture, filled by
+    /// <see cref="CopyFrom"/>), with <paramref name="decay"/> in [0, 1] and <paramref name="buffers"/> deciding how BatchNorm statistics follow.
+    /// </summary>
     public ModelEma(ClassifierNetwork model, double decay = DefaultDecay, EmaBuffers buffers = EmaBuffers.Average)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -41,8 +46,10 @@ public sealed class ModelEma
         CopyFrom(model);
     }
 
+    /// <summary>Weight of the old average per <see cref="Update"/>: ema = decay * ema + (1 - decay) * model. Can be changed between updates.</summary>
     public double Decay { get; set; }
 
+    /// <summary>Whether BatchNorm running statistics are averaged like the parameters or copied.</summary>
     public EmaBuffers Buffers { get; }
 
     /// <summary>The averaged model (eval mode).</summary>

@@ -12,6 +12,10 @@ namespace MobileOne.Training;
 /// </summary>
 public abstract class Optimizer
 {
+    /// <summary>
+    /// Takes the parameters of <paramref name="groups"/> in order; <paramref name="kind"/> becomes <see cref="Kind"/>.
+    /// Throws when there is no group or a parameter name appears in two groups.
+    /// </summary>
     protected Optimizer(IEnumerable<ParameterGroup> groups, string kind)
     {
         ArgumentNullException.ThrowIfNull(groups);
@@ -40,11 +44,16 @@ public abstract class Optimizer
     /// <summary>"sgd" or "adamw": the kind recorded in exported states.</summary>
     public string Kind { get; }
 
+    /// <summary>
+    /// The parameter groups, in the order given; schedules change their learning rate and weight decay through
+    /// <see cref="SetLearningRate"/> and <see cref="SetWeightDecay"/>.
+    /// </summary>
     public IReadOnlyList<ParameterGroup> Groups { get; }
 
     /// <summary>Optimizer steps taken so far (PyTorch's per-parameter "step").</summary>
     public long StepCount { get; protected set; }
 
+    /// <summary>Every parameter with its group, groups in order: the index an <see cref="Update"/> gets and a subclass keeps its per-parameter state under.</summary>
     protected IReadOnlyList<(ParameterGroup Group, NamedParameter Param)> Entries { get; }
 
     /// <summary>Sets the learning rate of every group.</summary>
@@ -65,6 +74,7 @@ public abstract class Optimizer
         }
     }
 
+    /// <summary>Clears the gradient of every parameter (before a step's backward, which accumulates).</summary>
     public void ZeroGrad()
     {
         foreach (var (_, p) in Entries)
@@ -91,6 +101,7 @@ public abstract class Optimizer
         });
     }
 
+    /// <summary>Copies the step count and the per-parameter state (momentum buffers, moments) for a checkpoint; <see cref="ImportState"/> restores it.</summary>
     public abstract OptimizerState ExportState();
 
     /// <summary>Restores a state exported by the same kind of optimizer over parameters with the same names and shapes.</summary>

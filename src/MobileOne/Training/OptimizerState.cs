@@ -12,9 +12,12 @@ namespace MobileOne.Training;
 /// </summary>
 public sealed class OptimizerState
 {
+    /// <summary>Metadata key of the optimizer kind in <see cref="ToTensorFile"/>'s file: "optimizer".</summary>
     public const string KindKey = "optimizer";
+    /// <summary>Metadata key of the step count in <see cref="ToTensorFile"/>'s file: "step".</summary>
     public const string StepKey = "step";
 
+    /// <summary>A state of optimizer <paramref name="kind"/> ("sgd", "adamw") after <paramref name="step"/> steps (&gt;= 0) holding <paramref name="tensors"/> as given (not copied), in their order.</summary>
     public OptimizerState(string kind, long step, IEnumerable<KeyValuePair<string, Tensor>> tensors)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(kind);
@@ -31,13 +34,16 @@ public sealed class OptimizerState
         }
     }
 
+    /// <summary>The <see cref="Optimizer.Kind"/> that wrote the state; only that kind imports it.</summary>
     public string Kind { get; }
 
+    /// <summary>Optimizer steps taken when the state was exported (<see cref="Optimizer.StepCount"/>).</summary>
     public long Step { get; }
 
     /// <summary>Per-parameter state in parameter order.</summary>
     public OrderedDictionary<string, Tensor> Tensors { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The state as a tensor file: every tensor as float32 under its name, <see cref="Kind"/> and <see cref="Step"/> in the metadata (<see cref="KindKey"/>, <see cref="StepKey"/>). The values are copied into the file.</summary>
     public TensorFile ToTensorFile()
     {
         var file = new TensorFile();

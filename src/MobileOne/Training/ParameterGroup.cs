@@ -11,6 +11,10 @@ public sealed class ParameterGroup
 {
     private double weightDecay;
 
+    /// <summary>
+    /// A group named <paramref name="name"/> of <paramref name="parameters"/> (each name once) with a starting
+    /// <paramref name="learningRate"/> and <paramref name="weightDecay"/>; with <paramref name="exemptFromWeightDecay"/> the decay is 0 for good.
+    /// </summary>
     public ParameterGroup(string name, IEnumerable<NamedParameter> parameters, double learningRate, double weightDecay, bool exemptFromWeightDecay = false)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -27,20 +31,26 @@ public sealed class ParameterGroup
         WeightDecay = weightDecay;
     }
 
+    /// <summary>The group's name in messages and <see cref="ToString"/> (timm's groups: "decay", "no_decay").</summary>
     public string Name { get; }
 
+    /// <summary>The group's parameters with their timm names, in order.</summary>
     public IReadOnlyList<NamedParameter> Parameters { get; }
 
+    /// <summary>Whether <see cref="WeightDecay"/> stays 0 whatever is set (timm's "no_decay" group: biases and other 1-D parameters).</summary>
     public bool ExemptFromWeightDecay { get; }
 
+    /// <summary>The learning rate of the next step; <see cref="TrainStep"/> sets it before each step when it has a <see cref="TrainStep.LearningRateSchedule"/>.</summary>
     public double LearningRate { get; set; }
 
+    /// <summary>The weight decay of the next step; setting it on an exempt group keeps 0.</summary>
     public double WeightDecay
     {
         get => weightDecay;
         set => weightDecay = ExemptFromWeightDecay ? 0.0 : value;
     }
 
+    /// <summary>Name, tensor count, learning rate and weight decay on one line, for logs.</summary>
     public override string ToString() => $"{Name}: {Parameters.Count} tensors, lr {LearningRate}, weight decay {WeightDecay}";
 }
 

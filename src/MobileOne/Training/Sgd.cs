@@ -13,11 +13,17 @@ namespace MobileOne.Training;
 /// </summary>
 public sealed unsafe class Sgd : Optimizer
 {
+    /// <summary>The <see cref="Optimizer.Kind"/> of SGD states: "sgd".</summary>
     public const string KindName = "sgd";
     private const string BufferPrefix = "momentum_buffer.";
 
     private readonly Tensor?[] buffers;
 
+    /// <summary>
+    /// SGD over <paramref name="groups"/> (each with its learning rate and weight decay). <paramref name="momentum"/> and
+    /// <paramref name="dampening"/> must be &gt;= 0; Nesterov needs a positive momentum and zero dampening (the defaults: 0.9, Nesterov, no dampening,
+    /// timm's "sgd"). Momentum buffers are allocated on each parameter's first update.
+    /// </summary>
     public Sgd(IEnumerable<ParameterGroup> groups, double momentum = 0.9, bool nesterov = true, double dampening = 0.0)
         : base(groups, KindName)
     {
@@ -37,17 +43,22 @@ public sealed unsafe class Sgd : Optimizer
         buffers = new Tensor?[Entries.Count];
     }
 
+    /// <summary>Factor of the momentum buffer per step; 0 turns momentum off (p -= lr * d, no buffer kept).</summary>
     public double Momentum { get; }
 
+    /// <summary>Whether the step uses the Nesterov form d + momentum * buf instead of buf.</summary>
     public bool Nesterov { get; }
 
+    /// <summary>Damps the gradient added to the momentum buffer: buf = momentum * buf + (1 - dampening) * d.</summary>
     public double Dampening { get; }
 
+    /// <summary>Copies of the momentum buffers, "momentum_buffer.&lt;param&gt;" for every parameter that has one, with the step count.</summary>
     public override OptimizerState ExportState() =>
         new(KindName, StepCount, Entries.Select((e, i) => (e, buffers[i]))
             .Where(t => t.Item2 is not null)
             .Select(t => KeyValuePair.Create(BufferPrefix + t.e.Param.Name, t.Item2!.Clone())));
 
+    /// <summary>Restores the momentum buffers (copied) and the step count from <paramref name="state"/>; a parameter without a buffer there starts fresh. Throws for another kind, a foreign name or a wrong shape.</summary>
     public override void ImportState(OptimizerState state)
     {
         CheckState(state, [BufferPrefix]);
@@ -59,6 +70,7 @@ public sealed unsafe class Sgd : Optimizer
         StepCount = state.Step;
     }
 
+    /// <summary>The SGD update of <paramref name="parameter"/> in place from its gradient, with the group's learning rate and weight decay.</summary>
     protected override void Update(ParameterGroup group, NamedParameter parameter, int index)
     {
         // Each element's update is evaluated in double and rounded once: parameters that sit where the update

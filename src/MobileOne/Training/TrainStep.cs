@@ -19,6 +19,7 @@ public readonly record struct TrainStepResult(double Loss, Tensor Logits, double
 /// </summary>
 public sealed class TrainStep
 {
+    /// <summary>A step that trains <paramref name="model"/> with <paramref name="optimizer"/> (built over the model's parameters) against <paramref name="loss"/>.</summary>
     public TrainStep(ClassifierNetwork model, Optimizer optimizer, CrossEntropyLoss loss)
     {
         Model = model ?? throw new ArgumentNullException(nameof(model));
@@ -26,10 +27,13 @@ public sealed class TrainStep
         Loss = loss ?? throw new ArgumentNullException(nameof(loss));
     }
 
+    /// <summary>The train-time network; each <see cref="Run(Tensor, ReadOnlySpan{int})"/> runs it in training mode and updates its parameters in place.</summary>
     public ClassifierNetwork Model { get; }
 
+    /// <summary>The optimizer whose <see cref="Optimizer.Step"/> ends every step; its <see cref="Optimizer.StepCount"/> indexes the schedules.</summary>
     public Optimizer Optimizer { get; }
 
+    /// <summary>The classification loss (label smoothing included) the step minimizes.</summary>
     public CrossEntropyLoss Loss { get; }
 
     /// <summary>Learning rate per optimizer step (indexed by <see cref="Optimizer.StepCount"/>); null keeps the groups' rates.</summary>
@@ -41,11 +45,13 @@ public sealed class TrainStep
     /// <summary>Clip gradients to this global L2 norm; null disables clipping.</summary>
     public double? ClipGradientNorm { get; init; }
 
+    /// <summary>The EMA moved toward <see cref="Model"/> after every optimizer step; null for none.</summary>
     public ModelEma? Ema { get; init; }
 
     /// <summary>Orthogonality and branch-diversity penalties added to the loss (their gradients before clipping); null for none.</summary>
     public BranchRegularization? Regularization { get; init; }
 
+    /// <summary>One step on a batch of NCHW <paramref name="images"/> [N, C, H, W] with one class label per image in <paramref name="labels"/>.</summary>
     public TrainStepResult Run(Tensor images, ReadOnlySpan<int> labels)
     {
         Prepare();

@@ -23,10 +23,20 @@ public sealed record TrainingResult(
 /// </summary>
 public static partial class Trainer
 {
+    /// <summary>File name in the output folder of the model after the latest epoch: "last.safetensors".</summary>
     public const string LastCheckpoint = "last.safetensors";
+    /// <summary>File name in the output folder of the model of the epoch with the best eval top-1 so far: "best.safetensors".</summary>
     public const string BestCheckpoint = "best.safetensors";
+    /// <summary>File name in the output folder of the EMA model after the latest epoch, when the EMA is on: "last_ema.safetensors".</summary>
     public const string EmaCheckpoint = "last_ema.safetensors";
 
+    /// <summary>
+    /// Runs the training <paramref name="options"/> describe (validated first) on <see cref="ComputeThreads"/> set to
+    /// <see cref="TrainingOptions.Threads"/>, resuming from <see cref="TrainingOptions.Resume"/> when set, writing every epoch's files to
+    /// <see cref="TrainingOptions.Output"/>. <paramref name="decoder"/> reads image folders (not needed for Fashion-MNIST);
+    /// <paramref name="observer"/> gets the progress (none when null). Throws <see cref="TrainingDivergedException"/> when the loss
+    /// stops being finite, and stops with <see cref="OperationCanceledException"/> on <paramref name="cancellationToken"/>.
+    /// </summary>
     public static TrainingResult Run(TrainingOptions options, IImageDecoder? decoder = null, ITrainingObserver? observer = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);

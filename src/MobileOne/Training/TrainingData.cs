@@ -25,14 +25,19 @@ public sealed class TrainingData
         this.autoAugment = autoAugment;
     }
 
+    /// <summary>The training split: Fashion-MNIST's train set, or the train/ folder.</summary>
     public IImageDataset Train => train;
 
+    /// <summary>The evaluation split: Fashion-MNIST's test set, or the val/ (else validation/) folder read with the training classes.</summary>
     public IImageDataset Eval => eval;
 
+    /// <summary>Whether the data is Fashion-MNIST (one channel, its own transforms) rather than an image folder (RGB, ImageNet transforms).</summary>
     public bool IsFashionMnist => fashion;
 
+    /// <summary>Channels of the training images: 1 for Fashion-MNIST, 3 for image folders; the model's in_chans.</summary>
     public int Channels => train.Channels;
 
+    /// <summary>Classes of the training split (the model's num_classes).</summary>
     public int NumClasses => train.ClassNames.Count;
 
     /// <summary>The --data value that selects the Fashion-MNIST subset bundled with the library.</summary>
@@ -98,6 +103,10 @@ public sealed class TrainingData
         return DataTransforms.ImageNetTrain(size, policy, rand);
     }
 
+    /// <summary>
+    /// The evaluation pipeline: Fashion-MNIST's when <paramref name="fashionMnist"/>, else timm's resize and centre crop to
+    /// <paramref name="size"/> with <paramref name="pretrained"/>'s crop fraction, mean, std and interpolation (timm's pretrained_cfg).
+    /// </summary>
     public static SampleTransform EvalTransform(bool fashionMnist, int size, PretrainedConfig pretrained) =>
         fashionMnist
             ? DataTransforms.FashionMnistEval()
@@ -107,8 +116,10 @@ public sealed class TrainingData
                 new Normalization([.. pretrained.Mean.Select(v => (float)v)], [.. pretrained.Std.Select(v => (float)v)]),
                 pretrained.Interpolation == "bicubic" ? ResampleFilter.Bicubic : ResampleFilter.Bilinear);
 
+    /// <see cref="EvalTransform(bool, int, PretrainedConfig)"/> for this data.
     public SampleTransform EvalTransform(int size, PretrainedConfig pretrained) => EvalTransform(fashion, size, pretrained);
 
+    /// <summary>Whether <paramref name="directory"/> is <see cref="Bundled"/> or holds Fashion-MNIST IDX files of either split (so it is not an image folder).</summary>
     public static bool IsFashionMnistFolder(string directory) =>
         directory == Bundled || FashionMnist.TryFind(directory, FashionMnistSplit.Train, out _, out _) || FashionMnist.TryFind(directory, FashionMnistSplit.Test, out _, out _);
 

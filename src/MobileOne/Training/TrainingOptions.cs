@@ -2,9 +2,12 @@ using System.Globalization;
 
 namespace MobileOne.Training;
 
+/// <summary>Which optimizer <see cref="Trainer"/> builds (--opt).</summary>
 public enum OptimizerKind
 {
+    /// <see cref="Training.Sgd"/> with Nesterov momentum <see cref="TrainingOptions.Momentum"/> (timm's "sgd").
     Sgd,
+    /// <see cref="Training.AdamW"/> with PyTorch's default betas and eps; <see cref="TrainingOptions.Momentum"/> is not used.
     AdamW,
 }
 
@@ -23,30 +26,40 @@ public sealed record TrainingOptions
     /// <summary>Fashion-MNIST IDX folder, or an image folder with train/ and val/; null = Fashion-MNIST from the system or the bundled subset.</summary>
     public string? Data { get; init; }
 
+    /// <summary>--epochs: passes over the training data; the schedules span all of them.</summary>
     public int Epochs { get; init; } = 10;
 
+    /// <summary>--batch-size: images per optimizer step (the last partial batch of an epoch is dropped); also the evaluation batch size.</summary>
     public int BatchSize { get; init; } = 256;
 
+    /// <summary>--lr: the peak learning rate, reached after the warm-up.</summary>
     public double LearningRate { get; init; } = 0.1;
 
+    /// <summary>--opt: SGD (Nesterov) or AdamW.</summary>
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
 
+    /// <summary>--momentum: SGD's momentum, in [0, 1).</summary>
     public double Momentum { get; init; } = 0.9;
 
+    /// <summary>--weight-decay: decoupled for AdamW, added to the gradient for SGD; not applied to biases and other 1-D parameters.</summary>
     public double WeightDecay { get; init; } = 5e-4;
 
     /// <summary>When set, weight decay follows a cosine from <see cref="WeightDecay"/> to this value over training (the paper: 1e-4 to 1e-5).</summary>
     public double? WeightDecayEnd { get; init; }
 
+    /// <summary>--smoothing: label smoothing of the cross entropy, in [0, 1).</summary>
     public double Smoothing { get; init; } = 0.1;
 
     /// <summary>EMA decay (timm --model-ema-decay); null disables the EMA.</summary>
     public double? Ema { get; init; }
 
+    /// <summary>--warmup-epochs: linear warm-up from 0 to <see cref="LearningRate"/>, in epochs (fractions allowed, rounded to whole steps).</summary>
     public double WarmupEpochs { get; init; } = 1;
 
+    /// <summary>--min-lr: the learning rate the cosine ends at.</summary>
     public double MinLearningRate { get; init; }
 
+    /// <summary>--clip-grad: maximum global L2 norm of the gradients; null disables clipping.</summary>
     public double? ClipGrad { get; init; }
 
     /// <summary>--ortho-reg: weight of OCNN's orthogonality penalty on every branch kernel (<see cref="BranchRegularization"/>); 0 is off.</summary>
@@ -55,12 +68,16 @@ public sealed record TrainingOptions
     /// <summary>--branch-diversity: weight of the mean squared cosine between each block's BN-folded branch kernels; 0 is off.</summary>
     public double BranchDiversity { get; init; }
 
+    /// <summary>--seed: seeds weight initialization, data order and augmentation; a resumed run must use the same.</summary>
     public int Seed { get; init; }
 
+    /// <summary>--threads: compute threads of training and evaluation (<see cref="Kernels.ComputeThreads"/>); all cores by default.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>--workers: threads that load and transform batches ahead of training; 0 loads on the training thread.</summary>
     public int Workers { get; init; } = 2;
 
+    /// <summary>--output: the folder for summary.csv, the checkpoints and the training state; created if missing.</summary>
     public string Output { get; init; } = "output/train";
 
     /// <summary>A training-state file to continue from (train_state.safetensors).</summary>
@@ -78,8 +95,10 @@ public sealed record TrainingOptions
     /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
     public string AutoAugment { get; init; } = "none";
 
+    /// <summary>Images per evaluation batch: <see cref="BatchSize"/>, at least 1.</summary>
     public int EvalBatchSize => Math.Max(BatchSize, 1);
 
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the command-line option of the first value out of range; <see cref="Trainer.Run"/> calls it first.</summary>
     public void Validate()
     {
         Positive(Epochs, "--epochs");

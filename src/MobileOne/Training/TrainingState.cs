@@ -20,9 +20,14 @@ public sealed record TrainingState(
     ClassifierNetwork Model, OptimizerState Optimizer, ClassifierNetwork? Ema, int Epoch, int Step, long GlobalStep,
     double BestTop1, int BestEpoch, int Seed, EpochTally Tally = default)
 {
+    /// <summary>Name of the state file in the run's output folder: "train_state.safetensors".</summary>
     public const string FileName = "train_state.safetensors";
     private const string Format = "mobileone-train-state/1";
 
+    /// <summary>
+    /// Writes the state to <paramref name="path"/> as one safetensors file (model and EMA in timm's key layout), through a
+    /// temporary file, so a failed write leaves the previous state in place.
+    /// </summary>
     public void Save(string path)
     {
         var file = new TensorFile();

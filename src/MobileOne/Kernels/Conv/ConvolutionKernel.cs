@@ -13,8 +13,10 @@ public abstract unsafe class ConvolutionKernel : IConvolutionKernel
         InstructionSet = isa;
     }
 
+    /// <inheritdoc/>
     public ConvAlgorithm Algorithm { get; }
 
+    /// <inheritdoc/>
     public ConvGeometry Geometry { get; }
 
     /// <summary>The instruction set the kernel was packed for and runs with (Auto resolved).</summary>
@@ -26,8 +28,14 @@ public abstract unsafe class ConvolutionKernel : IConvolutionKernel
     /// <summary>Floats of the kernel's own copy of the weights and bias, in its packed layout (padding included).</summary>
     public abstract long PackedWeightFloats { get; }
 
+    /// <inheritdoc/>
     public abstract long WorkspaceFloats(int outputRows);
 
+    /// <summary>
+    /// Computes output rows [<paramref name="outRowStart"/>, <paramref name="outRowEnd"/>) of one NHWC image, as
+    /// <see cref="IConvolutionKernel.Run"/> says, after checking every span's length and the band against <see cref="Geometry"/>
+    /// (an <see cref="ArgumentException"/> says what was expected). The calling thread does all the work.
+    /// </summary>
     public void Run(ReadOnlySpan<float> imageNhwc, Span<float> outputNhwc, Span<float> workspace, int outRowStart, int outRowEnd, bool relu)
     {
         ConvGeometry g = Geometry;

@@ -6,6 +6,7 @@ namespace MobileOne.Kernels.Conv;
 /// </summary>
 public interface IConvolutionKernel
 {
+    /// <summary>The algorithm this kernel runs; never <see cref="ConvAlgorithm.Auto"/>, which is resolved when the kernel is created.</summary>
     ConvAlgorithm Algorithm { get; }
 
     /// <summary>The layer's shape; <see cref="ConvGeometry.Batch"/> is ignored (one image per call).</summary>

@@ -11,6 +11,7 @@ namespace MobileOne.Kernels.Depthwise;
 /// </summary>
 public readonly unsafe struct DepthwiseBranch
 {
+    /// <summary>A branch over raw memory that must stay pinned for the pass: <paramref name="weight"/> [C, 1, k, k], k = <paramref name="kernelSize"/>, and <paramref name="activation"/>, the NCHW planes [N, C, Ho, Wo].</summary>
     public DepthwiseBranch(float* weight, int kernelSize, float* activation)
     {
         Weight = weight;
@@ -18,10 +19,13 @@ public readonly unsafe struct DepthwiseBranch
         Activation = activation;
     }
 
+    /// <summary>The weight [C, 1, k, k], k * k floats per channel; in <see cref="DepthwiseConvolution.BackwardWeight"/> the weight gradient, added to (not overwritten).</summary>
     public float* Weight { get; }
 
+    /// <summary>k of the square k x k kernel; 3 and 1 take the fast path (<see cref="DepthwiseConvolution.IsFast"/>), other sizes the scalar one.</summary>
     public int KernelSize { get; }
 
+    /// <summary>This branch's NCHW planes [N, C, Ho, Wo]: written by the forward pass, read as the output gradient by the backward passes.</summary>
     public float* Activation { get; }
 }
 
@@ -46,9 +50,11 @@ public static unsafe class DepthwiseConvolution
     [ThreadStatic]
     private static float[]? gradScratch;
 
+    /// <summary>Whether a branch with this kernel size, stride and padding takes the padded-plane vector path: 3x3 with padding 1 or 1x1 without, stride 1 or 2. Any other branch sends the whole pass to the scalar path.</summary>
     public static bool IsFast(int kernelSize, int stride, int padding) =>
         ((kernelSize == 3 && padding == 1) || (kernelSize == 1 && padding == 0)) && (stride == 1 || stride == 2);
 
+    /// <summary>Output rows (or columns) of a pass over <paramref name="size"/> input rows (or columns): (size + 2 * padding - kernelSize) / stride + 1.</summary>
     public static int OutputSize(int size, int kernelSize, int stride, int padding) => ((size + (2 * padding) - kernelSize) / stride) + 1;
 
     /// <summary>Every branch: Activation[n, c] = Weight[c] (*) input[n, c]. All branches share stride and output size.</summary>

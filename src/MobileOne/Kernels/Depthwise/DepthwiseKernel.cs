@@ -149,7 +149,7 @@ internal static unsafe class DepthwiseKernel
 
     /// <summary>
     /// For each channel vector, <paramref name="tiles"/> side-by-side tiles of <typeparamref name="TN"/> outputs in
-    /// <typeparamref name="TR"/> rows (2: the row at <paramref name="p"/> too), stride <typeparamref name="TS"/>.
+    /// <typeparamref name="TR"/> rows (2: the row at <paramref name="p0"/> too), stride <typeparamref name="TS"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Tiles3x3<TV, TL, TN, TS, TR>(in Window3x3 k, nint at0, float* o0, float* p0, int tiles)

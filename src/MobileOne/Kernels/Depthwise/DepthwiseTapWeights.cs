@@ -12,6 +12,11 @@ internal sealed unsafe class DepthwiseTapWeights
 
     /// <param name="weightOihw">[channels, 1, kh, kw].</param>
     /// <param name="biasValues">channels floats, or empty for none.</param>
+    /// <param name="channels">C: the layer's channels (one filter each).</param>
+    /// <param name="kernelH">kh: kernel rows.</param>
+    /// <param name="kernelW">kw: kernel columns.</param>
+    /// <param name="paddedChannels">Floats per tap row, at least <paramref name="channels"/>; the extra channels get zero weight and bias.</param>
+    /// <param name="order">The order of the taps along the reduction (the general convolution's patch or window layout).</param>
     public DepthwiseTapWeights(ReadOnlySpan<float> weightOihw, ReadOnlySpan<float> biasValues, int channels, int kernelH, int kernelW, int paddedChannels, TapOrder order = TapOrder.RowMajor)
     {
         int taps = kernelH * kernelW;

@@ -7,7 +7,7 @@ namespace MobileOne.Kernels.Depthwise;
 /// Flat multi-tap loops behind the direct depthwise kernels. A padded plane stored with row stride rs turns a
 /// 3x3 window into nine fixed offsets, so a whole plane is one loop over i with dst[i] = sum_t w[t] * tap_t[i]
 /// (forward and input gradient) or sum_t += g[i] * tap_t[i] (weight gradient), without per-row edge cases.
-/// Each loop is one body over <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}"/> runs at every width in turn.
+/// Each loop is one body over <see cref="ILanes{TV}"/> that <see cref="Lanes.Run{TLoop}(ref TLoop, int)"/> runs at every width in turn.
 /// </summary>
 internal static unsafe class TapKernels
 {

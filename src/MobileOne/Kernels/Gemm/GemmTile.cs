@@ -43,7 +43,7 @@ internal static class GemmEpilogue
 
 /// <summary>
 /// The register-blocked GEMM microkernel of the whole library: C[r, 0..TCols*W) = init + sum_k A[r, k] * B[k, 0..TCols*W)
-/// for TRows (up to 8) rows at once, W = the lanes of <typeparamref name="TV"/>. The training GEMM (<see cref="PackedSgemm"/>),
+/// for TRows (up to 8) rows at once, W = the lanes of <c>TV</c>. The training GEMM (<see cref="PackedSgemm"/>),
 /// the engine's panel GEMM (<see cref="PackedGemm"/>: pointwise layers, the stem, patch convolutions, the classifier) and the
 /// general convolutions (direct, im2col, im2win) all run it; they differ only in how A's rows are addressed
 /// (<see cref="IReductionIndex"/>; a pointer per row, or the first row and a row stride, which measured up to a

@@ -15,6 +15,9 @@ internal sealed unsafe class PackedPanels
     private readonly AlignedBuffer bias;
 
     /// <param name="weight">Row-major [n, k]: one row of k weights per output column (OIHW flattened).</param>
+    /// <param name="biasValues">n floats, one per output column, or empty for none (zeros).</param>
+    /// <param name="n">Output columns (output channels): padded to a multiple of 16 in the panels.</param>
+    /// <param name="k">Reduction length: the weights per output column.</param>
     public PackedPanels(ReadOnlySpan<float> weight, ReadOnlySpan<float> biasValues, int n, int k)
     {
         if (n <= 0 || k <= 0 || weight.Length != (long)n * k || (!biasValues.IsEmpty && biasValues.Length != n))

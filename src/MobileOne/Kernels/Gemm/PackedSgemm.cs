@@ -17,7 +17,9 @@ namespace MobileOne.Kernels.Gemm;
 /// </summary>
 public static unsafe class PackedSgemm
 {
+    /// <summary>Rows of an A panel and of a microkernel tile (8): A is packed k-major with 8 rows interleaved.</summary>
     public const int MR = InterleavedReduction.Rows;
+    /// <summary>Columns of a B panel and of a microkernel tile (32 floats).</summary>
     public const int NR = 32;
     private const int KC = 256;
 
