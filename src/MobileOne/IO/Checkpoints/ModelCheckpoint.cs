@@ -50,10 +50,11 @@ public static class ModelCheckpoint
     /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>).</summary>
     public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
-        var shapes = ZooCheckpoint.InTimmNames(file).File.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
+        var (named, layout) = ZooCheckpoint.InTimmNames(file, path);
+        var shapes = ZooCheckpoint.Shapes(named);
         if (ZooCheckpoint.DetectFamily(shapes) is not null)
         {
-            return ZooCheckpoint.FromTensorFile(file, path, format);
+            return ZooCheckpoint.FromTimmNames(named, layout, shapes, path, format);
         }
 
         var loaded = FromTensorFile(file, path, format);

@@ -46,7 +46,7 @@ public static class ZooCheckpoint
     /// A file in DingXiaoH/RepVGG's names as the same tensors in timm's names (the file itself unchanged), or the file as
     /// it is, with the layout it was in.
     /// </summary>
-    public static (TensorFile File, KeyLayout Layout) InTimmNames(TensorFile file)
+    public static (TensorFile File, KeyLayout Layout) InTimmNames(TensorFile file, string path = "(tensor file)")
     {
         if (!RepVggNames.IsOfficial(file.Tensors.Keys))
         {
@@ -59,7 +59,7 @@ public static class ZooCheckpoint
             string timm = RepVggNames.ToTimm(key);
             if (!renamed.Tensors.TryAdd(timm, tensor))
             {
-                throw new CheckpointException("(tensor file)", $"names the same parameter as another key ('{timm}' in timm's names).", key);
+                throw new CheckpointException(path, $"names the same parameter as another key ('{timm}' in timm's names).", key);
             }
         }
 
@@ -69,8 +69,20 @@ public static class ZooCheckpoint
     /// <summary>Builds the zoo network <paramref name="file"/> holds (call when <see cref="DetectFamily"/> found a family).</summary>
     public static LoadedClassifier FromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
-        (file, var layout) = InTimmNames(file);
-        var shapes = file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
+        var (named, layout) = InTimmNames(file, path);
+        return FromTimmNames(named, layout, Shapes(named), path, format);
+    }
+
+    /// <summary>The name -> shape map of a tensor file (what family detection and variant matching read).</summary>
+    internal static Dictionary<string, int[]> Shapes(TensorFile file) =>
+        file.Tensors.ToDictionary(kv => kv.Key, kv => kv.Value.Shape, StringComparer.Ordinal);
+
+    /// <summary>
+    /// <see cref="FromTensorFile"/> for a file already in timm's names (<see cref="InTimmNames"/>), with its shapes:
+    /// the caller that detected the family passes what it computed instead of renaming and mapping again.
+    /// </summary>
+    internal static LoadedClassifier FromTimmNames(TensorFile file, KeyLayout layout, Dictionary<string, int[]> shapes, string path, CheckpointFormat format)
+    {
         string family = DetectFamily(shapes) ?? throw new CheckpointException(path, "holds none of the model families this project knows (MobileOne, RepVGG, ResNet, MobileNet V1/V2 in timm's names).");
         bool fused = shapes.Keys.Any(k => k.EndsWith(".reparam_conv.weight", StringComparison.Ordinal));
         var (firstConv, classifier) = family switch
