@@ -59,11 +59,12 @@ internal static class InfoCommand
         var entry = ModelRegistry.Get(network.Architecture);
         var stats = ModelStatistics.Compute(entry, imageSize, network.NumClasses, network.InChans);
         bool fusable = entry.Reparameterizable;
+        string scheme = new KeyScheme(loaded.Layout, loaded.Fused).Name;
         var json = new JsonObject
         {
             ["path"] = loaded.Path,
             ["format"] = CheckpointFormats.Name(loaded.Format),
-            ["scheme"] = "timm",
+            ["scheme"] = scheme,
             ["fused"] = loaded.Fused,
             ["variant"] = entry.Name,
             ["family"] = entry.Family,
@@ -77,7 +78,7 @@ internal static class InfoCommand
         };
         var report = new Report(loaded.Path)
             .Add("format", CheckpointFormats.Name(loaded.Format))
-            .Add("scheme", "timm")
+            .Add("scheme", scheme)
             .Add("variant", $"{entry.Name} ({entry.Family})")
             .Add("fused", fusable ? (loaded.Fused ? "yes" : "no") : "no fused form")
             .Add("num_classes", network.NumClasses.ToString(CultureInfo.InvariantCulture))

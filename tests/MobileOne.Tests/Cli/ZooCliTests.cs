@@ -82,6 +82,7 @@ public class ZooCliTests
         {
             Assert.Equal("repvgg_a0", doc.RootElement.GetProperty("variant").GetString());
             Assert.True(doc.RootElement.GetProperty("fused").GetBoolean());
+            Assert.Equal("official-fused", doc.RootElement.GetProperty("scheme").GetString());
         }
 
         r = CliRunner.Run("convert", Fixtures.Path(Path.Combine("zoo", "resnet18_timm.safetensors")), dir.File("r.pth"), "--scheme", "official");
