@@ -72,12 +72,8 @@ internal sealed class ClassifierOptions
     private static double CropFraction(double value) =>
         value > 0 && value <= 1 ? value : throw new ArgumentException($"--crop-pct must lie in (0, 1]; got {value.ToString(CultureInfo.InvariantCulture)}.");
 
-    private static ResampleFilter Filter(string value) => value.ToLowerInvariant() switch
-    {
-        "bilinear" => ResampleFilter.Bilinear,
-        "bicubic" => ResampleFilter.Bicubic,
-        _ => throw new ArgumentException($"--interpolation must be bilinear or bicubic; got '{value}'."),
-    };
+    private static ResampleFilter Filter(string value) =>
+        ResampleFilters.TryParse(value) ?? throw new ArgumentException($"--interpolation must be bilinear or bicubic; got '{value}'.");
 }
 
 /// <summary>
@@ -176,11 +172,15 @@ internal sealed record ClassifierSetup(ImagePreprocessing Preprocessing, IReadOn
 /// <summary>What predict and serve run: the deployed graph of a checkpoint or an ONNX file, with its default preprocessing.</summary>
 /// <param name="Path">The file.</param>
 /// <param name="Name">The variant or architecture (the file name for ONNX).</param>
-/// <param name="Form">How it runs: "as loaded", "fused on load" or "ONNX, as given".</param>
+/// <param name="IsOnnx">Whether the file is an ONNX model (run as it is).</param>
+/// <param name="FusedOnLoad">Whether a train-time checkpoint was fused when loaded.</param>
 /// <param name="Graph">The graph the engine compiles.</param>
 /// <param name="Defaults">The preprocessing the options are laid over.</param>
-internal sealed record ClassifierModel(string Path, string Name, string Form, LayerGraph Graph, ImagePreprocessing Defaults)
+internal sealed record ClassifierModel(string Path, string Name, bool IsOnnx, bool FusedOnLoad, LayerGraph Graph, ImagePreprocessing Defaults)
 {
+    /// <summary>How it runs, for the start line: "ONNX, as given", "fused on load" or "as loaded".</summary>
+    public string Form => IsOnnx ? "ONNX, as given" : FusedOnLoad ? "fused on load" : "as loaded";
+
     /// <summary>Classes predicted.</summary>
     public int NumClasses => Graph.ChannelsOf(Graph.Output);
 

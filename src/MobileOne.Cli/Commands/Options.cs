@@ -21,15 +21,15 @@ internal static class Options
         {
             var graph = MobileOne.IO.Onnx.OnnxImporter.Load(path);
             var defaults = graph.InputChannels == 1 ? new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist } : new ImagePreprocessing();
-            return new ClassifierModel(path, Path.GetFileName(path), "ONNX, as given", graph, defaults);
+            return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, defaults);
         }
 
         var loaded = ModelCheckpoint.LoadClassifier(path);
         var network = loaded.Network;
-        var deployed = network.Reparameterizable && !network.IsFused ? Reparam.Reparameterizer.Fuse(network) : network;
+        bool fuse = network.Reparameterizable && !network.IsFused;
+        var deployed = fuse ? Reparam.Reparameterizer.Fuse(network) : network;
         return new ClassifierModel(
-            path, loaded.MobileOne?.Config.Name ?? network.Architecture, loaded.Fused || !network.Reparameterizable ? "as loaded" : "fused on load",
-            deployed.ToGraph(), ImagePreprocessing.ForModel(network));
+            path, loaded.MobileOne?.Config.Name ?? network.Architecture, IsOnnx: false, FusedOnLoad: fuse, deployed.ToGraph(), ImagePreprocessing.ForModel(network));
     }
 
     public static int Positive(int value, string option) =>

@@ -69,7 +69,7 @@ internal static class ServeCommand
         var preprocessing = setup.Preprocessing;
         using var classifier = new ImageClassifier(model.Graph, preprocessing, setup.Labels, new InferenceOptions { Threads = threads });
         var graph = model.Graph;
-        var served = new ServedModel(classifier, Path.GetFileName(model.Path), model.Name, model.Form != "fused on load", graph.Parameters(), graph.MultiplyAccumulates(preprocessing.InputSize, preprocessing.InputSize))
+        var served = new ServedModel(classifier, Path.GetFileName(model.Path), model.Name, !model.FusedOnLoad, graph.Parameters(), graph.MultiplyAccumulates(preprocessing.InputSize, preprocessing.InputSize))
         {
             LabelSource = setup.LabelSource,
             ExifTranspose = setup.ExifTranspose,
