@@ -84,7 +84,7 @@ public sealed record ImagePreprocessing
                 {
                     Size = pretrained.InputSize,
                     CropPct = pretrained.CropPct,
-                    Interpolation = pretrained.Interpolation == "bicubic" ? ResampleFilter.Bicubic : ResampleFilter.Bilinear,
+                    Interpolation = ResampleFilters.Parse(pretrained.Interpolation),
                     Mean = pretrained.Mean,
                     Std = pretrained.Std,
                 };
@@ -123,7 +123,7 @@ public sealed record ImagePreprocessing
         Validate();
         return Pipeline == InputPipeline.FashionMnist
             ? DataTransforms.FashionMnistAnySize(Interpolation)
-            : DataTransforms.ImageNetEval(Size, CropPct, new Normalization([.. Mean.Select(v => (float)v)], [.. Std.Select(v => (float)v)]), Interpolation);
+            : DataTransforms.ImageNetEval(Size, CropPct, Normalization.From(Mean, Std), Interpolation);
     }
 
     /// <summary>One line for logs, e.g. "resize 256 bilinear, centre crop 224, ImageNet mean/std".</summary>

@@ -113,8 +113,8 @@ public sealed class TrainingData
             : DataTransforms.ImageNetEval(
                 size,
                 pretrained.CropPct,
-                new Normalization([.. pretrained.Mean.Select(v => (float)v)], [.. pretrained.Std.Select(v => (float)v)]),
-                pretrained.Interpolation == "bicubic" ? ResampleFilter.Bicubic : ResampleFilter.Bilinear);
+                Normalization.From(pretrained.Mean, pretrained.Std),
+                ResampleFilters.Parse(pretrained.Interpolation));
 
     /// <see cref="EvalTransform(bool, int, PretrainedConfig)"/> for this data.
     public SampleTransform EvalTransform(int size, PretrainedConfig pretrained) => EvalTransform(fashion, size, pretrained);

@@ -42,6 +42,10 @@ public sealed class Normalization
         }
     }
 
+    /// <summary>A normalization from a configuration's mean and std in double (timm's pretrained_cfg), rounded to float.</summary>
+    public static Normalization From(IReadOnlyList<double> mean, IReadOnlyList<double> std) =>
+        new([.. mean.Select(v => (float)v)], [.. std.Select(v => (float)v)]);
+
     /// <summary>ImageNet's mean and std (timm's defaults).</summary>
     public static Normalization ImageNet { get; } = new([0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
 

@@ -14,6 +14,22 @@ public enum ResampleFilter
     Bicubic,
 }
 
+/// <summary>The filter names of timm's configurations and the CLI's --interpolation, in one place.</summary>
+public static class ResampleFilters
+{
+    /// <summary>"bilinear" or "bicubic" (any case) as its filter, or null for any other name.</summary>
+    public static ResampleFilter? TryParse(string? name) => name?.ToLowerInvariant() switch
+    {
+        "bilinear" => ResampleFilter.Bilinear,
+        "bicubic" => ResampleFilter.Bicubic,
+        _ => null,
+    };
+
+    /// <summary><see cref="TryParse"/>, refusing any other name.</summary>
+    public static ResampleFilter Parse(string name) =>
+        TryParse(name) ?? throw new ArgumentException($"Unknown interpolation '{name}'; expected bilinear or bicubic.", nameof(name));
+}
+
 /// <summary>
 /// Separable resampling of 8-bit images with PIL's semantics (Image.resize with BILINEAR or BICUBIC, no
 /// reducing_gap): a filter whose support widens with the downscale factor (so downscaling is
