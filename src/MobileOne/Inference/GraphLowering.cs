@@ -33,6 +33,9 @@ internal enum ConvKernelKind
     /// <summary>Dense KxK convolution of an NHWC value as a GEMM over gathered patches.</summary>
     PatchGemm,
 
+    /// <summary>Dense 3x3 stride-1 convolution of an NHWC value by Winograd's F(2x2, 3x3): 16 GEMMs between two transforms.</summary>
+    Winograd,
+
     /// <summary>A general algorithm (direct, im2col, im2win) chosen by <see cref="InferenceOptions.ConvAlgorithm"/>.</summary>
     General,
 }
@@ -396,6 +399,7 @@ internal sealed class GraphProgram
                 : rawInput && c.Groups == 1 && c.Undilated && c.Square ? ConvKernelKind.Stem
                 : c.IsDepthwise ? ConvKernelKind.Depthwise
                 : c.IsPointwise ? ConvKernelKind.Pointwise
+                : WinogradWeights.Suits(c) ? ConvKernelKind.Winograd
                 : c.Groups == 1 && c.Undilated ? ConvKernelKind.PatchGemm
                 : throw new NotSupportedException(
                     $"Layer {op.Name} ({c.InChannels}->{c.OutChannels}, {c.KernelH}x{c.KernelW}, groups {c.Groups}, dilation {c.DilationH}x{c.DilationW}) has no engine kernel: grouped convolutions run only with a general InferenceOptions.ConvAlgorithm, dilated ones only when depthwise.");
