@@ -139,7 +139,7 @@ internal static class BenchReport
     public static string Markdown(IReadOnlyList<BenchResult> results, Machine machine, string command, BenchSettings settings, string section = FusedSection) =>
         MarkdownSection(
             section, machine, command,
-            Protocol(settings) + ", engines alternating in blocks. `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.",
+            Protocol(settings) + ", engines alternating in blocks. GFLOP/s counts 2 FLOPs per multiply-add of the direct convolution (the managed engine's Winograd 3x3 layers do fewer multiplications, so its rate can pass the peak); `% of peak` = GFLOP/s / (measured FMA peak per core x threads); `max |diff|` is against the managed engine's logits; `time / ORT` = median / ONNX Runtime's median.",
             Columns, c => c is 0 or 4, Rows(results));
 
     /// <summary>The input and timing protocol of a run, as the method line of a written section starts.</summary>

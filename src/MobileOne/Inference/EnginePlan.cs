@@ -93,8 +93,7 @@ internal sealed class EnginePlan
                 yield return new InputLayoutStep(op, j) { Layer = j };
                 break;
             case OpKind.Conv when op.ConvKernel == ConvKernelKind.Winograd:
-                yield return new WinogradInputStep(op, j) { Layer = j };
-                yield return new WinogradProductStep(op, j, new WinogradWeights(op.Conv!, strides[op.Reads[0]])) { Layer = j };
+                yield return new WinogradStep(op, j, new WinogradWeights(op.Conv!, strides[op.Reads[0]])) { Layer = j };
                 break;
             case OpKind.Conv:
                 yield return CreateConvStep(op, j);
@@ -218,7 +217,7 @@ internal sealed class EnginePlan
 
         var offsets = AssignOffsets(values, batch, fusedPair, out long valueFloats);
 
-        long scratch = 0, workspace = 0, winograd = 0;
+        long scratch = 0, workspace = 0;
         int seStride = 0, hidden = 0, coefStride = 0;
         var kernels = new IGeneralConvolution?[ops.Count];
         var stemOffsets = new int[]?[ops.Count];
@@ -262,8 +261,7 @@ internal sealed class EnginePlan
                     scratch = Math.Max(scratch, (long)PatchGemmStep.Chunk * PatchGemmStep.PatchStride(c.KernelH * c.KernelW * input.Stride));
                     break;
                 case ConvKernelKind.Winograd:
-                    scratch = Math.Max(scratch, WinogradProductStep.ScratchFloats);
-                    winograd = Math.Max(winograd, WinogradProductStep.TransformedFloats(batch, output, input.Stride));
+                    scratch = Math.Max(scratch, WinogradStep.ScratchFloats(input.Stride));
                     break;
                 case ConvKernelKind.General:
                     var geometry = ConvGeometry.Square(1, c.InChannels, input.Height, input.Width, c.OutChannels, c.KernelH, c.StrideH, c.PadH, c.Groups);
@@ -280,7 +278,6 @@ internal sealed class EnginePlan
         sizes[(int)Region.SeGate] = (long)batch * seStride;
         sizes[(int)Region.SeHidden] = (long)Shares * hidden;
         sizes[(int)Region.DynCoef] = (long)batch * coefStride;
-        sizes[(int)Region.Winograd] = winograd;
         long scratchPerShare = AlignedBuffer.RoundUp(scratch);
         long workspacePerShare = AlignedBuffer.RoundUp(workspace);
         sizes[(int)Region.Scratch] = Shares * scratchPerShare;

@@ -14,9 +14,6 @@ internal enum Region
 
     /// <summary>Per image: the coefficients of a dynamic activation (DyReLU, dynamic shift-max).</summary>
     DynCoef,
-
-    /// <summary>The transformed input of the Winograd convolution being run (all images, all tiles).</summary>
-    Winograd,
     Count,
 }
 

@@ -39,39 +39,40 @@ internal sealed unsafe class WinogradWeights
 }
 
 /// <summary>
-/// First half of a Winograd convolution: the input transform of every tile of all images into the run's
-/// <see cref="Region.Winograd"/> region (V_e[tile, channel], one plane per element), tiles split between shares.
+/// A Winograd convolution in one step. Shares take a grid of tile groups x 64-channel panels (as pointwise GEMMs
+/// split pixels and panels). For each chunk of its tiles a share transforms the input patches into its scratch
+/// (V_e[tile, channel]), then for each of its panels runs the 16 products V_e x U_e into the scratch and the output
+/// transform, which writes the chunk's output pixels (bias or accumulate, residual, activation) while they are in
+/// cache. Shares of the same tiles but other panels transform the same patches again: that costs a few percent of
+/// the products (about 3 additions per transformed value against 2 x 64 flops per value and panel), and it keeps the
+/// memory per share instead of a transformed copy of the whole input (16/4 the size of the input: 200 MB for a batch
+/// of 64 at ResNet's 56x56x64).
 /// </summary>
-internal sealed unsafe class WinogradInputStep(EngineOp op, int index) : OpStep(op, index)
+internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeights weights) : OpStep(op, index)
 {
-    public override void Run(RunState s, int share)
-    {
-        var g = WinogradProductStep.GeometryOf(s, Op);
-        long tiles = (long)s.Shape.Batch * g.TilesPerImage;
-        (long t0, long t1) = s.Share(tiles, share);
-        Winograd.TransformInput(s.Isa, s.Value(Op.Reads[0]), g, t0, t1, s[Region.Winograd], tiles * g.InStride);
-    }
-}
+    /// <summary>Most tiles per chunk.</summary>
+    public const int MaxChunk = 60;
 
-/// <summary>
-/// Second half: shares take a grid of tile groups x 64-channel panels (as pointwise GEMMs split pixels and panels).
-/// For each chunk of up to <see cref="Chunk"/> tiles and each panel, the 16 products V_e x U_e go to the share's
-/// scratch and the output transform writes the chunk's output pixels (bias or accumulate, residual, activation)
-/// while they are in cache.
-/// </summary>
-internal sealed unsafe class WinogradProductStep(EngineOp op, int index, WinogradWeights weights) : OpStep(op, index)
-{
-    /// <summary>Most tiles per chunk: the scratch holds 16 x Chunk x 64 products (240 KB).</summary>
-    public const int Chunk = 60;
-
-    /// <summary>Floats of scratch a share needs.</summary>
-    public const long ScratchFloats = (long)Winograd.Elements * Chunk * PackedPanels.PanelWidth;
+    /// <summary>
+    /// Floats of transformed input a share holds at once (2 MB; each of the 16 GEMMs reads a 1/16 slice of it), so
+    /// that a 14x14 layer's 49 tiles are one chunk up to 512 channels: each panel of U_e is then streamed once.
+    /// </summary>
+    private const int InputBudget = 512 * 1024;
 
     public WinogradWeights Weights => weights;
 
-    /// <summary>Floats of the transformed input for <paramref name="batch"/> images of the given layouts.</summary>
-    public static long TransformedFloats(int batch, ValueLayout output, int inStride) =>
-        (long)Winograd.Elements * batch * Winograd.Tiles(output.Height) * Winograd.Tiles(output.Width) * inStride;
+    /// <summary>
+    /// Tiles per chunk for an input channel stride: a multiple of 6 (the GEMM's row tile) from 6 to
+    /// <see cref="MaxChunk"/> within <see cref="InputBudget"/>.
+    /// </summary>
+    public static int ChunkTiles(int inStride) => Math.Clamp(InputBudget / (Winograd.Elements * inStride) / 6 * 6, 6, MaxChunk);
+
+    /// <summary>Floats of scratch a share needs: a chunk's transformed input and one panel's 16 products.</summary>
+    public static long ScratchFloats(int inStride)
+    {
+        int chunk = ChunkTiles(inStride);
+        return ((long)Winograd.Elements * chunk * inStride) + ((long)Winograd.Elements * chunk * PackedPanels.PanelWidth);
+    }
 
     public static Winograd.Geometry GeometryOf(RunState s, EngineOp op)
     {
@@ -94,31 +95,35 @@ internal sealed unsafe class WinogradProductStep(EngineOp op, int index, Winogra
             return;
         }
 
-        float* v = s[Region.Winograd], m = s.Scratch(share), output = s.Value(Op.Output);
-        long elementStride = tiles * g.InStride;
+        float* input = s.Value(Op.Reads[0]), output = s.Value(Op.Output);
+        int maxChunk = ChunkTiles(g.InStride);
+        float* v = s.Scratch(share);
+        float* m = v + ((long)Winograd.Elements * maxChunk * g.InStride);
         float* residual = Op.Residual >= 0 ? s.Value(Op.Residual) : null;
         nint residualStride = Op.Residual >= 0 ? s.Layout(Op.Residual).Stride : 0;
         bool relu = Op.Activation == ActivationKind.Relu;
         bool otherActivation = Op.Activation != ActivationKind.None && !relu;
         int k = first.K;
 
-        // Even chunks of at most Chunk tiles, multiples of 6 (the GEMM's row tile), as the patch GEMM cuts pixels.
+        // Even chunks of at most maxChunk tiles, multiples of 6 (the GEMM's row tile), as the patch GEMM cuts pixels.
         long total = r1 - r0;
-        long chunks = (total + Chunk - 1) / Chunk;
-        int chunk = chunks <= 1 ? (int)total : (int)Math.Min(Chunk, ((((total + chunks - 1) / chunks) + 5) / 6) * 6);
+        long chunks = (total + maxChunk - 1) / maxChunk;
+        int chunk = chunks <= 1 ? (int)total : (int)Math.Min(maxChunk, ((((total + chunks - 1) / chunks) + 5) / 6) * 6);
         for (long t = r0; t < r1; t += chunk)
         {
             int count = (int)Math.Min(chunk, r1 - t);
+            long elementStride = (long)count * g.InStride;
+            Winograd.TransformInput(s.Isa, input, g, t, t + count, v, elementStride);
             for (int p = p0; p < p1; p++)
             {
                 int width = first.Width(p);
                 long plane = (long)count * PackedPanels.PanelWidth;
 
-                // The GEMM writes panel p's columns at p * 64 of its C: C starts 64 p floats before the scratch.
+                // The GEMM writes panel p's columns at p * 64 of its C: C starts 64 p floats before the products.
                 for (int e = 0; e < Winograd.Elements; e++)
                 {
                     float* c = m + (e * plane) - (p * PackedPanels.PanelWidth);
-                    PackedGemm.Run(s.Isa, v + (e * elementStride) + (t * g.InStride), g.InStride, count, weights.Elements[e], p, p + 1, 0, k, c, PackedPanels.PanelWidth, 0);
+                    PackedGemm.Run(s.Isa, v + (e * elementStride), g.InStride, count, weights.Elements[e], p, p + 1, 0, k, c, PackedPanels.PanelWidth, 0);
                 }
 
                 int c0 = p * PackedPanels.PanelWidth;

@@ -100,8 +100,9 @@ internal static unsafe class Winograd
 
     /// <summary>
     /// V = B^T d B for tiles [t0, t1) of all images (tile t is tile t % tiles-per-image of image t / tiles-per-image,
-    /// row-major), every channel of the padded stride: V_e[t, c] goes to <c>v[e * elementStride + t * InStride + c]</c>.
-    /// Inputs outside the image read as zero (the convolution's zero padding and the overhang of the last tiles).
+    /// row-major), every channel of the padded stride: V_e of tile t0 + j, channel c goes to
+    /// <c>v[e * elementStride + j * InStride + c]</c>. Inputs outside the image read as zero (the convolution's zero
+    /// padding and the overhang of the last tiles).
     /// </summary>
     public static void TransformInput(Isa isa, float* input, in Geometry g, long t0, long t1, float* v, long elementStride)
     {
@@ -180,7 +181,7 @@ internal static unsafe class Winograd
                 }
             }
 
-            float* dst = v + (t * cs);
+            float* dst = v + ((t - t0) * cs);
             for (int c = 0; c < cs; c += TL.Count)
             {
                 // B^T d, column by column (B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]); then the
