@@ -1,0 +1,23 @@
+namespace MobileOne.Graph;
+
+/// <summary>
+/// Zero padding of the spatial borders, each side by its own amount (nn.ZeroPad2d, F.pad with constant 0): for the
+/// pads a following convolution or pooling cannot take as its own padding, which is the same on both sides of an axis.
+/// No parameters, no multiply-accumulates.
+/// </summary>
+public sealed record PadNode(string Name, int Input, int Top, int Left, int Bottom, int Right) : GraphNode(Name, [Input])
+{
+    internal override void Validate(int[] inputChannels)
+    {
+        RequireInputs(1);
+        if (Top < 0 || Left < 0 || Bottom < 0 || Right < 0)
+        {
+            throw new ArgumentException($"Node {Name}: pads (top {Top}, left {Left}, bottom {Bottom}, right {Right}) must not be negative.");
+        }
+    }
+
+    internal override int OutputChannels(int[] inputChannels) => inputChannels[0];
+
+    internal override ValueShape OutputShape(ValueShape[] inputs) =>
+        inputs[0] with { Height = inputs[0].Height + Top + Bottom, Width = inputs[0].Width + Left + Right };
+}
