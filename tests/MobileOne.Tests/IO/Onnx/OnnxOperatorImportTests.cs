@@ -1,0 +1,203 @@
+using Google.Protobuf;
+using MobileOne.Graph;
+using MobileOne.Inference;
+using MobileOne.IO;
+using MobileOne.IO.Onnx;
+using MobileOne.Models;
+using MobileOne.Tensors;
+using MobileOne.Tests.Inference;
+using Onnx;
+
+namespace MobileOne.Tests.IO.Onnx;
+
+/// <summary>
+/// Softmax, Pad and Concat in imported models: PyTorch's own exports (tools/onnx/make-onnx-fixtures.py) run on the
+/// engine to ONNX Runtime's output on the same file, come back through our exporter to the same output, and the
+/// variants the engine has no operation for are refused with one error naming the node.
+/// </summary>
+public class OnnxOperatorImportTests
+{
+    public static TheoryData<string> Fixtures => new()
+    {
+        "tiny_softmax_opset11", "tiny_softmax_opset13", "tiny_softmax_opset17",
+        "tiny_pad_opset11", "tiny_pad_opset13", "tiny_pad_opset17",
+        "tiny_concat_opset11", "tiny_concat_opset13", "tiny_concat_opset17",
+    };
+
+    private static string Folder => Path.Combine(AppContext.BaseDirectory, "IO", "Onnx", "PyTorch");
+
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public void PyTorch_exports_run_to_onnxruntimes_output(string name)
+    {
+        string path = Path.Combine(Folder, name + ".onnx");
+        var input = ReferenceInput();
+        using var ort = OrtHarness.FromFile(path);
+        var expected = ort.Run(input);
+        using var engine = CompiledModel.Compile(OnnxImporter.Load(path));
+        var actual = engine.Run(input);
+        Assert.Equal(expected.Data.Length, actual.Data.Length);
+        EngineTestSupport.AssertClose(expected.Data, actual.Data, name);
+    }
+
+    /// <summary>What each fixture becomes: the softmax a node, the symmetric pads folded into the conv and the average pool, the others pad nodes.</summary>
+    [Theory]
+    [InlineData("tiny_softmax_opset11")]
+    [InlineData("tiny_softmax_opset17")]
+    public void A_classifier_softmax_becomes_a_softmax_node_on_the_logits(string name)
+    {
+        var graph = OnnxImporter.Load(Path.Combine(Folder, name + ".onnx"));
+        var softmax = Assert.IsType<SoftmaxNode>(graph.Nodes[graph.Output - 1]);
+        Assert.IsType<LinearNode>(graph.Producer(softmax.Input));
+    }
+
+    [Theory]
+    [InlineData("tiny_pad_opset11")]
+    [InlineData("tiny_pad_opset17")]
+    public void Zero_pads_fold_where_exact_and_stay_pad_nodes_elsewhere(string name)
+    {
+        var graph = OnnxImporter.Load(Path.Combine(Folder, name + ".onnx"));
+        var convs = graph.Nodes.OfType<ConvNode>().ToList();
+        Assert.Equal((1, 1), (convs[0].PadH, convs[0].PadW));
+        Assert.Equal((0, 0), (convs[1].PadH, convs[1].PadW));
+        var asymmetric = Assert.IsType<PadNode>(graph.Producer(convs[1].Input));
+        Assert.Equal((0, 0, 1, 1), (asymmetric.Top, asymmetric.Left, asymmetric.Bottom, asymmetric.Right));
+        var average = graph.Nodes.OfType<PoolNode>().Single(p => p.Kind == PoolKind.Average);
+        Assert.Equal((1, true), (average.Padding, average.CountIncludePad));
+        var max = graph.Nodes.OfType<PoolNode>().Single(p => p.Kind == PoolKind.Max);
+        Assert.Equal(0, max.Padding);
+        Assert.IsType<PadNode>(graph.Producer(max.Input));
+        Assert.Equal(2, graph.Nodes.OfType<PadNode>().Count());
+    }
+
+    [Theory]
+    [InlineData("tiny_concat_opset11")]
+    [InlineData("tiny_concat_opset17")]
+    public void Channel_concats_become_concat_nodes_beside_the_folded_shape_arithmetic(string name)
+    {
+        var graph = OnnxImporter.Load(Path.Combine(Folder, name + ".onnx"));
+        var concats = graph.Nodes.OfType<ConcatNode>().ToList();
+        Assert.Equal([3, 2], concats.Select(c => c.Inputs.Length));
+        Assert.Equal(12, graph.ChannelsOf(graph.Nodes.ToList().IndexOf(concats[0]) + 1));
+        Assert.Equal(16, graph.ChannelsOf(graph.Nodes.ToList().IndexOf(concats[1]) + 1));
+    }
+
+    /// <summary>
+    /// Imported, exported by our exporter, and run by ONNX Runtime: the same output as the engine on the imported
+    /// graph. ONNX Runtime runs without its graph rewrites (see <see cref="OrtHarness.Unoptimized"/>): with them it folds
+    /// tiny_pad's zero Pad into the MaxPool after it and no longer computes the file's function.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public void Imported_graphs_export_back_to_the_same_output(string name)
+    {
+        var graph = OnnxImporter.Load(Path.Combine(Folder, name + ".onnx"));
+        var bytes = OnnxExporter.ToBytes(graph);
+        var model = ModelProto.Parser.ParseFrom(bytes);
+        var ops = model.Graph.Node.Select(n => n.OpType).ToHashSet();
+        Assert.Equal(graph.Nodes.Any(n => n is SoftmaxNode), ops.Contains("Softmax"));
+        Assert.Equal(graph.Nodes.Any(n => n is ConcatNode), ops.Contains("Concat"));
+        Assert.Equal(graph.Nodes.Any(n => n is PadNode), ops.Contains("Pad"));
+
+        var input = ReferenceInput();
+        using var engine = CompiledModel.Compile(graph);
+        using var ort = OrtHarness.Unoptimized(bytes);
+        EngineTestSupport.AssertClose(engine.Run(input).Data, ort.Run(input).Data, name);
+
+        // And read back once more: the same nodes.
+        var again = OnnxImporter.FromBytes(bytes, name);
+        Assert.Equal(graph.Nodes.Select(n => n.GetType()), again.Nodes.Select(n => n.GetType()));
+    }
+
+    [Fact]
+    public void Softmax_over_a_spatial_axis_is_refused_by_name()
+    {
+        var model = OnnxExporter.Build(FeatureGraph());
+        model.Graph.Node.Single(n => n.OpType == "Softmax").Attribute.Single(a => a.Name == "axis").I = 2;
+        var e = Refuse(model, "softmax.onnx");
+        Assert.Contains("node 'probs' (Softmax) normalizes an image-shaped tensor over axis 2", e.Message);
+        Assert.Contains("supported: the class axis", e.Message);
+    }
+
+    [Fact]
+    public void Opset_11_softmax_over_a_feature_map_is_refused_since_it_spans_c_h_and_w()
+    {
+        var model = OnnxExporter.Build(FeatureGraph());
+        model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version = 11;
+        var e = Refuse(model, "softmax11.onnx");
+        Assert.Contains("node 'probs' (Softmax) normalizes a feature map over C x H x W together (opset 11", e.Message);
+    }
+
+    [Theory]
+    [InlineData("reflect", "pads in mode 'reflect'; only constant zero padding of H and W is supported")]
+    [InlineData("edge", "pads in mode 'edge'")]
+    public void Pad_modes_other_than_constant_are_refused_by_name(string mode, string message)
+    {
+        var model = OnnxExporter.Build(FeatureGraph());
+        model.Graph.Node.Single(n => n.OpType == "Pad").Attribute.Add(new AttributeProto { Name = "mode", Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(mode) });
+        var e = Refuse(model, "pad.onnx");
+        Assert.Contains($"node 'pad' (Pad) {message}", e.Message);
+    }
+
+    [Fact]
+    public void A_non_zero_pad_value_is_refused_by_name()
+    {
+        var model = OnnxExporter.Build(FeatureGraph());
+        var value = new TensorProto { Name = "pad_value", DataType = (int)TensorProto.Types.DataType.Float, RawData = ByteString.CopyFrom(BitConverter.GetBytes(1f)) };
+        model.Graph.Initializer.Add(value);
+        model.Graph.Node.Single(n => n.OpType == "Pad").Input.Add("pad_value");
+        var e = Refuse(model, "pad1.onnx");
+        Assert.Contains("node 'pad' (Pad) pads with the constant 1", e.Message);
+    }
+
+    [Fact]
+    public void Concat_along_height_is_refused_by_name()
+    {
+        var model = OnnxExporter.Build(FeatureGraph());
+        model.Graph.Node.Single(n => n.OpType == "Concat").Attribute.Single(a => a.Name == "axis").I = 2;
+        var e = Refuse(model, "cat.onnx");
+        Assert.Contains("node 'cat' (Concat) joins feature maps along axis 2; only the channel axis (1) of NCHW feature maps is supported", e.Message);
+    }
+
+    /// <summary>conv -> asymmetric pad -> conv, concat of the two convs' outputs, softmax over channels: the graph the refusal tests edit.</summary>
+    private static LayerGraph FeatureGraph()
+    {
+        var g = new LayerGraph(3);
+        int a = g.Add(ConvNode.Square("conv", LayerGraph.Input, 3, 4, 3, 1, 1, 1, Random(4 * 3 * 9, 1), Random(4, 2)));
+        int p = g.Add(new PadNode("pad", a, 0, 0, 2, 2));
+        int b = g.Add(ConvNode.Square("conv2", p, 4, 4, 3, 1, 0, 1, Random(4 * 4 * 9, 3), Random(4, 4)));
+        int c = g.Add(new ConcatNode("cat", [a, b]));
+        g.Add(new SoftmaxNode("probs", c));
+        return g;
+    }
+
+    [Fact]
+    public void The_feature_graph_round_trips_through_onnxruntime()
+    {
+        var g = FeatureGraph();
+        var input = EngineTestSupport.RandomInput(new Random(5), 2, 3, 9, 11);
+        using var engine = CompiledModel.Compile(g);
+        using var ort = OrtHarness.Unoptimized(OnnxExporter.ToBytes(g));
+        var expected = ort.Run(input);
+        var actual = engine.Run(input);
+        Assert.Equal(expected.Shape, actual.Shape);
+        EngineTestSupport.AssertClose(expected.Data, actual.Data, "feature graph");
+    }
+
+    private static CheckpointException Refuse(ModelProto model, string source) =>
+        Assert.Throws<CheckpointException>(() => OnnxImporter.FromBytes(model.ToByteArray(), source));
+
+    private static Tensor ReferenceInput()
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder, "reference.json")));
+        var root = doc.RootElement;
+        return new Tensor([.. root.GetProperty("input_shape").EnumerateArray().Select(d => d.GetInt32())], [.. root.GetProperty("input").EnumerateArray().Select(v => v.GetSingle())]);
+    }
+
+    private static float[] Random(int n, int seed)
+    {
+        var v = new float[n];
+        WeightInit.FillNormal(new Random(seed), v, 0, 0.3);
+        return v;
+    }
+}
