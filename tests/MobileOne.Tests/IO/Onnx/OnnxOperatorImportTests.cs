@@ -113,7 +113,7 @@ public class OnnxOperatorImportTests
     public void Softmax_over_a_spatial_axis_is_refused_by_name()
     {
         var model = OnnxExporter.Build(FeatureGraph());
-        model.Graph.Node.Single(n => n.OpType == "Softmax").Attribute.Single(a => a.Name == "axis").I = 2;
+        model.Graph.Node.Single(n => n.Name == "probs").Attribute.Single(a => a.Name == "axis").I = 2;
         var e = Refuse(model, "softmax.onnx");
         Assert.Contains("node 'probs' (Softmax) normalizes an image-shaped tensor over axis 2", e.Message);
         Assert.Contains("supported: the class axis", e.Message);
@@ -159,7 +159,10 @@ public class OnnxOperatorImportTests
         Assert.Contains("node 'cat' (Concat) joins feature maps along axis 2; only the channel axis (1) of NCHW feature maps is supported", e.Message);
     }
 
-    /// <summary>conv -> asymmetric pad -> conv, concat of the two convs' outputs, softmax over channels: the graph the refusal tests edit.</summary>
+    /// <summary>
+    /// conv -> asymmetric pad -> conv, concat of the two convs' outputs, softmax over channels ("probs"), then global
+    /// pool, fc and softmax over the classes ("classes"): the graph the refusal tests edit.
+    /// </summary>
     private static LayerGraph FeatureGraph()
     {
         var g = new LayerGraph(3);
@@ -167,21 +170,67 @@ public class OnnxOperatorImportTests
         int p = g.Add(new PadNode("pad", a, 0, 0, 2, 2));
         int b = g.Add(ConvNode.Square("conv2", p, 4, 4, 3, 1, 0, 1, Random(4 * 4 * 9, 3), Random(4, 4)));
         int c = g.Add(new ConcatNode("cat", [a, b]));
-        g.Add(new SoftmaxNode("probs", c));
+        int probs = g.Add(new SoftmaxNode("probs", c));
+        int pooled = g.Add(new GlobalAveragePoolNode("pool", probs));
+        int logits = g.Add(new LinearNode("fc", pooled, 8, 5, Random(40, 5).Select(v => v * 10).ToArray(), Random(5, 6)));
+        g.Add(new SoftmaxNode("classes", logits));
         return g;
     }
 
+    /// <summary>Our export of every value of the feature graph, run by ONNX Runtime, against the float64 <see cref="Graph.GraphReference"/>.</summary>
     [Fact]
-    public void The_feature_graph_round_trips_through_onnxruntime()
+    public void The_exported_nodes_compute_their_definitions_in_onnxruntime()
     {
         var g = FeatureGraph();
         var input = EngineTestSupport.RandomInput(new Random(5), 2, 3, 9, 11);
+        var expected = Graph.GraphReference.EvaluateAll(g, input);
+        for (int value = 1; value <= g.Nodes.Count; value++)
+        {
+            g.Output = value;
+            using var ort = OrtHarness.Unoptimized(OnnxExporter.ToBytes(g));
+            var actual = ort.Run(input);
+            Assert.Equal(expected[value].Length, actual.Data.Length);
+            EngineTestSupport.AssertClose(expected[value].Select(v => (float)v).ToArray(), actual.Data, $"value {value} ({g.Nodes[value - 1].Name})");
+        }
+
+        // The classes' softmax is [batch, classes], as the engine returns it.
+        using var final = OrtHarness.Unoptimized(OnnxExporter.ToBytes(g));
         using var engine = CompiledModel.Compile(g);
-        using var ort = OrtHarness.Unoptimized(OnnxExporter.ToBytes(g));
-        var expected = ort.Run(input);
-        var actual = engine.Run(input);
-        Assert.Equal(expected.Shape, actual.Shape);
-        EngineTestSupport.AssertClose(expected.Data, actual.Data, "feature graph");
+        var output = final.Run(input);
+        Assert.Equal([2, 5], output.Shape);
+        EngineTestSupport.AssertClose(output.Data, engine.Run(input).Data, "engine");
+    }
+
+    /// <summary>
+    /// Pads a pooling or convolution cannot take exactly stay pad nodes: before an average pool that does not count
+    /// its own padding, and the one-sided rest of a Conv's own asymmetric pads (TF's SAME), which were refused before
+    /// the engine had a pad node.
+    /// </summary>
+    [Fact]
+    public void Pads_that_do_not_fold_exactly_run_as_pad_nodes()
+    {
+        var g = new LayerGraph(3);
+        int a = g.Add(ConvNode.Square("conv", LayerGraph.Input, 3, 4, 3, 2, 0, 1, Random(4 * 3 * 9, 1), Random(4, 2)));
+        int p = g.Add(new PadNode("pad", a, 1, 1, 1, 1));
+        g.Add(new PoolNode("avg", p, PoolKind.Average, 3, 1, 1, CountIncludePad: false));
+        var model = OnnxExporter.Build(g);
+        var conv = model.Graph.Node.Single(n => n.Name == "conv");
+        conv.Attribute.Remove(conv.Attribute.Single(x => x.Name == "pads"));
+        conv.Attribute.Add(new AttributeProto { Name = "pads", Type = AttributeProto.Types.AttributeType.Ints, Ints = { 0, 1, 1, 2 } });
+        var bytes = model.ToByteArray();
+
+        var imported = OnnxImporter.FromBytes(bytes, "pads.onnx");
+        var convPad = Assert.IsType<PadNode>(imported.Nodes[0]);
+        Assert.Equal((0, 0, 1, 1), (convPad.Top, convPad.Left, convPad.Bottom, convPad.Right));
+        Assert.Equal((0, 1), (((ConvNode)imported.Nodes[1]).PadH, ((ConvNode)imported.Nodes[1]).PadW));
+        Assert.IsType<PadNode>(imported.Nodes[2]);
+        var pool = Assert.IsType<PoolNode>(imported.Nodes[3]);
+        Assert.Equal((3, 1, false), (pool.Input, pool.Padding, pool.CountIncludePad));
+
+        var input = EngineTestSupport.RandomInput(new Random(8), 2, 3, 12, 11);
+        using var ort = OrtHarness.FromBytes(bytes);
+        using var engine = CompiledModel.Compile(imported);
+        EngineTestSupport.AssertClose(ort.Run(input).Data, engine.Run(input).Data, "pads");
     }
 
     private static CheckpointException Refuse(ModelProto model, string source) =>
