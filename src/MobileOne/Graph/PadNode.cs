@@ -18,6 +18,14 @@ public sealed record PadNode(string Name, int Input, int Top, int Left, int Bott
 
     internal override int OutputChannels(int[] inputChannels) => inputChannels[0];
 
-    internal override ValueShape OutputShape(ValueShape[] inputs) =>
-        inputs[0] with { Height = inputs[0].Height + Top + Bottom, Width = inputs[0].Width + Left + Right };
+    internal override ValueShape OutputShape(ValueShape[] inputs)
+    {
+        long height = (long)inputs[0].Height + Top + Bottom, width = (long)inputs[0].Width + Left + Right;
+        if (height > int.MaxValue || width > int.MaxValue)
+        {
+            throw new ArgumentException($"Node {Name}: padding {inputs[0]} by ({Top}, {Left}, {Bottom}, {Right}) gives {height}x{width}, beyond any image.");
+        }
+
+        return inputs[0] with { Height = (int)height, Width = (int)width };
+    }
 }

@@ -12,13 +12,22 @@ internal sealed partial class OnnxTranslation
 {
     private const string ConstantsOnly = "computes on a value that is not a constant; the importer evaluates it only on constants (shape arithmetic such as PyTorch's pads)";
 
+    /// <summary>Most elements of a tensor the importer computes (shape arithmetic is a handful).</summary>
+    private const int MaxComputedElements = 1 << 20;
+
     /// <summary>A tensor of the shape in input 0 filled with the one element of the 'value' attribute (float 0 without it).</summary>
     private ConstantValue ConstantOfShape(NodeProto node, string name)
     {
         var shape = Input(node, 0) as ConstantValue ?? throw Refused(node, name, ConstantsOnly);
-        float fill = node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t ? ReadTensor(t, name).Data.Single() : 0f;
-        int[] dims = [.. shape.Data.Select(d => d >= 0 && d <= 1 << 20 ? (int)d : throw Refused(node, name, $"has the shape [{string.Join(", ", shape.Data)}]; small non-negative constant shapes are evaluated"))];
-        var data = new float[dims.Aggregate(1, (a, d) => a * d)];
+        var value = node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t ? ReadTensor(t, name) : new ConstantValue([0f], [1]);
+        if (value.Data.Length != 1)
+        {
+            throw Refused(node, name, $"has a 'value' of {value.Data.Length} elements; it is one element");
+        }
+
+        int[] dims = [.. shape.Data.Select(d => d >= 0 && d <= MaxComputedElements ? (int)d : throw Refused(node, name, $"has the shape [{string.Join(", ", shape.Data)}]; small non-negative constant shapes are evaluated"))];
+        var data = new float[Elements(node, name, dims)];
+        float fill = value.Data[0];
         Array.Fill(data, fill);
         return new ConstantValue(data, dims);
     }
@@ -26,14 +35,16 @@ internal sealed partial class OnnxTranslation
     /// <summary>Reshape of a constant; 0 copies the input's dimension and -1 takes what is left (allowzero 0).</summary>
     private ConstantValue ReshapeConstant(NodeProto node, string name, ConstantValue data, ConstantValue target)
     {
-        int[] dims = [.. target.Data.Select((d, i) => d == 0 && i < data.Shape.Length ? data.Shape[i] : (int)d)];
-        int known = dims.Where(d => d != -1).Aggregate(1, (a, d) => a * d);
-        if (dims.Count(d => d == -1) > 1 || dims.Any(d => d < -1) || known == 0 || (dims.Contains(-1) ? data.Data.Length % known != 0 : known != data.Data.Length))
+        long[] dims = [.. target.Data.Select((d, i) => d == 0 && i < data.Shape.Length ? data.Shape[i] : Index(d))];
+        // Dimensions are at most int.MaxValue and the product stops growing past 2^32 (no array is that long), so it
+        // cannot overflow.
+        long known = dims.Where(d => d != -1).Aggregate(1L, (a, d) => Math.Min(a * Math.Clamp(d, 0, int.MaxValue), 1L << 32));
+        if (dims.Count(d => d == -1) > 1 || dims.Any(d => d < -1 || d > int.MaxValue) || known == 0 || (dims.Contains(-1) ? data.Data.Length % known != 0 : known != data.Data.Length))
         {
             throw Refused(node, name, $"reshapes a constant of {data.Data.Length} elements to [{string.Join(", ", target.Data)}]");
         }
 
-        return new ConstantValue(data.Data, [.. dims.Select(d => d == -1 ? data.Data.Length / known : d)]);
+        return new ConstantValue(data.Data, [.. dims.Select(d => (int)(d == -1 ? data.Data.Length / known : d))]);
     }
 
     /// <summary>Slice of a constant (starts, ends, axes, steps as constant inputs; negative steps walk backwards).</summary>
@@ -59,8 +70,8 @@ internal sealed partial class OnnxTranslation
         {
             int axis = (int)(axes[i] < 0 ? axes[i] + rank : axes[i]);
             long dim = data.Shape[axis], s = starts[i] < 0 ? starts[i] + dim : starts[i], e = ends[i] < 0 ? ends[i] + dim : ends[i];
-            (s, e) = steps[i] > 0 ? (Math.Clamp(s, 0, dim), Math.Clamp(e, 0, dim)) : (Math.Clamp(s, 0, dim - 1), Math.Clamp(e, -1, dim - 1));
-            long count = steps[i] > 0 ? (e - s + steps[i] - 1) / steps[i] : (s - e - steps[i] - 1) / -steps[i];
+            (s, e) = steps[i] > 0 ? (Math.Clamp(s, 0, dim), Math.Clamp(e, 0, dim)) : (Math.Clamp(s, 0, Math.Max(dim - 1, 0)), Math.Clamp(e, -1, dim - 1));
+            long count = dim == 0 ? 0 : steps[i] > 0 ? (e - s + steps[i] - 1) / steps[i] : (s - e - steps[i] - 1) / -steps[i];
             (first[axis], step[axis], shape[axis]) = (s, steps[i], (int)Math.Max(0, count));
         }
 
@@ -129,6 +140,18 @@ internal sealed partial class OnnxTranslation
         var to = (TensorProto.Types.DataType)Int(node, "to", 0);
         bool floating = to is TensorProto.Types.DataType.Float or TensorProto.Types.DataType.Double or TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16;
         return floating ? data : data with { Data = [.. data.Data.Select(MathF.Truncate)] };
+    }
+
+    /// <summary>Elements of a tensor of shape <paramref name="dims"/>, refused beyond <see cref="MaxComputedElements"/>.</summary>
+    private int Elements(NodeProto node, string name, int[] dims)
+    {
+        long total = 1;
+        foreach (int d in dims)
+        {
+            total = Math.Min(total * d, (long)MaxComputedElements + 1);
+        }
+
+        return total <= MaxComputedElements ? (int)total : throw Refused(node, name, $"would compute a [{string.Join(", ", dims)}] tensor; computed constants are small (at most {MaxComputedElements} elements)");
     }
 
     /// <summary>An index held as a float (int64 constants are read as floats): the int64 extremes exporters write for "to the end" become safely large values.</summary>

@@ -475,7 +475,7 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
         // -inf, so a zero Pad before it (and every other case) stays a pad node.
         int x;
         if (kind == PoolKind.Average && Input(node, 0) is Padded p && p.Top == p.Bottom && p.Left == p.Right && p.Top == p.Left
-            && (includePad || padding == 0) && 2 * (padding + p.Top) <= kernel[0])
+            && (includePad || padding == 0) && 2L * (padding + (long)p.Top) <= kernel[0])
         {
             x = p.Source;
             padding += p.Top;
@@ -699,9 +699,18 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
     }
 
     /// <summary>Input 0 as an image value with its pending zero padding taken off and added to <paramref name="pads"/> (top, left, bottom, right).</summary>
-    private (int Source, int Top, int Left, int Bottom, int Right) PaddedInput(NodeProto node, string name, int[] pads) => Input(node, 0) is Padded p
-        ? (p.Source, p.Top + pads[0], p.Left + pads[1], p.Bottom + pads[2], p.Right + pads[3])
-        : (Spatial(node, 0, name), pads[0], pads[1], pads[2], pads[3]);
+    private (int Source, int Top, int Left, int Bottom, int Right) PaddedInput(NodeProto node, string name, int[] pads)
+    {
+        if (Input(node, 0) is not Padded p)
+        {
+            return (Spatial(node, 0, name), pads[0], pads[1], pads[2], pads[3]);
+        }
+
+        long[] total = [(long)p.Top + pads[0], (long)p.Left + pads[1], (long)p.Bottom + pads[2], (long)p.Right + pads[3]];
+        return total.All(v => v <= int.MaxValue / 4)
+            ? (p.Source, (int)total[0], (int)total[1], (int)total[2], (int)total[3])
+            : throw Refused(node, name, $"pads by [{string.Join(", ", total)}] in all; that is no image size");
+    }
 
     private static bool IsImage(Symbol symbol) => symbol is ImageValue or Elementwise or Padded;
 
