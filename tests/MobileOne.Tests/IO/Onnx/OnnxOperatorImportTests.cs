@@ -109,6 +109,42 @@ public class OnnxOperatorImportTests
         Assert.Equal(graph.Nodes.Select(n => n.GetType()), again.Nodes.Select(n => n.GetType()));
     }
 
+    /// <summary>
+    /// A softmax over the channels of a pooled [N, C, 1, 1] feature, with opset 11's coercion to [N, C] (axis 1 and
+    /// its default) and opset 13's per-axis form (axis 1 and -3): the same function, run as pool + softmax.
+    /// </summary>
+    [Theory]
+    [InlineData(11, null)]
+    [InlineData(11, 1L)]
+    [InlineData(13, 1L)]
+    [InlineData(17, -3L)]
+    public void Softmax_over_pooled_channels_imports_at_every_opset(int opset, long? axis)
+    {
+        var g = new LayerGraph(3);
+        int x = g.Add(ConvNode.Square("conv", LayerGraph.Input, 3, 6, 3, 2, 1, 1, Random(6 * 3 * 9, 1), Random(6, 2)));
+        x = g.Add(new GlobalAveragePoolNode("pool", x));
+        g.Add(new SoftmaxNode("probs", x));
+        var model = OnnxExporter.Build(g);
+        model.OpsetImport.Single(o => o.Domain is "" or "ai.onnx").Version = opset;
+        var softmax = model.Graph.Node.Single(n => n.OpType == "Softmax");
+        softmax.Attribute.Clear();
+        if (axis is long a)
+        {
+            softmax.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = a });
+        }
+
+        var bytes = model.ToByteArray();
+        var imported = OnnxImporter.FromBytes(bytes, "pooled.onnx");
+        Assert.Equal([typeof(ConvNode), typeof(GlobalAveragePoolNode), typeof(SoftmaxNode)], imported.Nodes.Select(n => n.GetType()));
+        var input = EngineTestSupport.RandomInput(new Random(4), 2, 3, 10, 10);
+        using var ort = OrtHarness.FromBytes(bytes);
+        using var engine = CompiledModel.Compile(imported);
+        // ONNX Runtime returns [N, C, 1, 1]; the engine returns a 1x1 output as [N, C] rows.
+        var expected = ort.Run(input);
+        Assert.Equal([2, 6, 1, 1], expected.Shape);
+        EngineTestSupport.AssertClose(expected.Data, engine.Run(input).Data, $"opset {opset} axis {axis}");
+    }
+
     [Fact]
     public void Softmax_over_a_spatial_axis_is_refused_by_name()
     {
