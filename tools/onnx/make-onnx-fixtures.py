@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Writes small classifiers exported by PyTorch's own torch.onnx.export, and their PyTorch logits, for the ONNX
 importer's tests (tests/MobileOne.Tests/IO/Onnx/PyTorch):
-  <name>_opset<N>.onnx   random-weight models with the operators timm/torchvision networks export
-  reference.json         the input (1x3x32x32, fixed seed) and each model's eval-mode logits (float64 from PyTorch)
+  <name>_opset<N>.onnx   random-weight models with the operators timm/torchvision networks export, and ones with a
+                         softmax head, explicit zero pads and channel concats (the importer's Softmax, Pad, Concat)
+  reference.json         the input (1x3x32x32, fixed seed) and each model's eval-mode output (float64 from PyTorch)
 Run from the repository root with Debian's python3-torch (1.13):
   /usr/bin/python3 tools/onnx/make-onnx-fixtures.py
 """
