@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Writes small classifiers exported by PyTorch's own torch.onnx.export, and their PyTorch logits, for the ONNX
 importer's tests (tests/MobileOne.Tests/IO/Onnx/PyTorch):
-  <name>_opset<N>.onnx   random-weight models with the operators timm/torchvision networks export
-  reference.json         the input (1x3x32x32, fixed seed) and each model's eval-mode logits (float64 from PyTorch)
+  <name>_opset<N>.onnx   random-weight models with the operators timm/torchvision networks export, and ones with a
+                         softmax head, explicit zero pads and channel concats (the importer's Softmax, Pad, Concat)
+  reference.json         the input (1x3x32x32, fixed seed) and each model's eval-mode output (float64 from PyTorch)
 Run from the repository root with Debian's python3-torch (1.13):
   /usr/bin/python3 tools/onnx/make-onnx-fixtures.py
 """
@@ -95,6 +96,61 @@ class TinyGelu(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class TinySoftmax(nn.Module):
+    """A classifier exported with its softmax: conv, BN, ReLU, global pool, flatten, fc, softmax over the classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        return F.softmax(self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)), dim=1)
+
+
+class TinyPad(nn.Module):
+    """Explicit zero padding: symmetric before a conv (folds into it), asymmetric before a strided conv (TF's SAME),
+    before an average pool (folds into its count_include_pad padding) and before a max pool (stays a pad)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d(1)
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.conv2 = nn.Conv2d(8, 8, 3, 2)
+        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(self.pad(x)))
+        x = F.relu(self.conv2(F.pad(x, (0, 1, 0, 1))))
+        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, 1)
+        x = F.max_pool2d(F.pad(self.conv3(x), (1, 1, 1, 1)), 3, 2)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class TinyConcat(nn.Module):
+    """An Inception-like block (1x1, 3x3 and pool-1x1 branches joined by torch.cat on channels), a DenseNet-like
+    concat of a value with a conv of it, and x.view(N, -1) (shape arithmetic with its own Concat) before the fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.b1 = nn.Conv2d(8, 4, 1)
+        self.b3 = nn.Conv2d(8, 6, 3, 1, 1)
+        self.bp = nn.Conv2d(8, 2, 1)
+        self.dense = nn.Conv2d(12, 4, 3, 1, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = torch.cat([F.relu(self.b1(x)), F.relu(self.b3(x)), self.bp(F.avg_pool2d(x, 3, 1, 1))], 1)
+        x = torch.cat([x, F.relu(self.dense(x))], 1)
+        x = F.adaptive_avg_pool2d(x, 1)
+        return self.fc(x.view(x.size(0), -1))
+
+
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -112,7 +168,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(42))
     reference = {"input_shape": list(x.shape), "input": x.flatten().tolist(), "models": {}}
-    for name, cls, seed in [("tiny_resnet", TinyResNet, 1), ("tiny_mobilenetv2", TinyMobileNetV2, 2), ("tiny_se", TinySqueezeExcite, 3), ("tiny_gelu", TinyGelu, 4)]:
+    for name, cls, seed in [("tiny_resnet", TinyResNet, 1), ("tiny_mobilenetv2", TinyMobileNetV2, 2), ("tiny_se", TinySqueezeExcite, 3), ("tiny_gelu", TinyGelu, 4),
+                            ("tiny_softmax", TinySoftmax, 5), ("tiny_pad", TinyPad, 6), ("tiny_concat", TinyConcat, 7)]:
         torch.manual_seed(seed)
         model = randomize(cls(), seed)
         with torch.no_grad():

@@ -12,14 +12,23 @@ internal static class Options
 {
     /// <summary>
     /// Loads what predict and serve classify with: a checkpoint of any family (fused where it has a fused form, its
-    /// architecture's pretrained preprocessing) or an ONNX classifier (run as it is; timm's default preprocessing,
-    /// 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST transform for 1 channel).
+    /// architecture's pretrained preprocessing) or an ONNX classifier (run as it is, up to the logits when it ends in a
+    /// softmax; timm's default preprocessing, 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST
+    /// transform for 1 channel).
     /// </summary>
     public static ClassifierModel LoadClassifierModel(string path)
     {
         if (string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase))
         {
             var graph = MobileOne.IO.Onnx.OnnxImporter.Load(path);
+
+            // A classifier exported with its softmax returns probabilities, and predict and serve apply their own
+            // softmax to logits: they read the logits before it (a second softmax would flatten the probabilities).
+            if (graph.Producer(graph.Output) is SoftmaxNode softmax && graph.Producer(softmax.Input) is LinearNode)
+            {
+                graph.Output = softmax.Input;
+            }
+
             var defaults = graph.InputChannels == 1 ? new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist } : new ImagePreprocessing();
             return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, defaults);
         }

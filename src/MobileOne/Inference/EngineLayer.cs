@@ -38,6 +38,15 @@ public enum EngineLayerKind
 
     /// <summary>A fully connected layer (the classifier).</summary>
     Linear,
+
+    /// <summary>Softmax over the channels of each pixel (a classifier's probabilities).</summary>
+    Softmax,
+
+    /// <summary>Values joined along channels.</summary>
+    Concat,
+
+    /// <summary>Zero padding of the borders that no convolution or pooling could take as its own padding.</summary>
+    Pad,
 }
 
 /// <summary>One layer of a compiled plan, in execution order.</summary>

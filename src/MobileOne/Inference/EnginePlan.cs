@@ -127,6 +127,15 @@ internal sealed class EnginePlan
             case OpKind.GlobalPool:
                 yield return new GlobalPoolStep(op, j) { Layer = j };
                 break;
+            case OpKind.Softmax:
+                yield return new SoftmaxStep(op, j) { Layer = j };
+                break;
+            case OpKind.Concat:
+                yield return new ConcatStep(op, j) { Layer = j };
+                break;
+            case OpKind.Pad:
+                yield return new PadStep(op, j) { Layer = j };
+                break;
             case OpKind.Linear:
                 var l = op.Linear!;
                 yield return new LinearStep(op, j, new PackedPanels(l.Weight, l.Bias ?? new float[l.OutFeatures], l.OutFeatures, l.InFeatures)) { Layer = j };
@@ -182,6 +191,9 @@ internal sealed class EnginePlan
             OpKind.DynamicShiftMax => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, $"dynamic-shift-max-j{((DynamicShiftMaxNode)op.Dynamic!).J}-k{((DynamicShiftMaxNode)op.Dynamic!).K}-scalar"),
             OpKind.Pool => new EngineLayer(op.Name, op.Pool!.Kind == PoolKind.Max ? EngineLayerKind.MaxPool : EngineLayerKind.AveragePool, inChannels, outChannels, op.Pool.Kernel, op.Pool.Stride, "pool-nhwc"),
             OpKind.GlobalPool => new EngineLayer(op.Name, EngineLayerKind.GlobalAveragePool, inChannels, outChannels, 0, 1, "channel-mean-" + isa),
+            OpKind.Softmax => new EngineLayer(op.Name, EngineLayerKind.Softmax, inChannels, outChannels, 1, 1, "softmax-channels-scalar"),
+            OpKind.Concat => new EngineLayer(op.Name, EngineLayerKind.Concat, inChannels, outChannels, 1, 1, $"concat-{op.Reads.Length}"),
+            OpKind.Pad => new EngineLayer(op.Name, EngineLayerKind.Pad, inChannels, outChannels, 1, 1, "zero-pad-nhwc"),
             _ => new EngineLayer(op.Name, EngineLayerKind.Linear, inChannels, outChannels, 1, 1, GemmName),
         };
     }

@@ -16,6 +16,9 @@ internal enum OpKind
     Pool,
     GlobalPool,
     Linear,
+    Softmax,
+    Concat,
+    Pad,
 }
 
 /// <summary>Which kernel runs a convolution.</summary>
@@ -88,6 +91,8 @@ internal sealed class EngineOp
     public PoolNode? Pool { get; init; }
 
     public LinearNode? Linear { get; init; }
+
+    public PadNode? Pad { get; init; }
 }
 
 /// <summary>
@@ -251,6 +256,18 @@ internal sealed class GraphProgram
 
                 case LinearNode linear:
                     EmitNew(new EngineOp { Kind = OpKind.Linear, Name = linear.Name, Reads = [engineValue[linear.Input]], Linear = linear }, produced);
+                    break;
+
+                case SoftmaxNode softmax:
+                    EmitNew(new EngineOp { Kind = OpKind.Softmax, Name = softmax.Name, Reads = [engineValue[softmax.Input]] }, produced);
+                    break;
+
+                case ConcatNode concat:
+                    EmitNew(new EngineOp { Kind = OpKind.Concat, Name = concat.Name, Reads = [.. concat.Inputs.Select(v => engineValue[v])] }, produced);
+                    break;
+
+                case PadNode pad:
+                    EmitNew(new EngineOp { Kind = OpKind.Pad, Name = pad.Name, Reads = [engineValue[pad.Input]], Pad = pad }, produced);
                     break;
 
                 default:

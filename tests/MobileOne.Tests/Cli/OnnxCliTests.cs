@@ -37,6 +37,15 @@ public class OnnxCliTests
         Assert.InRange(rows[1].GetProperty("max_abs_diff").GetDouble() / scale, 0, 1e-4);
     }
 
+    /// <summary>predict and serve turn logits into probabilities themselves, so a model exported with its softmax is read up to its logits.</summary>
+    [Fact]
+    public void A_classifier_exported_with_its_softmax_is_classified_from_its_logits()
+    {
+        var model = MobileOne.Cli.Commands.Options.LoadClassifierModel(Onnx("tiny_softmax_opset17.onnx"));
+        Assert.IsType<MobileOne.Graph.LinearNode>(model.Graph.Producer(model.Graph.Output));
+        Assert.IsType<MobileOne.Graph.SoftmaxNode>(model.Graph.Nodes[^1]);
+    }
+
     [Fact]
     public void An_unreadable_onnx_file_is_one_error_line()
     {

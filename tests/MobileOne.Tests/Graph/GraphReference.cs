@@ -6,7 +6,7 @@ namespace MobileOne.Tests.Graph;
 
 /// <summary>
 /// A float64 evaluation of a <see cref="LayerGraph"/> written straight from the layer definitions (PyTorch's
-/// Conv2d, BatchNorm2d in eval mode, the activations, squeeze-excite, pooling, linear), with plain loops over
+/// Conv2d, BatchNorm2d in eval mode, the activations, squeeze-excite, pooling, linear, softmax, concat, zero pad), with plain loops over
 /// NCHW arrays. It shares no code with the engine or the ONNX exporter: it is the oracle both are tested against.
 /// </summary>
 internal static class GraphReference
@@ -99,6 +99,15 @@ internal static class GraphReference
                     }
 
                     break;
+                case SoftmaxNode:
+                    Softmax(x, inShape, y, batch);
+                    break;
+                case ConcatNode concat:
+                    Concat(concat, values, shapes, y, outShape, batch);
+                    break;
+                case PadNode pad:
+                    Pad(pad, x, inShape, y, outShape, batch);
+                    break;
                 default:
                     throw new NotSupportedException(node.GetType().Name);
             }
@@ -107,6 +116,58 @@ internal static class GraphReference
         }
 
         return values;
+    }
+
+    /// <summary>exp(x_c) / sum_k exp(x_k) over the channels of each pixel, in double straight from the definition.</summary>
+    private static void Softmax(double[] x, ValueShape s, double[] y, int batch)
+    {
+        int plane = s.Height * s.Width;
+        for (int n = 0; n < batch; n++)
+        {
+            for (int p = 0; p < plane; p++)
+            {
+                double sum = 0;
+                for (int c = 0; c < s.Channels; c++)
+                {
+                    sum += Math.Exp(x[(((n * s.Channels) + c) * plane) + p]);
+                }
+
+                for (int c = 0; c < s.Channels; c++)
+                {
+                    int at = (((n * s.Channels) + c) * plane) + p;
+                    y[at] = Math.Exp(x[at]) / sum;
+                }
+            }
+        }
+    }
+
+    /// <summary>Each image's inputs one after another: NCHW makes the channel concatenation a copy of whole planes.</summary>
+    private static void Concat(ConcatNode concat, double[][] values, ValueShape[] shapes, double[] y, ValueShape o, int batch)
+    {
+        int at = 0;
+        for (int n = 0; n < batch; n++)
+        {
+            foreach (int v in concat.Inputs)
+            {
+                long size = shapes[v].Elements;
+                Array.Copy(values[v], n * size, y, at, size);
+                at += (int)size;
+            }
+        }
+    }
+
+    private static void Pad(PadNode pad, double[] x, ValueShape s, double[] y, ValueShape o, int batch)
+    {
+        for (int nc = 0; nc < batch * s.Channels; nc++)
+        {
+            for (int iy = 0; iy < s.Height; iy++)
+            {
+                for (int ix = 0; ix < s.Width; ix++)
+                {
+                    y[(((nc * o.Height) + iy + pad.Top) * o.Width) + ix + pad.Left] = x[(((nc * s.Height) + iy) * s.Width) + ix];
+                }
+            }
+        }
     }
 
     private static void GlobalAveragePool(double[] x, ValueShape s, double[] y, int batch)

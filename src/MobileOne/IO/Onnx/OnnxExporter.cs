@@ -27,7 +27,9 @@ namespace MobileOne.IO.Onnx;
 /// min and max inputs; Sigmoid; HardSigmoid (alpha 1/6, beta 0.5); HardSwish (from opset 14, else x * HardSigmoid(x));
 /// Silu as x * Sigmoid(x); Gelu as 0.5 x (1 + Erf(x / sqrt 2)); GeluTanh as 0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 /// (ONNX's Gelu operator needs opset 20); None as Identity. Pooling is MaxPool or AveragePool (pads, count_include_pad),
-/// a linear layer Flatten + Gemm (transB = 1), a convolution Conv with its dilations and group.</para>
+/// a linear layer Flatten + Gemm (transB = 1), a convolution Conv with its dilations and group, a softmax Softmax over
+/// axis 1 (the classes of [batch, features] or the channels of NCHW), a concatenation Concat on axis 1 and a zero pad
+/// Pad in constant mode with its pads as an int64 initializer.</para>
 /// </remarks>
 public static class OnnxExporter
 {

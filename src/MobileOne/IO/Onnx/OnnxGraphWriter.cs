@@ -99,6 +99,9 @@ internal sealed class OnnxGraphWriter
         PoolNode pool => (Pool(pool, name, output), new ValueForm(4, forms[pool.Input].UnitSpatial && StaysUnit(pool.Kernel, pool.Padding, pool.Stride))),
         GlobalAveragePoolNode gap => (Node("GlobalAveragePool", name, [Nchw(gap.Input)], output), new ValueForm(4, true)),
         LinearNode linear => (Linear(linear, name, output), new ValueForm(2, true)),
+        SoftmaxNode softmax => (Node("Softmax", name, [values[softmax.Input]], output, Int("axis", 1)), forms[softmax.Input]),
+        ConcatNode concat => (Node("Concat", name, [.. concat.Inputs.Select(Nchw)], output, Int("axis", 1)), new ValueForm(4, concat.Inputs.Any(v => forms[v].UnitSpatial))),
+        PadNode pad => (Pad(pad, name, output), new ValueForm(4, false)),
         _ => throw new NotSupportedException($"Node {node.Name}: the ONNX exporter has no translation for {node.GetType().Name}."),
     };
 
@@ -297,6 +300,13 @@ internal sealed class OnnxGraphWriter
         }
 
         return Node(pool.Kind == PoolKind.Max ? "MaxPool" : "AveragePool", name, [Nchw(pool.Input)], output, [.. attributes]);
+    }
+
+    /// <summary>Pad in constant mode (value 0) with the pads as an int64 input [N, C, H, W begins, then ends].</summary>
+    private string Pad(PadNode pad, string name, string output)
+    {
+        string pads = Int64Initializer(Unique(pad.Name + ".pads"), 0, 0, pad.Top, pad.Left, 0, 0, pad.Bottom, pad.Right);
+        return Node("Pad", name, [Nchw(pad.Input), pads], output);
     }
 
     /// <summary>Flatten (from NCHW) + Gemm with the [out, in] weight transposed (transB = 1), as PyTorch's Linear.</summary>

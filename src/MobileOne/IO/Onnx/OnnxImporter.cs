@@ -11,10 +11,12 @@ namespace MobileOne.IO.Onnx;
 /// the file's order: Conv, BatchNormalization, Relu, Clip (ReLU6 or ReLU, bounds as attributes or constant inputs),
 /// Sigmoid, HardSigmoid, HardSwish, element-wise chains on one value recognized as the activation they compute (GELU
 /// in its erf and tanh forms, SiLU, ...), residual Add and Sum, MaxPool, AveragePool, GlobalAveragePool and
-/// ReduceMean over H and W, Flatten, Reshape, Gemm, MatMul (+ Add), Identity and Constant; squeeze-excite
-/// (pool, 1x1 conv, activation, 1x1 conv, gate, Mul) becomes one node; the shape arithmetic PyTorch emits for
-/// flattening (Shape, Gather, Unsqueeze, Concat feeding Reshape) is folded. Anything else is refused with one error
-/// naming the node, its op type and what is supported.
+/// ReduceMean over H and W, Flatten, Reshape, Gemm, MatMul (+ Add), Softmax over the classes or channels, Concat of
+/// feature maps along channels, zero Pad (folded into the next Conv or AveragePool where that is the same
+/// computation, else a <see cref="PadNode"/>), Identity and Constant; squeeze-excite (pool, 1x1 conv, activation,
+/// 1x1 conv, gate, Mul) becomes one node; the shape arithmetic PyTorch emits for flattening (Shape, Gather,
+/// Unsqueeze, Concat feeding Reshape) is folded. Anything else is refused with one error naming the node, its op
+/// type and what is supported.
 /// </summary>
 public static class OnnxImporter
 {
@@ -26,7 +28,8 @@ public static class OnnxImporter
 
     internal const string Supported =
         "Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, element-wise Add/Sub/Mul/Div/Pow/Erf/Tanh/Sigmoid forming an activation (GELU, SiLU, ...), squeeze-excite gates (Mul), residual Add and Sum, MaxPool, AveragePool, "
-        + "GlobalAveragePool, ReduceMean (over H and W), Flatten, Reshape, Gemm, MatMul, Identity, Constant, and Shape/Gather/Unsqueeze/Concat feeding Reshape";
+        + "GlobalAveragePool, ReduceMean (over H and W), Flatten, Reshape, Gemm, MatMul, Softmax (over the classes or channels), Concat (of feature maps along channels), "
+        + "Pad (constant zero, on H and W), Identity, Constant, and Shape/Gather/Unsqueeze/Concat feeding Reshape";
 
     /// <summary>Reads <paramref name="path"/> (external data files are looked up beside it).</summary>
     public static LayerGraph Load(string path)
@@ -82,12 +85,12 @@ public static class OnnxImporter
             throw new CheckpointException(path, "has no graph.");
         }
 
-        return new OnnxTranslation(model.Graph, path, directory).Run();
+        return new OnnxTranslation(model.Graph, path, directory, opset).Run();
     }
 }
 
 /// <summary>One model's translation: ONNX values become graph values, constants or pending patterns.</summary>
-internal sealed class OnnxTranslation(GraphProto graph, string path, string? directory)
+internal sealed partial class OnnxTranslation(GraphProto graph, string path, string? directory, long opset)
 {
     private readonly Dictionary<string, Symbol> values = new(StringComparer.Ordinal);
 
@@ -178,7 +181,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             "BatchNormalization" => BatchNorm(node, name),
             "Relu" => Activation(node, name, ActivationKind.Relu),
             "Clip" => Clip(node, name),
-            "Sigmoid" => Input(node, 0) is ImageValue or Elementwise ? Pointwise(node, name) : OnChannels(node, name, ActivationKind.Sigmoid),
+            "Sigmoid" => Input(node, 0) is ImageValue or Elementwise or Padded ? Pointwise(node, name) : OnChannels(node, name, ActivationKind.Sigmoid),
             "Erf" or "Tanh" or "Div" or "Sub" or "Pow" => Pointwise(node, name),
             "HardSigmoid" => HardSigmoid(node, name),
             "HardSwish" => Activation(node, name, ActivationKind.HardSwish),
@@ -196,6 +199,12 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             "Gather" => Gather(node, name),
             "Unsqueeze" => Unsqueeze(node, name),
             "Concat" => Concat(node, name),
+            "ConstantOfShape" => ConstantOfShape(node, name),
+            "Slice" => SliceConstant(node, name),
+            "Transpose" => TransposeConstant(node, name),
+            "Cast" => CastConstant(node, name),
+            "Softmax" => Softmax(node, name),
+            "Pad" => Pad(node, name),
             _ => throw Unsupported(node, name, "is not supported"),
         };
         if (node.Output.Count == 0)
@@ -239,11 +248,18 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             };
         }
 
-        int x = Spatial(node, 0, name);
+        // Zero padding before the convolution adds to its own; whatever is not the same on both sides of an axis
+        // stays a pad node.
+        var (x, top, left, bottom, right) = PaddedInput(node, name, Pads(node, name));
+        int padH = Math.Min(top, bottom), padW = Math.Min(left, right);
+        if (top != bottom || left != right)
+        {
+            x = layers.Add(new PadNode(name + ".pad", x, top - padH, left - padW, bottom - padH, right - padW));
+        }
+
         int groups = (int)Int(node, "group", 1);
         var strides = Pair(node, name, "strides", [1, 1]);
         var dilations = Pair(node, name, "dilations", [1, 1]);
-        var pads = Padding(node, name, 2);
         var kernel = Pair(node, name, "kernel_shape", [w.Shape[2], w.Shape[3]]);
         if (kernel[0] != w.Shape[2] || kernel[1] != w.Shape[3])
         {
@@ -252,7 +268,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
         int inChannels = layers.ChannelsOf(x);
         return new ImageValue(layers.Add(new ConvNode(
-            name, x, inChannels, w.Shape[0], w.Shape[2], w.Shape[3], (int)strides[0], (int)strides[1], pads[0], pads[1],
+            name, x, inChannels, w.Shape[0], w.Shape[2], w.Shape[3], (int)strides[0], (int)strides[1], padH, padW,
             (int)dilations[0], (int)dilations[1], groups, w.Data, bias)));
     }
 
@@ -270,7 +286,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     }
 
     private Symbol Activation(NodeProto node, string name, ActivationKind kind) =>
-        Input(node, 0) is ImageValue or Elementwise ? new ImageValue(layers.Add(new ActivationNode(name, Spatial(node, 0, name), kind))) : OnChannels(node, name, kind);
+        Input(node, 0) is ImageValue or Elementwise or Padded ? new ImageValue(layers.Add(new ActivationNode(name, Spatial(node, 0, name), kind))) : OnChannels(node, name, kind);
 
     /// <summary>Clip(0, 6) is ReLU6 and Clip(0, none) ReLU; bounds come as attributes (before opset 11) or constant inputs.</summary>
     private Symbol Clip(NodeProto node, string name)
@@ -363,7 +379,8 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         var operands = new List<Expr>();
         for (int i = 0; i < node.Input.Count; i++)
         {
-            switch (Input(node, i))
+            var operand = Input(node, i) is Padded padded ? new ImageValue(Materialize(padded, name)) : Input(node, i);
+            switch (operand)
             {
                 case ImageValue v when source is null || source == v.Id:
                     source = v.Id;
@@ -435,10 +452,9 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
     private Symbol Pool(NodeProto node, string name)
     {
-        int x = Spatial(node, 0, name);
         var kernel = Pair(node, name, "kernel_shape", null);
         var strides = Pair(node, name, "strides", [1, 1]);
-        var pads = Padding(node, name, 2);
+        var pads = Padding(node, name);
         if (kernel[0] != kernel[1] || strides[0] != strides[1] || pads[0] != pads[1])
         {
             throw Refused(node, name, "is not square (one kernel size, stride and padding for both axes)");
@@ -451,7 +467,26 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
         var kind = node.OpType == "MaxPool" ? PoolKind.Max : PoolKind.Average;
         bool includePad = Int(node, "count_include_pad", 0) != 0;
-        return new ImageValue(layers.Add(new PoolNode(name, x, kind, (int)kernel[0], (int)strides[0], pads[0], includePad)));
+        int padding = pads[0];
+
+        // Average pooling after a zero Pad counts the padded zeros as data: the same as padding counted in the divisor
+        // (count_include_pad), provided the pooling has no padding of its own or counts it too, the pads are the same
+        // on all four sides and the total stays within half the kernel (a PoolNode's limit). Max pooling pads with
+        // -inf, so a zero Pad before it (and every other case) stays a pad node.
+        int x;
+        if (kind == PoolKind.Average && Input(node, 0) is Padded p && p.Top == p.Bottom && p.Left == p.Right && p.Top == p.Left
+            && (includePad || padding == 0) && 2L * (padding + (long)p.Top) <= kernel[0])
+        {
+            x = p.Source;
+            padding += p.Top;
+            includePad = true;
+        }
+        else
+        {
+            x = Spatial(node, 0, name);
+        }
+
+        return new ImageValue(layers.Add(new PoolNode(name, x, kind, (int)kernel[0], (int)strides[0], padding, includePad)));
     }
 
     private Symbol ReduceMean(NodeProto node, string name)
@@ -477,6 +512,11 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     {
         var data = Input(node, 0);
         var shape = Input(node, 1);
+        if (data is ConstantValue constant && shape is ConstantValue target)
+        {
+            return ReshapeConstant(node, name, constant, target);
+        }
+
         bool toBatchByFeatures = shape switch
         {
             ConstantValue c => c.Data.Length == 2 && (c.Data[1] == -1 || c.Data[0] is 1 or -1 or 0),
@@ -549,6 +589,16 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
     private Symbol Concat(NodeProto node, string name)
     {
+        if (Enumerable.Range(0, node.Input.Count).Any(i => IsImage(Input(node, i))))
+        {
+            return ConcatChannels(node, name);
+        }
+
+        if (Enumerable.Range(0, node.Input.Count).All(i => Input(node, i) is ConstantValue { Shape.Length: <= 1 }))
+        {
+            return new ConstantValue([.. Enumerable.Range(0, node.Input.Count).SelectMany(i => ((ConstantValue)Input(node, i)).Data)], [Enumerable.Range(0, node.Input.Count).Sum(i => ((ConstantValue)Input(node, i)).Data.Length)]);
+        }
+
         var dims = new List<long?>();
         for (int i = 0; i < node.Input.Count; i++)
         {
@@ -567,6 +617,102 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
         return new DimList(dims);
     }
+
+    /// <summary>Feature maps joined along channels (axis 1); one input is the input itself.</summary>
+    private Symbol ConcatChannels(NodeProto node, string name)
+    {
+        long axis = Int(node, "axis", 1);
+        if (axis is not (1 or -3))
+        {
+            throw Refused(node, name, $"joins feature maps along axis {axis}; only the channel axis (1) of NCHW feature maps is supported");
+        }
+
+        var inputs = new int[node.Input.Count];
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            var symbol = Input(node, i);
+            inputs[i] = IsImage(symbol)
+                ? Materialize(symbol, name)
+                : throw Refused(node, name, $"joins a feature map with {Describe(symbol)}; only feature maps of one height and width are joined");
+        }
+
+        return new ImageValue(inputs.Length == 1 ? inputs[0] : layers.Add(new ConcatNode(name, inputs)));
+    }
+
+    /// <summary>
+    /// Softmax over the class axis of the classifier's [N, C] output or of a pooled [N, C, 1, 1] feature, and from
+    /// opset 13 over the channels of a feature map. Before opset 13 Softmax flattens everything from its axis on, so
+    /// on a feature map axis 1 normalizes C x H x W together, which is no per-pixel operation; any other axis
+    /// (batch, height, width) is refused too.
+    /// </summary>
+    private Symbol Softmax(NodeProto node, string name)
+    {
+        bool perAxis = opset >= 13;
+        long axis = Int(node, "axis", perAxis ? -1 : 1);
+        var input = Input(node, 0);
+        const string Supported = "supported: the class axis of [N, C] and the channel axis of [N, C, 1, 1] (axis 1, or -1 and -3 respectively), and from opset 13 the channel axis (1) of a feature map";
+        switch (input)
+        {
+            case PendingLinear or Flat or Classes when axis is 1 or -1:
+                int classes = input is Flat f ? layers.Add(new GlobalAveragePoolNode(name + ".pool", f.Source)) : Materialize(input, name);
+                return new Classes(layers.Add(new SoftmaxNode(name, classes)));
+            case Pooled p when axis is 1 or -3:
+                return new ImageValue(layers.Add(new SoftmaxNode(name, layers.Add(new GlobalAveragePoolNode(name + ".pool", p.Source)))));
+            case var image when IsImage(image) && perAxis && axis is 1 or -3:
+                return new ImageValue(layers.Add(new SoftmaxNode(name, Materialize(image, name))));
+            case var image when IsImage(image) && axis is 1 or -3:
+                throw Refused(node, name, $"normalizes a feature map over C x H x W together (opset {opset} flattens from its axis on); {Supported}");
+            default:
+                throw Refused(node, name, $"normalizes {Describe(input)} over axis {axis}; {Supported}");
+        }
+    }
+
+    /// <summary>
+    /// Zero padding of H and W (mode constant, value 0; pads as an attribute in Pad's earlier form or as an input
+    /// from opset 11, with an optional constant_value input). It stays pending so that the convolution or pooling
+    /// reading it can take it as its own padding; consecutive pads add up.
+    /// </summary>
+    private Symbol Pad(NodeProto node, string name)
+    {
+        string mode = node.Attribute.FirstOrDefault(a => a.Name == "mode")?.S.ToStringUtf8() ?? "constant";
+        if (mode != "constant")
+        {
+            throw Refused(node, name, $"pads in mode '{mode}'; only constant zero padding of H and W is supported");
+        }
+
+        bool asAttribute = node.Attribute.Any(a => a.Name == "pads");
+        long[] pads = asAttribute ? Ints(node, "pads", []) : [.. Constant(node, 1, name, "pads").Data.Select(v => (long)v)];
+        float value = asAttribute ? Float(node, "value", 0f) : node.Input.Count > 2 && node.Input[2].Length > 0 ? Scalar(node, 2, name, "constant_value") : 0f;
+        if (value != 0f)
+        {
+            throw Refused(node, name, $"pads with the constant {value}; only constant zero padding of H and W is supported");
+        }
+
+        // [N, C, H, W begins, then N, C, H, W ends].
+        if (pads.Length != 8 || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 || pads.Any(v => v < 0 || v > int.MaxValue))
+        {
+            throw Refused(node, name, $"has pads [{string.Join(", ", pads)}]; only non-negative pads of H and W of an NCHW tensor are supported");
+        }
+
+        var (source, top, left, bottom, right) = PaddedInput(node, name, [(int)pads[2], (int)pads[3], (int)pads[6], (int)pads[7]]);
+        return top + left + bottom + right == 0 ? new ImageValue(source) : new Padded(source, top, left, bottom, right, name);
+    }
+
+    /// <summary>Input 0 as an image value with its pending zero padding taken off and added to <paramref name="pads"/> (top, left, bottom, right).</summary>
+    private (int Source, int Top, int Left, int Bottom, int Right) PaddedInput(NodeProto node, string name, int[] pads)
+    {
+        if (Input(node, 0) is not Padded p)
+        {
+            return (Spatial(node, 0, name), pads[0], pads[1], pads[2], pads[3]);
+        }
+
+        long[] total = [(long)p.Top + pads[0], (long)p.Left + pads[1], (long)p.Bottom + pads[2], (long)p.Right + pads[3]];
+        return total.All(v => v <= int.MaxValue / 4)
+            ? (p.Source, (int)total[0], (int)total[1], (int)total[2], (int)total[3])
+            : throw Refused(node, name, $"pads by [{string.Join(", ", total)}] in all; that is no image size");
+    }
+
+    private static bool IsImage(Symbol symbol) => symbol is ImageValue or Elementwise or Padded;
 
     /// <summary>A step applied to a pooled [N, C, 1, 1] value: a 1x1 convolution or an activation of a squeeze-excite gate.</summary>
     private Symbol OnChannels(NodeProto node, string name, ActivationKind kind)
@@ -588,6 +734,8 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             : layers.Add(new ActivationNode(e.Name, e.Source, kind)),
         PendingLinear l => layers.Add(new LinearNode(
             l.Name, layers.Add(new GlobalAveragePoolNode(l.Name + ".pool", l.Source)), layers.ChannelsOf(l.Source), l.Out, l.Weight, l.Bias ?? new float[l.Out])),
+        Padded p => materialized.TryGetValue(p, out int id) ? id : materialized[p] = layers.Add(new PadNode(p.Name, p.Source, p.Top, p.Left, p.Bottom, p.Right)),
+        Classes c => c.Id,
         _ => throw new CheckpointException(path, $"node '{name}' uses {Describe(symbol)} as a tensor; the engine has no operation for it."),
     };
 
@@ -607,7 +755,7 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private int Spatial(NodeProto node, int index, string name) => Input(node, index) switch
     {
         ImageValue s => s.Id,
-        Elementwise e => Materialize(e, name),
+        Elementwise or Padded => Materialize(Input(node, index), name),
         var other => throw Refused(node, name, $"takes {Describe(other)} where an image-shaped tensor is expected"),
     };
 
@@ -620,7 +768,20 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
         return c.Data.Length == 1 ? (float)c.Data[0] : throw Refused(node, name, $"has a {what} that is not a scalar");
     }
 
-    private int[] Padding(NodeProto node, string name, int spatial)
+    /// <summary>A pooling's pads (height, width), the same on both sides of each axis.</summary>
+    private int[] Padding(NodeProto node, string name)
+    {
+        var pads = Pads(node, name);
+        if (pads[0] != pads[2] || pads[1] != pads[3])
+        {
+            throw Refused(node, name, $"pads [{string.Join(", ", pads)}] asymmetrically; the engine pads both sides of an axis alike");
+        }
+
+        return [pads[0], pads[1]];
+    }
+
+    /// <summary>A 2-D convolution's or pooling's explicit pads: top, left, bottom, right.</summary>
+    private int[] Pads(NodeProto node, string name)
     {
         string autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         if (autoPad is not ("NOTSET" or "VALID"))
@@ -628,13 +789,13 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
             throw Refused(node, name, $"uses auto_pad {autoPad}; explicit pads are supported");
         }
 
-        var pads = Ints(node, "pads", new long[2 * spatial]);
-        if (pads.Length != 2 * spatial || pads[0] != pads[spatial] || pads[1] != pads[spatial + 1])
+        var pads = Ints(node, "pads", new long[4]);
+        if (pads.Length != 4 || pads.Any(p => p < 0 || p > int.MaxValue))
         {
-            throw Refused(node, name, $"pads [{string.Join(", ", pads)}] asymmetrically; the engine pads both sides of an axis alike");
+            throw Refused(node, name, $"has pads [{string.Join(", ", pads)}]; four non-negative pads (top, left, bottom, right) are expected");
         }
 
-        return [(int)pads[0], (int)pads[1]];
+        return [.. pads.Select(p => (int)p)];
     }
 
     /// <summary>A two-value attribute (height, width), each positive; <paramref name="fallback"/> when absent (null: required).</summary>
@@ -763,6 +924,8 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
     private static string Describe(Symbol symbol) => symbol switch
     {
         ImageValue => "an image-shaped tensor",
+        Padded => "a zero-padded image-shaped tensor",
+        Classes => "the classifier's probabilities",
         ConstantValue c => $"a constant [{string.Join(", ", c.Shape)}]",
         Pooled => "a pooled [N, C, 1, 1] feature",
         Flat => "a flattened [N, C] feature",
@@ -842,6 +1005,12 @@ internal sealed class OnnxTranslation(GraphProto graph, string path, string? dir
 
     /// <summary>The spatial mean of a value, [N, C, 1, 1]: a squeeze-excite gate's start or the classifier's input.</summary>
     private sealed record Pooled(int Source) : Symbol;
+
+    /// <summary>An image value with zero padding (top, left, bottom, right) not yet applied; named after its Pad node.</summary>
+    private sealed record Padded(int Source, int Top, int Left, int Bottom, int Right, string Name) : Symbol;
+
+    /// <summary>An [N, C] tensor (the classifier's softmax) held by graph value <paramref name="Id"/> as [C, 1, 1].</summary>
+    private sealed record Classes(int Id) : Symbol;
 
     /// <summary>The pooled value flattened to [N, C].</summary>
     private sealed record Flat(int Source) : Symbol;

@@ -17,6 +17,17 @@ internal sealed class OrtHarness : IDisposable
 
     public static OrtHarness FromBytes(byte[] model) => new(new InferenceSession(model));
 
+    /// <summary>
+    /// ONNX Runtime without its graph rewrites: its operators as the ONNX specification defines them. Its default
+    /// rewrites include a Pad fusion that moves a zero Pad before a MaxPool into the MaxPool's own pads (which pad
+    /// with -inf), so a window of negative values at the border returns its maximum instead of the padded 0.
+    /// </summary>
+    public static OrtHarness Unoptimized(byte[] model)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        return new(new InferenceSession(model, options));
+    }
+
     public IReadOnlyDictionary<string, NodeMetadata> Inputs => session.InputMetadata;
 
     public IReadOnlyDictionary<string, NodeMetadata> Outputs => session.OutputMetadata;
