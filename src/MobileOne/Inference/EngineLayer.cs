@@ -18,6 +18,9 @@ public enum EngineLayerKind
     /// <summary>A dense KxK convolution of an NHWC value (patch GEMM), or one run by a general algorithm (direct, im2col, im2win).</summary>
     Convolution,
 
+    /// <summary>A convolution with a sparse (CSR) weight, the sparse part of a compressed layer (scalar kernel).</summary>
+    SparseConvolution,
+
     /// <summary>Squeeze-excite: channel means, the gate, and the gating with its epilogue.</summary>
     SqueezeExcite,
 

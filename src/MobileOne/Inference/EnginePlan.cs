@@ -124,6 +124,10 @@ internal sealed class EnginePlan
             case OpKind.GlobalPool:
                 yield return new GlobalPoolStep(op, j) { Layer = j };
                 break;
+            case OpKind.SparseConv:
+                var sp = op.Sparse!;
+                yield return new SparseConvStep(op, j, new SparseConvolution(sp.InChannels, sp.OutChannels, sp.KernelHeight, sp.KernelWidth, sp.StrideH, sp.StrideW, sp.PadH, sp.PadW, sp.RowStarts, sp.Columns, sp.Values)) { Layer = j };
+                break;
             case OpKind.Linear:
                 var l = op.Linear!;
                 yield return new LinearStep(op, j, new PackedPanels(l.Weight, l.Bias ?? new float[l.OutFeatures], l.OutFeatures, l.InFeatures)) { Layer = j };
@@ -178,6 +182,9 @@ internal sealed class EnginePlan
             OpKind.DynamicShiftMax => new EngineLayer(op.Name, EngineLayerKind.Activation, inChannels, outChannels, 1, 1, $"dynamic-shift-max-j{((DynamicShiftMaxNode)op.Dynamic!).J}-k{((DynamicShiftMaxNode)op.Dynamic!).K}-scalar"),
             OpKind.Pool => new EngineLayer(op.Name, op.Pool!.Kind == PoolKind.Max ? EngineLayerKind.MaxPool : EngineLayerKind.AveragePool, inChannels, outChannels, op.Pool.Kernel, op.Pool.Stride, "pool-nhwc"),
             OpKind.GlobalPool => new EngineLayer(op.Name, EngineLayerKind.GlobalAveragePool, inChannels, outChannels, 0, 1, "channel-mean-" + isa),
+            OpKind.SparseConv => new EngineLayer(op.Name, EngineLayerKind.SparseConvolution, inChannels, outChannels, op.Sparse!.KernelHeight, op.Sparse.StrideH,
+                $"sparse-csr-{op.Sparse.NonZeros}nz-scalar" + (op.Accumulate ? "+accumulate" : string.Empty) + (op.Residual >= 0 ? "+residual" : string.Empty)
+                + (op.Activation != ActivationKind.None ? "+" + op.Activation.ToString().ToLowerInvariant() : string.Empty)),
             _ => new EngineLayer(op.Name, EngineLayerKind.Linear, inChannels, outChannels, 1, 1, GemmName),
         };
     }
@@ -407,6 +414,7 @@ internal sealed class EnginePlan
                 OpKind.Conv => (long)op.Conv!.OutChannels * (op.Conv.InChannels / op.Conv.Groups) * op.Conv.KernelH * op.Conv.KernelW * o.Height * o.Width,
                 OpKind.SqueezeExcite => 2L * op.SqueezeExcite!.Channels * op.SqueezeExcite.Reduced,
                 OpKind.Linear => (long)op.Linear!.InFeatures * op.Linear.OutFeatures,
+                OpKind.SparseConv => op.Sparse!.MultiplyAccumulates([i], o),
                 OpKind.DyRelu or OpKind.DynamicShiftMax => op.Dynamic!.MultiplyAccumulates([i], o),
                 _ => 0,
             };

@@ -16,6 +16,9 @@ internal enum OpKind
     Pool,
     GlobalPool,
     Linear,
+
+    /// <summary>A convolution with a sparse (CSR) weight: the sparse part of a compressed layer.</summary>
+    SparseConv,
 }
 
 /// <summary>Which kernel runs a convolution.</summary>
@@ -85,6 +88,8 @@ internal sealed class EngineOp
     public PoolNode? Pool { get; init; }
 
     public LinearNode? Linear { get; init; }
+
+    public SparseConvNode? Sparse { get; init; }
 }
 
 /// <summary>
@@ -244,6 +249,10 @@ internal sealed class GraphProgram
 
                 case GlobalAveragePoolNode gap:
                     EmitNew(new EngineOp { Kind = OpKind.GlobalPool, Name = gap.Name, Reads = [engineValue[gap.Input]] }, produced);
+                    break;
+
+                case SparseConvNode sparse:
+                    EmitNew(new EngineOp { Kind = OpKind.SparseConv, Name = sparse.Name, Reads = [engineValue[sparse.Input]], Sparse = sparse }, produced);
                     break;
 
                 case LinearNode linear:
