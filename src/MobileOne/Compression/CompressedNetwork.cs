@@ -15,6 +15,7 @@ namespace MobileOne.Compression;
 public sealed class CompressedNetwork : ClassifierNetwork
 {
     private readonly Dictionary<string, CompressedConv> layers;
+    private readonly List<CompressedConv> ordered;
 
     /// <summary>
     /// <paramref name="fused"/> with the layers of <paramref name="compressed"/> (by node name) replaced; the fused
@@ -31,19 +32,21 @@ public sealed class CompressedNetwork : ClassifierNetwork
 
         Base = fused;
         layers = compressed.ToDictionary(c => c.Name, StringComparer.Ordinal);
-        var names = fused.ToGraph().Nodes.OfType<ConvNode>().Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+        var convs = fused.ToGraph().Nodes.OfType<ConvNode>().ToList();
+        var names = convs.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         foreach (string name in layers.Keys.Where(n => !names.Contains(n)))
         {
             throw new ArgumentException($"The network has no convolution named {name}.", nameof(compressed));
         }
+
+        ordered = convs.Where(c => layers.ContainsKey(c.Name)).Select(c => layers[c.Name]).ToList();
     }
 
     /// <summary>The fused network whose other layers this one keeps.</summary>
     public MobileOneNetwork Base { get; }
 
     /// <summary>The compressed layers, in graph order.</summary>
-    public IReadOnlyList<CompressedConv> Layers =>
-        Base.ToGraph().Nodes.Where(n => layers.ContainsKey(n.Name)).Select(n => layers[n.Name]).ToList();
+    public IReadOnlyList<CompressedConv> Layers => ordered;
 
     /// <summary>The fused network's architecture name (preprocessing and labels follow it).</summary>
     public override string Architecture => Base.Architecture;

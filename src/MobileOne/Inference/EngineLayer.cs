@@ -18,9 +18,6 @@ public enum EngineLayerKind
     /// <summary>A dense KxK convolution of an NHWC value (patch GEMM), or one run by a general algorithm (direct, im2col, im2win).</summary>
     Convolution,
 
-    /// <summary>A convolution with a sparse (CSR) weight, the sparse part of a compressed layer (scalar kernel).</summary>
-    SparseConvolution,
-
     /// <summary>Squeeze-excite: channel means, the gate, and the gating with its epilogue.</summary>
     SqueezeExcite,
 
@@ -41,6 +38,9 @@ public enum EngineLayerKind
 
     /// <summary>A fully connected layer (the classifier).</summary>
     Linear,
+
+    /// <summary>A convolution with a sparse (CSR) weight, the sparse part of a compressed layer (scalar kernel).</summary>
+    SparseConvolution,
 }
 
 /// <summary>One layer of a compiled plan, in execution order.</summary>

@@ -110,7 +110,16 @@ internal sealed unsafe class SparseConvolution
                         continue;
                     }
 
-                    Pixel(input + (n * inImage), inH, inW, inStride, iy0, (ox * StrideW) - PadW, output + (p * outStride), outStride, accumulate);
+                    if (rowInside && ox >= xlo && ox < xhi)
+                    {
+                        float* window = input + (n * inImage) + ((((long)iy0 * inW) + (ox * StrideW) - PadW) * inStride);
+                        InsidePixel(window, offsets, output + (p * outStride), outStride, accumulate);
+                    }
+                    else
+                    {
+                        Pixel(input + (n * inImage), inH, inW, inStride, iy0, (ox * StrideW) - PadW, output + (p * outStride), outStride, accumulate);
+                    }
+
                     p++;
                 }
             }
@@ -168,6 +177,30 @@ internal sealed unsafe class SparseConvolution
     {
         float* target = y + ((long)pixel * outStride) + o;
         *target = accumulate ? *target + sum : sum;
+    }
+
+    /// <summary>One pixel whose window (starting at <paramref name="window"/>) lies inside the image: no bounds checks.</summary>
+    private void InsidePixel(float* window, int* offsets, float* y, int outStride, bool accumulate)
+    {
+        fixed (int* starts = rowStarts)
+        fixed (float* v = values)
+        {
+            for (int o = 0; o < OutChannels; o++)
+            {
+                float sum = 0f;
+                for (int e = starts[o]; e < starts[o + 1]; e++)
+                {
+                    sum += v[e] * window[offsets[e]];
+                }
+
+                y[o] = accumulate ? y[o] + sum : sum;
+            }
+
+            if (!accumulate)
+            {
+                new Span<float>(y + OutChannels, outStride - OutChannels).Clear();
+            }
+        }
     }
 
     /// <summary>One pixel whose window starts at (iy0, ix0) of <paramref name="image"/>; taps outside the image are zero.</summary>
