@@ -93,4 +93,14 @@ public class CompressCliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("compress", dir.File("missing.safetensors"), dir.File("out.safetensors")), "missing.safetensors");
         Assert.Empty(Directory.GetFiles(dir.Path));
     }
+
+    [Fact]
+    public void Fine_tuning_a_compressed_checkpoint_is_refused_with_one_line()
+    {
+        using var dir = new TempDir();
+        string compressed = dir.File("c.safetensors");
+        Assert.Equal(0, CliRunner.Run("compress", S0, compressed, "--rank-ratio", "0.25").ExitCode);
+        var r = CliRunner.Run("train", "--init", compressed, "--data", "bundled", "--max-steps", "1", "--threads", "1", "--output", dir.File("run"));
+        CliRunner.AssertCleanFailure(r, "c.safetensors", "compressed", "not supported");
+    }
 }
