@@ -28,9 +28,9 @@ public static class LowRankSparse
         }
 
         int fullRank = Math.Min(rows, columns);
-        if (rank < 0 || rank > fullRank)
+        if (rank < 1 || rank > fullRank)
         {
-            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"The rank of a {rows} x {columns} matrix is at most {fullRank}.");
+            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"The rank of the low-rank part of a {rows} x {columns} matrix is 1 to {fullRank}.");
         }
 
         if (sparseEntries < 0 || sparseEntries > matrix.Length)

@@ -68,6 +68,19 @@ public class CompressedCheckpointTests
         var e = Assert.Throws<CheckpointException>(() => ModelCheckpoint.LoadClassifier(path));
         Assert.Equal(key, e.Key);
 
+        // Rank-1 factors of 100,000 x 100,000: 800 KB in the file, 40 GB as the dense view; refused before allocating.
+        var huge = new TensorFile();
+        huge.Metadata[CompressedCheckpoint.MetadataKey] = CompressedCheckpoint.MetadataValue;
+        huge.Tensors.Add("stem.reparam_conv.lowrank.0.weight", new StoredTensor(DType.F32, [1, 100_000, 1, 1], new byte[400_000]));
+        huge.Tensors.Add("stem.reparam_conv.lowrank.1.weight", new StoredTensor(DType.F32, [100_000, 1, 1, 1], new byte[400_000]));
+        huge.Tensors.Add("stem.reparam_conv.lowrank.1.bias", new StoredTensor(DType.F32, [100_000], new byte[400_000]));
+        string hugePath = dir.File("huge.safetensors");
+        SafetensorsWriter.Write(hugePath, huge);
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        var refused = Assert.Throws<CheckpointException>(() => ModelCheckpoint.LoadClassifier(hugePath));
+        Assert.Equal("stem.reparam_conv.lowrank.0.weight", refused.Key);
+        Assert.True(GC.GetTotalAllocatedBytes(precise: true) - before < 64L << 20, "refused before allocating the dense view");
+
         string good = dir.File("good.safetensors");
         CompressedCheckpoint.Save(Compressed(), good);
         var plain = Assert.Throws<CheckpointException>(() => ModelCheckpoint.Load(good));

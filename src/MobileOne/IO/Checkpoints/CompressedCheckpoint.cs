@@ -22,6 +22,14 @@ public static class CompressedCheckpoint
     /// <summary>The marker's value for this layout (version 1).</summary>
     public const string MetadataValue = "lowrank-sparse-1";
 
+    /// <summary>
+    /// Most float values the dense view of a file's compressed layers may hold, over all of them (2^27, 512 MB):
+    /// loading builds each compressed layer's dense weight shape (zeros) to infer and check the architecture, and a
+    /// rank-1 pair of factors declares out x in values from out + in stored ones, so without a bound a small file could
+    /// ask for gigabytes. MobileOne-S4 fused has 14.8 M parameters in all, 9 times below.
+    /// </summary>
+    public const long MaxDenseElements = 1L << 27;
+
     private const string IndicesSuffix = ".indices";
     private const string ValuesSuffix = ".values";
 
@@ -91,14 +99,26 @@ public static class CompressedCheckpoint
         var parts = new HashSet<string>(StringComparer.Ordinal);
         var dense = new TensorFile();
         var shapes = new Dictionary<string, (int[] Reduce, int[] Expand)>(StringComparer.Ordinal);
+        long denseElements = 0;
         foreach (string name in names)
         {
             var reduce = Require(file, path, name + reduceKey);
             var expand = Require(file, path, name + CompressedConv.ExpandSuffix + ".weight");
             var bias = Require(file, path, name + CompressedConv.ExpandSuffix + ".bias");
-            if (reduce.Shape.Length != 4 || expand.Shape.Length != 4 || expand.Shape[1] != reduce.Shape[0] || expand.Shape[2] != 1 || expand.Shape[3] != 1)
+            if (reduce.Shape.Length != 4 || reduce.Shape.Any(d => d < 1))
             {
-                throw new CheckpointException(path, $"has shape {Tensor.FormatShape(expand.Shape)}; with {name + reduceKey} of shape {Tensor.FormatShape(reduce.Shape)} it must be [out, {reduce.Shape.ElementAtOrDefault(0)}, 1, 1].", name + CompressedConv.ExpandSuffix + ".weight");
+                throw new CheckpointException(path, $"has shape {Tensor.FormatShape(reduce.Shape)}; the KxK factor is [r, in, kh, kw] with r at least 1.", name + reduceKey);
+            }
+
+            if (expand.Shape.Length != 4 || expand.Shape[0] < 1 || expand.Shape[1] != reduce.Shape[0] || expand.Shape[2] != 1 || expand.Shape[3] != 1)
+            {
+                throw new CheckpointException(path, $"has shape {Tensor.FormatShape(expand.Shape)}; with {name + reduceKey} of shape {Tensor.FormatShape(reduce.Shape)} it must be [out, {reduce.Shape[0]}, 1, 1].", name + CompressedConv.ExpandSuffix + ".weight");
+            }
+
+            denseElements += (long)expand.Shape[0] * reduce.Shape[1] * reduce.Shape[2] * reduce.Shape[3];
+            if (denseElements > MaxDenseElements)
+            {
+                throw new CheckpointException(path, $"declares compressed layers whose dense weights would hold more than {MaxDenseElements} values in all (this one is {expand.Shape[0]} x {reduce.Shape[1]} x {reduce.Shape[2]} x {reduce.Shape[3]}); no MobileOne is that large.", name + reduceKey);
             }
 
             shapes[name] = (reduce.Shape, expand.Shape);
