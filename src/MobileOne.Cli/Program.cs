@@ -27,6 +27,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(BenchTrainCommand.Create());
         root.Subcommands.Add(AnalyzeCommand.Create());
+        root.Subcommands.Add(CompressCommand.Create());
         root.Subcommands.Add(StudyCommand.Create());
         return root;
     }

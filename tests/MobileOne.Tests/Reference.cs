@@ -3,7 +3,11 @@ namespace MobileOne.Tests;
 /// <summary>Textbook implementations in double precision, written independently of the library's kernels.</summary>
 internal static class Reference
 {
-    public static double[] Conv2d(float[] x, int n, int c, int h, int w, float[] weight, int o, int k, int stride, int pad, int groups, float[]? bias)
+    public static double[] Conv2d(float[] x, int n, int c, int h, int w, float[] weight, int o, int k, int stride, int pad, int groups, float[]? bias) =>
+        Conv2d(x, n, c, h, w, Array.ConvertAll(weight, v => (double)v), o, k, stride, pad, groups, bias is null ? null : Array.ConvertAll(bias, v => (double)v));
+
+    /// <summary>The same convolution with double weights (a weight that is itself a double-precision sum, e.g. L + S).</summary>
+    public static double[] Conv2d(float[] x, int n, int c, int h, int w, double[] weight, int o, int k, int stride, int pad, int groups, double[]? bias)
     {
         int ho = ((h + (2 * pad) - k) / stride) + 1, wo = ((w + (2 * pad) - k) / stride) + 1;
         int cg = c / groups, og = o / groups;
@@ -30,7 +34,7 @@ internal static class Reference
                                         continue;
                                     }
 
-                                    s += (double)weight[(((oc * cg) + ic) * k + ky) * k + kx] * x[(((b * c) + (g * cg) + ic) * h + iy) * w + ix];
+                                    s += weight[(((oc * cg) + ic) * k + ky) * k + kx] * x[(((b * c) + (g * cg) + ic) * h + iy) * w + ix];
                                 }
                             }
                         }

@@ -25,9 +25,9 @@ internal static class ConvertCommand
             var layout = Options.Scheme(r.GetValue(scheme), loaded.Network);
             var network = r.GetValue(fuse) && loaded.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
             ModelCheckpoint.Save(network, destination, layout, format);
-            var written = new KeyScheme(layout, network.IsFused);
+            string written = network is Compression.CompressedNetwork ? "timm-fused-compressed" : new KeyScheme(layout, network.IsFused).Name;
             string variant = loaded.MobileOneInfo?.Variant ?? network.Architecture;
-            Console.WriteLine($"wrote {destination} ({CheckpointFormats.Name(format)}, {written.Name}, {variant}, {network.State().Count()} tensors)");
+            Console.WriteLine($"wrote {destination} ({CheckpointFormats.Name(format)}, {written}, {variant}, {network.State().Count()} tensors)");
             return 0;
         });
         return command;

@@ -36,7 +36,8 @@ internal static class ExportCommand
             }
 
             OnnxExporter.Export(network, destination, version, fuse: !asIs);
-            string form = !network.Reparameterizable ? "(no fused form)"
+            string form = network is Compression.CompressedNetwork ? "compressed (low-rank factors as two Convs; the sparse part as a dense Conv + Add, ONNX has no sparse convolution)"
+                : !network.Reparameterizable ? "(no fused form)"
                 : asIs ? "unfused (train-time branches)" : network.IsFused ? "fused" : "fused from a train-time checkpoint";
             string name = loaded.MobileOne is { } mobileOne ? $"MobileOne-{mobileOne.Config.Name}" : network.Architecture;
             double megabytes = new FileInfo(destination).Length / 1e6;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using MobileOne.Cli.Rendering;
+using MobileOne.Compression;
 using MobileOne.IO.Checkpoints;
 using MobileOne.Models;
 
@@ -22,6 +23,21 @@ internal static class InfoCommand
         {
             int imageSize = Options.Positive(r.GetValue(size), "--size");
             var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
+            if (loaded.Network is CompressedNetwork compressed)
+            {
+                var (compressedJson, compressedReport) = CompressedSummary(loaded, compressed, imageSize);
+                if (r.GetValue(json))
+                {
+                    Report.WriteJson(compressedJson);
+                }
+                else
+                {
+                    compressedReport.Write();
+                }
+
+                return 0;
+            }
+
             if (loaded.MobileOneInfo is null)
             {
                 var zoo = ZooSummary(loaded, imageSize);
@@ -50,6 +66,48 @@ internal static class InfoCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// A compressed checkpoint: params_fused and macs_fused are the deployed (compressed) graph's, the dense fused
+    /// network's beside them; parameters count the sparse values, not their indices.
+    /// </summary>
+    private static (JsonObject Json, Report Report) CompressedSummary(LoadedClassifier loaded, CompressedNetwork network, int imageSize)
+    {
+        var dense = network.Base.ToGraph();
+        var graph = network.ToGraph();
+        var config = network.Base.Config;
+        long nonZeros = network.Layers.Sum(l => (long)l.SparseValues.Length);
+        var json = new JsonObject
+        {
+            ["path"] = loaded.Path,
+            ["format"] = CheckpointFormats.Name(loaded.Format),
+            ["scheme"] = "timm-fused-compressed",
+            ["fused"] = true,
+            ["compressed"] = true,
+            ["variant"] = config.Name,
+            ["num_classes"] = network.NumClasses,
+            ["in_chans"] = network.InChans,
+            ["image_size"] = imageSize,
+            ["compressed_layers"] = network.Layers.Count,
+            ["sparse_nonzeros"] = nonZeros,
+            ["params_unfused"] = null,
+            ["params_fused"] = graph.Parameters(),
+            ["params_dense_fused"] = dense.Parameters(),
+            ["macs_unfused"] = null,
+            ["macs_fused"] = graph.MultiplyAccumulates(imageSize, imageSize),
+            ["macs_dense_fused"] = dense.MultiplyAccumulates(imageSize, imageSize),
+        };
+        var report = new Report(loaded.Path)
+            .Add("format", CheckpointFormats.Name(loaded.Format))
+            .Add("scheme", "timm-fused-compressed")
+            .Add("variant", config.Name)
+            .Add("compressed", $"{network.Layers.Count} convolutions low-rank + sparse ({nonZeros} sparse nonzeros)")
+            .Add("num_classes", network.NumClasses.ToString(CultureInfo.InvariantCulture))
+            .Add("in_chans", network.InChans.ToString(CultureInfo.InvariantCulture))
+            .Add("params (deployed / dense fused)", $"{Report.Millions(graph.Parameters())} / {Report.Millions(dense.Parameters())}")
+            .Add($"MACs at {imageSize} (deployed / dense fused)", $"{Report.Millions(graph.MultiplyAccumulates(imageSize, imageSize))} / {Report.Millions(dense.MultiplyAccumulates(imageSize, imageSize))}");
+        return (json, report);
     }
 
     /// <summary>A zoo checkpoint: the same fields as MobileOne's where they apply (the fused counts only for RepVGG).</summary>

@@ -47,6 +47,9 @@ public enum EngineLayerKind
 
     /// <summary>Zero padding of the borders that no convolution or pooling could take as its own padding.</summary>
     Pad,
+
+    /// <summary>A convolution with a sparse (CSR) weight, the sparse part of a compressed layer (scalar kernel).</summary>
+    SparseConvolution,
 }
 
 /// <summary>One layer of a compiled plan, in execution order.</summary>

@@ -136,6 +136,10 @@ internal sealed class EnginePlan
             case OpKind.Pad:
                 yield return new PadStep(op, j) { Layer = j };
                 break;
+            case OpKind.SparseConv:
+                var sp = op.Sparse!;
+                yield return new SparseConvStep(op, j, new SparseConvolution(sp.InChannels, sp.OutChannels, sp.KernelHeight, sp.KernelWidth, sp.StrideH, sp.StrideW, sp.PadH, sp.PadW, sp.RowStarts, sp.Columns, sp.Values)) { Layer = j };
+                break;
             case OpKind.Linear:
                 var l = op.Linear!;
                 yield return new LinearStep(op, j, new PackedPanels(l.Weight, l.Bias ?? new float[l.OutFeatures], l.OutFeatures, l.InFeatures)) { Layer = j };
@@ -194,6 +198,9 @@ internal sealed class EnginePlan
             OpKind.Softmax => new EngineLayer(op.Name, EngineLayerKind.Softmax, inChannels, outChannels, 1, 1, "softmax-channels-scalar"),
             OpKind.Concat => new EngineLayer(op.Name, EngineLayerKind.Concat, inChannels, outChannels, 1, 1, $"concat-{op.Reads.Length}"),
             OpKind.Pad => new EngineLayer(op.Name, EngineLayerKind.Pad, inChannels, outChannels, 1, 1, "zero-pad-nhwc"),
+            OpKind.SparseConv => new EngineLayer(op.Name, EngineLayerKind.SparseConvolution, inChannels, outChannels, op.Sparse!.KernelHeight, op.Sparse.StrideH,
+                $"sparse-csr-{op.Sparse.NonZeros}nz-scalar" + (op.Accumulate ? "+accumulate" : string.Empty) + (op.Residual >= 0 ? "+residual" : string.Empty)
+                + (op.Activation != ActivationKind.None ? "+" + op.Activation.ToString().ToLowerInvariant() : string.Empty)),
             _ => new EngineLayer(op.Name, EngineLayerKind.Linear, inChannels, outChannels, 1, 1, GemmName),
         };
     }
@@ -426,6 +433,7 @@ internal sealed class EnginePlan
                 OpKind.Conv => (long)op.Conv!.OutChannels * (op.Conv.InChannels / op.Conv.Groups) * op.Conv.KernelH * op.Conv.KernelW * o.Height * o.Width,
                 OpKind.SqueezeExcite => 2L * op.SqueezeExcite!.Channels * op.SqueezeExcite.Reduced,
                 OpKind.Linear => (long)op.Linear!.InFeatures * op.Linear.OutFeatures,
+                OpKind.SparseConv => op.Sparse!.MultiplyAccumulates([i], o),
                 OpKind.DyRelu or OpKind.DynamicShiftMax => op.Dynamic!.MultiplyAccumulates([i], o),
                 _ => 0,
             };

@@ -597,6 +597,19 @@ internal sealed unsafe class AddStep(EngineOp op, int index) : OpStep(op, index)
     }
 }
 
+/// <summary>A sparse (CSR) convolution of an NHWC value; pixels of all images split between shares.</summary>
+internal sealed unsafe class SparseConvStep(EngineOp op, int index, SparseConvolution kernel) : OpStep(op, index)
+{
+    public override void Run(RunState s, int share)
+    {
+        var i = s.Layout(Op.Reads[0]);
+        var o = s.Layout(Op.Output);
+        (long p0, long p1) = s.Share(o.Pixels(s.Shape.Batch), share);
+        kernel.Run(s.Value(Op.Reads[0]), i.Height, i.Width, i.Stride, s.Value(Op.Output), o.Height, o.Width, o.Stride, p0, p1, Op.Accumulate);
+        Epilogue(s, p0, p1, activationDone: false);
+    }
+}
+
 /// <summary>An activation into a new value (when its input has other readers); pixels split between shares.</summary>
 internal sealed unsafe class ActivationStep(EngineOp op, int index) : OpStep(op, index)
 {

@@ -19,6 +19,9 @@ internal enum OpKind
     Softmax,
     Concat,
     Pad,
+
+    /// <summary>A convolution with a sparse (CSR) weight: the sparse part of a compressed layer.</summary>
+    SparseConv,
 }
 
 /// <summary>Which kernel runs a convolution.</summary>
@@ -93,6 +96,8 @@ internal sealed class EngineOp
     public LinearNode? Linear { get; init; }
 
     public PadNode? Pad { get; init; }
+
+    public SparseConvNode? Sparse { get; init; }
 }
 
 /// <summary>
@@ -252,6 +257,10 @@ internal sealed class GraphProgram
 
                 case GlobalAveragePoolNode gap:
                     EmitNew(new EngineOp { Kind = OpKind.GlobalPool, Name = gap.Name, Reads = [engineValue[gap.Input]] }, produced);
+                    break;
+
+                case SparseConvNode sparse:
+                    EmitNew(new EngineOp { Kind = OpKind.SparseConv, Name = sparse.Name, Reads = [engineValue[sparse.Input]], Sparse = sparse }, produced);
                     break;
 
                 case LinearNode linear:

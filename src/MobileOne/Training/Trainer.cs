@@ -212,6 +212,11 @@ public static partial class Trainer
         if (options.Init is string init)
         {
             var loaded = ModelCheckpoint.LoadClassifier(init);
+            if (loaded.Network is Compression.CompressedNetwork)
+            {
+                throw new ArgumentException($"{init} is a compressed (low-rank + sparse) checkpoint; fine-tuning compressed layers is not supported yet (the training layers have no factorized or sparse convolution; docs/ideas.md).");
+            }
+
             if (loaded.Network.IsFused)
             {
                 throw new ArgumentException($"{init} is fused; --init needs a train-time checkpoint, since a fused model has no branches to train.");

@@ -50,6 +50,11 @@ public static class ModelCheckpoint
     /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>).</summary>
     public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
+        if (CompressedCheckpoint.IsCompressed(file))
+        {
+            return CompressedCheckpoint.FromTensorFile(file, path, format);
+        }
+
         var (named, layout) = ZooCheckpoint.InTimmNames(file, path);
         var shapes = ZooCheckpoint.Shapes(named);
         if (ZooCheckpoint.DetectFamily(shapes) is not null)
@@ -64,6 +69,11 @@ public static class ModelCheckpoint
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
     public static LoadedModel FromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
+        if (CompressedCheckpoint.IsCompressed(file))
+        {
+            throw new CheckpointException(path, "holds a compressed (low-rank + sparse) MobileOne: it runs on the engine (eval, forward, bench, export) but is not a trainable MobileOne network (fine-tuning compressed layers is not supported yet; docs/ideas.md).");
+        }
+
         var scheme = KeyNames.Detect(file.Tensors.Keys, out string? problem);
         if (problem is not null)
         {
@@ -129,6 +139,13 @@ public static class ModelCheckpoint
     /// <summary>The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as I64.</summary>
     public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32)
     {
+        if (network is Compression.CompressedNetwork compressed)
+        {
+            return layout == KeyLayout.Timm && floatType == DType.F32
+                ? CompressedCheckpoint.ToTensorFile(compressed)
+                : throw new ArgumentException("A compressed network is stored in timm's names as F32 (docs/ideas.md).", nameof(layout));
+        }
+
         bool repVgg = network is not MobileOneNetwork && ModelRegistry.Find(network.Architecture)?.Family == "repvgg";
         if (layout == KeyLayout.Apple && network is not MobileOneNetwork)
         {
@@ -157,6 +174,11 @@ public static class ModelCheckpoint
     public static void Save(ClassifierNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
     {
         var chosen = format ?? CheckpointFormats.ForOutputPath(path);
+        if (network is Compression.CompressedNetwork && chosen != CheckpointFormat.Safetensors)
+        {
+            throw new CheckpointException(path, "a compressed network is saved as .safetensors (its metadata marks the file as compressed; torch.save files carry no metadata).");
+        }
+
         CheckpointFile.Write(path, ToTensorFile(network, layout), chosen);
     }
 

@@ -90,6 +90,9 @@ internal sealed class OnnxGraphWriter
     private (string Value, ValueForm Form) Emit(GraphNode node, string name, string output) => node switch
     {
         ConvNode conv => (Conv(conv, name, output), new ValueForm(4, forms[conv.Input].UnitSpatial && StaysUnit((conv.DilationH * (conv.KernelHeight - 1)) + 1, conv.PadH, conv.StrideH) && StaysUnit((conv.DilationW * (conv.KernelWidth - 1)) + 1, conv.PadW, conv.StrideW))),
+        // ONNX has no sparse convolution: the sparse part of a compressed layer is written as the dense Conv it equals
+        // (zeros where nothing is stored), which the following Add sums like any branch.
+        SparseConvNode sparse => Emit(sparse.ToDense(), name, output),
         BatchNormNode bn => (BatchNorm(bn, name, output), new ValueForm(4, forms[bn.Input].UnitSpatial)),
         ActivationNode act => (Activation(act.Activation, values[act.Input], name, output), forms[act.Input]),
         SqueezeExciteNode se => (SqueezeExcite(se, name, output), new ValueForm(4, forms[se.Input].UnitSpatial)),
