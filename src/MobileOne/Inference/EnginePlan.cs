@@ -93,7 +93,12 @@ internal sealed class EnginePlan
                 yield return new InputLayoutStep(op, j) { Layer = j };
                 break;
             case OpKind.Conv when op.ConvKernel == ConvKernelKind.Winograd:
-                yield return new WinogradStep(op, j, new WinogradWeights(op.Conv!, strides[op.Reads[0]])) { Layer = j };
+                var winograd = new WinogradWeights(op.Conv!, strides[op.Reads[0]]);
+                for (int phase = 0; phase < WinogradStep.Phases; phase++)
+                {
+                    yield return new WinogradStep(op, j, winograd, phase) { Layer = j };
+                }
+
                 break;
             case OpKind.Conv:
                 yield return CreateConvStep(op, j);
@@ -236,7 +241,7 @@ internal sealed class EnginePlan
 
         var offsets = AssignOffsets(values, batch, fusedPair, out long valueFloats);
 
-        long scratch = 0, workspace = 0;
+        long scratch = 0, workspace = 0, winogradRegion = 0;
         int seStride = 0, hidden = 0, coefStride = 0;
         var kernels = new IGeneralConvolution?[ops.Count];
         var stemOffsets = new int[]?[ops.Count];
@@ -281,6 +286,12 @@ internal sealed class EnginePlan
                     break;
                 case ConvKernelKind.Winograd:
                     scratch = Math.Max(scratch, WinogradStep.ScratchFloats(input.Stride));
+                    long tiles = (long)batch * Winograd.Tiles(output.Height) * Winograd.Tiles(output.Width);
+                    if (WinogradStep.SplitsElements(Shares, tiles, input.Stride, output.Stride))
+                    {
+                        winogradRegion = Math.Max(winogradRegion, WinogradStep.RegionFloats(tiles, input.Stride, output.Stride));
+                    }
+
                     break;
                 case ConvKernelKind.General:
                     var geometry = ConvGeometry.Square(1, c.InChannels, input.Height, input.Width, c.OutChannels, c.KernelH, c.StrideH, c.PadH, c.Groups);
@@ -297,6 +308,7 @@ internal sealed class EnginePlan
         sizes[(int)Region.SeGate] = (long)batch * seStride;
         sizes[(int)Region.SeHidden] = (long)Shares * hidden;
         sizes[(int)Region.DynCoef] = (long)batch * coefStride;
+        sizes[(int)Region.Winograd] = winogradRegion;
         long scratchPerShare = AlignedBuffer.RoundUp(scratch);
         long workspacePerShare = AlignedBuffer.RoundUp(workspace);
         sizes[(int)Region.Scratch] = Shares * scratchPerShare;

@@ -14,6 +14,9 @@ internal enum Region
 
     /// <summary>Per image: the coefficients of a dynamic activation (DyReLU, dynamic shift-max).</summary>
     DynCoef,
+
+    /// <summary>A Winograd convolution's transformed input and products when it splits the work by element (small layers on several threads).</summary>
+    Winograd,
     Count,
 }
 

@@ -39,17 +39,41 @@ internal sealed unsafe class WinogradWeights
 }
 
 /// <summary>
-/// A Winograd convolution in one step. Shares take a grid of tile groups x 64-channel panels (as pointwise GEMMs
-/// split pixels and panels). For each chunk of its tiles a share transforms the input patches into its scratch
-/// (V_e[tile, channel]), then for each of its panels runs the 16 products V_e x U_e into the scratch and the output
-/// transform, which writes the chunk's output pixels (bias or accumulate, residual, activation) while they are in
-/// cache. Shares of the same tiles but other panels transform the same patches again: that costs a few percent of
-/// the products (about 3 additions per transformed value against 2 x 64 flops per value and panel), and it keeps the
-/// memory per share instead of a transformed copy of the whole input (16/4 the size of the input: 200 MB for a batch
-/// of 64 at ResNet's 56x56x64).
+/// One of the three phases of a Winograd convolution; the plan runs them as three steps (barriers between them), and
+/// which phases do the work depends on the shape.
+/// <para>Per tile (many tiles per share, e.g. 56x56 and 28x28 layers, or batches): phase 0 does everything. Shares
+/// take a grid of tile groups x 64-channel panels (as pointwise GEMMs split pixels and panels). For each chunk of its
+/// tiles a share transforms the input patches into its scratch (V_e[tile, channel]), then for each of its panels runs
+/// the 16 products V_e x U_e into the scratch and the output transform, which writes the chunk's output pixels (bias
+/// or accumulate, residual, activation) while they are in cache. Shares of the same tiles but other panels transform
+/// the same patches again: a few percent of the products (about 3 additions per transformed value against 2 x 64
+/// flops per value and panel). Memory stays per share instead of a transformed copy of the whole input (16/4 the
+/// size of the input: 200 MB for a batch of 64 at ResNet's 56x56x64). Phases 1 and 2 return at once.</para>
+/// <para>Per element (fewer than <see cref="TilesPerShare"/> tiles per share: a 14x14 or 7x7 layer of one image on
+/// several threads): split by tiles, each share would get a handful of tiles and stream all 16 transformed weights
+/// (2.4 MB at 192 channels) for them. Instead phase 0 transforms all tiles into <see cref="Region.Winograd"/>
+/// (shares split the tiles), phase 1 runs the 16 x panels products, each on all tiles (shares split the
+/// (element, panel) pairs, so every weight is read once), into the same region, and phase 2 runs the output
+/// transform (shares split the tiles).</para>
 /// </summary>
-internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeights weights) : OpStep(op, index)
+internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeights weights, int phase) : OpStep(op, index)
 {
+    /// <summary>Phases of one convolution, in order.</summary>
+    public const int Phases = 3;
+
+    /// <summary>Below this many tiles per share the products are split by element and panel instead of by tiles.</summary>
+    public const int TilesPerShare = 24;
+
+    /// <summary>The most floats the per-element scheme keeps in <see cref="Region.Winograd"/> (16 MB).</summary>
+    private const long ElementRegionLimit = 4L * 1024 * 1024;
+
+    /// <summary>Whether a shape runs per element: several shares, few tiles each, and the whole transform small.</summary>
+    public static bool SplitsElements(int shares, long tiles, int inStride, int outStride) =>
+        shares > 1 && tiles < (long)TilesPerShare * shares && RegionFloats(tiles, inStride, outStride) <= ElementRegionLimit;
+
+    /// <summary>Floats of <see cref="Region.Winograd"/> the per-element scheme uses: V [16, tiles, in] then M [16, tiles, out].</summary>
+    public static long RegionFloats(long tiles, int inStride, int outStride) => Winograd.Elements * tiles * (inStride + outStride);
+
     /// <summary>Most tiles per chunk.</summary>
     public const int MaxChunk = 60;
 
@@ -86,6 +110,66 @@ internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeight
         var g = GeometryOf(s, Op);
         var o = s.Layout(Op.Output);
         long tiles = (long)s.Shape.Batch * g.TilesPerImage;
+        if (!SplitsElements(s.Shares, tiles, g.InStride, o.Stride))
+        {
+            if (phase == 0)
+            {
+                RunTiles(s, share, g, o, tiles);
+            }
+
+            return;
+        }
+
+        float* v = s[Region.Winograd], m = v + ((long)Winograd.Elements * tiles * g.InStride);
+        long inPlane = tiles * g.InStride, outPlane = tiles * o.Stride;
+        switch (phase)
+        {
+            case 0:
+                {
+                    (long t0, long t1) = s.Share(tiles, share);
+                    Winograd.TransformInput(s.Isa, s.Value(Op.Reads[0]), g, t0, t1, v + (t0 * g.InStride), inPlane);
+                    break;
+                }
+
+            case 1:
+                {
+                    // Element-major pairs, so a share's consecutive products read the same V_e.
+                    int panels = weights.Elements[0].PanelCount;
+                    (long u0, long u1) = s.Share((long)Winograd.Elements * panels, share);
+                    for (long u = u0; u < u1; u++)
+                    {
+                        int e = (int)(u / panels), p = (int)(u % panels);
+                        PackedGemm.Run(s.Isa, v + (e * inPlane), g.InStride, (int)tiles, weights.Elements[e], p, p + 1, 0, weights.Elements[e].K, m + (e * outPlane), o.Stride, 0);
+                    }
+
+                    break;
+                }
+
+            default:
+                {
+                    (long t0, long t1) = s.Share(tiles, share);
+                    int count = (int)(t1 - t0);
+                    if (count == 0)
+                    {
+                        break;
+                    }
+
+                    Winograd.TransformOutput(
+                        s.Isa, m + (t0 * o.Stride), (nint)outPlane, o.Stride, t0, count, g, 0, o.Stride, s.Value(Op.Output), o.Stride, weights.Bias, Op.Accumulate,
+                        Op.Residual >= 0 ? s.Value(Op.Residual) : null, Op.Residual >= 0 ? s.Layout(Op.Residual).Stride : 0, Op.Activation == ActivationKind.Relu);
+                    if (Op.Activation is not ActivationKind.None and not ActivationKind.Relu)
+                    {
+                        ActivateTiles(s, g, t0, count, 0, o.Channels);
+                    }
+
+                    break;
+                }
+        }
+    }
+
+    /// <summary>The per-tile scheme: the whole convolution for this share's tiles and panels.</summary>
+    private void RunTiles(RunState s, int share, in Winograd.Geometry g, ValueLayout o, long tiles)
+    {
         var first = weights.Elements[0];
         var (r0, r1, p0, p1) = ShareGrid.Split(
             tiles, first, s.Shares, share,

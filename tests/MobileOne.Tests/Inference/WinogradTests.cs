@@ -62,7 +62,8 @@ public class WinogradTests
 
         // The stem reads the caller's NCHW input through its own kernel, not Winograd.
         Assert.DoesNotContain("winograd", Algorithm("stem"), StringComparison.Ordinal);
-        foreach (var (batch, h, w) in new[] { (1, 9, 9), (2, 16, 11), (3, 14, 14), (1, 31, 6) })
+        // Small inputs on several threads split the products by element; 2 x 40 x 33 (800 tiles) by tiles.
+        foreach (var (batch, h, w) in new[] { (1, 9, 9), (2, 16, 11), (3, 14, 14), (1, 31, 6), (2, 40, 33) })
         {
             var input = EngineTestSupport.RandomInput(rng, batch, 5, h, w);
             var expected = GraphReference.Evaluate(graph, input).Select(v => (float)v).ToArray();
@@ -88,6 +89,18 @@ public class WinogradTests
             using var model = CompiledModel.Compile(g, new InferenceOptions { Threads = threads });
             EngineTestSupport.AssertClose(expected, model.Run(input).Data, $"{size}x{size}x{channels} x{threads}");
         }
+    }
+
+    [Fact]
+    public void Few_tiles_per_share_split_the_products_by_element_and_many_by_tiles()
+    {
+        Assert.False(WinogradStep.SplitsElements(shares: 1, tiles: 16, inStride: 512, outStride: 512));
+        Assert.True(WinogradStep.SplitsElements(shares: 8, tiles: 49, inStride: 192, outStride: 192));
+        Assert.True(WinogradStep.SplitsElements(shares: 8, tiles: 16, inStride: 512, outStride: 512));
+        Assert.False(WinogradStep.SplitsElements(shares: 8, tiles: 784, inStride: 64, outStride: 64));
+
+        // A batch large enough to need more than 16 MB of transformed values goes per tile whatever the tile count.
+        Assert.False(WinogradStep.SplitsElements(shares: 64, tiles: 1000, inStride: 512, outStride: 512));
     }
 
     /// <summary>
