@@ -95,9 +95,6 @@ public sealed record TrainingOptions
     /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
     public string AutoAugment { get; init; } = "none";
 
-    /// <summary>Images per evaluation batch: <see cref="BatchSize"/>, at least 1.</summary>
-    public int EvalBatchSize => Math.Max(BatchSize, 1);
-
     /// <summary>Throws an <see cref="ArgumentException"/> naming the command-line option of the first value out of range; <see cref="Trainer.Run"/> calls it first.</summary>
     public void Validate()
     {

@@ -8,18 +8,18 @@ namespace MobileOne.Data;
 /// </summary>
 public sealed class ImageFolderDataset : IImageDataset
 {
-    private readonly string[] _paths;
-    private readonly int[] _labels;
-    private readonly string[] _classes;
-    private readonly IImageDecoder _decoder;
+    private readonly string[] paths;
+    private readonly int[] labels;
+    private readonly string[] classes;
+    private readonly IImageDecoder decoder;
 
     private ImageFolderDataset(string root, string[] classes, string[] paths, int[] labels, IImageDecoder decoder, int channels)
     {
         Source = root;
-        _classes = classes;
-        _paths = paths;
-        _labels = labels;
-        _decoder = decoder;
+        this.classes = classes;
+        this.paths = paths;
+        this.labels = labels;
+        this.decoder = decoder;
         Channels = channels;
     }
 
@@ -27,22 +27,22 @@ public sealed class ImageFolderDataset : IImageDataset
     public string Source { get; }
 
     /// <inheritdoc/>
-    public int Count => _paths.Length;
+    public int Count => this.paths.Length;
 
     /// <inheritdoc/>
     public int Channels { get; }
 
     /// <inheritdoc/>
-    public IReadOnlyList<string> ClassNames => _classes;
+    public IReadOnlyList<string> ClassNames => this.classes;
 
     /// <summary>The image files in sample order.</summary>
-    public IReadOnlyList<string> Paths => _paths;
+    public IReadOnlyList<string> Paths => this.paths;
 
     /// <summary>Images per class, in label order.</summary>
     public int[] CountsPerClass()
     {
-        var counts = new int[_classes.Length];
-        foreach (int label in _labels)
+        var counts = new int[this.classes.Length];
+        foreach (int label in this.labels)
         {
             counts[label]++;
         }
@@ -124,19 +124,19 @@ public sealed class ImageFolderDataset : IImageDataset
     }
 
     /// <inheritdoc/>
-    public int GetLabel(int index) => _labels[index];
+    public int GetLabel(int index) => this.labels[index];
 
     /// <inheritdoc/>
-    public string Describe(int index) => _paths[index];
+    public string Describe(int index) => this.paths[index];
 
     /// <inheritdoc/>
     public ByteImage Load(int index)
     {
-        string path = _paths[index];
+        string path = this.paths[index];
         ByteImage image;
         try
         {
-            image = _decoder.Decode(path, Channels);
+            image = this.decoder.Decode(path, Channels);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -6,10 +6,10 @@ namespace MobileOne.Data;
 /// </summary>
 public sealed class InMemoryImageDataset : IImageDataset
 {
-    private readonly byte[] _pixels;
-    private readonly int[] _labels;
-    private readonly string[] _classNames;
-    private readonly string _imagesName;
+    private readonly byte[] pixels;
+    private readonly int[] labels;
+    private readonly string[] classNames;
+    private readonly string imagesName;
 
     /// <paramref name="count"/> images of <paramref name="height"/> x <paramref name="width"/> x <paramref name="channels"/> bytes, one after another in <paramref name="pixels"/> (not copied), with their labels.
     public InMemoryImageDataset(
@@ -29,10 +29,10 @@ public sealed class InMemoryImageDataset : IImageDataset
             throw new ArgumentException($"{count} images but {labels.Length} labels.", nameof(labels));
         }
 
-        _pixels = pixels;
-        _labels = labels;
-        _classNames = classNames.ToArray();
-        _imagesName = imagesName;
+        this.pixels = pixels;
+        this.labels = labels;
+        this.classNames = classNames.ToArray();
+        this.imagesName = imagesName;
         Count = count;
         Height = height;
         Width = width;
@@ -56,28 +56,28 @@ public sealed class InMemoryImageDataset : IImageDataset
     public int Channels { get; }
 
     /// <inheritdoc/>
-    public IReadOnlyList<string> ClassNames => _classNames;
+    public IReadOnlyList<string> ClassNames => this.classNames;
 
     /// <summary>Every sample's label.</summary>
-    public ReadOnlySpan<int> Labels => _labels;
+    public ReadOnlySpan<int> Labels => this.labels;
 
     /// <summary>The pixels of image <paramref name="index"/> without copying.</summary>
     public ReadOnlySpan<byte> Pixels(int index)
     {
         CheckIndex(index);
         int size = Height * Width * Channels;
-        return _pixels.AsSpan(index * size, size);
+        return this.pixels.AsSpan(index * size, size);
     }
 
     /// <inheritdoc/>
     public int GetLabel(int index)
     {
         CheckIndex(index);
-        return _labels[index];
+        return this.labels[index];
     }
 
     /// <inheritdoc/>
-    public string Describe(int index) => $"{_imagesName}[{index}]";
+    public string Describe(int index) => $"{this.imagesName}[{index}]";
 
     /// <inheritdoc/>
     public ByteImage Load(int index)

@@ -9,8 +9,8 @@ namespace MobileOne.Data;
 /// </summary>
 public sealed class ByteImage : IDisposable
 {
-    private byte[]? _pixels;
-    private readonly bool _rented;
+    private byte[]? pixels;
+    private readonly bool rented;
 
     /// <summary>Wraps an existing array (not pooled); it must hold at least width*height*channels bytes.</summary>
     public ByteImage(int width, int height, int channels, byte[] pixels)
@@ -30,8 +30,8 @@ public sealed class ByteImage : IDisposable
         Width = width;
         Height = height;
         Channels = channels;
-        _pixels = pixels;
-        _rented = rented;
+        this.pixels = pixels;
+        this.rented = rented;
     }
 
     /// <summary>Width in pixels.</summary>
@@ -50,7 +50,7 @@ public sealed class ByteImage : IDisposable
     public int Stride => Width * Channels;
 
     /// <summary>The pixel array (possibly longer than <see cref="Length"/>); throws once disposed.</summary>
-    public byte[] Pixels => _pixels ?? throw new ObjectDisposedException(nameof(ByteImage));
+    public byte[] Pixels => this.pixels ?? throw new ObjectDisposedException(nameof(ByteImage));
 
     /// <summary>The image's bytes, rows top to bottom, channels interleaved.</summary>
     public Span<byte> Span => Pixels.AsSpan(0, Length);
@@ -79,8 +79,8 @@ public sealed class ByteImage : IDisposable
     /// <summary>Returns the pixels to their pool, if pooled; the image is unusable afterwards.</summary>
     public void Dispose()
     {
-        byte[]? pixels = Interlocked.Exchange(ref _pixels, null);
-        if (pixels is not null && _rented)
+        byte[]? pixels = Interlocked.Exchange(ref this.pixels, null);
+        if (pixels is not null && this.rented)
         {
             ArrayPool<byte>.Shared.Return(pixels);
         }

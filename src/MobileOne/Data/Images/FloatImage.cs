@@ -9,8 +9,8 @@ namespace MobileOne.Data;
 /// </summary>
 public sealed class FloatImage : IDisposable
 {
-    private float[]? _data;
-    private readonly bool _rented;
+    private float[]? data;
+    private readonly bool rented;
 
     /// <summary>A channels x height x width planar image over <paramref name="data"/>.</summary>
     public FloatImage(int channels, int height, int width, float[] data)
@@ -30,8 +30,8 @@ public sealed class FloatImage : IDisposable
         Channels = channels;
         Height = height;
         Width = width;
-        _data = data;
-        _rented = rented;
+        this.data = data;
+        this.rented = rented;
     }
 
     /// <summary>Number of planes.</summary>
@@ -47,7 +47,7 @@ public sealed class FloatImage : IDisposable
     public int Length => Channels * Height * Width;
 
     /// <summary>The value array (possibly longer than <see cref="Length"/>); throws once disposed.</summary>
-    public float[] Data => _data ?? throw new ObjectDisposedException(nameof(FloatImage));
+    public float[] Data => this.data ?? throw new ObjectDisposedException(nameof(FloatImage));
 
     /// <summary>The image's values, plane after plane.</summary>
     public Span<float> Span => Data.AsSpan(0, Length);
@@ -68,8 +68,8 @@ public sealed class FloatImage : IDisposable
     /// <summary>Returns the values to their pool, if pooled.</summary>
     public void Dispose()
     {
-        float[]? data = Interlocked.Exchange(ref _data, null);
-        if (data is not null && _rented)
+        float[]? data = Interlocked.Exchange(ref this.data, null);
+        if (data is not null && this.rented)
         {
             ArrayPool<float>.Shared.Return(data);
         }

@@ -13,8 +13,8 @@ public readonly record struct SkippedImage(string File, string Problem);
 /// </summary>
 public sealed class Batch : IDisposable
 {
-    private readonly Action<float[]>? _return;
-    private int _disposed;
+    private readonly Action<float[]>? giveBack;
+    private int disposed;
 
     internal Batch(Tensor images, int[] labels, int[] indices, int epoch, int step, IReadOnlyList<SkippedImage> skipped, Action<float[]>? giveBack)
     {
@@ -24,7 +24,7 @@ public sealed class Batch : IDisposable
         Epoch = epoch;
         Step = step;
         Skipped = skipped;
-        _return = giveBack;
+        this.giveBack = giveBack;
     }
 
     /// <summary>The images, NCHW, preprocessed.</summary>
@@ -58,9 +58,9 @@ public sealed class Batch : IDisposable
     /// <summary>Gives the buffers back to the loader for reuse.</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        if (Interlocked.Exchange(ref disposed, 1) == 0)
         {
-            _return?.Invoke(Images.Data);
+            giveBack?.Invoke(Images.Data);
         }
     }
 }

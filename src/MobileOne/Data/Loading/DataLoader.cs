@@ -19,9 +19,9 @@ public sealed class DataLoader
 {
     private const int SkippedListLimit = 1000;
 
-    private readonly ConcurrentBag<float[]> _buffers = [];
-    private readonly ConcurrentQueue<SkippedImage> _skippedList = new();
-    private long _skipped;
+    private readonly ConcurrentBag<float[]> buffers = [];
+    private readonly ConcurrentQueue<SkippedImage> skippedList = new();
+    private long skipped;
 
     /// <summary>A loader over <paramref name="dataset"/> that applies <paramref name="transform"/> to each sample; workers start on the first enumeration.</summary>
     public DataLoader(IImageDataset dataset, SampleTransform transform, DataLoaderOptions options)
@@ -92,10 +92,10 @@ public sealed class DataLoader
     public int BatchesPerEpoch { get; }
 
     /// <summary>Images skipped so far (over all epochs) because they could not be decoded.</summary>
-    public long SkippedImages => Interlocked.Read(ref _skipped);
+    public long SkippedImages => Interlocked.Read(ref this.skipped);
 
     /// <summary>The skipped images (the first 1000), for a report.</summary>
-    public IReadOnlyList<SkippedImage> SkippedList => _skippedList.ToArray();
+    public IReadOnlyList<SkippedImage> SkippedList => skippedList.ToArray();
 
     /// <summary>The order in which epoch <paramref name="epoch"/> visits the data set.</summary>
     public int[] EpochOrder(int epoch)
@@ -168,9 +168,9 @@ public sealed class DataLoader
             {
                 var entry = new SkippedImage(e.FilePath, e.Problem);
                 (skipped ??= []).Add(entry);
-                if (Interlocked.Increment(ref _skipped) <= SkippedListLimit)
+                if (Interlocked.Increment(ref this.skipped) <= SkippedListLimit)
                 {
-                    _skippedList.Enqueue(entry);
+                    skippedList.Enqueue(entry);
                 }
 
                 continue;
@@ -203,7 +203,7 @@ public sealed class DataLoader
 
     private float[] RentBuffer(int length)
     {
-        if (length == Options.BatchSize * Transform.SampleLength && _buffers.TryTake(out float[]? buffer))
+        if (length == Options.BatchSize * Transform.SampleLength && buffers.TryTake(out float[]? buffer))
         {
             return buffer;
         }
@@ -213,57 +213,57 @@ public sealed class DataLoader
 
     private void GiveBack(float[] buffer)
     {
-        if (buffer.Length == Options.BatchSize * Transform.SampleLength && _buffers.Count < Options.Prefetch + Options.Workers + 2)
+        if (buffer.Length == Options.BatchSize * Transform.SampleLength && buffers.Count < Options.Prefetch + Options.Workers + 2)
         {
-            _buffers.Add(buffer);
+            buffers.Add(buffer);
         }
     }
 
     /// <summary>Worker threads of one epoch and the in-order hand-off of their batches.</summary>
     private sealed class PrefetchRun : IDisposable
     {
-        private readonly DataLoader _loader;
-        private readonly int[] _order;
-        private readonly int _epoch;
-        private readonly int _end;
-        private readonly CancellationTokenSource _stop;
-        private readonly SemaphoreSlim _slots;
-        private readonly Dictionary<int, object> _ready = [];
-        private readonly Thread[] _threads;
-        private int _next;
+        private readonly DataLoader loader;
+        private readonly int[] order;
+        private readonly int epoch;
+        private readonly int end;
+        private readonly CancellationTokenSource stop;
+        private readonly SemaphoreSlim slots;
+        private readonly Dictionary<int, object> ready = [];
+        private readonly Thread[] threads;
+        private int next;
 
         public PrefetchRun(DataLoader loader, int[] order, int epoch, int startStep, CancellationToken cancellationToken)
         {
-            _loader = loader;
-            _order = order;
-            _epoch = epoch;
-            _end = loader.BatchesPerEpoch;
-            _next = startStep;
-            _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            this.loader = loader;
+            this.order = order;
+            this.epoch = epoch;
+            end = loader.BatchesPerEpoch;
+            next = startStep;
+            stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             int capacity = Math.Max(loader.Options.Prefetch, loader.Options.Workers);
-            _slots = new SemaphoreSlim(capacity, capacity);
-            _threads = new Thread[loader.Options.Workers];
-            for (int i = 0; i < _threads.Length; i++)
+            slots = new SemaphoreSlim(capacity, capacity);
+            this.threads = new Thread[loader.Options.Workers];
+            for (int i = 0; i < this.threads.Length; i++)
             {
-                _threads[i] = new Thread(Work) { IsBackground = true, Name = $"mobileone-loader-{i}" };
-                _threads[i].Start();
+                this.threads[i] = new Thread(Work) { IsBackground = true, Name = $"mobileone-loader-{i}" };
+                this.threads[i].Start();
             }
         }
 
         public Batch Take(int step)
         {
-            _stop.Token.ThrowIfCancellationRequested();
+            stop.Token.ThrowIfCancellationRequested();
             object result;
-            lock (_ready)
+            lock (ready)
             {
-                while (!_ready.Remove(step, out result!))
+                while (!ready.Remove(step, out result!))
                 {
-                    _stop.Token.ThrowIfCancellationRequested();
-                    Monitor.Wait(_ready, 50);
+                    stop.Token.ThrowIfCancellationRequested();
+                    Monitor.Wait(ready, 50);
                 }
             }
 
-            _slots.Release();
+            slots.Release();
             if (result is ExceptionDispatchInfo failure)
             {
                 failure.Throw();
@@ -274,32 +274,32 @@ public sealed class DataLoader
 
         public void Dispose()
         {
-            _stop.Cancel();
-            foreach (var t in _threads)
+            stop.Cancel();
+            foreach (var t in this.threads)
             {
                 t.Join();
             }
 
-            _stop.Dispose();
-            _slots.Dispose();
+            stop.Dispose();
+            slots.Dispose();
         }
 
         private void Work()
         {
-            var token = _stop.Token;
+            var token = stop.Token;
             while (true)
             {
                 try
                 {
-                    _slots.Wait(token);
+                    slots.Wait(token);
                 }
                 catch (OperationCanceledException)
                 {
                     return;
                 }
 
-                int step = Interlocked.Increment(ref _next) - 1;
-                if (step >= _end)
+                int step = Interlocked.Increment(ref next) - 1;
+                if (step >= end)
                 {
                     return;
                 }
@@ -307,17 +307,17 @@ public sealed class DataLoader
                 object result;
                 try
                 {
-                    result = _loader.Build(_order, _epoch, step);
+                    result = this.loader.Build(this.order, this.epoch, step);
                 }
                 catch (Exception e)
                 {
                     result = ExceptionDispatchInfo.Capture(e);
                 }
 
-                lock (_ready)
+                lock (ready)
                 {
-                    _ready[step] = result;
-                    Monitor.PulseAll(_ready);
+                    ready[step] = result;
+                    Monitor.PulseAll(ready);
                 }
 
                 if (token.IsCancellationRequested)

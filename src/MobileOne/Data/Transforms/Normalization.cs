@@ -7,9 +7,9 @@ namespace MobileOne.Data.Transforms;
 /// </summary>
 public sealed class Normalization
 {
-    private readonly float[] _mean;
-    private readonly float[] _std;
-    private readonly float[][] _table;
+    private readonly float[] mean;
+    private readonly float[] std;
+    private readonly float[][] table;
 
     /// <summary>Per-channel <paramref name="mean"/> and <paramref name="std"/> of pixels scaled to [0, 1].</summary>
     public Normalization(float[] mean, float[] std)
@@ -29,15 +29,15 @@ public sealed class Normalization
             }
         }
 
-        _mean = (float[])mean.Clone();
-        _std = (float[])std.Clone();
-        _table = new float[mean.Length][];
+        this.mean = (float[])mean.Clone();
+        this.std = (float[])std.Clone();
+        this.table = new float[mean.Length][];
         for (int c = 0; c < mean.Length; c++)
         {
-            _table[c] = new float[256];
+            this.table[c] = new float[256];
             for (int v = 0; v < 256; v++)
             {
-                _table[c][v] = Apply(v, c);
+                this.table[c][v] = Apply(v, c);
             }
         }
     }
@@ -53,22 +53,22 @@ public sealed class Normalization
     public static Normalization FashionMnist { get; } = new([Data.FashionMnist.Mean], [Data.FashionMnist.Std]);
 
     /// <summary>Channels it normalises.</summary>
-    public int Channels => _mean.Length;
+    public int Channels => this.mean.Length;
 
     /// <summary>Per-channel mean.</summary>
-    public IReadOnlyList<float> Mean => _mean;
+    public IReadOnlyList<float> Mean => this.mean;
 
     /// <summary>Per-channel standard deviation.</summary>
-    public IReadOnlyList<float> Std => _std;
+    public IReadOnlyList<float> Std => this.std;
 
     /// <summary>What a black pixel (byte 0) becomes in each channel: the fill that makes padding look black.</summary>
-    public float[] Background => _table.Select(t => t[0]).ToArray();
+    public float[] Background => this.table.Select(t => t[0]).ToArray();
 
     /// <summary>(<paramref name="value"/> / 255 - mean) / std for <paramref name="channel"/>.</summary>
     public float Apply(int value, int channel)
     {
         float x = value / 255f;
-        return (x - _mean[channel]) / _std[channel];
+        return (x - this.mean[channel]) / this.std[channel];
     }
 
     /// <summary>HWC bytes -> normalized CHW floats.</summary>
@@ -90,7 +90,7 @@ public sealed class Normalization
         ReadOnlySpan<byte> src = image.Span;
         for (int ch = 0; ch < c; ch++)
         {
-            float[] table = _table[ch];
+            float[] table = this.table[ch];
             var dst = destination.Slice(ch * plane, plane);
             for (int i = 0, p = ch; i < plane; i++, p += c)
             {

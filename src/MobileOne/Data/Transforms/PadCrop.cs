@@ -7,7 +7,7 @@ namespace MobileOne.Data.Transforms;
 /// </summary>
 internal sealed class Pad : ITensorTransform
 {
-    private readonly float[] _fill;
+    private readonly float[] fill;
 
     public Pad(int padding, float[] fill)
     {
@@ -18,14 +18,14 @@ internal sealed class Pad : ITensorTransform
         }
 
         Padding = padding;
-        _fill = (float[])fill.Clone();
+        this.fill = (float[])fill.Clone();
     }
 
     public int Padding { get; }
 
-    public IReadOnlyList<float> Fill => _fill;
+    public IReadOnlyList<float> Fill => this.fill;
 
-    public FloatImage Apply(FloatImage image, ref SampleRandom random) => Padding == 0 ? image : PadImage(image, Padding, _fill);
+    public FloatImage Apply(FloatImage image, ref SampleRandom random) => Padding == 0 ? image : PadImage(image, Padding, this.fill);
 
     internal static FloatImage PadImage(FloatImage image, int padding, float[] fill)
     {
@@ -57,7 +57,7 @@ internal sealed class Pad : ITensorTransform
 /// </summary>
 internal sealed class RandomCrop : ITensorTransform
 {
-    private readonly float[] _fill;
+    private readonly float[] fill;
 
     public RandomCrop(int size, int padding, float[] fill)
     {
@@ -74,18 +74,18 @@ internal sealed class RandomCrop : ITensorTransform
 
         Size = size;
         Padding = padding;
-        _fill = (float[])fill.Clone();
+        this.fill = (float[])fill.Clone();
     }
 
     public int Size { get; }
 
     public int Padding { get; }
 
-    public IReadOnlyList<float> Fill => _fill;
+    public IReadOnlyList<float> Fill => this.fill;
 
     public FloatImage Apply(FloatImage image, ref SampleRandom random)
     {
-        var padded = Padding == 0 ? image : Pad.PadImage(image, Padding, _fill);
+        var padded = Padding == 0 ? image : Pad.PadImage(image, Padding, this.fill);
         try
         {
             if (padded.Height < Size || padded.Width < Size)

@@ -21,7 +21,7 @@ internal sealed class RandAugment : IImageTransform
         "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
     ];
 
-    private readonly byte[] _fill;
+    private readonly byte[] fill;
 
     public RandAugment(double magnitude = 9, double magnitudeStd = 0.5, int layers = 2, double probability = 0.5, byte[]? fill = null)
     {
@@ -49,7 +49,7 @@ internal sealed class RandAugment : IImageTransform
         MagnitudeStd = magnitudeStd;
         Layers = layers;
         Probability = probability;
-        _fill = fill ?? [124, 116, 104];
+        this.fill = fill ?? [124, 116, 104];
     }
 
     public double Magnitude { get; }
@@ -60,7 +60,7 @@ internal sealed class RandAugment : IImageTransform
 
     public double Probability { get; }
 
-    public IReadOnlyList<byte> FillColor => _fill;
+    public IReadOnlyList<byte> FillColor => this.fill;
 
     public static IReadOnlyList<string> OperationNames => Ops;
 
@@ -131,7 +131,7 @@ internal sealed class RandAugment : IImageTransform
                 "SolarizeAdd" => (int)(level * 110),
                 _ => 0.0,
             };
-            var next = Operations.Apply(current, op, m, Interpolation.Bilinear, _fill);
+            var next = Operations.Apply(current, op, m, Interpolation.Bilinear, this.fill);
             if (!ReferenceEquals(next, current) && !ReferenceEquals(current, image))
             {
                 current.Dispose();

@@ -6,8 +6,8 @@ namespace MobileOne.Data.Transforms;
 /// </summary>
 public sealed class SampleTransform
 {
-    private readonly IImageTransform[] _image;
-    private readonly ITensorTransform[] _tensor;
+    private readonly IImageTransform[] image;
+    private readonly ITensorTransform[] tensor;
 
     /// <summary>A transform to <paramref name="channels"/> x <paramref name="height"/> x <paramref name="width"/> floats: image transforms, then normalization, then tensor transforms.</summary>
     public SampleTransform(
@@ -24,8 +24,8 @@ public sealed class SampleTransform
         Height = height;
         Width = width;
         Normalization = normalization;
-        _image = image?.ToArray() ?? [];
-        _tensor = tensor?.ToArray() ?? [];
+        this.image = image?.ToArray() ?? [];
+        this.tensor = tensor?.ToArray() ?? [];
     }
 
     /// <summary>Channels of the output.</summary>
@@ -44,10 +44,10 @@ public sealed class SampleTransform
     public Normalization Normalization { get; }
 
     /// <summary>Transforms applied to the 8-bit image, in order.</summary>
-    public IReadOnlyList<IImageTransform> ImageTransforms => _image;
+    public IReadOnlyList<IImageTransform> ImageTransforms => this.image;
 
     /// <summary>Transforms applied to the normalised float image, in order.</summary>
-    public IReadOnlyList<ITensorTransform> TensorTransforms => _tensor;
+    public IReadOnlyList<ITensorTransform> TensorTransforms => this.tensor;
 
     /// <summary>
     /// Runs the pipeline on <paramref name="image"/> (which it may change in place but does not dispose)
@@ -59,7 +59,7 @@ public sealed class SampleTransform
         var current = image;
         try
         {
-            foreach (var t in _image)
+            foreach (var t in this.image)
             {
                 var next = t.Apply(current, ref random);
                 if (!ReferenceEquals(next, current) && !ReferenceEquals(current, image))
@@ -75,7 +75,7 @@ public sealed class SampleTransform
                 throw new InvalidOperationException($"The image has {current.Channels} channels; the transform produces {Channels}.");
             }
 
-            if (_tensor.Length == 0)
+            if (this.tensor.Length == 0)
             {
                 CheckShape(current.Height, current.Width);
                 Normalization.ToTensor(current, destination);
@@ -84,7 +84,7 @@ public sealed class SampleTransform
 
             var tensor = FloatImage.Rent(current.Channels, current.Height, current.Width);
             Normalization.ToTensor(current, tensor.Span);
-            foreach (var t in _tensor)
+            foreach (var t in this.tensor)
             {
                 var next = t.Apply(tensor, ref random);
                 if (!ReferenceEquals(next, tensor))

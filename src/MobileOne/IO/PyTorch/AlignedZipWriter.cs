@@ -26,14 +26,14 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
     private const ushort DosTime = 0; // 00:00:00
     private const ushort DosDate = (0 << 9) | (1 << 5) | 1; // 1980-01-01
 
-    private readonly List<Entry> _entries = [];
-    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
-    private long _offset;
+    private readonly List<Entry> entries = [];
+    private readonly HashSet<string> names = new(StringComparer.Ordinal);
+    private long offset;
 
     public void Add(string name, ReadOnlySpan<byte> data)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (!_names.Add(name))
+        if (!this.names.Add(name))
         {
             throw new ArgumentException($"The zip already has an entry '{name}'.", nameof(name));
         }
@@ -45,7 +45,7 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
         }
 
         uint crc = Crc32.Compute(data);
-        long headerStart = _offset;
+        long headerStart = this.offset;
         long dataStart = headerStart + 30 + nameBytes.Length + 4;
         int padding = (int)((Alignment - (dataStart % Alignment)) % Alignment);
         ushort flags = IsAscii(nameBytes) ? (ushort)0 : (ushort)(1 << 11);
@@ -71,14 +71,14 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
 
         output.Write(header);
         output.Write(data);
-        _offset += header.Length + data.Length;
-        _entries.Add(new Entry(nameBytes, flags, crc, data.Length, headerStart));
+        this.offset += header.Length + data.Length;
+        entries.Add(new Entry(nameBytes, flags, crc, data.Length, headerStart));
     }
 
     public void Finish()
     {
-        long directoryStart = _offset;
-        foreach (Entry e in _entries)
+        long directoryStart = this.offset;
+        foreach (Entry e in entries)
         {
             bool offset64 = e.HeaderOffset >= uint.MaxValue;
             int extraLength = offset64 ? 12 : 0;
@@ -108,14 +108,14 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
             }
 
             output.Write(header);
-            _offset += header.Length;
+            this.offset += header.Length;
         }
 
-        long directorySize = _offset - directoryStart;
-        bool zip64 = forceZip64 || _entries.Count >= ushort.MaxValue || directoryStart >= uint.MaxValue || directorySize >= uint.MaxValue;
+        long directorySize = this.offset - directoryStart;
+        bool zip64 = forceZip64 || entries.Count >= ushort.MaxValue || directoryStart >= uint.MaxValue || directorySize >= uint.MaxValue;
         if (zip64)
         {
-            long recordStart = _offset;
+            long recordStart = this.offset;
             var record = new byte[56 + 20];
             Span<byte> r = record;
             BinaryPrimitives.WriteUInt32LittleEndian(r, 0x06064b50);
@@ -123,8 +123,8 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
             BinaryPrimitives.WriteUInt16LittleEndian(r[12..], 45);
             BinaryPrimitives.WriteUInt16LittleEndian(r[14..], 45);
             // this disk, disk with the directory: zero
-            BinaryPrimitives.WriteInt64LittleEndian(r[24..], _entries.Count);
-            BinaryPrimitives.WriteInt64LittleEndian(r[32..], _entries.Count);
+            BinaryPrimitives.WriteInt64LittleEndian(r[24..], entries.Count);
+            BinaryPrimitives.WriteInt64LittleEndian(r[32..], entries.Count);
             BinaryPrimitives.WriteInt64LittleEndian(r[40..], directorySize);
             BinaryPrimitives.WriteInt64LittleEndian(r[48..], directoryStart);
             Span<byte> locator = r[56..];
@@ -132,19 +132,19 @@ internal sealed class AlignedZipWriter(Stream output, bool forceZip64 = false)
             BinaryPrimitives.WriteInt64LittleEndian(locator[8..], recordStart);
             BinaryPrimitives.WriteUInt32LittleEndian(locator[16..], 1); // total disks
             output.Write(record);
-            _offset += record.Length;
+            this.offset += record.Length;
         }
 
         var end = new byte[22];
         Span<byte> eocd = end;
-        ushort count = zip64 ? ushort.MaxValue : (ushort)_entries.Count;
+        ushort count = zip64 ? ushort.MaxValue : (ushort)entries.Count;
         BinaryPrimitives.WriteUInt32LittleEndian(eocd, 0x06054b50);
         BinaryPrimitives.WriteUInt16LittleEndian(eocd[8..], count);
         BinaryPrimitives.WriteUInt16LittleEndian(eocd[10..], count);
         BinaryPrimitives.WriteUInt32LittleEndian(eocd[12..], zip64 ? uint.MaxValue : (uint)directorySize);
         BinaryPrimitives.WriteUInt32LittleEndian(eocd[16..], zip64 ? uint.MaxValue : (uint)directoryStart);
         output.Write(end);
-        _offset += end.Length;
+        this.offset += end.Length;
     }
 
     private static bool IsAscii(byte[] bytes) => Array.TrueForAll(bytes, b => b < 0x80);

@@ -25,8 +25,8 @@ internal sealed class PyTuple(object?[] items)
 internal sealed class PySet(bool frozen, PyKeyComparer comparer)
 {
     // Membership is kept beside the insertion-ordered items, so adding n items costs n lookups, not n times the set's size.
-    private readonly HashSet<object> _members = new(comparer);
-    private bool _hasNone;
+    private readonly HashSet<object> members = new(comparer);
+    private bool hasNone;
 
     public PySet(bool frozen)
         : this(frozen, PyKeyComparer.Instance)
@@ -39,10 +39,10 @@ internal sealed class PySet(bool frozen, PyKeyComparer comparer)
 
     public void Add(object? item)
     {
-        bool added = item is null ? !_hasNone : _members.Add(item);
+        bool added = item is null ? !hasNone : members.Add(item);
         if (added)
         {
-            _hasNone |= item is null;
+            hasNone |= item is null;
             Items.Add(item);
         }
     }
@@ -54,7 +54,7 @@ internal sealed class PyDict(bool ordered, PyKeyComparer comparer, int capacity 
     // OrderedDictionary does not accept null keys, so Python's None key is stored as this sentinel.
     private static readonly object NoneKey = new();
 
-    private readonly OrderedDictionary<object, object?> _items = new(capacity, comparer);
+    private readonly OrderedDictionary<object, object?> items = new(capacity, comparer);
 
     public PyDict(bool ordered)
         : this(ordered, PyKeyComparer.Instance)
@@ -63,17 +63,17 @@ internal sealed class PyDict(bool ordered, PyKeyComparer comparer, int capacity 
 
     public bool IsOrderedDict { get; } = ordered;
 
-    public int Count => _items.Count;
+    public int Count => this.items.Count;
 
-    public void Set(object? key, object? value) => _items[key ?? NoneKey] = value;
+    public void Set(object? key, object? value) => this.items[key ?? NoneKey] = value;
 
-    public bool TryGetValue(string key, out object? value) => _items.TryGetValue(key, out value);
+    public bool TryGetValue(string key, out object? value) => this.items.TryGetValue(key, out value);
 
     public IEnumerable<KeyValuePair<object?, object?>> Items
     {
         get
         {
-            foreach (var (k, v) in _items)
+            foreach (var (k, v) in this.items)
             {
                 yield return new KeyValuePair<object?, object?>(ReferenceEquals(k, NoneKey) ? null : k, v);
             }

@@ -9,8 +9,8 @@ namespace MobileOne.IO.PyTorch;
 /// </summary>
 internal sealed class PickleWriter
 {
-    private readonly MemoryStream _out = new();
-    private readonly Dictionary<string, int> _memo = new(StringComparer.Ordinal);
+    private readonly MemoryStream output = new();
+    private readonly Dictionary<string, int> memo = new(StringComparer.Ordinal);
 
     public PickleWriter() => Op(0x80, 2); // PROTO 2
 
@@ -46,7 +46,7 @@ internal sealed class PickleWriter
         }
 
         Op((byte)'c');
-        _out.Write(Encoding.ASCII.GetBytes(module + "\n" + name + "\n"));
+        output.Write(Encoding.ASCII.GetBytes(module + "\n" + name + "\n"));
         Put(memoKey);
     }
 
@@ -62,8 +62,8 @@ internal sealed class PickleWriter
         Span<byte> len = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(len, (uint)bytes.Length);
         Op((byte)'X'); // BINUNICODE
-        _out.Write(len);
-        _out.Write(bytes);
+        output.Write(len);
+        output.Write(bytes);
         if (memoize)
         {
             Put(memoKey);
@@ -81,19 +81,19 @@ internal sealed class PickleWriter
         {
             BinaryPrimitives.WriteUInt16LittleEndian(buf, (ushort)value);
             Op((byte)'M'); // BININT2
-            _out.Write(buf[..2]);
+            output.Write(buf[..2]);
         }
         else if (value is >= int.MinValue and <= int.MaxValue)
         {
             BinaryPrimitives.WriteInt32LittleEndian(buf, (int)value);
             Op((byte)'J'); // BININT
-            _out.Write(buf[..4]);
+            output.Write(buf[..4]);
         }
         else
         {
             BinaryPrimitives.WriteInt64LittleEndian(buf, value);
             Op(0x8a, 8); // LONG1, 8 bytes two's complement
-            _out.Write(buf);
+            output.Write(buf);
         }
     }
 
@@ -125,11 +125,11 @@ internal sealed class PickleWriter
         }
     }
 
-    public byte[] ToArray() => _out.ToArray();
+    public byte[] ToArray() => output.ToArray();
 
     private bool TryGet(string memoKey)
     {
-        if (!_memo.TryGetValue(memoKey, out int index))
+        if (!memo.TryGetValue(memoKey, out int index))
         {
             return false;
         }
@@ -143,7 +143,7 @@ internal sealed class PickleWriter
             Op((byte)'j'); // LONG_BINGET
             Span<byte> buf = stackalloc byte[4];
             BinaryPrimitives.WriteInt32LittleEndian(buf, index);
-            _out.Write(buf);
+            output.Write(buf);
         }
 
         return true;
@@ -151,8 +151,8 @@ internal sealed class PickleWriter
 
     private void Put(string memoKey)
     {
-        int index = _memo.Count;
-        _memo[memoKey] = index;
+        int index = memo.Count;
+        memo[memoKey] = index;
         if (index <= byte.MaxValue)
         {
             Op((byte)'q', (byte)index); // BINPUT
@@ -162,15 +162,15 @@ internal sealed class PickleWriter
             Op((byte)'r'); // LONG_BINPUT
             Span<byte> buf = stackalloc byte[4];
             BinaryPrimitives.WriteInt32LittleEndian(buf, index);
-            _out.Write(buf);
+            output.Write(buf);
         }
     }
 
-    private void Op(byte op) => _out.WriteByte(op);
+    private void Op(byte op) => output.WriteByte(op);
 
     private void Op(byte op, byte arg)
     {
-        _out.WriteByte(op);
-        _out.WriteByte(arg);
+        output.WriteByte(op);
+        output.WriteByte(arg);
     }
 }

@@ -142,26 +142,26 @@ internal static class PyTorchCheckpointReader
 
     private sealed class ArchiveReader(string path, ZipArchive archive)
     {
-        private readonly Dictionary<string, byte[]> _storages = new(StringComparer.Ordinal);
-        private readonly HashSet<string> _countedStorages = new(StringComparer.Ordinal);
-        private long _storageBytes;
-        private long _outputBytes;
-        private string _prefix = "";
-        private bool _bigEndian;
+        private readonly Dictionary<string, byte[]> storages = new(StringComparer.Ordinal);
+        private readonly HashSet<string> countedStorages = new(StringComparer.Ordinal);
+        private long storageBytes;
+        private long outputBytes;
+        private string prefix = "";
+        private bool bigEndian;
 
         public TensorFile Read()
         {
             ZipArchiveEntry pickleEntry = FindPickle();
-            _prefix = pickleEntry.FullName[..^"data.pkl".Length];
-            if (archive.GetEntry(_prefix + "constants.pkl") is not null ||
-                archive.Entries.Any(e => e.FullName.StartsWith(_prefix + "code/", StringComparison.Ordinal)))
+            this.prefix = pickleEntry.FullName[..^"data.pkl".Length];
+            if (archive.GetEntry(this.prefix + "constants.pkl") is not null ||
+                archive.Entries.Any(e => e.FullName.StartsWith(this.prefix + "code/", StringComparison.Ordinal)))
             {
                 throw new CheckpointException(path,
                     "is a TorchScript archive (torch.jit.save), not a torch.save checkpoint; in Python, load it with " +
                     "torch.jit.load and save its state_dict() with torch.save.");
             }
 
-            _bigEndian = ReadByteOrder();
+            bigEndian = ReadByteOrder();
 
             byte[] pickle = ReadEntry(pickleEntry, MaxPickleBytes, "data.pkl");
             object? root;
@@ -221,7 +221,7 @@ internal static class PyTorchCheckpointReader
 
         private bool ReadByteOrder()
         {
-            ZipArchiveEntry? entry = archive.GetEntry(_prefix + "byteorder");
+            ZipArchiveEntry? entry = archive.GetEntry(this.prefix + "byteorder");
             if (entry is null)
             {
                 return false;
@@ -332,23 +332,23 @@ internal static class PyTorchCheckpointReader
                         $"a view may read at most {MaxViewAmplification} elements per stored element (it is copied out), so the file is refused.");
                 }
 
-                if (_countedStorages.Add(storage.Key))
+                if (countedStorages.Add(storage.Key))
                 {
-                    _storageBytes += checked(storage.Numel * elementSize);
+                    storageBytes += checked(storage.Numel * elementSize);
                 }
 
-                if (_outputBytes + byteCount > MaxViewAmplification * _storageBytes)
+                if (outputBytes + byteCount > MaxViewAmplification * storageBytes)
                 {
                     throw Problem(key,
-                        $"would bring the tensors read so far to {_outputBytes + byteCount} bytes from only {_storageBytes} bytes of storage records; " +
+                        $"would bring the tensors read so far to {outputBytes + byteCount} bytes from only {storageBytes} bytes of storage records; " +
                         $"views may copy out at most {MaxViewAmplification} times what the file stores, so the file is refused.");
                 }
 
                 byte[] data = LoadStorage(key, storage, elementSize);
-                _outputBytes += byteCount;
+                outputBytes += byteCount;
                 var output = new byte[byteCount];
                 Gather(data, output, tensor, elementSize, numel);
-                if (_bigEndian && elementSize > 1)
+                if (bigEndian && elementSize > 1)
                 {
                     SwapBytes(output, elementSize);
                 }
@@ -364,12 +364,12 @@ internal static class PyTorchCheckpointReader
         private byte[] LoadStorage(string key, StorageRef storage, int elementSize)
         {
             long needed = checked(storage.Numel * elementSize);
-            if (_storages.TryGetValue(storage.Key, out byte[]? cached) && cached.Length >= needed)
+            if (this.storages.TryGetValue(storage.Key, out byte[]? cached) && cached.Length >= needed)
             {
                 return cached;
             }
 
-            string record = _prefix + "data/" + storage.Key;
+            string record = this.prefix + "data/" + storage.Key;
             ZipArchiveEntry entry = archive.GetEntry(record)
                 ?? throw Problem(key, $"needs storage record '{record}', which is missing from the archive.");
 
@@ -410,7 +410,7 @@ internal static class PyTorchCheckpointReader
             // PyTorch's own reader does).
             CheckCrc(entry, data, key);
 
-            _storages[storage.Key] = data;
+            this.storages[storage.Key] = data;
             return data;
         }
 

@@ -52,20 +52,20 @@ internal sealed class RestrictedUnpickler
     /// </summary>
     public const int MaxDecimalDigits = 4300;
 
-    private readonly byte[] _data;
-    private readonly PickleWork _work;
-    private readonly PyKeyComparer _keys;
-    private readonly List<object?> _stack = [];
-    private readonly Stack<int> _marks = new();
-    private readonly Dictionary<long, object?> _memo = [];
-    private int _pos;
-    private int _opStart;
+    private readonly byte[] data;
+    private readonly PickleWork work;
+    private readonly PyKeyComparer keys;
+    private readonly List<object?> stack = [];
+    private readonly Stack<int> marks = new();
+    private readonly Dictionary<long, object?> memo = [];
+    private int pos;
+    private int opStart;
 
     private RestrictedUnpickler(byte[] data, PickleWork work)
     {
-        _data = data;
-        _work = work;
-        _keys = new PyKeyComparer(work);
+        this.data = data;
+        this.work = work;
+        keys = new PyKeyComparer(work);
     }
 
     /// <summary>The work budget of a pickle of <paramref name="length"/> bytes.</summary>
@@ -142,9 +142,9 @@ internal sealed class RestrictedUnpickler
     {
         while (true)
         {
-            _opStart = _pos;
-            _work.Position = _pos;
-            _work.Charge(1);
+            opStart = pos;
+            this.work.Position = pos;
+            this.work.Charge(1);
             byte op = ReadByte();
             switch (op)
             {
@@ -165,16 +165,16 @@ internal sealed class RestrictedUnpickler
                 case (byte)'.': // STOP
                     return Pop();
                 case (byte)'(': // MARK
-                    _marks.Push(_stack.Count);
+                    marks.Push(this.stack.Count);
                     break;
                 case (byte)'0': // POP
-                    if (_stack.Count > StackBase)
+                    if (this.stack.Count > StackBase)
                     {
-                        _stack.RemoveAt(_stack.Count - 1);
+                        this.stack.RemoveAt(this.stack.Count - 1);
                     }
-                    else if (_marks.Count > 0)
+                    else if (marks.Count > 0)
                     {
-                        _marks.Pop();
+                        marks.Pop();
                     }
                     else
                     {
@@ -213,16 +213,16 @@ internal sealed class RestrictedUnpickler
 
                 // Memo.
                 case (byte)'q': // BINPUT
-                    _memo[ReadByte()] = Peek();
+                    this.memo[ReadByte()] = Peek();
                     break;
                 case (byte)'r': // LONG_BINPUT
-                    _memo[ReadUInt32()] = Peek();
+                    this.memo[ReadUInt32()] = Peek();
                     break;
                 case (byte)'p': // PUT
-                    _memo[ParseLong(ReadLine())] = Peek();
+                    this.memo[ParseLong(ReadLine())] = Peek();
                     break;
                 case 0x94: // MEMOIZE
-                    _memo[_memo.Count] = Peek();
+                    this.memo[this.memo.Count] = Peek();
                     break;
                 case (byte)'h': // BINGET
                     Push(MemoGet(ReadByte()));
@@ -346,11 +346,11 @@ internal sealed class RestrictedUnpickler
 
                 // Containers.
                 case (byte)'}': // EMPTY_DICT
-                    Push(new PyDict(ordered: false, _keys));
+                    Push(new PyDict(ordered: false, keys));
                     break;
                 case (byte)'d': // DICT
                     {
-                        var dict = new PyDict(ordered: false, _keys);
+                        var dict = new PyDict(ordered: false, keys);
                         SetItems(dict, PopMark());
                         Push(dict);
                         break;
@@ -393,11 +393,11 @@ internal sealed class RestrictedUnpickler
                     }
 
                 case 0x8f: // EMPTY_SET
-                    Push(new PySet(frozen: false, _keys));
+                    Push(new PySet(frozen: false, keys));
                     break;
                 case 0x91: // FROZENSET
                     {
-                        var set = new PySet(frozen: true, _keys);
+                        var set = new PySet(frozen: true, keys);
                         AddToSet(set, PopMark());
                         Push(set);
                         break;
@@ -504,48 +504,48 @@ internal sealed class RestrictedUnpickler
         }
     }
 
-    private int StackBase => _marks.Count > 0 ? _marks.Peek() : 0;
+    private int StackBase => marks.Count > 0 ? marks.Peek() : 0;
 
-    private void Push(object? value) => _stack.Add(value);
+    private void Push(object? value) => this.stack.Add(value);
 
     private object? Pop()
     {
-        if (_stack.Count <= StackBase)
+        if (this.stack.Count <= StackBase)
         {
             throw Malformed("pops from an empty stack.");
         }
 
-        object? value = _stack[^1];
-        _stack.RemoveAt(_stack.Count - 1);
+        object? value = this.stack[^1];
+        this.stack.RemoveAt(this.stack.Count - 1);
         return value;
     }
 
     private object? Peek()
     {
-        if (_stack.Count <= StackBase)
+        if (this.stack.Count <= StackBase)
         {
             throw Malformed("reads from an empty stack.");
         }
 
-        return _stack[^1];
+        return this.stack[^1];
     }
 
     private object?[] PopMark()
     {
-        if (_marks.Count == 0)
+        if (marks.Count == 0)
         {
             throw Malformed("has no MARK to pop to.");
         }
 
-        int start = _marks.Pop();
-        _work.Charge(_stack.Count - start);
-        object?[] items = _stack.GetRange(start, _stack.Count - start).ToArray();
-        _stack.RemoveRange(start, _stack.Count - start);
+        int start = marks.Pop();
+        this.work.Charge(this.stack.Count - start);
+        object?[] items = this.stack.GetRange(start, this.stack.Count - start).ToArray();
+        this.stack.RemoveRange(start, this.stack.Count - start);
         return items;
     }
 
     private object? MemoGet(long index) =>
-        _memo.TryGetValue(index, out object? value) ? value : throw Malformed($"reads memo entry {index}, which was never stored.");
+        this.memo.TryGetValue(index, out object? value) ? value : throw Malformed($"reads memo entry {index}, which was never stored.");
 
     private List<object?> TargetList(string opcode) =>
         Peek() as List<object?> ?? throw Malformed($"{opcode} applied to a {PickleDescribe.TypeName(Peek())}, not a list.");
@@ -590,7 +590,7 @@ internal sealed class RestrictedUnpickler
         {
             case GlobalKind.OrderedDict:
                 {
-                    var dict = new PyDict(ordered: true, _keys, args.Count == 1 && args[0] is PyDict source ? source.Count : 0);
+                    var dict = new PyDict(ordered: true, keys, args.Count == 1 && args[0] is PyDict source ? source.Count : 0);
                     if (args.Count == 1 && args[0] is not null)
                     {
                         FillDict(dict, args[0], g);
@@ -631,7 +631,7 @@ internal sealed class RestrictedUnpickler
             case GlobalKind.Set:
             case GlobalKind.FrozenSet:
                 {
-                    var set = new PySet(frozen: g.Kind == GlobalKind.FrozenSet, _keys);
+                    var set = new PySet(frozen: g.Kind == GlobalKind.FrozenSet, keys);
                     if (args.Count == 1)
                     {
                         AddToSet(set, Iterate(args[0], g));
@@ -765,7 +765,7 @@ internal sealed class RestrictedUnpickler
             List<object?> l => l.ToArray(),
             _ => throw Malformed($"calls '{g.FullName}' with a {PickleDescribe.TypeName(value)} {what}, not a tuple of ints."),
         };
-        _work.Charge(items.Length);
+        this.work.Charge(items.Length);
         var result = new long[items.Length];
         for (int i = 0; i < items.Length; i++)
         {
@@ -780,7 +780,7 @@ internal sealed class RestrictedUnpickler
         if (source is PyDict other)
         {
             // OrderedDict(d) copies d: charged per entry, or a memoized dict copied again and again is quadratic.
-            _work.Charge(other.Count);
+            this.work.Charge(other.Count);
             foreach (var (k, v) in other.Items)
             {
                 dict.Set(k, v);
@@ -810,7 +810,7 @@ internal sealed class RestrictedUnpickler
             PySet s => s.Items,
             _ => throw Malformed($"calls '{g.FullName}' on a {PickleDescribe.TypeName(value)}, which this reader cannot iterate."),
         };
-        _work.Charge(items.Count);
+        this.work.Charge(items.Count);
         return items;
     }
 
@@ -824,27 +824,27 @@ internal sealed class RestrictedUnpickler
     private UnpicklingException BadArgs(PyGlobal g, PyTuple args) =>
         Malformed($"calls '{g.FullName}' with unexpected arguments ({string.Join(", ", args.Items.Select(PickleDescribe.TypeName))}).");
 
-    private UnpicklingException Malformed(string problem) => new($"data.pkl at byte {_opStart}: {problem}");
+    private UnpicklingException Malformed(string problem) => new($"data.pkl at byte {opStart}: {problem}");
 
     private byte ReadByte()
     {
-        if (_pos >= _data.Length)
+        if (pos >= this.data.Length)
         {
             throw Truncated();
         }
 
-        return _data[_pos++];
+        return this.data[pos++];
     }
 
     private ReadOnlySpan<byte> Read(long count)
     {
-        if (count < 0 || count > _data.Length - _pos)
+        if (count < 0 || count > this.data.Length - pos)
         {
             throw Truncated();
         }
 
-        var span = new ReadOnlySpan<byte>(_data, _pos, (int)count);
-        _pos += (int)count;
+        var span = new ReadOnlySpan<byte>(this.data, pos, (int)count);
+        pos += (int)count;
         return span;
     }
 
@@ -862,14 +862,14 @@ internal sealed class RestrictedUnpickler
 
     private string ReadLine()
     {
-        int end = Array.IndexOf(_data, (byte)'\n', _pos);
+        int end = Array.IndexOf(this.data, (byte)'\n', pos);
         if (end < 0)
         {
             throw Truncated();
         }
 
-        string line = Encoding.UTF8.GetString(_data, _pos, end - _pos);
-        _pos = end + 1;
+        string line = Encoding.UTF8.GetString(this.data, pos, end - pos);
+        pos = end + 1;
         return line;
     }
 
@@ -907,5 +907,5 @@ internal sealed class RestrictedUnpickler
     private static string Utf8(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
 
     private UnpicklingException Truncated() =>
-        new($"data.pkl ends unexpectedly in the opcode at byte {_opStart} (the pickle is truncated or corrupt).");
+        new($"data.pkl ends unexpectedly in the opcode at byte {opStart} (the pickle is truncated or corrupt).");
 }
