@@ -16,12 +16,14 @@ internal static class AnalyzeCommand
         var size = new Option<int>("--size") { Description = "Input height and width the convolution matrices are built for.", DefaultValueFactory = _ => 32 };
         var maxDense = new Option<long>("--max-dense") { Description = "Dense singular values (smallest, effective ranks) only for matrices of at most this many entries.", DefaultValueFactory = _ => 1L << 20 };
         var verify = new Option<bool>("--verify-dbt") { Description = "Multiply a random input by each stored matrix and compare with the library's convolution (dbt_max_abs_diff)." };
+        var branchSpectra = new Option<bool>("--branches") { Description = "Train-time checkpoints: also each convolution branch's spectral norm and effective ranks on its own (BN folded), beside the fused kernel's." };
         var json = new Option<bool>("--json") { Description = "Print one JSON array, one object per convolution, and nothing else." };
         var command = new Command("analyze", "Each convolution of the fused model as its matrix (doubly block-Toeplitz at stride 1): spectral norm, singular values, effective rank, orthogonality, branch similarity.");
         command.Arguments.Add(checkpoint);
         command.Options.Add(size);
         command.Options.Add(maxDense);
         command.Options.Add(verify);
+        command.Options.Add(branchSpectra);
         command.Options.Add(json);
         CommandAction.Set(command, r =>
         {
@@ -33,7 +35,7 @@ internal static class AnalyzeCommand
             }
 
             var loaded = ModelCheckpoint.Load(r.GetValue(checkpoint)!);
-            var rows = NetworkAnalysis.Analyze(loaded.Network, new AnalysisOptions { Size = imageSize, MaxDenseEntries = dense, VerifyMatrix = r.GetValue(verify) });
+            var rows = NetworkAnalysis.Analyze(loaded.Network, new AnalysisOptions { Size = imageSize, MaxDenseEntries = dense, VerifyMatrix = r.GetValue(verify), BranchSpectra = r.GetValue(branchSpectra) });
             if (r.GetValue(json))
             {
                 Report.WriteJson(new JsonArray(rows.Select(row => (JsonNode)ToJson(row)).ToArray()));
@@ -72,6 +74,9 @@ internal static class AnalyzeCommand
         ["branch_similarity_mean"] = row.BranchSimilarityMean,
         ["branch_similarity_max"] = row.BranchSimilarityMax,
         ["dbt_max_abs_diff"] = row.MatrixMaxAbsDiff,
+        ["branch_spectral_norms"] = row.BranchSpectra is { } b ? new JsonArray(b.Select(x => (JsonNode)x.SpectralNorm).ToArray()) : null,
+        ["branch_effective_rank_90"] = row.BranchSpectra is { } b90 ? new JsonArray(b90.Select(x => (JsonNode?)x.EffectiveRank90).ToArray()) : null,
+        ["branch_effective_rank_99"] = row.BranchSpectra is { } b99 ? new JsonArray(b99.Select(x => (JsonNode?)x.EffectiveRank99).ToArray()) : null,
     };
 
     private static void WriteTable(IReadOnlyList<LayerAnalysis> rows, int size, bool verify)

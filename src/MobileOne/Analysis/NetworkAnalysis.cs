@@ -17,6 +17,12 @@ public sealed record AnalysisOptions
 
     /// <summary>Seed of the random vectors (power iteration, the matrix check).</summary>
     public int Seed { get; init; }
+
+    /// <summary>
+    /// For train-time blocks, also the spectrum of each of the k convolution branches on its own (BN folded), to set
+    /// beside the reparameterized kernel's: what fusing does to the operator. Costs k more spectra per block.
+    /// </summary>
+    public bool BranchSpectra { get; init; }
 }
 
 /// <summary>One convolution of the fused model, at the analysed input size.</summary>
@@ -41,7 +47,14 @@ public sealed record LayerAnalysis(
     int Branches,
     double? BranchSimilarityMean,
     double? BranchSimilarityMax,
-    double? MatrixMaxAbsDiff);
+    double? MatrixMaxAbsDiff,
+    IReadOnlyList<BranchSpectrum>? BranchSpectra = null);
+
+/// <summary>
+/// One convolution branch of a train-time block on its own, BN folded, as a matrix at the analysed input size:
+/// spectral norm and (where dense singular values are affordable) effective rank at 90 and 99% energy.
+/// </summary>
+public sealed record BranchSpectrum(double SpectralNorm, int? EffectiveRank90, int? EffectiveRank99);
 
 /// <summary>
 /// The presenter's matrix view of a MobileOne network, one row per convolution of its fused form (each block's
@@ -95,11 +108,30 @@ public static class NetworkAnalysis
                 branches,
                 mean,
                 max,
-                options.VerifyMatrix ? MatrixCheck.MaxAbsDiff(matrix, fused, options.Seed) : null));
+                options.VerifyMatrix ? MatrixCheck.MaxAbsDiff(matrix, fused, options.Seed) : null,
+                options.BranchSpectra && !block.IsFused ? BranchSpectra(block, h, w, options) : null));
             (h, w) = (matrix.OutHeight, matrix.OutWidth);
         }
 
         return rows;
+    }
+
+    /// <summary>The spectrum of each of a train-time block's k convolution branches (BN folded) at an h x w input.</summary>
+    public static IReadOnlyList<BranchSpectrum> BranchSpectra(MobileOneBlock block, int h, int w, AnalysisOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        ArgumentNullException.ThrowIfNull(options);
+        var spec = block.Spec;
+        return BranchDiversity.FoldedKernels(block).Select(kernel =>
+        {
+            var matrix = new ConvolutionMatrix(
+                kernel, spec.OutChannels, spec.InChannels, spec.KernelSize, spec.KernelSize, h, w,
+                spec.Stride, spec.Stride, spec.Padding, spec.Padding, spec.Groups);
+            double[]? singular = OperatorSpectrum.SingularValues(matrix, options.MaxDenseEntries);
+            return singular is null
+                ? new BranchSpectrum(OperatorSpectrum.SpectralNorm(matrix, seed: options.Seed), null, null)
+                : new BranchSpectrum(singular.Length > 0 ? singular[0] : 0, OperatorSpectrum.EffectiveRank(singular, 0.90), OperatorSpectrum.EffectiveRank(singular, 0.99));
+        }).ToArray();
     }
 
     /// <summary>

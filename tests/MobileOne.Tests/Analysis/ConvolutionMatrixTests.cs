@@ -196,6 +196,37 @@ public class ConvolutionMatrixTests
     }
 
     [Fact]
+    public void A_pointwise_branch_spectrum_is_its_kernel_matrix_spectrum()
+    {
+        // A 1x1 stride-1 convolution at h x w is kron(W, I_hw): its singular values are W's, each hw times. W's come
+        // from MathNet's SVD of the BN-folded kernel, independently of the convolution matrix.
+        var config = MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=3,classes=5");
+        var network = MobileOneNetwork.Create(config);
+        WeightInit.Initialize(network, 5);
+        WeightInit.RandomizeBatchNorm(network, 6);
+        var (_, block) = network.Blocks().First(b => !b.Block.IsFused && b.Block.Spec.KernelSize == 1 && b.Block.Spec.Groups == 1);
+        var options = new AnalysisOptions { Size = 3, MaxDenseEntries = 1L << 22 };
+        var spectra = NetworkAnalysis.BranchSpectra(block, 3, 3, options);
+
+        var kernels = BranchDiversity.FoldedKernels(block);
+        Assert.Equal(3, spectra.Count);
+        for (int i = 0; i < kernels.Length; i++)
+        {
+            var w = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(block.Spec.OutChannels, block.Spec.InChannels, (r, c) => kernels[i][(r * block.Spec.InChannels) + c]);
+            double[] sigma = w.Svd(computeVectors: false).S.ToArray();
+            Assert.Equal(sigma.Max(), spectra[i].SpectralNorm, 1e-9 * sigma.Max());
+            var repeated = sigma.OrderByDescending(v => v).SelectMany(v => Enumerable.Repeat(v, 9)).ToArray();
+            Assert.Equal(OperatorSpectrum.EffectiveRank(repeated, 0.90), spectra[i].EffectiveRank90);
+            Assert.Equal(OperatorSpectrum.EffectiveRank(repeated, 0.99), spectra[i].EffectiveRank99);
+        }
+
+        // Without the option the rows carry none; with it every train-time block carries one per branch.
+        Assert.All(NetworkAnalysis.Analyze(network, options), row => Assert.Null(row.BranchSpectra));
+        var rows = NetworkAnalysis.Analyze(network, options with { BranchSpectra = true });
+        Assert.All(rows.Skip(1), row => Assert.Equal(3, row.BranchSpectra!.Count));
+    }
+
+    [Fact]
     public void Analyze_prints_one_json_row_per_convolution_of_a_checkpoint()
     {
         var result = CliRunner.Run("analyze", Fixtures.Path("mobileone_s0_timm.safetensors"), "--size", "8", "--max-dense", "200000", "--verify-dbt", "--json");
@@ -213,6 +244,10 @@ public class ConvolutionMatrixTests
             Assert.True((double)row["spectral_norm"]! > 0);
             Assert.Equal((string)row["layer"]! == "stem" ? 1 : 4, (int)row["branches"]!); // timm's stem has one conv branch
         }
+
+        var branches = JsonNode.Parse(CliRunner.Run("analyze", Fixtures.Path("mobileone_s0_timm.safetensors"), "--size", "4", "--max-dense", "0", "--branches", "--json").StdOut)!.AsArray();
+        Assert.All(branches.Skip(1), row => Assert.Equal(4, row!["branch_spectral_norms"]!.AsArray().Count));
+        Assert.All(branches.Skip(1), row => Assert.Null(row!["branch_effective_rank_90"]!.AsArray()[0])); // --max-dense 0: no dense SVD
 
         var bad = CliRunner.Run("analyze", Fixtures.Path("mobileone_s0_timm.safetensors"), "--size", "0");
         Assert.Equal(1, bad.ExitCode);
