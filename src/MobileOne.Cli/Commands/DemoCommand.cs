@@ -24,15 +24,17 @@ internal static class DemoCommand
     {
         var model = new Option<string>("--model") { Description = "s0..s4 or a description; classes and in_chans follow the data.", DefaultValueFactory = _ => "s0" };
         var data = new Option<string>("--data") { Description = "'bundled' (the subset shipped with the library), a Fashion-MNIST folder or an image folder.", DefaultValueFactory = _ => TrainingData.Bundled };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 5 };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 12 };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per step.", DefaultValueFactory = _ => 64 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 0.05 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => 0.5 };
+        var clip = new Option<double>("--clip-grad") { Description = "Clip gradients to this global L2 norm.", DefaultValueFactory = _ => 1.0 };
+        var augment = new Option<bool>("--augment") { Description = "Train with the recipe's augmentation (pad 4, random crop, flip); off by default: on 5,000 images for a dozen epochs it slows learning more than it regularizes (docs/training.md)." };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Stop after this many steps (quick checks)." };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var seed = new Option<int>("--seed") { Description = "Seed.", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--output", "-o") { Description = "Folder for checkpoints, summary.csv and the plot.", DefaultValueFactory = _ => Path.Combine("output", "demo") };
         var command = new Command("demo", "Train MobileOne-S0 on the bundled Fashion-MNIST subset, fuse it, evaluate both forms and compare size, MACs and latency.");
-        foreach (var o in new Option[] { model, data, epochs, batch, lr, maxSteps, threads, seed, output })
+        foreach (var o in new Option[] { model, data, epochs, batch, lr, clip, augment, maxSteps, threads, seed, output })
         {
             command.Options.Add(o);
         }
@@ -47,7 +49,9 @@ internal static class DemoCommand
                 Epochs = r.GetValue(epochs),
                 BatchSize = r.GetValue(batch),
                 LearningRate = r.GetValue(lr),
-                WarmupEpochs = 1,
+                WarmupEpochs = 0.5,
+                ClipGrad = r.GetValue(clip),
+                Augment = r.GetValue(augment),
                 WeightDecay = 5e-4,
                 Smoothing = 0.1,
                 Seed = r.GetValue(seed),

@@ -39,9 +39,10 @@ internal static class TrainCommand
         var logInterval = new Option<int>("--log-interval") { Description = "Steps between plain progress lines when output is redirected.", DefaultValueFactory = _ => 50 };
         var imgSize = new Option<string>("--img-size") { Description = "Image folders: training size, or progressive sizes spread over the epochs (160,192,224).", DefaultValueFactory = _ => "224" };
         var aa = new Option<string>("--aa") { Description = "Image folders: none, autoaugment or rand-m9-mstd0.5.", DefaultValueFactory = _ => "none" };
+        var noAug = new Option<bool>("--no-aug") { Description = "No training augmentation (timm's --no-aug): no random crop or flip (Fashion-MNIST: the pad to 32 only; image folders: resize and centre crop)." };
 
         var command = new Command("train", "Train a train-time MobileOne (timm train.py's recipe) and write checkpoints, summary.csv and a plot.");
-        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, warmup, clip, orthoReg, branchDiversity, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, aa })
+        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, warmup, clip, orthoReg, branchDiversity, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, aa, noAug })
         {
             command.Options.Add(o);
         }
@@ -82,6 +83,7 @@ internal static class TrainCommand
                 LogInterval = r.GetValue(logInterval),
                 ImageSizes = ParseSizes(r.GetValue(imgSize)!),
                 AutoAugment = r.GetValue(aa)!,
+                Augment = !r.GetValue(noAug),
             };
             options.Validate();
             if (options.Resume is string state && !File.Exists(state))

@@ -44,7 +44,7 @@ public static partial class Trainer
         observer ??= SilentTrainingObserver.Instance;
         ComputeThreads.Count = options.Threads;
 
-        var data = TrainingData.Open(options.Data, decoder, options.AutoAugment);
+        var data = TrainingData.Open(options.Data, decoder, options.AutoAugment, options.Augment);
         var model = BuildModel(options, data, observer);
         observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} evaluation images from {data.Eval.Source}, {data.NumClasses} classes");
         observer.Message($"model: {model.Description}");

@@ -16,13 +16,15 @@ public sealed class TrainingData
     private readonly IImageDataset eval;
     private readonly bool fashion;
     private readonly string autoAugment;
+    private readonly bool augment;
 
-    private TrainingData(IImageDataset train, IImageDataset eval, bool fashion, string autoAugment)
+    private TrainingData(IImageDataset train, IImageDataset eval, bool fashion, string autoAugment, bool augment)
     {
         this.train = train;
         this.eval = eval;
         this.fashion = fashion;
         this.autoAugment = autoAugment;
+        this.augment = augment;
     }
 
     /// <summary>The training split: Fashion-MNIST's train set, or the train/ folder.</summary>
@@ -43,18 +45,22 @@ public sealed class TrainingData
     /// <summary>The --data value that selects the Fashion-MNIST subset bundled with the library.</summary>
     public const string Bundled = "bundled";
 
-    /// <summary>Opens the data a training run describes; <paramref name="decoder"/> reads image folders.</summary>
-    public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none")
+    /// <summary>
+    /// Opens the data a training run describes; <paramref name="decoder"/> reads image folders. Without
+    /// <paramref name="augment"/> (timm's --no-aug) the training images go through the evaluation-style transform of
+    /// <see cref="TrainTransform"/>.
+    /// </summary>
+    public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none", bool augment = true)
     {
         if (data == Bundled)
         {
-            return new TrainingData(FashionMnist.LoadBundled(FashionMnistSplit.Train), FashionMnist.LoadBundled(FashionMnistSplit.Test), fashion: true, autoAugment);
+            return new TrainingData(FashionMnist.LoadBundled(FashionMnistSplit.Train), FashionMnist.LoadBundled(FashionMnistSplit.Test), fashion: true, autoAugment, augment);
         }
 
         if (data is null || IsFashionMnistFolder(data))
         {
             return new TrainingData(
-                FashionMnist.Load(FashionMnistSplit.Train, data), FashionMnist.Load(FashionMnistSplit.Test, data), fashion: true, autoAugment);
+                FashionMnist.Load(FashionMnistSplit.Train, data), FashionMnist.Load(FashionMnistSplit.Test, data), fashion: true, autoAugment, augment);
         }
 
         var (trainDir, evalDir) = FolderSplits(data);
@@ -66,7 +72,7 @@ public sealed class TrainingData
         DataTransforms.ParsePolicy(autoAugment);
         var trainSet = ImageFolderDataset.Open(trainDir, decoder, channels: 3);
         var evalSet = ImageFolderDataset.Open(evalDir, decoder, channels: 3, trainSet.ClassNames);
-        return new TrainingData(trainSet, evalSet, fashion: false, autoAugment);
+        return new TrainingData(trainSet, evalSet, fashion: false, autoAugment, augment);
     }
 
     /// <summary>Opens evaluation data alone (mobileone eval): Fashion-MNIST's test split, or DIR/val (or DIR itself) of an image folder.</summary>
@@ -91,9 +97,19 @@ public sealed class TrainingData
         return ImageFolderDataset.Open(Directory.Exists(val) ? val : data, decoder, channels: 3, classNames);
     }
 
-    /// <summary>The training pipeline; image folders train at <paramref name="size"/> (progressive resizing changes it per epoch).</summary>
+    /// <summary>
+    /// The training pipeline; image folders train at <paramref name="size"/> (progressive resizing changes it per epoch).
+    /// Without augmentation, as timm's --no-aug: Fashion-MNIST's evaluation transform (the pad to 32 only), or for image
+    /// folders the shorter side resized to <paramref name="size"/> and the centre cropped (ImageNet mean/std), with no
+    /// random crop, flip or AutoAugment.
+    /// </summary>
     public SampleTransform TrainTransform(int size)
     {
+        if (!augment)
+        {
+            return fashion ? DataTransforms.FashionMnistEval() : DataTransforms.ImageNetEval(size, cropPct: 1.0);
+        }
+
         if (fashion)
         {
             return DataTransforms.FashionMnistTrain();

@@ -95,6 +95,12 @@ public sealed record TrainingOptions
     /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
     public string AutoAugment { get; init; } = "none";
 
+    /// <summary>
+    /// false is timm's --no-aug: the training images get no random crop, flip or AutoAugment (see
+    /// <see cref="TrainingData.TrainTransform"/>). Short runs on little data (the demo) learn faster without them.
+    /// </summary>
+    public bool Augment { get; init; } = true;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the command-line option of the first value out of range; <see cref="Trainer.Run"/> calls it first.</summary>
     public void Validate()
     {
@@ -146,6 +152,11 @@ public sealed record TrainingOptions
         if (ImageSizes.Count == 0 || ImageSizes.Any(s => s < 8))
         {
             throw new ArgumentException($"--img-size values must be at least 8; got [{string.Join(", ", ImageSizes)}].");
+        }
+
+        if (!Augment && !string.IsNullOrEmpty(AutoAugment) && AutoAugment != "none")
+        {
+            throw new ArgumentException($"--aa {AutoAugment} asks for augmentation that --no-aug turns off; give one of them.");
         }
 
         if (string.IsNullOrWhiteSpace(Output))
