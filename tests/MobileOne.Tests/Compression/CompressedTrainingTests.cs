@@ -77,6 +77,10 @@ public class CompressedTrainingTests
         Assert.Equal(network.Parameters().Select(e => e.Name).Order(), names.Order());
         Assert.Contains("stem.reparam_conv.sparse.values", names);
         Assert.Contains("stages.3.1.reparam_conv.lowrank.0.weight", names);
+
+        // Each trained layer is a node of the graph the engine runs, under the same name.
+        var nodeNames = graph.Nodes.Select(node => node.Name).ToHashSet();
+        Assert.All(names, name => Assert.Contains(name[..name.LastIndexOf('.')], nodeNames));
         foreach (var np in network.NamedParameters())
         {
             GradCheck.Check(np.Name, np.Parameter.Grad!.Data, p[np.Name], Loss, rng, samples: 3);
