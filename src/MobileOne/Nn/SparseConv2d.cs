@@ -63,13 +63,6 @@ public sealed class SparseConv2d : Module
     /// <summary>The stored entries [nnz] (the only trainable values).</summary>
     public Parameter Values { get; }
 
-    /// <summary>The weight the convolution applies: the values at their positions, zero elsewhere (OIHW, a fresh copy).</summary>
-    public Tensor DenseWeight()
-    {
-        Scatter();
-        return new Tensor(dense.Weight.Shape, (float[])dense.Weight.Value.Data.Clone());
-    }
-
     /// <summary>Convolution of an NCHW batch (the modes of <see cref="Conv2d.Forward"/>).</summary>
     public Tensor Forward(Tensor input)
     {

@@ -16,7 +16,7 @@ public sealed record TrainingResult(
     string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps);
 
 /// <summary>
-/// timm train.py's loop for a train-time MobileOne or any registry architecture (RepVGG, ResNet, MobileNet): per-step cosine learning rate with linear warm-up,
+/// timm train.py's loop for a train-time MobileOne, any registry architecture (RepVGG, ResNet, MobileNet) or a compressed MobileOne (fine-tuning; docs/ideas.md): per-step cosine learning rate with linear warm-up,
 /// optional cosine weight-decay annealing, label-smoothed cross entropy, SGD (Nesterov) or AdamW with no decay on
 /// BatchNorm parameters and biases, optional EMA and gradient clipping; after every epoch an evaluation, summary.csv,
 /// last/best checkpoints (timm's safetensors layout) and a training state for --resume, each written atomically.
