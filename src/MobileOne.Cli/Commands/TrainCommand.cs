@@ -13,7 +13,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "s0..s4, optionally with overrides, or a description (units=1/2/2/1,widths=0.5/0.5/0.5/0.5,k=2,se=0/0/1/1); or a registry architecture (`mobileone models`: repvgg_a0, resnet18, mobilenetv2_100, ...). Classes and in_chans follow the data.", DefaultValueFactory = _ => "s0" };
-        var init = new Option<string?>("--init") { Description = "Fine-tune from a train-time checkpoint (timm or Apple); a new classifier when the class count differs." };
+        var init = new Option<string?>("--init") { Description = "Fine-tune from a train-time checkpoint (timm or Apple; a new classifier when the class count differs) or a compressed one (`compress`; same classes, ranks and sparsity patterns kept)." };
         var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder with train/ and val/. Default: /usr/share/datasets/fashion-mnist, else the bundled subset; 'bundled' picks the subset." };
         var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => 10 };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per step.", DefaultValueFactory = _ => 256 };

@@ -1,5 +1,7 @@
 using MobileOne.Graph;
+using MobileOne.Kernels;
 using MobileOne.Models;
+using MobileOne.Models.Zoo;
 using MobileOne.Nn;
 using MobileOne.Tensors;
 
@@ -7,15 +9,21 @@ namespace MobileOne.Compression;
 
 /// <summary>
 /// A fused MobileOne with some convolutions deployed as low-rank factors plus a sparse part
-/// (<see cref="CompressedConv"/>): inference only. Its <see cref="ToGraph"/> is the fused network's graph with each
-/// compressed layer's convolution replaced by the factor convolutions and the sparse convolution, so the engine,
-/// the ONNX exporter and the counters run it like any graph. Training is not supported: the training layers (Nn)
-/// have no sparse convolution and the network has no Backward (docs/ideas.md).
+/// (<see cref="CompressedConv"/>). Its <see cref="ToGraph"/> is the fused network's graph with each compressed
+/// layer's convolution replaced by the factor convolutions and the sparse convolution, so the engine, the ONNX
+/// exporter and the counters run it like any graph. It also trains (fine-tuning after compression): Forward and
+/// Backward run a <see cref="ZooNetwork"/> of operations built one to one from that graph, whose layers hold this
+/// network's weight arrays themselves (<see cref="Conv2d"/> for the fused and factor convolutions, <see cref="SparseConv2d"/>
+/// for S, trained through its stored values so the pattern never changes), so a step updates what
+/// <see cref="ToGraph"/>, <see cref="State"/> and the checkpoint read. Squeeze-excite (MobileOne-S4) has no such
+/// training form and is refused when training starts (docs/ideas.md).
 /// </summary>
 public sealed class CompressedNetwork : ClassifierNetwork
 {
     private readonly Dictionary<string, CompressedConv> layers;
     private readonly List<CompressedConv> ordered;
+    private ZooNetwork? training;
+    private string? untrainable;
 
     /// <summary>
     /// <paramref name="fused"/> with the layers of <paramref name="compressed"/> (by node name) replaced; the fused
@@ -69,17 +77,93 @@ public sealed class CompressedNetwork : ClassifierNetwork
     /// <summary>The graph with the compressed layers' nodes (the dense weights of those layers are left out).</summary>
     public override LayerGraph ToGraph() => CompressedGraph.Replace(Base.ToGraph(), layers);
 
-    /// <summary>Not supported: a compressed network runs on the engine (<c>CompiledModel.Compile(network)</c>).</summary>
-    public override Tensor Forward(Tensor input) =>
-        throw new NotSupportedException("A compressed network is inference-only: compile it (CompiledModel.Compile) and run it on the engine.");
+    /// <summary>
+    /// Logits [N, classes] of an NCHW batch with the training layers (see <see cref="Module"/> for the modes); the engine
+    /// (<c>CompiledModel.Compile(network)</c>) computes the same with its own kernels.
+    /// </summary>
+    public override Tensor Forward(Tensor input) => TrainingForm().Forward(input);
 
-    /// <summary>Not supported: the factorized and sparse layers have no training implementation.</summary>
-    public override Tensor? Backward(Tensor gradLogits, bool inputGradient = false) =>
-        throw new NotSupportedException("A compressed network cannot be trained (docs/ideas.md).");
+    /// <summary>Backward of the last Forward with gradients (see <see cref="ZooNetwork.Backward"/>).</summary>
+    public override Tensor? Backward(Tensor gradLogits, bool inputGradient = false) => TrainingForm().Backward(gradLogits, inputGradient);
 
-    /// <summary>Not supported (training and EMA need it).</summary>
+    /// <summary>
+    /// The same architecture (fused network, layers, ranks and sparsity patterns) with zero weights: the EMA copy and
+    /// the resume state are of this form.
+    /// </summary>
     public override ClassifierNetwork CreateEmpty() =>
-        throw new NotSupportedException("A compressed network cannot be trained (docs/ideas.md).");
+        new CompressedNetwork(
+            (MobileOneNetwork)Base.CreateEmpty(),
+            ordered.Select(c => c with
+            {
+                Reduce = new float[c.Reduce.Length],
+                Expand = new float[c.Expand.Length],
+                Bias = new float[c.Bias.Length],
+                SparseIndices = (int[])c.SparseIndices.Clone(),
+                SparseValues = new float[c.SparseValues.Length],
+            }));
+
+    /// <summary>Trainable parameters in the graph's order, named as in <see cref="State"/> (e.g. <c>X.lowrank.0.weight</c>, <c>X.sparse.values</c>).</summary>
+    public override IEnumerable<NamedParameter> NamedParameters(string prefix = "") => TrainingForm().NamedParameters(prefix);
+
+    /// <summary>The training form, so that modes and buffer releases reach its layers; none for a network it cannot train.</summary>
+    public override IEnumerable<Module> Children() => TryTrainingForm() is { } net ? [net] : [];
+
+    private ZooNetwork TrainingForm() =>
+        TryTrainingForm() ?? throw new NotSupportedException($"A compressed {Base.Config} cannot be trained: {untrainable}");
+
+    /// <summary>
+    /// The operations of <see cref="ToGraph"/>, one per node and with the node's name, over this network's own weight
+    /// arrays (built once); null, with the reason kept, when a node has no training form.
+    /// </summary>
+    private ZooNetwork? TryTrainingForm()
+    {
+        if (training is not null || untrainable is not null)
+        {
+            return training;
+        }
+
+        var graph = ToGraph();
+        var ops = new List<NetworkOp>(graph.Nodes.Count);
+        var channels = new List<int> { graph.InputChannels };
+        foreach (var node in graph.Nodes)
+        {
+            NetworkOp? op = node switch
+            {
+                ConvNode c when c.KernelHeight == c.KernelWidth && c.StrideH == c.StrideW && c.PadH == c.PadW && c.DilationH == 1 && c.DilationW == 1 =>
+                    new ConvOp(c.Name, c.Input, Conv2d.Over(c.InChannels, c.OutChannels, c.KernelHeight, c.StrideH, c.PadH, c.Groups, c.Weight, c.Bias)),
+                SparseConvNode s when s.KernelHeight == s.KernelWidth && s.StrideH == s.StrideW && s.PadH == s.PadW =>
+                    new SparseConvOp(s.Name, s.Input, new SparseConv2d(s.InChannels, s.OutChannels, s.KernelHeight, s.StrideH, s.PadH, SparseOf(s).SparseIndices, s.Values)),
+                ActivationNode a when a.Activation is ActivationKind.Relu or ActivationKind.Relu6 => new ActivationOp(a.Name, a.Input, a.Activation),
+                AddNode a => new AddOp(a.Name, a.Inputs),
+                GlobalAveragePoolNode g => new GlobalPoolOp(g.Name, g.Input),
+                LinearNode l when l.Bias is not null => new LinearOp(l.Name, l.Input, new Linear(l.InFeatures, l.OutFeatures, l.Weight, l.Bias)),
+                _ => null,
+            };
+
+            if (op is null)
+            {
+                untrainable = node is SqueezeExciteNode
+                    ? $"its squeeze-excite layer {node.Name} has no training form here (fine-tuning supports the S0-S3 layers: convolutions, ReLU, pooling, the classifier)."
+                    : $"its layer {node.Name} ({node.GetType().Name}) has no training form here.";
+                return null;
+            }
+
+            ops.Add(op);
+            channels.Add(graph.ChannelsOf(channels.Count));
+        }
+
+        if (graph.Output != graph.Nodes.Count)
+        {
+            untrainable = "its graph does not end with the classifier.";
+            return null;
+        }
+
+        training = new ZooNetwork(Architecture, isFused: true, ops, channels, init: []);
+        return training;
+    }
+
+    // The sparse node's flat indices (the node holds them as CSR); its values array is the layer's own.
+    private CompressedConv SparseOf(SparseConvNode node) => layers[node.Name[..^CompressedConv.SparseSuffix.Length]];
 
     /// <summary>
     /// The fused network's state without the compressed layers' dense weights and biases, then each compressed layer's

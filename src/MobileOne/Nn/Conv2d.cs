@@ -16,6 +16,23 @@ public sealed class Conv2d : Module
 
     /// <summary>A square convolution with zero weights (see <see cref="Models.WeightInit"/>), PyTorch's nn.Conv2d arguments.</summary>
     public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int groups = 1, bool bias = false)
+        : this(inChannels, outChannels, kernelSize, stride, padding, groups, weight: null, bias: bias ? [] : null)
+    {
+    }
+
+    /// <summary>
+    /// A square convolution whose parameters hold <paramref name="weight"/> (OIHW, [out, in / groups, k, k]) and
+    /// <paramref name="bias"/> ([out], or null for none) themselves, not copies: a training view of weights another
+    /// object owns (a layer graph's, a compressed network's), so that steps on this layer update them.
+    /// </summary>
+    internal static Conv2d Over(int inChannels, int outChannels, int kernelSize, int stride, int padding, int groups, float[] weight, float[]? bias)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        return new Conv2d(inChannels, outChannels, kernelSize, stride, padding, groups, weight, bias);
+    }
+
+    // weight null: zeros; bias null: none, empty: zeros.
+    private Conv2d(int inChannels, int outChannels, int kernelSize, int stride, int padding, int groups, float[]? weight, float[]? bias)
     {
         if (inChannels <= 0 || outChannels <= 0 || kernelSize <= 0 || stride <= 0 || padding < 0 || groups <= 0)
         {
@@ -34,8 +51,14 @@ public sealed class Conv2d : Module
         Stride = stride;
         Padding = padding;
         Groups = groups;
-        Weight = new Parameter(new Tensor(outChannels, inChannels / groups, kernelSize, kernelSize));
-        Bias = bias ? new Parameter(new Tensor(outChannels)) : null;
+        int[] weightShape = [outChannels, inChannels / groups, kernelSize, kernelSize];
+        Weight = new Parameter(weight is null ? new Tensor(weightShape) : new Tensor(weightShape, weight));
+        Bias = bias switch
+        {
+            null => null,
+            [] => new Parameter(new Tensor(outChannels)),
+            _ => new Parameter(new Tensor([outChannels], bias)),
+        };
     }
 
     /// <summary>Input channels.</summary>

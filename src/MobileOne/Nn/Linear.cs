@@ -20,6 +20,15 @@ public sealed class Linear : Module
         Bias = new Parameter(new Tensor(outFeatures));
     }
 
+    /// <summary>A fully connected layer whose parameters hold <paramref name="weight"/> [out, in] and <paramref name="bias"/> [out] themselves, not copies.</summary>
+    internal Linear(int inFeatures, int outFeatures, float[] weight, float[] bias)
+    {
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        Weight = new Parameter(new Tensor([outFeatures, inFeatures], weight));
+        Bias = new Parameter(new Tensor([outFeatures], bias));
+    }
+
     /// <summary>Input features.</summary>
     public int InFeatures { get; }
 

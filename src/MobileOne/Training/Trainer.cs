@@ -16,7 +16,7 @@ public sealed record TrainingResult(
     string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps);
 
 /// <summary>
-/// timm train.py's loop for a train-time MobileOne or any registry architecture (RepVGG, ResNet, MobileNet): per-step cosine learning rate with linear warm-up,
+/// timm train.py's loop for a train-time MobileOne, any registry architecture (RepVGG, ResNet, MobileNet) or a compressed MobileOne (fine-tuning; docs/ideas.md): per-step cosine learning rate with linear warm-up,
 /// optional cosine weight-decay annealing, label-smoothed cross entropy, SGD (Nesterov) or AdamW with no decay on
 /// BatchNorm parameters and biases, optional EMA and gradient clipping; after every epoch an evaluation, summary.csv,
 /// last/best checkpoints (timm's safetensors layout) and a training state for --resume, each written atomically.
@@ -212,9 +212,9 @@ public static partial class Trainer
         if (options.Init is string init)
         {
             var loaded = ModelCheckpoint.LoadClassifier(init);
-            if (loaded.Network is Compression.CompressedNetwork)
+            if (loaded.Network is Compression.CompressedNetwork compressed)
             {
-                throw new ArgumentException($"{init} is a compressed (low-rank + sparse) checkpoint; fine-tuning compressed layers is not supported yet (the training layers have no factorized or sparse convolution; docs/ideas.md).");
+                return CompressedInit(compressed, init, data);
             }
 
             if (loaded.Network.IsFused)
@@ -274,6 +274,30 @@ public static partial class Trainer
 
         var network = MobileOneNetwork.Create(config.WithHead(data.NumClasses, data.Channels));
         WeightInit.Initialize(network, options.Seed);
+        return network;
+    }
+
+    /// <summary>
+    /// A compressed checkpoint is fine-tuned as it is: its factors, biases and sparse values train, its ranks and
+    /// sparsity patterns do not change, and there is no BatchNorm (it is fused). A new label set would need a new
+    /// classifier on a network that was compressed for the old one, so the classes and channels must match.
+    /// </summary>
+    private static ClassifierNetwork CompressedInit(Compression.CompressedNetwork network, string init, TrainingData data)
+    {
+        if (network.InChans != data.Channels || network.NumClasses != data.NumClasses)
+        {
+            throw new ArgumentException($"{init} is a compressed network for {network.NumClasses} classes and in_chans {network.InChans}; the data has {data.NumClasses} classes and {data.Channels} channel(s), and a compressed network is fine-tuned on its own label set.");
+        }
+
+        try
+        {
+            _ = network.NamedParameters().Count();
+        }
+        catch (NotSupportedException e)
+        {
+            throw new ArgumentException($"{init}: {e.Message}", e);
+        }
+
         return network;
     }
 

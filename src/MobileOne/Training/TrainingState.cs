@@ -50,11 +50,6 @@ public sealed record TrainingState(
         file.Metadata["epoch_loss_sum"] = Tally.LossSum.ToString("R", c);
         file.Metadata["epoch_correct"] = Tally.Correct.ToString(c);
         file.Metadata["epoch_seen"] = Tally.Seen.ToString(c);
-        foreach (var (k, v) in Optimizer.ToTensorFile().Metadata)
-        {
-            file.Metadata["optimizer." + k] = v;
-        }
-
         SafetensorsWriter.Write(path, file);
     }
 
@@ -78,13 +73,7 @@ public sealed record TrainingState(
             throw new CheckpointException(path, $"belongs to another model ({model.Description}); this run trains {expected.Description}.");
         }
 
-        var optimizerFile = Slice(file, "optimizer.");
-        foreach (var (k, v) in file.Metadata.Where(kv => kv.Key.StartsWith("optimizer.", StringComparison.Ordinal)))
-        {
-            optimizerFile.Metadata[k["optimizer.".Length..]] = v;
-        }
-
-        var optimizer = OptimizerState.FromTensorFile(optimizerFile, path);
+        var optimizer = OptimizerState.FromTensorFile(Slice(file, "optimizer."), path);
         var emaFile = Slice(file, "ema.");
         var ema = emaFile.Tensors.Count > 0 ? ModelCheckpoint.ClassifierFromTensorFile(emaFile, path, CheckpointFormat.Safetensors).Network : null;
         return new TrainingState(
@@ -96,16 +85,26 @@ public sealed record TrainingState(
                 long.Parse(Meta(file, "epoch_seen", path), CultureInfo.InvariantCulture)));
     }
 
+    // Each part's metadata travels with its tensors under the same prefix: the optimizer's settings, and the marker by
+    // which a compressed model's part is read back as one.
     private static void Add(TensorFile into, string prefix, TensorFile from)
     {
         foreach (var (k, v) in from.Tensors)
         {
             into.Tensors.Add(prefix + k, v);
         }
+
+        foreach (var (k, v) in from.Metadata)
+        {
+            into.Metadata[prefix + k] = v;
+        }
     }
 
     private static TensorFile Slice(TensorFile file, string prefix) =>
-        new(file.Tensors.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Select(kv => KeyValuePair.Create(kv.Key[prefix.Length..], kv.Value)));
+        new(Prefixed(file.Tensors, prefix), Prefixed(file.Metadata, prefix));
+
+    private static IEnumerable<KeyValuePair<string, T>> Prefixed<T>(IEnumerable<KeyValuePair<string, T>> entries, string prefix) =>
+        entries.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).Select(kv => KeyValuePair.Create(kv.Key[prefix.Length..], kv.Value));
 
     private static string Meta(TensorFile file, string key, string path) =>
         file.Metadata.TryGetValue(key, out string? v) ? v : throw new CheckpointException(path, $"has no '{key}' metadata entry.");

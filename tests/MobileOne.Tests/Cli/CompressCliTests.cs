@@ -95,12 +95,60 @@ public class CompressCliTests
     }
 
     [Fact]
-    public void Fine_tuning_a_compressed_checkpoint_is_refused_with_one_line()
+    public void Train_init_fine_tunes_a_compressed_checkpoint_into_compressed_checkpoints_with_the_same_patterns()
+    {
+        using var dir = new TempDir();
+        string compressed = dir.File("c.safetensors"), run = dir.File("run");
+        var network = Compression.CompressedTrainingTests.TinyCompressed(11, classes: 10, inChans: 1);
+        MobileOne.IO.Checkpoints.CompressedCheckpoint.Save(network, compressed);
+        var before = MobileOne.IO.Safetensors.SafetensorsReader.Read(compressed);
+
+        var r = CliRunner.Run("train", "--init", compressed, "--data", "bundled", "--max-steps", "2", "--batch-size", "16", "--lr", "0.05", "--threads", "1", "--workers", "1", "--ema", "--output", run);
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        foreach (string name in new[] { "last.safetensors", "best.safetensors", "last_ema.safetensors" })
+        {
+            var after = MobileOne.IO.Safetensors.SafetensorsReader.Read(Path.Combine(run, name));
+            Assert.Equal(before.Tensors.Keys.Order(), after.Tensors.Keys.Order());
+            Assert.Equal(before.Metadata[MobileOne.IO.Checkpoints.CompressedCheckpoint.MetadataKey], after.Metadata[MobileOne.IO.Checkpoints.CompressedCheckpoint.MetadataKey]);
+            foreach (string key in before.Tensors.Keys.Where(k => k.EndsWith(".sparse.indices", StringComparison.Ordinal)))
+            {
+                Assert.Equal(before.Tensors[key].ToInt64(), after.Tensors[key].ToInt64());
+            }
+        }
+
+        var trained = MobileOne.IO.Safetensors.SafetensorsReader.Read(Path.Combine(run, "last.safetensors"));
+        Assert.NotEqual(before.Tensors["stem.reparam_conv.sparse.values"].ToTensor().Data, trained.Tensors["stem.reparam_conv.sparse.values"].ToTensor().Data);
+        Assert.NotEqual(before.Tensors["stages.3.1.reparam_conv.lowrank.0.weight"].ToTensor().Data, trained.Tensors["stages.3.1.reparam_conv.lowrank.0.weight"].ToTensor().Data);
+
+        var info = CliRunner.Run("info", Path.Combine(run, "last.safetensors"), "--json");
+        Assert.True(info.ExitCode == 0, info.StdErr);
+        using (var doc = JsonDocument.Parse(info.StdOut))
+        {
+            Assert.Equal(5, doc.RootElement.GetProperty("compressed_layers").GetInt32());
+        }
+
+        var eval = CliRunner.Run("eval", Path.Combine(run, "last.safetensors"), "--data", "bundled", "--threads", "1", "--json");
+        Assert.True(eval.ExitCode == 0, eval.StdErr);
+        Assert.True(CliRunner.Run("export", Path.Combine(run, "last.safetensors"), dir.File("ft.onnx")).ExitCode == 0);
+
+        // The training state holds compressed model and EMA parts, so the run resumes where it stopped.
+        var resumed = CliRunner.Run("train", "--init", compressed, "--data", "bundled", "--max-steps", "3", "--batch-size", "16", "--lr", "0.05", "--threads", "1", "--workers", "1", "--ema",
+            "--output", run, "--resume", Path.Combine(run, "train_state.safetensors"));
+        Assert.True(resumed.ExitCode == 0, resumed.StdErr);
+        Assert.Contains("2 optimizer steps done", resumed.StdOut + resumed.StdErr);
+    }
+
+    [Fact]
+    public void A_compressed_checkpoint_for_another_label_set_or_with_squeeze_excite_is_refused_with_one_line()
     {
         using var dir = new TempDir();
         string compressed = dir.File("c.safetensors");
         Assert.Equal(0, CliRunner.Run("compress", S0, compressed, "--rank-ratio", "0.25").ExitCode);
         var r = CliRunner.Run("train", "--init", compressed, "--data", "bundled", "--max-steps", "1", "--threads", "1", "--output", dir.File("run"));
-        CliRunner.AssertCleanFailure(r, "c.safetensors", "compressed", "not supported");
+        CliRunner.AssertCleanFailure(r, "c.safetensors", "compressed", "1000 classes");
+
+        string se = dir.File("se.safetensors");
+        MobileOne.IO.Checkpoints.CompressedCheckpoint.Save(Compression.CompressedTrainingTests.TinyCompressed(12, classes: 10, inChans: 1, se: "0/0/0/1"), se);
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--init", se, "--data", "bundled", "--max-steps", "1", "--threads", "1", "--output", dir.File("run2")), "se.safetensors", "squeeze-excite");
     }
 }

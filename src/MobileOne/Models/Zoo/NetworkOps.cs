@@ -295,3 +295,27 @@ public sealed class LinearOp(string name, int input, Linear linear) : NetworkOp(
     internal override GraphNode ToNode(int[] inputs, LayerGraph graph) =>
         new LinearNode(Name, inputs[0], Linear.InFeatures, Linear.OutFeatures, Linear.Weight.Value.Data, Linear.Bias.Value.Data);
 }
+
+/// <summary>
+/// A convolution with a fixed sparsity pattern (<see cref="SparseConv2d"/>): the sparse part S of a compressed layer
+/// (docs/ideas.md), trained through its stored values only.
+/// </summary>
+public sealed class SparseConvOp(string name, int input, SparseConv2d conv) : NetworkOp(name, [input])
+{
+    /// <summary>The layer.</summary>
+    public SparseConv2d Conv { get; } = conv;
+
+    /// <inheritdoc/>
+    public override Module? Layer => Conv;
+
+    internal override Tensor Forward(IReadOnlyList<Tensor> inputs, bool grad) => Conv.Forward(inputs[0]);
+
+    internal override Tensor?[] Backward(Tensor gradOutput, bool[] needed) => [Conv.Backward(gradOutput, needed[0])];
+
+    internal override GraphNode ToNode(int[] inputs, LayerGraph graph)
+    {
+        int patch = Conv.InChannels * Conv.KernelSize * Conv.KernelSize;
+        var (starts, columns) = SparseConvNode.FromFlatIndices([.. Conv.Indices], Conv.OutChannels, patch);
+        return new SparseConvNode(Name, inputs[0], Conv.InChannels, Conv.OutChannels, Conv.KernelSize, Conv.KernelSize, Conv.Stride, Conv.Stride, Conv.Padding, Conv.Padding, starts, columns, Conv.Values.Value.Data);
+    }
+}
