@@ -88,8 +88,12 @@ public sealed class SkiaImageDecoder : IImageDecoder
         }
 
         var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;
-        // Pooled: a 256x256 RGBA buffer is already a large-object-heap allocation per image.
-        byte[] rgba = ArrayPool<byte>.Shared.Rent(width * height * 4);
+        // Pooled: a 256x256 RGBA buffer is already a large-object-heap allocation per image. Above PooledBytes the buffer is
+        // allocated to size: the pool rounds up to a power of two, so an image near the pixel limit (358 MB of RGBA) cost
+        // 512 MB, and a 72-byte GIF declaring 57136 x 1461 pixels took that much before failing as truncated (fuzzing).
+        int bytes = width * height * 4;
+        bool pooled = bytes <= PooledBytes;
+        byte[] rgba = pooled ? ArrayPool<byte>.Shared.Rent(bytes) : GC.AllocateUninitializedArray<byte>(bytes);
         try
         {
             var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
@@ -125,9 +129,15 @@ public sealed class SkiaImageDecoder : IImageDecoder
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(rgba);
+            if (pooled)
+            {
+                ArrayPool<byte>.Shared.Return(rgba);
+            }
         }
     }
+
+    /// <summary>Largest RGBA buffer taken from the shared pool (16 MB: a 2048 x 2048 image).</summary>
+    private const int PooledBytes = 16 << 20;
 
     private static void CheckChannels(int channels)
     {

@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using MobileOne.Data;
 using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
+using MobileOne.Imaging;
 using MobileOne.Models;
 using MobileOne.Tests.Inference;
 
@@ -16,15 +17,24 @@ namespace MobileOne.Tests.IO;
 /// mutates data.pkl inside an otherwise valid zip, so the unpickler sees the mutations instead of the zip's CRC check.
 /// The oracle: a file is either loaded or refused with the reader's own error (<see cref="CheckpointException"/>,
 /// <see cref="DatasetException"/>: the CLI's one-line error), within a time and allocation budget; any other
-/// exception, or an input over budget, is a finding. The suite runs a short smoke campaign; MOBILEONE_FUZZ_ITERATIONS
+/// exception, or an input over budget, is a finding. The image target decodes mutated PNG, JPEG and GIF files (the
+/// predict tests' images, every mode they cover) as predict and serve do, refusals being <see cref="ImageDecodeException"/>.
+/// The suite runs a short smoke campaign; MOBILEONE_FUZZ_ITERATIONS
 /// sets the iterations per target for a real one (docs/reliability.md).
 /// </summary>
 public partial class ParserFuzzTests
 {
     private const long AllocationBudget = 256L << 20;
+
+    /// <summary>
+    /// An image's budget is the documented pixel limit's: a header may declare up to <see cref="IImageDecoder.MaxPixels"/>
+    /// pixels, whose RGBA buffer (358 MB) is allocated before the decoder finds out whether the data is all there;
+    /// 64 MB more for everything else (docs/reliability.md).
+    /// </summary>
+    private const long ImageAllocationBudget = (IImageDecoder.MaxPixels * 4) + (64L << 20);
     private static readonly TimeSpan TimeBudget = TimeSpan.FromSeconds(2);
 
-    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx" };
+    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx", "image" };
 
     [Theory]
     [MemberData(nameof(Targets))]
@@ -48,7 +58,11 @@ public partial class ParserFuzzTests
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (finding is not null)
                 {
-                    string kept = Path.Combine(temp.Path, $"finding-{findings.Count}{Extension(target)}");
+                    // Next to the campaign's log when there is one: the temporary folder goes away with the test.
+                    string folder = Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_LOG") is { Length: > 0 } logFile
+                        ? Path.GetDirectoryName(Path.GetFullPath(logFile))!
+                        : temp.Path;
+                    string kept = Path.Combine(folder, $"finding-{target}-{findings.Count}{Extension(target)}");
                     File.Copy(scratch, kept, overwrite: true);
                     findings.Add($"{finding} (input kept as {kept})");
                 }
@@ -73,6 +87,31 @@ public partial class ParserFuzzTests
         Assert.True(outcomes.Count > 3, $"only {outcomes.Count} distinct outcomes: the mutations do not reach the parser");
     }
 
+    [Fact]
+    public void Finding_a_tiny_gif_declaring_83_million_pixels_costs_its_rgba_buffer_not_twice_that()
+    {
+        // The image target's first finding (2026-12-05): a 72-byte GIF87a whose screen and frame declare 57136 x 1461
+        // pixels, under the pixel limit, fails as truncated after its RGBA buffer is allocated; the pool rounded that
+        // buffer from 334 MB up to 512 MB.
+        const int Width = 57136, Height = 1461;
+        var gif = new List<byte>("GIF87a"u8.ToArray());
+        gif.AddRange([(byte)(Width & 0xFF), (byte)(Width >> 8), (byte)(Height & 0xFF), (byte)(Height >> 8), 0x80, 0, 0]); // screen, 2-colour table
+        gif.AddRange([0, 0, 0, 255, 255, 255]);
+        gif.AddRange([0x2C, 0, 0, 0, 0, (byte)(Width & 0xFF), (byte)(Width >> 8), (byte)(Height & 0xFF), (byte)(Height >> 8), 0]); // one frame, the whole screen
+        gif.AddRange([2, 3, 0x84, 0x8F, 0x01]); // LZW minimum code size 2, a 3-byte data block, then the file ends
+        using var temp = new TempDir();
+        string path = Path.Combine(temp.Path, "tall.gif");
+        File.WriteAllBytes(path, [.. gif]);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(path, channels: 3));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Contains("tall.gif", e.Message, StringComparison.Ordinal);
+        // It does get as far as the buffer (the scenario), and no further than the buffer's own size.
+        Assert.InRange(allocated, (long)Width * Height * 4, ((long)Width * Height * 4) + (16L << 20));
+    }
+
     /// <summary>
     /// Loads one input as a model (or, for IDX, as images on even iterations and labels on odd ones); returns its
     /// outcome class and sets <paramref name="finding"/> when the oracle is broken.
@@ -93,6 +132,10 @@ public partial class ParserFuzzTests
             {
                 MobileOne.IO.Onnx.OnnxImporter.Load(path);
             }
+            else if (target == "image")
+            {
+                SkiaImageDecoder.Instance.Decode(path, channels: 3);
+            }
             else
             {
                 ModelCheckpoint.Load(path);
@@ -100,7 +143,7 @@ public partial class ParserFuzzTests
 
             outcome = "loaded";
         }
-        catch (Exception e) when (e is CheckpointException or DatasetException)
+        catch (Exception e) when (e is CheckpointException or DatasetException or ImageDecodeException)
         {
             // Numbers and quoted names vary with the mutation; the rest of the message is the kind of refusal.
             outcome = "refused: " + Digits().Replace(Quoted().Replace(e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..], "'…'"), "#");
@@ -113,7 +156,7 @@ public partial class ParserFuzzTests
         }
 
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        if (clock.Elapsed > TimeBudget || allocated > AllocationBudget)
+        if (clock.Elapsed > TimeBudget || allocated > (target == "image" ? ImageAllocationBudget : AllocationBudget))
         {
             finding ??= $"over budget: {clock.Elapsed.TotalSeconds:F2} s, {allocated >> 20} MB allocated ({outcome})";
         }
@@ -201,6 +244,7 @@ public partial class ParserFuzzTests
         "safetensors" => ".safetensors",
         "idx" => ".idx",
         "onnx" => ".onnx",
+        "image" => ".img",
         _ => ".pth",
     };
 
@@ -219,6 +263,21 @@ public partial class ParserFuzzTests
             var small = MobileOneNetwork.Create(MobileOneConfig.Parse("units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2,se=0/0/0/1,classes=3"));
             seeds.Add(("mobileone-fused", MobileOne.IO.Onnx.OnnxExporter.ToBytes(small)));
             seeds.Add(("mobileone-branches", MobileOne.IO.Onnx.OnnxExporter.ToBytes(small, fuse: false)));
+            return seeds;
+        }
+
+        if (target == "image")
+        {
+            // Every image mode predict supports (RGB, RGBA, LA, grey, palette with transparency, 1-bit, 16-bit, CMYK and
+            // progressive JPEG, GIF, tiny); the one large image is left out so each input decodes in well under a millisecond.
+            foreach (string file in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "Predict", "Images")).Order(StringComparer.Ordinal))
+            {
+                if (!Path.GetFileName(file).StartsWith("large", StringComparison.Ordinal))
+                {
+                    seeds.Add((file, File.ReadAllBytes(file)));
+                }
+            }
+
             return seeds;
         }
 
