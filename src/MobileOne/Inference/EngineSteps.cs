@@ -318,11 +318,7 @@ internal sealed unsafe class PatchGemmStep(EngineOp op, int index, PackedPanels 
         int k = weights.K;
         int block = KBlock is int fixedBlock ? (fixedBlock <= 0 || fixedBlock >= k ? k : fixedBlock) : AutoKBlock(k);
 
-        // Even chunks, a multiple of 6 rows (the 64-column tile), at most Chunk: fewer passes over the weights than
-        // fixed chunks of 48, and no one-pixel chunk at 7x7 (49 pixels: one chunk).
-        long total = p1 - p0;
-        long chunks = (total + Chunk - 1) / Chunk;
-        int chunk = chunks <= 1 ? (int)total : (int)Math.Min(Chunk, ((((total + chunks - 1) / chunks) + 5) / 6) * 6);
+        int chunk = ShareGrid.EvenChunk(p1 - p0, Chunk);
         for (long p = p0; p < p1; p += chunk)
         {
             int count = (int)Math.Min(chunk, p1 - p);
@@ -935,5 +931,16 @@ internal static class ShareGrid
         long r0 = rows * rowGroup / rowGroups, r1 = rows * (rowGroup + 1) / rowGroups;
         int p0 = b.PanelCount * panelGroup / bestPanelGroups, p1 = b.PanelCount * (panelGroup + 1) / bestPanelGroups;
         return (r0, r1, p0, p1);
+    }
+
+    /// <summary>
+    /// Rows per chunk when a share's <paramref name="total"/> GEMM rows go through scratch in chunks of at most
+    /// <paramref name="max"/>: all of them when they fit, else equal chunks rounded up to a multiple of 6 (the 64-column
+    /// row tile). Fewer passes over the weights than fixed chunks, and no one-row chunk (49 pixels at 7x7: one chunk).
+    /// </summary>
+    public static int EvenChunk(long total, int max)
+    {
+        long chunks = (total + max - 1) / max;
+        return chunks <= 1 ? (int)total : (int)Math.Min(max, ((((total + chunks - 1) / chunks) + 5) / 6) * 6);
     }
 }

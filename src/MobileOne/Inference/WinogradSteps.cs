@@ -171,9 +171,8 @@ internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeight
     private void RunTiles(RunState s, int share, in Winograd.Geometry g, ValueLayout o, long tiles)
     {
         var first = weights.Elements[0];
-        var (r0, r1, p0, p1) = ShareGrid.Split(
-            tiles, first, s.Shares, share,
-            static (rowsEach, columns, panelsEach, k) => ((double)rowsEach * columns, ((double)rowsEach * k) + ((double)panelsEach * PackedPanels.PanelWidth * k)));
+        // Tiles are GEMM rows against panels of U_e, so shares split them as a pointwise layer splits pixels.
+        var (r0, r1, p0, p1) = PointwiseStep.Partition(tiles, first, s.Shares, share);
         if (r1 <= r0 || p1 <= p0)
         {
             return;
@@ -189,10 +188,7 @@ internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeight
         bool otherActivation = Op.Activation != ActivationKind.None && !relu;
         int k = first.K;
 
-        // Even chunks of at most maxChunk tiles, multiples of 6 (the GEMM's row tile), as the patch GEMM cuts pixels.
-        long total = r1 - r0;
-        long chunks = (total + maxChunk - 1) / maxChunk;
-        int chunk = chunks <= 1 ? (int)total : (int)Math.Min(maxChunk, ((((total + chunks - 1) / chunks) + 5) / 6) * 6);
+        int chunk = ShareGrid.EvenChunk(r1 - r0, maxChunk);
         for (long t = r0; t < r1; t += chunk)
         {
             int count = (int)Math.Min(chunk, r1 - t);
@@ -229,9 +225,7 @@ internal sealed unsafe class WinogradStep(EngineOp op, int index, WinogradWeight
         long outImage = (long)g.OutHeight * g.OutWidth;
         for (long t = t0; t < t0 + count; t++)
         {
-            long n = t / g.TilesPerImage;
-            int rem = (int)(t - (n * g.TilesPerImage));
-            int oy0 = rem / g.TilesX * Winograd.TileSize, ox0 = rem % g.TilesX * Winograd.TileSize;
+            var (n, oy0, ox0) = g.Origin(t);
             for (int oy = oy0; oy < Math.Min(oy0 + Winograd.TileSize, g.OutHeight); oy++)
             {
                 int pixels = Math.Min(Winograd.TileSize, g.OutWidth - ox0);

@@ -96,6 +96,15 @@ internal static unsafe class Winograd
 
         /// <summary>Tiles per image.</summary>
         public int TilesPerImage => TilesY * TilesX;
+
+        /// <summary>Tile <paramref name="t"/> of all images (row-major within its image): the image and its first output row and column.</summary>
+        public (long Image, int Row, int Column) Origin(long t)
+        {
+            long n = t / TilesPerImage;
+            int rem = (int)(t - (n * TilesPerImage));
+            int ty = rem / TilesX;
+            return (n, ty * TileSize, (rem - (ty * TilesX)) * TileSize);
+        }
     }
 
     /// <summary>
@@ -159,15 +168,13 @@ internal static unsafe class Winograd
         where TV : struct
         where TL : struct, ILanes<TV>
     {
-        int perImage = g.TilesPerImage, tilesX = g.TilesX, cs = g.InStride;
+        int cs = g.InStride;
         long imageFloats = (long)g.Height * g.Width * cs;
         float** rows = stackalloc float*[16];
         for (long t = t0; t < t1; t++)
         {
-            long n = t / perImage;
-            int rem = (int)(t - (n * perImage));
-            int ty = rem / tilesX, tx = rem - (ty * tilesX);
-            int iy0 = (ty * TileSize) - g.PadH, ix0 = (tx * TileSize) - g.PadW;
+            var (n, oy0, ox0) = g.Origin(t);
+            int iy0 = oy0 - g.PadH, ix0 = ox0 - g.PadW;
             float* image = input + (n * imageFloats);
 
             // The 16 taps of the patch, null outside the image (read as zero).
@@ -232,19 +239,16 @@ internal static unsafe class Winograd
         where TV : struct
         where TL : struct, ILanes<TV>
     {
-        int perImage = g.TilesPerImage, tilesX = g.TilesX;
         long outImage = (long)g.OutHeight * g.OutWidth;
         float** pixels = stackalloc float*[4];
         float** residuals = stackalloc float*[4];
         for (int j = 0; j < a.Count; j++)
         {
             long t = a.T0 + j;
-            long n = t / perImage;
-            int rem = (int)(t - (n * perImage));
-            int ty = rem / tilesX, tx = rem - (ty * tilesX);
+            var (n, oy0, ox0) = g.Origin(t);
             for (int q = 0; q < 4; q++)
             {
-                int oy = (ty * TileSize) + (q >> 1), ox = (tx * TileSize) + (q & 1);
+                int oy = oy0 + (q >> 1), ox = ox0 + (q & 1);
                 bool inside = oy < g.OutHeight && ox < g.OutWidth;
                 long pixel = (n * outImage) + ((long)oy * g.OutWidth) + ox;
                 pixels[q] = inside ? a.Output + (pixel * a.OutStride) + a.C0 : null;
