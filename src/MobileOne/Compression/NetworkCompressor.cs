@@ -66,7 +66,7 @@ public sealed record CompressionOptions
 /// <param name="StoredWords">32-bit words the deployed layer stores (weights only, bias excluded): #W when dense, else
 /// #L + #S values + #S column indices + out + 1 row starts (the row starts and indices only when #S &gt; 0).</param>
 /// <param name="RelativeError">||W - L - S||_F / ||W||_F of the decomposition (0 for a layer kept dense).</param>
-/// <param name="Iterations">Alternations run.</param>
+/// <param name="Iterations">Alternations run (0 for a layer kept dense: it is not decomposed).</param>
 /// <param name="Compressed">Whether the layer is deployed as L + S.</param>
 public sealed record LayerCompression(
     string Layer, string Shape, long Weights, int Rank, int FullRank, long LowRankWeights, long SparseWeights, long StoredWords,
@@ -135,18 +135,20 @@ public static class NetworkCompressor
             ? LowRankSparse.RankForRatio(rows, columns, ratio)
             : Math.Max(1, LowRankSparse.RankForEnergy(LowRankSparse.SingularValues(conv.Weight, rows, columns), options.Energy));
         int sparse = (int)Math.Round(options.Sparsity * rows * columns, MidpointRounding.AwayFromZero);
-        var result = LowRankSparse.Decompose(conv.Weight, rows, columns, rank, sparse, options.Alternation);
-        long words = result.LowRankWeights + (sparse > 0 ? (2L * sparse) + rows + 1 : 0);
-        bool smaller = words < result.Weights;
+
+        // Whether L + S is smaller follows from the rank and the sparse count alone, so a layer that stays dense is not
+        // decomposed: its SVDs (up to --iterations of them with a sparse part) were thrown away.
+        long weights = (long)rows * columns, lowRank = (long)rank * (rows + columns);
+        long words = lowRank + (sparse > 0 ? (2L * sparse) + rows + 1 : 0);
         string shape = $"{rows}x{conv.InChannels}x{conv.KernelHeight}x{conv.KernelWidth}";
-        var row = new LayerCompression(
-            conv.Name, shape, result.Weights, rank, Math.Min(rows, columns), result.LowRankWeights, sparse, smaller ? words : result.Weights,
-            smaller ? result.RelativeError : 0, result.Errors.Count, smaller);
-        if (!smaller)
+        if (words >= weights)
         {
-            return (row, null);
+            return (new LayerCompression(conv.Name, shape, weights, rank, Math.Min(rows, columns), lowRank, sparse, weights, 0, 0, false), null);
         }
 
+        var result = LowRankSparse.Decompose(conv.Weight, rows, columns, rank, sparse, options.Alternation);
+        var row = new LayerCompression(
+            conv.Name, shape, weights, rank, Math.Min(rows, columns), result.LowRankWeights, sparse, words, result.RelativeError, result.Errors.Count, true);
         return (row, CompressedConv.FromDecomposition(conv, result));
     }
 }
