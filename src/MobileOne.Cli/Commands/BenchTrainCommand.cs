@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using MobileOne.Cli.Rendering;
 using MobileOne.Kernels;
 using MobileOne.Models;
+using MobileOne.Nn;
 using MobileOne.Tensors;
 using MobileOne.Training;
 
@@ -28,8 +29,9 @@ internal static class BenchTrainCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first (JIT tiering, buffers, caches).", DefaultValueFactory = _ => 5 };
         var seed = new Option<int>("--seed") { Description = "Seed of the weights and the synthetic batch.", DefaultValueFactory = _ => 0 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var profile = new Option<bool>("--profile") { Description = "Also time every operation of the timed steps by layer kind (forward/backward, GFLOP/s, GB/s)." };
         var command = new Command("bench-train", "Time training steps (forward, backward, SGD) of a train-time MobileOne on synthetic data.");
-        foreach (var o in new Option[] { model, batch, size, inChans, classes, threads, steps, warmup, seed, json })
+        foreach (var o in new Option[] { model, batch, size, inChans, classes, threads, steps, warmup, seed, json, profile })
         {
             command.Options.Add(o);
         }
@@ -47,7 +49,8 @@ internal static class BenchTrainCommand
                 Options.Positive(r.GetValue(threads), "--threads"),
                 Options.Positive(r.GetValue(steps), "--steps"),
                 NonNegative(r.GetValue(warmup), "--warmup"),
-                r.GetValue(seed));
+                r.GetValue(seed),
+                r.GetValue(profile));
             var result = BenchTrain.Run(settings);
             if (r.GetValue(json))
             {
@@ -67,9 +70,9 @@ internal static class BenchTrainCommand
         value >= 0 ? value : throw new ArgumentException($"{option} must be zero or a positive integer; got {value}.");
 }
 
-internal sealed record BenchTrainSettings(MobileOneConfig Config, int Batch, int Size, int Threads, int Steps, int Warmup, int Seed);
+internal sealed record BenchTrainSettings(MobileOneConfig Config, int Batch, int Size, int Threads, int Steps, int Warmup, int Seed, bool Profile = false);
 
-internal sealed record BenchTrainResult(BenchTrainSettings Settings, double[] StepMs, double FinalLoss, string Simd)
+internal sealed record BenchTrainResult(BenchTrainSettings Settings, double[] StepMs, double FinalLoss, string Simd, IReadOnlyList<OpTiming> Profile)
 {
     public double Median => Percentile(0.5);
 
@@ -101,17 +104,38 @@ internal sealed record BenchTrainResult(BenchTrainSettings Settings, double[] St
         ["step_ms_min"] = Math.Round(StepMs.Min(), 3),
         ["images_per_second"] = Math.Round(ImagesPerSecond, 2),
         ["final_loss"] = FinalLoss,
+        ["profile"] = Settings.Profile ? new JsonArray(Profile.Select(ProfileRow).ToArray()) : null,
+    };
+
+    /// <summary>Milliseconds per step of every profiled operation, the time no operation accounts for last.</summary>
+    private JsonNode ProfileRow(OpTiming t) => new JsonObject
+    {
+        ["layer"] = t.Layer,
+        ["op"] = t.Op,
+        ["calls_per_step"] = t.Calls / Settings.Steps,
+        ["ms_per_step"] = Math.Round(t.Seconds * 1000 / Settings.Steps, 3),
+        ["share"] = Math.Round(t.Seconds * 1000 / StepMs.Sum(), 4),
+        ["gflop_per_s"] = t.Flops > 0 ? Math.Round(t.Flops / t.Seconds / 1e9, 1) : null,
+        ["gb_per_s"] = t.Bytes > 0 ? Math.Round(t.Bytes / t.Seconds / 1e9, 1) : null,
     };
 
     public Report ToReport()
     {
         var c = CultureInfo.InvariantCulture;
-        return new Report($"bench-train: MobileOne-{Settings.Config.Name}, {Settings.Batch}x{Settings.Config.InChans}x{Settings.Size}x{Settings.Size}, {Settings.Threads} thread(s)")
+        var report = new Report($"bench-train: MobileOne-{Settings.Config.Name}, {Settings.Batch}x{Settings.Config.InChans}x{Settings.Size}x{Settings.Size}, {Settings.Threads} thread(s)")
             .Add("architecture", Settings.Config.ToString())
             .Add("step (forward, backward, SGD)", string.Create(c, $"median {Median:0.00} ms, p10 {Percentile(0.1):0.00}, p90 {Percentile(0.9):0.00} ({Settings.Steps} steps after {Settings.Warmup} warm-up)"))
             .Add("throughput", string.Create(c, $"{ImagesPerSecond:0.0} images/s"))
             .Add("simd", Simd)
             .Add("last loss", FinalLoss.ToString("0.####", c));
+        foreach (var t in Settings.Profile ? Profile : [])
+        {
+            double ms = t.Seconds * 1000 / Settings.Steps;
+            string rate = t.Flops > 0 ? string.Create(c, $", {t.Flops / t.Seconds / 1e9:0.0} GFLOP/s") : t.Bytes > 0 ? string.Create(c, $", {t.Bytes / t.Seconds / 1e9:0.0} GB/s") : "";
+            report.Add($"{t.Layer} {t.Op}", string.Create(c, $"{ms:0.00} ms/step ({100 * ms / Median:0.0}%){rate}"));
+        }
+
+        return report;
     }
 }
 
@@ -140,14 +164,30 @@ internal static class BenchTrain
             }
 
             var times = new double[s.Steps];
-            for (int i = 0; i < s.Steps; i++)
+            OpProfile.Drain();
+            OpProfile.Enabled = s.Profile;
+            try
             {
-                long start = Stopwatch.GetTimestamp();
-                loss = step.Run(images, labels).Loss;
-                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                for (int i = 0; i < s.Steps; i++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    loss = step.Run(images, labels).Loss;
+                    times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                }
+            }
+            finally
+            {
+                OpProfile.Enabled = false;
             }
 
-            return new BenchTrainResult(s, times, loss, Lanes.WidestVector);
+            var profile = OpProfile.Drain().ToList();
+            double accounted = profile.Sum(t => t.Seconds);
+            if (s.Profile)
+            {
+                profile.Add(new OpTiming("step", "not in an operation above", s.Steps, Math.Max(0, (times.Sum() / 1000) - accounted), 0, 0));
+            }
+
+            return new BenchTrainResult(s, times, loss, Lanes.WidestVector, profile);
         }
         finally
         {

@@ -48,6 +48,27 @@ public sealed class MobileOneBlock : Module
     /// <summary>The block's geometry.</summary>
     public BlockSpec Spec { get; }
 
+    /// <summary>The kind of layer and its output size in <see cref="OpProfile"/> rows: "dw 3x3/2 -> 8x8", "pw 1x1 -> 4x4".</summary>
+    private string ProfileLayer(int ho, int wo) => (Spec.IsDepthwise ? $"dw {Spec.KernelSize}x{Spec.KernelSize}/{Spec.Stride}"
+        : Spec.KernelSize == 1 && Spec.Groups == 1 ? (Spec.Stride == 1 ? "pw 1x1" : $"pw 1x1/{Spec.Stride}")
+        : $"conv {Spec.KernelSize}x{Spec.KernelSize}/{Spec.Stride}") + $" -> {ho}x{wo}";
+
+    /// <summary>Floating-point operations of one pass of every branch convolution over a batch (forward, or either gradient).</summary>
+    private double ConvFlops(int n, int plane)
+    {
+        int taps = ConvScale is null ? 0 : ConvScale.Conv.KernelSize * ConvScale.Conv.KernelSize;
+        foreach (var b in ConvKxk)
+        {
+            taps += b.Conv.KernelSize * b.Conv.KernelSize;
+        }
+
+        return 2.0 * n * plane * Spec.OutChannels * (Spec.InChannels / Spec.Groups) * taps;
+    }
+
+    /// <summary>An <see cref="OpProfile"/> scope for this block; nothing is built while profiling is off.</summary>
+    private OpProfile.Scope Profile(int ho, int wo, string op, double flops = 0, double bytes = 0) =>
+        OpProfile.Enabled ? OpProfile.Measure(ProfileLayer(ho, wo), op, flops, bytes) : default;
+
     /// <summary>Whether the block is one fused convolution (reparam_conv).</summary>
     public bool IsFused => ReparamConv is not null;
 
@@ -111,6 +132,7 @@ public sealed class MobileOneBlock : Module
         }
 
         var g = gradPre.Get(y.Shape);
+        using (Profile(y.Dim(2), y.Dim(3), "bwd relu", bytes: 12.0 * y.Length))
         unsafe
         {
             fixed (float* dy = gradOutput.Data)
@@ -284,6 +306,7 @@ public sealed class MobileOneBlock : Module
         int cout = Spec.OutChannels, plane = ho * wo;
         int count = branches.Count;
         long branchSize = (long)n * cout * plane;
+        var convScope = Profile(ho, wo, "fwd conv", ConvFlops(n, plane));
         fixed (float* xp = x.Data)
         fixed (float* zp = z)
         {
@@ -330,7 +353,9 @@ public sealed class MobileOneBlock : Module
             }
         }
 
+        convScope.Dispose();
         int total = count + (Identity is not null ? 1 : 0);
+        var statsScope = Profile(ho, wo, "fwd bn-stats", bytes: 4.0 * total * branchSize);
         var scales = new float[total * cout];
         var shift = new float[cout];
         var inputs = new nint[total];
@@ -357,6 +382,8 @@ public sealed class MobileOneBlock : Module
             }
         }
 
+        statsScope.Dispose();
+        using var sumScope = Profile(ho, wo, "fwd branch-sum", bytes: 4.0 * (total + 1) * branchSize);
         fixed (float* xp = x.Data)
         fixed (float* zp = z)
         fixed (float* sp = scales)
@@ -421,11 +448,16 @@ public sealed class MobileOneBlock : Module
                 inputs[count] = (nint)xp;
             }
 
-            BatchNormTraining.GradientSums(dsp, inputs, mp, n, cout, plane, sdp, sxp);
-            for (int b = 0; b < total; b++)
+            using (Profile(ho, wo, "bwd bn-sums", bytes: 4.0 * (total + 1) * branchSize))
             {
-                norms[b].PrepareGradient(sumDy, sumDyX.AsSpan(b * cout, cout));
+                BatchNormTraining.GradientSums(dsp, inputs, mp, n, cout, plane, sdp, sxp);
+                for (int b = 0; b < total; b++)
+                {
+                    norms[b].PrepareGradient(sumDy, sumDyX.AsSpan(b * cout, cout));
+                }
             }
+
+            var bnGradScope = Profile(ho, wo, "bwd bn-grad", bytes: 4.0 * ((2 * count) + 1 + (dxp is not null && Identity is not null ? 2 : 0)) * branchSize);
 
             // Each branch buffer becomes the gradient of its convolution output, in place.
             for (int b = 0; b < count; b++)
@@ -441,6 +473,9 @@ public sealed class MobileOneBlock : Module
                 started = true;
             }
 
+            bnGradScope.Dispose();
+            double convFlops = ConvFlops(n, plane);
+
             if (StacksPointwise)
             {
                 float[] stacked = concatWeights.GetFlat((long)count * cout * cin);
@@ -450,9 +485,14 @@ public sealed class MobileOneBlock : Module
                 fixed (float* wp = stacked)
                 fixed (float* gwp = stackedGrad)
                 {
-                    PackedSgemm.Multiply(zView, xView.Transposed(), MatrixView.RowMajor(gwp, count * cout, cin, cin), accumulate: false);
+                    using (Profile(ho, wo, "bwd weight-grad", convFlops))
+                    {
+                        PackedSgemm.Multiply(zView, xView.Transposed(), MatrixView.RowMajor(gwp, count * cout, cin, cin), accumulate: false);
+                    }
+
                     if (dxp is not null)
                     {
+                        using var inputScope = Profile(ho, wo, "bwd input-grad", convFlops);
                         PackedSgemm.Multiply(
                             MatrixView.RowMajor(wp, count * cout, cin, cin).Transposed(), zView,
                             MatrixView.ChannelsByPixels(dxp, cin, n, h * w, (long)cin * h * w), accumulate: started);
@@ -469,6 +509,7 @@ public sealed class MobileOneBlock : Module
                 // The 1x1 scale branch's weight gradient goes to a scratch first: ScaleBranchGradient may replace it.
                 bool scaleApart = ConvScale is not null && ConvScale.Conv.KernelSize == 1;
                 float[] scaleGrad = scaleApart ? new float[cout] : [];
+                using (Profile(ho, wo, "bwd weight-grad", convFlops))
                 using (var gradPins = new Pins(branches.Select((b, i) => scaleApart && i == count - 1 ? scaleGrad : b.Conv.Weight.EnsureGrad().Data)))
                 {
                     var list = PinnedDepthwise(branches, gradPins, zp, branchSize);
@@ -482,6 +523,7 @@ public sealed class MobileOneBlock : Module
 
                 if (dxp is not null)
                 {
+                    using var inputScope = Profile(ho, wo, "bwd input-grad", convFlops);
                     using var pins = new Pins(branches.Select(b => b.Conv.Weight.Value.Data));
                     var list = PinnedDepthwise(branches, pins, zp, branchSize);
                     DepthwiseConvolution.BackwardInput(dxp, started, n, cin, h, w, Spec.Stride, Spec.Padding, list);
@@ -489,6 +531,7 @@ public sealed class MobileOneBlock : Module
             }
             else
             {
+                using var gradScope = Profile(ho, wo, "bwd conv-grads", convFlops * (dxp is not null ? 2 : 1));
                 for (int b = 0; b < count; b++)
                 {
                     var gradOut = new ReadOnlySpan<float>(zp + (b * branchSize), (int)branchSize);

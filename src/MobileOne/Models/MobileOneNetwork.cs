@@ -121,6 +121,7 @@ public sealed class MobileOneNetwork : ClassifierNetwork
         }
 
         int n = x.Dim(0), c = x.Dim(1);
+        using var headScope = OpProfile.Measure("head", "fwd pool+linear");
         var pool = GradEnabled ? pooled.Get(n, c) : new Tensor(n, c);
         Pooling.GlobalAverage(x.Data, pool.Data, n, c, x.Dim(2) * x.Dim(3));
         savedFeatures = GradEnabled ? x : null;
@@ -135,6 +136,7 @@ public sealed class MobileOneNetwork : ClassifierNetwork
     public override Tensor? Backward(Tensor gradLogits, bool inputGradient = false)
     {
         var features = savedFeatures ?? throw new InvalidOperationException("MobileOneNetwork.Backward needs a Forward with gradients enabled first (call Train() or Eval(gradEnabled: true)).");
+        var headScope = OpProfile.Measure("head", "bwd linear+pool");
         var gradPooled = Head.Backward(gradLogits)!;
         int n = features.Dim(0), c = features.Dim(1), plane = features.Dim(2) * features.Dim(3);
         var g = gradFeatures.Get(features.Shape);
@@ -144,6 +146,7 @@ public sealed class MobileOneNetwork : ClassifierNetwork
             g.Data.AsSpan(i * plane, plane).Fill(gradPooled.Data[i] * inv);
         }
 
+        headScope.Dispose();
         Tensor grad = g;
         for (int s = Stages.Count - 1; s >= 0; s--)
         {

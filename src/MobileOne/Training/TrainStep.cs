@@ -1,4 +1,5 @@
 using MobileOne.Models;
+using MobileOne.Nn;
 using MobileOne.Tensors;
 
 namespace MobileOne.Training;
@@ -76,7 +77,11 @@ public sealed class TrainStep
             Model.Train();
         }
 
-        Optimizer.ZeroGrad();
+        using (OpProfile.Measure("step", "zero-grad"))
+        {
+            Optimizer.ZeroGrad();
+        }
+
         long step = Optimizer.StepCount;
         if (LearningRateSchedule is not null)
         {
@@ -91,13 +96,26 @@ public sealed class TrainStep
 
     private TrainStepResult Finish(Tensor logits, double loss)
     {
-        Model.Backward(Loss.Backward());
+        Tensor gradLogits;
+        using (OpProfile.Measure("step", "loss backward"))
+        {
+            gradLogits = Loss.Backward();
+        }
+
+        Model.Backward(gradLogits);
         var penalties = Regularization is { IsActive: true } r ? r.AddGradients(Model) : default;
         double? norm = ClipGradientNorm is double max ? GradientClipping.ClipByGlobalNorm(Model, max) : null;
         var decayed = Optimizer.Groups.FirstOrDefault(g => !g.ExemptFromWeightDecay) ?? Optimizer.Groups[0];
         double lr = decayed.LearningRate, wd = decayed.WeightDecay;
-        Optimizer.Step();
-        Ema?.Update(Model);
+        using (OpProfile.Measure("step", "optimizer"))
+        {
+            Optimizer.Step();
+        }
+
+        using (OpProfile.Measure("step", "ema"))
+        {
+            Ema?.Update(Model);
+        }
         return new TrainStepResult(loss, logits, norm, lr, wd, penalties);
     }
 }

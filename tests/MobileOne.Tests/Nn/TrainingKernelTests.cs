@@ -77,6 +77,116 @@ public unsafe class TrainingKernelTests
         }, iter: 60, threads: 1);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(9)]
+    [InlineData(16)]
+    [InlineData(49)]
+    public void Packed_gemm_over_small_nchw_planes_equals_the_product_of_dense_copies_bit_for_bit(int plane)
+    {
+        // The three training products of a pointwise layer on NCHW planes: forward W * X, weight gradient
+        // dZ * X^T (pixels along k) and input gradient W^T * dZ; small planes make every operand fragmented.
+        using var settings = new KernelSettingsScope();
+        var rng = new Random(plane);
+        int images = 7, cin = 19, cout = 37, pixels = images * plane;
+        var w = Reference.RandomArray(rng, cout * cin);
+        var x = Reference.RandomArray(rng, images * cin * plane);
+        var dz = Reference.RandomArray(rng, images * cout * plane);
+        var start = Reference.RandomArray(rng, images * Math.Max(cin, cout) * plane);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            ComputeThreads.Count = threads;
+            fixed (float* wp = w)
+            fixed (float* xp = x)
+            fixed (float* dzp = dz)
+            {
+                var wv = MatrixView.RowMajor(wp, cout, cin, cin);
+                var xv = MatrixView.ChannelsByPixels(xp, cin, images, plane, (long)cin * plane);
+                var dzv = MatrixView.ChannelsByPixels(dzp, cout, images, plane, (long)cout * plane);
+                float[] xDense = Dense(xv), dzDense = Dense(dzv);
+                fixed (float* xd = xDense)
+                fixed (float* dzd = dzDense)
+                {
+                    var xdv = MatrixView.RowMajor(xd, cin, pixels, pixels);
+                    var dzdv = MatrixView.RowMajor(dzd, cout, pixels, pixels);
+
+                    // Forward, accumulating onto C's old values: Z = Z0 + W X.
+                    var z = start.AsSpan(0, images * cout * plane).ToArray();
+                    var zDense = Dense(z, cout, images, plane);
+                    fixed (float* zp = z)
+                    fixed (float* zdp = zDense)
+                    {
+                        var zv = MatrixView.ChannelsByPixels(zp, cout, images, plane, (long)cout * plane);
+                        PackedSgemm.Multiply(wv, xv, zv, accumulate: true);
+                        PackedSgemm.Multiply(wv, xdv, MatrixView.RowMajor(zdp, cout, pixels, pixels), accumulate: true);
+                        Assert.Equal(zDense, Dense(zv));
+                    }
+
+                    // Weight gradient: dW = dZ X^T (k = pixels, both operands fragmented along k).
+                    var gw = new float[cout * cin];
+                    var gwDense = new float[cout * cin];
+                    fixed (float* gwp = gw)
+                    fixed (float* gwd = gwDense)
+                    {
+                        PackedSgemm.Multiply(dzv, xv.Transposed(), MatrixView.RowMajor(gwp, cout, cin, cin), accumulate: false);
+                        PackedSgemm.Multiply(dzdv, xdv.Transposed(), MatrixView.RowMajor(gwd, cout, cin, cin), accumulate: false);
+                    }
+
+                    Assert.Equal(gwDense, gw);
+                    var reference = new double[cout * cin];
+                    for (int i = 0; i < cout * cin; i++)
+                    {
+                        int o = i / cin, c = i % cin;
+                        double s = 0;
+                        for (int p = 0; p < pixels; p++)
+                        {
+                            s += (double)dzDense[(o * pixels) + p] * xDense[(c * pixels) + p];
+                        }
+
+                        Assert.True(Math.Abs(gw[i] - s) <= 1e-5 * Math.Max(1, Math.Sqrt(pixels)), $"plane {plane}: dW[{o},{c}] {gw[i]} vs {s}");
+                    }
+
+                    // Input gradient: dX = W^T dZ into NCHW planes.
+                    var dx = new float[images * cin * plane];
+                    var dxDense = new float[cin * pixels];
+                    fixed (float* dxp = dx)
+                    fixed (float* dxd = dxDense)
+                    {
+                        var dxv = MatrixView.ChannelsByPixels(dxp, cin, images, plane, (long)cin * plane);
+                        PackedSgemm.Multiply(wv.Transposed(), dzv, dxv, accumulate: false);
+                        PackedSgemm.Multiply(wv.Transposed(), dzdv, MatrixView.RowMajor(dxd, cin, pixels, pixels), accumulate: false);
+                        Assert.Equal(dxDense, Dense(dxv));
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The [rows x cols] row-major copy of a view.</summary>
+    private static float[] Dense(MatrixView v)
+    {
+        var d = new float[v.Rows * v.Cols];
+        for (int r = 0; r < v.Rows; r++)
+        {
+            for (int c = 0; c < v.Cols; c++)
+            {
+                d[(r * v.Cols) + c] = v.Data[v.RowOffset(r) + v.ColOffset(c)];
+            }
+        }
+
+        return d;
+    }
+
+    /// <summary>The [channels x (images * plane)] row-major copy of an NCHW array.</summary>
+    private static float[] Dense(float[] nchw, int channels, int images, int plane)
+    {
+        fixed (float* p = nchw)
+        {
+            return Dense(MatrixView.ChannelsByPixels(p, channels, images, plane, (long)channels * plane));
+        }
+    }
+
     [Fact]
     public void Packed_gemm_bits_do_not_depend_on_isa_tiles_or_row_and_column_thread_splits()
     {
@@ -275,6 +385,92 @@ public unsafe class TrainingKernelTests
             Close(dx3.Zip(dx1, (a, b) => a + b).ToArray(), dx, $"input gradient {level}");
             Close(dw3, gw3, $"3x3 weight gradient {level}");
             Close(dw1, gw1, $"1x1 weight gradient {level}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(1, 2)]
+    [InlineData(2, 1)]
+    [InlineData(2, 2)]
+    [InlineData(2, 4)]
+    [InlineData(4, 2)]
+    [InlineData(4, 4)]
+    [InlineData(1, 16)]
+    public void Depthwise_passes_on_planes_that_tile_a_register_match_textbook_loops(int h, int w)
+    {
+        // Planes of 16 / (h * w) channels per 512-bit register take SmallPlaneDepthwise at the widest level; every
+        // level must agree with the double loops, with two 3x3 branches and a 1x1 branch, accumulating gradients.
+        using var settings = new KernelSettingsScope();
+        var rng = new Random((h * 31) + w);
+        int n = 5, c = 2 * 16 / (h * w) + (16 / (h * w)), size = n * c * h * w;
+        var x = Reference.RandomArray(rng, size);
+        var wa = Reference.RandomArray(rng, c * 9);
+        var wb = Reference.RandomArray(rng, c * 9);
+        var w1 = Reference.RandomArray(rng, c);
+        var dya = Reference.RandomArray(rng, size);
+        var dyb = Reference.RandomArray(rng, size);
+        var dy1 = Reference.RandomArray(rng, size);
+        var dxStart = Reference.RandomArray(rng, size);
+        var gwStart = Reference.RandomArray(rng, c * 9);
+        var g3 = new ConvGeometry(n, c, h, w, c, 3, 3, 1, 1, 1, 1, c);
+        var g1 = new ConvGeometry(n, c, h, w, c, 1, 1, 1, 1, 0, 0, c);
+        var (dxa, dwa) = TextbookBackward(x, wa, dya, g3);
+        var (dxb, dwb) = TextbookBackward(x, wb, dyb, g3);
+        var (dx1, dw1) = TextbookBackward(x, w1, dy1, g1);
+        var expectedDx = dxStart.Select((v, i) => v + dxa[i] + dxb[i] + dx1[i]).ToArray();
+        Lanes.Level = IsaLevel.Auto;
+        Assert.Equal(
+            System.Runtime.Intrinsics.X86.Avx512F.IsSupported,
+            SmallPlaneDepthwise.Applies(c, h, w, 1, [new DepthwiseBranch(null, 3, null), new DepthwiseBranch(null, 1, null)], b => b.KernelSize == 3 ? 1 : 0));
+        float[]? firstDx = null;
+        foreach (var level in Levels)
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                Lanes.Level = level;
+                ComputeThreads.Count = threads;
+                var outA = new float[size];
+                var outB = new float[size];
+                var out1 = new float[size];
+                var dx = (float[])dxStart.Clone();
+                var gwa = (float[])gwStart.Clone();
+                var gwb = new float[c * 9];
+                var gw1 = new float[c];
+                fixed (float* px = x)
+                fixed (float* pwa = wa)
+                fixed (float* pwb = wb)
+                fixed (float* pw1 = w1)
+                fixed (float* poa = outA)
+                fixed (float* pob = outB)
+                fixed (float* po1 = out1)
+                fixed (float* pdya = dya)
+                fixed (float* pdyb = dyb)
+                fixed (float* pdy1 = dy1)
+                fixed (float* pdx = dx)
+                fixed (float* pgwa = gwa)
+                fixed (float* pgwb = gwb)
+                fixed (float* pgw1 = gw1)
+                {
+                    DepthwiseConvolution.Forward(px, n, c, h, w, 1, 1, [new DepthwiseBranch(pwa, 3, poa), new DepthwiseBranch(pwb, 3, pob), new DepthwiseBranch(pw1, 1, po1)]);
+                    DepthwiseConvolution.BackwardInput(pdx, true, n, c, h, w, 1, 1, [new DepthwiseBranch(pwa, 3, pdya), new DepthwiseBranch(pwb, 3, pdyb), new DepthwiseBranch(pw1, 1, pdy1)]);
+                    DepthwiseConvolution.BackwardWeight(px, n, c, h, w, 1, 1, [new DepthwiseBranch(pgwa, 3, pdya), new DepthwiseBranch(pgwb, 3, pdyb), new DepthwiseBranch(pgw1, 1, pdy1)]);
+                }
+
+                string what = $"{h}x{w} {level} t{threads}";
+                Close(Reference.Conv2d(x, n, c, h, w, wa, c, 3, 1, 1, c, null), outA, what + " 3x3 a");
+                Close(Reference.Conv2d(x, n, c, h, w, wb, c, 3, 1, 1, c, null), outB, what + " 3x3 b");
+                Close(Reference.Conv2d(x, n, c, h, w, w1, c, 1, 1, 0, c, null), out1, what + " 1x1");
+                Close(expectedDx, dx, what + " input gradient");
+                Close(gwStart.Select((v, i) => v + dwa[i]).ToArray(), gwa, what + " weight gradient a");
+                Close(dwb, gwb, what + " weight gradient b");
+                Close(dw1, gw1, what + " 1x1 weight gradient");
+                if (level == Levels[0])
+                {
+                    firstDx ??= dx;
+                    Assert.Equal(firstDx, dx);
+                }
+            }
         }
     }
 

@@ -61,6 +61,12 @@ public static unsafe class DepthwiseConvolution
     public static void Forward(float* input, int batch, int channels, int height, int width, int stride, int padding, ReadOnlySpan<DepthwiseBranch> branches)
     {
         var list = Check(branches, stride, padding);
+        if (SmallPlaneDepthwise.Applies(channels, height, width, stride, list, b => BranchPadding(b, list, padding)))
+        {
+            SmallPlaneDepthwise.Forward(input, batch, channels, height, width, list);
+            return;
+        }
+
         if (!IsFastSet(list, stride, padding))
         {
             ScalarForward(input, batch, channels, height, width, stride, padding, list);
@@ -108,6 +114,12 @@ public static unsafe class DepthwiseConvolution
     public static void BackwardInput(float* gradInput, bool accumulate, int batch, int channels, int height, int width, int stride, int padding, ReadOnlySpan<DepthwiseBranch> branches)
     {
         var list = Check(branches, stride, padding);
+        if (SmallPlaneDepthwise.Applies(channels, height, width, stride, list, b => BranchPadding(b, list, padding)))
+        {
+            SmallPlaneDepthwise.BackwardInput(gradInput, accumulate, batch, channels, height, width, list);
+            return;
+        }
+
         if (!IsFastSet(list, stride, padding))
         {
             ScalarBackwardInput(gradInput, accumulate, batch, channels, height, width, stride, padding, list);
@@ -170,6 +182,12 @@ public static unsafe class DepthwiseConvolution
     public static void BackwardWeight(float* input, int batch, int channels, int height, int width, int stride, int padding, ReadOnlySpan<DepthwiseBranch> branches)
     {
         var list = Check(branches, stride, padding);
+        if (SmallPlaneDepthwise.Applies(channels, height, width, stride, list, b => BranchPadding(b, list, padding)))
+        {
+            SmallPlaneDepthwise.BackwardWeight(input, batch, channels, height, width, list);
+            return;
+        }
+
         if (!IsFastSet(list, stride, padding))
         {
             ScalarBackwardWeight(input, batch, channels, height, width, stride, padding, list);

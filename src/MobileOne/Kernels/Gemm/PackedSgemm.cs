@@ -34,6 +34,18 @@ public static unsafe class PackedSgemm
     [ThreadStatic]
     private static float[]? packB;
 
+    /// <summary>Below this many floats per batch run an operand is copied dense before the product (see <see cref="IsFragmented"/>).</summary>
+    private const int ShortRun = 64;
+
+    [ThreadStatic]
+    private static float[]? denseA;
+
+    [ThreadStatic]
+    private static float[]? denseB;
+
+    [ThreadStatic]
+    private static float[]? denseC;
+
     /// <summary>C[M x N] = (accumulate ? C : 0) + A[M x K] * B[K x N].</summary>
     public static void Multiply(in MatrixView a, in MatrixView b, in MatrixView c, bool accumulate)
     {
@@ -62,6 +74,12 @@ public static unsafe class PackedSgemm
                 Clear(c, 0, m, 0, n);
             }
 
+            return;
+        }
+
+        if (IsFragmented(a) || IsFragmented(b) || IsFragmented(c))
+        {
+            MultiplyDense(a, b, c, accumulate);
             return;
         }
 
@@ -96,6 +114,137 @@ public static unsafe class PackedSgemm
                 var (s, e) = ComputeThreads.Range(mPanels, parts, p);
                 Compute(av, bv, cv, accumulate, s * MR, Math.Min(m, e * MR), 0, n, 0, k);
             });
+        }
+    }
+
+    /// <summary>
+    /// Whether a view's batches break its unit-stride dimension into runs shorter than <see cref="ShortRun"/> floats:
+    /// the pixels of 2x2 .. 7x7 NCHW planes, where packing would copy a few floats at a time and every C tile
+    /// would straddle images (the edge path). Such operands are made dense first, a pass over memory that the
+    /// product's k or m work repays many times.
+    /// </summary>
+    private static bool IsFragmented(in MatrixView v) =>
+        (v.ColsBatched && v.ColStride == 1 && v.ColsPerBatch < ShortRun) || (v.RowsBatched && v.RowStride == 1 && v.RowsPerBatch < ShortRun);
+
+    /// <summary>
+    /// The product over dense copies of the fragmented operands; C's copy goes back afterwards. Each copy keeps the
+    /// view's unit-stride dimension contiguous, and the arithmetic per element is unchanged (k ascending from C's old
+    /// value), so results equal the strided product bit for bit.
+    /// </summary>
+    private static void MultiplyDense(in MatrixView a, in MatrixView b, in MatrixView c, bool accumulate)
+    {
+        fixed (float* ap = IsFragmented(a) ? Scratch(ref denseA, (long)a.Rows * a.Cols) : null)
+        fixed (float* bp = IsFragmented(b) ? Scratch(ref denseB, (long)b.Rows * b.Cols) : null)
+        fixed (float* cp = IsFragmented(c) ? Scratch(ref denseC, (long)c.Rows * c.Cols) : null)
+        {
+            var da = ap is null ? a : Densify(a, ap, copy: true);
+            var db = bp is null ? b : Densify(b, bp, copy: true);
+            var dc = cp is null ? c : Densify(c, cp, copy: accumulate);
+            Multiply(da, db, dc, accumulate);
+            if (cp is not null)
+            {
+                CopyRuns(dc, c);
+            }
+
+        }
+    }
+
+    /// <summary>A dense view over <paramref name="dense"/> with the layout of <paramref name="v"/>'s unit stride (row-major when columns are contiguous), filled from v when <paramref name="copy"/>.</summary>
+    private static MatrixView Densify(in MatrixView v, float* dense, bool copy)
+    {
+        var d = v.ColStride == 1 ? MatrixView.RowMajor(dense, v.Rows, v.Cols, v.Cols) : MatrixView.RowMajor(dense, v.Cols, v.Rows, v.Rows).Transposed();
+        if (copy)
+        {
+            CopyRuns(v, d);
+        }
+
+        return d;
+    }
+
+    /// <summary>to = from, element for element, copying along the unit-stride dimension both share.</summary>
+    private static void CopyRuns(in MatrixView from, in MatrixView to)
+    {
+        if (from.ColStride == 1 && to.ColStride == 1)
+        {
+            if (!from.ColsBatched || !to.ColsBatched)
+            {
+                // One side dense: the other's column batches are equal segments at a fixed distance (an image of an
+                // NCHW tensor). Rows go in blocks, segment by segment inside a block, so the batched side is read or
+                // written a block of consecutive channels at a time instead of one plane-sized piece per image per row.
+                var batched = from.ColsBatched ? from : to;
+                int per = batched.ColsPerBatch, segments = from.Cols / per, done = segments * per;
+                long batchStride = batched.ColBatchStride;
+                var (fs, ts) = from.ColsBatched ? (batchStride, (long)per) : (per, batchStride);
+                const int RowBlock = 16;
+                float** fromRows = stackalloc float*[RowBlock];
+                float** toRows = stackalloc float*[RowBlock];
+                for (int r0 = 0; r0 < from.Rows; r0 += RowBlock)
+                {
+                    int r1 = Math.Min(from.Rows, r0 + RowBlock);
+                    for (int r = r0; r < r1; r++)
+                    {
+                        fromRows[r - r0] = from.Data + from.RowOffset(r);
+                        toRows[r - r0] = to.Data + to.RowOffset(r);
+                    }
+
+                    for (int seg = 0; seg < segments; seg++)
+                    {
+                        CopySegments(fromRows, seg * fs, toRows, seg * ts, r1 - r0, per);
+                    }
+
+                    for (int r = r0; r < r1 && done < from.Cols; r++)
+                    {
+                        new ReadOnlySpan<float>(from.Data + from.RowOffset(r) + from.ColOffset(done), from.Cols - done)
+                            .CopyTo(new Span<float>(to.Data + to.RowOffset(r) + to.ColOffset(done), from.Cols - done));
+                    }
+                }
+
+                return;
+            }
+
+            for (int r = 0; r < from.Rows; r++)
+            {
+                long fromRow = from.RowOffset(r), toRow = to.RowOffset(r);
+                for (int j = 0; j < from.Cols;)
+                {
+                    int run = Math.Min(Math.Min(from.ColRun(j), to.ColRun(j)), from.Cols - j);
+                    new ReadOnlySpan<float>(from.Data + fromRow + from.ColOffset(j), run).CopyTo(new Span<float>(to.Data + toRow + to.ColOffset(j), run));
+                    j += run;
+                }
+            }
+
+            return;
+        }
+
+        CopyRuns(from.Transposed(), to.Transposed());
+    }
+
+    /// <summary>Copies <paramref name="length"/> floats from fromRows[i] + fromOffset to toRows[i] + toOffset for each of <paramref name="rows"/> rows; plane-sized runs (4, 16) move as one register.</summary>
+    private static void CopySegments(float** fromRows, long fromOffset, float** toRows, long toOffset, int rows, int length)
+    {
+        switch (length)
+        {
+            case 4:
+                for (int i = 0; i < rows; i++)
+                {
+                    Vector128.Store(Vector128.Load(fromRows[i] + fromOffset), toRows[i] + toOffset);
+                }
+
+                break;
+            case 16 when Vector512.IsHardwareAccelerated:
+                for (int i = 0; i < rows; i++)
+                {
+                    Vector512.Store(Vector512.Load(fromRows[i] + fromOffset), toRows[i] + toOffset);
+                }
+
+                break;
+            default:
+                for (int i = 0; i < rows; i++)
+                {
+                    new ReadOnlySpan<float>(fromRows[i] + fromOffset, length).CopyTo(new Span<float>(toRows[i] + toOffset, length));
+                }
+
+                break;
         }
     }
 
