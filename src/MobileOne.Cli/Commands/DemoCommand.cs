@@ -71,7 +71,8 @@ internal static class DemoCommand
             var fused = Reparameterizer.Fuse(unfused);
             var evalData = TrainingData.OpenEval(options.Data, SkiaImageDecoder.Instance);
             var config = unfused.Config;
-            var loader = new DataLoader(evalData, TrainingData.EvalTransform(TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled), options.ImageSizes[^1], ModelRegistry.PretrainedFor(unfused.Architecture)), new DataLoaderOptions
+            bool fashion = TrainingData.IsFashionMnistFolder(options.Data ?? TrainingData.Bundled);
+            var loader = new DataLoader(evalData, TrainingData.EvalTransform(fashion, options.ImageSizesFor(fashion)[^1], ModelRegistry.PretrainedFor(unfused.Architecture)), new DataLoaderOptions
             {
                 BatchSize = 256, Shuffle = false, NumClasses = config.NumClasses, Workers = options.Workers,
             });

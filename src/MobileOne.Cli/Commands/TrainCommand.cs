@@ -37,12 +37,17 @@ internal static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue from a training state (default: OUTPUT/train_state.safetensors).", Arity = ArgumentArity.ZeroOrOne };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Stop after this many optimizer steps (quick runs)." };
         var logInterval = new Option<int>("--log-interval") { Description = "Steps between plain progress lines when output is redirected.", DefaultValueFactory = _ => 50 };
-        var imgSize = new Option<string>("--img-size") { Description = "Image folders: training size, or progressive sizes spread over the epochs (160,192,224).", DefaultValueFactory = _ => "224" };
+        var imgSize = new Option<string?>("--img-size") { Description = "Training size, or progressive sizes spread evenly over the epochs, the last one also the evaluation size. Image folders: default 224 (e.g. 160,192,224). Fashion-MNIST: default 32, the last must be 32 (e.g. 24,32: the 28x28 image resized to size - 4, bordered by 2)." };
+        var valSplit = new Option<int?>("--val-split") { Description = "Hold out the last N training images (Fashion-MNIST) for validation: per-epoch evaluation and the best checkpoints use them, and the test set is evaluated once, after the last epoch (test.csv)." };
+        var reprob = new Option<double>("--reprob") { Description = "Random erasing probability (timm's RandomErasing, after the other augmentation).", DefaultValueFactory = _ => 0.0 };
+        var remode = new Option<string>("--remode") { Description = "Random erasing fill: pixel (per-pixel normal noise), rand (per channel) or const (0).", DefaultValueFactory = _ => "pixel" };
+        var recount = new Option<int>("--recount") { Description = "Random erasing: up to this many rectangles per image.", DefaultValueFactory = _ => 1 };
+        var emaWarmup = new Option<bool>("--ema-warmup") { Description = "Warm the EMA decay up as timm's ModelEmaV3 use_warmup: min(--ema-decay, 1 - (1 + t)^(-2/3)) at update t + 1." };
         var aa = new Option<string>("--aa") { Description = "Image folders: none, autoaugment or rand-m9-mstd0.5.", DefaultValueFactory = _ => "none" };
         var noAug = new Option<bool>("--no-aug") { Description = "No training augmentation (timm's --no-aug): no random crop or flip (Fashion-MNIST: the pad to 32 only; image folders: resize and centre crop)." };
 
         var command = new Command("train", "Train a train-time MobileOne (timm train.py's recipe) and write checkpoints, summary.csv and a plot.");
-        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, warmup, clip, orthoReg, branchDiversity, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, aa, noAug })
+        foreach (var o in new Option[] { model, init, data, epochs, batch, lr, minLr, opt, momentum, wd, wdEnd, smoothing, ema, emaDecay, emaWarmup, warmup, clip, orthoReg, branchDiversity, seed, threads, workers, output, resume, maxSteps, logInterval, imgSize, valSplit, reprob, remode, recount, aa, noAug })
         {
             command.Options.Add(o);
         }
@@ -70,6 +75,7 @@ internal static class TrainCommand
                 WeightDecayEnd = r.GetValue(wdEnd),
                 Smoothing = r.GetValue(smoothing),
                 Ema = r.GetValue(ema) ? r.GetValue(emaDecay) : null,
+                EmaWarmup = r.GetValue(emaWarmup),
                 WarmupEpochs = r.GetValue(warmup),
                 ClipGrad = r.GetValue(clip),
                 OrthoReg = r.GetValue(orthoReg),
@@ -81,7 +87,11 @@ internal static class TrainCommand
                 Resume = r.GetResult(resume) is null ? null : r.GetValue(resume) ?? Path.Combine(outputDir, TrainingState.FileName),
                 MaxSteps = r.GetValue(maxSteps),
                 LogInterval = r.GetValue(logInterval),
-                ImageSizes = ParseSizes(r.GetValue(imgSize)!),
+                ImageSizes = r.GetValue(imgSize) is string sizes ? ParseSizes(sizes) : null,
+                ValSplit = r.GetValue(valSplit),
+                ReProb = r.GetValue(reprob),
+                ReMode = r.GetValue(remode)!,
+                ReCount = r.GetValue(recount),
                 AutoAugment = r.GetValue(aa)!,
                 Augment = !r.GetValue(noAug),
             };
@@ -94,7 +104,8 @@ internal static class TrainCommand
             var observer = new ConsoleTrainingObserver(options.LogInterval, Path.Combine(outputDir, PlotFileName), $"MobileOne {options.Model} training");
             var result = observer.Run(() => Trainer.Run(options, SkiaImageDecoder.Instance, observer));
             var last = result.Epochs[^1];
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: {result.Steps} steps, eval top-1 {last.EvalTop1:0.0000}, top-5 {last.EvalTop5:0.0000}; files in {result.OutputDirectory}"));
+            string evaluated = options.ValSplit is null ? "eval" : "val";
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"done: {result.Steps} steps, {evaluated} top-1 {last.EvalTop1:0.0000}, top-5 {last.EvalTop5:0.0000}; files in {result.OutputDirectory}"));
             return 0;
         });
         return command;

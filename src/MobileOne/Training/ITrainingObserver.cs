@@ -13,9 +13,10 @@ namespace MobileOne.Training;
 /// <param name="ImagesPerSecond">Training throughput so far in the epoch.</param>
 /// <param name="Eta">Estimated time left in the run.</param>
 /// <param name="Penalties">This step's branch penalties, unweighted; null when no penalty is on.</param>
+/// <param name="ImageSize">Width of this step's training images (progressive resizing changes it between epochs); 0 when not reported.</param>
 public readonly record struct StepProgress(
     int Epoch, int Epochs, int Step, int StepsPerEpoch, long GlobalStep, long TotalSteps,
-    double Loss, double Top1, double LearningRate, double ImagesPerSecond, TimeSpan Eta, BranchPenalties? Penalties = null);
+    double Loss, double Top1, double LearningRate, double ImagesPerSecond, TimeSpan Eta, BranchPenalties? Penalties = null, int ImageSize = 0);
 
 /// <summary>Receives the trainer's progress; the CLI renders it, tests record it.</summary>
 public interface ITrainingObserver

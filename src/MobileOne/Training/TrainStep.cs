@@ -46,7 +46,7 @@ public sealed class TrainStep
     /// <summary>Clip gradients to this global L2 norm; null disables clipping.</summary>
     public double? ClipGradientNorm { get; init; }
 
-    /// <summary>The EMA moved toward <see cref="Model"/> after every optimizer step; null for none.</summary>
+    /// <summary>The EMA moved toward <see cref="Model"/> after every optimizer step (with its warm-up, indexed by <see cref="Optimizer.StepCount"/>, when <see cref="ModelEma.Warmup"/>); null for none.</summary>
     public ModelEma? Ema { get; init; }
 
     /// <summary>Orthogonality and branch-diversity penalties added to the loss (their gradients before clipping); null for none.</summary>
@@ -114,8 +114,17 @@ public sealed class TrainStep
 
         using (OpProfile.Measure("step", "ema"))
         {
-            Ema?.Update(Model);
+            if (Ema is { Warmup: true } ema)
+            {
+                // timm's train.py: model_ema.update(model, step=num_updates), num_updates counting this step.
+                ema.Update(Model, Optimizer.StepCount);
+            }
+            else
+            {
+                Ema?.Update(Model);
+            }
         }
+
         return new TrainStepResult(loss, logits, norm, lr, wd, penalties);
     }
 }

@@ -11,15 +11,21 @@ using MobileOne.Models;
 namespace MobileOne.Training;
 
 /// <summary>What a finished (or step-limited) run leaves behind.</summary>
+/// <remarks>
+/// <see cref="Test"/> is the test set's evaluation of a run with --val-split whose last epoch has ended (the best
+/// checkpoints by validation; read back from test.csv when a finished run is resumed); null otherwise.
+/// </remarks>
 public sealed record TrainingResult(
     ClassifierNetwork Model, ClassifierNetwork? Ema, IReadOnlyList<EpochSummary> Epochs, string OutputDirectory,
-    string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps);
+    string TrainSource, string EvalSource, long Steps, bool StoppedByMaxSteps, IReadOnlyList<TestEvaluation>? Test = null);
 
 /// <summary>
 /// timm train.py's loop for a train-time MobileOne, any registry architecture (RepVGG, ResNet, MobileNet) or a compressed MobileOne (fine-tuning; docs/ideas.md): per-step cosine learning rate with linear warm-up,
 /// optional cosine weight-decay annealing, label-smoothed cross entropy, SGD (Nesterov) or AdamW with no decay on
 /// BatchNorm parameters and biases, optional EMA and gradient clipping; after every epoch an evaluation, summary.csv,
 /// last/best checkpoints (timm's safetensors layout) and a training state for --resume, each written atomically.
+/// With --val-split the per-epoch evaluation runs on the held-out validation images, which choose best.safetensors
+/// (and best_ema.safetensors), and the test set is evaluated once, on those, when the last epoch has ended (test.csv).
 /// </summary>
 public static partial class Trainer
 {
@@ -29,6 +35,8 @@ public static partial class Trainer
     public const string BestCheckpoint = "best.safetensors";
     /// <summary>File name in the output folder of the EMA model after the latest epoch, when the EMA is on: "last_ema.safetensors".</summary>
     public const string EmaCheckpoint = "last_ema.safetensors";
+    /// <summary>File name in the output folder of the EMA model of the epoch with the best EMA validation top-1, in runs with --val-split and --ema: "best_ema.safetensors".</summary>
+    public const string BestEmaCheckpoint = "best_ema.safetensors";
 
     /// <summary>
     /// Runs the training <paramref name="options"/> describe (validated first) on <see cref="ComputeThreads"/> set to
@@ -44,9 +52,24 @@ public static partial class Trainer
         observer ??= SilentTrainingObserver.Instance;
         ComputeThreads.Count = options.Threads;
 
-        var data = TrainingData.Open(options.Data, decoder, options.AutoAugment, options.Augment);
+        var data = TrainingData.Open(options.Data, decoder, options);
+        var sizes = options.ImageSizesFor(data.IsFashionMnist);
+        if (data.IsFashionMnist && (sizes[^1] != TrainingOptions.FashionMnistSize || sizes.Any(s => s < 12)))
+        {
+            throw new ArgumentException(
+                $"--img-size {string.Join(",", sizes)}: Fashion-MNIST is evaluated at 32x32 (28 plus a 2-pixel border), so the last size must be 32, and each size at least 12 (the image resized to size - 4 and bordered); e.g. --img-size 24,32.");
+        }
+
         var model = BuildModel(options, data, observer);
-        observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} evaluation images from {data.Eval.Source}, {data.NumClasses} classes");
+        if (data.Test is { } testSet)
+        {
+            observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} validation images ({data.Eval.Source}, --val-split), {testSet.Count} test images from {testSet.Source} (evaluated once, at the end), {data.NumClasses} classes");
+        }
+        else
+        {
+            observer.Message($"data: {data.Train.Count} training images from {data.Train.Source}, {data.Eval.Count} evaluation images from {data.Eval.Source}, {data.NumClasses} classes");
+        }
+
         observer.Message($"model: {model.Description}");
 
         Directory.CreateDirectory(options.Output);
@@ -57,13 +80,13 @@ public static partial class Trainer
             observer.Message($"removed {stale}, a partial write of a run that was stopped");
         }
 
-        int finalSize = options.ImageSizes[^1];
+        int finalSize = sizes[^1];
         var loaderOptions = new DataLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, DropLast = true, Workers = options.Workers, Seed = (ulong)options.Seed, NumClasses = model.NumClasses };
         var evalLoader = new DataLoader(data.Eval, data.EvalTransform(finalSize, ModelRegistry.PretrainedFor(model.Architecture)), loaderOptions with { Shuffle = false, DropLast = false });
         var trainLoaders = new Dictionary<int, DataLoader>();
         DataLoader TrainLoader(int epoch)
         {
-            int size = data.IsFashionMnist ? finalSize : options.ImageSizes[Math.Min(options.ImageSizes.Count - 1, epoch * options.ImageSizes.Count / options.Epochs)];
+            int size = TrainingOptions.ImageSizeAt(sizes, epoch, options.Epochs);
             if (!trainLoaders.TryGetValue(size, out var loader))
             {
                 loader = new DataLoader(data.Train, data.TrainTransform(size), loaderOptions);
@@ -85,7 +108,7 @@ public static partial class Trainer
         var wdSchedule = options.WeightDecayEnd is double wdEnd ? new CosineSchedule(options.WeightDecay, wdEnd, totalSteps) : null;
         var groups = ParameterGroups.WeightDecaySplit(model, options.LearningRate, options.WeightDecay);
         Optimizer optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(groups, options.Momentum, nesterov: true) : new AdamW(groups);
-        var ema = options.Ema is double decay ? new ModelEma(model, decay) : null;
+        var ema = options.Ema is double decay ? new ModelEma(model, decay) { Warmup = options.EmaWarmup } : null;
         var regularization = new BranchRegularization(options.OrthoReg, options.BranchDiversity);
         if (regularization.IsActive && model is not MobileOneNetwork)
         {
@@ -109,9 +132,11 @@ public static partial class Trainer
         string statePath = Path.Combine(options.Output, TrainingState.FileName);
         int startEpoch = 0, startStep = 0;
         var tally = default(EpochTally);
-        double bestTop1 = double.NegativeInfinity;
-        int bestEpoch = -1;
+        double bestTop1 = double.NegativeInfinity, bestEmaTop1 = double.NegativeInfinity;
+        int bestEpoch = -1, bestEmaEpoch = -1;
+        int valSplit = options.ValSplit ?? 0;
         var summaries = new List<EpochSummary>();
+        string testPath = Path.Combine(options.Output, TestCsv.FileName);
         if (options.Resume is string resume)
         {
             var state = TrainingState.Load(resume, model);
@@ -127,10 +152,29 @@ public static partial class Trainer
                 throw new ArgumentException($"{resume}: the run used --seed {state.Seed}; resume with the same seed (got {options.Seed}).");
             }
 
+            if (state.ValSplit != valSplit)
+            {
+                // Another split would train on images the best checkpoint was chosen by, or choose by images trained on.
+                string was = state.ValSplit > 0 ? $"held out the last {state.ValSplit} training images (--val-split {state.ValSplit})" : "had no --val-split";
+                string got = valSplit > 0 ? $"--val-split {valSplit}" : "no --val-split";
+                throw new ArgumentException($"{resume}: the run {was}; resume with the same --val-split (got {got}).");
+            }
+
             (startEpoch, startStep, bestTop1, bestEpoch, tally) = (state.Epoch, state.Step, state.BestTop1, state.BestEpoch, state.Tally);
+            (bestEmaTop1, bestEmaEpoch) = (state.BestEmaTop1, state.BestEmaEpoch);
             summaries = SummaryCsv.Read(Path.Combine(options.Output, SummaryCsv.FileName)).Where(s => s.Epoch <= startEpoch).ToList();
             observer.Message($"resumed from {resume}: epoch {startEpoch + 1}, step {startStep}, {optimizer.StepCount} optimizer steps done");
         }
+        else if (data.Test is not null && File.Exists(testPath))
+        {
+            // A new run in an old folder: the old test result must not stand for this run's.
+            File.Delete(testPath);
+        }
+
+        bool progressive = sizes.Distinct().Count() > 1;
+        // The state's epoch is the next one to run (a part-done epoch counts as not done).
+        int epochsDone = startEpoch;
+        bool ranAnEpoch = false;
 
         var clock = Stopwatch.StartNew();
         long stepsThisRun = 0;
@@ -138,6 +182,12 @@ public static partial class Trainer
         for (int epoch = startEpoch; epoch < options.Epochs && !stoppedByMaxSteps; epoch++)
         {
             var loader = TrainLoader(epoch);
+            ranAnEpoch = true;
+            if (progressive)
+            {
+                observer.Message($"epoch {epoch + 1}: training images {loader.Transform.Width}x{loader.Transform.Height} (--img-size {string.Join(",", sizes)}), evaluation at {finalSize}x{finalSize}");
+            }
+
             observer.EpochStarted(epoch, options.Epochs, stepsPerEpoch);
             int stepInEpoch = epoch == startEpoch ? startStep : 0;
             var (lossSum, correct, seen) = stepInEpoch > 0 ? tally : default;
@@ -167,7 +217,7 @@ public static partial class Trainer
                         epoch, options.Epochs, batch.Step, stepsPerEpoch, optimizer.StepCount, totalSteps, lossSum / seen, (double)correct / seen,
                         result.LearningRate, stepsThisRun * options.BatchSize / Math.Max(seconds, 1e-9),
                         TimeSpan.FromSeconds(Math.Max(0, remaining) * seconds / stepsThisRun),
-                        regularization.IsActive ? result.Penalties : null));
+                        regularization.IsActive ? result.Penalties : null, images.Dim(3)));
                     if (options.MaxSteps is long max && optimizer.StepCount >= max)
                     {
                         stoppedByMaxSteps = true;
@@ -189,22 +239,82 @@ public static partial class Trainer
             // Summary first, state last: a kill in between makes --resume redo this epoch and rewrite its row.
             SummaryCsv.Write(Path.Combine(options.Output, SummaryCsv.FileName), summaries);
             ModelCheckpoint.Save(model, Path.Combine(options.Output, LastCheckpoint));
-            if (eval.Top1 > bestTop1)
+            // With a validation split only whole epochs compete for best: a part-done epoch's evaluation (a session
+            // stopped by --max-steps) must not choose a checkpoint that an uninterrupted run never had.
+            bool mayBeBest = data.Test is null || finished;
+            if (mayBeBest && eval.Top1 > bestTop1)
             {
                 (bestTop1, bestEpoch) = (eval.Top1, epoch + 1);
                 ModelCheckpoint.Save(model, Path.Combine(options.Output, BestCheckpoint));
             }
 
             ema?.Save(Path.Combine(options.Output, EmaCheckpoint));
+            if (data.Test is not null && finished && emaEval is not null && emaEval.Top1 > bestEmaTop1)
+            {
+                // The EMA is often the better model late in a long run; the test set then sees the EMA chosen by validation too.
+                (bestEmaTop1, bestEmaEpoch) = (emaEval.Top1, epoch + 1);
+                ema!.Save(Path.Combine(options.Output, BestEmaCheckpoint));
+            }
+
             new TrainingState(
                 model, optimizer.ExportState(), ema?.Network, finished ? epoch + 1 : epoch, finished ? 0 : stepInEpoch, optimizer.StepCount, bestTop1, bestEpoch, options.Seed,
-                finished ? default : new EpochTally(lossSum, correct, seen))
+                finished ? default : new EpochTally(lossSum, correct, seen), valSplit, bestEmaTop1, bestEmaEpoch)
                 .Save(statePath);
             observer.EpochCompleted(summary, summaries);
+            if (finished)
+            {
+                epochsDone = epoch + 1;
+            }
+        }
+
+        IReadOnlyList<TestEvaluation>? test = null;
+        if (data.Test is { } testData)
+        {
+            if (epochsDone < options.Epochs)
+            {
+                observer.Message($"test set not evaluated: {epochsDone} of {options.Epochs} epochs are done; it is evaluated once, when the last epoch has ended (continue with --resume).");
+            }
+            else if (!ranAnEpoch && TestCsv.Read(testPath) is { } earlier)
+            {
+                // A finished run resumed again: the test set was evaluated when it finished, and is not looked at twice.
+                test = earlier;
+                observer.Message($"test set already evaluated when the run finished ({testPath}):");
+                Report(test, observer);
+            }
+            else
+            {
+                var testLoader = new DataLoader(testData, data.EvalTransform(finalSize, ModelRegistry.PretrainedFor(model.Architecture)), loaderOptions with { Shuffle = false, DropLast = false });
+                var rows = new List<TestEvaluation> { EvaluateTest(BestCheckpoint, bestEpoch, bestTop1) };
+                if (ema is not null)
+                {
+                    rows.Add(EvaluateTest(BestEmaCheckpoint, bestEmaEpoch, bestEmaTop1));
+                }
+
+                TestCsv.Write(testPath, rows);
+                test = rows;
+                Report(test, observer);
+
+                TestEvaluation EvaluateTest(string checkpoint, int epoch, double valTop1)
+                {
+                    var network = ModelCheckpoint.LoadClassifier(Path.Combine(options.Output, checkpoint)).Network;
+                    var r = Evaluator.Run(network, testLoader, threads: options.Threads, cancellationToken: cancellationToken);
+                    return new TestEvaluation(checkpoint, epoch, valTop1, r.Top1, r.Top5, r.Loss, r.Count);
+                }
+            }
         }
 
         model.Eval();
-        return new TrainingResult(model, ema?.Network, summaries, options.Output, data.Train.Source, data.Eval.Source, optimizer.StepCount, stoppedByMaxSteps);
+        return new TrainingResult(model, ema?.Network, summaries, options.Output, data.Train.Source, data.Eval.Source, optimizer.StepCount, stoppedByMaxSteps, test);
+    }
+
+    private static void Report(IReadOnlyList<TestEvaluation> rows, ITrainingObserver observer)
+    {
+        foreach (var t in rows)
+        {
+            observer.Message(string.Create(
+                CultureInfo.InvariantCulture,
+                $"test: {t.Checkpoint} (epoch {t.Epoch}, val top-1 {t.ValTop1:0.0000}): top-1 {t.Top1:0.0000} top-5 {t.Top5:0.0000} loss {t.Loss:0.0000} on {t.Images} test images"));
+        }
     }
 
     private static ClassifierNetwork BuildModel(TrainingOptions options, TrainingData data, ITrainingObserver observer)

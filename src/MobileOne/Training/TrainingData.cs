@@ -14,24 +14,34 @@ public sealed class TrainingData
 {
     private readonly IImageDataset train;
     private readonly IImageDataset eval;
+    private readonly IImageDataset? test;
     private readonly bool fashion;
     private readonly string autoAugment;
     private readonly bool augment;
+    private readonly RandomErasing? erasing;
 
-    private TrainingData(IImageDataset train, IImageDataset eval, bool fashion, string autoAugment, bool augment)
+    private TrainingData(IImageDataset train, IImageDataset eval, bool fashion, string autoAugment, bool augment, RandomErasing? erasing = null, IImageDataset? test = null)
     {
         this.train = train;
         this.eval = eval;
         this.fashion = fashion;
         this.autoAugment = autoAugment;
         this.augment = augment;
+        this.erasing = erasing;
+        this.test = test;
     }
 
-    /// <summary>The training split: Fashion-MNIST's train set, or the train/ folder.</summary>
+    /// <summary>The training split: Fashion-MNIST's train set (less the validation split, when there is one), or the train/ folder.</summary>
     public IImageDataset Train => train;
 
-    /// <summary>The evaluation split: Fashion-MNIST's test set, or the val/ (else validation/) folder read with the training classes.</summary>
+    /// <summary>
+    /// The split evaluated after every epoch: the validation split (the last N training images) when there is one, else
+    /// Fashion-MNIST's test set, or the val/ (else validation/) folder read with the training classes.
+    /// </summary>
     public IImageDataset Eval => eval;
+
+    /// <summary>The test set, evaluated once at the end, when <see cref="Eval"/> is a validation split; null otherwise (the test set is then <see cref="Eval"/>).</summary>
+    public IImageDataset? Test => test;
 
     /// <summary>Whether the data is Fashion-MNIST (one channel, its own transforms) rather than an image folder (RGB, ImageNet transforms).</summary>
     public bool IsFashionMnist => fashion;
@@ -50,17 +60,45 @@ public sealed class TrainingData
     /// <paramref name="augment"/> (timm's --no-aug) the training images go through the evaluation-style transform of
     /// <see cref="TrainTransform"/>.
     /// </summary>
-    public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none", bool augment = true)
+    public static TrainingData Open(string? data, IImageDecoder? decoder, string autoAugment = "none", bool augment = true) =>
+        Open(data, decoder, new TrainingOptions { AutoAugment = autoAugment, Augment = augment });
+
+    /// <summary>
+    /// Opens the data <paramref name="options"/> describe (its Data, AutoAugment, Augment, ValSplit and random erasing);
+    /// <paramref name="decoder"/> reads image folders. With <see cref="TrainingOptions.ValSplit"/> N the last N images of
+    /// Fashion-MNIST's training set become <see cref="Eval"/> and the test set <see cref="Test"/>.
+    /// </summary>
+    public static TrainingData Open(string? data, IImageDecoder? decoder, TrainingOptions options)
     {
-        if (data == Bundled)
+        ArgumentNullException.ThrowIfNull(options);
+        string autoAugment = options.AutoAugment;
+        bool augment = options.Augment;
+        var erasing = options.ReProb > 0
+            ? new RandomErasing(options.ReProb, RandomErasing.ParseMode(options.ReMode), maxCount: options.ReCount)
+            : null;
+        if (data == Bundled || data is null || IsFashionMnistFolder(data))
         {
-            return new TrainingData(FashionMnist.LoadBundled(FashionMnistSplit.Train), FashionMnist.LoadBundled(FashionMnistSplit.Test), fashion: true, autoAugment, augment);
+            var trainSet = data == Bundled ? FashionMnist.LoadBundled(FashionMnistSplit.Train) : FashionMnist.Load(FashionMnistSplit.Train, data);
+            var testSet = data == Bundled ? FashionMnist.LoadBundled(FashionMnistSplit.Test) : FashionMnist.Load(FashionMnistSplit.Test, data);
+            if (options.ValSplit is not int split)
+            {
+                return new TrainingData(trainSet, testSet, fashion: true, autoAugment, augment, erasing);
+            }
+
+            if (split >= trainSet.Count)
+            {
+                throw new ArgumentException($"--val-split {split} must leave images to train on; {trainSet.Source} has {trainSet.Count} training images.");
+            }
+
+            // The first Count - N images keep their indices, so their order and augmentation are those of the full set.
+            int kept = trainSet.Count - split;
+            return new TrainingData(
+                new ImageDatasetRange(trainSet, 0, kept), new ImageDatasetRange(trainSet, kept, split), fashion: true, autoAugment, augment, erasing, testSet);
         }
 
-        if (data is null || IsFashionMnistFolder(data))
+        if (options.ValSplit is not null)
         {
-            return new TrainingData(
-                FashionMnist.Load(FashionMnistSplit.Train, data), FashionMnist.Load(FashionMnistSplit.Test, data), fashion: true, autoAugment, augment);
+            throw new ArgumentException($"--val-split holds out the last images of Fashion-MNIST's training set; {data} is an image folder, whose val/ folder is its evaluation split (and image folders are sorted by class, so their last images would be one class).");
         }
 
         var (trainDir, evalDir) = FolderSplits(data);
@@ -70,9 +108,9 @@ public sealed class TrainingData
         }
 
         DataTransforms.ParsePolicy(autoAugment);
-        var trainSet = ImageFolderDataset.Open(trainDir, decoder, channels: 3);
-        var evalSet = ImageFolderDataset.Open(evalDir, decoder, channels: 3, trainSet.ClassNames);
-        return new TrainingData(trainSet, evalSet, fashion: false, autoAugment, augment);
+        var trainFolder = ImageFolderDataset.Open(trainDir, decoder, channels: 3);
+        var evalFolder = ImageFolderDataset.Open(evalDir, decoder, channels: 3, trainFolder.ClassNames);
+        return new TrainingData(trainFolder, evalFolder, fashion: false, autoAugment, augment, erasing);
     }
 
     /// <summary>Opens evaluation data alone (mobileone eval): Fashion-MNIST's test split, or DIR/val (or DIR itself) of an image folder.</summary>
@@ -98,25 +136,27 @@ public sealed class TrainingData
     }
 
     /// <summary>
-    /// The training pipeline; image folders train at <paramref name="size"/> (progressive resizing changes it per epoch).
-    /// Without augmentation, as timm's --no-aug: Fashion-MNIST's evaluation transform (the pad to 32 only), or for image
-    /// folders the shorter side resized to <paramref name="size"/> and the centre cropped (ImageNet mean/std), with no
-    /// random crop, flip or AutoAugment.
+    /// The training pipeline at <paramref name="size"/> (progressive resizing changes it per epoch). Fashion-MNIST:
+    /// the recipe's pad-2, pad-4 random crop and flip at 32, and at other sizes the image resized to size - 4 first
+    /// (<see cref="DataTransforms.FashionMnistAtSize"/>). Without augmentation, as timm's --no-aug: Fashion-MNIST's
+    /// evaluation transform (the pad to 32 only, at 32), or for image folders the shorter side resized to
+    /// <paramref name="size"/> and the centre cropped (ImageNet mean/std), with no random crop, flip, AutoAugment or
+    /// erasing. Random erasing (--reprob) comes last, on the normalized tensor.
     /// </summary>
     public SampleTransform TrainTransform(int size)
     {
-        if (!augment)
-        {
-            return fashion ? DataTransforms.FashionMnistEval() : DataTransforms.ImageNetEval(size, cropPct: 1.0);
-        }
-
         if (fashion)
         {
-            return DataTransforms.FashionMnistTrain();
+            return DataTransforms.FashionMnistAtSize(size, augment, augment ? erasing : null);
+        }
+
+        if (!augment)
+        {
+            return DataTransforms.ImageNetEval(size, cropPct: 1.0);
         }
 
         var (policy, rand) = DataTransforms.ParsePolicy(autoAugment);
-        return DataTransforms.ImageNetTrain(size, policy, rand);
+        return DataTransforms.ImageNetTrain(size, policy, rand, erasing: erasing);
     }
 
     /// <summary>

@@ -89,8 +89,49 @@ public sealed record TrainingOptions
     /// <summary>Print a plain progress line every N steps when output is redirected.</summary>
     public int LogInterval { get; init; } = 50;
 
-    /// <summary>Image-folder training: final resolution, and the progressive sizes (e.g. 160, 192, 224) spread evenly over the epochs.</summary>
-    public IReadOnlyList<int> ImageSizes { get; init; } = [224];
+    /// <summary>
+    /// --img-size: the training resolution, or progressive sizes spread evenly over the epochs (image folders e.g. 160, 192,
+    /// 224; Fashion-MNIST e.g. 24, 32), the last one also the evaluation size. null is the data's own size
+    /// (<see cref="ImageSizesFor"/>): 224 for image folders, 32 for Fashion-MNIST (28 plus its 2-pixel border).
+    /// Fashion-MNIST is evaluated at 32, so its last size must be 32.
+    /// </summary>
+    public IReadOnlyList<int>? ImageSizes { get; init; }
+
+    /// <summary>
+    /// --val-split: hold out the last N images of Fashion-MNIST's training set as a validation split (not trained on).
+    /// The per-epoch evaluation then runs on it and chooses best.safetensors (and best_ema.safetensors), and the test
+    /// set is evaluated once, when the last epoch has ended, on those checkpoints (test.csv). null: no split, the test
+    /// set is evaluated every epoch (as before). A resumed run must use the same value.
+    /// </summary>
+    public int? ValSplit { get; init; }
+
+    /// <summary>--reprob: probability of timm's random erasing per training image (after the other augmentation, on the normalized tensor); 0 is off.</summary>
+    public double ReProb { get; init; }
+
+    /// <summary>--remode: what erased pixels become, as timm's train.py: pixel (per-pixel normal noise, the default), rand (one normal value per channel) or const (0).</summary>
+    public string ReMode { get; init; } = "pixel";
+
+    /// <summary>--recount: the most rectangles erased per image (the count is drawn from 1..N; each one's area is divided by the count), as timm's.</summary>
+    public int ReCount { get; init; } = 1;
+
+    /// <summary>
+    /// --ema-warmup: timm ModelEmaV3's use_warmup, the decay of update t being min(<see cref="Ema"/>, 1 - (1 + (t - 1))^(-2/3))
+    /// and 0 for the first (<see cref="ModelEma.DecayAt"/>); false keeps the decay fixed from the first update.
+    /// </summary>
+    public bool EmaWarmup { get; init; }
+
+    /// <summary>The sizes a run uses on data that is Fashion-MNIST (<paramref name="fashionMnist"/>) or an image folder: <see cref="ImageSizes"/> when given, else 32 or 224.</summary>
+    public IReadOnlyList<int> ImageSizesFor(bool fashionMnist) => ImageSizes ?? [fashionMnist ? FashionMnistSize : 224];
+
+    /// <summary>The training size of epoch <paramref name="epoch"/> (from 0) of <paramref name="epochs"/>: <paramref name="sizes"/> spread evenly, each for epochs x 1/count of the run.</summary>
+    public static int ImageSizeAt(IReadOnlyList<int> sizes, int epoch, int epochs)
+    {
+        ArgumentNullException.ThrowIfNull(sizes);
+        return sizes[Math.Min(sizes.Count - 1, (int)((long)epoch * sizes.Count / epochs))];
+    }
+
+    /// <summary>Fashion-MNIST's evaluation size: the 28 x 28 images with a 2-pixel border.</summary>
+    public const int FashionMnistSize = 32;
 
     /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
     public string AutoAugment { get; init; } = "none";
@@ -149,9 +190,31 @@ public sealed record TrainingOptions
             throw new ArgumentException($"--max-steps must be a positive integer; got {steps}.");
         }
 
-        if (ImageSizes.Count == 0 || ImageSizes.Any(s => s < 8))
+        if (ImageSizes is { } sizes && (sizes.Count == 0 || sizes.Any(s => s < 8)))
         {
-            throw new ArgumentException($"--img-size values must be at least 8; got [{string.Join(", ", ImageSizes)}].");
+            throw new ArgumentException($"--img-size values must be at least 8; got [{string.Join(", ", sizes)}].");
+        }
+
+        if (ValSplit is int split && split <= 0)
+        {
+            throw new ArgumentException($"--val-split must be a positive number of images (the last N of the training set); got {split}.");
+        }
+
+        if (!(ReProb >= 0 && ReProb <= 1))
+        {
+            throw new ArgumentException($"--reprob must be a probability in [0, 1]; got {Format(ReProb)}.");
+        }
+
+        _ = MobileOne.Data.Transforms.RandomErasing.ParseMode(ReMode);
+        Positive(ReCount, "--recount");
+        if (!Augment && ReProb > 0)
+        {
+            throw new ArgumentException($"--reprob {Format(ReProb)} asks for augmentation that --no-aug turns off; give one of them.");
+        }
+
+        if (EmaWarmup && Ema is null)
+        {
+            throw new ArgumentException("--ema-warmup warms up the EMA's decay; it needs --ema.");
         }
 
         if (!Augment && !string.IsNullOrEmpty(AutoAugment) && AutoAugment != "none")

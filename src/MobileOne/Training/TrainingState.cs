@@ -14,11 +14,13 @@ public readonly record struct EpochTally(double LossSum, long Correct, long Seen
 /// Everything --resume needs, in one safetensors file so it is replaced atomically: the model ("model."),
 /// the optimizer state ("optimizer."), the EMA model ("ema."), and in the metadata the position (next epoch
 /// and step), the best accuracy so far and the architecture. Data order and augmentation are derived from
-/// (seed, epoch, index), so no random-generator state needs saving.
+/// (seed, epoch, index), so no random-generator state needs saving. A run with --val-split also records the split
+/// ("val_split", which a resumed run must repeat) and the EMA's best validation top-1 ("best_ema_top1",
+/// "best_ema_epoch"); without one these entries are not written, so such a state is what it was before they existed.
 /// </summary>
 public sealed record TrainingState(
     ClassifierNetwork Model, OptimizerState Optimizer, ClassifierNetwork? Ema, int Epoch, int Step, long GlobalStep,
-    double BestTop1, int BestEpoch, int Seed, EpochTally Tally = default)
+    double BestTop1, int BestEpoch, int Seed, EpochTally Tally = default, int ValSplit = 0, double BestEmaTop1 = double.NegativeInfinity, int BestEmaEpoch = -1)
 {
     /// <summary>Name of the state file in the run's output folder: "train_state.safetensors".</summary>
     public const string FileName = "train_state.safetensors";
@@ -50,6 +52,13 @@ public sealed record TrainingState(
         file.Metadata["epoch_loss_sum"] = Tally.LossSum.ToString("R", c);
         file.Metadata["epoch_correct"] = Tally.Correct.ToString(c);
         file.Metadata["epoch_seen"] = Tally.Seen.ToString(c);
+        if (ValSplit > 0)
+        {
+            file.Metadata["val_split"] = ValSplit.ToString(c);
+            file.Metadata["best_ema_top1"] = BestEmaTop1.ToString("R", c);
+            file.Metadata["best_ema_epoch"] = BestEmaEpoch.ToString(c);
+        }
+
         SafetensorsWriter.Write(path, file);
     }
 
@@ -82,7 +91,10 @@ public sealed record TrainingState(
             new EpochTally(
                 double.Parse(Meta(file, "epoch_loss_sum", path), CultureInfo.InvariantCulture),
                 long.Parse(Meta(file, "epoch_correct", path), CultureInfo.InvariantCulture),
-                long.Parse(Meta(file, "epoch_seen", path), CultureInfo.InvariantCulture)));
+                long.Parse(Meta(file, "epoch_seen", path), CultureInfo.InvariantCulture)),
+            file.Metadata.ContainsKey("val_split") ? Int(file, "val_split", path) : 0,
+            file.Metadata.ContainsKey("best_ema_top1") ? double.Parse(Meta(file, "best_ema_top1", path), CultureInfo.InvariantCulture) : double.NegativeInfinity,
+            file.Metadata.ContainsKey("best_ema_epoch") ? Int(file, "best_ema_epoch", path) : -1);
     }
 
     // Each part's metadata travels with its tensors under the same prefix: the optimizer's settings, and the marker by

@@ -45,6 +45,36 @@ public class TrainEvalCliTests
     }
 
     [Fact]
+    public void Train_a_long_run_recipe_with_a_validation_split_tests_once_at_the_end()
+    {
+        using var dir = new TempDir();
+        string data = TinyFashionData.Write(dir.File("data"));
+        string output = dir.File("run");
+        var train = CliRunner.Run(
+            "train", "--model", TinyModel, "--data", data, "--epochs", "2", "--batch-size", "32", "--threads", "1", "--output", output,
+            "--val-split", "56", "--reprob", "0.25", "--img-size", "24,32", "--ema", "--ema-warmup");
+        Assert.True(train.ExitCode == 0, train.StdErr);
+        Assert.Contains("data: 200 training images", train.StdOut);
+        Assert.Contains("epoch 1: training images 24x24 (--img-size 24,32), evaluation at 32x32", train.StdOut);
+        Assert.Contains("epoch 2: training images 32x32", train.StdOut);
+        Assert.Matches(@"test: best\.safetensors \(epoch \d, val top-1 \d\.\d{4}\): top-1 \d\.\d{4} top-5 \d\.\d{4} loss \d+\.\d{4} on 100 test images", train.StdOut);
+        Assert.Contains("test: best_ema.safetensors", train.StdOut);
+        Assert.Matches(@"done: 12 steps, val top-1 \d\.\d{4}", train.StdOut);
+        Assert.StartsWith("checkpoint,epoch,val_top1,test_top1,test_top5,test_loss,images\nbest.safetensors,", File.ReadAllText(Path.Combine(output, "test.csv")));
+        Assert.True(File.Exists(Path.Combine(output, "best_ema.safetensors")));
+
+        // The test line of the CLI is the eval command's number on the same checkpoint and the same test images.
+        var eval = CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--json");
+        Assert.True(eval.ExitCode == 0, eval.StdErr);
+        using var json = JsonDocument.Parse(eval.StdOut);
+        string testTop1 = File.ReadAllLines(Path.Combine(output, "test.csv"))[1].Split(',')[3];
+        Assert.Equal(double.Parse(testTop1, System.Globalization.CultureInfo.InvariantCulture), json.RootElement.GetProperty("top1").GetDouble(), 12);
+
+        var resumed = CliRunner.Run("train", "--model", TinyModel, "--data", data, "--epochs", "2", "--batch-size", "32", "--threads", "1", "--output", output, "--resume", "--ema");
+        CliRunner.AssertCleanFailure(resumed, "resume with the same --val-split (got no --val-split)");
+    }
+
+    [Fact]
     public void Train_refuses_bad_options_before_any_work()
     {
         using var dir = new TempDir();
@@ -55,6 +85,11 @@ public class TrainEvalCliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--ortho-reg", "-0.5", "--output", output), "--ortho-reg must be a number >= 0; got -0.5.");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--branch-diversity", "NaN", "--output", output), "--branch-diversity must be a number >= 0; got NaN.");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--resume", dir.File("none.safetensors"), "--output", output), "--resume");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--val-split", "0", "--output", output), "--val-split must be a positive number of images");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--reprob", "2", "--output", output), "--reprob must be a probability in [0, 1]; got 2.");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--remode", "noise", "--output", output), "--remode must be pixel, rand or const; got 'noise'.");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--ema-warmup", "--output", output), "--ema-warmup warms up the EMA's decay; it needs --ema.");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--data", "bundled", "--img-size", "24,28", "--output", output), "--img-size 24,28: Fashion-MNIST is evaluated at 32x32");
         var notANumber = CliRunner.Run("train", "--lr", "fast", "--output", output);
         Assert.NotEqual(0, notANumber.ExitCode);
         Assert.Contains("--lr", notANumber.StdErr);

@@ -18,6 +18,9 @@ internal static class DataTransforms
     /// <summary>Fashion-MNIST 28x28 images become 32x32 after a 2-pixel black border.</summary>
     public const int FashionMnistSize = 32;
 
+    /// <summary>The black border around the 28 x 28 image that makes it 32 x 32 (and size - 4 resized images size x size).</summary>
+    public const int FashionMnistBorder = 2;
+
     /// <summary>
     /// Fashion-MNIST without augmentation (training without augmentation, and evaluation): x/255,
     /// normalize with mean 0.2860 / std 0.3530, then pad by 2 with the normalized value of black,
@@ -51,11 +54,50 @@ internal static class DataTransforms
     }
 
     /// <summary>
+    /// Fashion-MNIST training images at <paramref name="size"/> x <paramref name="size"/> (progressive resizing): the
+    /// 28 x 28 image is resized (PIL bilinear) to size - 4, then goes through the 32 pipeline's steps scaled to it:
+    /// normalize, the 2-pixel black border (so the garment fills the same fraction of the frame at every size, as
+    /// 28 does of 32), and with <paramref name="augment"/> a pad of round(size / 8) (4 at 32: the same relative shift)
+    /// with a random size x size crop and a horizontal flip; <paramref name="erasing"/> comes last, on the normalized
+    /// tensor, as in timm. At 32 without erasing this is exactly <see cref="FashionMnistTrain(bool)"/> (augment) or
+    /// <see cref="FashionMnistEval"/> (no augment): no resize step is added, so nothing changes by a bit.
+    /// </summary>
+    public static SampleTransform FashionMnistAtSize(int size, bool augment = true, ITensorTransform? erasing = null)
+    {
+        int inner = size - (2 * FashionMnistBorder);
+        if (inner < 8)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"Fashion-MNIST training sizes must be at least {8 + (2 * FashionMnistBorder)}.");
+        }
+
+        var norm = Normalization.FashionMnist;
+        IImageTransform[]? resize = inner == FashionMnist.ImageSize ? null : [new ResizeShorterSide(inner, ResampleFilter.Bilinear)];
+        var tensor = new List<ITensorTransform> { new Pad(FashionMnistBorder, norm.Background) };
+        if (augment)
+        {
+            tensor.Add(new RandomCrop(size, FashionMnistShift(size), norm.Background));
+            tensor.Add(new RandomHorizontalFlip(0.5));
+        }
+
+        if (erasing is not null)
+        {
+            tensor.Add(erasing);
+        }
+
+        return new SampleTransform(1, size, size, resize, norm, tensor);
+    }
+
+    /// <summary>The random-crop padding of <see cref="FashionMnistAtSize"/>: round(size / 8), 4 at 32.</summary>
+    public static int FashionMnistShift(int size) => (int)Math.Round(size / 8.0, MidpointRounding.ToEven);
+
+    /// <summary>
     /// timm's ImageNet training pipeline: RandomResizedCrop(size, scale (0.08, 1), ratio (3/4, 4/3),
-    /// bilinear), horizontal flip p = 0.5, an optional AutoAugment / RandAugment, ToTensor, Normalize.
+    /// bilinear), horizontal flip p = 0.5, an optional AutoAugment / RandAugment, ToTensor, Normalize, and
+    /// <paramref name="erasing"/> (timm's RandomErasing) on the normalized tensor when given.
     /// </summary>
     public static SampleTransform ImageNetTrain(
-        int size = 224, AugmentPolicy policy = AugmentPolicy.None, string randAugment = "rand-m9-mstd0.5", Normalization? normalization = null)
+        int size = 224, AugmentPolicy policy = AugmentPolicy.None, string randAugment = "rand-m9-mstd0.5", Normalization? normalization = null,
+        ITensorTransform? erasing = null)
     {
         var norm = normalization ?? Normalization.ImageNet;
         var steps = new List<IImageTransform> { new RandomResizedCrop(size), new RandomHorizontalFlip(0.5) };
@@ -69,7 +111,7 @@ internal static class DataTransforms
                 break;
         }
 
-        return new SampleTransform(norm.Channels, size, size, steps, norm);
+        return new SampleTransform(norm.Channels, size, size, steps, norm, erasing is null ? null : [erasing]);
     }
 
     /// <summary>
