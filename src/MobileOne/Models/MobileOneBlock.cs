@@ -21,8 +21,10 @@ public sealed class MobileOneBlock : Module
     private readonly ActivationBuffer gradInput = new();
     private readonly ActivationBuffer concatWeights = new();
     private readonly ActivationBuffer concatGrad = new();
+    private readonly PointwiseMoments moments = new();
     private Tensor? savedInput;
     private Tensor? savedOutput;
+    private bool usedMoments;
 
     private MobileOneBlock(BlockSpec spec, bool fused)
     {
@@ -203,6 +205,7 @@ public sealed class MobileOneBlock : Module
         gradInput.Release();
         concatWeights.Release();
         concatGrad.Release();
+        moments.Release();
         savedInput = null;
         savedOutput = null;
         base.ReleaseBuffers();
@@ -248,6 +251,9 @@ public sealed class MobileOneBlock : Module
         return list;
     }
 
+    /// <summary>Tests: true or false forces whether training passes of stacked 1x1 branches use <see cref="PointwiseMoments"/>; null lets <see cref="PointwiseMoments.Pays"/> decide.</summary>
+    internal static bool? MomentsOverride { get; set; }
+
     /// <summary>k stacked 1x1 convolutions over the same input: one GEMM with the weights stacked.</summary>
     private bool StacksPointwise => Spec.KernelSize == 1 && Spec.Stride == 1 && Spec.Padding == 0 && Spec.Groups == 1 && ConvScale is null;
 
@@ -258,9 +264,18 @@ public sealed class MobileOneBlock : Module
         var (ho, wo) = OutputSize(h, w);
         int cout = Spec.OutChannels;
         var branches = TrainBranches();
-        var z = branchOutputs.Get(branches.Count, n, cout, ho, wo);
         var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
-        SumBranches(x, branches, z.Data, pre, training: true);
+        usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
+        if (usedMoments)
+        {
+            using var scope = Profile(ho, wo, "fwd moments");
+            moments.Forward(x, ConvKxk, Identity, pre, relu: Attn is null);
+        }
+        else
+        {
+            var z = branchOutputs.Get(branches.Count, n, cout, ho, wo);
+            SumBranches(x, branches, z.Data, pre, training: true);
+        }
 
         var y = pre;
         if (Attn is not null)
@@ -406,6 +421,14 @@ public sealed class MobileOneBlock : Module
 
     private unsafe Tensor? BackwardTraining(Tensor x, Tensor ds, bool inputGradient)
     {
+        if (usedMoments)
+        {
+            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments");
+            var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
+            moments.Backward(ds, ConvKxk, Identity, gradX);
+            return gradX;
+        }
+
         int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
         var (ho, wo) = OutputSize(h, w);
         int cout = Spec.OutChannels, cin = Spec.InChannels, plane = ho * wo;

@@ -177,7 +177,6 @@ public sealed class BatchNorm2d : Module
 
         if (Training)
         {
-            float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
             if (count <= 1)
             {
                 throw new ArgumentException($"Expected more than 1 value per channel when training, got input of {batch} x {Channels} x {plane}.");
@@ -190,38 +189,57 @@ public sealed class BatchNorm2d : Module
                 BatchNormTraining.Statistics(x, batch, Channels, plane, (long)Channels * plane, m, v);
             }
 
-            float[] rm = RunningMean.Data, rv = RunningVar.Data;
-            double momentum = Momentum, unbias = (double)count / (count - 1);
-            for (int c = 0; c < Channels; c++)
-            {
-                double mu = stat0[c], variance = stat1[c];
-                double inv = 1.0 / Math.Sqrt(variance + Eps);
-                mean[c] = (float)mu;
-                batchVariance[c] = variance;
-                invStd[c] = inv;
-                scale[c] = (float)(gamma[c] * inv);
-                shift[c] = (float)(beta[c] - (mu * gamma[c] * inv));
-                rm[c] = (float)(((1 - momentum) * rm[c]) + (momentum * mu));
-                rv[c] = (float)(((1 - momentum) * rv[c]) + (momentum * variance * unbias));
-            }
-
-            NumBatchesTracked.Data[0] += 1;
+            PrepareFromMoments(stat0, stat1, count);
+            return;
         }
-        else
+
+        float[] rm = RunningMean.Data;
+        for (int c = 0; c < Channels; c++)
         {
-            float[] rm = RunningMean.Data;
-            for (int c = 0; c < Channels; c++)
-            {
-                mean[c] = rm[c];
-                invStd[c] = RunningInvStd(c);
-            }
-
-            RunningAffine(scale, shift);
+            mean[c] = rm[c];
+            invStd[c] = RunningInvStd(c);
         }
 
-        preparedInTraining = Training;
+        RunningAffine(scale, shift);
+        preparedInTraining = false;
         preparedCount = count;
     }
+
+    /// <summary>
+    /// The training-mode part of <see cref="PrepareStatistics"/> from batch moments computed elsewhere (the mean and
+    /// biased variance of each channel over <paramref name="count"/> values): affine form, running statistics, counter.
+    /// A block whose branches share one input derives these moments without materializing the branch outputs.
+    /// </summary>
+    internal void PrepareFromMoments(ReadOnlySpan<double> batchMean, ReadOnlySpan<double> variance, long count)
+    {
+        if (!Training || count <= 1)
+        {
+            throw new InvalidOperationException($"Batch moments need training mode and more than 1 value per channel (got {count}).");
+        }
+
+        float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
+        float[] rm = RunningMean.Data, rv = RunningVar.Data;
+        double momentum = Momentum, unbias = (double)count / (count - 1);
+        for (int c = 0; c < Channels; c++)
+        {
+            double mu = batchMean[c], v = variance[c];
+            double inv = 1.0 / Math.Sqrt(v + Eps);
+            mean[c] = (float)mu;
+            batchVariance[c] = v;
+            invStd[c] = inv;
+            scale[c] = (float)(gamma[c] * inv);
+            shift[c] = (float)(beta[c] - (mu * gamma[c] * inv));
+            rm[c] = (float)(((1 - momentum) * rm[c]) + (momentum * mu));
+            rv[c] = (float)(((1 - momentum) * rv[c]) + (momentum * v * unbias));
+        }
+
+        NumBatchesTracked.Data[0] += 1;
+        preparedInTraining = true;
+        preparedCount = count;
+    }
+
+    /// <summary>1 / sqrt(batch variance + eps) of channel <paramref name="c"/> as last prepared.</summary>
+    internal double InvStd(int c) => invStd[c];
 
     /// <summary>
     /// The eval-mode affine form y = scale[c] * x + shift[c] from the running statistics (computed in double, rounded

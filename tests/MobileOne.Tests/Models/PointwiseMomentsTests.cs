@@ -1,0 +1,103 @@
+using MobileOne.Models;
+using MobileOne.Nn;
+using MobileOne.Tensors;
+using MobileOne.Tests.Nn;
+
+namespace MobileOne.Tests.Models;
+
+/// <summary>
+/// The moment passes of stacked 1x1 branches (<see cref="PointwiseMoments"/>) against the branch passes, which the
+/// reference-parity tests check against PyTorch: the same outputs, running statistics and gradients.
+/// </summary>
+[Collection(KernelSettingsCollection.Name)]
+public sealed class PointwiseMomentsTests
+{
+    [Theory]
+    [InlineData(24, 24, 3, 0, 3, 5, 5)]
+    [InlineData(16, 40, 4, 0, 2, 6, 3)]
+    [InlineData(32, 32, 1, 8, 2, 4, 4)]
+    public void Moment_passes_equal_the_branch_passes(int cin, int cout, int k, int se, int batch, int h, int w)
+    {
+        var spec = new BlockSpec(cin, cout, 1, 1, 0, 1, k, se);
+        var rng = new Random((cin * 100) + cout);
+        var viaBranches = MobileOneBlock.CreateTrainTime(spec);
+        var viaMoments = MobileOneBlock.CreateTrainTime(spec);
+        foreach (var e in viaBranches.State())
+        {
+            // Weights, BN affine and running statistics all random (variances positive), so every term is exercised.
+            var values = Reference.RandomArray(rng, e.Value.Length);
+            for (int i = 0; i < values.Length; i++)
+            {
+                e.Value.Data[i] = e.Name.EndsWith("running_var", StringComparison.Ordinal) ? 0.5f + Math.Abs(values[i]) : e.Name.EndsWith("num_batches_tracked", StringComparison.Ordinal) ? 0f : values[i];
+            }
+        }
+
+        viaMoments.CopyStateFrom(viaBranches);
+        viaBranches.Train();
+        viaMoments.Train();
+        try
+        {
+            for (int step = 0; step < 2; step++)
+            {
+                // Post-ReLU-like input with a mean far from zero, as a block's input is.
+                var x = new Tensor(batch, cin, h, w);
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x.Data[i] = 1.5f + (float)rng.NextDouble() + (0.5f * (float)Math.Abs(rng.NextDouble() - 0.3));
+                }
+
+                var dy = new Tensor(batch, cout, h, w);
+                Reference.RandomArray(rng, dy.Length).CopyTo(dy.Data, 0);
+
+                MobileOneBlock.MomentsOverride = false;
+                var y1 = Copy(viaBranches.Forward(x));
+                var dx1 = Copy(viaBranches.Backward(dy)!);
+                MobileOneBlock.MomentsOverride = true;
+                var y2 = Copy(viaMoments.Forward(x));
+                var dx2 = Copy(viaMoments.Backward(dy)!);
+
+                Close(y1, y2, $"step {step} output");
+                Close(dx1, dx2, $"step {step} input gradient");
+                using var other = viaMoments.State().GetEnumerator();
+                foreach (var e in viaBranches.State())
+                {
+                    other.MoveNext();
+                    Close(e.Value.Data, other.Current.Value.Data, $"step {step} {e.Name}");
+                }
+
+                var grads = viaMoments.NamedParameters().ToList();
+                foreach (var (p, i) in viaBranches.NamedParameters().Select((p, i) => (p, i)))
+                {
+                    Close(p.Parameter.Grad!.Data, grads[i].Parameter.Grad!.Data, $"step {step} grad {p.Name}");
+                }
+            }
+        }
+        finally
+        {
+            MobileOneBlock.MomentsOverride = null;
+        }
+    }
+
+    [Fact]
+    public void Moments_are_chosen_where_the_pixels_outnumber_the_channels()
+    {
+        Assert.True(PointwiseMoments.Pays(256, 256, 4, 16L * 14 * 14));
+        Assert.True(PointwiseMoments.Pays(128, 128, 4, 64L * 4 * 4));
+        Assert.False(PointwiseMoments.Pays(256, 256, 4, 64L * 2 * 2));
+        Assert.False(PointwiseMoments.Pays(256, 1024, 4, 64L));
+    }
+
+    private static float[] Copy(Tensor t) => (float[])t.Data.Clone();
+
+    private static void Close(float[] expected, float[] actual, string what)
+    {
+        double scale = Math.Max(1e-3, expected.Max(v => Math.Abs((double)v)));
+        double diff = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            diff = Math.Max(diff, Math.Abs((double)expected[i] - actual[i]));
+        }
+
+        Assert.True(diff <= 2e-5 * scale, $"{what}: max diff {diff:e3} (scale {scale:g3})");
+    }
+}
