@@ -268,7 +268,7 @@ public sealed class MobileOneBlock : Module
         usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
         if (usedMoments)
         {
-            using var scope = Profile(ho, wo, "fwd moments");
+            using var scope = Profile(ho, wo, "fwd moments", PointwiseMoments.ForwardFlops(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
             moments.Forward(x, ConvKxk, Identity, pre, relu: Attn is null);
         }
         else
@@ -423,7 +423,7 @@ public sealed class MobileOneBlock : Module
     {
         if (usedMoments)
         {
-            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments");
+            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", PointwiseMoments.BackwardFlops(Spec.InChannels, Spec.OutChannels, ConvKxk.Count, (long)ds.Dim(0) * ds.Dim(2) * ds.Dim(3)));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
             moments.Backward(ds, ConvKxk, Identity, gradX);
             return gradX;

@@ -38,6 +38,14 @@ internal sealed class PointwiseMoments
         return momentPasses < 0.7 * branchPasses;
     }
 
+    /// <summary>Floating-point operations of the forward products (S, the k products W_b S, W_eff Xc), for profiles.</summary>
+    public static double ForwardFlops(int inChannels, int outChannels, int branches, long pixels) =>
+        2.0 * (((double)inChannels * inChannels * pixels) + ((double)branches * outChannels * inChannels * inChannels) + ((double)outChannels * inChannels * pixels));
+
+    /// <summary>Floating-point operations of the backward products (A, the k products for M, W_eff^T G, M Xc), for profiles.</summary>
+    public static double BackwardFlops(int inChannels, int outChannels, int branches, long pixels) =>
+        2.0 * (((double)outChannels * inChannels * pixels) + ((double)branches * outChannels * inChannels * inChannels) + ((double)(outChannels + inChannels) * inChannels * pixels));
+
     /// <summary>
     /// pre = sum_b BN_b(W_b x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every BatchNorm prepares
     /// its statistics (training mode) from the moments. Keeps Xc, S and W_eff for <see cref="Backward"/>.
