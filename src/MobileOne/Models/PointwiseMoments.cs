@@ -182,7 +182,7 @@ internal sealed class PointwiseMoments
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout), a = Cross(bp, cin, cout, k), m = Correction(bp, cin, cout, k);
             PackedSgemm.Multiply(gView, xcView.Transposed(), MatrixView.RowMajor(a, cout, cin, cin), accumulate: false);
             new Span<float>(m, cin * cin).Clear();
-            var coefficient = new float[cout * cin];
+            float* coefficient = Coefficients(bp, cin, cout, k);
             for (int b = 0; b < k; b++)
             {
                 var bn = branches[b].Bn;
@@ -216,10 +216,9 @@ internal sealed class PointwiseMoments
                 }
 
                 // M += (diag(scale q) W_b)^T W_b.
-                fixed (float* cp = coefficient)
                 fixed (float* wp = w)
                 {
-                    PackedSgemm.Multiply(MatrixView.RowMajor(cp, cout, cin, cin).Transposed(), MatrixView.RowMajor(wp, cout, cin, cin), MatrixView.RowMajor(m, cin, cin, cin), accumulate: true);
+                    PackedSgemm.Multiply(MatrixView.RowMajor(coefficient, cout, cin, cin).Transposed(), MatrixView.RowMajor(wp, cout, cin, cin), MatrixView.RowMajor(m, cin, cin, cin), accumulate: true);
                 }
             }
 
@@ -264,8 +263,8 @@ internal sealed class PointwiseMoments
         savedCentred = null;
     }
 
-    // Scratch layout: S [cin x cin] | W_eff [cout x cin] | B_b [k x cout x cin] | A [cout x cin] | M [cin x cin].
-    private static long BufferSize(int cin, int cout, int k) => (2L * cin * cin) + ((2L + k) * cout * cin);
+    // Scratch layout: S [cin x cin] | W_eff [cout x cin] | B_b [k x cout x cin] | A [cout x cin] | M [cin x cin] | diag(scale q) W_b [cout x cin].
+    private static long BufferSize(int cin, int cout, int k) => (2L * cin * cin) + ((3L + k) * cout * cin);
 
     private static unsafe float* Sigma(float* b) => b;
 
@@ -276,4 +275,6 @@ internal sealed class PointwiseMoments
     private static unsafe float* Cross(float* b, int cin, int cout, int k) => Products(b, cin, cout) + ((long)k * cout * cin);
 
     private static unsafe float* Correction(float* b, int cin, int cout, int k) => Cross(b, cin, cout, k) + ((long)cout * cin);
+
+    private static unsafe float* Coefficients(float* b, int cin, int cout, int k) => Correction(b, cin, cout, k) + ((long)cin * cin);
 }
