@@ -52,7 +52,7 @@ public partial class ParserFuzzTests
         var rng = new Random(target.GetHashCode(StringComparison.Ordinal) ^ 20261204);
         var outcomes = new Dictionary<string, int>();
         var findings = new List<string>();
-        (long Bytes, string Input) largest = (0, string.Empty);
+        (long Bytes, string Input, byte[] File) largest = (0, string.Empty, []);
         using var upload = target == "upload" ? new UploadTarget() : null;
         var clock = Stopwatch.StartNew();
         try
@@ -64,7 +64,7 @@ public partial class ParserFuzzTests
                 string outcome = LoadOnce(scratch, target, i, upload, out string? finding, out long allocated);
                 if (allocated > largest.Bytes)
                 {
-                    largest = (allocated, $"{Describe(input, target)}, {input.Length} bytes: {outcome}");
+                    largest = (allocated, $"{Describe(input, target)}, {input.Length} bytes: {outcome}", input);
                 }
 
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
@@ -87,6 +87,8 @@ public partial class ParserFuzzTests
 
         if (Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_LOG") is { Length: > 0 } log)
         {
+            // The input that allocated most is kept too: what a budget would have to allow.
+            File.WriteAllBytes(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(log))!, $"largest-{target}{Extension(target)}"), largest.File);
             File.AppendAllLines(log,
             [
                 $"target {target}: {iterations} inputs in {clock.Elapsed.TotalSeconds:F1} s, {outcomes.Count} distinct outcomes, {findings.Count} findings",
