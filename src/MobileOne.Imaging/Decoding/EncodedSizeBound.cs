@@ -15,7 +15,8 @@ namespace MobileOne.Imaging;
 /// match costs at least two bits: one for the length code, one for the distance code).</item>
 /// <item>GIF: the first frame (the one decoded) is LZW with codes of at most 12 bits; one code yields one table entry,
 /// and an entry is at most one pixel longer than the previous one, so at most 4096 pixels per 12-bit code (2730.7 a
-/// byte). Only the frame is bounded: the logical screen around a smaller first frame is valid and costs no data.</item>
+/// byte). Only the frame is bounded: the logical screen around a smaller first frame is valid and costs no data.
+/// A file with another block where the first image must start is refused too (it has no image).</item>
 /// <item>JPEG, Huffman-coded (SOF0-3, 5-7): every 8x8 block of every component (at its sampling factors) has its DC
 /// coefficient coded, at least one Huffman code of at least one bit (baseline needs two: DC and end-of-block;
 /// progressive AC scans can skip whole runs of blocks with EOBRUN, the DC scan cannot). libjpeg refuses to write a
@@ -95,7 +96,8 @@ internal static class EncodedSizeBound
     private static string? Gif(ReadOnlySpan<byte> encoded)
     {
         // Header and logical screen (13 bytes), the global colour table, then extensions until the first image
-        // descriptor. A file that ends first or holds another block has no first frame: the decoder refuses it.
+        // descriptor. A file that holds another block where an image must start has no image to decode, so nothing valid
+        // is refused with it; Skia allocated the screen for such files before failing (fuzzing: 53 bytes, 146 MB).
         if (encoded.Length < 13)
         {
             return null;
@@ -116,9 +118,14 @@ internal static class EncodedSizeBound
             }
         }
 
-        if (pos + 9 > encoded.Length || encoded[pos] != 0x2C)
+        if (pos >= encoded.Length || (encoded[pos] == 0x2C && pos + 9 > encoded.Length))
         {
-            return null;
+            return null; // it ends first: Skia refuses it before allocating (tested)
+        }
+
+        if (encoded[pos] != 0x2C)
+        {
+            return Invariant($"more than a GIF of {encoded.Length} bytes can hold: it has no image (byte {pos} is 0x{encoded[pos]:X2}, where an extension or the first image must start)");
         }
 
         int frameWidth = BinaryPrimitives.ReadUInt16LittleEndian(encoded[(pos + 5)..]), frameHeight = BinaryPrimitives.ReadUInt16LittleEndian(encoded[(pos + 7)..]);

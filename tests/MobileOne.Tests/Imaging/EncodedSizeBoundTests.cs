@@ -83,6 +83,22 @@ public sealed class EncodedSizeBoundTests
     }
 
     [Fact]
+    public void Gif_without_a_first_image_is_refused_before_its_screen_is_allocated()
+    {
+        // The upload fuzz target's largest allocation (2026-12-05): a 53-byte GIF87a declaring a 16746 x 2180 screen, no
+        // colour table, and a byte that starts no block where the first image must: Skia allocated the screen's 146 MB
+        // of RGBA, then found the data corrupt. A file that ends inside its first image's descriptor Skia refuses itself.
+        byte[] header = [.. "GIF87a"u8, 0x6A, 0x41, 0x84, 0x08, 0x52, 0, 0];
+        byte[] stray = [.. header, 0xCD, 0xFF, 0xC9, 0x18, 0x3D, 0xE9, 0x30, 0x00, 0x28, 0x00];
+        var e = Budget.Refused<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(stray, "stray.gif", 3), maxAllocatedBytes: 1 * MB);
+        Assert.Contains("declares 16746x2180 = 36506280 pixels, more than a GIF of 23 bytes can hold: it has no image (byte 13 is 0xCD", e.Message);
+
+        byte[] cut = [.. "GIF89a"u8, 0x6A, 0x41, 0x84, 0x08, 0x80, 0, 0, 0, 0, 0, 255, 255, 255, 0x2C, 0, 0, 0];
+        e = Budget.Refused<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(cut, "cut.gif", 3), maxAllocatedBytes: 1 * MB);
+        Assert.Contains("cut.gif: not a decodable image (the data is truncated)", e.Message);
+    }
+
+    [Fact]
     public void Gif_screen_larger_than_its_first_frame_is_not_refused()
     {
         // Valid: the screen around a 1 x 1 first frame costs no data (what the bound cannot refuse; docs/reliability.md).
