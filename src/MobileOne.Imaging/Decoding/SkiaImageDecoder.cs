@@ -91,7 +91,7 @@ public sealed class SkiaImageDecoder : IImageDecoder
 
         // The format's own bound, also from the header: a small file cannot hold a large image, so it is refused
         // before its pixel buffer is allocated rather than found truncated after (EncodedSizeBound says why per format).
-        if (EncodedSizeBound.Refusal(encoded, codec.EncodedFormat, width, height) is { } tooSmall)
+        if (options.CheckEncodedSize && EncodedSizeBound.Refusal(encoded, codec.EncodedFormat, width, height) is { } tooSmall)
         {
             throw new ImageDecodeException(name, $"declares {width}x{height} = {(long)width * height} pixels, {tooSmall}; refused before decoding.");
         }
