@@ -14,8 +14,8 @@ namespace MobileOne.Imaging;
 /// colour type, Adam7 passes counted separately) are a zlib stream, and deflate expands at most 1032:1 (a 258-byte
 /// match costs at least two bits: one for the length code, one for the distance code).</item>
 /// <item>GIF: the first frame (the one decoded) is LZW with codes of at most 12 bits; one code yields one table entry,
-/// and an entry is at most one pixel longer than the previous one, so at most 4096 pixels per 12-bit code (2730.7 a
-/// byte). Only the frame is bounded: the logical screen around a smaller first frame is valid and costs no data.
+/// each entry is one pixel longer than an entry defined before it, so while codes are w bits wide no entry is longer
+/// than 2^w pixels: at most 4096 pixels per 12-bit code (2730.7 a byte), the best ratio at any width. Only the frame is bounded: the logical screen around a smaller first frame is valid and costs no data.
 /// A file with another block where the first image must start is refused too (it has no image).</item>
 /// <item>JPEG, Huffman-coded (SOF0-3, 5-7): every 8x8 block of every component (at its sampling factors) has its DC
 /// coefficient coded, at least one Huffman code of at least one bit (baseline needs two: DC and end-of-block;
@@ -24,7 +24,7 @@ namespace MobileOne.Imaging;
 /// bounded: its adaptive coder spends far less than a bit on a zero block.</item>
 /// <item>WebP, lossy (VP8, still): each 16x16 macroblock codes its luma and chroma prediction modes with the key
 /// frame's fixed probabilities, at least 0.82 + 0.85 bits; bounded at one bit. Lossless WebP (VP8L) is not bounded
-/// (a prefix code with one symbol costs no bits: a solid colour of any size takes a few dozen bytes), nor is an
+/// (a prefix code with one symbol costs no bits: libwebp writes a solid 2048 x 2048 colour in 220 bytes), nor is an
 /// animated WebP's canvas.</item>
 /// <item>BMP, uncompressed (BI_RGB, and BI_BITFIELDS / BI_ALPHABITFIELDS with Windows headers): every row is stored,
 /// at least width x bits-per-pixel bits (row padding not counted). RLE is not bounded: its end-of-bitmap code leaves

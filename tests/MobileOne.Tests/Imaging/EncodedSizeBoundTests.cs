@@ -77,7 +77,7 @@ public sealed class EncodedSizeBoundTests
         Assert.Null(EncodedSizeBound.Refusal(large, SkiaSharp.SKEncodedImageFormat.Gif, 9000, 9000));
 
         // The same 4096 x 4096 frame's data under a frame header 2 times as tall: refused.
-        byte[] taller = ZeroGif(Width, 2 * Height, Width, 2 * Height);
+        byte[] taller = ZeroGif(Width, 2 * Height, Width, 2 * Height, codedPixels: (long)Width * Height);
         var e = Budget.Refused<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(taller, "taller.gif", 3), maxAllocatedBytes: 1 * MB);
         Assert.Contains($"its first frame's {Width}x{2 * Height} pixels need at least 12288 bytes of LZW codes (at most 4096 pixels per 12-bit code)", e.Message);
     }
@@ -236,12 +236,11 @@ public sealed class EncodedSizeBoundTests
     /// <summary>
     /// A GIF whose screen is <paramref name="screenWidth"/> x <paramref name="screenHeight"/> and whose one frame's header
     /// declares <paramref name="frameWidth"/> x <paramref name="frameHeight"/>, its LZW data coding
-    /// <paramref name="frameWidth"/> x <paramref name="frameHeight"/> zeros (or, for a larger declared frame, the data of
-    /// the square 4096 x 4096 frame) with the longest codes the table allows.
+    /// <paramref name="codedPixels"/> zeros (by default the whole frame) with the longest codes the table allows.
     /// </summary>
-    private static byte[] ZeroGif(int screenWidth, int screenHeight, int frameWidth, int frameHeight)
+    private static byte[] ZeroGif(int screenWidth, int screenHeight, int frameWidth, int frameHeight, long? codedPixels = null)
     {
-        long pixels = frameHeight > 4096 && frameWidth == 4096 ? 4096L * 4096 : (long)frameWidth * frameHeight;
+        long pixels = codedPixels ?? (long)frameWidth * frameHeight;
         var gif = new List<byte>("GIF89a"u8.ToArray());
         AddShort(screenWidth);
         AddShort(screenHeight);
