@@ -93,10 +93,7 @@ internal static class ImageUpload
                         $"the field 'file' has the content type '{t}'; send an image (image/* or application/octet-stream).");
                 }
 
-                string name = HeaderUtilities.RemoveQuotes(disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value is { Length: > 0 } n
-                    ? Path.GetFileName(n)
-                    : BodyName;
-                return (await ReadLimitedAsync(section.Body, maxBytes, null, cancel), name);
+                return (await ReadLimitedAsync(section.Body, maxBytes, null, cancel), FileName(disposition));
             }
         }
         catch (Exception e) when (e is (InvalidDataException or IOException) and not BadHttpRequestException)
@@ -105,6 +102,18 @@ internal static class ImageUpload
         }
 
         throw new RequestRejectedException(StatusCodes.Status400BadRequest, "the multipart/form-data body has no field 'file'.");
+    }
+
+    /// <summary>The part's file name without folders (RFC 5987 <c>filename*</c> first, then <c>filename</c>), or <see cref="BodyName"/>.</summary>
+    private static string FileName(ContentDispositionHeaderValue disposition)
+    {
+        // A filename* parameter without a value made FileNameStar throw ArgumentNullException from its RFC 5987 decoder
+        // (found by fuzzing: a 500 for a client's mistake), so it is decoded only when it has a value. The name only
+        // labels the answer: one that does not decode is no reason to refuse the image.
+        bool star = disposition.Parameters.Any(p => p.Name.Equals("filename*", StringComparison.OrdinalIgnoreCase) && p.Value.Length > 0);
+        return HeaderUtilities.RemoveQuotes(star ? disposition.FileNameStar : disposition.FileName).Value is { Length: > 0 } name
+            ? Path.GetFileName(name)
+            : BodyName;
     }
 
     /// <summary>Reads a whole stream, refusing it (413) as soon as it passes <paramref name="maxBytes"/>.</summary>

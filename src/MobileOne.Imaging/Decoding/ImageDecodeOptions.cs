@@ -17,4 +17,10 @@ public sealed record ImageDecodeOptions
     /// <see cref="MobileOne.Data.IImageDecoder.MaxPixels"/> (Pillow's Image.MAX_IMAGE_PIXELS) whatever this says.
     /// </summary>
     public long MaxPixels { get; init; } = long.MaxValue;
+
+    /// <summary>
+    /// Refuse a file too small to hold the pixels its header declares (<see cref="EncodedSizeBound"/>). Off only in the
+    /// fuzzer, which decodes what the bound refused once more without it to check that no decodable file was refused.
+    /// </summary>
+    internal bool CheckEncodedSize { get; init; } = true;
 }

@@ -53,7 +53,9 @@ public sealed class SkiaImageDecoder : IImageDecoder
     /// <summary>
     /// Decodes an encoded image held in memory to <paramref name="channels"/> (1, 3 or 4) interleaved 8-bit
     /// channels; <paramref name="name"/> is used in messages. Throws <see cref="ImageDecodeException"/> for empty,
-    /// unrecognised, truncated or corrupt data and for images above <see cref="ImageDecodeOptions.MaxPixels"/>.
+    /// unrecognised, truncated or corrupt data, for images above <see cref="ImageDecodeOptions.MaxPixels"/>, and for
+    /// files too small to hold the pixels their header declares (the format's largest expansion; checked, like the
+    /// pixel limit, before the pixel buffer is allocated).
     /// </summary>
     public ByteImage Decode(byte[] encoded, string name, int channels, ImageDecodeOptions options)
     {
@@ -85,6 +87,13 @@ public sealed class SkiaImageDecoder : IImageDecoder
         {
             throw new ImageDecodeException(name,
                 $"declares {width}x{height} = {(long)width * height} pixels, more than the {limit} this decoder accepts{(limit == IImageDecoder.MaxPixels ? " (Pillow's decompression-bomb limit)" : string.Empty)}; refused before decoding.");
+        }
+
+        // The format's own bound, also from the header: a small file cannot hold a large image, so it is refused
+        // before its pixel buffer is allocated rather than found truncated after (EncodedSizeBound says why per format).
+        if (options.CheckEncodedSize && EncodedSizeBound.Refusal(encoded, codec.EncodedFormat, width, height) is { } tooSmall)
+        {
+            throw new ImageDecodeException(name, $"declares {width}x{height} = {(long)width * height} pixels, {tooSmall}; refused before decoding.");
         }
 
         var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;

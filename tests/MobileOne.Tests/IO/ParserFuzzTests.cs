@@ -1,4 +1,8 @@
 using System.Diagnostics;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using MobileOne.Classification;
+using MobileOne.Cli.Serving;
 using System.IO.Compression;
 using System.Text.RegularExpressions;
 using MobileOne.Data;
@@ -7,6 +11,7 @@ using MobileOne.IO.Checkpoints;
 using MobileOne.Imaging;
 using MobileOne.Models;
 using MobileOne.Tests.Inference;
+using MobileOne.Tests.Serving;
 
 namespace MobileOne.Tests.IO;
 
@@ -27,14 +32,14 @@ public partial class ParserFuzzTests
     private const long AllocationBudget = 256L << 20;
 
     /// <summary>
-    /// An image's budget is the documented pixel limit's: a header may declare up to <see cref="IImageDecoder.MaxPixels"/>
-    /// pixels, whose RGBA buffer (358 MB) is allocated before the decoder finds out whether the data is all there;
-    /// 64 MB more for everything else (docs/reliability.md).
+    /// Slack on top of an image's pixel buffers, for everything else a decode allocates (the codec, the file's bytes, a
+    /// 16-bit PNG's image data, the classifier's resized copies).
     /// </summary>
-    private const long ImageAllocationBudget = (IImageDecoder.MaxPixels * 4) + (64L << 20);
+    private const long ImageSlack = 64L << 20;
+
     private static readonly TimeSpan TimeBudget = TimeSpan.FromSeconds(2);
 
-    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx", "image" };
+    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx", "image", "upload" };
 
     [Theory]
     [MemberData(nameof(Targets))]
@@ -47,6 +52,8 @@ public partial class ParserFuzzTests
         var rng = new Random(target.GetHashCode(StringComparison.Ordinal) ^ 20261204);
         var outcomes = new Dictionary<string, int>();
         var findings = new List<string>();
+        (long Bytes, string Input, byte[] File) largest = (0, string.Empty, []);
+        using var upload = target == "upload" ? new UploadTarget() : null;
         var clock = Stopwatch.StartNew();
         try
         {
@@ -54,7 +61,12 @@ public partial class ParserFuzzTests
             {
                 byte[] input = target == "pickle" ? PickleInZip(seeds, rng) : Mutate(seeds[rng.Next(seeds.Count)].Bytes, seeds, rng);
                 File.WriteAllBytes(scratch, input);
-                string outcome = LoadOnce(scratch, target, i, out string? finding);
+                string outcome = LoadOnce(scratch, target, i, upload, out string? finding, out long allocated);
+                if (allocated > largest.Bytes)
+                {
+                    largest = (allocated, $"{Describe(input, target)}, {input.Length} bytes: {outcome}", input);
+                }
+
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
                 if (finding is not null)
                 {
@@ -75,9 +87,12 @@ public partial class ParserFuzzTests
 
         if (Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_LOG") is { Length: > 0 } log)
         {
+            // The input that allocated most is kept too: what a budget would have to allow.
+            File.WriteAllBytes(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(log))!, $"largest-{target}{Extension(target)}"), largest.File);
             File.AppendAllLines(log,
             [
                 $"target {target}: {iterations} inputs in {clock.Elapsed.TotalSeconds:F1} s, {outcomes.Count} distinct outcomes, {findings.Count} findings",
+                $"  largest allocation {largest.Bytes / 1e6:F1} MB ({largest.Input})",
                 .. outcomes.OrderByDescending(o => o.Value).Select(o => $"  {o.Value,8}  {o.Key}"),
                 .. findings.Select(f => "  FINDING " + f),
             ]);
@@ -88,11 +103,12 @@ public partial class ParserFuzzTests
     }
 
     [Fact]
-    public void Finding_a_tiny_gif_declaring_83_million_pixels_costs_its_rgba_buffer_not_twice_that()
+    public void Finding_a_tiny_gif_declaring_83_million_pixels_is_refused_before_its_rgba_buffer()
     {
         // The image target's first finding (2026-12-05): a 72-byte GIF87a whose screen and frame declare 57136 x 1461
-        // pixels, under the pixel limit, fails as truncated after its RGBA buffer is allocated; the pool rounded that
-        // buffer from 334 MB up to 512 MB.
+        // pixels, under the pixel limit, failed as truncated after its RGBA buffer was allocated (334 MB, which the pool
+        // had rounded up to 512 MB). Rebuilt here in 34 bytes. LZW yields at most 4096 pixels per 12-bit code, so 34 bytes
+        // hold at most 92,842 pixels: the header alone refuses it now, allocating next to nothing.
         const int Width = 57136, Height = 1461;
         var gif = new List<byte>("GIF87a"u8.ToArray());
         gif.AddRange([(byte)(Width & 0xFF), (byte)(Width >> 8), (byte)(Height & 0xFF), (byte)(Height >> 8), 0x80, 0, 0]); // screen, 2-colour table
@@ -103,22 +119,23 @@ public partial class ParserFuzzTests
         string path = Path.Combine(temp.Path, "tall.gif");
         File.WriteAllBytes(path, [.. gif]);
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        var e = Assert.Throws<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(path, channels: 3));
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        var e = Budget.Refused<ImageDecodeException>(() => SkiaImageDecoder.Instance.Decode(path, channels: 3), maxAllocatedBytes: 1L << 20);
 
-        Assert.Contains("tall.gif", e.Message, StringComparison.Ordinal);
-        // It does get as far as the buffer (the scenario), and no further than the buffer's own size.
-        Assert.InRange(allocated, (long)Width * Height * 4, ((long)Width * Height * 4) + (16L << 20));
+        Assert.Equal(
+            $"{path}: declares 57136x1461 = 83475696 pixels, more than a GIF of {gif.Count} bytes can hold: its first frame's 57136x1461 pixels need at least 30570 bytes of LZW codes (at most 4096 pixels per 12-bit code); refused before decoding.",
+            e.Message);
     }
 
     /// <summary>
-    /// Loads one input as a model (or, for IDX, as images on even iterations and labels on odd ones); returns its
-    /// outcome class and sets <paramref name="finding"/> when the oracle is broken.
+    /// Loads one input as a model (or, for IDX, as images on even iterations and labels on odd ones; an image is decoded
+    /// as predict does, an upload is read and preprocessed as serve does); returns its outcome class and sets
+    /// <paramref name="finding"/> when the oracle is broken.
     /// </summary>
-    private static string LoadOnce(string path, string target, int iteration, out string? finding)
+    private static string LoadOnce(string path, string target, int iteration, UploadTarget? upload, out string? finding, out long allocated)
     {
         finding = null;
+        byte[] input = target is "image" or "upload" ? File.ReadAllBytes(path) : [];
+        long budget = AllocationBudget, decodedPixels = 0;
         long before = GC.GetAllocatedBytesForCurrentThread();
         var clock = Stopwatch.StartNew();
         string outcome;
@@ -134,7 +151,13 @@ public partial class ParserFuzzTests
             }
             else if (target == "image")
             {
-                SkiaImageDecoder.Instance.Decode(path, channels: 3);
+                budget = ImageBudget(input, IImageDecoder.MaxPixels);
+                using var image = SkiaImageDecoder.Instance.Decode(path, channels: 3);
+                decodedPixels = (long)image.Width * image.Height;
+            }
+            else if (target == "upload")
+            {
+                decodedPixels = upload!.Run(input, out budget);
             }
             else
             {
@@ -143,11 +166,14 @@ public partial class ParserFuzzTests
 
             outcome = "loaded";
         }
+        catch (RequestRejectedException e) when (e.Status is StatusCodes.Status400BadRequest or StatusCodes.Status413PayloadTooLarge or StatusCodes.Status415UnsupportedMediaType)
+        {
+            outcome = $"refused {e.Status}: " + Mask(e.Message);
+        }
         catch (Exception e) when (e is CheckpointException or DatasetException or ImageDecodeException)
         {
             // Numbers and quoted names vary with the mutation; the rest of the message is the kind of refusal.
-            outcome = "refused: " + Digits().Replace(Quoted().Replace(e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..], "'…'"), "#");
-            outcome = outcome[..Math.Min(outcome.Length, 120)];
+            outcome = (target == "upload" ? "refused 400: " : "refused: ") + Mask(e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..]);
         }
         catch (Exception e)
         {
@@ -155,13 +181,96 @@ public partial class ParserFuzzTests
             finding = $"{e.GetType().FullName}: {e.Message}{Environment.NewLine}{e.StackTrace}";
         }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        if (clock.Elapsed > TimeBudget || allocated > (target == "image" ? ImageAllocationBudget : AllocationBudget))
+        allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        if (target == "image" && outcome.Contains("can hold:", StringComparison.Ordinal) && !outcome.Contains("a JPEG", StringComparison.Ordinal))
         {
-            finding ??= $"over budget: {clock.Elapsed.TotalSeconds:F2} s, {allocated >> 20} MB allocated ({outcome})";
+            // Soundness of the size bound: a file it refuses must not decode without it. JPEG is left out: libjpeg
+            // fills a scan that ends early, so it decodes files that cannot be valid (docs/reliability.md).
+            try
+            {
+                using var image = SkiaImageDecoder.Instance.Decode(input, path, 3, new ImageDecodeOptions { CheckEncodedSize = false });
+                finding ??= $"the size bound refused a file that decodes to {image.Width}x{image.Height} ({outcome})";
+            }
+            catch (ImageDecodeException)
+            {
+                // refused by the decoder as well
+            }
+        }
+
+        // A decoded image's 3-channel copy comes from the shared pool, which rounds it up to a power of two (at most 6
+        // bytes a pixel).
+        budget += 6 * decodedPixels;
+        if (clock.Elapsed > TimeBudget || allocated > budget)
+        {
+            finding ??= $"over budget: {clock.Elapsed.TotalSeconds:F2} s, {allocated >> 20} MB allocated of {budget >> 20} MB ({outcome})";
         }
 
         return outcome;
+    }
+
+    private static string Mask(string message)
+    {
+        // The multipart reader quotes a bad header line and the upload a content type that does not parse: whatever
+        // the mutation made of them.
+        int quoted = message.IndexOf("Invalid header line:", StringComparison.Ordinal);
+        message = quoted >= 0 ? message[..quoted] + "Invalid header line: …)" : message;
+        message = message.StartsWith("the content type '", StringComparison.Ordinal) && message.EndsWith("' does not parse.", StringComparison.Ordinal)
+            ? "the content type '…' does not parse."
+            : message;
+        string masked = Digits().Replace(Quoted().Replace(message, "'…'"), "#");
+        return masked[..Math.Min(masked.Length, 120)];
+    }
+
+    /// <summary>
+    /// What decoding <paramref name="encoded"/> may allocate: its RGBA buffer for the most pixels a file of its length
+    /// and format can declare (EncodedSizeBound; docs/reliability.md), up to <paramref name="maxPixels"/>, and
+    /// <see cref="ImageSlack"/>. The ratios are the formats' largest expansions, written out here rather than taken
+    /// from the decoder: PNG 8 pixels a byte (1 bit) x deflate's 1032:1; Huffman-coded JPEG one bit per 8x8 block, 512
+    /// pixels a byte. GIF (a screen larger than its first frame costs no data), arithmetic JPEG (any SOF9-15 marker in
+    /// the file) and other formats may declare up to the pixel limit.
+    /// </summary>
+    internal static long ImageBudget(ReadOnlySpan<byte> encoded, long maxPixels)
+    {
+        long perByte = maxPixels;
+        if (encoded.StartsWith((ReadOnlySpan<byte>)[0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]))
+        {
+            perByte = 8 * 1032;
+        }
+        else if (encoded.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]) && !HasArithmeticFrame(encoded))
+        {
+            perByte = 512;
+        }
+
+        return ImageSlack + (4 * Math.Min(maxPixels, perByte * encoded.Length));
+
+        static bool HasArithmeticFrame(ReadOnlySpan<byte> jpeg)
+        {
+            for (int i = 0; i + 1 < jpeg.Length; i++)
+            {
+                if (jpeg[i] == 0xFF && jpeg[i + 1] is 0xC9 or 0xCA or 0xCB or 0xCD or 0xCE or 0xCF)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>A short description of an input for the campaign log: an upload's content type, an image's format.</summary>
+    private static string Describe(byte[] input, string target)
+    {
+        var span = input.AsSpan();
+        if (target == "upload")
+        {
+            int newline = span.IndexOf((byte)'\n');
+            return $"content type '{UploadTarget.HeaderText(span[..Math.Max(0, Math.Min(newline, 60))])}'";
+        }
+
+        return span.StartsWith("GIF"u8) ? "GIF"
+            : span.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8]) ? "JPEG"
+            : span.Length > 4 && span[1..4].SequenceEqual("PNG"u8) ? "PNG"
+            : "other";
     }
 
     private static byte[] Mutate(byte[] seed, IReadOnlyList<(string Name, byte[] Bytes)> seeds, Random rng)
@@ -245,6 +354,7 @@ public partial class ParserFuzzTests
         "idx" => ".idx",
         "onnx" => ".onnx",
         "image" => ".img",
+        "upload" => ".upload",
         _ => ".pth",
     };
 
@@ -279,6 +389,11 @@ public partial class ParserFuzzTests
             }
 
             return seeds;
+        }
+
+        if (target == "upload")
+        {
+            return UploadTarget.Seeds();
         }
 
         if (target == "idx")
@@ -331,4 +446,119 @@ public partial class ParserFuzzTests
 
     [GeneratedRegex("'[^']*'")]
     private static partial Regex Quoted();
+
+    /// <summary>
+    /// The upload target: an input is a content type line (empty: no Content-Type header) and a request body, read by
+    /// the server's <see cref="ImageUpload.ReadAsync"/> from a <see cref="DefaultHttpContext"/> and preprocessed as the
+    /// server does (<see cref="ClassifierImages.Preprocess(ImageClassifier, byte[], string, ImageDecodeOptions, Span{float})"/>,
+    /// the default pixel limit of serve). Kestrel is not in the loop: it refuses header values outside printable ASCII
+    /// and enforces Content-Length before the handler reads, so content types are reduced to printable ASCII and a
+    /// body is as long as it says. The input's length picks how the body arrives (so a kept finding replays alike):
+    /// with a Content-Length, chunked (none), or with a Content-Length under a 1 KiB upload limit.
+    /// </summary>
+    internal sealed class UploadTarget : IDisposable
+    {
+        private readonly ImageClassifier classifier = ServeHarness.NewClassifier();
+        private readonly ImageDecodeOptions options = new() { MaxPixels = ServeOptions.DefaultMaxPixels };
+        private readonly float[] sample;
+
+        public UploadTarget() => sample = new float[classifier.SampleLength];
+
+        /// <summary>Reads and preprocesses one input; returns the decoded image's pixels and what the input may allocate.</summary>
+        public long Run(byte[] input, out long budget)
+        {
+            int newline = Array.IndexOf(input, (byte)'\n');
+            string contentType = HeaderText(input.AsSpan(0, Math.Max(newline, 0)));
+            byte[] body = input[(newline + 1)..];
+            var request = new DefaultHttpContext().Request;
+            request.Method = "POST";
+            if (contentType.Length > 0)
+            {
+                request.ContentType = contentType;
+            }
+
+            request.Body = new MemoryStream(body, writable: false);
+            int mode = input.Length % 3;
+            if (mode != 1)
+            {
+                request.ContentLength = body.Length;
+            }
+
+            // The body twice (the upload buffer grows by doubling) and the multipart reader's buffers.
+            budget = ImageSlack + (4L * body.Length);
+            var (bytes, name) = ImageUpload.ReadAsync(request, mode == 2 ? 1024 : new ServeOptions().MaxUploadBytes, CancellationToken.None).GetAwaiter().GetResult();
+            budget = ImageBudget(bytes, options.MaxPixels) + (4L * body.Length);
+            classifier.Preprocess(bytes, name, options, sample);
+            using var codec = SkiaSharp.SKCodec.Create(new SkiaSharp.SKMemoryStream(bytes));
+            return (long)codec.Info.Width * codec.Info.Height;
+        }
+
+        /// <summary>A header value as Kestrel lets it through: printable ASCII (and tabs), surrounding whitespace trimmed.</summary>
+        public static string HeaderText(ReadOnlySpan<byte> bytes)
+        {
+            var text = new StringBuilder(bytes.Length);
+            foreach (byte b in bytes)
+            {
+                text.Append(b is (>= 0x20 and < 0x7F) or (byte)'\t' ? (char)b : '?');
+            }
+
+            return text.ToString().Trim();
+        }
+
+        /// <summary>
+        /// Raw bodies of several images under accepted and refused content types, and multipart bodies: plain, quoted and
+        /// 70-character boundaries, other fields before the file, a part type that is not an image, no part type, an RFC
+        /// 5987 file name, no file field, an empty file, LF line ends, a preamble and an epilogue, no closing boundary.
+        /// </summary>
+        public static List<(string Name, byte[] Bytes)> Seeds()
+        {
+            string images = Path.Combine(AppContext.BaseDirectory, "Predict", "Images");
+            var files = new[] { "rgb.png", "rgb.jpg", "palette.gif", "tiny1x1.png", "gray.jpg", "progressive.jpg", "bw1.png" }
+                .Select(f => (Name: f, Bytes: File.ReadAllBytes(Path.Combine(images, f)))).ToList();
+            var seeds = new List<(string, byte[])>();
+            void Add(string name, string contentType, params byte[][] body) =>
+                seeds.Add((name, [.. Encoding.ASCII.GetBytes(contentType + "\n"), .. body.SelectMany(b => b)]));
+            byte[] Ascii(string text) => Encoding.ASCII.GetBytes(text);
+
+            string[] rawTypes = ["image/png", "image/jpeg", "application/octet-stream", "IMAGE/GIF; q=1", "image/*", "", "text/plain", "application/json; charset=utf-8"];
+            for (int i = 0; i < files.Count; i++)
+            {
+                Add($"raw-{files[i].Name}", rawTypes[i % rawTypes.Length], files[i].Bytes);
+                Add($"raw-{files[i].Name}-2", rawTypes[(i + 3) % rawTypes.Length], files[i].Bytes);
+            }
+
+            string longBoundary = new('b', 70);
+            var forms = new (string ContentType, string Boundary, string Line, bool Close, string Part)[]
+            {
+                ("multipart/form-data; boundary=XyZ123", "XyZ123", "\r\n", true, "Content-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png"),
+                ("multipart/form-data; boundary=\"quoted boundary:=x\"", "quoted boundary:=x", "\r\n", true, "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''%C3%A9t%C3%A9.jpg"),
+                ("Multipart/Form-Data; charset=utf-8; BOUNDARY=----WebKitFormBoundary7MA4YWxkTrZu0gW", "----WebKitFormBoundary7MA4YWxkTrZu0gW", "\r\n", true, "Content-Disposition: form-data; name=file"),
+                ($"multipart/form-data; boundary={longBoundary}", longBoundary, "\r\n", true, "Content-Disposition: form-data; name=\"file\"; filename=\"../../x.gif\"\r\nContent-Type: application/octet-stream"),
+                ("multipart/form-data; boundary=LF", "LF", "\n", true, "Content-Disposition: form-data; name=\"file\"; filename=\"lf.png\""),
+                ("multipart/form-data; boundary=open", "open", "\r\n", false, "Content-Disposition: form-data; name=\"file\"; filename=\"open.png\""),
+                ("multipart/form-data; boundary=text", "text", "\r\n", true, "Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain"),
+                ("multipart/form-data; boundary=nofile", "nofile", "\r\n", true, "Content-Disposition: form-data; name=\"image\"; filename=\"a.png\""),
+                ("multipart/form-data; boundary=" + longBoundary + "b", longBoundary + "b", "\r\n", true, "Content-Disposition: form-data; name=\"file\""),
+                ("multipart/form-data", "none", "\r\n", true, "Content-Disposition: form-data; name=\"file\""),
+            };
+            for (int i = 0; i < forms.Length; i++)
+            {
+                var (contentType, boundary, line, close, part) = forms[i];
+                var file = files[i % files.Count].Bytes;
+                string preamble = i % 3 == 0 ? "a preamble" + line : string.Empty;
+                string other = $"--{boundary}{line}Content-Disposition: form-data; name=\"note\"{line}{line}hello{line}";
+                Add($"form-{i}", contentType,
+                    Ascii(preamble + (i % 2 == 0 ? other : string.Empty) + $"--{boundary}{line}{part.Replace("\r\n", line, StringComparison.Ordinal)}{line}{line}"),
+                    file,
+                    Ascii(close ? $"{line}--{boundary}--{line}" + (i % 4 == 0 ? "an epilogue" : string.Empty) : string.Empty));
+            }
+
+            Add("form-empty-file", "multipart/form-data; boundary=e", Ascii("--e\r\nContent-Disposition: form-data; name=\"file\"; filename=\"e.png\"\r\n\r\n\r\n--e--\r\n"));
+            Add("form-two-files", "multipart/form-data; boundary=two", Ascii("--two\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n"), files[3].Bytes,
+                Ascii("\r\n--two\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n"), files[0].Bytes, Ascii("\r\n--two--\r\n"));
+            return seeds;
+        }
+
+        public void Dispose() => classifier.Dispose();
+    }
 }

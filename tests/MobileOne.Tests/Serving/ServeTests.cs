@@ -14,6 +14,26 @@ public sealed class ServeTests
     private static byte[] Jpeg => File.ReadAllBytes(PilPredictReference.ImagePath("rgb.jpg"));
 
     [Fact]
+    public async Task Multipart_file_name_star_without_a_value_is_read_not_a_server_error()
+    {
+        // The upload fuzz target's finding (2026-12-05): `filename*` with no value made the header parser's RFC 5987
+        // decoder throw ArgumentNullException, which the server answered with 500. The name only labels the answer.
+        await using var serve = await ServeHarness.StartAsync();
+        byte[] Form(byte[] file, string tail) =>
+            [.. "--q\r\nContent-Disposition: form-data; name=\"file\"; filename*\r\n\r\n"u8, .. file, .. System.Text.Encoding.ASCII.GetBytes(tail)];
+
+        var (status, body) = await ServeHarness.ReadAsync(await serve.PostAsync(Form(Png, "\r\n--q--\r\n"), "multipart/form-data; boundary=q"));
+        Assert.True(status == 200, $"{status} {body}");
+        Assert.Equal("upload", (string)body!["path"]!);
+
+        // The kept input itself: the body ends right after that header line, a malformed body.
+        byte[] finding = [.. "--q\r\nContent-Disposition: form-data; name=\"file\"; filename*"u8];
+        (status, body) = await ServeHarness.ReadAsync(await serve.PostAsync(finding, "multipart/form-data; boundary=q"));
+        Assert.True(status == 400, $"{status} {body}");
+        Assert.Contains("multipart/form-data body is malformed", (string)body!["error"]!);
+    }
+
+    [Fact]
     public async Task RawAndMultipartUploadsAnswerWhatTheClassifierSaysDirectly()
     {
         await using var serve = await ServeHarness.StartAsync();
