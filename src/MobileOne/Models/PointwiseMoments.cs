@@ -24,10 +24,14 @@ internal sealed class PointwiseMoments
 {
     private readonly ActivationBuffer centred = new();
     private readonly ActivationBuffer scratch = new();
+    private readonly ActivationBuffer outputRows = new();
+    private readonly ActivationBuffer inputRows = new();
     private double[] inputMean = [];
     private double[] inputVariance = [];
     private long pixels;
-    private Tensor? savedCentred;
+    private int savedBatch;
+    private int savedPlane;
+    private int savedInChannels;
 
     /// <summary>Whether the moment passes cost less than 0.7 of the branch passes for this block and batch.</summary>
     public static bool Pays(int inChannels, int outChannels, int branches, long pixels)
@@ -56,19 +60,19 @@ internal sealed class PointwiseMoments
         pixels = (long)n * plane;
         inputMean = inputMean.Length == cin ? inputMean : new double[cin];
         inputVariance = inputVariance.Length == cin ? inputVariance : new double[cin];
-        var xc = centred.Get(x.Shape);
-        savedCentred = xc;
+        // Xc is kept as a dense [channels x pixels] matrix (not NCHW), so small planes never fragment the products.
+        float[] xc = centred.GetFlat((long)cin * pixels);
+        float[] rows = outputRows.GetFlat((long)cout * pixels);
+        (savedBatch, savedPlane, savedInChannels) = (n, plane, cin);
         float[] buffers = scratch.GetFlat(BufferSize(cin, cout, k));
-        var ones = new float[Math.Max(cin, cout)];
-        Array.Fill(ones, 1f);
         var negMean = new float[cin];
         var bias = new float[cout];
         var mean = new double[cout];
         var variance = new double[cout];
         fixed (float* xp = x.Data)
-        fixed (float* xcp = xc.Data)
+        fixed (float* xcp = xc)
+        fixed (float* rp = rows)
         fixed (float* bp = buffers)
-        fixed (float* op = ones)
         fixed (float* nmp = negMean)
         fixed (double* mp = inputMean)
         fixed (double* vp = inputVariance)
@@ -81,8 +85,8 @@ internal sealed class PointwiseMoments
                 negMean[i] = (float)-inputMean[i];
             }
 
-            BatchNormTraining.Affine(xp, xcp, n, cin, plane, op, nmp);
-            var xcView = MatrixView.ChannelsByPixels(xcp, cin, n, plane, (long)cin * plane);
+            ToRows(xp, xcp, n, cin, plane, nmp);
+            var xcView = MatrixView.RowMajor(xcp, cin, (int)pixels, pixels);
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout);
             PackedSgemm.Multiply(xcView, xcView.Transposed(), MatrixView.RowMajor(s, cin, cin, cin), accumulate: false);
 
@@ -94,33 +98,42 @@ internal sealed class PointwiseMoments
                 {
                     float* bb = products + ((long)b * cout * cin);
                     PackedSgemm.Multiply(MatrixView.RowMajor(w, cout, cin, cin), MatrixView.RowMajor(s, cin, cin, cin), MatrixView.RowMajor(bb, cout, cin, cin), accumulate: false);
-                    for (int c = 0; c < cout; c++)
+                    nint wAt = (nint)w, bbAt = (nint)bb;
+                    ComputeThreads.For(cout, (c0, c1) =>
                     {
-                        double mu = 0, v = 0;
-                        for (int i = 0; i < cin; i++)
+                        for (int c = c0; c < c1; c++)
                         {
-                            mu += (double)w[((long)c * cin) + i] * inputMean[i];
-                            v += (double)w[((long)c * cin) + i] * bb[((long)c * cin) + i];
-                        }
+                            float* wr = (float*)wAt + ((long)c * cin), br = (float*)bbAt + ((long)c * cin);
+                            double mu = 0, v = 0;
+                            for (int i = 0; i < cin; i++)
+                            {
+                                mu += (double)wr[i] * inputMean[i];
+                                v += (double)wr[i] * br[i];
+                            }
 
-                        mean[c] = mu;
-                        variance[c] = Math.Max(0.0, v / pixels);
-                    }
+                            mean[c] = mu;
+                            variance[c] = Math.Max(0.0, v / pixels);
+                        }
+                    }, minPerPart: 16);
 
                     var bn = branches[b].Bn;
                     bn.PrepareFromMoments(mean, variance, pixels);
-                    var scale = bn.Scale;
-                    float[] beta = bn.Bias.Value.Data;
+                    float[] scale = bn.Scale.ToArray(), beta = bn.Bias.Value.Data;
+                    nint weffAt = (nint)weff;
+                    ComputeThreads.For(cout, (c0, c1) =>
+                    {
+                        for (int c = c0; c < c1; c++)
+                        {
+                            float sc = scale[c];
+                            float* row = (float*)weffAt + ((long)c * cin), wr = (float*)wAt + ((long)c * cin);
+                            for (int i = 0; i < cin; i++)
+                            {
+                                row[i] += sc * wr[i];
+                            }
+                        }
+                    }, minPerPart: 16);
                     for (int c = 0; c < cout; c++)
                     {
-                        float sc = scale[c];
-                        float* row = weff + ((long)c * cin);
-                        float* wr = w + ((long)c * cin);
-                        for (int i = 0; i < cin; i++)
-                        {
-                            row[i] += sc * wr[i];
-                        }
-
                         bias[c] += beta[c];
                     }
                 }
@@ -139,9 +152,8 @@ internal sealed class PointwiseMoments
                 }
             }
 
-            PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin), xcView, MatrixView.ChannelsByPixels(prep, cout, n, plane, (long)cout * plane), accumulate: false);
-            nint input = (nint)prep;
-            BatchNormTraining.BranchSum([input], op, biasp, prep, n, cout, plane, relu);
+            PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin), xcView, MatrixView.RowMajor(rp, cout, (int)pixels, pixels), accumulate: false);
+            FromRows(rp, prep, n, cout, plane, biasp, relu);
         }
     }
 
@@ -151,20 +163,27 @@ internal sealed class PointwiseMoments
     /// </summary>
     public unsafe void Backward(Tensor gradPre, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor? gradInput)
     {
-        var xc = savedCentred ?? throw new InvalidOperationException("PointwiseMoments.Backward needs its Forward first.");
-        int n = xc.Dim(0), cin = xc.Dim(1), plane = xc.Dim(2) * xc.Dim(3), cout = gradPre.Dim(1), k = branches.Count;
+        int n = savedBatch, plane = savedPlane, cout = gradPre.Dim(1), k = branches.Count;
+        if (n == 0 || gradPre.Dim(0) != n || gradPre.Dim(2) * gradPre.Dim(3) != plane)
+        {
+            throw new InvalidOperationException("PointwiseMoments.Backward needs the Forward of the same batch first.");
+        }
+
+        int cin = savedInChannels;
+        float[] xc = centred.GetFlat((long)cin * pixels);
+        float[] rows = outputRows.GetFlat((long)cout * pixels);
+        float[] dxRows = inputRows.GetFlat((long)cin * pixels);
         float[] buffers = scratch.GetFlat(BufferSize(cin, cout, k));
         var gradMean = new double[cout];
         var gradVariance = new double[cout];
         var sumDy = new double[cout];
         var sumDyX = new double[cout];
-        var ones = new float[cout];
-        Array.Fill(ones, 1f);
         var negGradMean = new float[cout];
         fixed (float* gp = gradPre.Data)
-        fixed (float* xcp = xc.Data)
+        fixed (float* xcp = xc)
+        fixed (float* grp = rows)
+        fixed (float* dxrp = dxRows)
         fixed (float* bp = buffers)
-        fixed (float* op = ones)
         fixed (float* ngp = negGradMean)
         fixed (double* gmp = gradMean)
         fixed (double* gvp = gradVariance)
@@ -176,9 +195,9 @@ internal sealed class PointwiseMoments
                 negGradMean[c] = (float)-gradMean[c];
             }
 
-            BatchNormTraining.Affine(gp, gp, n, cout, plane, op, ngp);
-            var gView = MatrixView.ChannelsByPixels(gp, cout, n, plane, (long)cout * plane);
-            var xcView = MatrixView.ChannelsByPixels(xcp, cin, n, plane, (long)cin * plane);
+            ToRows(gp, grp, n, cout, plane, ngp);
+            var gView = MatrixView.RowMajor(grp, cout, (int)pixels, pixels);
+            var xcView = MatrixView.RowMajor(xcp, cin, (int)pixels, pixels);
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout), a = Cross(bp, cin, cout, k), m = Correction(bp, cin, cout, k);
             PackedSgemm.Multiply(gView, xcView.Transposed(), MatrixView.RowMajor(a, cout, cin, cin), accumulate: false);
             new Span<float>(m, cin * cin).Clear();
@@ -187,33 +206,40 @@ internal sealed class PointwiseMoments
             {
                 var bn = branches[b].Bn;
                 float[] w = branches[b].Conv.Weight.Value.Data, grad = branches[b].Conv.Weight.EnsureGrad().Data;
-                float* bb = products + ((long)b * cout * cin);
-                for (int c = 0; c < cout; c++)
+                nint bbAt = (nint)(products + ((long)b * cout * cin)), aAt = (nint)a, coefAt = (nint)coefficient;
+                ComputeThreads.For(cout, (c0, c1) =>
                 {
-                    double dot = 0;
-                    for (int i = 0; i < cin; i++)
+                    for (int c = c0; c < c1; c++)
                     {
-                        dot += (double)w[(c * cin) + i] * a[((long)c * cin) + i];
-                    }
+                        double dot = 0;
+                        for (int i = 0; i < cin; i++)
+                        {
+                            dot += (double)w[(c * cin) + i] * ((float*)aAt)[((long)c * cin) + i];
+                        }
 
-                    sumDyX[c] = dot;
-                }
+                        sumDyX[c] = dot;
+                    }
+                }, minPerPart: 16);
 
                 bn.PrepareGradient(sumDy, sumDyX);
-                var scale = bn.Scale;
-                for (int c = 0; c < cout; c++)
+                float[] scale = bn.Scale.ToArray();
+                ComputeThreads.For(cout, (c0, c1) =>
                 {
-                    // q = dgamma * invStd / P: the part of the gradient along the normalized output.
-                    double inv = bn.InvStd(c);
-                    float q = (float)(sumDyX[c] * inv * inv / pixels);
-                    float sc = scale[c];
-                    for (int i = 0; i < cin; i++)
+                    float* ap = (float*)aAt, bb = (float*)bbAt, coef = (float*)coefAt;
+                    for (int c = c0; c < c1; c++)
                     {
-                        int at = (c * cin) + i;
-                        grad[at] += sc * (a[at] - (q * bb[at]));
-                        coefficient[at] = sc * q * w[at];
+                        // q = dgamma * invStd / P: the part of the gradient along the normalized output.
+                        double inv = bn.InvStd(c);
+                        float q = (float)(sumDyX[c] * inv * inv / pixels);
+                        float sc = scale[c];
+                        for (int i = 0; i < cin; i++)
+                        {
+                            int at = (c * cin) + i;
+                            grad[at] += sc * (ap[at] - (q * bb[at]));
+                            coef[at] = sc * q * w[at];
+                        }
                     }
-                }
+                }, minPerPart: 16);
 
                 // M += (diag(scale q) W_b)^T W_b.
                 fixed (float* wp = w)
@@ -242,7 +268,7 @@ internal sealed class PointwiseMoments
             {
                 fixed (float* dxp = gradInput.Data)
                 {
-                    var dxView = MatrixView.ChannelsByPixels(dxp, cin, n, plane, (long)cin * plane);
+                    var dxView = MatrixView.RowMajor(dxrp, cin, (int)pixels, pixels);
                     for (long i = 0; i < (long)cin * cin; i++)
                     {
                         m[i] = -m[i];
@@ -250,6 +276,7 @@ internal sealed class PointwiseMoments
 
                     PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin).Transposed(), gView, dxView, accumulate: false);
                     PackedSgemm.Multiply(MatrixView.RowMajor(m, cin, cin, cin), xcView, dxView, accumulate: true);
+                    FromRows(dxrp, dxp, n, cin, plane, null, relu: false);
                 }
             }
         }
@@ -260,7 +287,63 @@ internal sealed class PointwiseMoments
     {
         centred.Release();
         scratch.Release();
-        savedCentred = null;
+        outputRows.Release();
+        inputRows.Release();
+        (savedBatch, savedPlane, savedInChannels) = (0, 0, 0);
+    }
+
+    /// <summary>rows[c][i * plane + p] = nchw[i][c][p] + add[c]: an NCHW tensor as a dense [channels x pixels] matrix, shifted per channel.</summary>
+    private static unsafe void ToRows(float* nchw, float* rows, int n, int channels, int plane, float* add)
+    {
+        nint src = (nint)nchw, dst = (nint)rows, shift = (nint)add;
+        long pixels = (long)n * plane;
+        ComputeThreads.For(channels, (c0, c1) =>
+        {
+            for (int c = c0; c < c1; c++)
+            {
+                float a = ((float*)shift)[c];
+                for (int i = 0; i < n; i++)
+                {
+                    CopyShifted((float*)src + (((long)i * channels) + c) * plane, (float*)dst + (c * pixels) + ((long)i * plane), plane, a, relu: false);
+                }
+            }
+        });
+    }
+
+    /// <summary>nchw[i][c][p] = rows[c][i * plane + p] + add[c] (add may be null), with the ReLU when asked: the inverse of <see cref="ToRows"/>.</summary>
+    private static unsafe void FromRows(float* rows, float* nchw, int n, int channels, int plane, float* add, bool relu)
+    {
+        nint src = (nint)rows, dst = (nint)nchw, shift = (nint)add;
+        long pixels = (long)n * plane;
+        ComputeThreads.For(channels, (c0, c1) =>
+        {
+            for (int c = c0; c < c1; c++)
+            {
+                float a = shift == 0 ? 0f : ((float*)shift)[c];
+                for (int i = 0; i < n; i++)
+                {
+                    CopyShifted((float*)src + (c * pixels) + ((long)i * plane), (float*)dst + (((long)i * channels) + c) * plane, plane, a, relu);
+                }
+            }
+        });
+    }
+
+    /// <summary>to[j] = from[j] + add (then max with 0 when <paramref name="relu"/>) for one plane.</summary>
+    private static unsafe void CopyShifted(float* from, float* to, int count, float add, bool relu)
+    {
+        int j = 0;
+        var shift = new System.Numerics.Vector<float>(add);
+        for (; j + System.Numerics.Vector<float>.Count <= count; j += System.Numerics.Vector<float>.Count)
+        {
+            var v = System.Runtime.CompilerServices.Unsafe.ReadUnaligned<System.Numerics.Vector<float>>(from + j) + shift;
+            System.Runtime.CompilerServices.Unsafe.WriteUnaligned(to + j, relu ? System.Numerics.Vector.Max(v, System.Numerics.Vector<float>.Zero) : v);
+        }
+
+        for (; j < count; j++)
+        {
+            float v = from[j] + add;
+            to[j] = relu ? MathF.Max(v, 0f) : v;
+        }
     }
 
     // Scratch layout: S [cin x cin] | W_eff [cout x cin] | B_b [k x cout x cin] | A [cout x cin] | M [cin x cin] | diag(scale q) W_b [cout x cin].
