@@ -122,7 +122,9 @@ public sealed class MobileOneBlock : Module
     /// weights stacked; depthwise branches share one padded copy of each input plane); every BatchNorm becomes a
     /// per-channel scale and shift and one pass sums them with the ReLU. Backward makes one pass for the per-channel
     /// sums of all BatchNorms, turns each branch buffer into its own gradient in place, then runs the convolution
-    /// gradients (again one GEMM for stacked pointwise branches).
+    /// gradients (again one GEMM for stacked pointwise branches). In training mode, k 1x1 branches over a batch with
+    /// many more pixels than channels take <see cref="PointwiseMoments"/> instead: the same function and gradients
+    /// from the input's moments, without writing the branch outputs.
     /// </remarks>
     public Tensor? Backward(Tensor gradOutput, bool inputGradient = true)
     {

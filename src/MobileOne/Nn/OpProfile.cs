@@ -17,23 +17,34 @@ public readonly record struct OpTiming(string Layer, string Op, long Calls, doub
 /// no allocation, so the passes keep the calls in place. The flop and byte counts let a reader tell compute-bound
 /// operations (GFLOP/s near the core's peak) from memory-bound ones (GB/s near the caches' bandwidth).
 /// </summary>
-/// <remarks>Single-threaded accounting: the training passes run on one caller thread, the worker pool inside them.</remarks>
+/// <remarks>
+/// Per thread: the training passes run on one caller thread (the worker pool inside them), so enabling the profile
+/// on the thread that runs the steps records those steps and nothing that other threads train at the same time.
+/// </remarks>
 public static class OpProfile
 {
-    private static readonly Dictionary<(string Layer, string Op), OpTiming> totals = [];
+    [ThreadStatic]
+    private static Dictionary<(string Layer, string Op), OpTiming>? totals;
 
-    /// <summary>Whether <see cref="Measure"/> records anything.</summary>
-    public static bool Enabled { get; set; }
+    [ThreadStatic]
+    private static bool enabled;
+
+    /// <summary>Whether <see cref="Measure"/> records anything on the calling thread.</summary>
+    public static bool Enabled
+    {
+        get => enabled;
+        set => enabled = value;
+    }
 
     /// <summary>Times the scope's lifetime as one call of <paramref name="op"/> on <paramref name="layer"/> (when enabled).</summary>
     public static Scope Measure(string layer, string op, double flops = 0, double bytes = 0) =>
         Enabled ? new Scope(layer, op, flops, bytes, Stopwatch.GetTimestamp()) : default;
 
-    /// <summary>The rows recorded since the last drain, largest time first, and clears them.</summary>
+    /// <summary>The rows the calling thread recorded since its last drain, largest time first, and clears them.</summary>
     public static IReadOnlyList<OpTiming> Drain()
     {
-        var rows = totals.Values.OrderByDescending(t => t.Seconds).ToList();
-        totals.Clear();
+        var rows = totals is null ? [] : totals.Values.OrderByDescending(t => t.Seconds).ToList();
+        totals?.Clear();
         return rows;
     }
 
@@ -65,6 +76,7 @@ public static class OpProfile
 
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             var key = (layer, op);
+            totals ??= [];
             var t = totals.TryGetValue(key, out var prior) ? prior : new OpTiming(layer, op, 0, 0, 0, 0);
             totals[key] = t with { Calls = t.Calls + 1, Seconds = t.Seconds + seconds, Flops = t.Flops + flops, Bytes = t.Bytes + bytes };
         }

@@ -28,6 +28,48 @@ public class BenchTrainTests
     }
 
     [Fact]
+    public void Profile_accounts_for_the_steps_by_layer_and_operation()
+    {
+        var r = CliRunner.Run("bench-train", "--model", "units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2", "--num-classes", "10",
+            "--batch-size", "8", "--size", "32", "--in-chans", "3", "--threads", "1", "--steps", "3", "--warmup", "1", "--json", "--profile");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var rows = doc.RootElement.GetProperty("profile").EnumerateArray().ToList();
+        string Name(JsonElement e) => e.GetProperty("layer").GetString() + " " + e.GetProperty("op").GetString();
+
+        // One stride-2 depthwise block per stage (8x8 .. 1x1 outputs at 32x32), each with its three convolution passes.
+        foreach (var size in new[] { "8x8", "4x4", "2x2", "1x1" })
+        {
+            foreach (var op in new[] { "fwd conv", "bwd input-grad", "bwd weight-grad" })
+            {
+                var row = Assert.Single(rows, e => Name(e) == $"dw 3x3/2 -> {size} {op}");
+                Assert.Equal(1, row.GetProperty("calls_per_step").GetInt32());
+                Assert.True(row.GetProperty("gflop_per_s").GetDouble() > 0, Name(row));
+            }
+        }
+
+        Assert.Contains(rows, e => Name(e) == "step optimizer");
+        Assert.Contains(rows, e => Name(e) == "step not in an operation above");
+
+        // The rows share out the timed steps: their times add up to the steps' total, their shares to 1.
+        double perStep = rows.Sum(e => e.GetProperty("ms_per_step").GetDouble());
+        double shares = rows.Sum(e => e.GetProperty("share").GetDouble());
+        Assert.True(Math.Abs(shares - 1) < 0.01, $"shares add up to {shares}");
+        double median = doc.RootElement.GetProperty("step_ms_median").GetDouble();
+        Assert.True(perStep >= 0.5 * median && perStep <= 2 * median, $"rows add up to {perStep} ms per step; median step {median} ms");
+    }
+
+    [Fact]
+    public void Without_profile_the_json_has_no_profile()
+    {
+        var r = CliRunner.Run("bench-train", "--model", "units=1/1/1/1,widths=0.125/0.125/0.125/0.125,k=2", "--num-classes", "10",
+            "--batch-size", "2", "--size", "32", "--threads", "1", "--steps", "1", "--warmup", "0", "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("profile").ValueKind);
+    }
+
+    [Fact]
     public void Table_names_the_model_and_throughput()
     {
         var r = CliRunner.Run("bench-train", "--model", "s0,classes=10", "--batch-size", "2", "--size", "32", "--threads", "1", "--steps", "1", "--warmup", "0");

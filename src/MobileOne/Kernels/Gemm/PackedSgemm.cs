@@ -145,7 +145,6 @@ public static unsafe class PackedSgemm
             {
                 CopyRuns(dc, c);
             }
-
         }
     }
 
