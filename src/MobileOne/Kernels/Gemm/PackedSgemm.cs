@@ -37,6 +37,9 @@ public static unsafe class PackedSgemm
     /// <summary>Below this many floats per batch run an operand is copied dense before the product (see <see cref="IsFragmented"/>).</summary>
     private const int ShortRun = 64;
 
+    /// <summary>Rows copied together in a dense copy, segment by segment (see <see cref="CopyRuns"/>).</summary>
+    private const int CopyRowBlock = 16;
+
     [ThreadStatic]
     private static float[]? denseA;
 
@@ -174,29 +177,36 @@ public static unsafe class PackedSgemm
                 int per = batched.ColsPerBatch, segments = from.Cols / per, done = segments * per;
                 long batchStride = batched.ColBatchStride;
                 var (fs, ts) = from.ColsBatched ? (batchStride, (long)per) : (per, batchStride);
-                const int RowBlock = 16;
-                float** fromRows = stackalloc float*[RowBlock];
-                float** toRows = stackalloc float*[RowBlock];
-                for (int r0 = 0; r0 < from.Rows; r0 += RowBlock)
+                var (src, dst) = (from, to);
+                int blocks = (from.Rows + CopyRowBlock - 1) / CopyRowBlock;
+
+                // Blocks of rows split over the workers: a copy on one thread would be the serial part of every
+                // product over small planes.
+                ComputeThreads.For(blocks, (b0, b1) =>
                 {
-                    int r1 = Math.Min(from.Rows, r0 + RowBlock);
-                    for (int r = r0; r < r1; r++)
+                    float** fromRows = stackalloc float*[CopyRowBlock];
+                    float** toRows = stackalloc float*[CopyRowBlock];
+                    for (int r0 = b0 * CopyRowBlock; r0 < Math.Min(src.Rows, b1 * CopyRowBlock); r0 += CopyRowBlock)
                     {
-                        fromRows[r - r0] = from.Data + from.RowOffset(r);
-                        toRows[r - r0] = to.Data + to.RowOffset(r);
-                    }
+                        int r1 = Math.Min(src.Rows, r0 + CopyRowBlock);
+                        for (int r = r0; r < r1; r++)
+                        {
+                            fromRows[r - r0] = src.Data + src.RowOffset(r);
+                            toRows[r - r0] = dst.Data + dst.RowOffset(r);
+                        }
 
-                    for (int seg = 0; seg < segments; seg++)
-                    {
-                        CopySegments(fromRows, seg * fs, toRows, seg * ts, r1 - r0, per);
-                    }
+                        for (int seg = 0; seg < segments; seg++)
+                        {
+                            CopySegments(fromRows, seg * fs, toRows, seg * ts, r1 - r0, per);
+                        }
 
-                    for (int r = r0; r < r1 && done < from.Cols; r++)
-                    {
-                        new ReadOnlySpan<float>(from.Data + from.RowOffset(r) + from.ColOffset(done), from.Cols - done)
-                            .CopyTo(new Span<float>(to.Data + to.RowOffset(r) + to.ColOffset(done), from.Cols - done));
+                        for (int r = r0; r < r1 && done < src.Cols; r++)
+                        {
+                            new ReadOnlySpan<float>(src.Data + src.RowOffset(r) + src.ColOffset(done), src.Cols - done)
+                                .CopyTo(new Span<float>(dst.Data + dst.RowOffset(r) + dst.ColOffset(done), src.Cols - done));
+                        }
                     }
-                }
+                }, minPerPart: Math.Max(1, (1 << 14) / Math.Max(1, CopyRowBlock * from.Cols)));
 
                 return;
             }
