@@ -44,19 +44,22 @@ public class BenchTrainTests
             {
                 var row = Assert.Single(rows, e => Name(e) == $"dw 3x3/2 -> {size} {op}");
                 Assert.Equal(1, row.GetProperty("calls_per_step").GetInt32());
-                Assert.True(row.GetProperty("gflop_per_s").GetDouble() > 0, Name(row));
+                // A rate is reported for every product (rounded to 0.1, so a tiny model's may print 0).
+                Assert.True(row.GetProperty("gflop_per_s").ValueKind == JsonValueKind.Number, Name(row));
             }
         }
 
         Assert.Contains(rows, e => Name(e) == "step optimizer");
+        Assert.Equal(JsonValueKind.Null, rows.First(e => Name(e) == "step optimizer").GetProperty("gflop_per_s").ValueKind);
         Assert.Contains(rows, e => Name(e) == "step not in an operation above");
 
         // The rows share out the timed steps: their times add up to the steps' total, their shares to 1.
         double perStep = rows.Sum(e => e.GetProperty("ms_per_step").GetDouble());
         double shares = rows.Sum(e => e.GetProperty("share").GetDouble());
         Assert.True(Math.Abs(shares - 1) < 0.01, $"shares add up to {shares}");
-        double median = doc.RootElement.GetProperty("step_ms_median").GetDouble();
-        Assert.True(perStep >= 0.5 * median && perStep <= 2 * median, $"rows add up to {perStep} ms per step; median step {median} ms");
+        // Their mean per step cannot be below the fastest step (rows are means over the timed steps; 3 decimals each).
+        double fastest = doc.RootElement.GetProperty("step_ms_min").GetDouble();
+        Assert.True(perStep >= fastest - 0.01 * rows.Count, $"rows add up to {perStep} ms per step; fastest step {fastest} ms");
     }
 
     [Fact]
