@@ -25,7 +25,7 @@ namespace MobileOne.Tests.IO;
 /// exception, or an input over budget, is a finding. The image target decodes mutated PNG, JPEG and GIF files (the
 /// predict tests' images, every mode they cover) as predict and serve do, refusals being <see cref="ImageDecodeException"/>.
 /// The suite runs a short smoke campaign; MOBILEONE_FUZZ_ITERATIONS
-/// sets the iterations per target for a real one (docs/reliability.md).
+/// sets the iterations per target for a real one, MOBILEONE_FUZZ_SEED its seed (docs/reliability.md).
 /// </summary>
 public partial class ParserFuzzTests
 {
@@ -49,7 +49,10 @@ public partial class ParserFuzzTests
         using var temp = new TempDir();
         var seeds = Seeds(temp.Path, target);
         string scratch = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : temp.Path, $"fuzz-{Guid.NewGuid():N}{Extension(target)}");
-        var rng = new Random(target.GetHashCode(StringComparison.Ordinal) ^ 20261204);
+        // A fixed seed per target (MOBILEONE_FUZZ_SEED changes it), so a campaign's inputs can be drawn again: string
+        // hashes are randomised per process and made every run different.
+        int seed = (int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_SEED"), out int s) ? s : 20261204) ^ StableHash(target);
+        var rng = new Random(seed);
         var outcomes = new Dictionary<string, int>();
         var findings = new List<string>();
         (long Bytes, string Input, byte[] File) largest = (0, string.Empty, []);
@@ -91,7 +94,7 @@ public partial class ParserFuzzTests
             File.WriteAllBytes(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(log))!, $"largest-{target}{Extension(target)}"), largest.File);
             File.AppendAllLines(log,
             [
-                $"target {target}: {iterations} inputs in {clock.Elapsed.TotalSeconds:F1} s, {outcomes.Count} distinct outcomes, {findings.Count} findings",
+                $"target {target}: {iterations} inputs (seed {seed}) in {clock.Elapsed.TotalSeconds:F1} s, {outcomes.Count} distinct outcomes, {findings.Count} findings",
                 $"  largest allocation {largest.Bytes / 1e6:F1} MB ({largest.Input})",
                 .. outcomes.OrderByDescending(o => o.Value).Select(o => $"  {o.Value,8}  {o.Key}"),
                 .. findings.Select(f => "  FINDING " + f),
@@ -271,6 +274,18 @@ public partial class ParserFuzzTests
             : span.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8]) ? "JPEG"
             : span.Length > 4 && span[1..4].SequenceEqual("PNG"u8) ? "PNG"
             : "other";
+    }
+
+    /// <summary>FNV-1a of the name: the same number in every process.</summary>
+    private static int StableHash(string name)
+    {
+        uint h = 2166136261;
+        foreach (char c in name)
+        {
+            h = (h ^ c) * 16777619;
+        }
+
+        return (int)h;
     }
 
     private static byte[] Mutate(byte[] seed, IReadOnlyList<(string Name, byte[] Bytes)> seeds, Random rng)
