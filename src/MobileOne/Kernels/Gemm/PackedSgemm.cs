@@ -228,32 +228,12 @@ public static unsafe class PackedSgemm
         CopyRuns(from.Transposed(), to.Transposed());
     }
 
-    /// <summary>Copies <paramref name="length"/> floats from fromRows[i] + fromOffset to toRows[i] + toOffset for each of <paramref name="rows"/> rows; plane-sized runs (4, 16) move as one register.</summary>
+    /// <summary>Copies <paramref name="length"/> floats from fromRows[i] + fromOffset to toRows[i] + toOffset for each of <paramref name="rows"/> rows.</summary>
     private static void CopySegments(float** fromRows, long fromOffset, float** toRows, long toOffset, int rows, int length)
     {
-        switch (length)
+        for (int i = 0; i < rows; i++)
         {
-            case 4:
-                for (int i = 0; i < rows; i++)
-                {
-                    Vector128.Store(Vector128.Load(fromRows[i] + fromOffset), toRows[i] + toOffset);
-                }
-
-                break;
-            case 16 when Vector512.IsHardwareAccelerated:
-                for (int i = 0; i < rows; i++)
-                {
-                    Vector512.Store(Vector512.Load(fromRows[i] + fromOffset), toRows[i] + toOffset);
-                }
-
-                break;
-            default:
-                for (int i = 0; i < rows; i++)
-                {
-                    new ReadOnlySpan<float>(fromRows[i] + fromOffset, length).CopyTo(new Span<float>(toRows[i] + toOffset, length));
-                }
-
-                break;
+            CopyRun(fromRows[i] + fromOffset, 1, toRows[i] + toOffset, 1, length);
         }
     }
 
