@@ -33,20 +33,18 @@ internal sealed class PointwiseMoments
     private int savedPlane;
     private int savedInChannels;
 
-    /// <summary>Whether the moment passes cost less than 0.7 of the branch passes for this block and batch.</summary>
+    /// <summary>Whether the moment passes (<see cref="ForwardFlops"/> + <see cref="BackwardFlops"/>) cost less than 0.7 of the branch passes (3k products of Cout x Cin x P) for this block and batch.</summary>
     public static bool Pays(int inChannels, int outChannels, int branches, long pixels)
     {
-        double cin = inChannels, cout = outChannels;
-        double branchPasses = 3.0 * branches * cout * cin * pixels;
-        double momentPasses = (cin * cin * pixels) + (2 * cout * cin * pixels) + ((cout + cin) * cin * pixels) + (2.0 * branches * cout * cin * cin);
-        return momentPasses < 0.7 * branchPasses;
+        double branchPasses = 3.0 * 2.0 * branches * outChannels * inChannels * pixels;
+        return ForwardFlops(inChannels, outChannels, branches, pixels) + BackwardFlops(inChannels, outChannels, branches, pixels) < 0.7 * branchPasses;
     }
 
-    /// <summary>Floating-point operations of the forward products (S, the k products W_b S, W_eff Xc), for profiles.</summary>
+    /// <summary>Floating-point operations of the forward products (S, the k products W_b S, W_eff Xc): profiles and <see cref="Pays"/>.</summary>
     public static double ForwardFlops(int inChannels, int outChannels, int branches, long pixels) =>
         2.0 * (((double)inChannels * inChannels * pixels) + ((double)branches * outChannels * inChannels * inChannels) + ((double)outChannels * inChannels * pixels));
 
-    /// <summary>Floating-point operations of the backward products (A, the k products for M, W_eff^T G, M Xc), for profiles.</summary>
+    /// <summary>Floating-point operations of the backward products (A, the k products for M, W_eff^T G, M Xc): profiles and <see cref="Pays"/>.</summary>
     public static double BackwardFlops(int inChannels, int outChannels, int branches, long pixels) =>
         2.0 * (((double)outChannels * inChannels * pixels) + ((double)branches * outChannels * inChannels * inChannels) + ((double)(outChannels + inChannels) * inChannels * pixels));
 
@@ -158,7 +156,7 @@ internal sealed class PointwiseMoments
     }
 
     /// <summary>
-    /// From <paramref name="gradPre"/> (dL/dpre; centred in place) accumulates every branch's weight gradient and every
+    /// From <paramref name="gradPre"/> (dL/dpre; read, not changed) accumulates every branch's weight gradient and every
     /// BatchNorm's parameter gradients, and writes the input gradient to <paramref name="gradInput"/> when given.
     /// </summary>
     public unsafe void Backward(Tensor gradPre, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor? gradInput)
