@@ -1,5 +1,6 @@
 using MobileOne.Graph;
 using MobileOne.Kernels;
+using MobileOne.Reparam;
 
 namespace MobileOne.Inference;
 
@@ -389,29 +390,12 @@ internal sealed class GraphProgram
         return a;
     }
 
-    /// <summary>W' = W * gamma / std, b' = (b - mean) * gamma / std + beta, in double, rounded once.</summary>
+    /// <summary>The convolution with <paramref name="bn"/> folded in (BatchNormFolding: in double, rounded once).</summary>
     private static ConvParams Fold(ConvParams conv, BatchNormNode bn)
     {
-        if (bn.Channels != conv.OutChannels)
-        {
-            throw new ArgumentException($"BatchNorm {bn.Name} over {bn.Channels} channels follows a convolution with {conv.OutChannels} outputs.");
-        }
-
-        int per = conv.Weight.Length / conv.OutChannels;
-        var weight = new float[conv.Weight.Length];
-        var bias = new float[conv.OutChannels];
-        for (int o = 0; o < conv.OutChannels; o++)
-        {
-            double t = bn.Gamma[o] / Math.Sqrt(bn.Var[o] + bn.Eps);
-            for (int i = 0; i < per; i++)
-            {
-                weight[(o * per) + i] = (float)(conv.Weight[(o * per) + i] * t);
-            }
-
-            bias[o] = (float)(((conv.Bias[o] - (double)bn.Mean[o]) * t) + bn.Beta[o]);
-        }
-
-        return conv with { Weight = weight, Bias = bias };
+        int[] shape = [conv.OutChannels, conv.InChannels / conv.Groups, conv.KernelH, conv.KernelW];
+        var folded = BatchNormFolding.Fold(conv.Weight, shape, new BatchNormStats(bn.Gamma, bn.Beta, bn.Mean, bn.Var, bn.Eps), conv.Bias);
+        return conv with { Weight = Array.ConvertAll(folded.Weight, v => (float)v), Bias = Array.ConvertAll(folded.Bias, v => (float)v) };
     }
 
     private static void ChooseKernels(List<EngineOp> ops, bool general)

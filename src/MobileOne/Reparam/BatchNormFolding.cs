@@ -16,13 +16,21 @@ internal readonly record struct BatchNormStats(float[] Gamma, float[] Beta, floa
 
 /// <summary>
 /// Folds an eval-mode BatchNorm into the convolution before it: with std = sqrt(var + eps),
-/// W' = W * gamma / std (per output channel) and b' = beta - mean * gamma / std. Computed in double:
-/// the result is then within one float32 rounding of the exact fold.
+/// W' = W * gamma / std (per output channel) and b' = (b - mean) * gamma / std + beta, b the convolution's bias
+/// (0 when it has none). Computed in double: the result is then within one float32 rounding of the exact fold.
+/// The one implementation: fusion (BlockFusion, RepVggFusion) and the engine's lowering of a graph both call it.
 /// </summary>
 internal static class BatchNormFolding
 {
     /// <summary>Folds <paramref name="bn"/> into an OIHW kernel whose first dimension is the BN's channels.</summary>
-    public static FusedKernel Fold(ReadOnlySpan<float> kernel, int[] kernelShape, BatchNormStats bn)
+    public static FusedKernel Fold(ReadOnlySpan<float> kernel, int[] kernelShape, BatchNormStats bn) =>
+        Fold(kernel, kernelShape, bn, ReadOnlySpan<float>.Empty);
+
+    /// <summary>
+    /// Folds <paramref name="bn"/> into an OIHW kernel with a per-output-channel <paramref name="bias"/> (empty: none).
+    /// A zero bias gives the same values as none: (0 - mean) * t + beta is beta - mean * t in IEEE arithmetic.
+    /// </summary>
+    public static FusedKernel Fold(ReadOnlySpan<float> kernel, int[] kernelShape, BatchNormStats bn, ReadOnlySpan<float> bias)
     {
         int outChannels = kernelShape[0];
         if (bn.Channels != outChannels || kernel.Length % outChannels != 0)
@@ -30,9 +38,14 @@ internal static class BatchNormFolding
             throw new ArgumentException($"BatchNorm over {bn.Channels} channels cannot fold into a kernel with {outChannels} output channels.");
         }
 
+        if (!bias.IsEmpty && bias.Length != outChannels)
+        {
+            throw new ArgumentException($"A bias of {bias.Length} values cannot fold into a kernel with {outChannels} output channels.");
+        }
+
         int perChannel = kernel.Length / outChannels;
         var weight = new double[kernel.Length];
-        var bias = new double[outChannels];
+        var foldedBias = new double[outChannels];
         for (int o = 0; o < outChannels; o++)
         {
             double t = bn.Gamma[o] / bn.Std(o);
@@ -41,9 +54,9 @@ internal static class BatchNormFolding
                 weight[(o * perChannel) + i] = kernel[(o * perChannel) + i] * t;
             }
 
-            bias[o] = bn.Beta[o] - (bn.Mean[o] * t);
+            foldedBias[o] = (((bias.IsEmpty ? 0.0 : bias[o]) - bn.Mean[o]) * t) + bn.Beta[o];
         }
 
-        return new FusedKernel(kernelShape, weight, bias);
+        return new FusedKernel(kernelShape, weight, foldedBias);
     }
 }
