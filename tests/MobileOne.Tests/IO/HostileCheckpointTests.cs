@@ -396,6 +396,37 @@ public sealed class HostileCheckpointTests
         Assert.Equal([7L], file.Tensors["a"].ToInt64());
     }
 
+    [Fact]
+    public void Index_with_thirty_million_json_values_is_refused_before_it_is_parsed()
+    {
+        // The safetensors-index fuzz target's finding: a 60 MB index (the limit is 100 MB) whose metadata holds an array
+        // of 30 million zeros was parsed into a document before anything was counted, 12 bytes a value and more.
+        using var dir = new TempDir();
+        string index = dir.File("model.safetensors.index.json");
+        byte[] head = Encoding.ASCII.GetBytes("{\"weight_map\": {\"a\": \"model-00001-of-00001.safetensors\"}, \"metadata\": {\"values\": [");
+        using (var f = File.Create(index))
+        {
+            f.Write(head);
+            byte[] zeros = new byte[2 * 1_000_000];
+            for (int i = 0; i < zeros.Length; i += 2)
+            {
+                (zeros[i], zeros[i + 1]) = ((byte)'0', (byte)',');
+            }
+
+            for (int i = 0; i < 30; i++)
+            {
+                f.Write(zeros);
+            }
+
+            f.Write("0]}}"u8);
+        }
+
+        var ex = Budget.Refused<CheckpointException>(() => SafetensorsReader.Read(index), maxAllocatedBytes: 96 * MB);
+
+        Assert.Contains("model.safetensors.index.json", ex.Message);
+        Assert.Contains($"more than {SafetensorsFormat.MaxHeaderTokens} JSON values", ex.Message);
+    }
+
     private static string DeflatedZip(string path, params (string Name, byte[] Data)[] entries)
     {
         using var stream = File.Create(path);
