@@ -605,7 +605,7 @@ public partial class ParserFuzzTests
     /// the cache stores it. Next to the shards sit a link to a checkpoint outside the folder, a link to itself, a
     /// dangling link and a folder named like a shard; the outside checkpoint is a copy of a shard, so an index that
     /// reaches it could load. An input is an index (written as <see cref="IndexPath"/>) mutated byte by byte or as JSON
-    /// (tensors pointed to other shards, missing ones, <c>../</c> and absolute paths, the links; entries duplicated,
+    /// (tensors pointed to other shards, missing ones, <c>../</c> and absolute paths, the links, names holding a NUL; entries duplicated,
     /// dropped, added (now and then more than the reader accepts), renamed; now and then a value of millions of numbers; metadata out of range or conflicting with the shards'; values of the wrong kind, nested
     /// deeper than the parser allows); one input in eight also mutates one of the index's shards in place, put back
     /// before the next. Only <see cref="IndexPath"/> and the shards are written, all inside the campaign folder.
@@ -669,7 +669,7 @@ public partial class ParserFuzzTests
                 "seed0-00009-of-00003.safetensors", "../../../outside.safetensors", "../outside.safetensors", outside, Path.Combine(folder, shardNames[1]),
                 Path.Combine("..", "..", "blobs", Path.GetFileName(blob)), "outside-link.safetensors", "loop.safetensors", "dangling.safetensors",
                 "dir.safetensors", "./" + shardNames[2], "../rev/" + shardNames[2], "dir.safetensors/../" + shardNames[2], shardNames[1].ToUpperInvariant(),
-                shardNames[1] + " ", "seed0" + SafetensorsFormat.IndexSuffix, Path.GetFileName(IndexPath), ".", "..", "/", string.Empty,
+                shardNames[1] + " ", shardNames[1] + "\0", "\0", "seed0" + SafetensorsFormat.IndexSuffix, Path.GetFileName(IndexPath), ".", "..", "/", string.Empty,
             ]);
             foreach (var (_, bytes) in Seeds)
             {
