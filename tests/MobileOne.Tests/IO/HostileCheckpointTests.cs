@@ -397,6 +397,23 @@ public sealed class HostileCheckpointTests
     }
 
     [Fact]
+    public void Shard_name_with_a_nul_character_is_refused_by_name()
+    {
+        // Found by trying odd shard names by hand while writing the safetensors-index fuzz target (which draws such names
+        // since): JSON spells a NUL as \u0000, and a shard name holding one reached Path.GetFullPath, whose
+        // ArgumentException ("Null character in path") escaped instead of the file's error.
+        using var dir = new TempDir();
+        string index = dir.File("model.safetensors.index.json");
+        File.WriteAllText(index, "{\"weight_map\": {\"a\": \"model-00001\\u0000.safetensors\"}}");
+
+        var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.Load(index));
+
+        Assert.Equal("a", ex.Key);
+        Assert.Contains("model.safetensors.index.json", ex.Message);
+        Assert.Contains("shard 'model-00001\\0.safetensors', which holds a NUL character", ex.Message);
+    }
+
+    [Fact]
     public void Index_with_thirty_million_json_values_is_refused_before_it_is_parsed()
     {
         // The safetensors-index fuzz target's finding: a 60 MB index (the limit is 100 MB) whose metadata holds an array

@@ -795,6 +795,15 @@ public static class SafetensorsReader
 
     private static string ResolveShard(string indexPath, string folder, string shard, string firstTensor)
     {
+        // JSON can spell a NUL ("\u0000"); no file name holds one, and the path functions throw on it.
+        if (shard.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new CheckpointException(
+                indexPath,
+                $"weight_map names shard '{shard.Replace("\0", "\\0", StringComparison.Ordinal)}', which holds a NUL character; no file name can.",
+                firstTensor);
+        }
+
         string full = Path.GetFullPath(Path.Combine(folder, shard));
         string root = Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar;
         if (Path.IsPathRooted(shard) || !full.StartsWith(root, StringComparison.Ordinal))
