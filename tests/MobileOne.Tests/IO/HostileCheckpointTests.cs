@@ -396,6 +396,54 @@ public sealed class HostileCheckpointTests
         Assert.Equal([7L], file.Tensors["a"].ToInt64());
     }
 
+    [Fact]
+    public void Shard_name_with_a_nul_character_is_refused_by_name()
+    {
+        // Found by trying odd shard names by hand while writing the safetensors-index fuzz target (which draws such names
+        // since): JSON spells a NUL as \u0000, and a shard name holding one reached Path.GetFullPath, whose
+        // ArgumentException ("Null character in path") escaped instead of the file's error.
+        using var dir = new TempDir();
+        string index = dir.File("model.safetensors.index.json");
+        File.WriteAllText(index, "{\"weight_map\": {\"a\": \"model-00001\\u0000.safetensors\"}}");
+
+        var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.Load(index));
+
+        Assert.Equal("a", ex.Key);
+        Assert.Contains("model.safetensors.index.json", ex.Message);
+        Assert.Contains("shard 'model-00001\\0.safetensors', which holds a NUL character", ex.Message);
+    }
+
+    [Fact]
+    public void Index_with_thirty_million_json_values_is_refused_before_it_is_parsed()
+    {
+        // The safetensors-index fuzz target's finding: a 60 MB index (the limit is 100 MB) whose metadata holds an array
+        // of 30 million zeros was parsed into a document before anything was counted, 12 bytes a value and more.
+        using var dir = new TempDir();
+        string index = dir.File("model.safetensors.index.json");
+        byte[] head = Encoding.ASCII.GetBytes("{\"weight_map\": {\"a\": \"model-00001-of-00001.safetensors\"}, \"metadata\": {\"values\": [");
+        using (var f = File.Create(index))
+        {
+            f.Write(head);
+            byte[] zeros = new byte[2 * 1_000_000];
+            for (int i = 0; i < zeros.Length; i += 2)
+            {
+                (zeros[i], zeros[i + 1]) = ((byte)'0', (byte)',');
+            }
+
+            for (int i = 0; i < 30; i++)
+            {
+                f.Write(zeros);
+            }
+
+            f.Write("0]}}"u8);
+        }
+
+        var ex = Budget.Refused<CheckpointException>(() => SafetensorsReader.Read(index), maxAllocatedBytes: 96 * MB);
+
+        Assert.Contains("model.safetensors.index.json", ex.Message);
+        Assert.Contains($"more than {SafetensorsFormat.MaxHeaderTokens} JSON values", ex.Message);
+    }
+
     private static string DeflatedZip(string path, params (string Name, byte[] Data)[] entries)
     {
         using var stream = File.Create(path);

@@ -4,10 +4,12 @@ using Microsoft.AspNetCore.Http;
 using MobileOne.Classification;
 using MobileOne.Cli.Serving;
 using System.IO.Compression;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using MobileOne.Data;
 using MobileOne.IO;
 using MobileOne.IO.Checkpoints;
+using MobileOne.IO.Safetensors;
 using MobileOne.Imaging;
 using MobileOne.Models;
 using MobileOne.Tests.Inference;
@@ -24,6 +26,8 @@ namespace MobileOne.Tests.IO;
 /// <see cref="DatasetException"/>: the CLI's one-line error), within a time and allocation budget; any other
 /// exception, or an input over budget, is a finding. The image target decodes mutated PNG, JPEG and GIF files (the
 /// predict tests' images, every mode they cover) as predict and serve do, refusals being <see cref="ImageDecodeException"/>.
+/// The safetensors-index target mutates the index of a sharded checkpoint (and now and then one of its shards) in a folder
+/// laid out as a Hugging Face cache snapshot, with links and files around it that the index must not reach.
 /// The suite runs a short smoke campaign; MOBILEONE_FUZZ_ITERATIONS
 /// sets the iterations per target for a real one, MOBILEONE_FUZZ_SEED its seed (docs/reliability.md).
 /// </summary>
@@ -39,7 +43,7 @@ public partial class ParserFuzzTests
 
     private static readonly TimeSpan TimeBudget = TimeSpan.FromSeconds(2);
 
-    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx", "image", "upload" };
+    public static TheoryData<string> Targets => new() { "safetensors", "torch-zip", "pickle", "idx", "onnx", "image", "upload", "safetensors-index" };
 
     [Theory]
     [MemberData(nameof(Targets))]
@@ -47,8 +51,9 @@ public partial class ParserFuzzTests
     {
         int iterations = int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_ITERATIONS"), out int n) && n > 0 ? n : 300;
         using var temp = new TempDir();
-        var seeds = Seeds(temp.Path, target);
-        string scratch = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : temp.Path, $"fuzz-{Guid.NewGuid():N}{Extension(target)}");
+        using var index = target == "safetensors-index" ? new IndexTarget() : null;
+        var seeds = index?.Seeds ?? Seeds(temp.Path, target);
+        string scratch = index?.IndexPath ?? Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : temp.Path, $"fuzz-{Guid.NewGuid():N}{Extension(target)}");
         // A fixed seed per target (MOBILEONE_FUZZ_SEED changes it), so a campaign's inputs can be drawn again: string
         // hashes are randomised per process and made every run different.
         int seed = (int.TryParse(Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_SEED"), out int s) ? s : 20261204) ^ StableHash(target);
@@ -62,12 +67,15 @@ public partial class ParserFuzzTests
         {
             for (int i = 0; i < iterations && findings.Count < 5; i++)
             {
-                byte[] input = target == "pickle" ? PickleInZip(seeds, rng) : Mutate(seeds[rng.Next(seeds.Count)].Bytes, seeds, rng);
+                byte[] input = target == "pickle" ? PickleInZip(seeds, rng)
+                    : index is not null ? index.Next(rng)
+                    : Mutate(seeds[rng.Next(seeds.Count)].Bytes, seeds, rng);
                 File.WriteAllBytes(scratch, input);
                 string outcome = LoadOnce(scratch, target, i, upload, out string? finding, out long allocated);
+                finding ??= outcome == "loaded" ? index?.ShardOutside(input) : null;
                 if (allocated > largest.Bytes)
                 {
-                    largest = (allocated, $"{Describe(input, target)}, {input.Length} bytes: {outcome}", input);
+                    largest = (allocated, $"{index?.Describe() ?? Describe(input, target)}, {input.Length} bytes: {outcome}", input);
                 }
 
                 outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
@@ -79,6 +87,7 @@ public partial class ParserFuzzTests
                         : temp.Path;
                     string kept = Path.Combine(folder, $"finding-{target}-{findings.Count}{Extension(target)}");
                     File.Copy(scratch, kept, overwrite: true);
+                    index?.KeepShard(kept);
                     findings.Add($"{finding} (input kept as {kept})");
                 }
             }
@@ -86,6 +95,11 @@ public partial class ParserFuzzTests
         finally
         {
             File.Delete(scratch);
+        }
+
+        if (index?.Unexpected() is { } unexpected)
+        {
+            findings.Add(unexpected);
         }
 
         if (Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_LOG") is { Length: > 0 } log)
@@ -175,8 +189,11 @@ public partial class ParserFuzzTests
         }
         catch (Exception e) when (e is CheckpointException or DatasetException or ImageDecodeException)
         {
-            // Numbers and quoted names vary with the mutation; the rest of the message is the kind of refusal.
-            outcome = (target == "upload" ? "refused 400: " : "refused: ") + Mask(e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..]);
+            // Numbers and quoted names vary with the mutation; the rest of the message is the kind of refusal. A sharded
+            // checkpoint's messages name files in the campaign folder (its name varies), shard names garbled or not.
+            string message = e.Message[(e.Message.IndexOf(':', StringComparison.Ordinal) + 1)..];
+            message = target == "safetensors-index" ? CampaignFolder().Replace(message, "…") : message;
+            outcome = (target == "upload" ? "refused 400: " : "refused: ") + Mask(message);
         }
         catch (Exception e)
         {
@@ -374,6 +391,7 @@ public partial class ParserFuzzTests
         "onnx" => ".onnx",
         "image" => ".img",
         "upload" => ".upload",
+        "safetensors-index" => ".safetensors.index.json",
         _ => ".pth",
     };
 
@@ -507,6 +525,9 @@ public partial class ParserFuzzTests
     [GeneratedRegex("'[^']*'")]
     private static partial Regex Quoted();
 
+    [GeneratedRegex(@"\S*fuzz-[0-9a-f]{32}\S*")]
+    private static partial Regex CampaignFolder();
+
     /// <summary>
     /// The upload target: an input is a content type line (empty: no Content-Type header) and a request body, read by
     /// the server's <see cref="ImageUpload.ReadAsync"/> from a <see cref="DefaultHttpContext"/> and preprocessed as the
@@ -620,5 +641,345 @@ public partial class ParserFuzzTests
         }
 
         public void Dispose() => classifier.Dispose();
+    }
+
+    /// <summary>
+    /// The safetensors-index target: sharded checkpoints (2-3 shards each, <see cref="SafetensorsWriter.WriteSharded"/>)
+    /// of the checkpoint seeds' models, all in one campaign folder laid out as a Hugging Face cache snapshot
+    /// (<c>root/models--fuzz/snapshots/rev</c>): one seed's first shard is a link into the repository's <c>blobs</c>, as
+    /// the cache stores it. Next to the shards sit a link to a checkpoint outside the folder, a link to itself, a
+    /// dangling link and a folder named like a shard; the outside checkpoint is a copy of a shard, so an index that
+    /// reaches it could load. An input is an index (written as <see cref="IndexPath"/>) mutated byte by byte or as JSON
+    /// (tensors pointed to other shards, missing ones, <c>../</c> and absolute paths, the links, names holding a NUL; entries duplicated,
+    /// dropped, added (now and then more than the reader accepts), renamed; now and then a value of millions of numbers; metadata out of range or conflicting with the shards'; values of the wrong kind, nested
+    /// deeper than the parser allows); one input in eight also mutates one of the index's shards in place, put back
+    /// before the next. Only <see cref="IndexPath"/> and the shards are written, all inside the campaign folder.
+    /// </summary>
+    internal sealed class IndexTarget : IDisposable
+    {
+        private readonly string root = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), $"fuzz-{Guid.NewGuid():N}");
+        private readonly string folder, blobs;
+        private readonly List<(string Path, byte[] Bytes)> shards = [];
+        private readonly List<(List<(string Key, string Raw)> Top, List<(string Key, string Raw)> Map, int[] Shards)> parsed = [];
+        private readonly List<string> names = [];
+        private readonly string[] listing;
+        private (string Path, byte[] Bytes)? mutated;
+        private string description = string.Empty;
+
+        public IndexTarget()
+        {
+            folder = Path.Combine(root, "models--fuzz", "snapshots", "rev");
+            blobs = Path.Combine(root, "models--fuzz", "blobs");
+            Directory.CreateDirectory(folder);
+            Directory.CreateDirectory(blobs);
+            string[] configs = ["units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=2,classes=3", "units=1/1/1/1,widths=0.25/0.25/0.25/0.25,k=1,se=0/0/0/1,classes=2,in_chans=1"];
+            var shardNames = new List<string>();
+            for (int i = 0; i < configs.Length; i++)
+            {
+                var fused = EngineTestSupport.RandomFused(MobileOneConfig.Parse(configs[i]), i);
+                var trainTime = MobileOneNetwork.Create(MobileOneConfig.Parse(configs[i]));
+                foreach (var (model, dtype) in new[] { (fused, DType.F32), (trainTime, i == 1 ? DType.F16 : DType.F32) })
+                {
+                    var file = ModelCheckpoint.ToTensorFile(model, KeyLayout.Timm, dtype);
+                    string prefix = $"seed{Seeds.Count}";
+                    string indexPath = Path.Combine(folder, prefix + SafetensorsFormat.IndexSuffix);
+                    SafetensorsWriter.WriteSharded(indexPath, file, (file.Tensors.Sum(t => (long)t.Value.Data.Length) / (2 + (Seeds.Count % 2))) + 1);
+                    Seeds.Add((indexPath, File.ReadAllBytes(indexPath)));
+                    foreach (string shard in Directory.GetFiles(folder, prefix + "-*.safetensors").Order(StringComparer.Ordinal))
+                    {
+                        shardNames.Add(Path.GetFileName(shard));
+                        shards.Add((shard, File.ReadAllBytes(shard)));
+                    }
+                }
+            }
+
+            // The Hugging Face cache: snapshots/<revision>/<file> links to blobs/<hash>, which the reader accepts.
+            string blob = Path.Combine(blobs, "0123456789abcdef0123456789abcdef01234567");
+            File.Move(shards[0].Path, blob);
+            File.CreateSymbolicLink(shards[0].Path, Path.Combine("..", "..", "blobs", Path.GetFileName(blob)));
+            shards[0] = (blob, shards[0].Bytes);
+
+            // What an index must not reach: a checkpoint outside the folder (a copy of the last seed's first shard), a link
+            // to it, a link to itself, a dangling link, a folder.
+            string outside = Path.Combine(root, "outside.safetensors");
+            File.WriteAllBytes(outside, shards.First(s => Path.GetFileName(s.Path).StartsWith($"seed{Seeds.Count - 1}-", StringComparison.Ordinal)).Bytes);
+            File.CreateSymbolicLink(Path.Combine(folder, "outside-link.safetensors"), outside);
+            File.CreateSymbolicLink(Path.Combine(folder, "loop.safetensors"), "loop.safetensors");
+            File.CreateSymbolicLink(Path.Combine(folder, "dangling.safetensors"), "missing.safetensors");
+            Directory.CreateDirectory(Path.Combine(folder, "dir.safetensors"));
+
+            names.AddRange(shardNames);
+            names.AddRange(
+            [
+                "seed0-00009-of-00003.safetensors", "../../../outside.safetensors", "../outside.safetensors", outside, Path.Combine(folder, shardNames[1]),
+                Path.Combine("..", "..", "blobs", Path.GetFileName(blob)), "outside-link.safetensors", "loop.safetensors", "dangling.safetensors",
+                "dir.safetensors", "./" + shardNames[2], "../rev/" + shardNames[2], "dir.safetensors/../" + shardNames[2], shardNames[1].ToUpperInvariant(),
+                shardNames[1] + " ", shardNames[1] + "\0", "\0", "seed0" + SafetensorsFormat.IndexSuffix, Path.GetFileName(IndexPath), ".", "..", "/", string.Empty,
+            ]);
+            foreach (var (_, bytes) in Seeds)
+            {
+                using var doc = JsonDocument.Parse(bytes);
+                var top = new List<(string, string)>();
+                var map = new List<(string, string)>();
+                foreach (var p in doc.RootElement.EnumerateObject())
+                {
+                    top.Add((Quote(p.Name), p.Value.GetRawText()));
+                    if (p.Name == "weight_map")
+                    {
+                        map.AddRange(p.Value.EnumerateObject().Select(e => (Quote(e.Name), e.Value.GetRawText())));
+                    }
+                }
+
+                var own = map.Select(e => JsonSerializer.Deserialize<string>(e.Item2)!).Distinct().Select(n => shardNames.IndexOf(n)).ToArray();
+                parsed.Add((top, map, own));
+            }
+
+            listing = List();
+        }
+
+        /// <summary>The seeds' index files.</summary>
+        public List<(string Name, byte[] Bytes)> Seeds { get; } = [];
+
+        /// <summary>Where each input is written: next to the shards.</summary>
+        public string IndexPath => Path.Combine(folder, "fuzz" + SafetensorsFormat.IndexSuffix);
+
+        /// <summary>The next input: an index, mutated byte by byte, as JSON or both; one in eight mutates one of its shards too.</summary>
+        public byte[] Next(Random rng)
+        {
+            if (mutated is { } previous)
+            {
+                File.WriteAllBytes(previous.Path, previous.Bytes);
+                mutated = null;
+            }
+
+            int seed = rng.Next(Seeds.Count);
+            int how = rng.Next(8);
+            byte[] index = how < 3 ? Mutate(Seeds[seed].Bytes, Seeds, rng) : MutateJson(seed, rng);
+            index = how == 7 ? Mutate(index, Seeds, rng) : index;
+            description = how < 3 ? "bytes" : how == 7 ? "JSON and bytes" : "JSON";
+            if (rng.Next(8) == 0)
+            {
+                var own = parsed[seed].Shards;
+                var shard = shards[own[rng.Next(own.Length)]];
+                File.WriteAllBytes(shard.Path, Mutate(shard.Bytes, shards, rng));
+                mutated = shard;
+                description += $", shard {Path.GetFileName(shard.Path)} mutated";
+            }
+
+            return index;
+        }
+
+        /// <summary>How the last input was made, for the campaign log.</summary>
+        public string Describe() => $"index of {description}";
+
+        /// <summary>Keeps the mutated shard of a finding next to its index.</summary>
+        public void KeepShard(string kept)
+        {
+            if (mutated is { } shard)
+            {
+                File.Copy(shard.Path, $"{kept}.{Path.GetFileName(shard.Path)}", overwrite: true);
+            }
+        }
+
+        /// <summary>
+        /// For an index that loaded: the shard it names (after links) outside the folder and the repository's blobs, if
+        /// any; every shard the index names has been read, so such an index read a file it must not.
+        /// </summary>
+        public string? ShardOutside(byte[] index)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(index.AsMemory(index.AsSpan().StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0));
+                foreach (var p in doc.RootElement.GetProperty("weight_map").EnumerateObject())
+                {
+                    string full = Path.GetFullPath(Path.Combine(folder, p.Value.GetString()!));
+                    string real = File.ResolveLinkTarget(full, returnFinalTarget: true)?.FullName ?? full;
+                    if (!real.StartsWith(folder + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !real.StartsWith(blobs + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                    {
+                        return $"loaded an index whose shard '{p.Value.GetString()}' is {real}, outside {folder}";
+                    }
+                }
+            }
+            catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or IOException or ArgumentException)
+            {
+                return $"loaded an index that does not parse here: {e.Message}";
+            }
+
+            return null;
+        }
+
+        /// <summary>After a campaign: what appeared in, or went from, the campaign folder (the fuzzer writes only the index).</summary>
+        public string? Unexpected()
+        {
+            var now = List().Where(p => p != IndexPath).ToArray();
+            var changed = now.Except(listing).Concat(listing.Except(now)).ToList();
+            return changed.Count == 0 ? null : $"the campaign folder changed: {string.Join(", ", changed)}";
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                Directory.Delete(root, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        private string[] List() =>
+            [.. Directory.EnumerateFileSystemEntries(root, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }).Order(StringComparer.Ordinal)];
+
+        private static string Quote(string text) => JsonSerializer.Serialize(text);
+
+        /// <summary>One to three structural mutations of a seed's index, written back as JSON (duplicates and all).</summary>
+        private byte[] MutateJson(int seed, Random rng)
+        {
+            var top = parsed[seed].Top.ToList();
+            var map = parsed[seed].Map.ToList();
+            string? mapRaw = null;
+            string Tensor() => map.Count > 0 ? map[rng.Next(map.Count)].Key : Quote("x");
+            string Shard() => Quote(names[rng.Next(names.Count)]);
+            string Odd() => rng.Next(12) switch
+            {
+                0 => "null",
+                1 => "[]",
+                2 => "{}",
+                3 => "\"\"",
+                4 => "-1",
+                5 => "1e400",
+                6 => "99999999999999999999999999",
+                7 => "1.5",
+                8 => "\"\\ud800\"",
+                9 => Nested(rng),
+                10 => "true",
+                _ => "\"pt\"",
+            };
+            int rounds = 1 + rng.Next(3);
+            for (int r = 0; r < rounds; r++)
+            {
+                int at = map.Count > 0 ? rng.Next(map.Count) : 0;
+                switch (rng.Next(12))
+                {
+                    case 0 when map.Count > 1:
+                        int other = rng.Next(map.Count);
+                        (map[at], map[other]) = ((map[at].Key, map[other].Raw), (map[other].Key, map[at].Raw));
+                        break;
+                    case 1 when map.Count > 0:
+                        map[at] = (map[at].Key, Shard());
+                        break;
+                    case 2 when map.Count > 0:
+                        map.Insert(rng.Next(map.Count + 1), (map[at].Key, rng.Next(2) == 0 ? map[at].Raw : Shard()));
+                        break;
+                    case 3 when map.Count > 0:
+                        map.RemoveAt(at);
+                        break;
+                    case 4 when rng.Next(256) == 0:
+                        // More tensors than the reader accepts, all given to one shard.
+                        string one = map.Count > 0 ? map[0].Raw : Shard();
+                        map.AddRange(Enumerable.Range(0, SafetensorsFormat.MaxTensors + 1).Select(i => (Quote($"extra.{i}"), one)));
+                        break;
+                    case 4:
+                        map.Insert(rng.Next(map.Count + 1), (rng.Next(2) == 0 ? Quote("extra.weight") : Tensor(), Shard()));
+                        break;
+                    case 5 when map.Count > 0:
+                        string[] keys = [map[at].Key[..^1] + "x\"", Quote(string.Empty), "\"\\ud800\"", "\"\\u0000\"", Quote("__metadata__"), Parsed(rng.Next(parsed.Count))];
+                        map[at] = (keys[rng.Next(keys.Length)], map[at].Raw);
+                        break;
+                    case 6 when map.Count > 0:
+                        map[at] = (map[at].Key, Odd());
+                        break;
+                    case 7:
+                        // total_size out of range, string metadata that agrees or conflicts with the shards', metadata of the wrong kind.
+                        string[] metadata =
+                        [
+                            $"{{\"total_size\":{Odd()}}}", "{\"format\":\"pt\"}", "{\"format\":\"np\"}", "{\"total_size\":\"1\",\"format\":\"pt\",\"extra\":\"x\"}",
+                            "{\"format\":\"pt\",\"format\":\"np\"}", Odd(),
+                        ];
+                        int existing = top.FindIndex(t => t.Key == "\"metadata\"");
+                        (string, string) entry = ("\"metadata\"", metadata[rng.Next(metadata.Length)]);
+                        if (existing >= 0 && rng.Next(4) != 0)
+                        {
+                            top[existing] = entry;
+                        }
+                        else
+                        {
+                            top.Insert(rng.Next(top.Count + 1), entry);
+                        }
+
+                        break;
+                    case 8:
+                        mapRaw = rng.Next(3) == 0 ? Nested(rng) : Odd();
+                        break;
+                    case 9:
+                        // weight_map twice, gone, or the root not an object.
+                        int weights = top.FindIndex(t => t.Key == "\"weight_map\"");
+                        switch (rng.Next(3))
+                        {
+                            case 0 when weights >= 0:
+                                top.Insert(rng.Next(top.Count + 1), top[weights]);
+                                break;
+                            case 1 when weights >= 0:
+                                top.RemoveAt(weights);
+                                break;
+                            default:
+                                return Encoding.UTF8.GetBytes(Odd());
+                        }
+
+                        break;
+                    case 10:
+                        top.Insert(rng.Next(top.Count + 1), (Quote(rng.Next(2) == 0 ? "extra" : "Weight_map"), rng.Next(512) == 0 ? Wide(rng) : Odd()));
+                        break;
+                    default:
+                        // Another seed's tensor names in this seed's shards.
+                        var from = parsed[rng.Next(parsed.Count)].Map;
+                        var taken = from[rng.Next(from.Count)];
+                        map.Insert(rng.Next(map.Count + 1), rng.Next(2) == 0 ? taken : (taken.Key, map.Count > 0 ? map[at].Raw : Shard()));
+                        break;
+                }
+            }
+
+            var json = new StringBuilder("{");
+            foreach (var (key, raw) in top)
+            {
+                json.Append(json.Length > 1 ? "," : string.Empty).Append(key).Append(':');
+                json.Append(key == "\"weight_map\"" ? mapRaw ?? "{" + string.Join(",", map.Select(e => $"{e.Key}:{e.Raw}")) + "}" : raw);
+            }
+
+            return Encoding.UTF8.GetBytes(json.Append('}').ToString());
+
+            string Parsed(int other) => parsed[other].Map[rng.Next(parsed[other].Map.Count)].Key;
+        }
+
+        /// <summary>
+        /// An array of 1,000 to 8 million zeros (16 MB): 4 million is under the reader's count of JSON values
+        /// (<see cref="SafetensorsFormat.MaxHeaderTokens"/>), 8 million over. The first campaign drew up to 32 million
+        /// (64 MB), which found the index parsed before its values were counted.
+        /// </summary>
+        private static string Wide(Random rng)
+        {
+            int count = new[] { 1000, 100_000, 4_000_000, 1 << 23 }[rng.Next(4)];
+            return new StringBuilder(2 * count).Append('[').Insert(1, "0,", count - 1).Append("0]").ToString();
+        }
+
+        /// <summary>Arrays or objects nested 2 to 100,000 deep (the JSON reader allows 64).</summary>
+        private static string Nested(Random rng)
+        {
+            int depth = new[] { 2, 63, 64, 65, 1000, 100_000 }[rng.Next(6)];
+            bool objects = rng.Next(2) == 0;
+            var text = new StringBuilder();
+            for (int i = 0; i < depth; i++)
+            {
+                text.Append(objects ? "{\"a\":" : "[");
+            }
+
+            text.Append('1');
+            for (int i = 0; i < depth; i++)
+            {
+                text.Append(objects ? '}' : ']');
+            }
+
+            return text.ToString();
+        }
     }
 }

@@ -580,6 +580,7 @@ public static class SafetensorsReader
             json = json[3..];
         }
 
+        CheckIndexSize(indexPath, json.Span);
         JsonDocument doc;
         try
         {
@@ -745,6 +746,34 @@ public static class SafetensorsReader
         return result;
     }
 
+    /// <summary>
+    /// Counts the index's JSON values without allocating, before it is parsed into a document (12 bytes a value and
+    /// more): the 100 MB an index may have can hold 50 million values, a <c>weight_map</c> of
+    /// <see cref="SafetensorsFormat.MaxTensors"/> tensors needs 2 each.
+    /// </summary>
+    private static void CheckIndexSize(string indexPath, ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+        long tokens = 0;
+        try
+        {
+            while (reader.Read())
+            {
+                if (++tokens > SafetensorsFormat.MaxHeaderTokens)
+                {
+                    throw new CheckpointException(
+                        indexPath,
+                        $"the index holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a weight_map of {SafetensorsFormat.MaxTensors} " +
+                        "tensors needs far fewer, so it is refused before being parsed.");
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // Malformed JSON is reported, with its position, by the full parse that follows.
+        }
+    }
+
     private static void MergeMetadata(TensorFile result, Dictionary<string, string> source, string key, string value, string from)
     {
         if (result.Metadata.TryGetValue(key, out string? existing))
@@ -766,6 +795,15 @@ public static class SafetensorsReader
 
     private static string ResolveShard(string indexPath, string folder, string shard, string firstTensor)
     {
+        // JSON can spell a NUL ("\u0000"); no file name holds one, and the path functions throw on it.
+        if (shard.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new CheckpointException(
+                indexPath,
+                $"weight_map names shard '{shard.Replace("\0", "\\0", StringComparison.Ordinal)}', which holds a NUL character; no file name can.",
+                firstTensor);
+        }
+
         string full = Path.GetFullPath(Path.Combine(folder, shard));
         string root = Path.TrimEndingDirectorySeparator(folder) + Path.DirectorySeparatorChar;
         if (Path.IsPathRooted(shard) || !full.StartsWith(root, StringComparison.Ordinal))
