@@ -184,7 +184,7 @@ public static class SafetensorsReader
                 path, $"the header is not valid UTF-8 (first bad byte at header offset {FirstInvalidUtf8(header)}).");
         }
 
-        CheckHeaderSize(path, header);
+        CheckJsonSize(path, header, isIndex: false);
 
         JsonDocument doc;
         try
@@ -284,13 +284,15 @@ public static class SafetensorsReader
     }
 
     /// <summary>
-    /// Counts the header's entries and JSON tokens without allocating, before the header is parsed into a
-    /// document: a 100 MB header (the format's limit) can list over a million entries, and the parsed
-    /// document, entries and tensors cost several hundred bytes each.
+    /// Counts the JSON values of a header (and its entries) or of a sharded checkpoint's index without allocating,
+    /// before either is parsed into a document (12 bytes a value and more; a header's entries and tensors several
+    /// hundred bytes each): the 100 MB either may have can hold 50 million values or over a million entries, while a
+    /// header of <see cref="SafetensorsFormat.MaxTensors"/> entries, or an index's <c>weight_map</c> of that many
+    /// tensors, needs a few values each.
     /// </summary>
-    private static void CheckHeaderSize(string path, byte[] header)
+    private static void CheckJsonSize(string path, ReadOnlySpan<byte> json, bool isIndex)
     {
-        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 64 });
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
         long entries = 0, tokens = 0;
         try
         {
@@ -300,11 +302,14 @@ public static class SafetensorsReader
                 {
                     throw new CheckpointException(
                         path,
-                        $"the header holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a header of {SafetensorsFormat.MaxTensors} " +
-                        "entries needs far fewer, so it is refused before being parsed.");
+                        isIndex
+                            ? $"the index holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a weight_map of {SafetensorsFormat.MaxTensors} " +
+                              "tensors needs far fewer, so it is refused before being parsed."
+                            : $"the header holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a header of {SafetensorsFormat.MaxTensors} " +
+                              "entries needs far fewer, so it is refused before being parsed.");
                 }
 
-                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && ++entries > SafetensorsFormat.MaxTensors)
+                if (!isIndex && reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1 && ++entries > SafetensorsFormat.MaxTensors)
                 {
                     throw new CheckpointException(
                         path,
@@ -580,7 +585,7 @@ public static class SafetensorsReader
             json = json[3..];
         }
 
-        CheckIndexSize(indexPath, json.Span);
+        CheckJsonSize(indexPath, json.Span, isIndex: true);
         JsonDocument doc;
         try
         {
@@ -744,34 +749,6 @@ public static class SafetensorsReader
         }
 
         return result;
-    }
-
-    /// <summary>
-    /// Counts the index's JSON values without allocating, before it is parsed into a document (12 bytes a value and
-    /// more): the 100 MB an index may have can hold 50 million values, a <c>weight_map</c> of
-    /// <see cref="SafetensorsFormat.MaxTensors"/> tensors needs 2 each.
-    /// </summary>
-    private static void CheckIndexSize(string indexPath, ReadOnlySpan<byte> json)
-    {
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
-        long tokens = 0;
-        try
-        {
-            while (reader.Read())
-            {
-                if (++tokens > SafetensorsFormat.MaxHeaderTokens)
-                {
-                    throw new CheckpointException(
-                        indexPath,
-                        $"the index holds more than {SafetensorsFormat.MaxHeaderTokens} JSON values; a weight_map of {SafetensorsFormat.MaxTensors} " +
-                        "tensors needs far fewer, so it is refused before being parsed.");
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            // Malformed JSON is reported, with its position, by the full parse that follows.
-        }
     }
 
     private static void MergeMetadata(TensorFile result, Dictionary<string, string> source, string key, string value, string from)
