@@ -436,7 +436,6 @@ public sealed class PyTorchWriterTests
     [InlineData(999)]
     [InlineData(1000)]
     [InlineData(1001)]
-    [InlineData(2000)]
     public void Checkpoint_SetItemsComeInBatchesOfAThousand(int count)
     {
         using var dir = new TempDir();
