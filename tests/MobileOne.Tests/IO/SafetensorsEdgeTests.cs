@@ -289,6 +289,19 @@ public partial class SafetensorsTests
         Assert.EndsWith($": shape {clipped}: dimension 40 is -1, negative.", e.Message);
     }
 
+    [Fact]
+    public void Read_JsonOfExactlyEightyCharactersInAMessage_IsNotClipped()
+    {
+        using var dir = new TempDir();
+        string shape = "[" + string.Join(",", Enumerable.Repeat("1", 38)) + ",-1]";
+        Assert.Equal(80, shape.Length);
+        string path = WriteRaw(dir, "{\"w\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":[0,4]}}", new byte[4]);
+
+        var e = ReadFails(path, key: "w");
+
+        Assert.EndsWith($": shape {shape}: dimension 38 is -1, negative.", e.Message);
+    }
+
     [Theory]
     [InlineData("[0,99999999999999999999]", "data_offsets [0,99999999999999999999]: an offset is 99999999999999999999, too large.")]
     [InlineData("[\"0\",4]", "data_offsets [\"0\",4]: an offset is a string (\"0\"), not an integer.")]
@@ -297,6 +310,7 @@ public partial class SafetensorsTests
     [InlineData("[0,-4]", "data_offsets [0,-4]: an offset is -4, negative.")]
     [InlineData("[null,4]", "data_offsets [null,4]: an offset is null (null), not an integer.")]
     [InlineData("\"0,4\"", "data_offsets is \"0,4\", expected [begin, end].")]
+    [InlineData("[-1,1.5]", "data_offsets [-1,1.5]: an offset is -1, negative.")] // both bad: the first is named
     public void Read_MoreMalformedDataOffsets_NameTheProblem(string offsets, string problem)
     {
         using var dir = new TempDir();
@@ -414,6 +428,58 @@ public partial class SafetensorsTests
             ReadFails(trailing).Message);
     }
 
+    // ---- header size limits, checked before the header is parsed ----------------------------------
+
+    [Theory]
+    [InlineData(131072)]
+    [InlineData(131073)]
+    public void Read_HeaderListingMoreThanTheMostTensors_IsRefusedBeforeParsing(int entries)
+    {
+        // Each entry {} is two JSON values at depth 1 besides its key; only keys at depth 1 count as tensors.
+        using var dir = new TempDir();
+        var json = new StringBuilder("{");
+        for (int i = 0; i < entries; i++)
+        {
+            json.Append(i == 0 ? "" : ",").Append("\"k").Append(i).Append("\":{}");
+        }
+
+        string path = WriteRaw(dir, json.Append('}').ToString(), []);
+
+        if (entries > 131072)
+        {
+            var e = ReadFails(path, key: "k131072");
+            Assert.EndsWith(
+                ": the header lists more than 131072 tensors, the most this reader accepts (checkpoints hold a few thousand); refused before being parsed.",
+                e.Message);
+        }
+        else
+        {
+            // 131072 entries pass the count and are parsed: the first entry is then refused for its content.
+            var e = ReadFails(path, key: "k0");
+            Assert.EndsWith(": the entry lacks dtype and shape and data_offsets; every tensor entry needs dtype, shape and data_offsets.", e.Message);
+        }
+    }
+
+    [Fact]
+    public void Read_HeaderOfMoreJsonValuesThanTheBudget_IsRefusedBeforeParsing()
+    {
+        // [0,0,...] with 4194303 zeros: 4194305 JSON tokens with the brackets, one over 32 x 131072.
+        using var dir = new TempDir();
+        var json = new StringBuilder(2 * 4194303 + 2).Append('[');
+        for (int i = 0; i < 4194303; i++)
+        {
+            json.Append(i == 0 ? "0" : ",0");
+        }
+
+        string path = WriteRaw(dir, json.Append(']').ToString(), []);
+
+        var e = ReadFails(path);
+
+        Assert.Equal(
+            $"{path}: the header holds more than 4194304 JSON values; a header of 131072 entries needs far fewer, so it is refused before being parsed.",
+            e.Message);
+    }
+
     // ---- sharded index --------------------------------------------------------------------------
 
     [Fact]
@@ -501,6 +567,35 @@ public partial class SafetensorsTests
 
         Assert.Empty(file.Tensors);
         Assert.Empty(file.Metadata);
+    }
+
+    [Theory]
+    [InlineData(131072)]
+    [InlineData(131073)]
+    public void ReadIndex_WeightMapListingMoreThanTheMostTensors_IsRefused(int count)
+    {
+        using var dir = new TempDir();
+        string index = dir.File("model.safetensors.index.json");
+        var json = new StringBuilder("{\"weight_map\":{");
+        for (int i = 0; i < count; i++)
+        {
+            json.Append(i == 0 ? "" : ",").Append("\"t").Append(i).Append("\":\"s.safetensors\"");
+        }
+
+        File.WriteAllText(index, json.Append("}}").ToString());
+
+        if (count > 131072)
+        {
+            var e = ReadFails(index, key: "t131072");
+            Assert.EndsWith(": weight_map lists more than 131072 tensors, the most this reader accepts.", e.Message);
+        }
+        else
+        {
+            // At the limit the index is accepted; the (missing) shard is what fails.
+            var e = ReadFails(index, key: "t0");
+            Assert.Contains(": weight_map assigns 131072 tensor(s) to shard 's.safetensors', but ", e.Message);
+            Assert.EndsWith(" does not exist.", e.Message);
+        }
     }
 
     [Fact]
