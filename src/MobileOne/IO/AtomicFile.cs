@@ -16,6 +16,7 @@ public static class AtomicFile
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/> into a temporary file beside it, then renames it over the target, so a reader never sees a half-written file.</summary>
     public static void Write(string path, Action<Stream> write)
     {
+        // Stryker disable once Statement : Path.GetFullPath(null) below throws the same ArgumentNullException for "path".
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(write);
         string full = Path.GetFullPath(path);
@@ -33,6 +34,7 @@ public static class AtomicFile
         string temp = Path.Combine(dir ?? ".", $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
+            // Stryker disable once Bitwise : the buffer size changes speed only (0 means unbuffered), not the bytes written.
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 write(stream);

@@ -7,7 +7,7 @@ using MobileOne.Tensors;
 
 namespace MobileOne.Tests.IO;
 
-public class SafetensorsTests
+public partial class SafetensorsTests
 {
     private const string Timm = "mobileone_s0_timm.safetensors";
     private const string TimmFused = "mobileone_s0_timm_fused.safetensors";
