@@ -396,33 +396,22 @@ public partial class ParserFuzzTests
     };
 
     /// <summary>Small valid checkpoints of two custom models, or IDX files, written by the library in the target's format.</summary>
-    /// <summary>An uncompressed 24-bit BMP (BITMAPINFOHEADER, rows bottom-up, each padded to 4 bytes) of <paramref name="image"/>.</summary>
+    /// <summary>An uncompressed 24-bit BMP of <paramref name="image"/>: rows bottom-up, BGR, each padded to 4 bytes.</summary>
     private static byte[] Bmp24(SkiaSharp.SKBitmap image)
     {
         int w = image.Width, h = image.Height, stride = ((3 * w) + 3) & ~3;
-        var bytes = new byte[54 + (stride * h)];
-        var span = bytes.AsSpan();
-        span[0] = (byte)'B';
-        span[1] = (byte)'M';
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[2..], bytes.Length);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[10..], 54);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[14..], 40);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[18..], w);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[22..], h);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(span[26..], 1);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt16LittleEndian(span[28..], 24);
-        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[34..], stride * h);
+        var data = new byte[stride * h];
         for (int y = 0; y < h; y++)
         {
             for (int x = 0; x < w; x++)
             {
                 var c = image.GetPixel(x, y);
-                int at = 54 + ((h - 1 - y) * stride) + (3 * x);
-                (bytes[at], bytes[at + 1], bytes[at + 2]) = (c.Blue, c.Green, c.Red);
+                int at = ((h - 1 - y) * stride) + (3 * x);
+                (data[at], data[at + 1], data[at + 2]) = (c.Blue, c.Green, c.Red);
             }
         }
 
-        return bytes;
+        return MobileOne.Tests.Imaging.EncodedSizeBoundTests.Bmp(w, h, bitCount: 24, compression: 0, palette: [], data);
     }
 
     private static List<(string Name, byte[] Bytes)> Seeds(string directory, string target)

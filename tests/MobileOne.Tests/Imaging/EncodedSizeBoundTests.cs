@@ -362,7 +362,8 @@ public sealed class EncodedSizeBoundTests
     private static byte[] Rle8EndOfBitmapBmp(int width, int height) =>
         Bmp(width, height, bitCount: 8, compression: 1, palette: [.. Enumerable.Range(0, 256).SelectMany(i => new[] { (byte)i, (byte)i, (byte)i, (byte)0 })], [0, 1]);
 
-    private static byte[] Bmp(int width, int height, short bitCount, int compression, byte[] palette, byte[] data)
+    /// <summary>A BMP with a BITMAPINFOHEADER, <paramref name="palette"/> (BGRA entries) and <paramref name="data"/> as its pixel bytes; the fuzzer's BMP seed too.</summary>
+    internal static byte[] Bmp(int width, int height, short bitCount, int compression, byte[] palette, byte[] data)
     {
         int offset = 14 + 40 + palette.Length;
         var bmp = new byte[offset + data.Length];
