@@ -22,9 +22,11 @@ public sealed class MobileOneBlock : Module
     private readonly ActivationBuffer concatWeights = new();
     private readonly ActivationBuffer concatGrad = new();
     private readonly PointwiseMoments moments = new();
+    private readonly DepthwiseMoments depthwiseMoments = new();
     private Tensor? savedInput;
     private Tensor? savedOutput;
     private bool usedMoments;
+    private bool usedDepthwiseMoments;
 
     private MobileOneBlock(BlockSpec spec, bool fused)
     {
@@ -123,8 +125,9 @@ public sealed class MobileOneBlock : Module
     /// per-channel scale and shift and one pass sums them with the ReLU. Backward makes one pass for the per-channel
     /// sums of all BatchNorms, turns each branch buffer into its own gradient in place, then runs the convolution
     /// gradients (again one GEMM for stacked pointwise branches). In training mode, k 1x1 branches over a batch with
-    /// many more pixels than channels take <see cref="PointwiseMoments"/> instead: the same function and gradients
-    /// from the input's moments, without writing the branch outputs.
+    /// many more pixels than channels take <see cref="PointwiseMoments"/> instead, and 3x3 stride-1 depthwise blocks
+    /// <see cref="DepthwiseMoments"/>: the same function and gradients from the input's moments, without writing the
+    /// branch outputs.
     /// </remarks>
     public Tensor? Backward(Tensor gradOutput, bool inputGradient = true)
     {
@@ -208,6 +211,7 @@ public sealed class MobileOneBlock : Module
         concatWeights.Release();
         concatGrad.Release();
         moments.Release();
+        depthwiseMoments.Release();
         savedInput = null;
         savedOutput = null;
         base.ReleaseBuffers();
@@ -253,7 +257,11 @@ public sealed class MobileOneBlock : Module
         return list;
     }
 
-    /// <summary>Tests: true or false forces whether training passes of stacked 1x1 branches use <see cref="PointwiseMoments"/>; null lets <see cref="PointwiseMoments.Pays"/> decide.</summary>
+    /// <summary>
+    /// Tests: true or false forces whether training passes use the moment passes (<see cref="PointwiseMoments"/> for
+    /// stacked 1x1 branches, <see cref="DepthwiseMoments"/> for 3x3 stride-1 depthwise ones); null lets
+    /// <see cref="PointwiseMoments.Pays"/> and <see cref="DepthwiseMoments.Pays"/> decide.
+    /// </summary>
     internal static bool? MomentsOverride { get; set; }
 
     /// <summary>k stacked 1x1 convolutions over the same input: one GEMM with the weights stacked.</summary>
@@ -268,10 +276,16 @@ public sealed class MobileOneBlock : Module
         var branches = TrainBranches();
         var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
         usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
+        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(ho, wo));
         if (usedMoments)
         {
             using var scope = Profile(ho, wo, "fwd moments", PointwiseMoments.ForwardFlops(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
             moments.Forward(x, ConvKxk, Identity, pre, relu: Attn is null);
+        }
+        else if (usedDepthwiseMoments)
+        {
+            using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, ho, wo));
+            depthwiseMoments.Forward(x, ConvKxk, ConvScale, Identity, pre, relu: Attn is null);
         }
         else
         {
@@ -428,6 +442,14 @@ public sealed class MobileOneBlock : Module
             using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", PointwiseMoments.BackwardFlops(Spec.InChannels, Spec.OutChannels, ConvKxk.Count, (long)ds.Dim(0) * ds.Dim(2) * ds.Dim(3)));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
             moments.Backward(ds, ConvKxk, Identity, gradX);
+            return gradX;
+        }
+
+        if (usedDepthwiseMoments)
+        {
+            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), ds.Dim(2), ds.Dim(3)));
+            var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
+            depthwiseMoments.Backward(x, ds, ConvKxk, ConvScale, Identity, gradX);
             return gradX;
         }
 

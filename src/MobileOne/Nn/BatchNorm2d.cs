@@ -217,18 +217,14 @@ public sealed class BatchNorm2d : Module
             throw new InvalidOperationException($"Batch moments need training mode and more than 1 value per channel (got {count}).");
         }
 
-        float[] gamma = Weight.Value.Data, beta = Bias.Value.Data;
         float[] rm = RunningMean.Data, rv = RunningVar.Data;
         double momentum = Momentum, unbias = (double)count / (count - 1);
         for (int c = 0; c < Channels; c++)
         {
             double mu = batchMean[c], v = variance[c];
-            double inv = 1.0 / Math.Sqrt(v + Eps);
             mean[c] = (float)mu;
             batchVariance[c] = v;
-            invStd[c] = inv;
-            scale[c] = (float)(gamma[c] * inv);
-            shift[c] = (float)(beta[c] - (mu * gamma[c] * inv));
+            (scale[c], shift[c], invStd[c]) = TrainingAffine(c, mu, v);
             rm[c] = (float)(((1 - momentum) * rm[c]) + (momentum * mu));
             rv[c] = (float)(((1 - momentum) * rv[c]) + (momentum * v * unbias));
         }
@@ -236,6 +232,18 @@ public sealed class BatchNorm2d : Module
         NumBatchesTracked.Data[0] += 1;
         preparedInTraining = true;
         preparedCount = count;
+    }
+
+    /// <summary>
+    /// The training-mode affine form of channel <paramref name="c"/> for a batch mean and biased variance, as
+    /// <see cref="PrepareFromMoments"/> sets it: a pass that needs one channel's scale before every channel's moments
+    /// exist computes it here, then hands all the moments to PrepareFromMoments, which gives the same values.
+    /// </summary>
+    internal (float Scale, float Shift, double InvStd) TrainingAffine(int c, double batchMean, double variance)
+    {
+        double inv = 1.0 / Math.Sqrt(variance + Eps);
+        float gamma = Weight.Value.Data[c];
+        return ((float)(gamma * inv), (float)(Bias.Value.Data[c] - (batchMean * gamma * inv)), inv);
     }
 
     /// <summary>1 / sqrt(batch variance + eps) of channel <paramref name="c"/> as last prepared.</summary>

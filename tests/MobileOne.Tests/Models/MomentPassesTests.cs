@@ -6,20 +6,33 @@ using MobileOne.Tests.Nn;
 namespace MobileOne.Tests.Models;
 
 /// <summary>
-/// The moment passes of stacked 1x1 branches (<see cref="PointwiseMoments"/>) against the branch passes, which the
-/// reference-parity tests check against PyTorch: the same outputs, running statistics and gradients.
+/// The moment passes (<see cref="PointwiseMoments"/> for stacked 1x1 branches, <see cref="DepthwiseMoments"/> for 3x3
+/// stride-1 depthwise blocks) against the branch passes, which the reference-parity tests check against PyTorch: the
+/// same outputs, running statistics and gradients.
 /// </summary>
 [Collection(KernelSettingsCollection.Name)]
-public sealed class PointwiseMomentsTests
+public sealed class MomentPassesTests
 {
     [Theory]
     [InlineData(24, 24, 3, 0, 3, 5, 5)]
     [InlineData(16, 40, 4, 0, 2, 6, 3)]
     [InlineData(32, 32, 1, 8, 2, 4, 4)]
-    public void Moment_passes_equal_the_branch_passes(int cin, int cout, int k, int se, int batch, int h, int w)
+    public void Pointwise_moment_passes_equal_the_branch_passes(int cin, int cout, int k, int se, int batch, int h, int w) =>
+        CheckAgainstBranches(new BlockSpec(cin, cout, 1, 1, 0, 1, k, se), batch, h, w);
+
+    [Theory]
+    [InlineData(8, 4, 0, 3, 5, 5)]
+    [InlineData(16, 1, 0, 2, 2, 2)]
+    [InlineData(6, 2, 0, 4, 2, 1)]
+    [InlineData(8, 3, 4, 2, 7, 9)]
+    [InlineData(4, 4, 0, 12, 20, 20)]
+    public void Depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w) =>
+        CheckAgainstBranches(new BlockSpec(channels, channels, 3, 1, 1, channels, k, se), batch, h, w);
+
+    private static void CheckAgainstBranches(BlockSpec spec, int batch, int h, int w)
     {
-        var spec = new BlockSpec(cin, cout, 1, 1, 0, 1, k, se);
-        var rng = new Random((cin * 100) + cout);
+        int cin = spec.InChannels, cout = spec.OutChannels;
+        var rng = new Random((cin * 100) + cout + (h * 7) + spec.NumConvBranches);
         var viaBranches = MobileOneBlock.CreateTrainTime(spec);
         var viaMoments = MobileOneBlock.CreateTrainTime(spec);
         foreach (var e in viaBranches.State())
@@ -79,7 +92,7 @@ public sealed class PointwiseMomentsTests
     }
 
     [Fact]
-    public void Moments_are_chosen_where_the_pixels_outnumber_the_channels()
+    public void Pointwise_moments_are_chosen_where_the_pixels_outnumber_the_channels()
     {
         Assert.True(PointwiseMoments.Pays(256, 256, 4, 16L * 14 * 14));
         Assert.True(PointwiseMoments.Pays(128, 128, 4, 64L * 4 * 4));
