@@ -120,16 +120,19 @@ internal sealed class DepthwiseMoments
                                 m[(c * 9) + a] = (sums[a] + (mu * counts[a * 10])) / pixels;
                             }
 
+                            double perPixel = 1.0 / pixels;
                             for (int a = 0; a < 9; a++)
                             {
-                                double za = sums[a] / pixels, na = counts[a * 10] / pixels;
-                                for (int b = 0; b < 9; b++)
+                                double za = sums[a] * perPixel, na = counts[a * 10] * perPixel;
+                                for (int b = a; b < 9; b++)
                                 {
-                                    double zb = sums[b] / pixels, nb = counts[b * 10] / pixels;
-                                    double zz = (products[(a * 9) + b] / pixels) - (za * zb);
-                                    double zv = ((edge[(a * 9) + b] / pixels) - (za * nb)) + ((edge[(b * 9) + a] / pixels) - (zb * na));
-                                    double vv = (counts[(a * 9) + b] / pixels) - (na * nb);
-                                    cov[(c * 81) + (a * 9) + b] = zz + (mu * zv) + ((double)mu * mu * vv);
+                                    double zb = sums[b] * perPixel, nb = counts[b * 10] * perPixel;
+                                    double zz = (products[(a * 9) + b] * perPixel) - (za * zb);
+                                    double zv = (((edge[(a * 9) + b] + edge[(b * 9) + a]) * perPixel) - (za * nb)) - (zb * na);
+                                    double vv = (counts[(a * 9) + b] * perPixel) - (na * nb);
+                                    double value = zz + (mu * zv) + ((double)mu * mu * vv);
+                                    cov[(c * 81) + (a * 9) + b] = value;
+                                    cov[(c * 81) + (b * 9) + a] = value;
                                 }
                             }
 
@@ -370,11 +373,18 @@ internal sealed class DepthwiseMoments
         return kernel;
     }
 
+    /// <summary>Tests: true or false forces the images-in-lanes or the planes-in-a-row layout; null lets <see cref="ImagesInLanes"/> decide.</summary>
+    internal static bool? LayoutOverride { get; set; }
+
+    /// <summary>The layout for planes of <paramref name="height"/> x <paramref name="width"/>: images in lanes up to 16 pixels.</summary>
+    public static bool ImagesInLanes(int height, int width) => (long)height * width <= 16;
+
     private PatchStack Layout(int n, int h, int w)
     {
-        if (stack is null || stack.Batch != n || stack.Height != h || stack.Width != w)
+        bool lanes = LayoutOverride ?? ImagesInLanes(h, w);
+        if (stack is null || stack.Batch != n || stack.Height != h || stack.Width != w || stack.ImagesInLanes != lanes)
         {
-            stack = new PatchStack(n, h, w);
+            stack = new PatchStack(n, h, w, lanes);
         }
 
         return stack;

@@ -21,13 +21,28 @@ public sealed class MomentPassesTests
         CheckAgainstBranches(new BlockSpec(cin, cout, 1, 1, 0, 1, k, se), batch, h, w);
 
     [Theory]
-    [InlineData(8, 4, 0, 3, 5, 5)]
-    [InlineData(16, 1, 0, 2, 2, 2)]
-    [InlineData(6, 2, 0, 4, 2, 1)]
-    [InlineData(8, 3, 4, 2, 7, 9)]
-    [InlineData(4, 4, 0, 12, 20, 20)]
-    public void Depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w) =>
-        CheckAgainstBranches(new BlockSpec(channels, channels, 3, 1, 1, channels, k, se), batch, h, w);
+    [InlineData(8, 4, 0, 3, 5, 5, false)]
+    [InlineData(8, 4, 0, 3, 5, 5, true)]
+    [InlineData(16, 1, 0, 2, 2, 2, false)]
+    [InlineData(16, 1, 0, 20, 2, 2, true)]
+    [InlineData(6, 2, 0, 4, 2, 1, false)]
+    [InlineData(6, 2, 0, 4, 1, 2, true)]
+    [InlineData(8, 3, 4, 2, 7, 9, false)]
+    [InlineData(8, 3, 4, 17, 7, 9, true)]
+    [InlineData(4, 4, 0, 12, 20, 20, false)]
+    [InlineData(4, 4, 0, 12, 20, 20, true)]
+    public void Depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w, bool imagesInLanes)
+    {
+        DepthwiseMoments.LayoutOverride = imagesInLanes;
+        try
+        {
+            CheckAgainstBranches(new BlockSpec(channels, channels, 3, 1, 1, channels, k, se), batch, h, w);
+        }
+        finally
+        {
+            DepthwiseMoments.LayoutOverride = null;
+        }
+    }
 
     private static void CheckAgainstBranches(BlockSpec spec, int batch, int h, int w)
     {

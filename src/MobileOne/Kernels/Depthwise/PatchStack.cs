@@ -3,40 +3,75 @@ using System.Runtime.CompilerServices;
 namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
-/// One channel of a 3x3, stride-1, padding-1 depthwise layer over a whole batch, laid out as a "padded stack": every
-/// image's plane with a one-pixel border, the planes one after another, so a 3x3 window is nine fixed offsets and a
-/// pass over the channel is one flat loop. Output positions are the stack positions inside a plane's border
-/// (<see cref="Mask"/> is 1 there, 0 on borders and the rounding tail); a window read from a valid position never
-/// leaves its own plane. The loops here are the passes of <c>DepthwiseMoments</c>: the patch moments of the input
-/// (the statistics of every branch), one convolution with the combined kernel, the cross sums with the output
-/// gradient (every weight gradient), and the input gradient with the moments' correction.
+/// One channel of a 3x3, stride-1, padding-1 depthwise layer over a whole batch, in one of two layouts of the same
+/// padded planes (every image's plane with a one-pixel border of zeros), so a 3x3 window is nine fixed offsets and a
+/// pass over the channel is a few flat loops ("runs") with no edge cases:
+/// <list type="bullet">
+/// <item><b>planes in a row</b>: the padded planes one after another; a run is a block of consecutive positions, and
+/// <see cref="Mask"/> (1 at a plane's interior, 0 on borders and the rounding tail) keeps border positions out of
+/// every sum. Suits planes of many pixels.</item>
+/// <item><b>images in lanes</b>: position-major, the batch's images contiguous at each position, so a run is one
+/// interior position over all images and nothing is wasted on borders; suits small planes (a padded 2x2 plane is
+/// four times the plane), and the mask is all ones.</item>
+/// </list>
+/// A window read from an interior position never leaves its own plane. The loops are the passes of
+/// <c>DepthwiseMoments</c>: the patch moments of the input (the statistics of every branch), one convolution with the
+/// combined kernel, the cross sums with the output gradient (every weight gradient), and the input gradient with the
+/// moments' correction.
 /// </summary>
 internal sealed unsafe class PatchStack
 {
     /// <summary>Positions summed in float before a partial sum is added to a double: 256 terms per lane at 16 lanes.</summary>
     private const int Block = 4096;
 
+    private readonly (int Start, int Length, int MaskStart)[] runs;
+
     /// <summary>The layout of <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/>.</summary>
-    public PatchStack(int batch, int height, int width)
+    public PatchStack(int batch, int height, int width, bool imagesInLanes)
     {
-        (Batch, Height, Width) = (batch, height, width);
+        (Batch, Height, Width, ImagesInLanes) = (batch, height, width, imagesInLanes);
         RowStride = width + 2;
         PlaneSize = (height + 2) * RowStride;
-        Length = checked(((batch * PlaneSize) + 15) & ~15);
-        Margin = (RowStride + 1 + 15) & ~15;
-        Total = Length + (2 * Margin);
-        Mask = new float[Length];
-        for (int i = 0; i < batch; i++)
-        {
-            for (int r = 1; r <= height; r++)
-            {
-                Mask.AsSpan((i * PlaneSize) + (r * RowStride) + 1, width).Fill(1f);
-            }
-        }
-
+        int scale = imagesInLanes ? batch : 1;
         for (int t = 0; t < 9; t++)
         {
-            Offsets[t] = (((t / 3) - 1) * RowStride) + (t % 3) - 1;
+            Offsets[t] = ((((t / 3) - 1) * RowStride) + (t % 3) - 1) * scale;
+        }
+
+        if (imagesInLanes)
+        {
+            Margin = 0;
+            Total = checked(PlaneSize * batch);
+            Mask = new float[batch];
+            Mask.AsSpan().Fill(1f);
+            runs = new (int, int, int)[height * width];
+            for (int r = 0; r < height; r++)
+            {
+                for (int c = 0; c < width; c++)
+                {
+                    runs[(r * width) + c] = ((((r + 1) * RowStride) + c + 1) * batch, batch, 0);
+                }
+            }
+        }
+        else
+        {
+            int length = checked(((batch * PlaneSize) + 15) & ~15);
+            Margin = (RowStride + 1 + 15) & ~15;
+            Total = length + (2 * Margin);
+            Mask = new float[length];
+            for (int i = 0; i < batch; i++)
+            {
+                for (int r = 1; r <= height; r++)
+                {
+                    Mask.AsSpan((i * PlaneSize) + (r * RowStride) + 1, width).Fill(1f);
+                }
+            }
+
+            runs = new (int, int, int)[(length + Block - 1) / Block];
+            for (int k = 0; k < runs.Length; k++)
+            {
+                runs[k] = (Margin + (k * Block), Math.Min(Block, length - (k * Block)), k * Block);
+            }
         }
 
         int stride = width + 1;
@@ -51,6 +86,33 @@ internal sealed unsafe class PatchStack
         }
     }
 
+    public int Batch { get; }
+
+    public int Height { get; }
+
+    public int Width { get; }
+
+    /// <summary>Whether the images of the batch are contiguous at each position (else the planes are).</summary>
+    public bool ImagesInLanes { get; }
+
+    /// <summary>Width + 2.</summary>
+    public int RowStride { get; }
+
+    /// <summary>(Height + 2) x (Width + 2).</summary>
+    public int PlaneSize { get; }
+
+    /// <summary>Floats before the planes that windows of border positions read (planes in a row; 0 with images in lanes).</summary>
+    public int Margin { get; }
+
+    /// <summary>Floats of one stack buffer.</summary>
+    public int Total { get; }
+
+    /// <summary>1 at the positions a run visits that are outputs, 0 elsewhere (read from each run's MaskStart).</summary>
+    public float[] Mask { get; }
+
+    /// <summary>Offset in floats of tap t (row-major in the 3x3 window) from the window's centre.</summary>
+    public int[] Offsets { get; } = new int[9];
+
     /// <summary>
     /// [9a + b]: the output positions of the batch whose window taps a and b both fall inside the plane (a = b: those
     /// whose tap a does).
@@ -63,32 +125,8 @@ internal sealed unsafe class PatchStack
     /// </summary>
     public (int Plus, int MinusRow, int MinusCol, int PlusCorner)[] PairCorners { get; } = new (int, int, int, int)[81];
 
-    public int Batch { get; }
-
-    public int Height { get; }
-
-    public int Width { get; }
-
-    /// <summary>Width + 2.</summary>
-    public int RowStride { get; }
-
-    /// <summary>(Height + 2) x (Width + 2).</summary>
-    public int PlaneSize { get; }
-
-    /// <summary>Positions a pass visits: Batch x PlaneSize rounded up to 16.</summary>
-    public int Length { get; }
-
-    /// <summary>Positions before and after <see cref="Length"/> that windows of border positions read.</summary>
-    public int Margin { get; }
-
-    /// <summary>Floats of one stack buffer: Margin + Length + Margin (position 0 is at Margin).</summary>
-    public int Total { get; }
-
-    /// <summary>1 at output positions, 0 elsewhere (Length entries).</summary>
-    public float[] Mask { get; }
-
-    /// <summary>Offset of tap t (row-major in the 3x3 window) from the window's centre.</summary>
-    public int[] Offsets { get; } = new int[9];
+    /// <summary>Where padded position <paramref name="q"/> of image <paramref name="i"/> is in a stack buffer.</summary>
+    private int Element(int i, int q) => ImagesInLanes ? (q * Batch) + i : Margin + (i * PlaneSize) + q;
 
     /// <summary>
     /// stack = channel <paramref name="c"/> of NCHW <paramref name="nchw"/> at the output positions, 0 everywhere else
@@ -98,13 +136,14 @@ internal sealed unsafe class PatchStack
     {
         new Span<float>(stack, Total).Clear();
         long plane = (long)Height * Width;
+        int step = ImagesInLanes ? Batch : 1;
         for (int i = 0; i < Batch; i++)
         {
             float* src = nchw + ((((long)i * channels) + c) * plane);
-            float* dst = stack + Margin + (i * PlaneSize) + RowStride + 1;
+            float* dst = stack + Element(i, RowStride + 1);
             for (int r = 0; r < Height; r++)
             {
-                if (Width >= 16)
+                if (step == 1 && Width >= 16)
                 {
                     new ReadOnlySpan<float>(src, Width).CopyTo(new Span<float>(dst, Width));
                 }
@@ -112,12 +151,35 @@ internal sealed unsafe class PatchStack
                 {
                     for (int x = 0; x < Width; x++)
                     {
-                        dst[x] = src[x];
+                        dst[x * step] = src[x];
                     }
                 }
 
                 src += Width;
-                dst += RowStride;
+                dst += RowStride * step;
+            }
+        }
+    }
+
+    /// <summary>Channel <paramref name="c"/> of NCHW <paramref name="nchw"/> = the stack's output positions + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>.</summary>
+    public void Scatter(float* stack, float add, bool relu, float* nchw, int channels, int c)
+    {
+        long plane = (long)Height * Width;
+        int step = ImagesInLanes ? Batch : 1;
+        for (int i = 0; i < Batch; i++)
+        {
+            float* src = stack + Element(i, RowStride + 1);
+            float* dst = nchw + ((((long)i * channels) + c) * plane);
+            for (int r = 0; r < Height; r++)
+            {
+                for (int x = 0; x < Width; x++)
+                {
+                    float v = src[x * step] + add;
+                    dst[x] = relu ? MathF.Max(v, 0f) : v;
+                }
+
+                src += RowStride * step;
+                dst += Width;
             }
         }
     }
@@ -143,22 +205,37 @@ internal sealed unsafe class PatchStack
     {
         fixed (float* mask = Mask)
         {
-            var loop = new AddMaskedLoop(stack + Margin, mask, value);
-            Lanes.Run(ref loop, Length);
+            foreach (var (start, length, maskStart) in runs)
+            {
+                var loop = new AddMaskedLoop(stack + start, mask + maskStart, value);
+                Lanes.Run(ref loop, length);
+            }
         }
     }
 
     /// <summary>
     /// The sum of the planes of a stack (zero borders) over the batch as a 2-D prefix sum:
-    /// <paramref name="integral"/>[(r * (Width + 1)) + c] = sum of rows [0, r) x columns [0, c), (Height + 1) x (Width + 1) entries.
+    /// <paramref name="integral"/>[(r * (Width + 1)) + c] = sum of rows [0, r) x columns [0, c), (Height + 1) x (Width + 1)
+    /// entries. <paramref name="planeScratch"/> holds <see cref="PlaneSize"/> floats.
     /// </summary>
     public void PlaneIntegral(float* stack, float* planeScratch, double* integral)
     {
         new Span<float>(planeScratch, PlaneSize).Clear();
-        for (int i = 0; i < Batch; i++)
+        if (ImagesInLanes)
         {
-            var loop = new AddIntoLoop(stack + Margin + (i * PlaneSize), planeScratch);
-            Lanes.Run(ref loop, PlaneSize);
+            for (int q = 0; q < PlaneSize; q++)
+            {
+                var loop = new SumLoop(stack + (q * Batch), planeScratch + q);
+                Lanes.Run(ref loop, Batch);
+            }
+        }
+        else
+        {
+            for (int i = 0; i < Batch; i++)
+            {
+                var loop = new AddIntoLoop(stack + Margin + (i * PlaneSize), planeScratch);
+                Lanes.Run(ref loop, PlaneSize);
+            }
         }
 
         int stride = Width + 1;
@@ -189,28 +266,6 @@ internal sealed unsafe class PatchStack
         return (row0, Math.Max(row0, row1), col0, Math.Max(col0, col1));
     }
 
-    /// <summary>Channel <paramref name="c"/> of NCHW <paramref name="nchw"/> = the stack's output positions + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>.</summary>
-    public void Scatter(float* stack, float add, bool relu, float* nchw, int channels, int c)
-    {
-        long plane = (long)Height * Width;
-        for (int i = 0; i < Batch; i++)
-        {
-            float* src = stack + Margin + (i * PlaneSize) + RowStride + 1;
-            float* dst = nchw + ((((long)i * channels) + c) * plane);
-            for (int r = 0; r < Height; r++)
-            {
-                for (int x = 0; x < Width; x++)
-                {
-                    float v = src[x] + add;
-                    dst[x] = relu ? MathF.Max(v, 0f) : v;
-                }
-
-                src += RowStride;
-                dst += Width;
-            }
-        }
-    }
-
     /// <summary>
     /// The patch moments of a stack: <paramref name="sums"/>[t] = sum over output positions o of x[o + off_t], and
     /// <paramref name="products"/>[9a + b] = sum over o of x[o + off_a] * x[o + off_b] (all 81, symmetric).
@@ -219,28 +274,25 @@ internal sealed unsafe class PatchStack
     {
         new Span<double>(sums, 9).Clear();
         new Span<double>(products, 81).Clear();
-        float* x = stack + Margin;
         var partial = stackalloc float[12];
         fixed (float* mask = Mask)
         fixed (int* off = Offsets)
         {
-            for (int start = 0; start < Length; start += Block)
+            foreach (var (start, length, maskStart) in runs)
             {
-                int count = Math.Min(Block, Length - start);
                 // The 9 x 9 products in the 6 blocks of tap rows (ra <= rb): 3 masked taps of row ra times 3 of row rb.
                 for (int ra = 0; ra < 3; ra++)
                 {
                     for (int rb = ra; rb < 3; rb++)
                     {
                         new Span<float>(partial, 12).Clear();
-                        var loop = new ProductBlockLoop(x + start, mask + start, off + (3 * ra), off + (3 * rb), partial);
-                        Lanes.Run(ref loop, count);
+                        var loop = new ProductBlockLoop(stack + start, mask + maskStart, off + (3 * ra), off + (3 * rb), partial);
+                        Lanes.Run(ref loop, length);
                         for (int i = 0; i < 3; i++)
                         {
                             for (int j = 0; j < 3; j++)
                             {
-                                int a = (3 * ra) + i, b = (3 * rb) + j;
-                                products[(9 * a) + b] += partial[(3 * i) + j];
+                                products[(9 * ((3 * ra) + i)) + (3 * rb) + j] += partial[(3 * i) + j];
                             }
                         }
 
@@ -265,13 +317,16 @@ internal sealed unsafe class PatchStack
         }
     }
 
-    /// <summary>y[o] = sum over taps of w[t] * x[o + off_t] at every position (borders hold garbage the scatter skips).</summary>
+    /// <summary>y[o] = sum over taps of w[t] * x[o + off_t] at the positions runs visit (border ones hold garbage the scatter skips).</summary>
     public void Correlate(float* stack, float* w, float* output)
     {
         fixed (int* off = Offsets)
         {
-            var loop = new CorrelateLoop(stack + Margin, off, w, output + Margin);
-            Lanes.Run(ref loop, Length);
+            foreach (var (start, length, _) in runs)
+            {
+                var loop = new CorrelateLoop(stack + start, off, w, output + start);
+                Lanes.Run(ref loop, length);
+            }
         }
     }
 
@@ -286,11 +341,11 @@ internal sealed unsafe class PatchStack
         var partial = stackalloc float[10];
         fixed (int* off = Offsets)
         {
-            for (int start = 0; start < Length; start += Block)
+            foreach (var (start, length, _) in runs)
             {
                 new Span<float>(partial, 10).Clear();
-                var loop = new CrossLoop(g + Margin + start, x + Margin + start, off, partial);
-                Lanes.Run(ref loop, Math.Min(Block, Length - start));
+                var loop = new CrossLoop(g + start, x + start, off, partial);
+                Lanes.Run(ref loop, length);
                 for (int t = 0; t < 9; t++)
                 {
                     cross[t] += partial[t];
@@ -314,8 +369,11 @@ internal sealed unsafe class PatchStack
         {
             for (int t = 0; t < 9; t++)
             {
-                var loop = new InputGradientLoop(g + Margin, x + Margin, mask, off, q + (9 * t), w[t], k[t], dx + Margin + off[t]);
-                Lanes.Run(ref loop, Length);
+                foreach (var (start, length, maskStart) in runs)
+                {
+                    var loop = new InputGradientLoop(g + start, x + start, mask + maskStart, off, q + (9 * t), w[t], k[t], dx + start + off[t]);
+                    Lanes.Run(ref loop, length);
+                }
             }
         }
     }
