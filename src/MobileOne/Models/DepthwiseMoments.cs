@@ -42,9 +42,10 @@ internal sealed class DepthwiseMoments
 
     /// <summary>
     /// Whether these passes are faster than the branch passes for planes of <paramref name="height"/> x
-    /// <paramref name="width"/>: from 16 pixels up. Measured on one block (k = 4, forward + backward, one thread,
-    /// Zen 5): 0.38x the branch passes' time at 4x4 x 128 channels x batch 64, 0.31-0.76x at 14x14 to 56x56 (batch
-    /// 16), but 1.26x at 2x2, where the padded stack is four times the plane and the per-channel work is tiny.
+    /// <paramref name="width"/>: from 16 pixels up. Measured on one block (k = 4, forward + backward, one thread, Zen 5,
+    /// best of 7; docs/benchmarks.md): 0.90x the branch passes' time at 4x4 (128 channels, batch 64; 0.71x at batch
+    /// 256), 0.35x at 8x8, 0.82x at 14x14, 0.59-0.62x at 28x28 and 56x56, but 1.37x at 2x2, where a channel's work is
+    /// too small for its fixed costs, so 2x2 keeps the branch passes.
     /// </summary>
     public static bool Pays(int height, int width) => (long)height * width >= 16;
 
@@ -376,7 +377,10 @@ internal sealed class DepthwiseMoments
     /// <summary>Tests: true or false forces the images-in-lanes or the planes-in-a-row layout; null lets <see cref="ImagesInLanes"/> decide.</summary>
     internal static bool? LayoutOverride { get; set; }
 
-    /// <summary>The layout for planes of <paramref name="height"/> x <paramref name="width"/>: images in lanes up to 16 pixels.</summary>
+    /// <summary>
+    /// The layout for planes of <paramref name="height"/> x <paramref name="width"/>: images in lanes up to 16 pixels
+    /// (measured at 4x4: 0.90x the branch passes' time against 0.98x for planes in a row; at 14x14 1.89x against 0.82x).
+    /// </summary>
     public static bool ImagesInLanes(int height, int width) => (long)height * width <= 16;
 
     private PatchStack Layout(int n, int h, int w)

@@ -385,6 +385,12 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                // No whole vector of this width: skip its set-up and reductions (runs are often a few vectors long).
+                return i;
+            }
+
             float* a0 = x + offA[0], a1 = x + offA[1], a2 = x + offA[2], b0 = x + offB[0], b1 = x + offB[1], b2 = x + offB[2];
             TV s00 = TL.Zero, s01 = TL.Zero, s02 = TL.Zero, s10 = TL.Zero, s11 = TL.Zero, s12 = TL.Zero, s20 = TL.Zero, s21 = TL.Zero, s22 = TL.Zero;
             TV m0 = TL.Zero, m1 = TL.Zero, m2 = TL.Zero;
@@ -431,6 +437,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             float* t0 = x + off[0], t1 = x + off[1], t2 = x + off[2], t3 = x + off[3], t4 = x + off[4], t5 = x + off[5], t6 = x + off[6], t7 = x + off[7], t8 = x + off[8];
             TV w0 = TL.Splat(w[0]), w1 = TL.Splat(w[1]), w2 = TL.Splat(w[2]), w3 = TL.Splat(w[3]), w4 = TL.Splat(w[4]);
             TV w5 = TL.Splat(w[5]), w6 = TL.Splat(w[6]), w7 = TL.Splat(w[7]), w8 = TL.Splat(w[8]);
@@ -460,6 +471,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             float* t0 = x + off[0], t1 = x + off[1], t2 = x + off[2], t3 = x + off[3], t4 = x + off[4], t5 = x + off[5], t6 = x + off[6], t7 = x + off[7], t8 = x + off[8];
             TV s0 = TL.Zero, s1 = TL.Zero, s2 = TL.Zero, s3 = TL.Zero, s4 = TL.Zero, s5 = TL.Zero, s6 = TL.Zero, s7 = TL.Zero, s8 = TL.Zero, sg = TL.Zero;
             int step = TL.Count;
@@ -499,6 +515,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             float* t0 = x + off[0], t1 = x + off[1], t2 = x + off[2], t3 = x + off[3], t4 = x + off[4], t5 = x + off[5], t6 = x + off[6], t7 = x + off[7], t8 = x + off[8];
             TV q0 = TL.Splat(q[0]), q1 = TL.Splat(q[1]), q2 = TL.Splat(q[2]), q3 = TL.Splat(q[3]), q4 = TL.Splat(q[4]);
             TV q5 = TL.Splat(q[5]), q6 = TL.Splat(q[6]), q7 = TL.Splat(q[7]), q8 = TL.Splat(q[8]);
@@ -530,6 +551,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             TV s = TL.Zero;
             int step = TL.Count;
             for (; i + step <= n; i += step)
@@ -549,6 +575,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             TV v = TL.Splat(value);
             int step = TL.Count;
             for (; i + step <= n; i += step)
@@ -567,6 +598,11 @@ internal sealed unsafe class PatchStack
             where TV : struct
             where TL : struct, ILanes<TV>
         {
+            if (n - i < TL.Count)
+            {
+                return i;
+            }
+
             int step = TL.Count;
             for (; i + step <= n; i += step)
             {
