@@ -42,12 +42,12 @@ internal sealed class DepthwiseMoments
 
     /// <summary>
     /// Whether these passes are faster than the branch passes for planes of <paramref name="height"/> x
-    /// <paramref name="width"/>: from 16 pixels up. Measured on one block (k = 4, forward + backward, one thread, Zen 5,
-    /// best of 7; docs/benchmarks.md): 0.90x the branch passes' time at 4x4 (128 channels, batch 64; 0.71x at batch
-    /// 256), 0.35x at 8x8, 0.82x at 14x14, 0.59-0.62x at 28x28 and 56x56, but 1.37x at 2x2, where a channel's work is
-    /// too small for its fixed costs, so 2x2 keeps the branch passes.
+    /// <paramref name="width"/>: from 4 pixels (2x2) up. Measured on one block (k = 4, forward + backward, one thread,
+    /// Zen 5, best of 7, the layout <see cref="ImagesInLanes"/> picks; docs/benchmarks.md): 0.61x the branch passes'
+    /// time at 2x2 (256 channels, batch 64), 0.45x at 4x4, 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28
+    /// and 56x56. Smaller planes do not occur in the models and keep the branch passes.
     /// </summary>
-    public static bool Pays(int height, int width) => (long)height * width >= 16;
+    public static bool Pays(int height, int width) => (long)height * width >= 4;
 
     /// <summary>Floating-point operations of the forward pass per stack position: 54 products, 9 for the convolution.</summary>
     public static double ForwardFlops(int channels, int batch, int height, int width) =>
@@ -379,7 +379,8 @@ internal sealed class DepthwiseMoments
 
     /// <summary>
     /// The layout for planes of <paramref name="height"/> x <paramref name="width"/>: images in lanes up to 16 pixels
-    /// (measured at 4x4: 0.90x the branch passes' time against 0.98x for planes in a row; at 14x14 1.89x against 0.82x).
+    /// (the branch passes' time at 2x2: 0.61x against 1.16x for planes in a row; 4x4, batch 256: 0.45x against 0.78x;
+    /// 8x8: 0.28x against 0.20x; 14x14: 1.71x against 0.72x).
     /// </summary>
     public static bool ImagesInLanes(int height, int width) => (long)height * width <= 16;
 

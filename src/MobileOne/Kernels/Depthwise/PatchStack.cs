@@ -143,9 +143,10 @@ internal sealed unsafe class PatchStack
             float* dst = stack + Element(i, RowStride + 1);
             for (int r = 0; r < Height; r++)
             {
-                if (step == 1 && Width >= 16)
+                if (step == 1)
                 {
-                    new ReadOnlySpan<float>(src, Width).CopyTo(new Span<float>(dst, Width));
+                    var copy = new ShiftLoop(src, dst, 0f, relu: false);
+                    Lanes.Run(ref copy, Width);
                 }
                 else
                 {
@@ -172,10 +173,18 @@ internal sealed unsafe class PatchStack
             float* dst = nchw + ((((long)i * channels) + c) * plane);
             for (int r = 0; r < Height; r++)
             {
-                for (int x = 0; x < Width; x++)
+                if (step == 1)
                 {
-                    float v = src[x * step] + add;
-                    dst[x] = relu ? MathF.Max(v, 0f) : v;
+                    var shift = new ShiftLoop(src, dst, add, relu);
+                    Lanes.Run(ref shift, Width);
+                }
+                else
+                {
+                    for (int x = 0; x < Width; x++)
+                    {
+                        float v = src[x * step] + add;
+                        dst[x] = relu ? MathF.Max(v, 0f) : v;
+                    }
                 }
 
                 src += RowStride * step;
@@ -564,6 +573,25 @@ internal sealed unsafe class PatchStack
             }
 
             *sum += TL.Sum(s);
+            return i;
+        }
+    }
+
+    private readonly struct ShiftLoop(float* from, float* to, float add, bool relu) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV v = TL.Splat(add);
+            int step = TL.Count;
+            for (; i + step <= n; i += step)
+            {
+                TV y = TL.Add(TL.Load(from + i), v);
+                TL.Store(to + i, relu ? TL.Relu(y) : y);
+            }
+
             return i;
         }
     }
