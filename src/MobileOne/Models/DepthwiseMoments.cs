@@ -42,12 +42,14 @@ internal sealed class DepthwiseMoments
 
     /// <summary>
     /// Whether these passes are faster than the branch passes for planes of <paramref name="height"/> x
-    /// <paramref name="width"/>: from 4 pixels (2x2) up. Measured on one block (k = 4, forward + backward, one thread,
-    /// Zen 5, best of 7, the layout <see cref="ImagesInLanes"/> picks; docs/benchmarks.md): 0.61x the branch passes'
-    /// time at 2x2 (256 channels, batch 64), 0.45x at 4x4, 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28
-    /// and 56x56. Smaller planes do not occur in the models and keep the branch passes.
+    /// <paramref name="width"/>: from 16 pixels (4x4) up. On one block (k = 4, forward + backward, one thread, Zen 5,
+    /// best of 7, the layout <see cref="ImagesInLanes"/> picks; docs/benchmarks.md) they take 0.45x the branch passes'
+    /// time at 4x4 (128 channels, batch 64), 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28 and 56x56, and
+    /// 0.61x at 2x2 (256 channels); but in a whole S0 training step at 32x32 the nine 2x2 blocks took 18.7 ms with
+    /// them against 14.7 ms with the branch passes (about 4 microseconds of fixed cost per channel and pass, more than
+    /// a 2x2 channel's whole work), so planes under 16 pixels keep the branch passes.
     /// </summary>
-    public static bool Pays(int height, int width) => (long)height * width >= 4;
+    public static bool Pays(int height, int width) => (long)height * width >= 16;
 
     /// <summary>Floating-point operations of the forward pass per stack position: 54 products, 9 for the convolution.</summary>
     public static double ForwardFlops(int channels, int batch, int height, int width) =>
