@@ -20,9 +20,9 @@ namespace MobileOne.Models;
 /// The same function and gradients as the branch passes, in exact arithmetic; every branch keeps its own weights
 /// and BatchNorm (statistics, running averages, gradients), and nothing is fused into what is trained or saved.
 /// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> that fits
-/// the cache, where the branch passes write k + 1 branch outputs and read them back about six times. The input is
-/// centred by the channel's mean before the moments are taken (the covariance does not change), so they do not
-/// cancel.
+/// the cache, where the branch passes write k + 1 branch outputs and read them back about six times. The moments are
+/// taken of the input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is
+/// added exactly from pixel counts and rectangle sums, so large means do not cancel the variances.
 /// </remarks>
 internal sealed class DepthwiseMoments
 {
