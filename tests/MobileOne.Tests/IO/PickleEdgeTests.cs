@@ -849,6 +849,24 @@ public sealed class PickleEdgeTests
     }
 
     [Fact]
+    public void Dict_copies_and_tensor_shapes_are_charged_per_value()
+    {
+        // OrderedDict({'a': 1, 'b': 2}): 13 opcodes (PROTO, GLOBAL, MARK, EMPTY_DICT, MARK, 4 pushes, SETITEMS, TUPLE,
+        // REDUCE, STOP) + 4 + 1 for the two marks + 2 + 2 for hashing 'a' and 'b' into each dict + 2 for the copy = 24.
+        var work = new PickleWork(1000);
+        byte[] source = [(byte)'}', Mark, .. S("a"), BinInt1, 1, .. S("b"), BinInt1, 2, (byte)'u'];
+        RestrictedUnpickler.Load(P(Call(G("collections", "OrderedDict"), source)), work);
+        Assert.Equal(24, work.Used);
+
+        // _rebuild_tensor(storage, 0, (2,), (1,)): 21 opcodes (PROTO, GLOBAL, MARK, the persistent id's MARK, 5 pushes,
+        // TUPLE and BINPERSID, BININT1, twice MARK/BININT1/TUPLE, TUPLE, REDUCE, STOP) + 5 + 1 + 1 + 4 for the marks
+        // + 1 + 1 for reading the size and the stride = 34.
+        work = new PickleWork(1000);
+        RestrictedUnpickler.Load(P(Call(G("torch._utils", "_rebuild_tensor"), Storage("FloatStorage", "0", 2), K(0), Tup(K(2)), Tup(K(1)))), work);
+        Assert.Equal(34, work.Used);
+    }
+
+    [Fact]
     public void Load_without_a_budget_uses_the_budget_of_its_length()
     {
         // t0 = (1,), t(i+1) = (ti, ti) through the memo, 30 levels: hashing the key visits 2^31 values, so the budget
