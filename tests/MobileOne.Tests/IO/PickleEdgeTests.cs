@@ -910,6 +910,59 @@ public sealed class PickleEdgeTests
     }
 
     [Fact]
+    public void Comparer_edges_python_semantics_and_hash_spread()
+    {
+        var keys = PyKeyComparer.Instance;
+
+        // Only numbers compare as numbers; a bool is 1 or 0 against a float too.
+        Assert.False(keys.Equals(0L, ""));
+        Assert.False(keys.Equals(0L, new PyTuple([])));
+        Assert.True(keys.Equals(true, 1.0));
+        Assert.True(keys.Equals(false, 0.0));
+        Assert.False(keys.Equals(new PyTuple([1L, "a"]), new PyTuple([1L, "b"])));
+
+        // Comparing is bounded in depth like hashing: 33 nested tuples are refused.
+        object Nested(int depth)
+        {
+            object value = 1L;
+            for (int i = 0; i < depth; i++)
+            {
+                value = new PyTuple([value]);
+            }
+
+            return value;
+        }
+
+        Assert.True(keys.Equals(Nested(32), Nested(32)));
+        Assert.Equal("uses a dict key nested more than 32 tuples deep.", Assert.Throws<UnpicklingException>(() => keys.Equals(Nested(33), Nested(33))).Message);
+
+        // Integral floats and in-range big integers hash as the int they equal, at both ends of the long range.
+        Assert.Equal(keys.GetHashCode(long.MinValue), keys.GetHashCode((double)long.MinValue));
+        Assert.Equal(keys.GetHashCode(long.MinValue), keys.GetHashCode(new BigInteger(long.MinValue)));
+        Assert.Equal(keys.GetHashCode(long.MaxValue), keys.GetHashCode(new BigInteger(long.MaxValue)));
+
+        // Values that are not equal take their whole bits into the hash (a seeded hash: a collision of one given pair has
+        // probability 2^-32): 0.5 is not hashed as 0, 2^63 as a float not as long.MinValue, the high half of a long counts,
+        // and bytes and big integers hash their contents.
+        Assert.NotEqual(keys.GetHashCode(0L), keys.GetHashCode(0.5));
+        Assert.NotEqual(keys.GetHashCode(long.MinValue), keys.GetHashCode(9.2233720368547758E18));
+        Assert.NotEqual(keys.GetHashCode(0L), keys.GetHashCode(1L << 32));
+        Assert.NotEqual(keys.GetHashCode(new byte[] { 1 }), keys.GetHashCode(new byte[] { 2 }));
+        Assert.NotEqual(keys.GetHashCode(BigInteger.Pow(2, 64)), keys.GetHashCode(BigInteger.Pow(2, 64) + 1));
+    }
+
+    [Fact]
+    public void Null_arguments_are_named_and_a_read_may_end_exactly_at_the_data()
+    {
+        Assert.Equal("data", Assert.Throws<ArgumentNullException>(() => RestrictedUnpickler.Load(null!)).ParamName);
+        Assert.Equal("data", Assert.Throws<ArgumentNullException>(() => RestrictedUnpickler.Load(null!, new PickleWork(10))).ParamName);
+        Assert.Equal("work", Assert.Throws<ArgumentNullException>(() => RestrictedUnpickler.Load([0x80, 2, Stop], null!)).ParamName);
+
+        // BININT's four bytes are the last of the data: read, and the missing STOP is the truncation (at byte 7).
+        Assert.Equal("data.pkl ends unexpectedly in the opcode at byte 7 (the pickle is truncated or corrupt).", Refusal([0x80, 2, (byte)'J', 1, 0, 0, 0]));
+    }
+
+    [Fact]
     public void The_shared_comparer_charges_nothing()
     {
         Assert.True(PyKeyComparer.Instance.Equals(1L, 1.0));

@@ -171,6 +171,16 @@ public sealed class PyTorchReaderEdgeTests
         Assert.Empty(PyTorchCheckpointReader.Read(plain).Tensors);
     }
 
+    [Fact]
+    public void Null_path_is_named_and_two_bytes_are_enough_to_see_a_bare_pickle()
+    {
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => PyTorchCheckpointReader.Read(null!)).ParamName);
+
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("two.pkl"), [0x80, 0x02]);
+        Assert.StartsWith("is a bare pickle stream", Refused(dir.File("two.pkl")).Problem);
+    }
+
     // ------------------------------------------------------------------ byte order
 
     [Fact]
@@ -265,6 +275,26 @@ public sealed class PyTorchReaderEdgeTests
     }
 
     [Fact]
+    public void A_state_dict_needs_one_tensor_not_only_tensors_and_None_keys_are_named()
+    {
+        using var dir = new TempDir();
+        byte[] mixed = PyTorchCheckpointTests.StateDictPickle(p => p
+            .Str("state_dict").EmptyDict().Mark()
+                .Str("step").Int(9)
+                .Str("w").Tensor("FloatStorage", "0", 1, 0, [1], [1])
+            .SetItems());
+        Assert.Equal(["w"], PyTorchCheckpointReader.Read(Zip(dir, "m.pt", ("m/data.pkl", mixed), ("m/data/0", Floats(3)))).Tensors.Keys);
+
+        byte[] noneTop = PyTorchCheckpointTests.StateDictPickle(p => p.Op((byte)'N').Int(1).Str("a").Int(2));
+        Assert.Equal(
+            "holds no tensors at the top level and no dict under 'state_dict', 'model', 'state_dict_ema' (top-level keys: None, a).",
+            Refused(Zip(dir, "n.pt", ("n/data.pkl", noneTop))).Problem);
+
+        byte[] noneModel = PyTorchCheckpointTests.StateDictPickle(p => p.Str("model").EmptyDict().Op((byte)'N').Int(1).SetItem());
+        Assert.Equal("has a 'model' entry that holds no tensors (its keys: None).", Refused(Zip(dir, "o.pt", ("o/data.pkl", noneModel))).Problem);
+    }
+
+    [Fact]
     public void Unpickling_errors_keep_their_message_and_name_the_file()
     {
         using var dir = new TempDir();
@@ -336,6 +366,21 @@ public sealed class PyTorchReaderEdgeTests
         var ex = Refused(Zip(dir, "w.pt", ("w/data.pkl", pickle), ("w/data/0", new byte[16])));
         Assert.Equal(problem, ex.Problem);
         Assert.Equal("w", ex.Key);
+    }
+
+    [Theory]
+    [InlineData(new long[] { 65536, 65536, 65536, 65536 }, new long[] { 0, 0, 0, 0 }, 4L, "FloatStorage", "has a size [65536, 65536, 65536, 65536] or stride [0, 0, 0, 0] too large to address.")] // 2^64 elements: would wrap to 0
+    [InlineData(new long[] { 1073741824, 1073741824, 4 }, new long[] { 0, 0, 0 }, 4L, "FloatStorage", "has a size [1073741824, 1073741824, 4] or stride [0, 0, 0] too large to address.")] // 2^62 elements, 2^64 bytes
+    [InlineData(new long[] { 1 }, new long[] { 1 }, 5764607523034234880L, "FloatStorage", "has a size [1] or stride [1] too large to address.")] // a storage of 2^62 + 2^60 floats: more than 2^64 bytes
+    [InlineData(new long[] { 2147483591 }, new long[] { 0 }, 1L, "ByteStorage", "is a view of 2147483591 elements (size [2147483591], stride [0]) over storage '0' of only 1; a view may read at most 4 elements per stored element (it is copied out), so the file is refused.")] // exactly Array.MaxLength bytes: not refused as too large
+    public void Sizes_whose_products_overflow_are_refused_before_they_wrap(long[] size, long[] stride, long numel, string type, string problem)
+    {
+        Assert.Equal(2147483591, Array.MaxLength);
+        using var dir = new TempDir();
+        byte[] pickle = new Pk().Proto(2).EmptyDict().Mark().Str("w").Apply(p => TensorL(p, type, "0", numel, 0, size, stride)).SetItems().Stop().ToArray();
+        var ex = Refused(Zip(dir, "w.pt", ("w/data.pkl", pickle), ("w/data/0", new byte[4])));
+        Assert.Equal("w", ex.Key);
+        Assert.Equal(problem, ex.Problem);
     }
 
     [Fact]
