@@ -946,6 +946,7 @@ public sealed class PickleEdgeTests
         // and bytes and big integers hash their contents.
         Assert.NotEqual(keys.GetHashCode(0L), keys.GetHashCode(0.5));
         Assert.NotEqual(keys.GetHashCode(long.MinValue), keys.GetHashCode(9.2233720368547758E18));
+        Assert.NotEqual(keys.GetHashCode(long.MaxValue), keys.GetHashCode(9.2233720368547758E18)); // (long)2^63 saturates to MaxValue
         Assert.NotEqual(keys.GetHashCode(0L), keys.GetHashCode(1L << 32));
         Assert.NotEqual(keys.GetHashCode(new byte[] { 1 }), keys.GetHashCode(new byte[] { 2 }));
         Assert.NotEqual(keys.GetHashCode(BigInteger.Pow(2, 64)), keys.GetHashCode(BigInteger.Pow(2, 64) + 1));

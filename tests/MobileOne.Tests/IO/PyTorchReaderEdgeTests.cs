@@ -372,6 +372,8 @@ public sealed class PyTorchReaderEdgeTests
     [InlineData(new long[] { 65536, 65536, 65536, 65536 }, new long[] { 0, 0, 0, 0 }, 4L, "FloatStorage", "has a size [65536, 65536, 65536, 65536] or stride [0, 0, 0, 0] too large to address.")] // 2^64 elements: would wrap to 0
     [InlineData(new long[] { 1073741824, 1073741824, 4 }, new long[] { 0, 0, 0 }, 4L, "FloatStorage", "has a size [1073741824, 1073741824, 4] or stride [0, 0, 0] too large to address.")] // 2^62 elements, 2^64 bytes
     [InlineData(new long[] { 1 }, new long[] { 1 }, 5764607523034234880L, "FloatStorage", "has a size [1] or stride [1] too large to address.")] // a storage of 2^62 + 2^60 floats: more than 2^64 bytes
+    [InlineData(new long[] { 1 }, new long[] { 1 }, 4611686018427387904L, "FloatStorage", "has a size [1] or stride [1] too large to address.")] // 2^62 floats: 4 x 2^62 wrapped to 0 in the view bound
+    [InlineData(new long[] { 1 }, new long[] { 1 }, 288230376151711744L, "DoubleStorage", "has a size [1] or stride [1] too large to address.")] // 2^58 doubles = 2^61 bytes: 4 x that wrapped in the total bound
     [InlineData(new long[] { 2147483591 }, new long[] { 0 }, 1L, "ByteStorage", "is a view of 2147483591 elements (size [2147483591], stride [0]) over storage '0' of only 1; a view may read at most 4 elements per stored element (it is copied out), so the file is refused.")] // exactly Array.MaxLength bytes: not refused as too large
     public void Sizes_whose_products_overflow_are_refused_before_they_wrap(long[] size, long[] stride, long numel, string type, string problem)
     {
