@@ -10,7 +10,8 @@ after if any run detected it (Killed or Timeout): the old tests are unchanged, s
 BEFORE.json may be '-' (no before run). The rows and mutants are those of NEW.json (the source the new tests ran
 on); each is matched in the other reports by file, the text of its source line, its column, mutator and replacement,
 so lines inserted elsewhere in a file (a fix) do not break the match. A mutant with no partner in BEFORE.json (on a
-changed line) keeps what the new runs found. Columns: killed / survived / timeout / no coverage, score
+changed line) keeps what the new runs found. A mutant no run detected counts as survived if any run's tests reached
+it, else as without coverage. Columns: killed / survived / timeout / no coverage, score
 (killed + timeout) / all four.
 """
 import collections
@@ -58,19 +59,17 @@ def main():
         left = []
         for m in f['mutants']:
             status = m['status']
+            # Partners are taken in file order, for every mutant (also those not scored), so that mutants with the same
+            # key (a block's '{' at the same column) stay aligned across the runs.
+            k = key(path, lines, m)
+            old = before[k].pop(0) if before.get(k) else None
+            others = [other[k].pop(0) if other.get(k) else None for other in extras]
             if status not in SCORED:
                 continue
-            k = key(path, lines, m)
-            for other in extras:
-                s = other[k].pop(0) if other.get(k) else None
-                if s in DETECTED and status not in DETECTED:
-                    status = s
-            old = before[k].pop(0) if before.get(k) else None
             unmatched += old is None
-            if status not in DETECTED and old in DETECTED:
-                status = old
-            elif status == 'NoCoverage' and old == 'Survived':
-                status = 'Survived'
+            seen = [status, old] + others
+            # Detected by any run; else survived if any run's tests reached it; else without coverage.
+            status = next((s for s in seen if s in DETECTED), 'Survived' if 'Survived' in seen else status)
             counts[status] += 1
             if status not in DETECTED:
                 start = m['location']['start']
