@@ -52,7 +52,7 @@ internal sealed class PySet(bool frozen, PyKeyComparer comparer)
 internal sealed class PyDict(bool ordered, PyKeyComparer comparer, int capacity = 0)
 {
     // OrderedDictionary does not accept null keys, so Python's None key is stored as this sentinel.
-    private static readonly object NoneKey = new();
+    internal static readonly object NoneKey = new();
 
     private readonly OrderedDictionary<object, object?> items = new(capacity, comparer);
 
@@ -254,6 +254,9 @@ internal sealed class PyKeyComparer(PickleWork? work) : IEqualityComparer<object
                 return g.GetHashCode();
             case StorageRef or TensorRef:
                 return System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj);
+            case var none when ReferenceEquals(none, PyDict.NoneKey):
+                // Python's None as a dict key, which PyDict stores as this sentinel (it was refused as an unhashable Object).
+                return 0;
             default:
                 throw new UnpicklingException($"uses an unhashable {PickleDescribe.TypeName(obj)} as a dict key or set item.");
         }

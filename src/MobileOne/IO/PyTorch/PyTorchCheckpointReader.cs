@@ -325,7 +325,8 @@ internal static class PyTorchCheckpointReader
                 }
 
                 // Everything below allocates; first make sure the file really holds what the view would copy out.
-                if (numel > MaxViewAmplification * storage.Numel)
+                // checked: a storage declaring 2^61 elements or more would wrap the bound and be refused with a wrong message.
+                if (numel > checked(MaxViewAmplification * storage.Numel))
                 {
                     throw Problem(key,
                         $"is a view of {numel} elements (size {Format(tensor.Size)}, stride {Format(tensor.Stride)}) over storage '{storage.Key}' of only {storage.Numel}; " +
@@ -337,7 +338,7 @@ internal static class PyTorchCheckpointReader
                     storageBytes += checked(storage.Numel * elementSize);
                 }
 
-                if (outputBytes + byteCount > MaxViewAmplification * storageBytes)
+                if (outputBytes + byteCount > checked(MaxViewAmplification * storageBytes))
                 {
                     throw Problem(key,
                         $"would bring the tensors read so far to {outputBytes + byteCount} bytes from only {storageBytes} bytes of storage records; " +

@@ -288,7 +288,9 @@ internal sealed class RestrictedUnpickler
                             text = text[..^1];
                         }
 
-                        if (text.Length > MaxDecimalDigits + 1)
+                        // Python counts digits, not the sign: 4300 digits are accepted with or without one, 4301 are not.
+                        int digits = text.Length - (text.StartsWith('-') || text.StartsWith('+') ? 1 : 0);
+                        if (digits > MaxDecimalDigits)
                         {
                             throw Malformed($"LONG holds a {text.Length}-character number; at most {MaxDecimalDigits} digits are accepted (Python's own limit).");
                         }
@@ -901,8 +903,10 @@ internal sealed class RestrictedUnpickler
         return Normalize(new BigInteger(bytes, isUnsigned: false, isBigEndian: false));
     }
 
+    // The (object) matters: with two numeric branches the conditional's type is BigInteger, and the long was boxed as a
+    // BigInteger again (so 'is long' checks on sizes, offsets and element counts refused a protocol 0 LONG).
     private static object Normalize(BigInteger value) =>
-        value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        value >= long.MinValue && value <= long.MaxValue ? (long)value : (object)value;
 
     private static string Utf8(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
 
