@@ -242,8 +242,7 @@ internal sealed unsafe class PatchStack
         {
             for (int i = 0; i < Batch; i++)
             {
-                var loop = new AddIntoLoop(stack + Margin + (i * PlaneSize), planeScratch);
-                Lanes.Run(ref loop, PlaneSize);
+                Elementwise.Add(new Span<float>(planeScratch, PlaneSize), new ReadOnlySpan<float>(stack + Margin + (i * PlaneSize), PlaneSize));
             }
         }
 
@@ -613,28 +612,6 @@ internal sealed unsafe class PatchStack
             for (; i + step <= n; i += step)
             {
                 TL.Store(x + i, TL.Fma(TL.Load(mask + i), v, TL.Load(x + i)));
-            }
-
-            return i;
-        }
-    }
-
-    private readonly struct AddIntoLoop(float* x, float* sum) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            if (n - i < TL.Count)
-            {
-                return i;
-            }
-
-            int step = TL.Count;
-            for (; i + step <= n; i += step)
-            {
-                TL.Store(sum + i, TL.Add(TL.Load(sum + i), TL.Load(x + i)));
             }
 
             return i;
