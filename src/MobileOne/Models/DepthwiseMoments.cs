@@ -27,7 +27,6 @@ namespace MobileOne.Models;
 internal sealed class DepthwiseMoments
 {
     private PatchStack? stack;
-    private int savedChannels;
     private double[] patchMean = [];
     private double[] patchCovariance = [];
     private float[] combined = [];
@@ -67,7 +66,6 @@ internal sealed class DepthwiseMoments
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
         var layout = Layout(n, h, w);
-        savedChannels = channels;
         patchMean = Resize(patchMean, channels * 9);
         patchCovariance = Resize(patchCovariance, channels * 81);
         combined = Resize(combined, channels * 9);
@@ -198,7 +196,7 @@ internal sealed class DepthwiseMoments
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
         var layout = stack;
-        if (layout is null || savedChannels != channels || layout.Batch != n || layout.Height != h || layout.Width != w || !gradPre.HasShape(x.Shape))
+        if (layout is null || patchMean.Length != channels * 9 || layout.Batch != n || layout.Height != h || layout.Width != w || !gradPre.HasShape(x.Shape))
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
@@ -335,7 +333,6 @@ internal sealed class DepthwiseMoments
     public void Release()
     {
         stack = null;
-        savedChannels = 0;
         (patchMean, patchCovariance, combined) = ([], [], []);
     }
 

@@ -302,7 +302,7 @@ internal sealed class PointwiseMoments
                 float a = ((float*)shift)[c];
                 for (int i = 0; i < n; i++)
                 {
-                    CopyShifted((float*)src + (((long)i * channels) + c) * plane, (float*)dst + (c * pixels) + ((long)i * plane), plane, a, relu: false);
+                    Elementwise.Shift((float*)src + (((long)i * channels) + c) * plane, (float*)dst + (c * pixels) + ((long)i * plane), plane, a, relu: false);
                 }
             }
         });
@@ -320,28 +320,10 @@ internal sealed class PointwiseMoments
                 float a = shift == 0 ? 0f : ((float*)shift)[c];
                 for (int i = 0; i < n; i++)
                 {
-                    CopyShifted((float*)src + (c * pixels) + ((long)i * plane), (float*)dst + (((long)i * channels) + c) * plane, plane, a, relu);
+                    Elementwise.Shift((float*)src + (c * pixels) + ((long)i * plane), (float*)dst + (((long)i * channels) + c) * plane, plane, a, relu);
                 }
             }
         });
-    }
-
-    /// <summary>to[j] = from[j] + add (then max with 0 when <paramref name="relu"/>) for one plane.</summary>
-    private static unsafe void CopyShifted(float* from, float* to, int count, float add, bool relu)
-    {
-        int j = 0;
-        var shift = new System.Numerics.Vector<float>(add);
-        for (; j + System.Numerics.Vector<float>.Count <= count; j += System.Numerics.Vector<float>.Count)
-        {
-            var v = System.Runtime.CompilerServices.Unsafe.ReadUnaligned<System.Numerics.Vector<float>>(from + j) + shift;
-            System.Runtime.CompilerServices.Unsafe.WriteUnaligned(to + j, relu ? System.Numerics.Vector.Max(v, System.Numerics.Vector<float>.Zero) : v);
-        }
-
-        for (; j < count; j++)
-        {
-            float v = from[j] + add;
-            to[j] = relu ? MathF.Max(v, 0f) : v;
-        }
     }
 
     // Scratch layout: S [cin x cin] | W_eff [cout x cin] | B_b [k x cout x cin] | A [cout x cin] | M [cin x cin] | diag(scale q) W_b [cout x cin].

@@ -145,8 +145,7 @@ internal sealed unsafe class PatchStack
             {
                 if (step == 1)
                 {
-                    var copy = new ShiftLoop(src, dst, 0f, relu: false);
-                    Lanes.Run(ref copy, Width);
+                    Elementwise.Shift(src, dst, Width, 0f, relu: false);
                 }
                 else
                 {
@@ -175,8 +174,7 @@ internal sealed unsafe class PatchStack
             {
                 if (step == 1)
                 {
-                    var shift = new ShiftLoop(src, dst, add, relu);
-                    Lanes.Run(ref shift, Width);
+                    Elementwise.Shift(src, dst, Width, add, relu);
                 }
                 else
                 {
@@ -572,25 +570,6 @@ internal sealed unsafe class PatchStack
             }
 
             *sum += TL.Sum(s);
-            return i;
-        }
-    }
-
-    private readonly struct ShiftLoop(float* from, float* to, float add, bool relu) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            TV v = TL.Splat(add);
-            int step = TL.Count;
-            for (; i + step <= n; i += step)
-            {
-                TV y = TL.Add(TL.Load(from + i), v);
-                TL.Store(to + i, relu ? TL.Relu(y) : y);
-            }
-
             return i;
         }
     }
