@@ -62,12 +62,21 @@ public partial class ParserFuzzTests
         var findings = new List<string>();
         (long Bytes, string Input, byte[] File) largest = (0, string.Empty, []);
         using var upload = target == "upload" ? new UploadTarget() : null;
+
+        // MOBILEONE_FUZZ_CORPUS=DIR replays DIR's files (sorted by name) instead of mutating the seeds: an AFL++ campaign's
+        // queue, written out whole by `MobileOne.Fuzz materialize` (tools/fuzz), measured under coverage like this
+        // fuzzer's own runs.
+        string[] corpus = Environment.GetEnvironmentVariable("MOBILEONE_FUZZ_CORPUS") is { Length: > 0 } corpusDir && index is null && upload is null
+            ? [.. Directory.GetFiles(corpusDir).Order(StringComparer.Ordinal)]
+            : [];
+        iterations = corpus.Length > 0 ? corpus.Length : iterations;
         var clock = Stopwatch.StartNew();
         try
         {
             for (int i = 0; i < iterations && findings.Count < 5; i++)
             {
-                byte[] input = target == "pickle" ? PickleInZip(seeds, rng)
+                byte[] input = corpus.Length > 0 ? File.ReadAllBytes(corpus[i])
+                    : target == "pickle" ? PickleInZip(seeds, rng)
                     : index is not null ? index.Next(rng)
                     : Mutate(seeds[rng.Next(seeds.Count)].Bytes, seeds, rng);
                 File.WriteAllBytes(scratch, input);

@@ -6,6 +6,8 @@
 //   MobileOne.Fuzz seeds TARGET DIR       writes the target's seed corpus into DIR
 //   MobileOne.Fuzz run TARGET             the persistent loop afl-fuzz drives (input on stdin, one per iteration)
 //   MobileOne.Fuzz replay TARGET FILE...  loads each file once, without AFL, and prints its outcome
+//   MobileOne.Fuzz materialize TARGET DIR OUT   writes each input of DIR (a campaign's queue) as the file it is loaded
+//                                         as (pickle: inside its zip), for ParserFuzzTests to replay under coverage
 //
 // The oracle is the readers' promise (issue 13): an input is loaded, or refused with the reader's own exception
 // (the CLI's one `error:` line), within the allocation budget. Anything else is thrown out of the loop, which
@@ -28,9 +30,10 @@ public static class Program
 
     public static int Main(string[] args)
     {
-        if (args.Length < 2 || !Targets.Contains(args[1]) || args[0] is not ("seeds" or "run" or "replay") || (args[0] == "seeds" && args.Length != 3))
+        if (args.Length < 2 || !Targets.Contains(args[1]) || args[0] is not ("seeds" or "run" or "replay" or "materialize")
+            || (args[0] == "seeds" && args.Length != 3) || (args[0] == "materialize" && args.Length != 4))
         {
-            Console.Error.WriteLine($"usage: MobileOne.Fuzz seeds TARGET DIR | run TARGET | replay TARGET FILE...; TARGET is one of {string.Join(", ", Targets)}");
+            Console.Error.WriteLine($"usage: MobileOne.Fuzz seeds TARGET DIR | run TARGET | replay TARGET FILE... | materialize TARGET DIR OUT; TARGET is one of {string.Join(", ", Targets)}");
             return 1;
         }
 
@@ -44,6 +47,14 @@ public static class Program
                 foreach (var (name, bytes) in target.Value.Seeds())
                 {
                     File.WriteAllBytes(Path.Combine(args[2], name), bytes);
+                }
+
+                return 0;
+            case "materialize":
+                Directory.CreateDirectory(args[3]);
+                foreach (string file in Directory.GetFiles(args[2]))
+                {
+                    File.WriteAllBytes(Path.Combine(args[3], Path.GetFileName(file)), target.Value.AsLoaded(File.ReadAllBytes(file)));
                 }
 
                 return 0;
@@ -109,7 +120,7 @@ public static class Program
         /// <summary>Loads one input; returns "loaded" or the refusal, throws anything else (a finding).</summary>
         public string Check(byte[] input)
         {
-            File.WriteAllBytes(scratch, name == "pickle" ? WithPickle(input) : input);
+            File.WriteAllBytes(scratch, AsLoaded(input));
             long before = GC.GetAllocatedBytesForCurrentThread();
             string outcome;
             try
@@ -199,6 +210,9 @@ public static class Program
             File.Delete(path);
             return bytes;
         }
+
+        /// <summary>The file an input is loaded as: itself, or for the pickle target the zip around it.</summary>
+        public byte[] AsLoaded(byte[] input) => name == "pickle" ? WithPickle(input) : input;
 
         /// <summary>A torch.save zip with this data.pkl, its entries stored (no compression, so no CRC check stops a mutated pickle early).</summary>
         private byte[] WithPickle(byte[] pickle)
