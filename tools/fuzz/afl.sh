@@ -29,10 +29,17 @@ cp -r "$out/bin" "$out/bin-afl"
 "$sharpfuzz" "$out/bin-afl/MobileOne.dll"
 dotnet "$out/bin/MobileOne.Fuzz.dll" seeds "$target" "$out/seeds"
 
+# Tokens of the format (tools/fuzz/*.dict) let mutations write whole keys, dtype names and pickle globals.
+dictionary=()
+case "$target" in
+    safetensors) dictionary=(-x "$root/tools/fuzz/safetensors.dict") ;;
+    torch-zip|pickle) dictionary=(-x "$root/tools/fuzz/pickle.dict") ;;
+esac
+
 # The harness is started through dotnet, which carries no AFL signature (SKIP_BIN_CHECK); SharpFuzz speaks the
 # forkserver protocol from inside the managed loop. -t: a load taking 2 s is a hang (the readers' budget).
 AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-    afl-fuzz -i "$out/seeds" -o "$out/findings" -t 2000 -m none -E "$executions" \
+    afl-fuzz -i "$out/seeds" -o "$out/findings" -t 2000 -m none -E "$executions" "${dictionary[@]}" \
     -- dotnet "$out/bin-afl/MobileOne.Fuzz.dll" run "$target"
 
 stats="$out/findings/default/fuzzer_stats"
