@@ -294,6 +294,25 @@ public class OnnxImportEdgeTests
     public void Conv_refuses_attributes_outside_their_range(string attribute, long[] values, string problem) =>
         AssertRefused(ConvModel(Ints(attribute, values)), $"node 'conv' (Conv) {problem}.");
 
+    /// <summary>
+    /// Regression: a group count beyond an int was cast unchecked, so group 2^32 + 1 imported as an ungrouped
+    /// convolution (a file ONNX Runtime refuses, since its weight cannot have C / group input channels).
+    /// </summary>
+    [Theory]
+    [InlineData(4294967297L)]
+    [InlineData(0L)]
+    public void A_group_count_that_is_no_positive_int_is_refused_by_name(long group) =>
+        AssertRefused(ConvModel(Int("group", group)), $"node 'conv' (Conv) has group {group}; a positive group count is expected.");
+
+    /// <summary>Regression: a channel count beyond an int threw an OverflowException instead of naming the input.</summary>
+    [Fact]
+    public void A_channel_count_beyond_an_int_is_refused_by_name()
+    {
+        var model = ConvModel();
+        model.Graph.Input[0] = Value("input", Symbolic("batch"), Fixed(2147483648L), Symbolic("height"), Symbolic("width"));
+        AssertRefused(model, "must be NCHW with a fixed channel count.", "input");
+    }
+
     [Theory]
     [InlineData("SAME_UPPER")]
     [InlineData("SAME_LOWER")]
@@ -1111,6 +1130,12 @@ public class OnnxImportEdgeTests
         Write(("location", "w.bin"));
         Assert.Equal(0f, Assert.IsType<ConvNode>(Assert.Single(OnnxImporter.Load(path).Nodes)).Weight[0]);
         Assert.Equal(weight[^3], Assert.IsType<ConvNode>(Assert.Single(OnnxImporter.Load(path).Nodes)).Weight[^1]);
+        // Regression: an offset that is no number, or so large that offset + length wrapped past the range check,
+        // escaped as a FormatException or an EndOfStreamException instead of naming the tensor.
+        Write(("location", "w.bin"), ("offset", "eight"));
+        Refused("has the external data offset 'eight', which is not a number of bytes.");
+        Write(("location", "w.bin"), ("offset", long.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Refused($"reads 432 bytes at offset {long.MaxValue} of 'w.bin', which holds 440.");
         Write(("offset", "8"));
         Refused("keeps its data in an external file, which cannot be read here (no location, or the model was given as bytes).");
         Write(("location", "missing.bin"));
