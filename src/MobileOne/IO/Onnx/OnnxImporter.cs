@@ -120,12 +120,13 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
         }
 
         var dims = type.Shape?.Dim;
-        if (dims is null || dims.Count != 4 || dims[1].ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || dims[1].DimValue <= 0)
+        if (dims is null || dims.Count != 4 || dims[1].ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || dims[1].DimValue <= 0
+            || dims[1].DimValue > int.MaxValue)
         {
             throw new CheckpointException(path, "must be NCHW with a fixed channel count.", input.Name);
         }
 
-        layers = new LayerGraph(checked((int)dims[1].DimValue));
+        layers = new LayerGraph((int)dims[1].DimValue);
         values[input.Name] = new ImageValue(LayerGraph.Input);
 
         foreach (var node in graph.Node)
@@ -257,7 +258,14 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
             x = layers.Add(new PadNode(name + ".pad", x, top - padH, left - padW, bottom - padH, right - padW));
         }
 
-        int groups = (int)Int(node, "group", 1);
+        // Checked here: an unchecked cast would read group 2^32 + 1 as an ungrouped convolution.
+        long group = Int(node, "group", 1);
+        if (group < 1 || group > int.MaxValue)
+        {
+            throw Refused(node, name, $"has group {group}; a positive group count is expected");
+        }
+
+        int groups = (int)group;
         var strides = Pair(node, name, "strides", [1, 1]);
         var dilations = Pair(node, name, "dilations", [1, 1]);
         var kernel = Pair(node, name, "kernel_shape", [w.Shape[2], w.Shape[3]]);
@@ -907,9 +915,15 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
             throw new CheckpointException(path, $"keeps its data in '{location}', which does not exist beside the model.", name);
         }
 
-        long offset = entries.TryGetValue("offset", out string? o) ? long.Parse(o, System.Globalization.CultureInfo.InvariantCulture) : 0;
+        long offset = 0;
+        if (entries.TryGetValue("offset", out string? o) && !long.TryParse(o, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out offset))
+        {
+            throw new CheckpointException(path, $"has the external data offset '{o}', which is not a number of bytes.", name);
+        }
+
         using var stream = File.OpenRead(file);
-        if (offset < 0 || offset + bytes > stream.Length)
+        // Compared without adding: offset + bytes wraps for an offset near long.MaxValue.
+        if (offset < 0 || bytes > stream.Length - offset)
         {
             throw new CheckpointException(path, $"reads {bytes} bytes at offset {offset} of '{location}', which holds {stream.Length}.", name);
         }
