@@ -99,6 +99,16 @@ public sealed class ModelCheckpointEdgeTests
         Assert.Null(ex.InnerException);
     }
 
+    [Fact]
+    public void A_key_inference_needs_is_named_as_an_apple_file_would_spell_it()
+    {
+        var file = TinyFile(KeyLayout.Apple);
+        file.Tensors.Remove("linear.weight");
+        var ex = Refused(file);
+        Assert.Equal("is missing; cannot infer the MobileOne configuration without it.", ex.Problem);
+        Assert.Equal("linear.weight", ex.Key);
+    }
+
     /// <summary>Twelve keys are listed whole; from thirteen on, the first twelve and a count of the rest.</summary>
     [Theory]
     [InlineData(12, "")]
