@@ -240,6 +240,26 @@ public sealed class CompressedCheckpointEdgeTests
         Assert.Equal(Pointwise + ".weight", Assert.IsType<CheckpointException>(ex.InnerException).Key);
     }
 
+    /// <summary>The dense view holds a compressed layer's bias under the dense layer's name; a refusal names the key the file holds.</summary>
+    [Fact]
+    public void A_bias_that_does_not_fit_or_is_not_finite_is_reported_against_the_key_the_file_holds()
+    {
+        var file = File();
+        file.Tensors[Pointwise + ".lowrank.1.bias"] = Floats([31]);
+        var ex = Refused(file);
+        Assert.Equal(Pointwise + ".lowrank.1.bias", ex.Key);
+        Assert.StartsWith("has shape [31], but the inferred custom model (", ex.Problem);
+        Assert.EndsWith(") expects [32].", ex.Problem);
+
+        file = File();
+        var bias = file.Tensors[Stem + ".lowrank.1.bias"].ToTensor();
+        bias.Data[3] = float.PositiveInfinity;
+        file.Tensors[Stem + ".lowrank.1.bias"] = StoredTensor.FromTensor(bias);
+        ex = Refused(file);
+        Assert.Equal(Stem + ".lowrank.1.bias", ex.Key);
+        Assert.Equal("holds +Inf at element 3; weights must be finite (the model's output would be NaN).", ex.Problem);
+    }
+
     [Fact]
     public void A_classifier_stored_as_factors_is_reported_against_its_kxk_factor()
     {
