@@ -10,7 +10,8 @@ namespace MobileOne.Tests.IO.Checkpoints;
 /// How a checkpoint's container is chosen: by content first (each byte of the zip signature, the pickle protocol byte,
 /// the tar magic at its exact offset and length), then by extension, and which reader a file goes to when it is
 /// neither, checked against the message that reader gives for the same file. Also the format names, the output
-/// extensions and the key schemes' names. Written against Stryker's survivors on IO/Checkpoints/ (docs/reliability.md).
+/// extensions and the key schemes' names. Aimed, from the code, at what the model-level tests cannot detect, for the
+/// Stryker runs of IO/Checkpoints/ (docs/reliability.md).
 /// </summary>
 public sealed class CheckpointFileEdgeTests
 {

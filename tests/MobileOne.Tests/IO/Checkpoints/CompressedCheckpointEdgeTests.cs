@@ -11,7 +11,8 @@ namespace MobileOne.Tests.IO.Checkpoints;
 /// Compressed checkpoints of a tiny fused MobileOne whose low-rank and sparse layers are written here by hand (no
 /// compression run, no fixture): the documented keys and dtypes, a lossless round trip, and each refusal of the
 /// factors, the dense-size bound, the sparse part and the layers' geometry at its exact edge, with the key the file
-/// holds. Written against Stryker's survivors on IO/Checkpoints/CompressedCheckpoint.cs (docs/reliability.md).
+/// holds. Aimed, from the code, at what the model-level tests cannot detect, for the Stryker runs of
+/// IO/Checkpoints/CompressedCheckpoint.cs (docs/reliability.md).
 /// </summary>
 public sealed class CompressedCheckpointEdgeTests
 {

@@ -8,7 +8,8 @@ namespace MobileOne.Tests.IO.Checkpoints;
 /// The architecture read off a checkpoint's shapes, on shape maps written here (no tensors): the published variants'
 /// names, k from the first block's branches, SE from the trailing units, and each refusal at its exact edge, above all
 /// the weight budget at exactly the values the file holds and one less (the needed counts are worked out by hand in the
-/// comments). Written against Stryker's survivors on IO/Checkpoints/ConfigInference.cs (docs/reliability.md).
+/// comments). Aimed, from the code, at what the model-level tests cannot detect, for the Stryker runs of
+/// IO/Checkpoints/ConfigInference.cs (docs/reliability.md).
 /// </summary>
 public sealed class ConfigInferenceEdgeTests
 {

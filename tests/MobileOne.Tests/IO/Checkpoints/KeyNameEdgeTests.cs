@@ -4,9 +4,9 @@ namespace MobileOne.Tests.IO.Checkpoints;
 
 /// <summary>
 /// The name mappings on strings written here: Apple's and DingXiaoH/RepVGG's names to timm's and back at the edges of
-/// their stage patterns (anchors, leading zeros, the largest stage index, keys too short to hold a stage), and the
-/// key-scheme detection from each kind of name alone, with its exact messages. Written against Stryker's survivors on
-/// IO/Checkpoints/ (docs/reliability.md).
+/// their stage patterns (anchors, leading zeros, the largest stage index, keys too short to hold a stage), and the key-
+/// scheme detection from each kind of name alone, with its exact messages. Aimed, from the code, at what the model-
+/// level tests cannot detect, for the Stryker runs of IO/Checkpoints/ (docs/reliability.md).
 /// </summary>
 public sealed class KeyNameEdgeTests
 {

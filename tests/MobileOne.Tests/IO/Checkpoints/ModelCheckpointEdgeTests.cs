@@ -12,7 +12,8 @@ namespace MobileOne.Tests.IO.Checkpoints;
 /// Loading and saving MobileOne checkpoints on tensor files built here from a tiny network (no fixtures): every refusal
 /// with its exact message and key as the file spells it, the listed keys at the limit of twelve, counters, finite
 /// values and variances at zero, the loaded classifier's fields, and which names and dtypes each network can be saved
-/// in. Written against Stryker's survivors on IO/Checkpoints/ModelCheckpoint.cs (docs/reliability.md).
+/// in. Aimed, from the code, at what the model-level tests cannot detect, for the Stryker runs of
+/// IO/Checkpoints/ModelCheckpoint.cs (docs/reliability.md).
 /// </summary>
 public sealed class ModelCheckpointEdgeTests
 {

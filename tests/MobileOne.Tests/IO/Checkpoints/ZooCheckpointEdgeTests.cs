@@ -9,8 +9,9 @@ namespace MobileOne.Tests.IO.Checkpoints;
 /// <summary>
 /// Zoo checkpoints on shape maps and tensor files built here: family detection from each telling name (and the fused
 /// RepVGG / fused MobileOne split at its exact shapes), the official RepVGG names, the first convolution's and the
-/// classifier's checks, and the "matches no variant" message with its list at the limit of three. Written against
-/// Stryker's survivors on IO/Checkpoints/ZooCheckpoint.cs (docs/reliability.md).
+/// classifier's checks, and the "matches no variant" message with its list at the limit of three. Aimed, from the code,
+/// at what the model-level tests cannot detect, for the Stryker runs of IO/Checkpoints/ZooCheckpoint.cs
+/// (docs/reliability.md).
 /// </summary>
 public sealed class ZooCheckpointEdgeTests
 {
