@@ -143,6 +143,11 @@ public static class CompressedCheckpoint
             // The dense weight is synthesized from the factors: quote the factor the file holds.
             throw new CheckpointException(path, "does not fit the inferred architecture: " + e.Problem, e.Key[..^".weight".Length] + reduceKey, e);
         }
+        catch (CheckpointException e) when (e.Key is not null && e.Key.EndsWith(".bias", StringComparison.Ordinal) && shapes.ContainsKey(e.Key[..^".bias".Length]))
+        {
+            // The dense view holds the file's bias under the dense layer's name: quote it as the file does.
+            throw new CheckpointException(path, e.Problem, e.Key[..^".bias".Length] + CompressedConv.ExpandSuffix + ".bias", e);
+        }
 
         if (!loaded.Info.Fused)
         {

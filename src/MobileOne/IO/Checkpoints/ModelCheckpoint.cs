@@ -101,10 +101,11 @@ public static class ModelCheckpoint
         {
             throw new CheckpointException(path, "does not describe a valid MobileOne: " + e.Message);
         }
-        catch (CheckpointException e) when (e.Key is not null && fileKeyOf.TryGetValue(e.Key, out string? fileKey) && fileKey != e.Key)
+        catch (CheckpointException e) when (e.Key is not null && AsTheFileSpellsIt(e.Key, fileKeyOf, scheme.Layout) != e.Key)
         {
-            // Inference works on timm's names; quote the key as the file spells it.
-            throw new CheckpointException(path, e.Problem, fileKey, e);
+            // Inference works on timm's names; quote the key as the file spells it, or, for a key the file
+            // lacks (the stem, the classifier), as a file in its layout would.
+            throw new CheckpointException(path, e.Problem, AsTheFileSpellsIt(e.Key, fileKeyOf, scheme.Layout), e);
         }
 
         var network = MobileOneNetwork.Create(config, scheme.Fused);
@@ -234,6 +235,9 @@ public static class ModelCheckpoint
             }
         }
     }
+
+    private static string AsTheFileSpellsIt(string timmKey, Dictionary<string, string> fileKeyOf, KeyLayout layout) =>
+        fileKeyOf.TryGetValue(timmKey, out string? fileKey) ? fileKey : KeyNames.ToLayout(timmKey, layout);
 
     private static string ListKeys(List<string> keys) =>
         string.Join(", ", keys.Take(MaxListedKeys).Select(k => $"'{k}'")) + (keys.Count > MaxListedKeys ? $" and {keys.Count - MaxListedKeys} more" : string.Empty);
