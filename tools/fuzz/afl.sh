@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A coverage-guided campaign on one reader: SharpFuzz instruments MobileOne.dll, AFL++ drives the harness
-# (tools/fuzz/MobileOne.Fuzz) in persistent mode. docs/reliability.md, "Coverage-guided fuzzing", has the campaigns.
+# (tools/fuzz/MobileOne.Fuzz) in persistent mode. docs/reliability.md, "Coverage-guided campaigns", has the campaigns.
 #
 #   tools/fuzz/afl.sh TARGET [EXECUTIONS] [OUT]
 #

@@ -1,5 +1,5 @@
 // Coverage-guided fuzzing of the checkpoint and ONNX readers with SharpFuzz and AFL++ (docs/reliability.md,
-// "Coverage-guided fuzzing"). tools/fuzz/afl.sh publishes this program, instruments MobileOne.dll with the
+// "Coverage-guided campaigns"). tools/fuzz/afl.sh publishes this program, instruments MobileOne.dll with the
 // sharpfuzz tool and starts afl-fuzz on it; the in-process fuzzer of the tests (ParserFuzzTests) is the same oracle
 // without coverage feedback.
 //
@@ -152,7 +152,8 @@ public static class Program
 
         /// <summary>
         /// Small valid files of the target's format: MobileOne networks of two shapes, fused and train-time, in timm's
-        /// and (torch.save) Apple's names, as ParserFuzzTests seeds its checkpoint targets; ONNX exports of them.
+        /// and (torch.save) Apple's names, the shapes ParserFuzzTests seeds its checkpoint targets with at a quarter of their
+        /// widths; ONNX exports of them.
         /// </summary>
         public IEnumerable<(string Name, byte[] Bytes)> Seeds()
         {
@@ -190,8 +191,8 @@ public static class Program
 
         private static IEnumerable<(MobileOneNetwork Network, KeyLayout Layout)> SeedNetworks()
         {
-            // The smallest widths that keep every stage: seeds of a few KB let afl-fuzz's mutations reach the headers
-            // and pickles instead of the weights' bytes.
+            // Widths of 1/16 (the squeeze-excite stage 1/8, so that its reduction keeps two channels): seeds of 7-51 KB
+            // let afl-fuzz's mutations reach the headers and pickles more often than the weights' bytes.
             string[] configs = ["units=1/1/1/1,widths=0.0625/0.0625/0.0625/0.0625,k=2,classes=3", "units=1/1/1/1,widths=0.0625/0.0625/0.0625/0.125,k=1,se=0/0/0/1,classes=2,in_chans=1"];
             foreach (string config in configs)
             {
