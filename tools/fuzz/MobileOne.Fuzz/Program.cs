@@ -191,7 +191,7 @@ public static class Program
 
         private static IEnumerable<(MobileOneNetwork Network, KeyLayout Layout)> SeedNetworks()
         {
-            // Widths of 1/16 of S0's base widths (1/8 in the second network's last stage): seeds of 7-51 KB
+            // Widths of 1/16 of the base widths 64/128/256/512 (1/8 in the second network's last stage): seeds of 7-51 KB
             // let afl-fuzz's mutations reach the headers and pickles more often than the weights' bytes.
             string[] configs = ["units=1/1/1/1,widths=0.0625/0.0625/0.0625/0.0625,k=2,classes=3", "units=1/1/1/1,widths=0.0625/0.0625/0.0625/0.125,k=1,se=0/0/0/1,classes=2,in_chans=1"];
             foreach (string config in configs)
