@@ -106,7 +106,7 @@ public static class Program
             if (name == "pickle")
             {
                 // The pickle target's input is data.pkl alone; the rest of a valid torch.save zip is the first seed's.
-                using var zip = new ZipArchive(new MemoryStream(TorchSaveSeed()), ZipArchiveMode.Read);
+                using var zip = new ZipArchive(new MemoryStream(CheckpointBytes(SeedNetworks().First().Network, KeyLayout.Timm, ".pth")), ZipArchiveMode.Read);
                 foreach (var entry in zip.Entries)
                 {
                     using var stream = entry.Open();
@@ -182,10 +182,7 @@ public static class Program
                 }
 
                 string extension = name == "safetensors" ? ".safetensors" : ".pth";
-                string path = Path.Combine(Path.GetTempPath(), $"mobileone-fuzz-seed-{Environment.ProcessId}{extension}");
-                ModelCheckpoint.Save(network, path, layout);
-                yield return ($"seed{index++}{extension}", File.ReadAllBytes(path));
-                File.Delete(path);
+                yield return ($"seed{index++}{extension}", CheckpointBytes(network, layout, extension));
             }
         }
 
@@ -203,10 +200,11 @@ public static class Program
             }
         }
 
-        private static byte[] TorchSaveSeed()
+        /// <summary>What <see cref="ModelCheckpoint.Save"/> writes for the network (the library writes files only; the format follows the extension).</summary>
+        private static byte[] CheckpointBytes(MobileOneNetwork network, KeyLayout layout, string extension)
         {
-            string path = Path.Combine(Path.GetTempPath(), $"mobileone-fuzz-seed-{Environment.ProcessId}.pth");
-            ModelCheckpoint.Save(SeedNetworks().First().Network, path, KeyLayout.Timm);
+            string path = Path.Combine(Path.GetTempPath(), $"mobileone-fuzz-seed-{Environment.ProcessId}{extension}");
+            ModelCheckpoint.Save(network, path, layout);
             byte[] bytes = File.ReadAllBytes(path);
             File.Delete(path);
             return bytes;
