@@ -474,6 +474,67 @@ public unsafe class TrainingKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(2, 2, 70)]
+    [InlineData(1, 2, 3)]
+    [InlineData(4, 4, 70)]
+    [InlineData(3, 5, 9)]
+    [InlineData(16, 16, 70)]
+    [InlineData(17, 33, 2)]
+    [InlineData(112, 112, 1)]
+    public void Stride_two_input_gradient_by_parity_matches_textbook_loops(int h, int w, int n)
+    {
+        // The parity pass stacks as many images as fit its chunk (70 images of 16x16 take two chunks, of 2x2 one),
+        // sums two 3x3 branches and a 1x1 branch into a gradient that already holds values, and, with the 1x1
+        // branch alone (padding 0), must leave the odd rows and columns as they were.
+        using var settings = new KernelSettingsScope();
+        var rng = new Random((h * 131) + (w * 7) + n);
+        int c = 3, ho = ((h - 1) / 2) + 1, wo = ((w - 1) / 2) + 1, size = n * c * h * w, outSize = n * c * ho * wo;
+        var x = new float[size];
+        var wa = Reference.RandomArray(rng, c * 9);
+        var wb = Reference.RandomArray(rng, c * 9);
+        var w1 = Reference.RandomArray(rng, c);
+        var dya = Reference.RandomArray(rng, outSize);
+        var dyb = Reference.RandomArray(rng, outSize);
+        var dy1 = Reference.RandomArray(rng, outSize);
+        var dxStart = Reference.RandomArray(rng, size);
+        var g3 = new ConvGeometry(n, c, h, w, c, 3, 3, 2, 2, 1, 1, c);
+        var g1 = new ConvGeometry(n, c, h, w, c, 1, 1, 2, 2, 0, 0, c);
+        var (dxa, _) = TextbookBackward(x, wa, dya, g3);
+        var (dxb, _) = TextbookBackward(x, wb, dyb, g3);
+        var (dx1, _) = TextbookBackward(x, w1, dy1, g1);
+        foreach (var level in Levels)
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                Lanes.Level = level;
+                ComputeThreads.Count = threads;
+                var all = (float[])dxStart.Clone();
+                var scaleOnly = (float[])dxStart.Clone();
+                var fresh = Reference.RandomArray(rng, size);
+                fixed (float* pwa = wa)
+                fixed (float* pwb = wb)
+                fixed (float* pw1 = w1)
+                fixed (float* pdya = dya)
+                fixed (float* pdyb = dyb)
+                fixed (float* pdy1 = dy1)
+                fixed (float* pall = all)
+                fixed (float* pscale = scaleOnly)
+                fixed (float* pfresh = fresh)
+                {
+                    DepthwiseConvolution.BackwardInput(pall, true, n, c, h, w, 2, 1, [new DepthwiseBranch(pw1, 1, pdy1), new DepthwiseBranch(pwa, 3, pdya), new DepthwiseBranch(pwb, 3, pdyb)]);
+                    DepthwiseConvolution.BackwardInput(pscale, true, n, c, h, w, 2, 0, [new DepthwiseBranch(pw1, 1, pdy1)]);
+                    DepthwiseConvolution.BackwardInput(pfresh, false, n, c, h, w, 2, 1, [new DepthwiseBranch(pwa, 3, pdya)]);
+                }
+
+                string what = $"{n}x{h}x{w} {level} t{threads}";
+                Close(dxStart.Select((v, i) => v + dxa[i] + dxb[i] + dx1[i]).ToArray(), all, what + " three branches, accumulated");
+                Close(dxStart.Select((v, i) => v + dx1[i]).ToArray(), scaleOnly, what + " 1x1 alone, accumulated");
+                Close(dxa, fresh, what + " one 3x3 branch, overwritten");
+            }
+        }
+    }
+
     private static (double[] Dx, double[] Dw) TextbookBackward(float[] x, float[] w, float[] dy, ConvGeometry g)
     {
         var dx = new double[x.Length];

@@ -35,9 +35,9 @@ public readonly unsafe struct DepthwiseBranch
 /// padded once. The fast path covers 3x3 with padding 1 and 1x1 without padding, stride 1 or 2: the planes of a
 /// channel are padded (stride 2: split into four row/column parity planes) and stacked over the batch, so every tap
 /// is a constant offset and a channel is one flat vector loop (<see cref="TapKernels"/>). The stride-2 input
-/// gradient correlates a zero-upsampled output gradient. Other geometries take a plain scalar path. Channels are
-/// split across threads; each channel's weight gradient is one sum over the batch, so results do not depend on the
-/// thread count.
+/// gradient is computed per row/column parity of the input (<see cref="TapKernels.ParityGradient"/>). Other
+/// geometries take a plain scalar path. Channels are split across threads; each channel's weight gradient is one
+/// sum over the batch, so results do not depend on the thread count.
 /// </summary>
 public static unsafe class DepthwiseConvolution
 {
@@ -126,10 +126,14 @@ public static unsafe class DepthwiseConvolution
             return;
         }
 
-        // The input gradient is a stride-1 correlation, with the flipped kernel, of the output gradient placed at its
-        // stride positions (zero-upsampled for stride 2).
+        if (stride == 2)
+        {
+            BackwardInputByParity(gradInput, accumulate, batch, channels, height, width, list);
+            return;
+        }
+
+        // The input gradient is a stride-1 correlation, with the flipped kernel, of the output gradient.
         var plan = new FastPlan(batch, channels, height, width, 1);
-        int gradHeight = ((height - 1) / stride) + 1, gradWidth = ((width - 1) / stride) + 1;
         nint gin = (nint)gradInput;
         ComputeThreads.For(channels, (c0, c1) =>
         {
@@ -137,12 +141,6 @@ public static unsafe class DepthwiseConvolution
             float* tmp = plan.Direct ? null : Scratch(ref planeScratch, plan.FlatLength);
             float** taps = stackalloc float*[9];
             float* w = stackalloc float[9];
-            if (stride != 1)
-            {
-                // Only the stride positions are ever written, so the zeros between them survive every rebuild.
-                new Span<float>(up, (int)plan.SourceSize).Clear();
-            }
-
             fixed (float* left = plan.Left)
             fixed (float* right = plan.Right)
             {
@@ -151,7 +149,7 @@ public static unsafe class DepthwiseConvolution
                     for (int i = 0; i < list.Length; i++)
                     {
                         var b = list[i];
-                        plan.BuildUpsampled(b.Activation, c, gradHeight, gradWidth, stride, up);
+                        plan.BuildGradient(b.Activation, c, up);
                         LoadWeights(b.Weight + ((long)c * b.KernelSize * b.KernelSize), b.KernelSize, flip: true, w);
                         bool add = i > 0 || (accumulate && plan.Direct);
                         if (plan.Direct)
@@ -176,6 +174,148 @@ public static unsafe class DepthwiseConvolution
                 }
             }
         });
+    }
+
+    /// <summary>Floats of one parity chunk's buffers: enough images that small planes make long loops, few enough that the gradient and the four parity planes stay in L2.</summary>
+    private const long ParityChunkFloats = 4096;
+
+    /// <summary>
+    /// The stride-2 input gradient (3x3/pad 1 and 1x1/pad 0 branches) split by the parity of the input row and column:
+    /// each of the four parity planes is a fixed combination of at most four shifted output-gradient planes
+    /// (<see cref="TapKernels.ParityGradient"/>), so the pass does the nine multiply-adds a 3x3 window has per output
+    /// pixel, not nine per input pixel as a correlation of the zero-upsampled gradient would. The output gradient of
+    /// a chunk of images is stacked with a zero column after each row and a zero row after each image (the taps that
+    /// fall past the plane), and the planes are interleaved into the input gradient's rows at the end.
+    /// </summary>
+    private static void BackwardInputByParity(float* gradInput, bool accumulate, int batch, int channels, int height, int width, DepthwiseBranch[] list)
+    {
+        int gh = ((height - 1) / 2) + 1, gw = ((width - 1) / 2) + 1, rs = gw + 1;
+        long imageStride = (long)(gh + 1) * rs, gradPlane = (long)gh * gw, inPlane = (long)height * width;
+        int chunk = (int)Math.Clamp(ParityChunkFloats / imageStride, 1, batch);
+
+        // The bottom-right taps of the chunk's last position read one float past its last image.
+        long bufferFloats = (chunk * imageStride) + 1;
+
+        // 3x3 branches first: the first one writes all four planes; a 1x1 branch reaches the even-even plane only.
+        var ordered = list.OrderByDescending(b => b.KernelSize).ToArray();
+        nint gin = (nint)gradInput;
+        ComputeThreads.For(channels, (c0, c1) =>
+        {
+            float* g = Scratch(ref sourceScratch, bufferFloats);
+            float* ee = Scratch(ref planeScratch, 4 * bufferFloats);
+            float* eo = ee + bufferFloats, oe = eo + bufferFloats, oo = oe + bufferFloats;
+            float* w = stackalloc float[9];
+            for (int c = c0; c < c1; c++)
+            {
+                for (int n0 = 0; n0 < batch; n0 += chunk)
+                {
+                    int count = Math.Min(chunk, batch - n0);
+                    int length = checked((int)(((count - 1) * imageStride) + (gh * rs)));
+                    if (ordered[0].KernelSize != 3)
+                    {
+                        new Span<float>(eo, length).Clear();
+                        new Span<float>(oe, length).Clear();
+                        new Span<float>(oo, length).Clear();
+                    }
+
+                    for (int i = 0; i < ordered.Length; i++)
+                    {
+                        var b = ordered[i];
+                        for (int k = 0; k < count; k++)
+                        {
+                            StackParityGradient(b.Activation + ((((long)(n0 + k) * channels) + c) * gradPlane), gh, gw, g + (k * imageStride));
+                        }
+
+                        g[count * imageStride] = 0f;
+                        if (b.KernelSize == 3)
+                        {
+                            LoadWeights(b.Weight + ((long)c * 9), 3, flip: false, w);
+                            TapKernels.ParityGradient(g, rs, w, ee, eo, oe, oo, length, accumulate: i > 0);
+                        }
+                        else
+                        {
+                            TapKernels.ParityScale(g, b.Weight[c], ee, length, accumulate: i > 0);
+                        }
+                    }
+
+                    for (int k = 0; k < count; k++)
+                    {
+                        long at = k * imageStride;
+                        float* dx = (float*)gin + ((((long)(n0 + k) * channels) + c) * inPlane);
+                        for (int y = 0; y < height; y++)
+                        {
+                            // Row y = 2r + parity reads row r of the even-row planes (ee, eo) or of the odd-row ones (oe, oo).
+                            long row = at + ((long)(y >> 1) * rs);
+                            Interleave((y & 1) == 0 ? ee + row : oe + row, (y & 1) == 0 ? eo + row : oo + row, width, dx + ((long)y * width), accumulate);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// <summary>One image's gradient plane [gh, gw] into the parity layout: row stride gw + 1 with a zero after each row, then a zero row.</summary>
+    private static void StackParityGradient(float* src, int gh, int gw, float* dst)
+    {
+        int rs = gw + 1;
+        for (int r = 0; r < gh; r++, src += gw, dst += rs)
+        {
+            if (gw >= 16)
+            {
+                new ReadOnlySpan<float>(src, gw).CopyTo(new Span<float>(dst, gw));
+            }
+            else
+            {
+                // Small planes (the last stages at 32x32): a call per row would cost more than the copy.
+                for (int x = 0; x < gw; x++)
+                {
+                    dst[x] = src[x];
+                }
+            }
+
+            dst[gw] = 0f;
+        }
+
+        for (int x = 0; x < rs; x++)
+        {
+            dst[x] = 0f;
+        }
+    }
+
+    /// <summary>row[2x] (+)= even[x], row[2x + 1] (+)= odd[x] for the <paramref name="width"/> positions of a row: the inverse of the forward pass's parity split.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void Interleave(float* even, float* odd, int width, float* row, bool accumulate)
+    {
+        int x = 0;
+        if (Lanes.Use512)
+        {
+            var order = Vector512.Create(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            for (; x + 16 <= width; x += 16)
+            {
+                var v = Vector512.Shuffle(Vector512.Create(Vector256.Load(even + (x >> 1)), Vector256.Load(odd + (x >> 1))), order);
+                (accumulate ? v + Vector512.Load(row + x) : v).Store(row + x);
+            }
+        }
+        else if (Lanes.Use256)
+        {
+            var order = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
+            for (; x + 8 <= width; x += 8)
+            {
+                var v = Vector256.Shuffle(Vector256.Create(Vector128.Load(even + (x >> 1)), Vector128.Load(odd + (x >> 1))), order);
+                (accumulate ? v + Vector256.Load(row + x) : v).Store(row + x);
+            }
+        }
+
+        for (; x + 1 < width; x += 2)
+        {
+            row[x] = accumulate ? row[x] + even[x >> 1] : even[x >> 1];
+            row[x + 1] = accumulate ? row[x + 1] + odd[x >> 1] : odd[x >> 1];
+        }
+
+        if (x < width)
+        {
+            row[x] = accumulate ? row[x] + even[x >> 1] : even[x >> 1];
+        }
     }
 
     /// <summary>Every branch: Weight (a gradient) += sum over images of input (*) Activation (the output gradient).</summary>
@@ -481,34 +621,8 @@ public static unsafe class DepthwiseConvolution
             }
         }
 
-        /// <summary>
-        /// For the input gradient (a stride-1 plan over the input size): channel c of the output gradient of every image
-        /// at its stride positions. For stride 2 the caller zeroes the buffer once; only stride positions are written.
-        /// </summary>
-        public void BuildUpsampled(float* grad, int c, int gradHeight, int gradWidth, int stride, float* dst)
-        {
-            if (stride == 1)
-            {
-                BuildRows(grad, c, gradHeight, gradWidth, dst);
-                return;
-            }
-
-            long gradPlane = (long)gradHeight * gradWidth;
-            for (int n = 0; n < Batch; n++)
-            {
-                float* g = grad + ((((long)n * Channels) + c) * gradPlane);
-                float* origin = dst + 2 + (n * ImageStride) + RowStride;
-                for (int y = 0; y < gradHeight; y++)
-                {
-                    float* d = origin + ((long)stride * y * RowStride);
-                    float* sr = g + ((long)y * gradWidth);
-                    for (int x = 0; x < gradWidth; x++)
-                    {
-                        d[stride * x] = sr[x];
-                    }
-                }
-            }
-        }
+        /// <summary>For the stride-1 input gradient: channel c of the output gradient of every image, in the source layout.</summary>
+        public void BuildGradient(float* grad, int c, float* dst) => BuildRows(grad, c, Height, Width, dst);
 
         /// <summary>Tap pointers of a 3x3 (nine) or 1x1 (the centre) window for image n's outputs.</summary>
         public int Taps(float* src, int n, int kernelSize, float** taps)

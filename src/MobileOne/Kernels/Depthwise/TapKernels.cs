@@ -26,6 +26,51 @@ internal static unsafe class TapKernels
         Lanes.Run(ref dot1, length);
     }
 
+    /// <summary>
+    /// The four parity planes of a stride-2, 3x3/pad-1 depthwise input gradient from one output gradient plane set g
+    /// stored with row stride <paramref name="rowStride"/> (a zero column after each row, a zero row after each image).
+    /// Input pixel (2r + a, 2s + b) receives only the taps whose parity matches: ee (even row, even column) w11 g[r, s];
+    /// eo w10 g[r, s + 1] + w12 g[r, s]; oe w01 g[r + 1, s] + w21 g[r, s]; oo w00 g[r + 1, s + 1] + w02 g[r + 1, s] +
+    /// w20 g[r, s + 1] + w22 g[r, s]: the nine multiply-adds of four input pixels, where correlating a zero-upsampled g
+    /// spends nine on each. Every plane is written (accumulate false) or added to, for i in [0, length).
+    /// </summary>
+    public static void ParityGradient(float* g, int rowStride, float* w, float* ee, float* eo, float* oe, float* oo, int length, bool accumulate)
+    {
+        var loop = new ParityGradientLoop(g, rowStride, w, ee, eo, oe, oo, accumulate);
+        Lanes.Run(ref loop, length);
+    }
+
+    /// <summary>The 1x1 (pad 0) branch of a stride-2 depthwise input gradient: it reaches even rows and columns only, ee[i] (+)= w * g[i].</summary>
+    public static void ParityScale(float* g, float w, float* ee, int length, bool accumulate) => Scale(g, w, ee, length, accumulate);
+
+    private readonly struct ParityGradientLoop(float* g, int rs, float* w, float* ee, float* eo, float* oe, float* oo, bool accumulate) : IWidthLoop
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Run<TV, TL>(int i, int n)
+            where TV : struct
+            where TL : struct, ILanes<TV>
+        {
+            TV w00 = TL.Splat(w[0]), w01 = TL.Splat(w[1]), w02 = TL.Splat(w[2]), w10 = TL.Splat(w[3]), w11 = TL.Splat(w[4]);
+            TV w12 = TL.Splat(w[5]), w20 = TL.Splat(w[6]), w21 = TL.Splat(w[7]), w22 = TL.Splat(w[8]);
+            float* below = g + rs;
+            int step = TL.Count;
+            for (; i + step <= n; i += step)
+            {
+                TV g00 = TL.Load(g + i), g01 = TL.Load(g + i + 1), g10 = TL.Load(below + i), g11 = TL.Load(below + i + 1);
+                TV a = accumulate ? TL.Load(ee + i) : TL.Zero;
+                TV b = accumulate ? TL.Load(eo + i) : TL.Zero;
+                TV c = accumulate ? TL.Load(oe + i) : TL.Zero;
+                TV d = accumulate ? TL.Load(oo + i) : TL.Zero;
+                TL.Store(ee + i, TL.Fma(w11, g00, a));
+                TL.Store(eo + i, TL.Fma(w10, g01, TL.Fma(w12, g00, b)));
+                TL.Store(oe + i, TL.Fma(w01, g10, TL.Fma(w21, g00, c)));
+                TL.Store(oo + i, TL.Fma(w00, g11, TL.Fma(w02, g10, TL.Fma(w20, g01, TL.Fma(w22, g00, d)))));
+            }
+
+            return i;
+        }
+    }
+
     private readonly struct ScaleLoop(float* t0, float w, float* dst, bool accumulate) : IWidthLoop
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
