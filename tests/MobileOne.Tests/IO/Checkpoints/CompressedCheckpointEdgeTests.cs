@@ -207,24 +207,27 @@ public sealed class CompressedCheckpointEdgeTests
     }
 
     /// <summary>
-    /// The bound is on all compressed layers together: 1 value, then 8192 x 16384 = 2^27 (512 MB as the dense view), one
-    /// over. Refused at the second layer before its dense view is allocated.
+    /// The bound is on all compressed layers together: 1 value, then 8192 x 16384 x 1 x 1 or 8192 x 2048 x 2 x 4 = 2^27
+    /// (512 MB as the dense view), one over. Refused at the second layer before its dense view is allocated; the second
+    /// shape needs every factor of the product (kh and kw included) to reach the bound.
     /// </summary>
-    [Fact]
-    public void Compressed_layers_whose_dense_weights_exceed_two_to_the_27_in_all_are_refused_before_allocating()
+    [Theory]
+    [InlineData(16384, 1, 1)]
+    [InlineData(2048, 2, 4)]
+    public void Compressed_layers_whose_dense_weights_exceed_two_to_the_27_in_all_are_refused_before_allocating(int inChannels, int kh, int kw)
     {
         var file = new TensorFile();
         file.Metadata[CompressedCheckpoint.MetadataKey] = CompressedCheckpoint.MetadataValue;
         file.Tensors.Add("a.lowrank.0.weight", Floats([1, 1, 1, 1]));
         file.Tensors.Add("a.lowrank.1.weight", Floats([1, 1, 1, 1]));
         file.Tensors.Add("a.lowrank.1.bias", Floats([1]));
-        file.Tensors.Add("b.lowrank.0.weight", Floats([1, 16384, 1, 1]));
+        file.Tensors.Add("b.lowrank.0.weight", Floats([1, inChannels, kh, kw]));
         file.Tensors.Add("b.lowrank.1.weight", Floats([8192, 1, 1, 1]));
         file.Tensors.Add("b.lowrank.1.bias", Floats([8192]));
 
         var ex = Budget.Refused<CheckpointException>(() => Load(file), maxAllocatedBytes: 16L << 20);
 
-        Assert.Equal("declares compressed layers whose dense weights would hold more than 134217728 values in all (this one is 8192 x 16384 x 1 x 1); no MobileOne is that large.", ex.Problem);
+        Assert.Equal($"declares compressed layers whose dense weights would hold more than 134217728 values in all (this one is 8192 x {inChannels} x {kh} x {kw}); no MobileOne is that large.", ex.Problem);
         Assert.Equal("b.lowrank.0.weight", ex.Key);
     }
 

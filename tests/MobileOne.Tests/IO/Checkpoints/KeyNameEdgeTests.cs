@@ -114,6 +114,7 @@ public sealed class KeyNameEdgeTests
     [InlineData("stage0.bn.weight", "stage0.bn.weight")] // a stage key without a branch is left as written
     [InlineData("stage1.0.post_se.weight", "stage1.0.post_se.weight")]
     [InlineData("stem.conv_kxk.conv.weight", "stem.conv_kxk.conv.weight")]
+    [InlineData("block1.0.rbr_dense.conv.weight", "block1.0.rbr_dense.conv.weight")] // a stage digit and dot, but not "stage"
     public void Official_repvgg_names_map_to_timms(string official, string timm)
     {
         Assert.Equal(timm, RepVggNames.ToTimm(official));
@@ -133,6 +134,7 @@ public sealed class KeyNameEdgeTests
     [InlineData("stem.bn.weight", "stem.bn.weight")]
     [InlineData("stages.2.1.attn.fc1.weight", "stages.2.1.attn.fc1.weight")]
     [InlineData("linear.weight", "linear.weight")]
+    [InlineData("blocks.0.0.conv_kxk.conv.weight", "blocks.0.0.conv_kxk.conv.weight")] // a stage digit and dot, but not "stages."
     public void Timm_repvgg_names_map_to_the_official_ones(string timm, string official)
     {
         Assert.Equal(official, RepVggNames.ToOfficial(timm));
