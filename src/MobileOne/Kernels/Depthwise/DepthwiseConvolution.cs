@@ -189,6 +189,11 @@ public static unsafe class DepthwiseConvolution
     /// </summary>
     private static void BackwardInputByParity(float* gradInput, bool accumulate, int batch, int channels, int height, int width, DepthwiseBranch[] list)
     {
+        if (batch == 0)
+        {
+            return;
+        }
+
         int gh = ((height - 1) / 2) + 1, gw = ((width - 1) / 2) + 1, rs = gw + 1;
         long imageStride = (long)(gh + 1) * rs, gradPlane = (long)gh * gw, inPlane = (long)height * width;
         int chunk = (int)Math.Clamp(ParityChunkFloats / imageStride, 1, batch);
