@@ -101,11 +101,11 @@ public static class ModelCheckpoint
         {
             throw new CheckpointException(path, "does not describe a valid MobileOne: " + e.Message);
         }
-        catch (CheckpointException e) when (e.Key is not null && AsTheFileSpellsIt(e.Key, fileKeyOf, scheme.Layout) != e.Key)
+        catch (CheckpointException e) when (e.Key is not null && AsTheFileSpellsIt(e.Key, fileKeyOf, scheme.Layout) is var fileKey && fileKey != e.Key)
         {
             // Inference works on timm's names; quote the key as the file spells it, or, for a key the file
             // lacks (the stem, the classifier), as a file in its layout would.
-            throw new CheckpointException(path, e.Problem, AsTheFileSpellsIt(e.Key, fileKeyOf, scheme.Layout), e);
+            throw new CheckpointException(path, e.Problem, fileKey, e);
         }
 
         var network = MobileOneNetwork.Create(config, scheme.Fused);
