@@ -7,7 +7,7 @@ using MobileOne.Tensors;
 namespace MobileOne.Models;
 
 /// <summary>
-/// The training passes of a 3x3, stride-1 depthwise block (k 3x3 conv+BN branches, the 1x1 scale branch and the BN
+/// The training passes of a 3x3 depthwise block at stride 1 or 2 (k 3x3 conv+BN branches, the 1x1 scale branch and the BN
 /// skip) computed per channel from the input's patch moments instead of the branch outputs. Every branch reads the
 /// same 3x3 patch p of a pixel (the scale branch and the skip its centre), so branch b's output is w_b . p, its batch
 /// mean w_b . m and its variance w_b^T C w_b, with m and C the mean and covariance of the channel's patches over the
@@ -19,25 +19,30 @@ namespace MobileOne.Models;
 /// <remarks>
 /// The same function and gradients as the branch passes, in exact arithmetic; every branch keeps its own weights
 /// and BatchNorm (statistics, running averages, gradients), and nothing is fused into what is trained or saved.
-/// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> that fits
-/// the cache, where the branch passes write k + 1 branch outputs and read them back about six times. The moments are
-/// taken of the input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is
-/// added exactly from pixel counts and rectangle sums, so large means do not cancel the variances.
+/// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> (stride 1)
+/// or its patches in a <see cref="StridedPatches"/> (stride 2), either of which fits the cache, where the branch
+/// passes write k + 1 branch outputs and read them back about six times. At stride 1 the moments are taken of the
+/// input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is added exactly
+/// from pixel counts and rectangle sums, so large means do not cancel the variances; at stride 2 every patch row is
+/// centred by its own mean before the products are taken.
 /// </remarks>
 internal sealed class DepthwiseMoments
 {
     private PatchStack? stack;
+    private StridedPatches? strided;
+    private bool stridedUsed;
     private double[] patchMean = [];
     private double[] patchCovariance = [];
     private float[] combined = [];
 
     /// <summary>
-    /// Whether a block of this geometry has these passes: 3x3 depthwise, stride 1, padding 1, planes of more than one
-    /// pixel. (On a 1x1 plane every branch is its centre tap times x, scale-invariant under BatchNorm, so its weight
-    /// gradient is eps-small and both ways of computing it are mostly rounding; the branch passes keep that case.)
+    /// Whether a block of this geometry has these passes: 3x3 depthwise, padding 1, stride 1 with output planes of
+    /// more than one pixel, or stride 2 (<see cref="StridedPatches"/>). (On a 1x1 plane at stride 1 every branch is its
+    /// centre tap times x, scale-invariant under BatchNorm, so its weight gradient is eps-small and both ways of
+    /// computing it are mostly rounding; the branch passes keep that case.)
     /// </summary>
-    public static bool Applies(BlockSpec spec, int height, int width) =>
-        spec.IsDepthwise && spec.KernelSize == 3 && spec.Stride == 1 && spec.Padding == 1 && (long)height * width > 1;
+    public static bool Applies(BlockSpec spec, int outHeight, int outWidth) =>
+        spec.IsDepthwise && spec.KernelSize == 3 && spec.Padding == 1 && (spec.Stride == 2 || (spec.Stride == 1 && (long)outHeight * outWidth > 1));
 
     /// <summary>
     /// Whether these passes are faster than the branch passes for planes of <paramref name="height"/> x
@@ -48,31 +53,36 @@ internal sealed class DepthwiseMoments
     /// them against 14.7 ms with the branch passes (about 4 microseconds of fixed cost per channel and pass, more than
     /// a 2x2 channel's whole work), so planes under 16 pixels keep the branch passes.
     /// </summary>
-    public static bool Pays(int height, int width) => (long)height * width >= 16;
+    public static bool Pays(int stride, int height, int width) => stride == 2 || (long)height * width >= 16;
 
-    /// <summary>Floating-point operations of the forward pass per stack position: 54 products, 9 for the convolution.</summary>
-    public static double ForwardFlops(int channels, int batch, int height, int width) =>
-        2.0 * 63 * channels * (double)batch * (height + 2) * (width + 2);
+    /// <summary>Floating-point operations of the forward pass per stack position (padded output position, or output position at stride 2): 54 products, 9 for the convolution.</summary>
+    public static double ForwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
+        2.0 * 63 * channels * (double)batch * Positions(outHeight, outWidth, stride);
 
     /// <summary>Floating-point operations of the backward pass per stack position: 9 cross sums, 9 x 11 for the input gradient.</summary>
-    public static double BackwardFlops(int channels, int batch, int height, int width) =>
-        2.0 * 108 * channels * (double)batch * (height + 2) * (width + 2);
+    public static double BackwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
+        2.0 * 108 * channels * (double)batch * Positions(outHeight, outWidth, stride);
+
+    private static double Positions(int outHeight, int outWidth, int stride) =>
+        stride == 2 ? (double)outHeight * outWidth : (outHeight + 2.0) * (outWidth + 2);
 
     /// <summary>
     /// pre = sum_b BN_b(conv_b(x)) + BN_scale(s x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every
     /// BatchNorm prepares its statistics (training mode) from the moments. Keeps the moments for <see cref="Backward"/>.
     /// </summary>
-    public unsafe void Forward(Tensor x, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor pre, bool relu)
+    public unsafe void Forward(Tensor x, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor pre, bool relu, int stride)
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
-        var layout = Layout(n, h, w);
+        stridedUsed = stride == 2;
+        var (layout, patches) = stridedUsed ? (null, Strided(n, h, w)) : (Layout(n, h, w), (StridedPatches?)null);
+        PatchPasses passes = (PatchPasses?)patches ?? layout!;
         patchMean = Resize(patchMean, channels * 9);
         patchCovariance = Resize(patchCovariance, channels * 81);
         combined = Resize(combined, channels * 9);
         var norms = Norms(branches, scaleBranch, skip);
         var means = new double[norms.Count * channels];
         var variances = new double[norms.Count * channels];
-        double pixels = (double)n * h * w;
+        double pixels = (double)pre.Dim(0) * pre.Dim(2) * pre.Dim(3);
         float[] scaleWeights = scaleBranch?.Conv.Weight.Value.Data ?? [];
         fixed (float* xp = x.Data)
         fixed (float* yp = pre.Data)
@@ -80,10 +90,10 @@ internal sealed class DepthwiseMoments
             nint xAt = (nint)xp, yAt = (nint)yp;
             ComputeThreads.For(channels, (c0, c1) =>
             {
-                float[] rented = ArrayPool<float>.Shared.Rent((2 * layout.Total) + layout.PlaneSize);
+                float[] rented = ArrayPool<float>.Shared.Rent((2 * passes.Total) + (patches is null ? layout!.PlaneSize : 4 * patches.OutWidth));
                 var sums = new double[9];
                 var products = new double[81];
-                var integral = new double[(h + 1) * (w + 1)];
+                var integral = new double[patches is null ? (h + 1) * (w + 1) : 0];
                 var edge = new double[81];
                 var wc = new float[9];
                 var kernel = new double[9];
@@ -93,47 +103,65 @@ internal sealed class DepthwiseMoments
                     fixed (double* sp = sums)
                     fixed (double* pp = products)
                     fixed (double* ip = integral)
+                    fixed (double* mp = patchMean)
                     fixed (float* wp = wc)
                     {
-                        float* xs = buffers, ys = buffers + layout.Total, planeScratch = buffers + (2 * layout.Total);
+                        float* xs = buffers, ys = buffers + passes.Total, scratch = buffers + (2 * passes.Total);
                         for (int c = c0; c < c1; c++)
                         {
-                            // Moments of z = x - mean (zero borders), then the borders' part, which is exact: with
-                            // v_a(o) = 1 where tap a of o's window is inside the plane, p = z-patch + mean v, so
-                            // P m_a = sum z_a + mean n_a and P E[p_a p_b] = sum z_a z_b + mean (t_ab + t_ba) + mean^2 n_ab,
-                            // t_ab the sum of z_a where v_b = 1 (a rectangle of the summed planes) and n the counts.
-                            layout.Gather((float*)xAt, channels, c, xs);
-                            float mu = (float)(layout.Sum(xs) / pixels);
-                            layout.AddAtOutputs(xs, -mu);
-                            layout.Moments(xs, sp, pp);
-                            layout.PlaneIntegral(xs, planeScratch, ip);
-                            layout.AddAtOutputs(xs, mu);
-                            double[] m = patchMean, cov = patchCovariance, counts = layout.PairCounts;
-                            var corners = layout.PairCorners;
-                            for (int ab = 0; ab < 81; ab++)
+                            double[] m = patchMean, cov = patchCovariance;
+                            if (patches is not null)
                             {
-                                var (plus, minusRow, minusCol, plusCorner) = corners[ab];
-                                edge[ab] = integral[plus] - integral[minusRow] - integral[minusCol] + integral[plusCorner];
-                            }
-
-                            for (int a = 0; a < 9; a++)
-                            {
-                                m[(c * 9) + a] = (sums[a] + (mu * counts[a * 10])) / pixels;
-                            }
-
-                            double perPixel = 1.0 / pixels;
-                            for (int a = 0; a < 9; a++)
-                            {
-                                double za = sums[a] * perPixel, na = counts[a * 10] * perPixel;
-                                for (int b = a; b < 9; b++)
+                                // Centred patch rows: their products are the covariance (the sums are rounding).
+                                patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: true, scratch);
+                                patches.Moments(xs, sp, pp);
+                                for (int a = 0; a < 9; a++)
                                 {
-                                    double zb = sums[b] * perPixel, nb = counts[b * 10] * perPixel;
-                                    double zz = (products[(a * 9) + b] * perPixel) - (za * zb);
-                                    double zv = (((edge[(a * 9) + b] + edge[(b * 9) + a]) * perPixel) - (za * nb)) - (zb * na);
-                                    double vv = (counts[(a * 9) + b] * perPixel) - (na * nb);
-                                    double value = zz + (mu * zv) + ((double)mu * mu * vv);
-                                    cov[(c * 81) + (a * 9) + b] = value;
-                                    cov[(c * 81) + (b * 9) + a] = value;
+                                    for (int b = 0; b < 9; b++)
+                                    {
+                                        cov[(c * 81) + (a * 9) + b] = (products[(a * 9) + b] - (sums[a] * sums[b] / pixels)) / pixels;
+                                    }
+                                }
+                            }
+                            else
+                            {
+                                // Moments of z = x - mean (zero borders), then the borders' part, which is exact: with
+                                // v_a(o) = 1 where tap a of o's window is inside the plane, p = z-patch + mean v, so
+                                // P m_a = sum z_a + mean n_a and P E[p_a p_b] = sum z_a z_b + mean (t_ab + t_ba) + mean^2 n_ab,
+                                // t_ab the sum of z_a where v_b = 1 (a rectangle of the summed planes) and n the counts.
+                                layout!.Gather((float*)xAt, channels, c, xs);
+                                float mu = (float)(layout.Sum(xs) / pixels);
+                                layout.AddAtOutputs(xs, -mu);
+                                layout.Moments(xs, sp, pp);
+                                layout.PlaneIntegral(xs, scratch, ip);
+                                layout.AddAtOutputs(xs, mu);
+                                double[] counts = layout.PairCounts;
+                                var corners = layout.PairCorners;
+                                for (int ab = 0; ab < 81; ab++)
+                                {
+                                    var (plus, minusRow, minusCol, plusCorner) = corners[ab];
+                                    edge[ab] = integral[plus] - integral[minusRow] - integral[minusCol] + integral[plusCorner];
+                                }
+
+                                for (int a = 0; a < 9; a++)
+                                {
+                                    m[(c * 9) + a] = (sums[a] + (mu * counts[a * 10])) / pixels;
+                                }
+
+                                double perPixel = 1.0 / pixels;
+                                for (int a = 0; a < 9; a++)
+                                {
+                                    double za = sums[a] * perPixel, na = counts[a * 10] * perPixel;
+                                    for (int b = a; b < 9; b++)
+                                    {
+                                        double zb = sums[b] * perPixel, nb = counts[b * 10] * perPixel;
+                                        double zz = (products[(a * 9) + b] * perPixel) - (za * zb);
+                                        double zv = (((edge[(a * 9) + b] + edge[(b * 9) + a]) * perPixel) - (za * nb)) - (zb * na);
+                                        double vv = (counts[(a * 9) + b] * perPixel) - (na * nb);
+                                        double value = zz + (mu * zv) + ((double)mu * mu * vv);
+                                        cov[(c * 81) + (a * 9) + b] = value;
+                                        cov[(c * 81) + (b * 9) + a] = value;
+                                    }
                                 }
                             }
 
@@ -169,8 +197,21 @@ internal sealed class DepthwiseMoments
                             }
 
                             wc.CopyTo(combined, c * 9);
-                            layout.Correlate(xs, wp, ys);
-                            layout.Scatter(ys, (float)constant, relu, (float*)yAt, channels, c);
+                            passes.Correlate(xs, wp, ys);
+                            if (patches is not null)
+                            {
+                                // The patches were centred: W p = W (p - m) + W m.
+                                for (int a = 0; a < 9; a++)
+                                {
+                                    constant += wc[a] * m[(c * 9) + a];
+                                }
+
+                                patches.ScatterOutput(ys, (float)constant, relu, (float*)yAt, channels, c);
+                            }
+                            else
+                            {
+                                layout!.Scatter(ys, (float)constant, relu, (float*)yAt, channels, c);
+                            }
                         }
                     }
                 }
@@ -183,7 +224,7 @@ internal sealed class DepthwiseMoments
 
         for (int j = 0; j < norms.Count; j++)
         {
-            norms[j].PrepareFromMoments(means.AsSpan(j * channels, channels), variances.AsSpan(j * channels, channels), n * (long)h * w);
+            norms[j].PrepareFromMoments(means.AsSpan(j * channels, channels), variances.AsSpan(j * channels, channels), (long)pixels);
         }
     }
 
@@ -195,16 +236,20 @@ internal sealed class DepthwiseMoments
     public unsafe void Backward(Tensor x, Tensor gradPre, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor? gradInput)
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
-        var layout = stack;
-        if (layout is null || patchMean.Length != channels * 9 || layout.Batch != n || layout.Height != h || layout.Width != w || !gradPre.HasShape(x.Shape))
+        var (layout, patches) = stridedUsed ? (null, strided) : (stack, (StridedPatches?)null);
+        bool matches = stridedUsed
+            ? patches is not null && patches.Batch == n && patches.Height == h && patches.Width == w && gradPre.HasShape(n, channels, patches.OutHeight, patches.OutWidth)
+            : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
+        if (!matches || patchMean.Length != channels * 9)
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
 
+        PatchPasses passes = (PatchPasses?)patches ?? layout!;
         var norms = Norms(branches, scaleBranch, skip);
         var sumDy = new double[channels];
         var sumDyX = new double[norms.Count * channels];
-        double pixels = (double)n * h * w;
+        double pixels = (double)n * gradPre.Dim(2) * gradPre.Dim(3);
         float[] scaleWeights = scaleBranch?.Conv.Weight.Value.Data ?? [];
         var weightGrads = branches.Select(b => b.Conv.Weight.EnsureGrad().Data).ToArray();
         float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
@@ -216,7 +261,7 @@ internal sealed class DepthwiseMoments
             nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp;
             ComputeThreads.For(channels, (c0, c1) =>
             {
-                float[] rented = ArrayPool<float>.Shared.Rent(3 * layout.Total);
+                float[] rented = ArrayPool<float>.Shared.Rent((3 * passes.Total) + (patches is null ? 0 : 4 * patches.OutWidth));
                 var cross = new double[9];
                 var centred = new double[9];
                 var q = new double[81];
@@ -228,22 +273,35 @@ internal sealed class DepthwiseMoments
                 {
                     fixed (float* buffers = rented)
                     fixed (double* crossp = cross)
+                    fixed (double* mp = patchMean)
                     fixed (float* qp = qf)
                     fixed (float* kp = kf)
                     fixed (float* wp = wc)
                     {
-                        float* xs = buffers, gs = buffers + layout.Total, dxs = buffers + (2 * layout.Total);
+                        float* xs = buffers, gs = buffers + passes.Total, dxs = buffers + (2 * passes.Total), scratch = buffers + (3 * passes.Total);
                         double sumG;
                         for (int c = c0; c < c1; c++)
                         {
-                            layout.Gather((float*)xAt, channels, c, xs);
-                            layout.Gather((float*)gAt, channels, c, gs);
-                            layout.Cross(gs, xs, &sumG, crossp);
+                            if (patches is not null)
+                            {
+                                patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: false, scratch);
+                                patches.GatherOutput((float*)gAt, channels, c, gs);
+                            }
+                            else
+                            {
+                                layout!.Gather((float*)xAt, channels, c, xs);
+                                layout.Gather((float*)gAt, channels, c, gs);
+                            }
+
+                            passes.Cross(gs, xs, &sumG, crossp);
                             sumDy[c] = sumG;
+
+                            // G = sum g (p - m): the strided patches are centred already (their m counts as 0 below).
                             double[] m = patchMean, cov = patchCovariance;
+                            double mScale = patches is null ? 1.0 : 0.0;
                             for (int a = 0; a < 9; a++)
                             {
-                                centred[a] = cross[a] - (m[(c * 9) + a] * sumG);
+                                centred[a] = cross[a] - (mScale * m[(c * 9) + a] * sumG);
                             }
 
                             Array.Clear(q);
@@ -303,7 +361,7 @@ internal sealed class DepthwiseMoments
                                 double qm = 0;
                                 for (int b = 0; b < 9; b++)
                                 {
-                                    qm += q[(a * 9) + b] * m[(c * 9) + b];
+                                    qm += q[(a * 9) + b] * mScale * m[(c * 9) + b];
                                     qf[(a * 9) + b] = (float)q[(a * 9) + b];
                                 }
 
@@ -311,8 +369,15 @@ internal sealed class DepthwiseMoments
                                 kf[a] = (float)(qm - (wc[a] * meanG));
                             }
 
-                            layout.InputGradient(gs, xs, wp, qp, kp, dxs);
-                            layout.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
+                            passes.InputGradient(gs, xs, wp, qp, kp, dxs);
+                            if (patches is not null)
+                            {
+                                patches.ScatterInputGradient(dxs, (float*)dxAt, channels, c, scratch);
+                            }
+                            else
+                            {
+                                layout!.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
+                            }
                         }
                     }
                 }
@@ -332,7 +397,7 @@ internal sealed class DepthwiseMoments
     /// <summary>Drops the saved moments.</summary>
     public void Release()
     {
-        stack = null;
+        (stack, strided) = (null, null);
         (patchMean, patchCovariance, combined) = ([], [], []);
     }
 
@@ -382,6 +447,16 @@ internal sealed class DepthwiseMoments
     /// 8x8: 0.28x against 0.20x; 14x14: 1.71x against 0.72x).
     /// </summary>
     public static bool ImagesInLanes(int height, int width) => (long)height * width <= 16;
+
+    private StridedPatches Strided(int n, int h, int w)
+    {
+        if (strided is null || strided.Batch != n || strided.Height != h || strided.Width != w)
+        {
+            strided = new StridedPatches(n, h, w);
+        }
+
+        return strided;
+    }
 
     private PatchStack Layout(int n, int h, int w)
     {

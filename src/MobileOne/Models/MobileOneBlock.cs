@@ -125,7 +125,7 @@ public sealed class MobileOneBlock : Module
     /// per-channel scale and shift and one pass sums them with the ReLU. Backward makes one pass for the per-channel
     /// sums of all BatchNorms, turns each branch buffer into its own gradient in place, then runs the convolution
     /// gradients (again one GEMM for stacked pointwise branches). In training mode, k 1x1 branches over a batch with
-    /// many more pixels than channels take <see cref="PointwiseMoments"/> instead, and 3x3 stride-1 depthwise blocks
+    /// many more pixels than channels take <see cref="PointwiseMoments"/> instead, and 3x3 depthwise blocks
     /// <see cref="DepthwiseMoments"/>: the same function and gradients from the input's moments, without writing the
     /// branch outputs.
     /// </remarks>
@@ -259,7 +259,7 @@ public sealed class MobileOneBlock : Module
 
     /// <summary>
     /// Tests: true or false forces whether training passes use the moment passes (<see cref="PointwiseMoments"/> for
-    /// stacked 1x1 branches, <see cref="DepthwiseMoments"/> for 3x3 stride-1 depthwise ones); null lets
+    /// stacked 1x1 branches, <see cref="DepthwiseMoments"/> for 3x3 depthwise ones); null lets
     /// <see cref="PointwiseMoments.Pays"/> and <see cref="DepthwiseMoments.Pays"/> decide.
     /// </summary>
     internal static bool? MomentsOverride { get; set; }
@@ -276,7 +276,7 @@ public sealed class MobileOneBlock : Module
         var branches = TrainBranches();
         var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
         usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
-        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(ho, wo));
+        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(Spec.Stride, ho, wo));
         if (usedMoments)
         {
             using var scope = Profile(ho, wo, "fwd moments", PointwiseMoments.ForwardFlops(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
@@ -284,8 +284,8 @@ public sealed class MobileOneBlock : Module
         }
         else if (usedDepthwiseMoments)
         {
-            using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, ho, wo));
-            depthwiseMoments.Forward(x, ConvKxk, ConvScale, Identity, pre, relu: Attn is null);
+            using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, ho, wo, Spec.Stride));
+            depthwiseMoments.Forward(x, ConvKxk, ConvScale, Identity, pre, relu: Attn is null, Spec.Stride);
         }
         else
         {
@@ -447,7 +447,7 @@ public sealed class MobileOneBlock : Module
 
         if (usedDepthwiseMoments)
         {
-            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), ds.Dim(2), ds.Dim(3)));
+            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), ds.Dim(2), ds.Dim(3), Spec.Stride));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
             depthwiseMoments.Backward(x, ds, ConvKxk, ConvScale, Identity, gradX);
             return gradX;

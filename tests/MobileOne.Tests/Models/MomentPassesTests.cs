@@ -7,7 +7,7 @@ namespace MobileOne.Tests.Models;
 
 /// <summary>
 /// The moment passes (<see cref="PointwiseMoments"/> for stacked 1x1 branches, <see cref="DepthwiseMoments"/> for 3x3
-/// stride-1 depthwise blocks) against the branch passes, which the reference-parity tests check against PyTorch: the
+/// depthwise blocks at stride 1 and 2) against the branch passes, which the reference-parity tests check against PyTorch: the
 /// same outputs, running statistics and gradients.
 /// </summary>
 [Collection(KernelSettingsCollection.Name)]
@@ -44,6 +44,18 @@ public sealed class MomentPassesTests
         }
     }
 
+    [Theory]
+    [InlineData(8, 4, 0, 3, 5, 5)]
+    [InlineData(6, 2, 0, 4, 6, 8)]
+    [InlineData(16, 1, 0, 20, 2, 2)]
+    [InlineData(6, 2, 0, 4, 1, 2)]
+    [InlineData(5, 3, 0, 7, 3, 1)]
+    [InlineData(8, 3, 4, 2, 7, 9)]
+    [InlineData(4, 4, 0, 12, 20, 21)]
+    [InlineData(3, 2, 0, 4, 66, 67)]
+    public void Strided_depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w) =>
+        CheckAgainstBranches(new BlockSpec(channels, channels, 3, 2, 1, channels, k, se), batch, h, w);
+
     private static void CheckAgainstBranches(BlockSpec spec, int batch, int h, int w)
     {
         int cin = spec.InChannels, cout = spec.OutChannels;
@@ -74,7 +86,8 @@ public sealed class MomentPassesTests
                     x.Data[i] = 1.5f + (float)rng.NextDouble() + (0.5f * (float)Math.Abs(rng.NextDouble() - 0.3));
                 }
 
-                var dy = new Tensor(batch, cout, h, w);
+                int ho = ((h + (2 * spec.Padding) - spec.KernelSize) / spec.Stride) + 1, wo = ((w + (2 * spec.Padding) - spec.KernelSize) / spec.Stride) + 1;
+                var dy = new Tensor(batch, cout, ho, wo);
                 Reference.RandomArray(rng, dy.Length).CopyTo(dy.Data, 0);
 
                 MobileOneBlock.MomentsOverride = false;

@@ -289,7 +289,7 @@ public static unsafe class DepthwiseConvolution
 
     /// <summary>row[2x] (+)= even[x], row[2x + 1] (+)= odd[x] for the <paramref name="width"/> positions of a row: the inverse of the forward pass's parity split.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static void Interleave(float* even, float* odd, int width, float* row, bool accumulate)
+    internal static void Interleave(float* even, float* odd, int width, float* row, bool accumulate)
     {
         int x = 0;
         if (Lanes.Use512)
