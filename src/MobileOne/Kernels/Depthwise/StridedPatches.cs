@@ -44,16 +44,26 @@ internal sealed unsafe class StridedPatches : PatchPasses
     /// <summary>
     /// patches = the nine patch rows of channel <paramref name="c"/> of NCHW <paramref name="nchw"/>, each minus its
     /// mean over the batch's positions: <paramref name="means"/>[t] when <paramref name="computeMeans"/> is false,
-    /// else computed and written there. Row tails past <see cref="Positions"/> are 0.
+    /// else computed and written there. Row tails past <see cref="Positions"/> are not written (no loop reads them).
     /// </summary>
     public void GatherCentred(float* nchw, int channels, int c, float* patches, double* means, bool computeMeans, float* rowScratch)
     {
-        new Span<float>(patches, Total).Clear();
         int rowLength = Offsets[1], ho = OutHeight, wo = OutWidth, plane = ho * wo;
         long inPlane = (long)Height * Width;
         float* even = rowScratch, odd = rowScratch + wo;
         for (int i = 0; i < Batch; i++)
         {
+            // The window rows that fall on the padding: the top one of output row 0, and the bottom one of the last
+            // output row when the height is odd. Everything else is written below.
+            for (int t = 0; t < 3; t++)
+            {
+                new Span<float>(patches + (t * rowLength) + (i * plane), wo).Clear();
+                if ((Height & 1) == 1)
+                {
+                    new Span<float>(patches + ((6 + t) * rowLength) + (i * plane) + ((ho - 1) * wo), wo).Clear();
+                }
+            }
+
             float* src = nchw + ((((long)i * channels) + c) * inPlane);
             for (int y = 0; y < Height; y++, src += Width)
             {
