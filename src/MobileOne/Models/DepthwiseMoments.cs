@@ -45,15 +45,19 @@ internal sealed class DepthwiseMoments
         spec.IsDepthwise && spec.KernelSize == 3 && spec.Padding == 1 && (spec.Stride == 2 || (spec.Stride == 1 && (long)outHeight * outWidth > 1));
 
     /// <summary>
-    /// Whether these passes are faster than the branch passes for planes of <paramref name="height"/> x
-    /// <paramref name="width"/>: from 16 pixels (4x4) up. On one block (k = 4, forward + backward, one thread, Zen 5,
+    /// Whether these passes are faster than the branch passes for output planes of <paramref name="height"/> x
+    /// <paramref name="width"/>: at stride 1 from 16 pixels (4x4) up. On one block (k = 4, forward + backward, one thread, Zen 5,
     /// best of 7, the layout <see cref="ImagesInLanes"/> picks; docs/benchmarks.md) they take 0.45x the branch passes'
     /// time at 4x4 (128 channels, batch 64), 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28 and 56x56, and
     /// 0.61x at 2x2 (256 channels); but in a whole S0 training step at 32x32 the nine 2x2 blocks took 18.7 ms with
     /// them against 14.7 ms with the branch passes (about 4 microseconds of fixed cost per channel and pass, more than
-    /// a 2x2 channel's whole work), so planes under 16 pixels keep the branch passes.
+    /// a 2x2 channel's whole work), so planes under 16 pixels keep the branch passes. At stride 2 it is the other way
+    /// round (<c>tools/training/strided_block_bench.fsx</c>, same conditions): 0.59x-0.94x the branch passes' time for
+    /// outputs of 1x1 to 8x8 (S0 at 32x32, batch 64) and for 7x7 (batch 16), but 1.12x-1.31x for 14x14 to 56x56, where
+    /// the nine patch rows of a channel (nine times its output) no longer stay in the cache; so output planes of up to
+    /// 64 pixels.
     /// </summary>
-    public static bool Pays(int stride, int height, int width) => stride == 2 || (long)height * width >= 16;
+    public static bool Pays(int stride, int height, int width) => stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16;
 
     /// <summary>Floating-point operations of the forward pass per stack position (padded output position, or output position at stride 2): 54 products, 9 for the convolution.</summary>
     public static double ForwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
