@@ -12,8 +12,8 @@ namespace MobileOne.Kernels.Depthwise;
 /// interior position over all images and nothing is wasted on borders; suits small planes (a padded 2x2 plane is
 /// four times the plane), and the mask is all ones.</item>
 /// </list>
-/// A window read from an interior position never leaves its own plane. The passes over it are
-/// <see cref="PatchPasses"/>'.
+/// A window read from an interior position never leaves its own plane. The loops over the layout are those of
+/// <see cref="PatchPasses"/>.
 /// </summary>
 internal sealed unsafe class PatchStack : PatchPasses
 {

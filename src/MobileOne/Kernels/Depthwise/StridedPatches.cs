@@ -3,8 +3,8 @@ namespace MobileOne.Kernels.Depthwise;
 /// <summary>
 /// One channel of a 3x3, stride-2, padding-1 depthwise layer over a whole batch as nine patch rows (im2col of the
 /// channel): row t holds, for every output position of the batch ([image][row][column]), the input pixel under tap t
-/// of its window (0 where the window covers the padding). Tap t's offset is then t rows, so <see cref="PatchPasses"/>'
-/// loops run over the output positions unchanged. Unlike <see cref="PatchStack"/>, the rows are centred once gathered
+/// of its window (0 where the window covers the padding). Tap t's offset is then t rows, so the loops of
+/// <see cref="PatchPasses"/> run over the output positions unchanged. Unlike <see cref="PatchStack"/>, the rows are centred once gathered
 /// (<see cref="GatherCentred"/>): the moments are those of p - m and need no correction for the padding.
 /// </summary>
 internal sealed unsafe class StridedPatches : PatchPasses
