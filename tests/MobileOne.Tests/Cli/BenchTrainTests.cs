@@ -37,10 +37,11 @@ public class BenchTrainTests
         var rows = doc.RootElement.GetProperty("profile").EnumerateArray().ToList();
         string Name(JsonElement e) => e.GetProperty("layer").GetString() + " " + e.GetProperty("op").GetString();
 
-        // One stride-2 depthwise block per stage (8x8 .. 1x1 outputs at 32x32), each with its three convolution passes.
+        // One stride-2 depthwise block per stage (8x8 .. 1x1 outputs at 32x32), each trained from its patch moments
+        // (DepthwiseMoments.Pays: stride-2 outputs of up to 64 pixels), one forward and one backward pass.
         foreach (var size in new[] { "8x8", "4x4", "2x2", "1x1" })
         {
-            foreach (var op in new[] { "fwd conv", "bwd input-grad", "bwd weight-grad" })
+            foreach (var op in new[] { "fwd moments", "bwd moments" })
             {
                 var row = Assert.Single(rows, e => Name(e) == $"dw 3x3/2 -> {size} {op}");
                 Assert.Equal(1, row.GetProperty("calls_per_step").GetInt32());
