@@ -245,6 +245,119 @@ public unsafe class TrainingKernelTests
     }
 
     [Fact]
+    public void Products_of_depth_zero_clear_c_or_leave_it_as_it_is()
+    {
+        // k = 0: C = 0 without accumulation (every element, through any view), C unchanged with it.
+        using var settings = new KernelSettingsScope();
+        var empty = GC.AllocateArray<float>(1, pinned: true);
+        float* pe = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref empty[0]);
+        foreach (bool batched in new[] { false, true })
+        {
+            foreach (bool accumulate in new[] { false, true })
+            {
+                int m = 5, images = 3, per = 4, n = images * per;
+                var c = Reference.RandomArray(new Random(7), (m * n) + 8);
+                var before = (float[])c.Clone();
+                fixed (float* pc = c)
+                {
+                    var cv = batched ? MatrixView.ChannelsByPixels(pc, m, images, per, (long)m * per) : MatrixView.RowMajor(pc, m, n, n + 1);
+                    PackedSgemm.Multiply(MatrixView.RowMajor(pe, m, 0, 0), MatrixView.RowMajor(pe, 0, n, n), cv, accumulate);
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            long at = cv.RowOffset(i) + cv.ColOffset(j);
+                            Assert.Equal(accumulate ? before[at] : 0f, c[at]);
+                        }
+                    }
+
+                    // Elements outside the view are never written.
+                    var inside = new HashSet<long>();
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            inside.Add(cv.RowOffset(i) + cv.ColOffset(j));
+                        }
+                    }
+
+                    for (int at = 0; at < c.Length; at++)
+                    {
+                        if (!inside.Contains(at))
+                        {
+                            Assert.Equal(before[at], c[at]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Deep_products_split_over_threads_write_strided_and_batched_c_like_a_dense_one()
+    {
+        // The k-split's partial sums are added into C row by row. Through a C whose columns are strided (neither
+        // dimension contiguous) or split into images, every element must equal the dense C's bit for bit, with or
+        // without accumulation, and nothing outside the view may change.
+        using var settings = new KernelSettingsScope();
+        var rng = new Random(11);
+        int m = 12, n = 20, k = 4000, images = 4, per = n / images;
+        var a = Reference.RandomArray(rng, m * k);
+        var b = Reference.RandomArray(rng, k * n);
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            ComputeThreads.Count = threads;
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var start = Reference.RandomArray(new Random(threads), m * n);
+                var dense = (float[])start.Clone();
+                var strided = new float[2 * m * n];
+                var batched = new float[2 * m * n];
+                Array.Fill(strided, 12345f);
+                Array.Fill(batched, 12345f);
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pd = dense)
+                fixed (float* ps = strided)
+                fixed (float* pq = batched)
+                {
+                    var av = MatrixView.RowMajor(pa, m, k, k);
+                    var bv = MatrixView.RowMajor(pb, k, n, n);
+                    var sv = new MatrixView(ps, m, n, 2 * n, 2);
+                    var qv = MatrixView.ChannelsByPixels(pq, m, images, per, 2L * m * per);
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            ps[sv.RowOffset(i) + sv.ColOffset(j)] = start[(i * n) + j];
+                            pq[qv.RowOffset(i) + qv.ColOffset(j)] = start[(i * n) + j];
+                        }
+                    }
+
+                    PackedSgemm.Multiply(av, bv, MatrixView.RowMajor(pd, m, n, n), accumulate);
+                    PackedSgemm.Multiply(av, bv, sv, accumulate);
+                    PackedSgemm.Multiply(av, bv, qv, accumulate);
+                    var inside = new HashSet<long>();
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            Assert.Equal(dense[(i * n) + j], strided[sv.RowOffset(i) + sv.ColOffset(j)]);
+                            Assert.Equal(dense[(i * n) + j], batched[qv.RowOffset(i) + qv.ColOffset(j)]);
+                            inside.Add(sv.RowOffset(i) + sv.ColOffset(j));
+                        }
+                    }
+
+                    for (int at = 0; at < strided.Length; at++)
+                    {
+                        Assert.True(inside.Contains(at) || strided[at] == 12345f, $"strided C: element {at} outside the view was written");
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
     public void Gemm_rejects_disagreeing_shapes()
     {
         var buffer = GC.AllocateArray<float>(64, pinned: true);
