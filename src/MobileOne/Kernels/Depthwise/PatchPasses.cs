@@ -15,7 +15,7 @@ namespace MobileOne.Kernels.Depthwise;
 internal abstract unsafe class PatchPasses
 {
     /// <summary>Positions summed in float before a partial sum is added to a double: 256 terms per lane at 16 lanes.</summary>
-    protected const int Block = 4096;
+    private const int Block = 4096;
 
     /// <summary>The layout: runs of positions (start in the buffer, length, start in <see cref="Mask"/>), the buffer size and the mask.</summary>
     protected PatchPasses((int Start, int Length, int MaskStart)[] runs, int total, float[] mask)
@@ -24,6 +24,21 @@ internal abstract unsafe class PatchPasses
     }
 
     private readonly (int Start, int Length, int MaskStart)[] runs;
+
+    /// <summary>
+    /// Runs over <paramref name="length"/> consecutive positions from <paramref name="start"/> in the buffer (the mask
+    /// from 0), cut every <see cref="Block"/> positions so that no float partial sum grows long.
+    /// </summary>
+    protected static (int, int, int)[] BlockRuns(int start, int length)
+    {
+        var runs = new (int, int, int)[(length + Block - 1) / Block];
+        for (int k = 0; k < runs.Length; k++)
+        {
+            runs[k] = (start + (k * Block), Math.Min(Block, length - (k * Block)), k * Block);
+        }
+
+        return runs;
+    }
 
     /// <summary>Floats of one stack buffer.</summary>
     public int Total { get; }

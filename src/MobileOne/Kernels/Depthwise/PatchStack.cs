@@ -78,13 +78,7 @@ internal sealed unsafe class PatchStack : PatchPasses
             }
         }
 
-        var blocks = new (int, int, int)[(length + Block - 1) / Block];
-        for (int k = 0; k < blocks.Length; k++)
-        {
-            blocks[k] = (margin + (k * Block), Math.Min(Block, length - (k * Block)), k * Block);
-        }
-
-        return (blocks, length + (2 * margin), rowMask, margin);
+        return (BlockRuns(margin, length), length + (2 * margin), rowMask, margin);
     }
 
     public int Batch { get; }

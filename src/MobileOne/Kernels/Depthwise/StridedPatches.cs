@@ -11,15 +11,15 @@ internal sealed unsafe class StridedPatches : PatchPasses
 {
     /// <summary>The layout of <paramref name="batch"/> input planes of <paramref name="height"/> x <paramref name="width"/>.</summary>
     public StridedPatches(int batch, int height, int width)
-        : this(batch, height, width, checked(batch * (((height - 1) / 2) + 1) * (((width - 1) / 2) + 1)))
+        : this(batch, height, width, checked(batch * OutSize(height) * OutSize(width)))
     {
     }
 
     private StridedPatches(int batch, int height, int width, int positions)
-        : base(Runs(positions), checked(9 * RowLength(positions)), Ones(positions))
+        : base(BlockRuns(0, positions), checked(9 * RowLength(positions)), Ones(positions))
     {
         (Batch, Height, Width, Positions) = (batch, height, width, positions);
-        (OutHeight, OutWidth) = (((height - 1) / 2) + 1, ((width - 1) / 2) + 1);
+        (OutHeight, OutWidth) = (OutSize(height), OutSize(width));
         for (int t = 0; t < 9; t++)
         {
             Offsets[t] = t * RowLength(positions);
@@ -188,16 +188,8 @@ internal sealed unsafe class StridedPatches : PatchPasses
     /// <summary>Floats of one patch row: the positions rounded up to 16.</summary>
     private static int RowLength(int positions) => checked((positions + 15) & ~15);
 
-    private static (int, int, int)[] Runs(int positions)
-    {
-        var runs = new (int, int, int)[(positions + Block - 1) / Block];
-        for (int k = 0; k < runs.Length; k++)
-        {
-            runs[k] = (k * Block, Math.Min(Block, positions - (k * Block)), k * Block);
-        }
-
-        return runs;
-    }
+    /// <summary>Output rows (columns) of a 3x3, stride-2, padding-1 window over <paramref name="side"/> input rows (columns).</summary>
+    private static int OutSize(int side) => ((side - 1) / 2) + 1;
 
     private static float[] Ones(int positions)
     {
