@@ -21,6 +21,12 @@ internal unsafe interface IDoubleLanes<TD>
     /// <summary>The lanes rounded to float, stored as <see cref="Count"/> floats at <paramref name="p"/>.</summary>
     static abstract void StoreFloats(float* p, TD value);
 
+    /// <summary><see cref="Count"/> doubles from <paramref name="p"/>.</summary>
+    static abstract TD Load(double* p);
+
+    /// <summary>The lanes added, in a fixed order.</summary>
+    static abstract double Sum(TD value);
+
     static abstract TD Add(TD a, TD b);
 
     static abstract TD Subtract(TD a, TD b);
@@ -54,6 +60,12 @@ internal unsafe struct Doubles512 : IDoubleLanes<Vector512<double>>
     public static void StoreFloats(float* p, Vector512<double> value) => Vector512.Narrow(value, value).GetLower().Store(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<double> Load(double* p) => Vector512.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Sum(Vector512<double> value) => Vector512.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<double> Add(Vector512<double> a, Vector512<double> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -81,6 +93,12 @@ internal unsafe struct Doubles256 : IDoubleLanes<Vector256<double>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreFloats(float* p, Vector256<double> value) => Vector256.Narrow(value, value).GetLower().Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<double> Load(double* p) => Vector256.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Sum(Vector256<double> value) => Vector256.Sum(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<double> Add(Vector256<double> a, Vector256<double> b) => a + b;
@@ -112,6 +130,12 @@ internal unsafe struct Doubles128 : IDoubleLanes<Vector128<double>>
     public static void StoreFloats(float* p, Vector128<double> value) => Vector128.Narrow(value, value).GetLower().Store(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<double> Load(double* p) => Vector128.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Sum(Vector128<double> value) => Vector128.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<double> Add(Vector128<double> a, Vector128<double> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -140,6 +164,12 @@ internal unsafe struct Doubles1 : IDoubleLanes<double>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void StoreFloats(float* p, double value) => *p = (float)value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Load(double* p) => *p;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static double Sum(double value) => value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double Add(double a, double b) => a + b;

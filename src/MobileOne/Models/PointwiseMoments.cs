@@ -96,21 +96,14 @@ internal sealed class PointwiseMoments
                 {
                     float* bb = products + ((long)b * cout * cin);
                     PackedSgemm.Multiply(MatrixView.RowMajor(w, cout, cin, cin), MatrixView.RowMajor(s, cin, cin, cin), MatrixView.RowMajor(bb, cout, cin, cin), accumulate: false);
-                    nint wAt = (nint)w, bbAt = (nint)bb;
+                    nint wAt = (nint)w, bbAt = (nint)bb, meanAt = (nint)mp;
                     ComputeThreads.For(cout, (c0, c1) =>
                     {
                         for (int c = c0; c < c1; c++)
                         {
-                            float* wr = (float*)wAt + ((long)c * cin), br = (float*)bbAt + ((long)c * cin);
-                            double mu = 0, v = 0;
-                            for (int i = 0; i < cin; i++)
-                            {
-                                mu += (double)wr[i] * inputMean[i];
-                                v += (double)wr[i] * br[i];
-                            }
-
-                            mean[c] = mu;
-                            variance[c] = Math.Max(0.0, v / pixels);
+                            float* wr = (float*)wAt + ((long)c * cin);
+                            mean[c] = Elementwise.DotDouble(wr, (double*)meanAt, cin);
+                            variance[c] = Math.Max(0.0, Elementwise.DotDouble(wr, (float*)bbAt + ((long)c * cin), cin) / pixels);
                         }
                     }, minPerPart: 16);
 
@@ -122,12 +115,7 @@ internal sealed class PointwiseMoments
                     {
                         for (int c = c0; c < c1; c++)
                         {
-                            float sc = scale[c];
-                            float* row = (float*)weffAt + ((long)c * cin), wr = (float*)wAt + ((long)c * cin);
-                            for (int i = 0; i < cin; i++)
-                            {
-                                row[i] += sc * wr[i];
-                            }
+                            Elementwise.AddScaled((float*)weffAt + ((long)c * cin), (float*)wAt + ((long)c * cin), scale[c], cin);
                         }
                     }, minPerPart: 16);
                     for (int c = 0; c < cout; c++)
@@ -204,44 +192,37 @@ internal sealed class PointwiseMoments
             {
                 var bn = branches[b].Bn;
                 float[] w = branches[b].Conv.Weight.Value.Data, grad = branches[b].Conv.Weight.EnsureGrad().Data;
-                nint bbAt = (nint)(products + ((long)b * cout * cin)), aAt = (nint)a, coefAt = (nint)coefficient;
-                ComputeThreads.For(cout, (c0, c1) =>
-                {
-                    for (int c = c0; c < c1; c++)
-                    {
-                        double dot = 0;
-                        for (int i = 0; i < cin; i++)
-                        {
-                            dot += (double)w[(c * cin) + i] * ((float*)aAt)[((long)c * cin) + i];
-                        }
-
-                        sumDyX[c] = dot;
-                    }
-                }, minPerPart: 16);
-
-                bn.PrepareGradient(sumDy, sumDyX);
-                float[] scale = bn.Scale.ToArray();
-                ComputeThreads.For(cout, (c0, c1) =>
-                {
-                    float* ap = (float*)aAt, bb = (float*)bbAt, coef = (float*)coefAt;
-                    for (int c = c0; c < c1; c++)
-                    {
-                        // q = dgamma * invStd / P: the part of the gradient along the normalized output.
-                        double inv = bn.InvStd(c);
-                        float q = (float)(sumDyX[c] * inv * inv / pixels);
-                        float sc = scale[c];
-                        for (int i = 0; i < cin; i++)
-                        {
-                            int at = (c * cin) + i;
-                            grad[at] += sc * (ap[at] - (q * bb[at]));
-                            coef[at] = sc * q * w[at];
-                        }
-                    }
-                }, minPerPart: 16);
-
-                // M += (diag(scale q) W_b)^T W_b.
                 fixed (float* wp = w)
+                fixed (float* gwp = grad)
                 {
+                    nint wAt = (nint)wp, gradAt = (nint)gwp, bbAt = (nint)(products + ((long)b * cout * cin)), aAt = (nint)a, coefAt = (nint)coefficient;
+                    ComputeThreads.For(cout, (c0, c1) =>
+                    {
+                        for (int c = c0; c < c1; c++)
+                        {
+                            sumDyX[c] = Elementwise.DotDouble((float*)wAt + ((long)c * cin), (float*)aAt + ((long)c * cin), cin);
+                        }
+                    }, minPerPart: 16);
+
+                    bn.PrepareGradient(sumDy, sumDyX);
+                    float[] scale = bn.Scale.ToArray();
+                    ComputeThreads.For(cout, (c0, c1) =>
+                    {
+                        for (int c = c0; c < c1; c++)
+                        {
+                            // q = dgamma * invStd / P: the part of the gradient along the normalized output.
+                            // The weight gradient is scale (A - q B_b); the correction's coefficient scale q W_b.
+                            double inv = bn.InvStd(c);
+                            float q = (float)(sumDyX[c] * inv * inv / pixels);
+                            float sc = scale[c];
+                            long row = (long)c * cin;
+                            Elementwise.AddScaled((float*)gradAt + row, (float*)aAt + row, sc, cin);
+                            Elementwise.AddScaled((float*)gradAt + row, (float*)bbAt + row, -(sc * q), cin);
+                            Elementwise.ScaleShift((float*)wAt + row, (float*)coefAt + row, cin, sc * q, -0f);
+                        }
+                    }, minPerPart: 16);
+
+                    // M += (diag(scale q) W_b)^T W_b.
                     PackedSgemm.Multiply(MatrixView.RowMajor(coefficient, cout, cin, cin).Transposed(), MatrixView.RowMajor(wp, cout, cin, cin), MatrixView.RowMajor(m, cin, cin, cin), accumulate: true);
                 }
             }
@@ -300,10 +281,7 @@ internal sealed class PointwiseMoments
             for (int c = c0; c < c1; c++)
             {
                 float a = ((float*)shift)[c];
-                for (int i = 0; i < n; i++)
-                {
-                    Elementwise.Shift((float*)src + (((long)i * channels) + c) * plane, (float*)dst + (c * pixels) + ((long)i * plane), plane, a, relu: false);
-                }
+                Elementwise.ShiftRuns((float*)src + ((long)c * plane), (long)channels * plane, (float*)dst + (c * pixels), plane, n, plane, a, relu: false);
             }
         });
     }
@@ -318,10 +296,7 @@ internal sealed class PointwiseMoments
             for (int c = c0; c < c1; c++)
             {
                 float a = shift == 0 ? 0f : ((float*)shift)[c];
-                for (int i = 0; i < n; i++)
-                {
-                    Elementwise.Shift((float*)src + (c * pixels) + ((long)i * plane), (float*)dst + (((long)i * channels) + c) * plane, plane, a, relu);
-                }
+                Elementwise.ShiftRuns((float*)src + (c * pixels), plane, (float*)dst + ((long)c * plane), (long)channels * plane, n, plane, a, relu);
             }
         });
     }
