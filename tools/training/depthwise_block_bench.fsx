@@ -27,8 +27,8 @@ for (c, n, s) in shapes do
     let dy = Tensor(n, c, s, s)
     for i in 0 .. dy.Length - 1 do dy.Data.[i] <- float32 (rng.NextDouble() - 0.5)
     let time way =
-        momentsOverride.SetValue(null, box (Nullable(way > 0)))
-        layoutOverride.SetValue(null, box (Nullable(way = 2)))
+        momentsOverride.SetValue(null, box (Nullable((way > 0))))
+        layoutOverride.SetValue(null, box (Nullable((way = 2))))
         let reps = max 3 (int (1e7 / float (n * c * s * s * 40)))
         block.Forward(x) |> ignore
         block.Backward(dy) |> ignore

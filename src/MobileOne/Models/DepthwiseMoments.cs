@@ -33,6 +33,7 @@ internal sealed class DepthwiseMoments
     private bool stridedUsed;
     private double[] patchMean = [];
     private double[] patchCovariance = [];
+    private double[] covarianceTimesKernels = [];
     private float[] combined = [];
 
     /// <summary>
@@ -83,6 +84,7 @@ internal sealed class DepthwiseMoments
         patchMean = Resize(patchMean, channels * 9);
         patchCovariance = Resize(patchCovariance, channels * 81);
         combined = Resize(combined, channels * 9);
+        covarianceTimesKernels = Resize(covarianceTimesKernels, channels * k * 9);
         var norms = Norms(branches, scaleBranch, skip);
         var means = new double[norms.Count * channels];
         var variances = new double[norms.Count * channels];
@@ -100,7 +102,6 @@ internal sealed class DepthwiseMoments
                 var integral = new double[patches is null ? (h + 1) * (w + 1) : 0];
                 var edge = new double[81];
                 var wc = new float[9];
-                var kernel = new double[9];
                 try
                 {
                     fixed (float* buffers = rented)
@@ -169,32 +170,53 @@ internal sealed class DepthwiseMoments
                                 }
                             }
 
-                            // Each BatchNorm's moments and affine form; the combined kernel and constant.
+                            // Each BatchNorm's moments and affine form; the combined kernel and constant. A conv
+                            // branch's C w_b is kept for its weight gradient; the scale branch and the skip see the
+                            // patch's centre only (times the scale weight, or 1).
                             Array.Clear(wc);
                             double constant = 0;
+                            double[] cw = covarianceTimesKernels;
                             for (int j = 0; j < norms.Count; j++)
                             {
-                                var bnWeights = BranchKernel(branches, scaleWeights, j, c, k, kernel);
                                 double mean = 0, variance = 0;
-                                for (int a = 0; a < 9; a++)
+                                if (j < k)
                                 {
-                                    mean += bnWeights[a] * m[(c * 9) + a];
-                                    double row = 0;
-                                    for (int b = 0; b < 9; b++)
+                                    float[] weights = branches[j].Conv.Weight.Value.Data;
+                                    for (int a = 0; a < 9; a++)
                                     {
-                                        row += cov[(c * 81) + (a * 9) + b] * bnWeights[b];
-                                    }
+                                        double row = 0;
+                                        for (int b = 0; b < 9; b++)
+                                        {
+                                            row += cov[(c * 81) + (a * 9) + b] * weights[(c * 9) + b];
+                                        }
 
-                                    variance += bnWeights[a] * row;
+                                        cw[(((c * k) + j) * 9) + a] = row;
+                                        mean += weights[(c * 9) + a] * m[(c * 9) + a];
+                                        variance += weights[(c * 9) + a] * row;
+                                    }
+                                }
+                                else
+                                {
+                                    double centre = CentreWeight(scaleWeights, j, c, k);
+                                    mean = centre * m[(c * 9) + 4];
+                                    variance = centre * centre * cov[(c * 81) + 40];
                                 }
 
                                 variance = Math.Max(0.0, variance);
                                 means[(j * channels) + c] = mean;
                                 variances[(j * channels) + c] = variance;
                                 var (scale, shift, _) = norms[j].TrainingAffine(c, mean, variance);
-                                for (int a = 0; a < 9; a++)
+                                if (j < k)
                                 {
-                                    wc[a] += (float)(scale * bnWeights[a]);
+                                    float[] weights = branches[j].Conv.Weight.Value.Data;
+                                    for (int a = 0; a < 9; a++)
+                                    {
+                                        wc[a] += (float)(scale * weights[(c * 9) + a]);
+                                    }
+                                }
+                                else
+                                {
+                                    wc[4] += (float)(scale * CentreWeight(scaleWeights, j, c, k));
                                 }
 
                                 constant += shift;
@@ -272,7 +294,6 @@ internal sealed class DepthwiseMoments
                 var qf = new float[81];
                 var kf = new float[9];
                 var wc = new float[9];
-                var kernel = new double[9];
                 try
                 {
                     fixed (float* buffers = rented)
@@ -309,13 +330,22 @@ internal sealed class DepthwiseMoments
                             }
 
                             Array.Clear(q);
+                            double[] cw = covarianceTimesKernels;
                             for (int j = 0; j < norms.Count; j++)
                             {
-                                var bnWeights = BranchKernel(branches, scaleWeights, j, c, k, kernel);
+                                float[] weights = j < k ? branches[j].Conv.Weight.Value.Data : [];
+                                double centre = j < k ? 0 : CentreWeight(scaleWeights, j, c, k);
                                 double dot = 0;
-                                for (int a = 0; a < 9; a++)
+                                if (j < k)
                                 {
-                                    dot += bnWeights[a] * centred[a];
+                                    for (int a = 0; a < 9; a++)
+                                    {
+                                        dot += weights[(c * 9) + a] * centred[a];
+                                    }
+                                }
+                                else
+                                {
+                                    dot = centre * centred[4];
                                 }
 
                                 sumDyX[(j * channels) + c] = dot;
@@ -324,34 +354,29 @@ internal sealed class DepthwiseMoments
                                 double scale = scales[j][c];
                                 if (j < k)
                                 {
-                                    // dL/dw_b = scale_b (G - q_b P C w_b).
+                                    // dL/dw_b = scale_b (G - q_b P C w_b), C w_b from the forward pass; Q += scale_b q_b w_b w_b^T.
                                     float[] grad = weightGrads[j];
                                     for (int a = 0; a < 9; a++)
                                     {
-                                        double row = 0;
+                                        grad[(c * 9) + a] += (float)(scale * (centred[a] - (qj * pixels * cw[(((c * k) + j) * 9) + a])));
+                                        double qa = scale * qj * weights[(c * 9) + a];
                                         for (int b = 0; b < 9; b++)
                                         {
-                                            row += cov[(c * 81) + (a * 9) + b] * bnWeights[b];
+                                            q[(a * 9) + b] += qa * weights[(c * 9) + b];
                                         }
-
-                                        grad[(c * 9) + a] += (float)(scale * (centred[a] - (qj * pixels * row)));
                                     }
+
+                                    continue;
                                 }
-                                else if (scaleBranch is not null && j == k)
+
+                                if (scaleBranch is not null && j == k)
                                 {
                                     // BatchNorm is scale invariant: the direct difference is eps-small, the identity exact.
-                                    double s = scaleWeights[c];
-                                    scaleGrad[c] += (float)(norms[j].ScaleInvariantWeightGradient(c, dot, s)
-                                        ?? (scale * (centred[4] - (qj * pixels * cov[(c * 81) + 40] * s))));
+                                    scaleGrad[c] += (float)(norms[j].ScaleInvariantWeightGradient(c, dot, centre)
+                                        ?? (scale * (centred[4] - (qj * pixels * cov[(c * 81) + 40] * centre))));
                                 }
 
-                                for (int a = 0; a < 9; a++)
-                                {
-                                    for (int b = 0; b < 9; b++)
-                                    {
-                                        q[(a * 9) + b] += scale * qj * bnWeights[a] * bnWeights[b];
-                                    }
-                                }
+                                q[40] += scale * qj * centre * centre;
                             }
 
                             if (dxAt == 0)
@@ -422,25 +447,9 @@ internal sealed class DepthwiseMoments
         return norms;
     }
 
-    /// <summary>The 3x3 kernel through which BatchNorm j sees the patch of channel c: a conv branch's, or the centre tap times the scale weight (scale branch) or 1 (skip).</summary>
-    private static double[] BranchKernel(IReadOnlyList<ConvBn> branches, float[] scaleWeights, int j, int c, int k, double[] kernel)
-    {
-        Array.Clear(kernel);
-        if (j < k)
-        {
-            float[] w = branches[j].Conv.Weight.Value.Data;
-            for (int a = 0; a < 9; a++)
-            {
-                kernel[a] = w[(c * 9) + a];
-            }
-        }
-        else
-        {
-            kernel[4] = j == k && scaleWeights.Length > 0 ? scaleWeights[c] : 1.0;
-        }
-
-        return kernel;
-    }
+    /// <summary>The centre tap through which BatchNorm j (the scale branch or the skip, j >= k) sees channel c's patch: the scale weight, or 1.</summary>
+    private static double CentreWeight(float[] scaleWeights, int j, int c, int k) =>
+        j == k && scaleWeights.Length > 0 ? scaleWeights[c] : 1.0;
 
     /// <summary>Tests: true or false forces the images-in-lanes or the planes-in-a-row layout; null lets <see cref="ImagesInLanes"/> decide.</summary>
     internal static bool? LayoutOverride { get; set; }

@@ -31,6 +31,10 @@ public sealed class MomentPassesTests
     [InlineData(8, 3, 4, 17, 7, 9, true)]
     [InlineData(4, 4, 0, 12, 20, 20, false)]
     [InlineData(4, 4, 0, 12, 20, 20, true)]
+    // Whole groups of 16 images: 4x4 and 2x2 planes move into and out of lanes by LaneTranspose (3x3 ones do not).
+    [InlineData(8, 4, 0, 16, 4, 4, true)]
+    [InlineData(16, 2, 0, 32, 2, 2, true)]
+    [InlineData(6, 3, 4, 16, 3, 3, true)]
     public void Depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w, bool imagesInLanes)
     {
         DepthwiseMoments.LayoutOverride = imagesInLanes;
