@@ -19,9 +19,11 @@ namespace MobileOne.Models;
 /// <remarks>
 /// The same function and gradients as the branch passes, in exact arithmetic; every branch keeps its own weights
 /// and BatchNorm (statistics, running averages, gradients), and nothing is fused into what is trained or saved.
-/// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> (stride 1)
-/// or its patches in a <see cref="StridedPatches"/> (stride 2), either of which fits the cache, where the branch
-/// passes write k + 1 branch outputs and read them back about six times. At stride 1 the moments are taken of the
+/// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> (stride 1),
+/// as pixels over the images in a <see cref="SmallPlanePatches"/> (stride 1, 2x2 and 4x4 planes: the patch moments
+/// from the plane's own second moments, nothing done for the padding) or its patches in a
+/// <see cref="StridedPatches"/> (stride 2), each of which fits the cache, where the branch passes write k + 1 branch
+/// outputs and read them back about six times. At stride 1 the moments are taken of the
 /// input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is added exactly
 /// from pixel counts and rectangle sums, so large means do not cancel the variances; at stride 2 every patch row is
 /// centred by its own mean before the products are taken.
@@ -30,7 +32,9 @@ internal sealed class DepthwiseMoments
 {
     private PatchStack? stack;
     private StridedPatches? strided;
+    private SmallPlanePatches? smallPlanes;
     private bool stridedUsed;
+    private bool smallUsed;
     private double[] patchMean = [];
     private double[] patchCovariance = [];
     private double[] covarianceTimesKernels = [];
@@ -46,30 +50,43 @@ internal sealed class DepthwiseMoments
         spec.IsDepthwise && spec.KernelSize == 3 && spec.Padding == 1 && (spec.Stride == 2 || (spec.Stride == 1 && (long)outHeight * outWidth > 1));
 
     /// <summary>
-    /// Whether these passes are faster than the branch passes for output planes of <paramref name="height"/> x
-    /// <paramref name="width"/>: at stride 1 from 16 pixels (4x4) up. On one block (k = 4, forward + backward, one thread, Zen 5,
-    /// best of 7, the layout <see cref="ImagesInLanes"/> picks; docs/benchmarks.md) they take 0.45x the branch passes'
-    /// time at 4x4 (128 channels, batch 64), 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28 and 56x56, and
-    /// 0.61x at 2x2 (256 channels); but in a whole S0 training step at 32x32 the nine 2x2 blocks took 18.7 ms with
-    /// them against 14.7 ms with the branch passes (about 4 microseconds of fixed cost per channel and pass, more than
-    /// a 2x2 channel's whole work), so planes under 16 pixels keep the branch passes. At stride 2 it is the other way
-    /// round (<c>tools/training/strided_block_bench.fsx</c>, same conditions): 0.59x-0.94x the branch passes' time for
-    /// outputs of 1x1 to 8x8 (S0 at 32x32, batch 64) and for 7x7 (batch 16), but 1.12x-1.31x for 14x14 to 56x56, where
-    /// the nine patch rows of a channel (nine times its output) no longer stay in the cache; so output planes of up to
-    /// 64 pixels.
+    /// Whether these passes are faster than the branch passes for <paramref name="batch"/> output planes of
+    /// <paramref name="height"/> x <paramref name="width"/>. At stride 1: from 16 pixels (4x4) up, and 2x2 planes where
+    /// <see cref="SmallPlanePatches"/> takes them (whole groups of 16 images, AVX-512). On one block (k = 4, forward +
+    /// backward, one thread, Zen 5, best of 7; docs/benchmarks.md) the patch stacks take 0.45x the branch passes' time
+    /// at 4x4 (128 channels, batch 64), 0.20x at 8x8, 0.72x at 14x14 (batch 16), 0.48x at 28x28 and 56x56; at 2x2 (256
+    /// channels) the stacks' fixed cost per channel and pass (about 4 microseconds, more than a 2x2 channel's whole
+    /// work) made a whole S0 step at 32x32 slower (18.7 ms against 14.7 ms for the nine 2x2 blocks), and
+    /// <see cref="SmallPlanePatches"/>, which does no work on the padding, is what brings them in. At stride 2 it is
+    /// the other way round (<c>tools/training/strided_block_bench.fsx</c>, same conditions): 0.59x-0.94x the branch
+    /// passes' time for outputs of 1x1 to 8x8 (S0 at 32x32, batch 64) and for 7x7 (batch 16), but 1.12x-1.31x for
+    /// 14x14 to 56x56, where the nine patch rows of a channel (nine times its output) no longer stay in the cache; so
+    /// output planes of up to 64 pixels.
     /// </summary>
-    public static bool Pays(int stride, int height, int width) => stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16;
+    public static bool Pays(int stride, int batch, int height, int width) =>
+        stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16 || (ImagesInLanes(height, width) && SmallPlanePatches.Supports(batch, height, width));
 
-    /// <summary>Floating-point operations of the forward pass per stack position (padded output position, or output position at stride 2): 54 products, 9 for the convolution.</summary>
+    /// <summary>
+    /// Floating-point operations of the forward pass: per stack position (padded output position, or output position
+    /// at stride 2) 54 products and 9 for the convolution; on <see cref="SmallPlanePatches"/>, those it does.
+    /// </summary>
     public static double ForwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
-        2.0 * 63 * channels * (double)batch * Positions(outHeight, outWidth, stride);
+        TakesSmallPlanes(stride, batch, outHeight, outWidth)
+            ? channels * SmallPlanePatches.ForwardFlops(batch, outHeight, outWidth)
+            : 2.0 * 63 * channels * (double)batch * Positions(outHeight, outWidth, stride);
 
-    /// <summary>Floating-point operations of the backward pass per stack position: 9 cross sums, 9 x 11 for the input gradient.</summary>
+    /// <summary>Floating-point operations of the backward pass: per stack position 9 cross sums and 9 x 11 for the input gradient; on <see cref="SmallPlanePatches"/>, those it does.</summary>
     public static double BackwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
-        2.0 * 108 * channels * (double)batch * Positions(outHeight, outWidth, stride);
+        TakesSmallPlanes(stride, batch, outHeight, outWidth)
+            ? channels * SmallPlanePatches.BackwardFlops(batch, outHeight, outWidth)
+            : 2.0 * 108 * channels * (double)batch * Positions(outHeight, outWidth, stride);
 
     private static double Positions(int outHeight, int outWidth, int stride) =>
         stride == 2 ? (double)outHeight * outWidth : (outHeight + 2.0) * (outWidth + 2);
+
+    /// <summary>Whether the passes run on <see cref="SmallPlanePatches"/> for this geometry (at stride 1, images in lanes where it moves them).</summary>
+    private static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
+        stride == 1 && (LayoutOverride ?? ImagesInLanes(height, width)) && SmallPlanePatches.Supports(batch, height, width);
 
     /// <summary>
     /// pre = sum_b BN_b(conv_b(x)) + BN_scale(s x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every
@@ -79,8 +96,11 @@ internal sealed class DepthwiseMoments
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
         stridedUsed = stride == 2;
-        var (layout, patches) = stridedUsed ? (null, Strided(n, h, w)) : (Layout(n, h, w), (StridedPatches?)null);
-        PatchPasses passes = (PatchPasses?)patches ?? layout!;
+        smallUsed = TakesSmallPlanes(stride, n, h, w);
+        var small = smallUsed ? Small(n, h, w) : null;
+        var (layout, patches) = stridedUsed ? (null, Strided(n, h, w)) : (small is null ? Layout(n, h, w) : null, (StridedPatches?)null);
+        PatchPasses? passes = (PatchPasses?)patches ?? layout;
+        int total = small?.Total ?? passes!.Total;
         patchMean = Resize(patchMean, channels * 9);
         patchCovariance = Resize(patchCovariance, channels * 81);
         combined = Resize(combined, channels * 9);
@@ -96,10 +116,10 @@ internal sealed class DepthwiseMoments
             nint xAt = (nint)xp, yAt = (nint)yp;
             ComputeThreads.For(channels, (c0, c1) =>
             {
-                float[] rented = ArrayPool<float>.Shared.Rent((2 * passes.Total) + (patches is null ? layout!.PlaneSize : 4 * patches.OutWidth));
+                float[] rented = ArrayPool<float>.Shared.Rent((2 * total) + (small is not null ? total : patches is null ? layout!.PlaneSize : 4 * patches.OutWidth));
                 var sums = new double[9];
                 var products = new double[81];
-                var integral = new double[patches is null ? (h + 1) * (w + 1) : 0];
+                var integral = new double[layout is not null ? (h + 1) * (w + 1) : 0];
                 var edge = new double[81];
                 var wc = new float[9];
                 try
@@ -109,13 +129,19 @@ internal sealed class DepthwiseMoments
                     fixed (double* pp = products)
                     fixed (double* ip = integral)
                     fixed (double* mp = patchMean)
+                    fixed (double* cp = patchCovariance)
                     fixed (float* wp = wc)
                     {
-                        float* xs = buffers, ys = buffers + passes.Total, scratch = buffers + (2 * passes.Total);
+                        float* xs = buffers, ys = buffers + total, scratch = buffers + (2 * total);
                         for (int c = c0; c < c1; c++)
                         {
                             double[] m = patchMean, cov = patchCovariance;
-                            if (patches is not null)
+                            if (small is not null)
+                            {
+                                small.Gather((float*)xAt, channels, c, xs);
+                                small.PatchMoments((float*)xAt, channels, c, xs, scratch, mp + (c * 9), cp + (c * 81));
+                            }
+                            else if (patches is not null)
                             {
                                 // Centred patch rows: their products are the covariance (the sums are rounding).
                                 patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: true, scratch);
@@ -223,7 +249,14 @@ internal sealed class DepthwiseMoments
                             }
 
                             wc.CopyTo(combined, c * 9);
-                            passes.Correlate(xs, wp, ys);
+                            if (small is not null)
+                            {
+                                small.Correlate(xs, wp, ys);
+                                small.Scatter(ys, (float)constant, relu, (float*)yAt, channels, c);
+                                continue;
+                            }
+
+                            passes!.Correlate(xs, wp, ys);
                             if (patches is not null)
                             {
                                 // The patches were centred: W p = W (p - m) + W m.
@@ -262,16 +295,20 @@ internal sealed class DepthwiseMoments
     public unsafe void Backward(Tensor x, Tensor gradPre, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor? gradInput)
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
-        var (layout, patches) = stridedUsed ? (null, strided) : (stack, (StridedPatches?)null);
+        var small = smallUsed ? smallPlanes : null;
+        var (layout, patches) = stridedUsed ? (null, strided) : (smallUsed ? null : stack, (StridedPatches?)null);
         bool matches = stridedUsed
             ? patches is not null && patches.Batch == n && patches.Height == h && patches.Width == w && gradPre.HasShape(n, channels, patches.OutHeight, patches.OutWidth)
-            : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
+            : smallUsed
+                ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(x.Shape)
+                : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
         if (!matches || patchMean.Length != channels * 9)
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
 
-        PatchPasses passes = (PatchPasses?)patches ?? layout!;
+        PatchPasses? passes = (PatchPasses?)patches ?? layout;
+        int total = small?.Total ?? passes!.Total;
         var norms = Norms(branches, scaleBranch, skip);
         var sumDy = new double[channels];
         var sumDyX = new double[norms.Count * channels];
@@ -287,7 +324,8 @@ internal sealed class DepthwiseMoments
             nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp;
             ComputeThreads.For(channels, (c0, c1) =>
             {
-                float[] rented = ArrayPool<float>.Shared.Rent((3 * passes.Total) + (patches is null ? 0 : 4 * patches.OutWidth));
+                int pixelMaps = small is null ? 0 : (2 * small.Pixels * small.Pixels) + small.Pixels;
+                float[] rented = ArrayPool<float>.Shared.Rent((3 * total) + (patches is null ? pixelMaps : 4 * patches.OutWidth));
                 var cross = new double[9];
                 var centred = new double[9];
                 var q = new double[81];
@@ -303,22 +341,29 @@ internal sealed class DepthwiseMoments
                     fixed (float* kp = kf)
                     fixed (float* wp = wc)
                     {
-                        float* xs = buffers, gs = buffers + passes.Total, dxs = buffers + (2 * passes.Total), scratch = buffers + (3 * passes.Total);
+                        float* xs = buffers, gs = buffers + total, dxs = buffers + (2 * total), scratch = buffers + (3 * total);
                         double sumG;
                         for (int c = c0; c < c1; c++)
                         {
-                            if (patches is not null)
+                            if (small is not null)
+                            {
+                                small.Gather((float*)xAt, channels, c, xs);
+                                small.Gather((float*)gAt, channels, c, gs);
+                                small.Cross(gs, xs, &sumG, crossp);
+                            }
+                            else if (patches is not null)
                             {
                                 patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: false, scratch);
                                 patches.GatherOutput((float*)gAt, channels, c, gs);
+                                patches.Cross(gs, xs, &sumG, crossp);
                             }
                             else
                             {
                                 layout!.Gather((float*)xAt, channels, c, xs);
                                 layout.Gather((float*)gAt, channels, c, gs);
+                                layout.Cross(gs, xs, &sumG, crossp);
                             }
 
-                            passes.Cross(gs, xs, &sumG, crossp);
                             sumDy[c] = sumG;
 
                             // G = sum g (p - m): the strided patches are centred already (their m counts as 0 below).
@@ -398,7 +443,14 @@ internal sealed class DepthwiseMoments
                                 kf[a] = (float)(qm - (wc[a] * meanG));
                             }
 
-                            passes.InputGradient(gs, xs, wp, qp, kp, dxs);
+                            if (small is not null)
+                            {
+                                small.InputGradient(gs, xs, wp, qp, kp, scratch, dxs);
+                                small.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
+                                continue;
+                            }
+
+                            passes!.InputGradient(gs, xs, wp, qp, kp, dxs);
                             if (patches is not null)
                             {
                                 patches.ScatterInputGradient(dxs, (float*)dxAt, channels, c, scratch);
@@ -426,7 +478,7 @@ internal sealed class DepthwiseMoments
     /// <summary>Drops the saved moments.</summary>
     public void Release()
     {
-        (stack, strided) = (null, null);
+        (stack, strided, smallPlanes) = (null, null, null);
         (patchMean, patchCovariance, combined) = ([], [], []);
     }
 
@@ -469,6 +521,16 @@ internal sealed class DepthwiseMoments
         }
 
         return strided;
+    }
+
+    private SmallPlanePatches Small(int n, int h, int w)
+    {
+        if (smallPlanes is null || smallPlanes.Batch != n || smallPlanes.Height != h || smallPlanes.Width != w)
+        {
+            smallPlanes = new SmallPlanePatches(n, h, w);
+        }
+
+        return smallPlanes;
     }
 
     private PatchStack Layout(int n, int h, int w)

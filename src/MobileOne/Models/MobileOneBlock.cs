@@ -276,7 +276,7 @@ public sealed class MobileOneBlock : Module
         var branches = TrainBranches();
         var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
         usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
-        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(Spec.Stride, ho, wo));
+        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(Spec.Stride, n, ho, wo));
         if (usedMoments)
         {
             using var scope = Profile(ho, wo, "fwd moments", PointwiseMoments.ForwardFlops(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));

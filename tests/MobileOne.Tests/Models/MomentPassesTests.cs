@@ -132,6 +132,18 @@ public sealed class MomentPassesTests
         Assert.False(PointwiseMoments.Pays(256, 1024, 4, 64L));
     }
 
+    [Fact]
+    public void Depthwise_moments_take_2x2_planes_only_where_the_small_plane_passes_run()
+    {
+        Assert.True(DepthwiseMoments.Pays(1, 64, 4, 4));
+        Assert.True(DepthwiseMoments.Pays(1, 20, 7, 7));
+        Assert.Equal(MobileOne.Kernels.Depthwise.SmallPlanePatches.Supports(64, 2, 2), DepthwiseMoments.Pays(1, 64, 2, 2));
+        Assert.False(DepthwiseMoments.Pays(1, 20, 2, 2));
+        Assert.False(DepthwiseMoments.Pays(1, 64, 2, 1));
+        Assert.True(DepthwiseMoments.Pays(2, 64, 8, 8));
+        Assert.False(DepthwiseMoments.Pays(2, 16, 14, 14));
+    }
+
     private static float[] Copy(Tensor t) => (float[])t.Data.Clone();
 
     private static void Close(float[] expected, float[] actual, string what)

@@ -1,0 +1,412 @@
+using System.Runtime.Intrinsics;
+
+namespace MobileOne.Kernels.Depthwise;
+
+/// <summary>
+/// One channel of a 3x3, stride-1, padding-1 depthwise layer over a batch of 2x2 or 4x4 planes, held as the plane's
+/// pixels over the images (pixel-major, 16 images per vector, no padding). On such a plane every entry of a 3x3 patch
+/// is one of the plane's pixels or a padding zero, so the patch moments follow from the plane's own sums and second
+/// moments (16 x 16 at most), and the convolution, the cross sums and the input gradient are small maps between pixels
+/// applied to all images at once: nothing is stored or computed for the padding, which is three quarters of a padded
+/// 2x2 plane and more than half of a 4x4 one. The same sums as <see cref="PatchStack"/>, in a different order.
+/// </summary>
+internal sealed unsafe class SmallPlanePatches
+{
+    /// <summary>Positions summed in float before a partial sum is added to a double (as <see cref="PatchPasses"/>).</summary>
+    private const int Block = 4096;
+
+    /// <summary>[p]: where pixel p's images start in a lanes buffer (p * batch).</summary>
+    private readonly int[] positions;
+
+    /// <summary>Output o's taps in the plane: entries [validStart[o], validStart[o + 1]) of validTap (t) and validPixel (the pixel under it).</summary>
+    private readonly int[] validStart, validTap, validPixel;
+
+    /// <summary>Tap pair (a, b), a &lt;= b, at 9a + b: entries [pairStart[9a + b], pairStart[9a + b + 1]) of pairA and pairB, the pixels under a and b of every output whose taps a and b are both in the plane.</summary>
+    private readonly int[] pairStart, pairA, pairB;
+
+    /// <summary>The layout of <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/> (<see cref="Supports"/> must hold).</summary>
+    public SmallPlanePatches(int batch, int height, int width)
+    {
+        if (!Supports(batch, height, width))
+        {
+            throw new ArgumentException($"SmallPlanePatches needs 2x2 or 4x4 planes, whole groups of 16 images and AVX-512; got {batch} images of {height}x{width}.");
+        }
+
+        (Batch, Height, Width, Pixels) = (batch, height, width, height * width);
+        // [9o + t]: the pixel under tap t (row-major in the 3x3 window) of output o's window, or -1 in the padding.
+        var taps = new int[Pixels * 9];
+        for (int o = 0; o < Pixels; o++)
+        {
+            for (int t = 0; t < 9; t++)
+            {
+                int r = (o / width) + (t / 3) - 1, col = (o % width) + (t % 3) - 1;
+                taps[(o * 9) + t] = r >= 0 && r < height && col >= 0 && col < width ? (r * width) + col : -1;
+            }
+        }
+
+        positions = new int[Pixels];
+        for (int p = 0; p < Pixels; p++)
+        {
+            positions[p] = p * batch;
+        }
+
+        // The lists the passes walk instead of testing every tap of every output.
+        validStart = new int[Pixels + 1];
+        var tapsIn = new List<int>();
+        var pixelsIn = new List<int>();
+        for (int o = 0; o < Pixels; o++)
+        {
+            validStart[o] = tapsIn.Count;
+            for (int t = 0; t < 9; t++)
+            {
+                if (taps[(o * 9) + t] >= 0)
+                {
+                    tapsIn.Add(t);
+                    pixelsIn.Add(taps[(o * 9) + t]);
+                }
+            }
+        }
+
+        validStart[Pixels] = tapsIn.Count;
+        (validTap, validPixel) = (tapsIn.ToArray(), pixelsIn.ToArray());
+        pairStart = new int[82];
+        var underA = new List<int>();
+        var underB = new List<int>();
+        for (int ab = 0; ab < 81; ab++)
+        {
+            pairStart[ab] = underA.Count;
+            int a = ab / 9, b = ab % 9;
+            for (int o = 0; o < Pixels && a <= b; o++)
+            {
+                int pa = taps[(o * 9) + a], pb = taps[(o * 9) + b];
+                if (pa >= 0 && pb >= 0)
+                {
+                    underA.Add(pa);
+                    underB.Add(pb);
+                }
+            }
+        }
+
+        pairStart[81] = underA.Count;
+        (pairA, pairB) = (underA.ToArray(), underB.ToArray());
+    }
+
+    /// <summary>Whether these passes run for <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/>: those <see cref="LaneTranspose"/> moves.</summary>
+    public static bool Supports(int batch, int height, int width) => LaneTranspose.Supports(height * width, batch);
+
+    /// <summary>
+    /// Floating-point operations of one channel's forward pass: the pixels' second moments (Pixels^2 products per
+    /// image) and the convolution (one product per tap in the plane, (3H - 2)(3W - 2) of them per image).
+    /// </summary>
+    public static double ForwardFlops(int batch, int height, int width) =>
+        2.0 * batch * (((double)height * width * height * width) + ((3.0 * height) - 2) * ((3.0 * width) - 2));
+
+    /// <summary>Floating-point operations of one channel's backward pass: the cross sums (one product per tap in the plane) and the two Pixels x Pixels maps of the input gradient, per image.</summary>
+    public static double BackwardFlops(int batch, int height, int width) =>
+        2.0 * batch * ((((3.0 * height) - 2) * ((3.0 * width) - 2)) + (2.0 * height * width * height * width));
+
+    public int Batch { get; }
+
+    public int Height { get; }
+
+    public int Width { get; }
+
+    /// <summary>Height x Width.</summary>
+    public int Pixels { get; }
+
+    /// <summary>Floats of one lanes buffer: Pixels x Batch.</summary>
+    public int Total => Pixels * Batch;
+
+    /// <summary>lanes[p * Batch + i] = channel <paramref name="c"/> of NCHW <paramref name="nchw"/>, image i, pixel p.</summary>
+    public void Gather(float* nchw, int channels, int c, float* lanes)
+    {
+        fixed (int* pos = positions)
+        {
+            LaneTranspose.ToLanes(nchw + ((long)c * Pixels), (long)channels * Pixels, Pixels, Batch, pos, lanes);
+        }
+    }
+
+    /// <summary>Channel <paramref name="c"/> of NCHW <paramref name="nchw"/> = lanes + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>.</summary>
+    public void Scatter(float* lanes, float add, bool relu, float* nchw, int channels, int c)
+    {
+        fixed (int* pos = positions)
+        {
+            LaneTranspose.FromLanes(lanes, pos, Pixels, Batch, add, relu, nchw + ((long)c * Pixels), (long)channels * Pixels);
+        }
+    }
+
+    /// <summary>
+    /// The mean (9) and covariance (9 x 9) of the channel's 3x3 patches (padding zeros included) over the batch's
+    /// output positions. <paramref name="scratch"/> holds <see cref="Total"/> floats. The pixels are centred by the
+    /// channel mean first and the mean's share of every moment is added exactly, as <c>DepthwiseMoments</c> does on a
+    /// <see cref="PatchStack"/>, so large means do not cancel the variances.
+    /// </summary>
+    public void PatchMoments(float* nchw, int channels, int c, float* lanes, float* scratch, double* mean, double* covariance)
+    {
+        int pixels = Pixels;
+        double positionsTotal = (double)Total;
+        float mu = (float)(Sum(lanes, Total) / positionsTotal);
+
+        // z = x - mu: the sum of each pixel over the images and the pixels' second moments.
+        var sums = stackalloc double[pixels];
+        var second = stackalloc double[pixels * pixels];
+        if (pixels == 16)
+        {
+            SecondMoments16(nchw + ((long)c * 16), (long)channels * 16, mu, scratch, sums, second);
+        }
+        else
+        {
+            var shift = Vector512.Create(-mu);
+            for (int i = 0; i < Total; i += 16)
+            {
+                (Vector512.Load(lanes + i) + shift).Store(scratch + i);
+            }
+
+            for (int p = 0; p < pixels; p++)
+            {
+                float* zp = scratch + ((long)p * Batch);
+                sums[p] = Sum(zp, Batch);
+                for (int q = p; q < pixels; q++)
+                {
+                    second[(p * pixels) + q] = second[(q * pixels) + p] = Dot(zp, scratch + ((long)q * Batch), Batch);
+                }
+            }
+        }
+
+        // Per pair of taps (a, b): over the outputs whose taps a and b both fall in the plane, the z sums under a
+        // (t_ab), the second moments (zz_ab) and the count; a = b gives the single-tap sums and counts.
+        var za = stackalloc double[9];
+        var na = stackalloc double[9];
+        double perPosition = 1.0 / positionsTotal;
+        for (int a = 0; a < 9; a++)
+        {
+            double z = 0;
+            int start = pairStart[(a * 9) + a], end = pairStart[(a * 9) + a + 1];
+            for (int e = start; e < end; e++)
+            {
+                z += sums[pairA[e]];
+            }
+
+            za[a] = z * perPosition;
+            na[a] = (double)(end - start) * Batch * perPosition;
+            mean[a] = za[a] + (mu * na[a]);
+        }
+
+        for (int a = 0; a < 9; a++)
+        {
+            for (int b = a; b < 9; b++)
+            {
+                double zz = 0, tab = 0, tba = 0;
+                int start = pairStart[(a * 9) + b], end = pairStart[(a * 9) + b + 1];
+                for (int e = start; e < end; e++)
+                {
+                    int pa = pairA[e], pb = pairB[e];
+                    zz += second[(pa * pixels) + pb];
+                    tab += sums[pa];
+                    tba += sums[pb];
+                }
+
+                double zzTerm = (zz * perPosition) - (za[a] * za[b]);
+                double zvTerm = ((tab + tba) * perPosition) - (za[a] * na[b]) - (za[b] * na[a]);
+                double vvTerm = ((double)(end - start) * Batch * perPosition) - (na[a] * na[b]);
+                double value = zzTerm + (mu * zvTerm) + ((double)mu * mu * vvTerm);
+                covariance[(a * 9) + b] = value;
+                covariance[(b * 9) + a] = value;
+            }
+        }
+    }
+
+    /// <summary>output[o] = sum over taps t in the plane of w[t] * x[pixel under t], every output pixel o, in lanes.</summary>
+    public void Correlate(float* lanes, float* w, float* output)
+    {
+        for (int o = 0; o < Pixels; o++)
+        {
+            int start = validStart[o], end = validStart[o + 1];
+            for (int i = 0; i < Batch; i += 16)
+            {
+                var acc = Vector512<float>.Zero;
+                for (int e = start; e < end; e++)
+                {
+                    acc = Vector512.FusedMultiplyAdd(Vector512.Create(w[validTap[e]]), Vector512.Load(lanes + ((long)validPixel[e] * Batch) + i), acc);
+                }
+
+                acc.Store(output + ((long)o * Batch) + i);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The cross sums of an output gradient g with the input x (both in lanes): <paramref name="sumG"/> = sum of g,
+    /// <paramref name="cross"/>[t] = sum over outputs o and images of g[o] * x[pixel under tap t of o] (0 in the padding).
+    /// </summary>
+    public void Cross(float* g, float* x, double* sumG, double* cross)
+    {
+        *sumG = Sum(g, Total);
+        new Span<double>(cross, 9).Clear();
+        for (int o = 0; o < Pixels; o++)
+        {
+            for (int e = validStart[o]; e < validStart[o + 1]; e++)
+            {
+                cross[validTap[e]] += Dot(g + ((long)o * Batch), x + ((long)validPixel[e] * Batch), Batch);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The input gradient in lanes: dx[p] = sum over the (output o, tap t) pairs with pixel p under tap t of o of
+    /// w[t] * g[o] + k[t] - sum over taps t' in the plane of q[9t + t'] * x[pixel under t' of o]: the
+    /// <see cref="PatchPasses.InputGradient"/> of a padded stack, read back at the plane's pixels. Built per channel
+    /// as two Pixels x Pixels maps (of g and of x) and a constant per pixel, then applied to all images.
+    /// <paramref name="maps"/> holds 2 x Pixels x Pixels + Pixels floats.
+    /// </summary>
+    public void InputGradient(float* g, float* x, float* w, float* q, float* k, float* maps, float* dx)
+    {
+        int pixels = Pixels;
+        float* ofG = maps, ofX = maps + (pixels * pixels), constant = ofX + (pixels * pixels);
+        new Span<float>(maps, (2 * pixels * pixels) + pixels).Clear();
+        for (int o = 0; o < pixels; o++)
+        {
+            int start = validStart[o], end = validStart[o + 1];
+            for (int e = start; e < end; e++)
+            {
+                int t = validTap[e], p = validPixel[e];
+                ofG[(p * pixels) + o] += w[t];
+                constant[p] += k[t];
+                float* row = ofX + (p * pixels), qt = q + (9 * t);
+                for (int f = start; f < end; f++)
+                {
+                    row[validPixel[f]] -= qt[validTap[f]];
+                }
+            }
+        }
+
+        // Eight independent sums per pixel (the g and x maps, four vectors of images each) so that the products do
+        // not wait on one another; then single vectors for a remainder of fewer than 64 images.
+        for (int p = 0; p < pixels; p++)
+        {
+            float* mg = ofG + (p * pixels), mx = ofX + (p * pixels);
+            int i = 0;
+            for (; i + 64 <= Batch; i += 64)
+            {
+                Vector512<float> g0 = Vector512.Create(constant[p]), g1 = g0, g2 = g0, g3 = g0, x0 = Vector512<float>.Zero, x1 = x0, x2 = x0, x3 = x0;
+                for (int o = 0; o < pixels; o++)
+                {
+                    var wg = Vector512.Create(mg[o]);
+                    var wx = Vector512.Create(mx[o]);
+                    float* go = g + ((long)o * Batch) + i, xo = x + ((long)o * Batch) + i;
+                    g0 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go), g0);
+                    g1 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 16), g1);
+                    g2 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 32), g2);
+                    g3 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 48), g3);
+                    x0 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo), x0);
+                    x1 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 16), x1);
+                    x2 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 32), x2);
+                    x3 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 48), x3);
+                }
+
+                float* d = dx + ((long)p * Batch) + i;
+                (g0 + x0).Store(d);
+                (g1 + x1).Store(d + 16);
+                (g2 + x2).Store(d + 32);
+                (g3 + x3).Store(d + 48);
+            }
+
+            for (; i < Batch; i += 16)
+            {
+                Vector512<float> accG = Vector512.Create(constant[p]), accX = Vector512<float>.Zero;
+                for (int o = 0; o < pixels; o++)
+                {
+                    accG = Vector512.FusedMultiplyAdd(Vector512.Create(mg[o]), Vector512.Load(g + ((long)o * Batch) + i), accG);
+                    accX = Vector512.FusedMultiplyAdd(Vector512.Create(mx[o]), Vector512.Load(x + ((long)o * Batch) + i), accX);
+                }
+
+                (accG + accX).Store(dx + ((long)p * Batch) + i);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The pixel sums and 16 x 16 second moments of z = x - <paramref name="mu"/> over the batch's 4x4 planes, read
+    /// from NCHW where a plane is one vector: per image, each pixel times the whole plane (outer products, no sums
+    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds 256 floats.
+    /// </summary>
+    private void SecondMoments16(float* planes, long imageStride, float mu, float* scratch, double* sums, double* second)
+    {
+        new Span<double>(sums, 16).Clear();
+        new Span<double>(second, 256).Clear();
+        var rows = stackalloc Vector512<float>[16];
+        var shift = Vector512.Create(-mu);
+        for (int start = 0; start < Batch; start += 256)
+        {
+            var total = Vector512<float>.Zero;
+            for (int p = 0; p < 16; p++)
+            {
+                rows[p] = Vector512<float>.Zero;
+            }
+
+            for (int i = start; i < Math.Min(Batch, start + 256); i++)
+            {
+                var z = Vector512.Load(planes + (i * imageStride)) + shift;
+                z.Store(scratch);
+                total += z;
+                for (int p = 0; p < 16; p++)
+                {
+                    rows[p] = Vector512.FusedMultiplyAdd(Vector512.Create(scratch[p]), z, rows[p]);
+                }
+            }
+
+            total.Store(scratch);
+            for (int p = 0; p < 16; p++)
+            {
+                sums[p] += scratch[p];
+            }
+
+            for (int p = 0; p < 16; p++)
+            {
+                rows[p].Store(scratch);
+                for (int q = 0; q < 16; q++)
+                {
+                    second[(p * 16) + q] += scratch[q];
+                }
+            }
+        }
+    }
+
+    /// <summary>The sum of <paramref name="n"/> floats (a multiple of 16), in float blocks added in double.</summary>
+    private static double Sum(float* x, int n)
+    {
+        double total = 0;
+        for (int start = 0; start < n; start += Block)
+        {
+            var acc = Vector512<float>.Zero;
+            int end = Math.Min(n, start + Block);
+            for (int i = start; i < end; i += 16)
+            {
+                acc += Vector512.Load(x + i);
+            }
+
+            total += Vector512.Sum(acc);
+        }
+
+        return total;
+    }
+
+    /// <summary>sum a[i] * b[i] over <paramref name="n"/> floats (a multiple of 16), in float blocks added in double.</summary>
+    private static double Dot(float* a, float* b, int n)
+    {
+        double total = 0;
+        for (int start = 0; start < n; start += Block)
+        {
+            var acc = Vector512<float>.Zero;
+            int end = Math.Min(n, start + Block);
+            for (int i = start; i < end; i += 16)
+            {
+                acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+            }
+
+            total += Vector512.Sum(acc);
+        }
+
+        return total;
+    }
+}
