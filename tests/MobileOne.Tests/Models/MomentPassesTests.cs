@@ -31,7 +31,7 @@ public sealed class MomentPassesTests
     [InlineData(8, 3, 4, 17, 7, 9, true)]
     [InlineData(4, 4, 0, 12, 20, 20, false)]
     [InlineData(4, 4, 0, 12, 20, 20, true)]
-    // Whole groups of 16 images: 4x4 and 2x2 planes move into and out of lanes by LaneTranspose (3x3 ones do not).
+    // Whole groups of 16 images: 4x4 and 2x2 planes in lanes run on SmallPlanePatches (3x3 ones keep the patch stack).
     [InlineData(8, 4, 0, 16, 4, 4, true)]
     [InlineData(16, 2, 0, 32, 2, 2, true)]
     [InlineData(6, 3, 4, 16, 3, 3, true)]

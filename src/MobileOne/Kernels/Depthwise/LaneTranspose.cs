@@ -4,10 +4,10 @@ using System.Runtime.Intrinsics.X86;
 namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
-/// Moves one channel of a batch between NCHW planes of 4 or 16 pixels and images in lanes (each pixel's 16-image
-/// groups contiguous, <see cref="PatchStack"/>) by in-register transposes of 16 images at a time: two-source
-/// permutes instead of one float per load and store. A 4x4 channel of 64 images is 1,024 scalar moves otherwise,
-/// about as long as the channel's moments.
+/// Moves one channel of a batch between NCHW planes of 4 or 16 pixels and images in lanes (each pixel's images
+/// contiguous, as <see cref="SmallPlanePatches"/> holds them) by in-register transposes of 16 images at a time:
+/// two-source permutes instead of one float per load and store. A 4x4 channel of 64 images is 1,024 scalar moves
+/// otherwise, about as long as the channel's moments.
 /// </summary>
 internal static unsafe class LaneTranspose
 {

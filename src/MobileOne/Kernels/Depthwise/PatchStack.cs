@@ -35,13 +35,6 @@ internal sealed unsafe class PatchStack : PatchPasses
             Offsets[t] = ((((t / 3) - 1) * RowStride) + (t % 3) - 1) * scale;
         }
 
-        interior = new int[height * width];
-        for (int q = 0; q < interior.Length; q++)
-        {
-            interior[q] = Element(0, (((q / width) + 1) * RowStride) + (q % width) + 1);
-        }
-
-        transposes = imagesInLanes && LaneTranspose.Supports(interior.Length, batch);
         int stride = width + 1;
         for (int a = 0; a < 9; a++)
         {
@@ -88,12 +81,6 @@ internal sealed unsafe class PatchStack : PatchPasses
         return (BlockRuns(margin, length), length + (2 * margin), rowMask, margin);
     }
 
-    /// <summary>[p]: where pixel p of image 0's plane is in a stack buffer (row-major over the plane).</summary>
-    private readonly int[] interior;
-
-    /// <summary>Whether <see cref="Gather"/> and <see cref="Scatter"/> move the planes by <see cref="LaneTranspose"/>.</summary>
-    private readonly bool transposes;
-
     public int Batch { get; }
 
     public int Height { get; }
@@ -134,16 +121,6 @@ internal sealed unsafe class PatchStack : PatchPasses
     public void Gather(float* nchw, int channels, int c, float* stack)
     {
         new Span<float>(stack, Total).Clear();
-        if (transposes)
-        {
-            fixed (int* positions = interior)
-            {
-                LaneTranspose.ToLanes(nchw + ((long)c * interior.Length), (long)channels * interior.Length, interior.Length, Batch, positions, stack);
-            }
-
-            return;
-        }
-
         long plane = (long)Height * Width;
         int step = ImagesInLanes ? Batch : 1;
         for (int i = 0; i < Batch; i++)
@@ -173,16 +150,6 @@ internal sealed unsafe class PatchStack : PatchPasses
     /// <summary>Channel <paramref name="c"/> of NCHW <paramref name="nchw"/> = the stack's output positions + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>.</summary>
     public void Scatter(float* stack, float add, bool relu, float* nchw, int channels, int c)
     {
-        if (transposes)
-        {
-            fixed (int* positions = interior)
-            {
-                LaneTranspose.FromLanes(stack, positions, interior.Length, Batch, add, relu, nchw + ((long)c * interior.Length), (long)channels * interior.Length);
-            }
-
-            return;
-        }
-
         long plane = (long)Height * Width;
         int step = ImagesInLanes ? Batch : 1;
         for (int i = 0; i < Batch; i++)
