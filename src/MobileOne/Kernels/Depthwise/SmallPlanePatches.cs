@@ -328,7 +328,7 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>
     /// The pixel sums and 16 x 16 second moments of z = x - <paramref name="mu"/> over the batch's 4x4 planes, read
     /// from NCHW where a plane is one vector: per image, each pixel times the whole plane (outer products, no sums
-    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds 256 floats.
+    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds 16 floats.
     /// </summary>
     private void SecondMoments16(float* planes, long imageStride, float mu, float* scratch, double* sums, double* second)
     {
