@@ -64,11 +64,7 @@ public static unsafe class Elementwise
     /// y[i] = x[i] + shift for <paramref name="n"/> floats, then max with 0 (IEEE, as <see cref="MathF.Max(float, float)"/>)
     /// when <paramref name="relu"/>; y may be x. Copies between layouts that add a per-channel constant on the way.
     /// </summary>
-    internal static void Shift(float* x, float* y, int n, float shift, bool relu)
-    {
-        var loop = new ShiftLoop(x, y, shift, relu);
-        Lanes.Run(ref loop, n);
-    }
+    internal static void Shift(float* x, float* y, int n, float shift, bool relu) => ShiftRuns(x, 0, y, 0, 1, n, shift, relu);
 
     /// <summary>
     /// y[r * yStride + i] = x[r * xStride + i] + shift for <paramref name="runs"/> runs of <paramref name="length"/>
@@ -195,24 +191,6 @@ public static unsafe class Elementwise
             {
                 TV v = TL.Load(x + i);
                 TL.Store(y + i, fused ? TL.Fma(v, s, b) : TL.Add(TL.Multiply(v, s), b));
-            }
-
-            return i;
-        }
-    }
-
-    private readonly struct ShiftLoop(float* x, float* y, float shift, bool relu) : IWidthLoop
-    {
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public int Run<TV, TL>(int i, int n)
-            where TV : struct
-            where TL : struct, ILanes<TV>
-        {
-            TV b = TL.Splat(shift);
-            for (; i + TL.Count <= n; i += TL.Count)
-            {
-                TV v = TL.Add(TL.Load(x + i), b);
-                TL.Store(y + i, relu ? TL.Max(v, TL.Zero) : v);
             }
 
             return i;

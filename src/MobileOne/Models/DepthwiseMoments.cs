@@ -64,7 +64,7 @@ internal sealed class DepthwiseMoments
     /// output planes of up to 64 pixels.
     /// </summary>
     public static bool Pays(int stride, int batch, int height, int width) =>
-        stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16 || (ImagesInLanes(height, width) && SmallPlanePatches.Supports(batch, height, width));
+        stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16 || TakesSmallPlanes(stride, batch, height, width);
 
     /// <summary>
     /// Floating-point operations of the forward pass: per stack position (padded output position, or output position
@@ -204,10 +204,11 @@ internal sealed class DepthwiseMoments
                             double[] cw = covarianceTimesKernels;
                             for (int j = 0; j < norms.Count; j++)
                             {
+                                float[] weights = j < k ? branches[j].Conv.Weight.Value.Data : [];
+                                double centre = j < k ? 0 : CentreWeight(scaleWeights, j, c, k);
                                 double mean = 0, variance = 0;
                                 if (j < k)
                                 {
-                                    float[] weights = branches[j].Conv.Weight.Value.Data;
                                     for (int a = 0; a < 9; a++)
                                     {
                                         double row = 0;
@@ -223,7 +224,6 @@ internal sealed class DepthwiseMoments
                                 }
                                 else
                                 {
-                                    double centre = CentreWeight(scaleWeights, j, c, k);
                                     mean = centre * m[(c * 9) + 4];
                                     variance = centre * centre * cov[(c * 81) + 40];
                                 }
@@ -234,7 +234,6 @@ internal sealed class DepthwiseMoments
                                 var (scale, shift, _) = norms[j].TrainingAffine(c, mean, variance);
                                 if (j < k)
                                 {
-                                    float[] weights = branches[j].Conv.Weight.Value.Data;
                                     for (int a = 0; a < 9; a++)
                                     {
                                         wc[a] += (float)(scale * weights[(c * 9) + a]);
@@ -242,7 +241,7 @@ internal sealed class DepthwiseMoments
                                 }
                                 else
                                 {
-                                    wc[4] += (float)(scale * CentreWeight(scaleWeights, j, c, k));
+                                    wc[4] += (float)(scale * centre);
                                 }
 
                                 constant += shift;

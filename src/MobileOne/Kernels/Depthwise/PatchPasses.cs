@@ -15,7 +15,7 @@ namespace MobileOne.Kernels.Depthwise;
 internal abstract unsafe class PatchPasses
 {
     /// <summary>Positions summed in float before a partial sum is added to a double: 256 terms per lane at 16 lanes.</summary>
-    private const int Block = 4096;
+    internal const int Block = 4096;
 
     /// <summary>The layout: runs of positions (start in the buffer, length, start in <see cref="Mask"/>), the buffer size and the mask.</summary>
     protected PatchPasses((int Start, int Length, int MaskStart)[] runs, int total, float[] mask)
@@ -53,7 +53,7 @@ internal abstract unsafe class PatchPasses
     public double Sum(float* stack) => Sum(stack, Total);
 
     /// <summary>The sum of <paramref name="length"/> floats, in float blocks added in double.</summary>
-    protected static double Sum(float* x, int length)
+    internal static double Sum(float* x, int length)
     {
         double total = 0;
         var partial = stackalloc float[1];

@@ -12,9 +12,6 @@ namespace MobileOne.Kernels.Depthwise;
 /// </summary>
 internal sealed unsafe class SmallPlanePatches
 {
-    /// <summary>Positions summed in float before a partial sum is added to a double (as <see cref="PatchPasses"/>).</summary>
-    private const int Block = 4096;
-
     /// <summary>[p]: where pixel p's images start in a lanes buffer (p * batch).</summary>
     private readonly int[] positions;
 
@@ -145,7 +142,7 @@ internal sealed unsafe class SmallPlanePatches
     {
         int pixels = Pixels;
         double positionsTotal = (double)Total;
-        float mu = (float)(Sum(lanes, Total) / positionsTotal);
+        float mu = (float)(PatchPasses.Sum(lanes, Total) / positionsTotal);
 
         // z = x - mu: the sum of each pixel over the images and the pixels' second moments.
         var sums = stackalloc double[pixels];
@@ -165,7 +162,7 @@ internal sealed unsafe class SmallPlanePatches
             for (int p = 0; p < pixels; p++)
             {
                 float* zp = scratch + ((long)p * Batch);
-                sums[p] = Sum(zp, Batch);
+                sums[p] = PatchPasses.Sum(zp, Batch);
                 for (int q = p; q < pixels; q++)
                 {
                     second[(p * pixels) + q] = second[(q * pixels) + p] = Dot(zp, scratch + ((long)q * Batch), Batch);
@@ -241,7 +238,7 @@ internal sealed unsafe class SmallPlanePatches
     /// </summary>
     public void Cross(float* g, float* x, double* sumG, double* cross)
     {
-        *sumG = Sum(g, Total);
+        *sumG = PatchPasses.Sum(g, Total);
         new Span<double>(cross, 9).Clear();
         for (int o = 0; o < Pixels; o++)
         {
@@ -372,39 +369,14 @@ internal sealed unsafe class SmallPlanePatches
         }
     }
 
-    /// <summary>The sum of <paramref name="n"/> floats (a multiple of 16), in float blocks added in double.</summary>
-    private static double Sum(float* x, int n)
-    {
-        double total = 0;
-        for (int start = 0; start < n; start += Block)
-        {
-            var acc = Vector512<float>.Zero;
-            int end = Math.Min(n, start + Block);
-            for (int i = start; i < end; i += 16)
-            {
-                acc += Vector512.Load(x + i);
-            }
-
-            total += Vector512.Sum(acc);
-        }
-
-        return total;
-    }
-
-    /// <summary>sum a[i] * b[i] over <paramref name="n"/> floats (a multiple of 16), in float blocks added in double.</summary>
+    /// <summary>sum a[i] * b[i] over <paramref name="n"/> floats, in float blocks (<see cref="PatchPasses.Block"/> products) added in double.</summary>
     private static double Dot(float* a, float* b, int n)
     {
         double total = 0;
-        for (int start = 0; start < n; start += Block)
+        for (int start = 0; start < n; start += PatchPasses.Block)
         {
-            var acc = Vector512<float>.Zero;
-            int end = Math.Min(n, start + Block);
-            for (int i = start; i < end; i += 16)
-            {
-                acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
-            }
-
-            total += Vector512.Sum(acc);
+            int length = Math.Min(PatchPasses.Block, n - start);
+            total += Elementwise.Dot(new ReadOnlySpan<float>(a + start, length), new ReadOnlySpan<float>(b + start, length));
         }
 
         return total;

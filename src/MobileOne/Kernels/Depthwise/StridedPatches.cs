@@ -141,10 +141,7 @@ internal sealed unsafe class StridedPatches : PatchPasses
     public void ScatterOutput(float* y, float add, bool relu, float* nchw, int channels, int c)
     {
         int plane = OutHeight * OutWidth;
-        for (int i = 0; i < Batch; i++)
-        {
-            Elementwise.Shift(y + (i * plane), nchw + ((((long)i * channels) + c) * plane), plane, add, relu);
-        }
+        Elementwise.ShiftRuns(y, plane, nchw + ((long)c * plane), (long)channels * plane, Batch, plane, add, relu);
     }
 
     /// <summary>
