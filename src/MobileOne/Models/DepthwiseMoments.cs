@@ -108,182 +108,230 @@ internal sealed class DepthwiseMoments
         var norms = Norms(branches, scaleBranch, skip);
         var means = new double[norms.Count * channels];
         var variances = new double[norms.Count * channels];
+        var constants = new float[channels];
         double pixels = (double)pre.Dim(0) * pre.Dim(2) * pre.Dim(3);
-        float[] scaleWeights = scaleBranch?.Conv.Weight.Value.Data ?? [];
-        fixed (float* xp = x.Data)
-        fixed (float* yp = pre.Data)
+        double[] kernels = BranchKernels(branches, channels);
+        double[] centres = CentreWeights(scaleBranch, norms.Count, k, channels);
+
+        // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines).
+        float[] xLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] yLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        try
         {
-            nint xAt = (nint)xp, yAt = (nint)yp;
-            ComputeThreads.For(channels, (c0, c1) =>
+            fixed (float* xp = x.Data)
+            fixed (float* yp = pre.Data)
+            fixed (float* xlp = xLanes)
+            fixed (float* ylp = yLanes)
             {
-                float[] rented = ArrayPool<float>.Shared.Rent((2 * total) + (small is not null ? total : patches is null ? layout!.PlaneSize : 4 * patches.OutWidth));
-                var sums = new double[9];
-                var products = new double[81];
-                var integral = new double[layout is not null ? (h + 1) * (w + 1) : 0];
-                var edge = new double[81];
-                var wc = new float[9];
-                try
+                nint xAt = (nint)xp, yAt = (nint)yp, xlAt = (nint)xlp, ylAt = (nint)ylp;
+                small?.ToLanes(xp, channels, xlp);
+                ComputeThreads.For(channels, (c0, c1) =>
                 {
-                    fixed (float* buffers = rented)
-                    fixed (double* sp = sums)
-                    fixed (double* pp = products)
-                    fixed (double* ip = integral)
-                    fixed (double* mp = patchMean)
-                    fixed (double* cp = patchCovariance)
-                    fixed (float* wp = wc)
+                    int buffers = small is not null ? total : (2 * total) + (patches is null ? layout!.PlaneSize : 4 * patches.OutWidth);
+                    float[] rented = ArrayPool<float>.Shared.Rent(buffers);
+                    var sums = new double[9];
+                    var products = new double[81];
+                    var integral = new double[layout is not null ? (h + 1) * (w + 1) : 0];
+                    var edge = new double[81];
+                    try
                     {
-                        float* xs = buffers, ys = buffers + total, scratch = buffers + (2 * total);
-                        for (int c = c0; c < c1; c++)
+                        fixed (float* buffersAt = rented)
+                        fixed (double* sp = sums)
+                        fixed (double* pp = products)
+                        fixed (double* ip = integral)
+                        fixed (double* mp = patchMean)
+                        fixed (double* cp = patchCovariance)
+                        fixed (double* cwp = covarianceTimesKernels)
+                        fixed (double* kp = kernels)
+                        fixed (double* centreAt = centres)
+                        fixed (double* meanAt = means)
+                        fixed (double* varianceAt = variances)
+                        fixed (float* wp = combined)
                         {
-                            double[] m = patchMean, cov = patchCovariance;
-                            if (small is not null)
+                            float* xs = buffersAt, ys = buffersAt + total, scratch = small is not null ? buffersAt : buffersAt + (2 * total);
+                            for (int c = c0; c < c1; c++)
                             {
-                                small.Gather((float*)xAt, channels, c, xs);
-                                small.PatchMoments((float*)xAt, channels, c, xs, scratch, mp + (c * 9), cp + (c * 81));
-                            }
-                            else if (patches is not null)
-                            {
-                                // Centred patch rows: their products are the covariance (the sums are rounding).
-                                patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: true, scratch);
-                                patches.Moments(xs, sp, pp);
-                                for (int a = 0; a < 9; a++)
+                                double* m = mp + (c * 9), cov = cp + (c * 81);
+                                if (small is not null)
                                 {
-                                    for (int b = 0; b < 9; b++)
-                                    {
-                                        cov[(c * 81) + (a * 9) + b] = (products[(a * 9) + b] - (sums[a] * sums[b] / pixels)) / pixels;
-                                    }
+                                    xs = (float*)xlAt + ((long)c * total);
+                                    ys = (float*)ylAt + ((long)c * total);
+                                    small.PatchMoments((float*)xAt, channels, c, xs, scratch, m, cov);
                                 }
-                            }
-                            else
-                            {
-                                // Moments of z = x - mean (zero borders), then the borders' part, which is exact: with
-                                // v_a(o) = 1 where tap a of o's window is inside the plane, p = z-patch + mean v, so
-                                // P m_a = sum z_a + mean n_a and P E[p_a p_b] = sum z_a z_b + mean (t_ab + t_ba) + mean^2 n_ab,
-                                // t_ab the sum of z_a where v_b = 1 (a rectangle of the summed planes) and n the counts.
-                                layout!.Gather((float*)xAt, channels, c, xs);
-                                float mu = (float)(layout.Sum(xs) / pixels);
-                                layout.AddAtOutputs(xs, -mu);
-                                layout.Moments(xs, sp, pp);
-                                layout.PlaneIntegral(xs, scratch, ip);
-                                layout.AddAtOutputs(xs, mu);
-                                double[] counts = layout.PairCounts;
-                                var corners = layout.PairCorners;
-                                for (int ab = 0; ab < 81; ab++)
+                                else if (patches is not null)
                                 {
-                                    var (plus, minusRow, minusCol, plusCorner) = corners[ab];
-                                    edge[ab] = integral[plus] - integral[minusRow] - integral[minusCol] + integral[plusCorner];
-                                }
-
-                                for (int a = 0; a < 9; a++)
-                                {
-                                    m[(c * 9) + a] = (sums[a] + (mu * counts[a * 10])) / pixels;
-                                }
-
-                                double perPixel = 1.0 / pixels;
-                                for (int a = 0; a < 9; a++)
-                                {
-                                    double za = sums[a] * perPixel, na = counts[a * 10] * perPixel;
-                                    for (int b = a; b < 9; b++)
-                                    {
-                                        double zb = sums[b] * perPixel, nb = counts[b * 10] * perPixel;
-                                        double zz = (products[(a * 9) + b] * perPixel) - (za * zb);
-                                        double zv = (((edge[(a * 9) + b] + edge[(b * 9) + a]) * perPixel) - (za * nb)) - (zb * na);
-                                        double vv = (counts[(a * 9) + b] * perPixel) - (na * nb);
-                                        double value = zz + (mu * zv) + ((double)mu * mu * vv);
-                                        cov[(c * 81) + (a * 9) + b] = value;
-                                        cov[(c * 81) + (b * 9) + a] = value;
-                                    }
-                                }
-                            }
-
-                            // Each BatchNorm's moments and affine form; the combined kernel and constant. A conv
-                            // branch's C w_b is kept for its weight gradient; the scale branch and the skip see the
-                            // patch's centre only (times the scale weight, or 1).
-                            Array.Clear(wc);
-                            double constant = 0;
-                            double[] cw = covarianceTimesKernels;
-                            for (int j = 0; j < norms.Count; j++)
-                            {
-                                float[] weights = j < k ? branches[j].Conv.Weight.Value.Data : [];
-                                double centre = j < k ? 0 : CentreWeight(scaleWeights, j, c, k);
-                                double mean = 0, variance = 0;
-                                if (j < k)
-                                {
+                                    // Centred patch rows: their products are the covariance (the sums are rounding).
+                                    patches.GatherCentred((float*)xAt, channels, c, xs, m, computeMeans: true, scratch);
+                                    patches.Moments(xs, sp, pp);
                                     for (int a = 0; a < 9; a++)
                                     {
-                                        double row = 0;
                                         for (int b = 0; b < 9; b++)
                                         {
-                                            row += cov[(c * 81) + (a * 9) + b] * weights[(c * 9) + b];
+                                            cov[(a * 9) + b] = (products[(a * 9) + b] - (sums[a] * sums[b] / pixels)) / pixels;
                                         }
-
-                                        cw[(((c * k) + j) * 9) + a] = row;
-                                        mean += weights[(c * 9) + a] * m[(c * 9) + a];
-                                        variance += weights[(c * 9) + a] * row;
                                     }
                                 }
                                 else
                                 {
-                                    mean = centre * m[(c * 9) + 4];
-                                    variance = centre * centre * cov[(c * 81) + 40];
-                                }
+                                    // Moments of z = x - mean (zero borders), then the borders' part, which is exact: with
+                                    // v_a(o) = 1 where tap a of o's window is inside the plane, p = z-patch + mean v, so
+                                    // P m_a = sum z_a + mean n_a and P E[p_a p_b] = sum z_a z_b + mean (t_ab + t_ba) + mean^2 n_ab,
+                                    // t_ab the sum of z_a where v_b = 1 (a rectangle of the summed planes) and n the counts.
+                                    layout!.Gather((float*)xAt, channels, c, xs);
+                                    float mu = (float)(layout.Sum(xs) / pixels);
+                                    layout.AddAtOutputs(xs, -mu);
+                                    layout.Moments(xs, sp, pp);
+                                    layout.PlaneIntegral(xs, scratch, ip);
+                                    layout.AddAtOutputs(xs, mu);
+                                    double[] counts = layout.PairCounts;
+                                    var corners = layout.PairCorners;
+                                    for (int ab = 0; ab < 81; ab++)
+                                    {
+                                        var (plus, minusRow, minusCol, plusCorner) = corners[ab];
+                                        edge[ab] = integral[plus] - integral[minusRow] - integral[minusCol] + integral[plusCorner];
+                                    }
 
-                                variance = Math.Max(0.0, variance);
-                                means[(j * channels) + c] = mean;
-                                variances[(j * channels) + c] = variance;
-                                var (scale, shift, _) = norms[j].TrainingAffine(c, mean, variance);
-                                if (j < k)
-                                {
                                     for (int a = 0; a < 9; a++)
                                     {
-                                        wc[a] += (float)(scale * weights[(c * 9) + a]);
+                                        m[a] = (sums[a] + (mu * counts[a * 10])) / pixels;
                                     }
+
+                                    double perPixel = 1.0 / pixels;
+                                    for (int a = 0; a < 9; a++)
+                                    {
+                                        double za = sums[a] * perPixel, na = counts[a * 10] * perPixel;
+                                        for (int b = a; b < 9; b++)
+                                        {
+                                            double zb = sums[b] * perPixel, nb = counts[b * 10] * perPixel;
+                                            double zz = (products[(a * 9) + b] * perPixel) - (za * zb);
+                                            double zv = (((edge[(a * 9) + b] + edge[(b * 9) + a]) * perPixel) - (za * nb)) - (zb * na);
+                                            double vv = (counts[(a * 9) + b] * perPixel) - (na * nb);
+                                            double value = zz + (mu * zv) + ((double)mu * mu * vv);
+                                            cov[(a * 9) + b] = value;
+                                            cov[(b * 9) + a] = value;
+                                        }
+                                    }
+                                }
+
+                                constants[c] = CombineBranches(
+                                    c, channels, k, norms, m, cov, kp + (c * k * 9), centreAt, cwp + (c * k * 9), meanAt, varianceAt, wp + (c * 9));
+                                float* wc = wp + (c * 9);
+                                if (small is not null)
+                                {
+                                    small.Correlate(xs, wc, ys);
+                                    small.AddThenClamp(ys, constants[c], relu);
+                                    continue;
+                                }
+
+                                passes!.Correlate(xs, wc, ys);
+                                if (patches is not null)
+                                {
+                                    // The patches were centred: W p = W (p - m) + W m.
+                                    double constant = constants[c];
+                                    for (int a = 0; a < 9; a++)
+                                    {
+                                        constant += wc[a] * m[a];
+                                    }
+
+                                    patches.ScatterOutput(ys, (float)constant, relu, (float*)yAt, channels, c);
                                 }
                                 else
                                 {
-                                    wc[4] += (float)(scale * centre);
+                                    layout!.Scatter(ys, constants[c], relu, (float*)yAt, channels, c);
                                 }
-
-                                constant += shift;
-                            }
-
-                            wc.CopyTo(combined, c * 9);
-                            if (small is not null)
-                            {
-                                small.Correlate(xs, wp, ys);
-                                small.Scatter(ys, (float)constant, relu, (float*)yAt, channels, c);
-                                continue;
-                            }
-
-                            passes!.Correlate(xs, wp, ys);
-                            if (patches is not null)
-                            {
-                                // The patches were centred: W p = W (p - m) + W m.
-                                for (int a = 0; a < 9; a++)
-                                {
-                                    constant += wc[a] * m[(c * 9) + a];
-                                }
-
-                                patches.ScatterOutput(ys, (float)constant, relu, (float*)yAt, channels, c);
-                            }
-                            else
-                            {
-                                layout!.Scatter(ys, (float)constant, relu, (float*)yAt, channels, c);
                             }
                         }
                     }
-                }
-                finally
-                {
-                    ArrayPool<float>.Shared.Return(rented);
-                }
-            }, minPerPart: 2);
+                    finally
+                    {
+                        ArrayPool<float>.Shared.Return(rented);
+                    }
+                }, minPerPart: 2);
+                small?.FromLanes(ylp, channels, yp);
+            }
+        }
+        finally
+        {
+            if (small is not null)
+            {
+                ArrayPool<float>.Shared.Return(xLanes);
+                ArrayPool<float>.Shared.Return(yLanes);
+            }
         }
 
         for (int j = 0; j < norms.Count; j++)
         {
             norms[j].PrepareFromMoments(means.AsSpan(j * channels, channels), variances.AsSpan(j * channels, channels), (long)pixels);
         }
+    }
+
+    /// <summary>
+    /// Channel c's BatchNorm moments (mean m and covariance C of its patches) into every BatchNorm's batch mean and
+    /// variance (<paramref name="means"/>, <paramref name="variances"/>, [j * channels + c]) and affine form; writes
+    /// the combined kernel W = sum_j scale_j w_j to <paramref name="combinedKernel"/> and C w_b of each conv branch to
+    /// <paramref name="covarianceTimesKernel"/> ([9b + a], for its weight gradient); returns the combined constant.
+    /// The scale branch and the skip see the patch's centre only (times the scale weight, or 1).
+    /// </summary>
+    private static unsafe float CombineBranches(
+        int c, int channels, int k, List<BatchNorm2d> norms, double* m, double* cov, double* kernels, double* centres,
+        double* covarianceTimesKernel, double* means, double* variances, float* combinedKernel)
+    {
+        var wc = stackalloc double[9];
+        for (int a = 0; a < 9; a++)
+        {
+            wc[a] = 0;
+        }
+
+        double constant = 0;
+        for (int j = 0; j < norms.Count; j++)
+        {
+            double mean = 0, variance = 0;
+            double* wj = kernels + (j * 9);
+            if (j < k)
+            {
+                double* cw = covarianceTimesKernel + (j * 9);
+                for (int a = 0; a < 9; a++)
+                {
+                    double* row = cov + (a * 9);
+                    double dot = (row[0] * wj[0]) + (row[1] * wj[1]) + (row[2] * wj[2]) + (row[3] * wj[3]) + (row[4] * wj[4])
+                        + (row[5] * wj[5]) + (row[6] * wj[6]) + (row[7] * wj[7]) + (row[8] * wj[8]);
+                    cw[a] = dot;
+                    mean += wj[a] * m[a];
+                    variance += wj[a] * dot;
+                }
+            }
+            else
+            {
+                double centre = centres[((j - k) * channels) + c];
+                mean = centre * m[4];
+                variance = centre * centre * cov[40];
+            }
+
+            variance = Math.Max(0.0, variance);
+            means[(j * channels) + c] = mean;
+            variances[(j * channels) + c] = variance;
+            var (scale, shift, _) = norms[j].TrainingAffine(c, mean, variance);
+            if (j < k)
+            {
+                for (int a = 0; a < 9; a++)
+                {
+                    wc[a] += scale * wj[a];
+                }
+            }
+            else
+            {
+                wc[4] += scale * centres[((j - k) * channels) + c];
+            }
+
+            constant += shift;
+        }
+
+        for (int a = 0; a < 9; a++)
+        {
+            combinedKernel[a] = (float)wc[a];
+        }
+
+        return (float)constant;
     }
 
     /// <summary>
@@ -309,169 +357,264 @@ internal sealed class DepthwiseMoments
         PatchPasses? passes = (PatchPasses?)patches ?? layout;
         int total = small?.Total ?? passes!.Total;
         var norms = Norms(branches, scaleBranch, skip);
+        int count = norms.Count;
         var sumDy = new double[channels];
-        var sumDyX = new double[norms.Count * channels];
+        var sumDyX = new double[count * channels];
         double pixels = (double)n * gradPre.Dim(2) * gradPre.Dim(3);
-        float[] scaleWeights = scaleBranch?.Conv.Weight.Value.Data ?? [];
-        var weightGrads = branches.Select(b => b.Conv.Weight.EnsureGrad().Data).ToArray();
-        float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
-        var scales = norms.Select(bn => bn.Scale.ToArray()).ToArray();
-        fixed (float* xp = x.Data)
-        fixed (float* gp = gradPre.Data)
-        fixed (float* dxp = gradInput is null ? null : gradInput.Data)
+        double[] kernels = BranchKernels(branches, channels);
+        double[] centres = CentreWeights(scaleBranch, count, k, channels);
+        var scaleAndInvStd = new double[2 * count * channels];
+        for (int j = 0; j < count; j++)
         {
-            nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp;
-            ComputeThreads.For(channels, (c0, c1) =>
+            var scale = norms[j].Scale;
+            for (int c = 0; c < channels; c++)
             {
-                int pixelMaps = small is null ? 0 : (2 * small.Pixels * small.Pixels) + small.Pixels;
-                float[] rented = ArrayPool<float>.Shared.Rent((3 * total) + (patches is null ? pixelMaps : 4 * patches.OutWidth));
-                var cross = new double[9];
-                var centred = new double[9];
-                var q = new double[81];
-                var qf = new float[81];
-                var kf = new float[9];
-                var wc = new float[9];
-                try
+                scaleAndInvStd[(((j * channels) + c) * 2) + 0] = scale[c];
+                scaleAndInvStd[(((j * channels) + c) * 2) + 1] = norms[j].InvStd(c);
+            }
+        }
+
+        // [(c * k + b) * 9 + a]: the conv branches' weight gradients, added to theirs after the pass.
+        var kernelGrads = new float[channels * k * 9];
+        float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
+        float[] xLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] gLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] dxLanes = small is null || gradInput is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        try
+        {
+            fixed (float* xp = x.Data)
+            fixed (float* gp = gradPre.Data)
+            fixed (float* dxp = gradInput is null ? null : gradInput.Data)
+            fixed (float* xlp = xLanes)
+            fixed (float* glp = gLanes)
+            fixed (float* dxlp = dxLanes)
+            {
+                nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp, xlAt = (nint)xlp, glAt = (nint)glp, dxlAt = (nint)dxlp;
+                if (small is not null)
                 {
-                    fixed (float* buffers = rented)
-                    fixed (double* crossp = cross)
-                    fixed (double* mp = patchMean)
-                    fixed (float* qp = qf)
-                    fixed (float* kp = kf)
-                    fixed (float* wp = wc)
+                    small.ToLanes(xp, channels, xlp);
+                    small.ToLanes(gp, channels, glp);
+                }
+
+                ComputeThreads.For(channels, (c0, c1) =>
+                {
+                    int pixelMaps = small is null ? 0 : (2 * small.Pixels * small.Pixels) + small.Pixels;
+                    float[] rented = ArrayPool<float>.Shared.Rent(small is not null ? pixelMaps : (3 * total) + (patches is null ? 0 : 4 * patches.OutWidth));
+                    try
                     {
-                        float* xs = buffers, gs = buffers + total, dxs = buffers + (2 * total), scratch = buffers + (3 * total);
-                        double sumG;
-                        for (int c = c0; c < c1; c++)
+                        fixed (float* buffers = rented)
+                        fixed (double* mp = patchMean)
+                        fixed (double* cp = patchCovariance)
+                        fixed (double* cwp = covarianceTimesKernels)
+                        fixed (double* kp = kernels)
+                        fixed (double* centreAt = centres)
+                        fixed (double* scaleAt = scaleAndInvStd)
+                        fixed (double* sumDyXAt = sumDyX)
+                        fixed (float* gradAt = kernelGrads)
+                        fixed (float* wp = combined)
                         {
-                            if (small is not null)
+                            float* xs = buffers, gs = buffers + total, dxs = buffers + (2 * total), scratch = small is not null ? buffers : buffers + (3 * total);
+                            var cross = stackalloc double[9];
+                            var centred = stackalloc double[9];
+                            var q = stackalloc double[81];
+                            var qf = stackalloc float[81];
+                            var kf = stackalloc float[9];
+                            double sumG;
+                            for (int c = c0; c < c1; c++)
                             {
-                                small.Gather((float*)xAt, channels, c, xs);
-                                small.Gather((float*)gAt, channels, c, gs);
-                                small.Cross(gs, xs, &sumG, crossp);
-                            }
-                            else if (patches is not null)
-                            {
-                                patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: false, scratch);
-                                patches.GatherOutput((float*)gAt, channels, c, gs);
-                                patches.Cross(gs, xs, &sumG, crossp);
-                            }
-                            else
-                            {
-                                layout!.Gather((float*)xAt, channels, c, xs);
-                                layout.Gather((float*)gAt, channels, c, gs);
-                                layout.Cross(gs, xs, &sumG, crossp);
-                            }
-
-                            sumDy[c] = sumG;
-
-                            // G = sum g (p - m): the strided patches are centred already (their m counts as 0 below).
-                            double[] m = patchMean, cov = patchCovariance;
-                            double mScale = patches is null ? 1.0 : 0.0;
-                            for (int a = 0; a < 9; a++)
-                            {
-                                centred[a] = cross[a] - (mScale * m[(c * 9) + a] * sumG);
-                            }
-
-                            Array.Clear(q);
-                            double[] cw = covarianceTimesKernels;
-                            for (int j = 0; j < norms.Count; j++)
-                            {
-                                float[] weights = j < k ? branches[j].Conv.Weight.Value.Data : [];
-                                double centre = j < k ? 0 : CentreWeight(scaleWeights, j, c, k);
-                                double dot = 0;
-                                if (j < k)
+                                if (small is not null)
                                 {
-                                    for (int a = 0; a < 9; a++)
-                                    {
-                                        dot += weights[(c * 9) + a] * centred[a];
-                                    }
+                                    xs = (float*)xlAt + ((long)c * total);
+                                    gs = (float*)glAt + ((long)c * total);
+                                    dxs = (float*)dxlAt + ((long)c * total);
+                                    small.Cross(gs, xs, &sumG, cross);
+                                }
+                                else if (patches is not null)
+                                {
+                                    patches.GatherCentred((float*)xAt, channels, c, xs, mp + (c * 9), computeMeans: false, scratch);
+                                    patches.GatherOutput((float*)gAt, channels, c, gs);
+                                    patches.Cross(gs, xs, &sumG, cross);
                                 }
                                 else
                                 {
-                                    dot = centre * centred[4];
+                                    layout!.Gather((float*)xAt, channels, c, xs);
+                                    layout.Gather((float*)gAt, channels, c, gs);
+                                    layout.Cross(gs, xs, &sumG, cross);
                                 }
 
-                                sumDyX[(j * channels) + c] = dot;
-                                double inv = norms[j].InvStd(c);
-                                double qj = dot * inv * inv / pixels;
-                                double scale = scales[j][c];
-                                if (j < k)
-                                {
-                                    // dL/dw_b = scale_b (G - q_b P C w_b), C w_b from the forward pass; Q += scale_b q_b w_b w_b^T.
-                                    float[] grad = weightGrads[j];
-                                    for (int a = 0; a < 9; a++)
-                                    {
-                                        grad[(c * 9) + a] += (float)(scale * (centred[a] - (qj * pixels * cw[(((c * k) + j) * 9) + a])));
-                                        double qa = scale * qj * weights[(c * 9) + a];
-                                        for (int b = 0; b < 9; b++)
-                                        {
-                                            q[(a * 9) + b] += qa * weights[(c * 9) + b];
-                                        }
-                                    }
+                                sumDy[c] = sumG;
 
+                                // G = sum g (p - m): the strided patches are centred already (their m counts as 0).
+                                double* m = mp + (c * 9);
+                                double mScale = patches is null ? 1.0 : 0.0;
+                                for (int a = 0; a < 9; a++)
+                                {
+                                    centred[a] = cross[a] - (mScale * m[a] * sumG);
+                                }
+
+                                double scaleGradient = BranchGradients(
+                                    c, channels, k, count, pixels, norms, centred, cp + (c * 81), kp + (c * k * 9), centreAt,
+                                    cwp + (c * k * 9), scaleAt, sumDyXAt, gradAt + (c * k * 9), q, scaleBranch is not null);
+                                if (scaleBranch is not null)
+                                {
+                                    scaleGrad[c] += (float)scaleGradient;
+                                }
+
+                                if (dxAt == 0)
+                                {
                                     continue;
                                 }
 
-                                if (scaleBranch is not null && j == k)
+                                double meanG = sumG / pixels;
+                                float* wc = wp + (c * 9);
+                                for (int a = 0; a < 9; a++)
                                 {
-                                    // BatchNorm is scale invariant: the direct difference is eps-small, the identity exact.
-                                    scaleGrad[c] += (float)(norms[j].ScaleInvariantWeightGradient(c, dot, centre)
-                                        ?? (scale * (centred[4] - (qj * pixels * cov[(c * 81) + 40] * centre))));
+                                    double qm = 0;
+                                    for (int b = 0; b < 9; b++)
+                                    {
+                                        qm += q[(a * 9) + b] * mScale * m[b];
+                                        qf[(a * 9) + b] = (float)q[(a * 9) + b];
+                                    }
+
+                                    kf[a] = (float)(qm - (wc[a] * meanG));
                                 }
 
-                                q[40] += scale * qj * centre * centre;
-                            }
-
-                            if (dxAt == 0)
-                            {
-                                continue;
-                            }
-
-                            double meanG = sumG / pixels;
-                            for (int a = 0; a < 9; a++)
-                            {
-                                double qm = 0;
-                                for (int b = 0; b < 9; b++)
+                                if (small is not null)
                                 {
-                                    qm += q[(a * 9) + b] * mScale * m[(c * 9) + b];
-                                    qf[(a * 9) + b] = (float)q[(a * 9) + b];
+                                    small.InputGradient(gs, xs, wc, qf, kf, scratch, dxs);
+                                    continue;
                                 }
 
-                                wc[a] = combined[(c * 9) + a];
-                                kf[a] = (float)(qm - (wc[a] * meanG));
-                            }
-
-                            if (small is not null)
-                            {
-                                small.InputGradient(gs, xs, wp, qp, kp, scratch, dxs);
-                                small.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
-                                continue;
-                            }
-
-                            passes!.InputGradient(gs, xs, wp, qp, kp, dxs);
-                            if (patches is not null)
-                            {
-                                patches.ScatterInputGradient(dxs, (float*)dxAt, channels, c, scratch);
-                            }
-                            else
-                            {
-                                layout!.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
+                                passes!.InputGradient(gs, xs, wc, qf, kf, dxs);
+                                if (patches is not null)
+                                {
+                                    patches.ScatterInputGradient(dxs, (float*)dxAt, channels, c, scratch);
+                                }
+                                else
+                                {
+                                    layout!.Scatter(dxs, 0f, relu: false, (float*)dxAt, channels, c);
+                                }
                             }
                         }
                     }
-                }
-                finally
+                    finally
+                    {
+                        ArrayPool<float>.Shared.Return(rented);
+                    }
+                }, minPerPart: 2);
+                if (small is not null && dxp is not null)
                 {
-                    ArrayPool<float>.Shared.Return(rented);
+                    small.FromLanes(dxlp, channels, dxp);
                 }
-            }, minPerPart: 2);
+            }
+        }
+        finally
+        {
+            if (small is not null)
+            {
+                ArrayPool<float>.Shared.Return(xLanes);
+                ArrayPool<float>.Shared.Return(gLanes);
+                if (gradInput is not null)
+                {
+                    ArrayPool<float>.Shared.Return(dxLanes);
+                }
+            }
         }
 
-        for (int j = 0; j < norms.Count; j++)
+        for (int b = 0; b < k; b++)
+        {
+            float[] grad = branches[b].Conv.Weight.EnsureGrad().Data;
+            for (int c = 0; c < channels; c++)
+            {
+                for (int a = 0; a < 9; a++)
+                {
+                    grad[(c * 9) + a] += kernelGrads[(((c * k) + b) * 9) + a];
+                }
+            }
+        }
+
+        for (int j = 0; j < count; j++)
         {
             norms[j].PrepareGradient(sumDy, sumDyX.AsSpan(j * channels, channels));
         }
+    }
+
+    /// <summary>
+    /// Channel c's share of every BatchNorm's sum (<paramref name="sumDyX"/>, [j * channels + c]: w_j . G) and of the
+    /// conv branches' weight gradients (scale_b (G - q_b P C w_b), C w_b from the forward pass, written to
+    /// <paramref name="kernelGrads"/> [9b + a]); builds Q = sum_j scale_j q_j w_j w_j^T in <paramref name="q"/> (9 x 9)
+    /// and returns the scale branch's weight gradient (0 without one).
+    /// </summary>
+    private static unsafe double BranchGradients(
+        int c, int channels, int k, int count, double pixels, List<BatchNorm2d> norms, double* centred, double* cov, double* kernels,
+        double* centres, double* covarianceTimesKernel, double* scaleAndInvStd, double* sumDyX, float* kernelGrads, double* q, bool hasScaleBranch)
+    {
+        // coefficient_j = scale_j q_j; Q is symmetric: its upper triangle, copied to the lower.
+        var coefficient = stackalloc double[count];
+        double scaleGradient = 0, centreQ = 0;
+        for (int j = 0; j < count; j++)
+        {
+            double* wj = kernels + (j * 9);
+            double dot = 0;
+            double centre = j < k ? 0 : centres[((j - k) * channels) + c];
+            if (j < k)
+            {
+                for (int a = 0; a < 9; a++)
+                {
+                    dot += wj[a] * centred[a];
+                }
+            }
+            else
+            {
+                dot = centre * centred[4];
+            }
+
+            sumDyX[(j * channels) + c] = dot;
+            double scale = scaleAndInvStd[(((j * channels) + c) * 2) + 0], inv = scaleAndInvStd[(((j * channels) + c) * 2) + 1];
+            double qj = dot * inv * inv / pixels;
+            coefficient[j] = scale * qj;
+            if (j < k)
+            {
+                double* cw = covarianceTimesKernel + (j * 9);
+                float* grad = kernelGrads + (j * 9);
+                for (int a = 0; a < 9; a++)
+                {
+                    grad[a] = (float)(scale * (centred[a] - (qj * pixels * cw[a])));
+                }
+
+                continue;
+            }
+
+            if (hasScaleBranch && j == k)
+            {
+                // BatchNorm is scale invariant: the direct difference is eps-small, the identity exact.
+                scaleGradient = norms[j].ScaleInvariantWeightGradient(c, dot, centre)
+                    ?? (scale * (centred[4] - (qj * pixels * cov[40] * centre)));
+            }
+
+            centreQ += scale * qj * centre * centre;
+        }
+
+        for (int a = 0; a < 9; a++)
+        {
+            for (int b = a; b < 9; b++)
+            {
+                double sum = 0;
+                for (int j = 0; j < k; j++)
+                {
+                    sum += coefficient[j] * kernels[(j * 9) + a] * kernels[(j * 9) + b];
+                }
+
+                if (a == 4 && b == 4)
+                {
+                    sum += centreQ;
+                }
+
+                q[(a * 9) + b] = q[(b * 9) + a] = sum;
+            }
+        }
+
+        return scaleGradient;
     }
 
     /// <summary>Drops the saved moments.</summary>
@@ -498,9 +641,43 @@ internal sealed class DepthwiseMoments
         return norms;
     }
 
-    /// <summary>The centre tap through which BatchNorm j (the scale branch or the skip, j >= k) sees channel c's patch: the scale weight, or 1.</summary>
-    private static double CentreWeight(float[] scaleWeights, int j, int c, int k) =>
-        j == k && scaleWeights.Length > 0 ? scaleWeights[c] : 1.0;
+    /// <summary>[(c * k + b) * 9 + a]: conv branch b's 3x3 kernel of channel c, tap a, in double.</summary>
+    private static double[] BranchKernels(IReadOnlyList<ConvBn> branches, int channels)
+    {
+        int k = branches.Count;
+        var kernels = new double[channels * k * 9];
+        for (int b = 0; b < k; b++)
+        {
+            float[] weights = branches[b].Conv.Weight.Value.Data;
+            for (int c = 0; c < channels; c++)
+            {
+                for (int a = 0; a < 9; a++)
+                {
+                    kernels[(((c * k) + b) * 9) + a] = weights[(c * 9) + a];
+                }
+            }
+        }
+
+        return kernels;
+    }
+
+    /// <summary>
+    /// [(j - k) * channels + c]: the centre tap through which BatchNorm j >= k (the scale branch, then the skip) sees
+    /// channel c's patch: the scale weight, or 1.
+    /// </summary>
+    private static double[] CentreWeights(ConvBn? scaleBranch, int count, int k, int channels)
+    {
+        var centres = new double[(count - k) * channels];
+        for (int j = k; j < count; j++)
+        {
+            for (int c = 0; c < channels; c++)
+            {
+                centres[((j - k) * channels) + c] = j == k && scaleBranch is not null ? scaleBranch.Conv.Weight.Value.Data[c] : 1.0;
+            }
+        }
+
+        return centres;
+    }
 
     /// <summary>Tests: true or false forces the images-in-lanes or the planes-in-a-row layout; null lets <see cref="ImagesInLanes"/> decide.</summary>
     internal static bool? LayoutOverride { get; set; }

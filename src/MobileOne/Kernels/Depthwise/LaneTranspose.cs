@@ -1,164 +1,143 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
-/// Moves one channel of a batch between NCHW planes of 4 or 16 pixels and images in lanes (each pixel's images
-/// contiguous, as <see cref="SmallPlanePatches"/> holds them) by in-register transposes of 16 images at a time:
-/// two-source permutes instead of one float per load and store. A 4x4 channel of 64 images is 1,024 scalar moves
-/// otherwise, about as long as the channel's moments.
+/// Moves a whole batch between NCHW planes and images in lanes (each channel's pixels in turn, each pixel's images
+/// contiguous, as <see cref="SmallPlanePatches"/> holds them): NCHW is a batch x (channels x pixels) matrix and the
+/// lanes layout its transpose, so both ways are one matrix transpose in 16 x 16 blocks, each moved by in-register
+/// permutes. A block reads and writes 16 whole cache lines; moving one 2x2 channel at a time read a quarter of each
+/// line (the other three channels' pixels) and wrote partial lines 4 KB apart, which cost more than the channel's
+/// moments.
 /// </summary>
 internal static unsafe class LaneTranspose
 {
-    /// <summary>[k]: the permutes of stage k of the 16 x 16 transpose, which swaps bit k of the row with bit k of the lane.</summary>
-    private static readonly Vector512<int>[] StageLow = new Vector512<int>[4], StageHigh = new Vector512<int>[4];
-
-    // The 4-pixel planes: images 0-7 and 8-15 interleaved by pixel pairs, then pixels gathered (see ToLanes4).
-    private static readonly Vector512<int> PairsLow, PairsHigh, EvenPixels, OddPixels;
-
-    // FromLanes4: the inverse permutes.
-    private static readonly Vector512<int> InterleaveLow, InterleaveHigh, PlanesLow, PlanesHigh;
-
-    static LaneTranspose()
-    {
-        for (int k = 0; k < 4; k++)
-        {
-            int bit = 1 << k;
-            StageLow[k] = Index(j => (j & bit) == 0 ? j : 16 + (j ^ bit));
-            StageHigh[k] = Index(j => (j & bit) == 0 ? j | bit : 16 + j);
-        }
-
-        // W_g (g = 0, 1) holds images 4g..4g+3 as [4m + p] = image (4g + m), pixel p. Pixels 0-1 of images 0-7 as [2i + s]:
-        PairsLow = Index(j => (j / 2 / 4 * 16) + (j / 2 % 4 * 4) + (j % 2));
-        PairsHigh = Index(j => (j / 2 / 4 * 16) + (j / 2 % 4 * 4) + 2 + (j % 2));
-        // Pixel s of images 0-15 from two [2i + s] vectors (images 0-7, then 8-15).
-        EvenPixels = Index(j => j < 8 ? 2 * j : 16 + (2 * (j - 8)));
-        OddPixels = Index(j => j < 8 ? (2 * j) + 1 : 16 + (2 * (j - 8)) + 1);
-
-        // From pixel vectors P_s, P_t (16 images each): [2i + u] = P_(s or t)[i] for images 0-7, then 8-15.
-        InterleaveLow = Index(j => ((j % 2) * 16) + (j / 2));
-        InterleaveHigh = Index(j => ((j % 2) * 16) + 8 + (j / 2));
-        // From A = [2i + u] of pixels 0-1 and B = [2i + u] of pixels 2-3 (images 0-7 or 8-15): [4m + p] for 4 images.
-        PlanesLow = Index(j => ((j % 4) < 2 ? 0 : 16) + (2 * (j / 4)) + (j % 2));
-        PlanesHigh = Index(j => ((j % 4) < 2 ? 0 : 16) + 8 + (2 * (j / 4)) + (j % 2));
-    }
+    // Stage k of the 16 x 16 transpose swaps bit k of the row with bit k of the lane: rows a and a | 2^k (bit k of a
+    // clear) become their Low and High permutes.
+    private static readonly Vector512<int> Low0 = StageLow(0), High0 = StageHigh(0), Low1 = StageLow(1), High1 = StageHigh(1);
+    private static readonly Vector512<int> Low2 = StageLow(2), High2 = StageHigh(2), Low3 = StageLow(3), High3 = StageHigh(3);
 
     /// <summary>Whether planes of <paramref name="plane"/> pixels over <paramref name="batch"/> images move this way: AVX-512, 4 or 16 pixels, whole groups of 16 images.</summary>
     public static bool Supports(int plane, int batch) =>
         Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && (plane == 4 || plane == 16);
 
     /// <summary>
-    /// stack[positions[p] + i] = planes[i * imageStride + p] for the <paramref name="batch"/> images and the plane's
-    /// pixels p (<see cref="Supports"/> must hold).
+    /// destination = source^T for a row-major <paramref name="rows"/> x <paramref name="cols"/> matrix:
+    /// destination[j * rows + i] = source[i * cols + j]. NCHW to lanes is (batch, channels x pixels), lanes to NCHW
+    /// (channels x pixels, batch). Whole 16 x 16 blocks by permutes (AVX-512), the edges element by element; strips
+    /// of 16 columns split over the workers.
     /// </summary>
-    public static void ToLanes(float* planes, long imageStride, int plane, int batch, int* positions, float* stack)
+    public static void Transpose(float* source, int rows, int cols, float* destination)
     {
-        var rows = stackalloc Vector512<float>[16];
-        for (int i0 = 0; i0 < batch; i0 += 16)
+        nint from = (nint)source, to = (nint)destination;
+        int strips = (cols + 15) / 16;
+        ComputeThreads.For(strips, (s0, s1) => TransposeStrips((float*)from, rows, cols, (float*)to, s0, s1), minPerPart: 4);
+    }
+
+    private static void TransposeStrips(float* source, int rows, int cols, float* destination, int s0, int s1)
+    {
+        bool permutes = Lanes.Use512 && Avx512F.IsSupported;
+        int wholeRows = permutes ? rows / 16 * 16 : 0;
+        for (int s = s0; s < s1; s++)
         {
-            float* src = planes + (i0 * imageStride);
-            if (plane == 16)
+            int j0 = s * 16, width = Math.Min(16, cols - j0);
+            int i0 = 0;
+            if (width == 16)
             {
-                for (int i = 0; i < 16; i++)
+                for (; i0 < wholeRows; i0 += 16)
                 {
-                    rows[i] = Vector512.Load(src + (i * imageStride));
+                    Block16(source + ((long)i0 * cols) + j0, cols, destination + ((long)j0 * rows) + i0, rows);
                 }
-
-                Transpose16(rows);
-            }
-            else
-            {
-                for (int g = 0; g < 4; g++)
-                {
-                    float* s = src + (4 * g * imageStride);
-                    rows[8 + g] = Vector512.Create(
-                        Vector256.Create(Vector128.Load(s), Vector128.Load(s + imageStride)),
-                        Vector256.Create(Vector128.Load(s + (2 * imageStride)), Vector128.Load(s + (3 * imageStride))));
-                }
-
-                // Pixels (0, 1) and (2, 3) of images 0-7 and 8-15 as [2i + s], then each pixel over the 16 images.
-                Vector512<float> low01 = Avx512F.PermuteVar16x32x2(rows[8], PairsLow, rows[9]), low23 = Avx512F.PermuteVar16x32x2(rows[8], PairsHigh, rows[9]);
-                Vector512<float> high01 = Avx512F.PermuteVar16x32x2(rows[10], PairsLow, rows[11]), high23 = Avx512F.PermuteVar16x32x2(rows[10], PairsHigh, rows[11]);
-                rows[0] = Avx512F.PermuteVar16x32x2(low01, EvenPixels, high01);
-                rows[1] = Avx512F.PermuteVar16x32x2(low01, OddPixels, high01);
-                rows[2] = Avx512F.PermuteVar16x32x2(low23, EvenPixels, high23);
-                rows[3] = Avx512F.PermuteVar16x32x2(low23, OddPixels, high23);
             }
 
-            for (int p = 0; p < plane; p++)
+            for (int j = j0; j < j0 + width; j++)
             {
-                rows[p].Store(stack + positions[p] + i0);
+                for (int i = i0; i < rows; i++)
+                {
+                    destination[((long)j * rows) + i] = source[((long)i * cols) + j];
+                }
             }
         }
     }
 
     /// <summary>
-    /// planes[i * imageStride + p] = stack[positions[p] + i] + <paramref name="add"/>, then max with 0 when
-    /// <paramref name="relu"/>: the inverse of <see cref="ToLanes"/>.
+    /// to[j * toStride + i] = from[i * fromStride + j] for a 16 x 16 block: 16 rows loaded, four permute stages, 16
+    /// rows stored, every row in a register (a loop over rows in memory stored and reloaded them at every stage).
     /// </summary>
-    public static void FromLanes(float* stack, int* positions, int plane, int batch, float add, bool relu, float* planes, long imageStride)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block16(float* from, long fromStride, float* to, long toStride)
     {
-        var rows = stackalloc Vector512<float>[16];
-        var shift = Vector512.Create(add);
-        for (int i0 = 0; i0 < batch; i0 += 16)
-        {
-            for (int p = 0; p < plane; p++)
-            {
-                var v = Vector512.Load(stack + positions[p] + i0) + shift;
-                rows[p] = relu ? Vector512.Max(v, Vector512<float>.Zero) : v;
-            }
-
-            float* dst = planes + (i0 * imageStride);
-            if (plane == 16)
-            {
-                Transpose16(rows);
-                for (int i = 0; i < 16; i++)
-                {
-                    rows[i].Store(dst + (i * imageStride));
-                }
-
-                continue;
-            }
-
-            Vector512<float> low01 = Avx512F.PermuteVar16x32x2(rows[0], InterleaveLow, rows[1]), high01 = Avx512F.PermuteVar16x32x2(rows[0], InterleaveHigh, rows[1]);
-            Vector512<float> low23 = Avx512F.PermuteVar16x32x2(rows[2], InterleaveLow, rows[3]), high23 = Avx512F.PermuteVar16x32x2(rows[2], InterleaveHigh, rows[3]);
-            // [4m + p] for images 0-3, 4-7 (from the low pairs), 8-11, 12-15 (from the high ones).
-            Span<Vector512<float>> groups = [
-                Avx512F.PermuteVar16x32x2(low01, PlanesLow, low23), Avx512F.PermuteVar16x32x2(low01, PlanesHigh, low23),
-                Avx512F.PermuteVar16x32x2(high01, PlanesLow, high23), Avx512F.PermuteVar16x32x2(high01, PlanesHigh, high23)];
-            for (int g = 0; g < 4; g++)
-            {
-                float* d = dst + (4 * g * imageStride);
-                Vector512<float> v = groups[g];
-                v.GetLower().GetLower().Store(d);
-                v.GetLower().GetUpper().Store(d + imageStride);
-                v.GetUpper().GetLower().Store(d + (2 * imageStride));
-                v.GetUpper().GetUpper().Store(d + (3 * imageStride));
-            }
-        }
+        var r0 = Vector512.Load(from);
+        var r1 = Vector512.Load(from + (1 * fromStride));
+        var r2 = Vector512.Load(from + (2 * fromStride));
+        var r3 = Vector512.Load(from + (3 * fromStride));
+        var r4 = Vector512.Load(from + (4 * fromStride));
+        var r5 = Vector512.Load(from + (5 * fromStride));
+        var r6 = Vector512.Load(from + (6 * fromStride));
+        var r7 = Vector512.Load(from + (7 * fromStride));
+        var r8 = Vector512.Load(from + (8 * fromStride));
+        var r9 = Vector512.Load(from + (9 * fromStride));
+        var r10 = Vector512.Load(from + (10 * fromStride));
+        var r11 = Vector512.Load(from + (11 * fromStride));
+        var r12 = Vector512.Load(from + (12 * fromStride));
+        var r13 = Vector512.Load(from + (13 * fromStride));
+        var r14 = Vector512.Load(from + (14 * fromStride));
+        var r15 = Vector512.Load(from + (15 * fromStride));
+        (r0, r1) = (Avx512F.PermuteVar16x32x2(r0, Low0, r1), Avx512F.PermuteVar16x32x2(r0, High0, r1));
+        (r2, r3) = (Avx512F.PermuteVar16x32x2(r2, Low0, r3), Avx512F.PermuteVar16x32x2(r2, High0, r3));
+        (r4, r5) = (Avx512F.PermuteVar16x32x2(r4, Low0, r5), Avx512F.PermuteVar16x32x2(r4, High0, r5));
+        (r6, r7) = (Avx512F.PermuteVar16x32x2(r6, Low0, r7), Avx512F.PermuteVar16x32x2(r6, High0, r7));
+        (r8, r9) = (Avx512F.PermuteVar16x32x2(r8, Low0, r9), Avx512F.PermuteVar16x32x2(r8, High0, r9));
+        (r10, r11) = (Avx512F.PermuteVar16x32x2(r10, Low0, r11), Avx512F.PermuteVar16x32x2(r10, High0, r11));
+        (r12, r13) = (Avx512F.PermuteVar16x32x2(r12, Low0, r13), Avx512F.PermuteVar16x32x2(r12, High0, r13));
+        (r14, r15) = (Avx512F.PermuteVar16x32x2(r14, Low0, r15), Avx512F.PermuteVar16x32x2(r14, High0, r15));
+        (r0, r2) = (Avx512F.PermuteVar16x32x2(r0, Low1, r2), Avx512F.PermuteVar16x32x2(r0, High1, r2));
+        (r1, r3) = (Avx512F.PermuteVar16x32x2(r1, Low1, r3), Avx512F.PermuteVar16x32x2(r1, High1, r3));
+        (r4, r6) = (Avx512F.PermuteVar16x32x2(r4, Low1, r6), Avx512F.PermuteVar16x32x2(r4, High1, r6));
+        (r5, r7) = (Avx512F.PermuteVar16x32x2(r5, Low1, r7), Avx512F.PermuteVar16x32x2(r5, High1, r7));
+        (r8, r10) = (Avx512F.PermuteVar16x32x2(r8, Low1, r10), Avx512F.PermuteVar16x32x2(r8, High1, r10));
+        (r9, r11) = (Avx512F.PermuteVar16x32x2(r9, Low1, r11), Avx512F.PermuteVar16x32x2(r9, High1, r11));
+        (r12, r14) = (Avx512F.PermuteVar16x32x2(r12, Low1, r14), Avx512F.PermuteVar16x32x2(r12, High1, r14));
+        (r13, r15) = (Avx512F.PermuteVar16x32x2(r13, Low1, r15), Avx512F.PermuteVar16x32x2(r13, High1, r15));
+        (r0, r4) = (Avx512F.PermuteVar16x32x2(r0, Low2, r4), Avx512F.PermuteVar16x32x2(r0, High2, r4));
+        (r1, r5) = (Avx512F.PermuteVar16x32x2(r1, Low2, r5), Avx512F.PermuteVar16x32x2(r1, High2, r5));
+        (r2, r6) = (Avx512F.PermuteVar16x32x2(r2, Low2, r6), Avx512F.PermuteVar16x32x2(r2, High2, r6));
+        (r3, r7) = (Avx512F.PermuteVar16x32x2(r3, Low2, r7), Avx512F.PermuteVar16x32x2(r3, High2, r7));
+        (r8, r12) = (Avx512F.PermuteVar16x32x2(r8, Low2, r12), Avx512F.PermuteVar16x32x2(r8, High2, r12));
+        (r9, r13) = (Avx512F.PermuteVar16x32x2(r9, Low2, r13), Avx512F.PermuteVar16x32x2(r9, High2, r13));
+        (r10, r14) = (Avx512F.PermuteVar16x32x2(r10, Low2, r14), Avx512F.PermuteVar16x32x2(r10, High2, r14));
+        (r11, r15) = (Avx512F.PermuteVar16x32x2(r11, Low2, r15), Avx512F.PermuteVar16x32x2(r11, High2, r15));
+        (r0, r8) = (Avx512F.PermuteVar16x32x2(r0, Low3, r8), Avx512F.PermuteVar16x32x2(r0, High3, r8));
+        (r1, r9) = (Avx512F.PermuteVar16x32x2(r1, Low3, r9), Avx512F.PermuteVar16x32x2(r1, High3, r9));
+        (r2, r10) = (Avx512F.PermuteVar16x32x2(r2, Low3, r10), Avx512F.PermuteVar16x32x2(r2, High3, r10));
+        (r3, r11) = (Avx512F.PermuteVar16x32x2(r3, Low3, r11), Avx512F.PermuteVar16x32x2(r3, High3, r11));
+        (r4, r12) = (Avx512F.PermuteVar16x32x2(r4, Low3, r12), Avx512F.PermuteVar16x32x2(r4, High3, r12));
+        (r5, r13) = (Avx512F.PermuteVar16x32x2(r5, Low3, r13), Avx512F.PermuteVar16x32x2(r5, High3, r13));
+        (r6, r14) = (Avx512F.PermuteVar16x32x2(r6, Low3, r14), Avx512F.PermuteVar16x32x2(r6, High3, r14));
+        (r7, r15) = (Avx512F.PermuteVar16x32x2(r7, Low3, r15), Avx512F.PermuteVar16x32x2(r7, High3, r15));
+        r0.Store(to);
+        r1.Store(to + (1 * toStride));
+        r2.Store(to + (2 * toStride));
+        r3.Store(to + (3 * toStride));
+        r4.Store(to + (4 * toStride));
+        r5.Store(to + (5 * toStride));
+        r6.Store(to + (6 * toStride));
+        r7.Store(to + (7 * toStride));
+        r8.Store(to + (8 * toStride));
+        r9.Store(to + (9 * toStride));
+        r10.Store(to + (10 * toStride));
+        r11.Store(to + (11 * toStride));
+        r12.Store(to + (12 * toStride));
+        r13.Store(to + (13 * toStride));
+        r14.Store(to + (14 * toStride));
+        r15.Store(to + (15 * toStride));
     }
 
-    /// <summary>rows[i][j] becomes rows[j][i]: four stages, stage k swapping bit k of the row index with bit k of the lane.</summary>
-    private static void Transpose16(Vector512<float>* rows)
-    {
-        for (int k = 0; k < 4; k++)
-        {
-            int bit = 1 << k;
-            Vector512<int> low = StageLow[k], high = StageHigh[k];
-            for (int a = 0; a < 16; a++)
-            {
-                if ((a & bit) != 0)
-                {
-                    continue;
-                }
+    private static Vector512<int> StageLow(int k) => Index(j => (j & (1 << k)) == 0 ? j : 16 + (j ^ (1 << k)));
 
-                Vector512<float> ra = rows[a], rb = rows[a | bit];
-                rows[a] = Avx512F.PermuteVar16x32x2(ra, low, rb);
-                rows[a | bit] = Avx512F.PermuteVar16x32x2(ra, high, rb);
-            }
-        }
-    }
+    private static Vector512<int> StageHigh(int k) => Index(j => (j & (1 << k)) == 0 ? j | (1 << k) : 16 + j);
 
     private static Vector512<int> Index(Func<int, int> lane)
     {

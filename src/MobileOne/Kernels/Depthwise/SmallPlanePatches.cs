@@ -12,9 +12,6 @@ namespace MobileOne.Kernels.Depthwise;
 /// </summary>
 internal sealed unsafe class SmallPlanePatches
 {
-    /// <summary>[p]: where pixel p's images start in a lanes buffer (p * batch).</summary>
-    private readonly int[] positions;
-
     /// <summary>Output o's taps in the plane: entries [validStart[o], validStart[o + 1]) of validTap (t) and validPixel (the pixel under it).</summary>
     private readonly int[] validStart, validTap, validPixel;
 
@@ -39,12 +36,6 @@ internal sealed unsafe class SmallPlanePatches
                 int r = (o / width) + (t / 3) - 1, col = (o % width) + (t % 3) - 1;
                 taps[(o * 9) + t] = r >= 0 && r < height && col >= 0 && col < width ? (r * width) + col : -1;
             }
-        }
-
-        positions = new int[Pixels];
-        for (int p = 0; p < Pixels; p++)
-        {
-            positions[p] = p * batch;
         }
 
         // The lists the passes walk instead of testing every tap of every output.
@@ -114,21 +105,23 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>Floats of one lanes buffer: Pixels x Batch.</summary>
     public int Total => Pixels * Batch;
 
-    /// <summary>lanes[p * Batch + i] = channel <paramref name="c"/> of NCHW <paramref name="nchw"/>, image i, pixel p.</summary>
-    public void Gather(float* nchw, int channels, int c, float* lanes)
-    {
-        fixed (int* pos = positions)
-        {
-            LaneTranspose.ToLanes(nchw + ((long)c * Pixels), (long)channels * Pixels, Pixels, Batch, pos, lanes);
-        }
-    }
+    /// <summary>
+    /// The whole batch of NCHW <paramref name="nchw"/> in lanes: channel c's buffer (<see cref="Total"/> floats) starts
+    /// at lanes + c * Total and holds lanes[c * Total + p * Batch + i] = image i, channel c, pixel p.
+    /// </summary>
+    public void ToLanes(float* nchw, int channels, float* lanes) => LaneTranspose.Transpose(nchw, Batch, channels * Pixels, lanes);
 
-    /// <summary>Channel <paramref name="c"/> of NCHW <paramref name="nchw"/> = lanes + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>.</summary>
-    public void Scatter(float* lanes, float add, bool relu, float* nchw, int channels, int c)
+    /// <summary>NCHW <paramref name="nchw"/> from the lanes of all its <paramref name="channels"/> (the inverse of <see cref="ToLanes"/>).</summary>
+    public void FromLanes(float* lanes, int channels, float* nchw) => LaneTranspose.Transpose(lanes, channels * Pixels, Batch, nchw);
+
+    /// <summary>One channel's lanes (<see cref="Total"/> floats) + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>, in place.</summary>
+    public void AddThenClamp(float* lanes, float add, bool relu)
     {
-        fixed (int* pos = positions)
+        var shift = Vector512.Create(add);
+        for (int i = 0; i < Total; i += 16)
         {
-            LaneTranspose.FromLanes(lanes, pos, Pixels, Batch, add, relu, nchw + ((long)c * Pixels), (long)channels * Pixels);
+            var v = Vector512.Load(lanes + i) + shift;
+            (relu ? Vector512.Max(v, Vector512<float>.Zero) : v).Store(lanes + i);
         }
     }
 
