@@ -21,6 +21,9 @@ public sealed class MobileOneBlock : Module
     private readonly ActivationBuffer gradInput = new();
     private readonly ActivationBuffer concatWeights = new();
     private readonly ActivationBuffer concatGrad = new();
+    private readonly ActivationBuffer inputRows = new();
+    private readonly ActivationBuffer rowScratch = new();
+    private readonly ActivationBuffer gradRows = new();
     private readonly PointwiseMoments moments = new();
     private readonly DepthwiseMoments depthwiseMoments = new();
     private Tensor? savedInput;
@@ -210,6 +213,9 @@ public sealed class MobileOneBlock : Module
         gradInput.Release();
         concatWeights.Release();
         concatGrad.Release();
+        inputRows.Release();
+        rowScratch.Release();
+        gradRows.Release();
         moments.Release();
         depthwiseMoments.Release();
         savedInput = null;
@@ -266,6 +272,18 @@ public sealed class MobileOneBlock : Module
 
     /// <summary>k stacked 1x1 convolutions over the same input: one GEMM with the weights stacked.</summary>
     private bool StacksPointwise => Spec.KernelSize == 1 && Spec.Stride == 1 && Spec.Padding == 0 && Spec.Groups == 1 && ConvScale is null;
+
+    /// <summary>
+    /// Whether the stacked 1x1 branches keep their training passes on channel rows: the NCHW batch transposed to
+    /// (channels x pixels) x images (<see cref="MatrixTranspose"/>), so that channel c's values of every image and
+    /// pixel are one row. On planes whose per-image runs are too short for the GEMM to read in place it copies every
+    /// fragmented operand dense and back at every product (the input twice, the k branch outputs three times, the
+    /// input gradient once per step); in rows the input and the output gradient move once each way and the branch
+    /// outputs never. The
+    /// three products of a 2x2 block (256 channels, k = 4, batch 64) take 2.3-2.4 ms dense against 3.0 ms fragmented
+    /// (<c>tools/training/pointwise_block_bench.fsx</c>, one thread, Zen 5).
+    /// </summary>
+    private bool KeepsRows(int plane) => StacksPointwise && plane < PackedSgemm.ShortRun;
 
     private unsafe Tensor ForwardTraining(Tensor x)
     {
@@ -337,8 +355,11 @@ public sealed class MobileOneBlock : Module
         int cout = Spec.OutChannels, plane = ho * wo;
         int count = branches.Count;
         long branchSize = (long)n * cout * plane;
+        bool rows = training && KeepsRows(plane);
+        float[] xRows = rows ? inputRows.GetFlat(x.Length) : [];
         var convScope = Profile(ho, wo, "fwd conv", ConvFlops(n, plane));
         fixed (float* xp = x.Data)
+        fixed (float* xrp = xRows)
         fixed (float* zp = z)
         {
             if (StacksPointwise && training)
@@ -353,11 +374,20 @@ public sealed class MobileOneBlock : Module
 
                 fixed (float* wp = stacked)
                 {
-                    PackedSgemm.Multiply(
-                        MatrixView.RowMajor(wp, count * cout, Spec.InChannels, Spec.InChannels),
-                        MatrixView.ChannelsByPixels(xp, Spec.InChannels, n, h * w, (long)Spec.InChannels * h * w),
-                        BranchView(zp, count, cout, n, plane, branchSize),
-                        accumulate: false);
+                    var weights = MatrixView.RowMajor(wp, count * cout, Spec.InChannels, Spec.InChannels);
+                    if (rows)
+                    {
+                        MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
+                        PackedSgemm.Multiply(weights, RowsView(xrp, Spec.InChannels, n, plane), RowsView(zp, count * cout, n, plane), accumulate: false);
+                    }
+                    else
+                    {
+                        PackedSgemm.Multiply(
+                            weights,
+                            MatrixView.ChannelsByPixels(xp, Spec.InChannels, n, h * w, (long)Spec.InChannels * h * w),
+                            BranchView(zp, count, cout, n, plane, branchSize),
+                            accumulate: false);
+                    }
                 }
             }
             else if (Spec.IsDepthwise)
@@ -402,7 +432,9 @@ public sealed class MobileOneBlock : Module
             var bn = norms[b];
             if (training)
             {
-                bn.PrepareStatistics(b < count ? z.AsSpan((int)(b * branchSize), (int)branchSize) : x.Data, n, plane);
+                // In rows a channel's values are one run of n x plane (as one image of that size).
+                var values = b < count ? z.AsSpan((int)(b * branchSize), (int)branchSize) : rows ? xRows.AsSpan(0, x.Length) : x.Data;
+                bn.PrepareStatistics(values, rows ? 1 : n, rows ? n * plane : plane);
                 bn.Scale.CopyTo(scales.AsSpan(b * cout));
                 AddTo(shift, bn.Shift);
             }
@@ -415,11 +447,14 @@ public sealed class MobileOneBlock : Module
 
         statsScope.Dispose();
         using var sumScope = Profile(ho, wo, "fwd branch-sum", bytes: 4.0 * (total + 1) * branchSize);
+        float[] preRows = rows ? rowScratch.GetFlat(pre.Length) : [];
         fixed (float* xp = x.Data)
+        fixed (float* xrp = xRows)
         fixed (float* zp = z)
         fixed (float* sp = scales)
         fixed (float* bp = shift)
         fixed (float* yp = pre.Data)
+        fixed (float* prp = preRows)
         {
             for (int b = 0; b < count; b++)
             {
@@ -428,10 +463,18 @@ public sealed class MobileOneBlock : Module
 
             if (Identity is not null)
             {
-                inputs[count] = (nint)xp;
+                inputs[count] = (nint)(rows ? xrp : xp);
             }
 
-            BatchNormTraining.BranchSum(inputs, sp, bp, yp, n, cout, plane, relu: Attn is null);
+            if (rows)
+            {
+                BatchNormTraining.BranchSum(inputs, sp, bp, prp, 1, cout, n * plane, relu: Attn is null);
+                MatrixTranspose.Transpose(prp, cout * plane, n, yp);
+            }
+            else
+            {
+                BatchNormTraining.BranchSum(inputs, sp, bp, yp, n, cout, plane, relu: Attn is null);
+            }
         }
     }
 
@@ -477,14 +520,30 @@ public sealed class MobileOneBlock : Module
         var sumDyX = new double[total * cout];
         var inputs = new nint[total];
         var dx = inputGradient ? gradInput.Get(x.Shape) : null;
-        fixed (float* xp = x.Data)
+
+        // In rows (KeepsRows) x is the forward's rows, ds moves in and dx out, and every pass sees one image of n x plane.
+        bool rows = KeepsRows(plane);
+        float[] xRows = rows ? inputRows.GetFlat(x.Length) : [];
+        float[] dsRows = rows ? rowScratch.GetFlat(ds.Length) : [];
+        float[] dxRows = rows && dx is not null ? gradRows.GetFlat(x.Length) : [];
+        int images = rows ? 1 : n, pixels = rows ? n * plane : plane;
+        fixed (float* xIn = x.Data)
+        fixed (float* xrp = xRows)
         fixed (float* zp = z.Data)
-        fixed (float* dsp = ds.Data)
+        fixed (float* dsIn = ds.Data)
+        fixed (float* dsrp = dsRows)
         fixed (float* mp = means)
         fixed (double* sdp = sumDy)
         fixed (double* sxp = sumDyX)
-        fixed (float* dxp = dx is null ? null : dx.Data)
+        fixed (float* dxOut = dx is null ? null : dx.Data)
+        fixed (float* dxrp = dxRows)
         {
+            if (rows)
+            {
+                MatrixTranspose.Transpose(dsIn, n, cout * plane, dsrp);
+            }
+
+            float* xp = rows ? xrp : xIn, dsp = rows ? dsrp : dsIn, dxp = rows && dxOut is not null ? dxrp : dxOut;
             for (int b = 0; b < count; b++)
             {
                 inputs[b] = (nint)(zp + (b * branchSize));
@@ -497,7 +556,7 @@ public sealed class MobileOneBlock : Module
 
             using (Profile(ho, wo, "bwd bn-sums", bytes: 4.0 * (total + 1) * branchSize))
             {
-                BatchNormTraining.GradientSums(dsp, inputs, mp, n, cout, plane, sdp, sxp);
+                BatchNormTraining.GradientSums(dsp, inputs, mp, images, cout, pixels, sdp, sxp);
                 for (int b = 0; b < total; b++)
                 {
                     norms[b].PrepareGradient(sumDy, sumDyX.AsSpan(b * cout, cout));
@@ -510,13 +569,13 @@ public sealed class MobileOneBlock : Module
             for (int b = 0; b < count; b++)
             {
                 float* zb = zp + (b * branchSize);
-                InputGradient(norms[b], dsp, zb, zb, accumulate: false, n, cout, plane);
+                InputGradient(norms[b], dsp, zb, zb, accumulate: false, images, cout, pixels);
             }
 
             bool started = false;
             if (Identity is not null && dxp is not null)
             {
-                InputGradient(Identity, dsp, xp, dxp, accumulate: false, n, cout, plane);
+                InputGradient(Identity, dsp, xp, dxp, accumulate: false, images, cout, pixels);
                 started = true;
             }
 
@@ -527,8 +586,8 @@ public sealed class MobileOneBlock : Module
             {
                 float[] stacked = concatWeights.GetFlat((long)count * cout * cin);
                 float[] stackedGrad = concatGrad.GetFlat((long)count * cout * cin);
-                var zView = BranchView(zp, count, cout, n, plane, branchSize);
-                var xView = MatrixView.ChannelsByPixels(xp, cin, n, h * w, (long)cin * h * w);
+                var zView = rows ? RowsView(zp, count * cout, n, plane) : BranchView(zp, count, cout, n, plane, branchSize);
+                var xView = rows ? RowsView(xp, cin, n, plane) : MatrixView.ChannelsByPixels(xp, cin, n, h * w, (long)cin * h * w);
                 fixed (float* wp = stacked)
                 fixed (float* gwp = stackedGrad)
                 {
@@ -542,7 +601,11 @@ public sealed class MobileOneBlock : Module
                         using var inputScope = Profile(ho, wo, "bwd input-grad", convFlops);
                         PackedSgemm.Multiply(
                             MatrixView.RowMajor(wp, count * cout, cin, cin).Transposed(), zView,
-                            MatrixView.ChannelsByPixels(dxp, cin, n, h * w, (long)cin * h * w), accumulate: started);
+                            rows ? RowsView(dxp, cin, n, plane) : MatrixView.ChannelsByPixels(dxp, cin, n, h * w, (long)cin * h * w), accumulate: started);
+                        if (rows)
+                        {
+                            MatrixTranspose.Transpose(dxp, cin * plane, n, dxOut);
+                        }
                     }
                 }
 
@@ -646,6 +709,10 @@ public sealed class MobileOneBlock : Module
             BatchNormTraining.InputGradient(dy, x, dx, accumulate, n, channels, plane, k1, md, k2, mu);
         }
     }
+
+    /// <summary>A [rows x (n x plane)] buffer in channel rows (<see cref="KeepsRows"/>) as a dense row-major matrix.</summary>
+    private static unsafe MatrixView RowsView(float* data, int rows, int n, int plane) =>
+        MatrixView.RowMajor(data, rows, n * plane, (long)n * plane);
 
     /// <summary>The rows (branch, channel) x columns (image, pixel) view of the branch buffer.</summary>
     private static unsafe MatrixView BranchView(float* z, int count, int cout, int n, int plane, long branchSize) =>

@@ -17,6 +17,7 @@ public sealed class MomentPassesTests
     [InlineData(24, 24, 3, 0, 3, 5, 5)]
     [InlineData(16, 40, 4, 0, 2, 6, 3)]
     [InlineData(32, 32, 1, 8, 2, 4, 4)]
+    [InlineData(12, 12, 2, 0, 2, 9, 8)]
     public void Pointwise_moment_passes_equal_the_branch_passes(int cin, int cout, int k, int se, int batch, int h, int w) =>
         CheckAgainstBranches(new BlockSpec(cin, cout, 1, 1, 0, 1, k, se), batch, h, w);
 

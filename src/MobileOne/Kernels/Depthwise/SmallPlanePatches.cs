@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MobileOne.Kernels.Depthwise;
 
@@ -79,8 +80,9 @@ internal sealed unsafe class SmallPlanePatches
         (pairA, pairB) = (underA.ToArray(), underB.ToArray());
     }
 
-    /// <summary>Whether these passes run for <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/>: those <see cref="LaneTranspose"/> moves.</summary>
-    public static bool Supports(int batch, int height, int width) => LaneTranspose.Supports(height * width, batch);
+    /// <summary>Whether these passes run for <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/>: AVX-512 (the images-in-lanes layout and its transposes), 2x2 or 4x4, whole groups of 16 images.</summary>
+    public static bool Supports(int batch, int height, int width) =>
+        Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && ((height == 2 && width == 2) || (height == 4 && width == 4));
 
     /// <summary>
     /// Floating-point operations of one channel's forward pass: the pixels' second moments (Pixels^2 products per
@@ -109,10 +111,10 @@ internal sealed unsafe class SmallPlanePatches
     /// The whole batch of NCHW <paramref name="nchw"/> in lanes: channel c's buffer (<see cref="Total"/> floats) starts
     /// at lanes + c * Total and holds lanes[c * Total + p * Batch + i] = image i, channel c, pixel p.
     /// </summary>
-    public void ToLanes(float* nchw, int channels, float* lanes) => LaneTranspose.Transpose(nchw, Batch, channels * Pixels, lanes);
+    public void ToLanes(float* nchw, int channels, float* lanes) => MatrixTranspose.Transpose(nchw, Batch, channels * Pixels, lanes);
 
     /// <summary>NCHW <paramref name="nchw"/> from the lanes of all its <paramref name="channels"/> (the inverse of <see cref="ToLanes"/>).</summary>
-    public void FromLanes(float* lanes, int channels, float* nchw) => LaneTranspose.Transpose(lanes, channels * Pixels, Batch, nchw);
+    public void FromLanes(float* lanes, int channels, float* nchw) => MatrixTranspose.Transpose(lanes, channels * Pixels, Batch, nchw);
 
     /// <summary>One channel's lanes (<see cref="Total"/> floats) + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>, in place.</summary>
     public void AddThenClamp(float* lanes, float add, bool relu)

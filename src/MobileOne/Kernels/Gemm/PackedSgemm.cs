@@ -35,7 +35,7 @@ public static unsafe class PackedSgemm
     private static float[]? packB;
 
     /// <summary>Below this many floats per batch run an operand is copied dense before the product (see <see cref="IsFragmented"/>).</summary>
-    private const int ShortRun = 64;
+    internal const int ShortRun = 64;
 
     /// <summary>Rows copied together in a dense copy, segment by segment (see <see cref="CopyRuns"/>).</summary>
     private const int CopyRowBlock = 16;

@@ -2,32 +2,27 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace MobileOne.Kernels.Depthwise;
+namespace MobileOne.Kernels;
 
 /// <summary>
-/// Moves a whole batch between NCHW planes and images in lanes (each channel's pixels in turn, each pixel's images
-/// contiguous, as <see cref="SmallPlanePatches"/> holds them): NCHW is a batch x (channels x pixels) matrix and the
-/// lanes layout its transpose, so both ways are one matrix transpose in 16 x 16 blocks, each moved by in-register
-/// permutes. A block reads and writes 16 whole cache lines; moving one 2x2 channel at a time read a quarter of each
-/// line (the other three channels' pixels) and wrote partial lines 4 KB apart, which cost more than the channel's
-/// moments.
+/// The transpose of a dense row-major matrix in 16 x 16 blocks, each moved by in-register permutes: how a batch moves
+/// between NCHW (a batch x (channels x pixels) matrix) and the layouts that hold a channel's pixels of all images
+/// together, pixel by pixel ((channels x pixels) x batch): images in lanes for the small-plane depthwise passes
+/// (<see cref="Depthwise.SmallPlanePatches"/>), one row per channel for the stacked pointwise products on small planes.
+/// A block reads and writes 16 whole cache lines; moving one 2x2 channel at a time read a quarter of each line (the
+/// other three channels' pixels) and wrote partial lines 4 KB apart, which cost more than the channel's moments.
 /// </summary>
-internal static unsafe class LaneTranspose
+internal static unsafe class MatrixTranspose
 {
     // Stage k of the 16 x 16 transpose swaps bit k of the row with bit k of the lane: rows a and a | 2^k (bit k of a
     // clear) become their Low and High permutes.
     private static readonly Vector512<int> Low0 = StageLow(0), High0 = StageHigh(0), Low1 = StageLow(1), High1 = StageHigh(1);
     private static readonly Vector512<int> Low2 = StageLow(2), High2 = StageHigh(2), Low3 = StageLow(3), High3 = StageHigh(3);
 
-    /// <summary>Whether planes of <paramref name="plane"/> pixels over <paramref name="batch"/> images move this way: AVX-512, 4 or 16 pixels, whole groups of 16 images.</summary>
-    public static bool Supports(int plane, int batch) =>
-        Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && (plane == 4 || plane == 16);
-
     /// <summary>
     /// destination = source^T for a row-major <paramref name="rows"/> x <paramref name="cols"/> matrix:
-    /// destination[j * rows + i] = source[i * cols + j]. NCHW to lanes is (batch, channels x pixels), lanes to NCHW
-    /// (channels x pixels, batch). Whole 16 x 16 blocks by permutes (AVX-512), the edges element by element; strips
-    /// of 16 columns split over the workers.
+    /// destination[j * rows + i] = source[i * cols + j]. Whole 16 x 16 blocks by permutes (AVX-512), the edges (and
+    /// everything without AVX-512) element by element; strips of 16 columns split over the workers.
     /// </summary>
     public static void Transpose(float* source, int rows, int cols, float* destination)
     {

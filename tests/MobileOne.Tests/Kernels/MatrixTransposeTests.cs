@@ -1,16 +1,15 @@
 using MobileOne.Kernels;
-using MobileOne.Kernels.Depthwise;
 using MobileOne.Tests.Nn;
 
 namespace MobileOne.Tests.Kernels;
 
 /// <summary>
-/// The whole-batch transpose that moves NCHW planes into images-in-lanes and back, against its definition
+/// The blocked transpose that moves NCHW batches into images-in-lanes or channel rows and back, against its definition
 /// (destination[j * rows + i] = source[i * cols + j]): whole 16 x 16 blocks, edges of every width on both sides,
 /// one and two workers, with and without the AVX-512 permutes.
 /// </summary>
 [Collection(KernelSettingsCollection.Name)]
-public sealed unsafe class LaneTransposeTests
+public sealed unsafe class MatrixTransposeTests
 {
     [Theory]
     [IsaData(IsaLevel.Avx512, 1)]
@@ -29,7 +28,7 @@ public sealed unsafe class LaneTransposeTests
             fixed (float* s = source)
             fixed (float* d = destination)
             {
-                LaneTranspose.Transpose(s, rows, cols, d);
+                MatrixTranspose.Transpose(s, rows, cols, d);
             }
 
             for (int i = 0; i < rows; i++)
