@@ -22,26 +22,34 @@ internal static unsafe class MatrixTranspose
     /// <summary>
     /// destination = source^T for a row-major <paramref name="rows"/> x <paramref name="cols"/> matrix:
     /// destination[j * rows + i] = source[i * cols + j]. Whole 16 x 16 blocks by permutes (AVX-512), the edges (and
-    /// everything without AVX-512) element by element; strips of 16 columns split over the workers.
+    /// everything without AVX-512) element by element. The workers split the longer side's 16-wide bands: back to
+    /// NCHW a batch of 64 images is only four bands of columns.
     /// </summary>
     public static void Transpose(float* source, int rows, int cols, float* destination)
     {
         nint from = (nint)source, to = (nint)destination;
-        int strips = (cols + 15) / 16;
-        ComputeThreads.For(strips, (s0, s1) => TransposeStrips((float*)from, rows, cols, (float*)to, s0, s1), minPerPart: 4);
+        int strips = (cols + 15) / 16, bands = (rows + 15) / 16;
+        if (strips >= bands)
+        {
+            ComputeThreads.For(strips, (s0, s1) => TransposeBlocks((float*)from, rows, cols, (float*)to, 0, rows, s0, s1), minPerPart: 4);
+        }
+        else
+        {
+            ComputeThreads.For(bands, (b0, b1) => TransposeBlocks((float*)from, rows, cols, (float*)to, b0 * 16, Math.Min(rows, b1 * 16), 0, strips), minPerPart: 4);
+        }
     }
 
-    private static void TransposeStrips(float* source, int rows, int cols, float* destination, int s0, int s1)
+    /// <summary>Rows [<paramref name="r0"/>, <paramref name="r1"/>) of the column strips [<paramref name="s0"/>, <paramref name="s1"/>) (16 columns each, the last maybe fewer).</summary>
+    private static void TransposeBlocks(float* source, int rows, int cols, float* destination, int r0, int r1, int s0, int s1)
     {
         bool permutes = Lanes.Use512 && Avx512F.IsSupported;
-        int wholeRows = permutes ? rows / 16 * 16 : 0;
         for (int s = s0; s < s1; s++)
         {
             int j0 = s * 16, width = Math.Min(16, cols - j0);
-            int i0 = 0;
-            if (width == 16)
+            int i0 = r0;
+            if (width == 16 && permutes)
             {
-                for (; i0 < wholeRows; i0 += 16)
+                for (; i0 + 16 <= r1; i0 += 16)
                 {
                     Block16(source + ((long)i0 * cols) + j0, cols, destination + ((long)j0 * rows) + i0, rows);
                 }
@@ -49,7 +57,7 @@ internal static unsafe class MatrixTranspose
 
             for (int j = j0; j < j0 + width; j++)
             {
-                for (int i = i0; i < rows; i++)
+                for (int i = i0; i < r1; i++)
                 {
                     destination[((long)j * rows) + i] = source[((long)i * cols) + j];
                 }

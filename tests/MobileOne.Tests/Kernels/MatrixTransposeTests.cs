@@ -6,7 +6,8 @@ namespace MobileOne.Tests.Kernels;
 /// <summary>
 /// The blocked transpose that moves NCHW batches into images-in-lanes or channel rows and back, against its definition
 /// (destination[j * rows + i] = source[i * cols + j]): whole 16 x 16 blocks, edges of every width on both sides,
-/// one and two workers, with and without the AVX-512 permutes.
+/// the work split by columns and (more rows than columns) by rows, one and two workers, with and without the AVX-512
+/// permutes.
 /// </summary>
 [Collection(KernelSettingsCollection.Name)]
 public sealed unsafe class MatrixTransposeTests
@@ -20,7 +21,7 @@ public sealed unsafe class MatrixTransposeTests
         using var settings = new KernelSettingsScope();
         Lanes.Level = level;
         ComputeThreads.Count = threads;
-        (int Rows, int Cols)[] shapes = [(16, 16), (64, 1024), (1024, 64), (17, 5), (32, 40), (48, 33), (31, 64), (1, 1), (64, 256)];
+        (int Rows, int Cols)[] shapes = [(16, 16), (64, 1024), (1024, 64), (17, 5), (32, 40), (48, 33), (31, 64), (1, 1), (64, 256), (1000, 37), (203, 16)];
         foreach (var (rows, cols) in shapes)
         {
             float[] source = [.. Enumerable.Range(0, rows * cols).Select(v => (float)v)];
