@@ -219,7 +219,7 @@ internal sealed class DepthwiseMoments
                                 if (small is not null)
                                 {
                                     small.Correlate(xs, wc, ys);
-                                    small.AddThenClamp(ys, constants[c], relu);
+                                    Elementwise.Shift(ys, ys, total, constants[c], relu);
                                     continue;
                                 }
 

@@ -279,9 +279,8 @@ public sealed class MobileOneBlock : Module
     /// pixel are one row. On planes whose per-image runs are too short for the GEMM to read in place it copies every
     /// fragmented operand dense and back at every product (the input twice, the k branch outputs three times, the
     /// input gradient once per step); in rows the input and the output gradient move once each way and the branch
-    /// outputs never. The
-    /// three products of a 2x2 block (256 channels, k = 4, batch 64) take 2.3-2.4 ms dense against 3.0 ms fragmented
-    /// (<c>tools/training/pointwise_block_bench.fsx</c>, one thread, Zen 5).
+    /// outputs never. A 2x2 block (256 channels, k = 4, batch 64, one thread, Zen 5) takes 2.34-2.48 ms per forward +
+    /// backward in rows against 2.69-2.91 ms with the copies (<c>tools/training/block_time.fsx pw 256 2 4 64</c>).
     /// </summary>
     private bool KeepsRows(int plane) => StacksPointwise && plane < PackedSgemm.ShortRun;
 

@@ -116,17 +116,6 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>NCHW <paramref name="nchw"/> from the lanes of all its <paramref name="channels"/> (the inverse of <see cref="ToLanes"/>).</summary>
     public void FromLanes(float* lanes, int channels, float* nchw) => MatrixTranspose.Transpose(lanes, channels * Pixels, Batch, nchw);
 
-    /// <summary>One channel's lanes (<see cref="Total"/> floats) + <paramref name="add"/>, then max with 0 when <paramref name="relu"/>, in place.</summary>
-    public void AddThenClamp(float* lanes, float add, bool relu)
-    {
-        var shift = Vector512.Create(add);
-        for (int i = 0; i < Total; i += 16)
-        {
-            var v = Vector512.Load(lanes + i) + shift;
-            (relu ? Vector512.Max(v, Vector512<float>.Zero) : v).Store(lanes + i);
-        }
-    }
-
     /// <summary>
     /// The mean (9) and covariance (9 x 9) of the channel's 3x3 patches (padding zeros included) over the batch's
     /// output positions. <paramref name="scratch"/> holds <see cref="Total"/> floats. The pixels are centred by the
