@@ -40,6 +40,9 @@ internal sealed class DepthwiseMoments
     private double[] covarianceTimesKernels = [];
     private float[] combined = [];
 
+    /// <summary>On small planes, the forward's input in lanes, which the backward reads again.</summary>
+    private float[] inputLanes = [];
+
     /// <summary>
     /// Whether a block of this geometry has these passes: 3x3 depthwise, padding 1, stride 1 with output planes of
     /// more than one pixel, or stride 2 (<see cref="StridedPatches"/>). (On a 1x1 plane at stride 1 every branch is its
@@ -113,8 +116,10 @@ internal sealed class DepthwiseMoments
         double[] kernels = BranchKernels(branches, channels);
         double[] centres = CentreWeights(scaleBranch, norms.Count, k, channels);
 
-        // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines).
-        float[] xLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines); the
+        // input in lanes stays for the backward.
+        inputLanes = small is null ? [] : Resize(inputLanes, channels * total);
+        float[] xLanes = inputLanes;
         float[] yLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
         try
         {
@@ -254,7 +259,6 @@ internal sealed class DepthwiseMoments
         {
             if (small is not null)
             {
-                ArrayPool<float>.Shared.Return(xLanes);
                 ArrayPool<float>.Shared.Return(yLanes);
             }
         }
@@ -349,7 +353,7 @@ internal sealed class DepthwiseMoments
             : smallUsed
                 ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(x.Shape)
                 : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
-        if (!matches || patchMean.Length != channels * 9)
+        if (!matches || patchMean.Length != channels * 9 || (smallUsed && inputLanes.Length != channels * small!.Total))
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
@@ -377,7 +381,7 @@ internal sealed class DepthwiseMoments
         // [(c * k + b) * 9 + a]: the conv branches' weight gradients, added to theirs after the pass.
         var kernelGrads = new float[channels * k * 9];
         float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
-        float[] xLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] xLanes = inputLanes;
         float[] gLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
         float[] dxLanes = small is null || gradInput is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
         try
@@ -392,7 +396,6 @@ internal sealed class DepthwiseMoments
                 nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp, xlAt = (nint)xlp, glAt = (nint)glp, dxlAt = (nint)dxlp;
                 if (small is not null)
                 {
-                    small.ToLanes(xp, channels, xlp);
                     small.ToLanes(gp, channels, glp);
                 }
 
@@ -512,7 +515,6 @@ internal sealed class DepthwiseMoments
         {
             if (small is not null)
             {
-                ArrayPool<float>.Shared.Return(xLanes);
                 ArrayPool<float>.Shared.Return(gLanes);
                 if (gradInput is not null)
                 {
@@ -621,7 +623,7 @@ internal sealed class DepthwiseMoments
     public void Release()
     {
         (stack, strided, smallPlanes) = (null, null, null);
-        (patchMean, patchCovariance, combined) = ([], [], []);
+        (patchMean, patchCovariance, combined, inputLanes) = ([], [], [], []);
     }
 
     /// <summary>The BatchNorms in the order of the moments: the k conv branches, the scale branch, the skip.</summary>
