@@ -323,6 +323,33 @@ public static unsafe class DepthwiseConvolution
         }
     }
 
+    /// <summary>even[x] = row[2x], odd[x] = row[2x + 1] for the <paramref name="width"/> positions of a row (an odd width leaves the last odd entry as it was): the forward pass's parity split.</summary>
+    internal static void Deinterleave(float* row, int width, float* even, float* odd)
+    {
+        int x = 0;
+        if (Lanes.Use512)
+        {
+            var order = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+            for (; x + 16 <= width; x += 16)
+            {
+                var split = Vector512.Shuffle(Vector512.Load(row + x), order);
+                split.GetLower().Store(even + (x >> 1));
+                split.GetUpper().Store(odd + (x >> 1));
+            }
+        }
+
+        for (; x + 1 < width; x += 2)
+        {
+            even[x >> 1] = row[x];
+            odd[x >> 1] = row[x + 1];
+        }
+
+        if (x < width)
+        {
+            even[x >> 1] = row[x];
+        }
+    }
+
     /// <summary>Every branch: Weight (a gradient) += sum over images of input (*) Activation (the output gradient).</summary>
     public static void BackwardWeight(float* input, int batch, int channels, int height, int width, int stride, int padding, ReadOnlySpan<DepthwiseBranch> branches)
     {
@@ -596,33 +623,6 @@ public static unsafe class DepthwiseConvolution
                     float* even = dst + 2 + (2 * rowParity * PlaneStride) + (n * ImageStride) + ((long)r * rs);
                     Deinterleave(plane + ((long)y * Width), Width, even, even + PlaneStride);
                 }
-            }
-        }
-
-        /// <summary>even[x] = row[2x], odd[x] = row[2x + 1] (positions past the row stay as they are: zero).</summary>
-        private static void Deinterleave(float* row, int width, float* even, float* odd)
-        {
-            int x = 0;
-            if (Lanes.Use512)
-            {
-                var order = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-                for (; x + 16 <= width; x += 16)
-                {
-                    var split = Vector512.Shuffle(Vector512.Load(row + x), order);
-                    split.GetLower().Store(even + (x >> 1));
-                    split.GetUpper().Store(odd + (x >> 1));
-                }
-            }
-
-            for (; x + 1 < width; x += 2)
-            {
-                even[x >> 1] = row[x];
-                odd[x >> 1] = row[x + 1];
-            }
-
-            if (x < width)
-            {
-                even[x >> 1] = row[x];
             }
         }
 

@@ -68,17 +68,10 @@ internal sealed unsafe class StridedPatches : PatchPasses
             for (int y = 0; y < Height; y++, src += Width)
             {
                 // Input column 2s is tap column 1 of output column s; 2s + 1 is tap column 2 of s and tap column 0 of s + 1.
-                int x = 0;
-                for (; x + 1 < Width; x += 2)
+                DepthwiseConvolution.Deinterleave(src, Width, even, odd);
+                if ((Width & 1) == 1)
                 {
-                    even[x >> 1] = src[x];
-                    odd[x >> 1] = src[x + 1];
-                }
-
-                if (x < Width)
-                {
-                    even[x >> 1] = src[x];
-                    odd[x >> 1] = 0f;
+                    odd[Width >> 1] = 0f;
                 }
 
                 // Input row 2r is tap row 1 of output row r; 2r + 1 is tap row 2 of r and tap row 0 of r + 1.
