@@ -38,6 +38,10 @@ internal sealed class DepthwiseMoments
     private double[] patchMean = [];
     private double[] patchCovariance = [];
     private double[] covarianceTimesKernels = [];
+
+    /// <summary>The forward's branch kernels and centre taps (<see cref="BranchKernels"/>, <see cref="CentreWeights"/>), which the backward reads again.</summary>
+    private double[] kernels = [];
+    private double[] centres = [];
     private float[] combined = [];
 
     /// <summary>On small planes, the forward's input in lanes, which the backward reads again.</summary>
@@ -113,8 +117,8 @@ internal sealed class DepthwiseMoments
         var variances = new double[norms.Count * channels];
         var constants = new float[channels];
         double pixels = (double)pre.Dim(0) * pre.Dim(2) * pre.Dim(3);
-        double[] kernels = BranchKernels(branches, channels);
-        double[] centres = CentreWeights(scaleBranch, norms.Count, k, channels);
+        kernels = BranchKernels(branches, channels);
+        centres = CentreWeights(scaleBranch, norms.Count, k, channels);
 
         // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines); the
         // input in lanes stays for the backward.
@@ -353,7 +357,8 @@ internal sealed class DepthwiseMoments
             : smallUsed
                 ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(x.Shape)
                 : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
-        if (!matches || patchMean.Length != channels * 9 || (smallUsed && inputLanes.Length != channels * small!.Total))
+        if (!matches || patchMean.Length != channels * 9 || kernels.Length != channels * k * 9
+            || (smallUsed && inputLanes.Length != channels * small!.Total))
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
@@ -365,8 +370,6 @@ internal sealed class DepthwiseMoments
         var sumDy = new double[channels];
         var sumDyX = new double[count * channels];
         double pixels = (double)n * gradPre.Dim(2) * gradPre.Dim(3);
-        double[] kernels = BranchKernels(branches, channels);
-        double[] centres = CentreWeights(scaleBranch, count, k, channels);
         var scaleAndInvStd = new double[2 * count * channels];
         for (int j = 0; j < count; j++)
         {
@@ -623,7 +626,7 @@ internal sealed class DepthwiseMoments
     public void Release()
     {
         (stack, strided, smallPlanes) = (null, null, null);
-        (patchMean, patchCovariance, combined, inputLanes) = ([], [], [], []);
+        (patchMean, patchCovariance, combined, inputLanes, kernels, centres) = ([], [], [], [], [], []);
     }
 
     /// <summary>The BatchNorms in the order of the moments: the k conv branches, the scale branch, the skip.</summary>
