@@ -354,18 +354,29 @@ public static unsafe class PackedSgemm
 
         int mPadded = (mc + MR - 1) / MR * MR;
         int kcBlock = k1 - k0 >= 8 * DeepKC ? DeepKC : KC;
-        float[] aBuf = Scratch(ref packA, (long)mPadded * kcBlock);
+
+        // A with k contiguous and evenly spaced rows (weights, an output gradient's rows, channel rows) is read in
+        // place: its tile rows are sequential streams that stay in L1 across the B panels, so packing them would
+        // only copy every element once more (on the small products of the training step the copies took about a
+        // fifth of the GEMM time). Other layouts, and a ragged last panel, are packed.
+        bool inPlaceA = a.ColStride == 1 && !a.ColsBatched && !a.RowsBatched && mc % MR == 0;
+        float[]? aBuf = inPlaceA ? null : Scratch(ref packA, (long)mPadded * kcBlock);
         float[] bBuf = Scratch(ref packB, (long)kcBlock * NC);
-        var kernel = Kernel();
+        var kernel = inPlaceA ? RowsKernel() : Kernel();
         fixed (float* ap = aBuf)
         fixed (float* bp = bBuf)
         {
             float* tile = stackalloc float[MR * NR];
+            long lda = inPlaceA ? a.RowStride : MR;
             for (int pc = k0; pc < k1; pc += kcBlock)
             {
                 int kc = Math.Min(kcBlock, k1 - pc);
                 bool load = accumulate || pc > k0;
-                PackA(a, m0, mc, pc, kc, ap);
+                if (!inPlaceA)
+                {
+                    PackA(a, m0, mc, pc, kc, ap);
+                }
+
                 for (int jc = n0; jc < n1; jc += NC)
                 {
                     int nc = Math.Min(NC, n1 - jc);
@@ -373,8 +384,8 @@ public static unsafe class PackedSgemm
                     for (int ir = 0; ir < mc; ir += MR)
                     {
                         int mr = Math.Min(MR, mc - ir);
-                        float* aPanel = ap + ((long)ir * kc);
                         int row = m0 + ir;
+                        float* aPanel = inPlaceA ? a.Data + a.RowOffset(row) + a.ColOffset(pc) : ap + ((long)ir * kc);
                         bool rowsUniform = mr == MR && c.RowRun(row) >= MR;
                         long rowOff = c.RowOffset(row);
                         for (int jr = 0; jr < nc; jr += NR)
@@ -384,11 +395,11 @@ public static unsafe class PackedSgemm
                             float* bPanel = bp + ((long)jr * kc);
                             if (rowsUniform && nr == NR && c.ColStride == 1 && c.ColRun(col) >= NR)
                             {
-                                kernel(kc, aPanel, bPanel, c.Data + rowOff + c.ColOffset(col), c.RowStride, load);
+                                kernel(kc, aPanel, lda, bPanel, c.Data + rowOff + c.ColOffset(col), c.RowStride, load);
                             }
                             else
                             {
-                                EdgeTile(kernel, kc, aPanel, bPanel, c, row, mr, col, nr, load, tile);
+                                EdgeTile(kernel, kc, aPanel, lda, bPanel, c, row, mr, col, nr, load, tile);
                             }
                         }
                     }
@@ -398,8 +409,8 @@ public static unsafe class PackedSgemm
     }
 
     private static void EdgeTile(
-        delegate*<int, float*, float*, float*, long, bool, void> kernel,
-        int kc, float* aPanel, float* bPanel, in MatrixView c, int row, int mr, int col, int nr, bool load, float* tile)
+        delegate*<int, float*, long, float*, float*, long, bool, void> kernel,
+        int kc, float* aPanel, long lda, float* bPanel, in MatrixView c, int row, int mr, int col, int nr, bool load, float* tile)
     {
         // The same micro-kernel on a copy of the tile, so edge elements see exactly the arithmetic of full tiles.
         long cs = c.ColStride;
@@ -417,7 +428,7 @@ public static unsafe class PackedSgemm
             }
         }
 
-        kernel(kc, aPanel, bPanel, tile, NR, load);
+        kernel(kc, aPanel, lda, bPanel, tile, NR, load);
         for (int r = 0; r < mr; r++)
         {
             long rowOff = c.RowOffset(row + r);
@@ -466,6 +477,33 @@ public static unsafe class PackedSgemm
     private static void PackA(in MatrixView a, int m0, int mc, int k0, int kc, float* dst)
     {
         float** rowPtr = stackalloc float*[MR];
+        if (a.RowStride == 1 && a.RowRun(m0) >= mc && mc % MR == 0)
+        {
+            // Rows contiguous (a transposed weight): each depth holds all mc rows in one run. Eight depths go to
+            // every panel in turn, so the reads walk along those runs and each panel receives 8 x MR floats (whole
+            // cache lines) at once; panel by panel, the depths' reads fell a row stride apart, onto a few L1 sets.
+            float* origin = a.Data + a.RowOffset(m0);
+            for (int kk = 0; kk < kc; kk += 8)
+            {
+                int count = Math.Min(8, kc - kk);
+                for (int t = 0; t < count; t++)
+                {
+                    rowPtr[t] = origin + a.ColOffset(k0 + kk + t);
+                }
+
+                for (int p = 0; p < mc; p += MR)
+                {
+                    float* d = dst + ((long)p * kc) + ((long)kk * MR);
+                    for (int t = 0; t < count; t++)
+                    {
+                        Vector256.Store(Vector256.Load(rowPtr[t] + p), d + (t * MR));
+                    }
+                }
+            }
+
+            return;
+        }
+
         for (int p = 0; p < mc; p += MR)
         {
             int rows = Math.Min(MR, mc - p);
@@ -559,7 +597,38 @@ public static unsafe class PackedSgemm
     private static void PackB(in MatrixView b, int k0, int kc, int n0, int nc, float* dst)
     {
         float** colPtr = stackalloc float*[8];
-        for (int q = 0; q < nc; q += NR)
+        int firstPanel = 0;
+        if (b.ColStride == 1 && b.ColRun(n0) >= nc)
+        {
+            // Row-major B with the columns in one run: eight depths go to every whole panel in turn, so the reads
+            // walk along the rows and each panel receives 8 x NR floats (whole cache lines) at once; panel by panel,
+            // the depths' reads fell a row apart, often on the same L1 sets.
+            firstPanel = nc / NR * NR;
+            for (int kk = 0; kk < kc; kk += 8)
+            {
+                int count = Math.Min(8, kc - kk);
+                for (int t = 0; t < count; t++)
+                {
+                    colPtr[t] = b.Data + b.RowOffset(k0 + kk + t) + b.ColOffset(n0);
+                }
+
+                for (int q = 0; q < firstPanel; q += NR)
+                {
+                    float* d = dst + ((long)q * kc) + ((long)kk * NR);
+                    for (int t = 0; t < count; t++)
+                    {
+                        float* s = colPtr[t] + q;
+                        float* dd = d + (t * NR);
+                        Vector256.Store(Vector256.Load(s), dd);
+                        Vector256.Store(Vector256.Load(s + 8), dd + 8);
+                        Vector256.Store(Vector256.Load(s + 16), dd + 16);
+                        Vector256.Store(Vector256.Load(s + 24), dd + 24);
+                    }
+                }
+            }
+        }
+
+        for (int q = firstPanel; q < nc; q += NR)
         {
             int cols = Math.Min(NR, nc - q);
             float* d = dst + ((long)q * kc);
@@ -713,12 +782,19 @@ public static unsafe class PackedSgemm
         Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
     }
 
-    /// <summary>The micro-kernel for <see cref="Lanes.Level"/>: the library's tile at the widest width it has.</summary>
-    private static delegate*<int, float*, float*, float*, long, bool, void> Kernel() =>
-        Lanes.Use512 ? &Tile<Vector512<float>, Lanes512>
-        : Lanes.Use256 ? &Tile<Vector256<float>, Lanes256>
-        : Lanes.Use128 ? &Tile<Vector128<float>, Lanes128>
-        : &Tile<float, Lanes1>;
+    /// <summary>The micro-kernel for <see cref="Lanes.Level"/> on packed A panels: the library's tile at the widest width it has.</summary>
+    private static delegate*<int, float*, long, float*, float*, long, bool, void> Kernel() =>
+        Lanes.Use512 ? &Tile<Vector512<float>, Lanes512, InterleavedReduction>
+        : Lanes.Use256 ? &Tile<Vector256<float>, Lanes256, InterleavedReduction>
+        : Lanes.Use128 ? &Tile<Vector128<float>, Lanes128, InterleavedReduction>
+        : &Tile<float, Lanes1, InterleavedReduction>;
+
+    /// <summary>The same tile reading A in place: row r of the panel at a + r * lda, k contiguous.</summary>
+    private static delegate*<int, float*, long, float*, float*, long, bool, void> RowsKernel() =>
+        Lanes.Use512 ? &Tile<Vector512<float>, Lanes512, ContiguousReduction>
+        : Lanes.Use256 ? &Tile<Vector256<float>, Lanes256, ContiguousReduction>
+        : Lanes.Use128 ? &Tile<Vector128<float>, Lanes128, ContiguousReduction>
+        : &Tile<float, Lanes1, ContiguousReduction>;
 
     private static float[] Scratch(ref float[]? cache, long size)
     {
@@ -731,29 +807,33 @@ public static unsafe class PackedSgemm
     }
 
     /// <summary>
-    /// One MR x NR block of C from an MR-row A panel (k-major, rows interleaved) and an NR-column B panel, as the
-    /// sub-tiles the register file holds: 8 rows x 2 zmm at once; 4 rows x 16 columns (2 ymm) or x 8 (2 xmm) per
-    /// pass; 4 x 4 scalars. Every element is one FMA chain over k, so the sub-tiling never changes a bit.
+    /// One MR x NR block of C from MR rows of A and an NR-column B panel, as the sub-tiles the register file holds:
+    /// 8 rows x 2 zmm at once; 4 rows x 16 columns (2 ymm) or x 8 (2 xmm) per pass; 4 x 4 scalars. A is a packed
+    /// panel (<see cref="InterleavedReduction"/>: row r at a + r, k stepping by MR; <paramref name="lda"/> is MR) or
+    /// read in place (<see cref="ContiguousReduction"/>: row r at a + r * lda). Every element is one FMA chain over
+    /// k, so neither the sub-tiling nor the A layout changes a bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TV, TL>(int kc, float* a, float* b, float* c, long ldc, bool load)
+    private static void Tile<TV, TL, TIndex>(int kc, float* a, long lda, float* b, float* c, long ldc, bool load)
         where TV : struct
         where TL : struct, ILanes<TV>
+        where TIndex : struct, IReductionIndex
     {
+        // Packed rows sit one float apart (k steps by MR); rows read in place sit lda apart.
+        nint rowStride = typeof(TIndex) == typeof(InterleavedReduction) ? 1 : (nint)lda;
         int rowsPerTile = TL.Count == 16 ? MR : 4;
         int vectors = Math.Min(TL.MaxColumnVectors, NR / TL.Count);
         int sliceWidth = vectors * TL.Count;
         int flags = load ? GemmEpilogue.Accumulate : 0;
         var loop = ReductionLoop.Contiguous(kc);
-        // Interleaved rows sit one float apart: row r starts at a + r (rowStride 1), with k stepping by MR.
         float* first;
         for (int r0 = 0; r0 < MR; r0 += rowsPerTile)
         {
-            first = a + r0;
+            first = a + (r0 * rowStride);
             for (int s = 0; s < NR; s += sliceWidth)
             {
-                GemmTile.Shape<TV, TL, InterleavedReduction>(
-                    rowsPerTile, vectors, &first, 0, 1, null, b + s, NR, loop, null, c + (r0 * ldc) + s, (nint)ldc, sliceWidth, flags);
+                GemmTile.Shape<TV, TL, TIndex>(
+                    rowsPerTile, vectors, &first, 0, rowStride, null, b + s, NR, loop, null, c + (r0 * ldc) + s, (nint)ldc, sliceWidth, flags);
             }
         }
     }
