@@ -36,6 +36,9 @@ public sealed class MomentPassesTests
     [InlineData(8, 4, 0, 16, 4, 4, true)]
     [InlineData(16, 2, 0, 32, 2, 2, true)]
     [InlineData(6, 3, 4, 16, 3, 3, true)]
+    // 80 images: a group of 64 (four vectors at once) and a remainder of 16.
+    [InlineData(8, 4, 0, 80, 4, 4, true)]
+    [InlineData(8, 2, 0, 80, 2, 2, true)]
     public void Depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w, bool imagesInLanes)
     {
         DepthwiseMoments.LayoutOverride = imagesInLanes;

@@ -19,6 +19,9 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>Tap pair (a, b), a &lt;= b, at 9a + b: entries [pairStart[9a + b], pairStart[9a + b + 1]) of pairA and pairB, the pixels under a and b of every output whose taps a and b are both in the plane.</summary>
     private readonly int[] pairStart, pairA, pairB;
 
+    /// <summary>Tap t's outputs in the plane: entries [tapStart[t], tapStart[t + 1]) of tapOutput (o) and tapPixel (the pixel under t of o).</summary>
+    private readonly int[] tapStart, tapOutput, tapPixel;
+
     /// <summary>The layout of <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/> (<see cref="Supports"/> must hold).</summary>
     public SmallPlanePatches(int batch, int height, int width)
     {
@@ -58,6 +61,24 @@ internal sealed unsafe class SmallPlanePatches
 
         validStart[Pixels] = tapsIn.Count;
         (validTap, validPixel) = (tapsIn.ToArray(), pixelsIn.ToArray());
+        tapStart = new int[10];
+        var outputsOf = new List<int>();
+        var pixelsOf = new List<int>();
+        for (int t = 0; t < 9; t++)
+        {
+            tapStart[t] = outputsOf.Count;
+            for (int o = 0; o < Pixels; o++)
+            {
+                if (taps[(o * 9) + t] >= 0)
+                {
+                    outputsOf.Add(o);
+                    pixelsOf.Add(taps[(o * 9) + t]);
+                }
+            }
+        }
+
+        tapStart[9] = outputsOf.Count;
+        (tapOutput, tapPixel) = (outputsOf.ToArray(), pixelsOf.ToArray());
         pairStart = new int[82];
         var underA = new List<int>();
         var underB = new List<int>();
@@ -224,12 +245,42 @@ internal sealed unsafe class SmallPlanePatches
     {
         *sumG = PatchPasses.Sum(g, Total);
         new Span<double>(cross, 9).Clear();
-        for (int o = 0; o < Pixels; o++)
+
+        // Tap by tap, 64 images at a time in four independent vector sums over the tap's outputs (a float sum of at
+        // most 9 x 4 products per lane), folded into double per group: one reduction per tap and group instead of a
+        // dot product, with its reduction, per output and tap.
+        for (int t = 0; t < 9; t++)
         {
-            for (int e = validStart[o]; e < validStart[o + 1]; e++)
+            int start = tapStart[t], end = tapStart[t + 1];
+            double total = 0;
+            int i = 0;
+            for (; i + 64 <= Batch; i += 64)
             {
-                cross[validTap[e]] += Dot(g + ((long)o * Batch), x + ((long)validPixel[e] * Batch), Batch);
+                Vector512<float> s0 = Vector512<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
+                for (int e = start; e < end; e++)
+                {
+                    float* go = g + ((long)tapOutput[e] * Batch) + i, xp = x + ((long)tapPixel[e] * Batch) + i;
+                    s0 = Vector512.FusedMultiplyAdd(Vector512.Load(go), Vector512.Load(xp), s0);
+                    s1 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 16), Vector512.Load(xp + 16), s1);
+                    s2 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 32), Vector512.Load(xp + 32), s2);
+                    s3 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 48), Vector512.Load(xp + 48), s3);
+                }
+
+                total += Vector512.Sum((s0 + s1) + (s2 + s3));
             }
+
+            for (; i < Batch; i += 16)
+            {
+                var sum = Vector512<float>.Zero;
+                for (int e = start; e < end; e++)
+                {
+                    sum = Vector512.FusedMultiplyAdd(Vector512.Load(g + ((long)tapOutput[e] * Batch) + i), Vector512.Load(x + ((long)tapPixel[e] * Batch) + i), sum);
+                }
+
+                total += Vector512.Sum(sum);
+            }
+
+            cross[t] = total;
         }
     }
 
@@ -309,33 +360,54 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>
     /// The pixel sums and 16 x 16 second moments of z = x - <paramref name="mu"/> over the batch's 4x4 planes, read
     /// from NCHW where a plane is one vector: per image, each pixel times the whole plane (outer products, no sums
-    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds 16 floats.
+    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds
+    /// 16 x min(Batch, 256) floats: a block's centred planes are written there first, so that the broadcasts of
+    /// their pixels read settled memory (read back from a store just made, each waited on the store) and the 16
+    /// sums stay in registers.
     /// </summary>
     private void SecondMoments16(float* planes, long imageStride, float mu, float* scratch, double* sums, double* second)
     {
         new Span<double>(sums, 16).Clear();
         new Span<double>(second, 256).Clear();
-        var rows = stackalloc Vector512<float>[16];
         var shift = Vector512.Create(-mu);
+        var rows = stackalloc Vector512<float>[16];
         for (int start = 0; start < Batch; start += 256)
         {
+            int count = Math.Min(256, Batch - start);
             var total = Vector512<float>.Zero;
-            for (int p = 0; p < 16; p++)
+            for (int i = 0; i < count; i++)
             {
-                rows[p] = Vector512<float>.Zero;
-            }
-
-            for (int i = start; i < Math.Min(Batch, start + 256); i++)
-            {
-                var z = Vector512.Load(planes + (i * imageStride)) + shift;
-                z.Store(scratch);
+                var z = Vector512.Load(planes + ((start + i) * imageStride)) + shift;
+                z.Store(scratch + (16 * i));
                 total += z;
-                for (int p = 0; p < 16; p++)
-                {
-                    rows[p] = Vector512.FusedMultiplyAdd(Vector512.Create(scratch[p]), z, rows[p]);
-                }
             }
 
+            Vector512<float> r0 = Vector512<float>.Zero, r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0;
+            Vector512<float> r8 = r0, r9 = r0, r10 = r0, r11 = r0, r12 = r0, r13 = r0, r14 = r0, r15 = r0;
+            for (int i = 0; i < count; i++)
+            {
+                float* zi = scratch + (16 * i);
+                var z = Vector512.Load(zi);
+                r0 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[0]), z, r0);
+                r1 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[1]), z, r1);
+                r2 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[2]), z, r2);
+                r3 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[3]), z, r3);
+                r4 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[4]), z, r4);
+                r5 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[5]), z, r5);
+                r6 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[6]), z, r6);
+                r7 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[7]), z, r7);
+                r8 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[8]), z, r8);
+                r9 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[9]), z, r9);
+                r10 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[10]), z, r10);
+                r11 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[11]), z, r11);
+                r12 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[12]), z, r12);
+                r13 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[13]), z, r13);
+                r14 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[14]), z, r14);
+                r15 = Vector512.FusedMultiplyAdd(Vector512.Create(zi[15]), z, r15);
+            }
+
+            (rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]) = (r0, r1, r2, r3, r4, r5, r6, r7);
+            (rows[8], rows[9], rows[10], rows[11], rows[12], rows[13], rows[14], rows[15]) = (r8, r9, r10, r11, r12, r13, r14, r15);
             total.Store(scratch);
             for (int p = 0; p < 16; p++)
             {
@@ -344,10 +416,10 @@ internal sealed unsafe class SmallPlanePatches
 
             for (int p = 0; p < 16; p++)
             {
-                rows[p].Store(scratch);
+                float* row = (float*)(rows + p);
                 for (int q = 0; q < 16; q++)
                 {
-                    second[(p * 16) + q] += scratch[q];
+                    second[(p * 16) + q] += row[q];
                 }
             }
         }
