@@ -22,6 +22,14 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>Tap t's outputs in the plane: entries [tapStart[t], tapStart[t + 1]) of tapOutput (o) and tapPixel (the pixel under t of o).</summary>
     private readonly int[] tapStart, tapOutput, tapPixel;
 
+    /// <summary>
+    /// The input gradient's terms at pixel p. Of g: entries [gradStart[p], gradStart[p + 1]) of gradOutput (o) and
+    /// gradTap (t), the (output, tap) pairs with p under t of o. Of x: entries [mapStart[p], mapStart[p + 1]) of
+    /// mapPixel (p'), each the sum of q[9t + t'] over the (o, t, t') with p under t and p' under t' of o, listed as
+    /// entries [qStart[e], qStart[e + 1]) of qIndex (9t + t').
+    /// </summary>
+    private readonly int[] gradStart, gradOutput, gradTap, mapStart, mapPixel, qStart, qIndex;
+
     /// <summary>The layout of <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/> (<see cref="Supports"/> must hold).</summary>
     public SmallPlanePatches(int batch, int height, int width)
     {
@@ -79,6 +87,58 @@ internal sealed unsafe class SmallPlanePatches
 
         tapStart[9] = outputsOf.Count;
         (tapOutput, tapPixel) = (outputsOf.ToArray(), pixelsOf.ToArray());
+
+        gradStart = new int[Pixels + 1];
+        mapStart = new int[Pixels + 1];
+        var gradOutputs = new List<int>();
+        var gradTaps = new List<int>();
+        var mapPixels = new List<int>();
+        var qStarts = new List<int>();
+        var qIndices = new List<int>();
+        for (int p = 0; p < Pixels; p++)
+        {
+            gradStart[p] = gradOutputs.Count;
+            mapStart[p] = mapPixels.Count;
+            var byPixel = new SortedDictionary<int, List<int>>();
+            for (int o = 0; o < Pixels; o++)
+            {
+                for (int t = 0; t < 9; t++)
+                {
+                    if (taps[(o * 9) + t] != p)
+                    {
+                        continue;
+                    }
+
+                    gradOutputs.Add(o);
+                    gradTaps.Add(t);
+                    for (int u = 0; u < 9; u++)
+                    {
+                        int other = taps[(o * 9) + u];
+                        if (other >= 0)
+                        {
+                            if (!byPixel.TryGetValue(other, out var list))
+                            {
+                                byPixel[other] = list = [];
+                            }
+
+                            list.Add((9 * t) + u);
+                        }
+                    }
+                }
+            }
+
+            foreach (var (other, list) in byPixel)
+            {
+                mapPixels.Add(other);
+                qStarts.Add(qIndices.Count);
+                qIndices.AddRange(list);
+            }
+        }
+
+        gradStart[Pixels] = gradOutputs.Count;
+        mapStart[Pixels] = mapPixels.Count;
+        qStarts.Add(qIndices.Count);
+        (gradOutput, gradTap, mapPixel, qStart, qIndex) = (gradOutputs.ToArray(), gradTaps.ToArray(), mapPixels.ToArray(), qStarts.ToArray(), qIndices.ToArray());
         pairStart = new int[82];
         var underA = new List<int>();
         var underB = new List<int>();
@@ -287,69 +347,85 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>
     /// The input gradient in lanes: dx[p] = sum over the (output o, tap t) pairs with pixel p under tap t of o of
     /// w[t] * g[o] + k[t] - sum over taps t' in the plane of q[9t + t'] * x[pixel under t' of o]: the
-    /// <see cref="PatchPasses.InputGradient"/> of a padded stack, read back at the plane's pixels. Built per channel
-    /// as two Pixels x Pixels maps (of g and of x) and a constant per pixel, then applied to all images.
+    /// <see cref="PatchPasses.InputGradient"/> of a padded stack, read back at the plane's pixels. Per channel the x
+    /// terms are first summed into one coefficient per pair of pixels that share a window, then every pixel takes its
+    /// g terms, x terms and constant over all images; pixel pairs that share no window cost nothing.
     /// <paramref name="maps"/> holds 2 x Pixels x Pixels + Pixels floats.
     /// </summary>
     public void InputGradient(float* g, float* x, float* w, float* q, float* k, float* maps, float* dx)
     {
         int pixels = Pixels;
-        float* ofG = maps, ofX = maps + (pixels * pixels), constant = ofX + (pixels * pixels);
-        new Span<float>(maps, (2 * pixels * pixels) + pixels).Clear();
-        for (int o = 0; o < pixels; o++)
+        float* ofX = maps, ofG = maps + mapPixel.Length, constant = ofG + gradOutput.Length;
+        for (int e = 0; e < mapPixel.Length; e++)
         {
-            int start = validStart[o], end = validStart[o + 1];
-            for (int e = start; e < end; e++)
+            float sum = 0;
+            for (int j = qStart[e]; j < qStart[e + 1]; j++)
             {
-                int t = validTap[e], p = validPixel[e];
-                ofG[(p * pixels) + o] += w[t];
-                constant[p] += k[t];
-                float* row = ofX + (p * pixels), qt = q + (9 * t);
-                for (int f = start; f < end; f++)
-                {
-                    row[validPixel[f]] -= qt[validTap[f]];
-                }
+                sum += q[qIndex[j]];
             }
+
+            ofX[e] = -sum;
         }
 
-        // Eight independent sums per pixel (the g and x maps, four vectors of images each) so that the products do
+        for (int p = 0; p < pixels; p++)
+        {
+            float sum = 0;
+            for (int e = gradStart[p]; e < gradStart[p + 1]; e++)
+            {
+                ofG[e] = w[gradTap[e]];
+                sum += k[gradTap[e]];
+            }
+
+            constant[p] = sum;
+        }
+
+        // Eight independent sums per pixel (its g and x terms, four vectors of images each) so that the products do
         // not wait on one another; then single vectors for a remainder of fewer than 64 images.
         for (int p = 0; p < pixels; p++)
         {
-            float* mg = ofG + (p * pixels), mx = ofX + (p * pixels);
+            int g0At = gradStart[p], g1At = gradStart[p + 1], x0At = mapStart[p], x1At = mapStart[p + 1];
             int i = 0;
             for (; i + 64 <= Batch; i += 64)
             {
-                Vector512<float> g0 = Vector512.Create(constant[p]), g1 = g0, g2 = g0, g3 = g0, x0 = Vector512<float>.Zero, x1 = x0, x2 = x0, x3 = x0;
-                for (int o = 0; o < pixels; o++)
+                Vector512<float> a0 = Vector512.Create(constant[p]), a1 = a0, a2 = a0, a3 = a0, b0 = Vector512<float>.Zero, b1 = b0, b2 = b0, b3 = b0;
+                for (int e = g0At; e < g1At; e++)
                 {
-                    var wg = Vector512.Create(mg[o]);
-                    var wx = Vector512.Create(mx[o]);
-                    float* go = g + ((long)o * Batch) + i, xo = x + ((long)o * Batch) + i;
-                    g0 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go), g0);
-                    g1 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 16), g1);
-                    g2 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 32), g2);
-                    g3 = Vector512.FusedMultiplyAdd(wg, Vector512.Load(go + 48), g3);
-                    x0 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo), x0);
-                    x1 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 16), x1);
-                    x2 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 32), x2);
-                    x3 = Vector512.FusedMultiplyAdd(wx, Vector512.Load(xo + 48), x3);
+                    var weight = Vector512.Create(ofG[e]);
+                    float* go = g + ((long)gradOutput[e] * Batch) + i;
+                    a0 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(go), a0);
+                    a1 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(go + 16), a1);
+                    a2 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(go + 32), a2);
+                    a3 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(go + 48), a3);
+                }
+
+                for (int e = x0At; e < x1At; e++)
+                {
+                    var weight = Vector512.Create(ofX[e]);
+                    float* xo = x + ((long)mapPixel[e] * Batch) + i;
+                    b0 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(xo), b0);
+                    b1 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(xo + 16), b1);
+                    b2 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(xo + 32), b2);
+                    b3 = Vector512.FusedMultiplyAdd(weight, Vector512.Load(xo + 48), b3);
                 }
 
                 float* d = dx + ((long)p * Batch) + i;
-                (g0 + x0).Store(d);
-                (g1 + x1).Store(d + 16);
-                (g2 + x2).Store(d + 32);
-                (g3 + x3).Store(d + 48);
+                (a0 + b0).Store(d);
+                (a1 + b1).Store(d + 16);
+                (a2 + b2).Store(d + 32);
+                (a3 + b3).Store(d + 48);
             }
 
             for (; i < Batch; i += 16)
             {
                 Vector512<float> accG = Vector512.Create(constant[p]), accX = Vector512<float>.Zero;
-                for (int o = 0; o < pixels; o++)
+                for (int e = g0At; e < g1At; e++)
                 {
-                    accG = Vector512.FusedMultiplyAdd(Vector512.Create(mg[o]), Vector512.Load(g + ((long)o * Batch) + i), accG);
-                    accX = Vector512.FusedMultiplyAdd(Vector512.Create(mx[o]), Vector512.Load(x + ((long)o * Batch) + i), accX);
+                    accG = Vector512.FusedMultiplyAdd(Vector512.Create(ofG[e]), Vector512.Load(g + ((long)gradOutput[e] * Batch) + i), accG);
+                }
+
+                for (int e = x0At; e < x1At; e++)
+                {
+                    accX = Vector512.FusedMultiplyAdd(Vector512.Create(ofX[e]), Vector512.Load(x + ((long)mapPixel[e] * Batch) + i), accX);
                 }
 
                 (accG + accX).Store(dx + ((long)p * Batch) + i);
