@@ -20,13 +20,13 @@ namespace MobileOne.Models;
 /// The same function and gradients as the branch passes, in exact arithmetic; every branch keeps its own weights
 /// and BatchNorm (statistics, running averages, gradients), and nothing is fused into what is trained or saved.
 /// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> (stride 1),
-/// as pixels over the images in a <see cref="SmallPlanePatches"/> (stride 1, 2x2 and 4x4 planes: the patch moments
-/// from the plane's own second moments, nothing done for the padding) or its patches in a
-/// <see cref="StridedPatches"/> (stride 2), each of which fits the cache, where the branch passes write k + 1 branch
-/// outputs and read them back about six times. At stride 1 the moments are taken of the
-/// input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is added exactly
-/// from pixel counts and rectangle sums, so large means do not cancel the variances; at stride 2 every patch row is
-/// centred by its own mean before the products are taken.
+/// as pixels over the images in a <see cref="SmallPlanePatches"/> (2x2 and 4x4 inputs at stride 1 or 2: the patch
+/// moments from the plane's own second moments, nothing done for the padding) or its patches in a
+/// <see cref="StridedPatches"/> (other stride-2 inputs), each of which fits the cache, where the branch passes write
+/// k + 1 branch outputs and read them back about six times. On the patch stack and the small planes the moments are
+/// taken of the input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is
+/// added exactly from pixel counts (and on the stack rectangle sums), so large means do not cancel the variances; on
+/// the strided patches every patch row is centred by its own mean before the products are taken.
 /// </remarks>
 internal sealed class DepthwiseMoments
 {
@@ -77,23 +77,28 @@ internal sealed class DepthwiseMoments
     /// Floating-point operations of the forward pass: per stack position (padded output position, or output position
     /// at stride 2) 54 products and 9 for the convolution; on <see cref="SmallPlanePatches"/>, those it does.
     /// </summary>
-    public static double ForwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
-        TakesSmallPlanes(stride, batch, outHeight, outWidth)
-            ? channels * SmallPlanePatches.ForwardFlops(batch, outHeight, outWidth)
-            : 2.0 * 63 * channels * (double)batch * Positions(outHeight, outWidth, stride);
+    public static double ForwardFlops(int channels, int batch, int height, int width, int stride) =>
+        TakesSmallPlanes(stride, batch, height, width)
+            ? channels * SmallPlanePatches.ForwardFlops(batch, height, width, stride)
+            : 2.0 * 63 * channels * (double)batch * Positions(height, width, stride);
 
     /// <summary>Floating-point operations of the backward pass: per stack position 9 cross sums and 9 x 11 for the input gradient; on <see cref="SmallPlanePatches"/>, those it does.</summary>
-    public static double BackwardFlops(int channels, int batch, int outHeight, int outWidth, int stride) =>
-        TakesSmallPlanes(stride, batch, outHeight, outWidth)
-            ? channels * SmallPlanePatches.BackwardFlops(batch, outHeight, outWidth)
-            : 2.0 * 108 * channels * (double)batch * Positions(outHeight, outWidth, stride);
+    public static double BackwardFlops(int channels, int batch, int height, int width, int stride) =>
+        TakesSmallPlanes(stride, batch, height, width)
+            ? channels * SmallPlanePatches.BackwardFlops(batch, height, width, stride)
+            : 2.0 * 108 * channels * (double)batch * Positions(height, width, stride);
 
-    private static double Positions(int outHeight, int outWidth, int stride) =>
-        stride == 2 ? (double)outHeight * outWidth : (outHeight + 2.0) * (outWidth + 2);
+    /// <summary>Stack positions per image for an input of <paramref name="height"/> x <paramref name="width"/>: the padded output plane at stride 1, the output plane at stride 2.</summary>
+    private static double Positions(int height, int width, int stride) =>
+        stride == 2 ? (double)(((height - 1) / 2) + 1) * (((width - 1) / 2) + 1) : (height + 2.0) * (width + 2);
 
-    /// <summary>Whether the passes run on <see cref="SmallPlanePatches"/> for this geometry (at stride 1, images in lanes where it moves them).</summary>
+    /// <summary>
+    /// Whether the passes run on <see cref="SmallPlanePatches"/> for an input of this geometry: images in lanes where
+    /// the layout moves them (at stride 1), and at stride 2 always where it applies (2x2 and 4x4 inputs, whose
+    /// nine patch rows <see cref="StridedPatches"/> would gather for one or four outputs per image).
+    /// </summary>
     private static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
-        stride == 1 && (LayoutOverride ?? ImagesInLanes(height, width)) && SmallPlanePatches.Supports(batch, height, width);
+        (stride == 2 || (LayoutOverride ?? ImagesInLanes(height, width))) && SmallPlanePatches.Supports(batch, height, width, stride);
 
     /// <summary>
     /// pre = sum_b BN_b(conv_b(x)) + BN_scale(s x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every
@@ -102,12 +107,12 @@ internal sealed class DepthwiseMoments
     public unsafe void Forward(Tensor x, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor pre, bool relu, int stride)
     {
         int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
-        stridedUsed = stride == 2;
         smallUsed = TakesSmallPlanes(stride, n, h, w);
-        var small = smallUsed ? Small(n, h, w) : null;
+        stridedUsed = stride == 2 && !smallUsed;
+        var small = smallUsed ? Small(n, h, w, stride) : null;
         var (layout, patches) = stridedUsed ? (null, Strided(n, h, w)) : (small is null ? Layout(n, h, w) : null, (StridedPatches?)null);
         PatchPasses? passes = (PatchPasses?)patches ?? layout;
-        int total = small?.Total ?? passes!.Total;
+        int total = small?.Total ?? passes!.Total, outTotal = small?.OutTotal ?? total;
         patchMean = Resize(patchMean, channels * 9);
         patchCovariance = Resize(patchCovariance, channels * 81);
         combined = Resize(combined, channels * 9);
@@ -124,7 +129,7 @@ internal sealed class DepthwiseMoments
         // input in lanes stays for the backward.
         inputLanes = small is null ? [] : Resize(inputLanes, channels * total);
         float[] xLanes = inputLanes;
-        float[] yLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] yLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * outTotal);
         try
         {
             fixed (float* xp = x.Data)
@@ -133,7 +138,7 @@ internal sealed class DepthwiseMoments
             fixed (float* ylp = yLanes)
             {
                 nint xAt = (nint)xp, yAt = (nint)yp, xlAt = (nint)xlp, ylAt = (nint)ylp;
-                small?.ToLanes(xp, channels, xlp);
+                small?.ToLanes(xp, channels, small.Pixels, xlp);
                 ComputeThreads.For(channels, (c0, c1) =>
                 {
                     int buffers = small is not null ? total : (2 * total) + (patches is null ? layout!.PlaneSize : 4 * patches.OutWidth);
@@ -164,7 +169,7 @@ internal sealed class DepthwiseMoments
                                 if (small is not null)
                                 {
                                     xs = (float*)xlAt + ((long)c * total);
-                                    ys = (float*)ylAt + ((long)c * total);
+                                    ys = (float*)ylAt + ((long)c * outTotal);
                                     small.PatchMoments((float*)xAt, channels, c, xs, scratch, m, cov);
                                 }
                                 else if (patches is not null)
@@ -228,7 +233,7 @@ internal sealed class DepthwiseMoments
                                 if (small is not null)
                                 {
                                     small.Correlate(xs, wc, ys);
-                                    Elementwise.Shift(ys, ys, total, constants[c], relu);
+                                    Elementwise.Shift(ys, ys, outTotal, constants[c], relu);
                                     continue;
                                 }
 
@@ -256,7 +261,7 @@ internal sealed class DepthwiseMoments
                         ArrayPool<float>.Shared.Return(rented);
                     }
                 }, minPerPart: 2);
-                small?.FromLanes(ylp, channels, yp);
+                small?.FromLanes(ylp, channels, small.OutPixels, yp);
             }
         }
         finally
@@ -355,7 +360,7 @@ internal sealed class DepthwiseMoments
         bool matches = stridedUsed
             ? patches is not null && patches.Batch == n && patches.Height == h && patches.Width == w && gradPre.HasShape(n, channels, patches.OutHeight, patches.OutWidth)
             : smallUsed
-                ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(x.Shape)
+                ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(n, channels, small.OutHeight, small.OutWidth)
                 : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
         if (!matches || patchMean.Length != channels * 9 || kernels.Length != channels * k * 9
             || (smallUsed && inputLanes.Length != channels * small!.Total))
@@ -364,7 +369,7 @@ internal sealed class DepthwiseMoments
         }
 
         PatchPasses? passes = (PatchPasses?)patches ?? layout;
-        int total = small?.Total ?? passes!.Total;
+        int total = small?.Total ?? passes!.Total, outTotal = small?.OutTotal ?? total;
         var norms = Norms(branches, scaleBranch, skip);
         int count = norms.Count;
         var sumDy = new double[channels];
@@ -385,7 +390,7 @@ internal sealed class DepthwiseMoments
         var kernelGrads = new float[channels * k * 9];
         float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
         float[] xLanes = inputLanes;
-        float[] gLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        float[] gLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * outTotal);
         float[] dxLanes = small is null || gradInput is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
         try
         {
@@ -399,13 +404,12 @@ internal sealed class DepthwiseMoments
                 nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp, xlAt = (nint)xlp, glAt = (nint)glp, dxlAt = (nint)dxlp;
                 if (small is not null)
                 {
-                    small.ToLanes(gp, channels, glp);
+                    small.ToLanes(gp, channels, small.OutPixels, glp);
                 }
 
                 ComputeThreads.For(channels, (c0, c1) =>
                 {
-                    int pixelMaps = small is null ? 0 : (2 * small.Pixels * small.Pixels) + small.Pixels;
-                    float[] rented = ArrayPool<float>.Shared.Rent(small is not null ? pixelMaps : (3 * total) + (patches is null ? 0 : 4 * patches.OutWidth));
+                    float[] rented = ArrayPool<float>.Shared.Rent(small is not null ? small.MapsLength : (3 * total) + (patches is null ? 0 : 4 * patches.OutWidth));
                     try
                     {
                         fixed (float* buffers = rented)
@@ -431,7 +435,7 @@ internal sealed class DepthwiseMoments
                                 if (small is not null)
                                 {
                                     xs = (float*)xlAt + ((long)c * total);
-                                    gs = (float*)glAt + ((long)c * total);
+                                    gs = (float*)glAt + ((long)c * outTotal);
                                     dxs = (float*)dxlAt + ((long)c * total);
                                     small.Cross(gs, xs, &sumG, cross);
                                 }
@@ -510,7 +514,7 @@ internal sealed class DepthwiseMoments
                 }, minPerPart: 2);
                 if (small is not null && dxp is not null)
                 {
-                    small.FromLanes(dxlp, channels, dxp);
+                    small.FromLanes(dxlp, channels, small.Pixels, dxp);
                 }
             }
         }
@@ -704,11 +708,11 @@ internal sealed class DepthwiseMoments
         return strided;
     }
 
-    private SmallPlanePatches Small(int n, int h, int w)
+    private SmallPlanePatches Small(int n, int h, int w, int stride)
     {
-        if (smallPlanes is null || smallPlanes.Batch != n || smallPlanes.Height != h || smallPlanes.Width != w)
+        if (smallPlanes is null || smallPlanes.Batch != n || smallPlanes.Height != h || smallPlanes.Width != w || smallPlanes.Stride != stride)
         {
-            smallPlanes = new SmallPlanePatches(n, h, w);
+            smallPlanes = new SmallPlanePatches(n, h, w, stride);
         }
 
         return smallPlanes;

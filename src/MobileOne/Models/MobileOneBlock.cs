@@ -301,7 +301,7 @@ public sealed class MobileOneBlock : Module
         }
         else if (usedDepthwiseMoments)
         {
-            using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, ho, wo, Spec.Stride));
+            using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, h, w, Spec.Stride));
             depthwiseMoments.Forward(x, ConvKxk, ConvScale, Identity, pre, relu: Attn is null, Spec.Stride);
         }
         else
@@ -489,7 +489,7 @@ public sealed class MobileOneBlock : Module
 
         if (usedDepthwiseMoments)
         {
-            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), ds.Dim(2), ds.Dim(3), Spec.Stride));
+            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), x.Dim(2), x.Dim(3), Spec.Stride));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
             depthwiseMoments.Backward(x, ds, ConvKxk, ConvScale, Identity, gradX);
             return gradX;

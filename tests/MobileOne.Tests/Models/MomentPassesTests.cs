@@ -61,6 +61,11 @@ public sealed class MomentPassesTests
     [InlineData(8, 3, 4, 2, 7, 9)]
     [InlineData(4, 4, 0, 12, 20, 21)]
     [InlineData(3, 2, 0, 4, 66, 67)]
+    // Whole groups of 16 images on 2x2 and 4x4 inputs run on SmallPlanePatches (80: a group of 64 and 16 more).
+    [InlineData(8, 4, 0, 16, 4, 4)]
+    [InlineData(16, 1, 0, 32, 2, 2)]
+    [InlineData(8, 3, 4, 80, 4, 4)]
+    [InlineData(8, 2, 0, 80, 2, 2)]
     public void Strided_depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w) =>
         CheckAgainstBranches(new BlockSpec(channels, channels, 3, 2, 1, channels, k, se), batch, h, w);
 

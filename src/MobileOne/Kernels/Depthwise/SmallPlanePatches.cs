@@ -4,12 +4,13 @@ using System.Runtime.Intrinsics.X86;
 namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
-/// One channel of a 3x3, stride-1, padding-1 depthwise layer over a batch of 2x2 or 4x4 planes, held as the plane's
-/// pixels over the images (pixel-major, 16 images per vector, no padding). On such a plane every entry of a 3x3 patch
-/// is one of the plane's pixels or a padding zero, so the patch moments follow from the plane's own sums and second
-/// moments (16 x 16 at most), and the convolution, the cross sums and the input gradient are small maps between pixels
-/// applied to all images at once: nothing is stored or computed for the padding, which is three quarters of a padded
-/// 2x2 plane and more than half of a 4x4 one. The same sums as <see cref="PatchStack"/>, in a different order.
+/// One channel of a 3x3, padding-1 depthwise layer at stride 1 or 2 over a batch of 2x2 or 4x4 input planes, held as
+/// the plane's pixels over the images (pixel-major, 16 images per vector, no padding); at stride 2 the outputs are
+/// 1x1 or 2x2. On such a plane every entry of a 3x3 patch is one of the plane's pixels or a padding zero, so the patch
+/// moments follow from the plane's own sums and second moments (16 x 16 at most), and the convolution, the cross sums
+/// and the input gradient are small maps between pixels applied to all images at once: nothing is stored or computed
+/// for the padding, which is three quarters of a padded 2x2 plane and more than half of a 4x4 one. The same sums as
+/// <see cref="PatchStack"/> (stride 1) and <see cref="StridedPatches"/> (stride 2), in a different order.
 /// </summary>
 internal sealed unsafe class SmallPlanePatches
 {
@@ -30,31 +31,24 @@ internal sealed unsafe class SmallPlanePatches
     /// </summary>
     private readonly int[] gradStart, gradOutput, gradTap, mapStart, mapPixel, qStart, qIndex;
 
-    /// <summary>The layout of <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/> (<see cref="Supports"/> must hold).</summary>
-    public SmallPlanePatches(int batch, int height, int width)
+    /// <summary>The layout of <paramref name="batch"/> input planes of <paramref name="height"/> x <paramref name="width"/> at <paramref name="stride"/> (<see cref="Supports"/> must hold).</summary>
+    public SmallPlanePatches(int batch, int height, int width, int stride = 1)
     {
-        if (!Supports(batch, height, width))
+        if (!Supports(batch, height, width, stride))
         {
-            throw new ArgumentException($"SmallPlanePatches needs 2x2 or 4x4 planes, whole groups of 16 images and AVX-512; got {batch} images of {height}x{width}.");
+            throw new ArgumentException($"SmallPlanePatches needs 2x2 or 4x4 input planes, stride 1 or 2, whole groups of 16 images and AVX-512; got {batch} images of {height}x{width} at stride {stride}.");
         }
 
-        (Batch, Height, Width, Pixels) = (batch, height, width, height * width);
-        // [9o + t]: the pixel under tap t (row-major in the 3x3 window) of output o's window, or -1 in the padding.
-        var taps = new int[Pixels * 9];
-        for (int o = 0; o < Pixels; o++)
-        {
-            for (int t = 0; t < 9; t++)
-            {
-                int r = (o / width) + (t / 3) - 1, col = (o % width) + (t % 3) - 1;
-                taps[(o * 9) + t] = r >= 0 && r < height && col >= 0 && col < width ? (r * width) + col : -1;
-            }
-        }
+        (Batch, Height, Width, Pixels, Stride) = (batch, height, width, height * width, stride);
+        (OutHeight, OutWidth) = (OutSize(height, stride), OutSize(width, stride));
+        OutPixels = OutHeight * OutWidth;
+        var taps = Taps(height, width, stride);
 
         // The lists the passes walk instead of testing every tap of every output.
-        validStart = new int[Pixels + 1];
+        validStart = new int[OutPixels + 1];
         var tapsIn = new List<int>();
         var pixelsIn = new List<int>();
-        for (int o = 0; o < Pixels; o++)
+        for (int o = 0; o < OutPixels; o++)
         {
             validStart[o] = tapsIn.Count;
             for (int t = 0; t < 9; t++)
@@ -67,7 +61,7 @@ internal sealed unsafe class SmallPlanePatches
             }
         }
 
-        validStart[Pixels] = tapsIn.Count;
+        validStart[OutPixels] = tapsIn.Count;
         (validTap, validPixel) = (tapsIn.ToArray(), pixelsIn.ToArray());
         tapStart = new int[10];
         var outputsOf = new List<int>();
@@ -75,7 +69,7 @@ internal sealed unsafe class SmallPlanePatches
         for (int t = 0; t < 9; t++)
         {
             tapStart[t] = outputsOf.Count;
-            for (int o = 0; o < Pixels; o++)
+            for (int o = 0; o < OutPixels; o++)
             {
                 if (taps[(o * 9) + t] >= 0)
                 {
@@ -100,7 +94,7 @@ internal sealed unsafe class SmallPlanePatches
             gradStart[p] = gradOutputs.Count;
             mapStart[p] = mapPixels.Count;
             var byPixel = new SortedDictionary<int, List<int>>();
-            for (int o = 0; o < Pixels; o++)
+            for (int o = 0; o < OutPixels; o++)
             {
                 for (int t = 0; t < 9; t++)
                 {
@@ -146,7 +140,7 @@ internal sealed unsafe class SmallPlanePatches
         {
             pairStart[ab] = underA.Count;
             int a = ab / 9, b = ab % 9;
-            for (int o = 0; o < Pixels && a <= b; o++)
+            for (int o = 0; o < OutPixels && a <= b; o++)
             {
                 int pa = taps[(o * 9) + a], pb = taps[(o * 9) + b];
                 if (pa >= 0 && pb >= 0)
@@ -161,41 +155,80 @@ internal sealed unsafe class SmallPlanePatches
         (pairA, pairB) = (underA.ToArray(), underB.ToArray());
     }
 
-    /// <summary>Whether these passes run for <paramref name="batch"/> planes of <paramref name="height"/> x <paramref name="width"/>: AVX-512 (the images-in-lanes layout and its transposes), 2x2 or 4x4, whole groups of 16 images.</summary>
-    public static bool Supports(int batch, int height, int width) =>
-        Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && ((height == 2 && width == 2) || (height == 4 && width == 4));
+    /// <summary>Whether these passes run for <paramref name="batch"/> input planes of <paramref name="height"/> x <paramref name="width"/> at <paramref name="stride"/>: AVX-512 (the images-in-lanes layout and its transposes), 2x2 or 4x4, stride 1 or 2, whole groups of 16 images.</summary>
+    public static bool Supports(int batch, int height, int width, int stride = 1) =>
+        Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && (stride == 1 || stride == 2) && ((height == 2 && width == 2) || (height == 4 && width == 4));
 
     /// <summary>
-    /// Floating-point operations of one channel's forward pass: the pixels' second moments (Pixels^2 products per
-    /// image) and the convolution (one product per tap in the plane, (3H - 2)(3W - 2) of them per image).
+    /// Floating-point operations of one channel's forward pass: the input pixels' second moments (Pixels^2 products
+    /// per image) and the convolution (one product per tap in the plane).
     /// </summary>
-    public static double ForwardFlops(int batch, int height, int width) =>
-        2.0 * batch * (((double)height * width * height * width) + ((3.0 * height) - 2) * ((3.0 * width) - 2));
+    public static double ForwardFlops(int batch, int height, int width, int stride = 1) =>
+        2.0 * batch * (((double)height * width * height * width) + TapsInPlane(height, width, stride));
 
-    /// <summary>Floating-point operations of one channel's backward pass: the cross sums (one product per tap in the plane) and the two Pixels x Pixels maps of the input gradient, per image.</summary>
-    public static double BackwardFlops(int batch, int height, int width) =>
-        2.0 * batch * ((((3.0 * height) - 2) * ((3.0 * width) - 2)) + (2.0 * height * width * height * width));
+    /// <summary>Floating-point operations of one channel's backward pass: the cross sums (one product per tap in the plane) and the input gradient (its g and x terms), per image.</summary>
+    public static double BackwardFlops(int batch, int height, int width, int stride = 1) =>
+        2.0 * batch * ((2.0 * TapsInPlane(height, width, stride)) + ((double)height * width * height * width));
 
     public int Batch { get; }
 
+    /// <summary>Input height.</summary>
     public int Height { get; }
 
+    /// <summary>Input width.</summary>
     public int Width { get; }
 
-    /// <summary>Height x Width.</summary>
+    public int Stride { get; }
+
+    public int OutHeight { get; }
+
+    public int OutWidth { get; }
+
+    /// <summary>Input pixels: Height x Width.</summary>
     public int Pixels { get; }
 
-    /// <summary>Floats of one lanes buffer: Pixels x Batch.</summary>
+    /// <summary>Output pixels: OutHeight x OutWidth.</summary>
+    public int OutPixels { get; }
+
+    /// <summary>Floats of one channel's input in lanes (the input and its gradient): Pixels x Batch.</summary>
     public int Total => Pixels * Batch;
 
+    /// <summary>Floats of one channel's output in lanes (the output and its gradient): OutPixels x Batch.</summary>
+    public int OutTotal => OutPixels * Batch;
+
+    /// <summary>Floats of the <c>maps</c> scratch of <see cref="InputGradient"/>.</summary>
+    public int MapsLength => mapPixel.Length + gradOutput.Length + Pixels;
+
     /// <summary>
-    /// The whole batch of NCHW <paramref name="nchw"/> in lanes: channel c's buffer (<see cref="Total"/> floats) starts
-    /// at lanes + c * Total and holds lanes[c * Total + p * Batch + i] = image i, channel c, pixel p.
+    /// The whole batch of NCHW <paramref name="nchw"/> (planes of <paramref name="pixels"/>: <see cref="Pixels"/> for
+    /// an input, <see cref="OutPixels"/> for an output) in lanes: channel c's buffer starts at lanes + c * pixels *
+    /// Batch and holds lanes[(c * pixels + p) * Batch + i] = image i, channel c, pixel p.
     /// </summary>
-    public void ToLanes(float* nchw, int channels, float* lanes) => MatrixTranspose.Transpose(nchw, Batch, channels * Pixels, lanes);
+    public void ToLanes(float* nchw, int channels, int pixels, float* lanes) => MatrixTranspose.Transpose(nchw, Batch, channels * pixels, lanes);
 
     /// <summary>NCHW <paramref name="nchw"/> from the lanes of all its <paramref name="channels"/> (the inverse of <see cref="ToLanes"/>).</summary>
-    public void FromLanes(float* lanes, int channels, float* nchw) => MatrixTranspose.Transpose(lanes, channels * Pixels, Batch, nchw);
+    public void FromLanes(float* lanes, int channels, int pixels, float* nchw) => MatrixTranspose.Transpose(lanes, channels * pixels, Batch, nchw);
+
+    private static int OutSize(int size, int stride) => ((size - 1) / stride) + 1;
+
+    /// <summary>[9o + t]: the input pixel under tap t (row-major in the 3x3 window) of output o's window, or -1 in the padding.</summary>
+    private static int[] Taps(int height, int width, int stride)
+    {
+        int outHeight = OutSize(height, stride), outWidth = OutSize(width, stride);
+        var taps = new int[outHeight * outWidth * 9];
+        for (int o = 0; o < outHeight * outWidth; o++)
+        {
+            for (int t = 0; t < 9; t++)
+            {
+                int r = ((o / outWidth) * stride) + (t / 3) - 1, col = ((o % outWidth) * stride) + (t % 3) - 1;
+                taps[(o * 9) + t] = r >= 0 && r < height && col >= 0 && col < width ? (r * width) + col : -1;
+            }
+        }
+
+        return taps;
+    }
+
+    private static int TapsInPlane(int height, int width, int stride) => Taps(height, width, stride).Count(p => p >= 0);
 
     /// <summary>
     /// The mean (9) and covariance (9 x 9) of the channel's 3x3 patches (padding zeros included) over the batch's
@@ -206,8 +239,8 @@ internal sealed unsafe class SmallPlanePatches
     public void PatchMoments(float* nchw, int channels, int c, float* lanes, float* scratch, double* mean, double* covariance)
     {
         int pixels = Pixels;
-        double positionsTotal = (double)Total;
-        float mu = (float)(PatchPasses.Sum(lanes, Total) / positionsTotal);
+        double positionsTotal = (double)OutTotal;
+        float mu = (float)(PatchPasses.Sum(lanes, Total) / Total);
 
         // z = x - mu: the sum of each pixel over the images and the pixels' second moments.
         var sums = stackalloc double[pixels];
@@ -281,7 +314,7 @@ internal sealed unsafe class SmallPlanePatches
     /// <summary>output[o] = sum over taps t in the plane of w[t] * x[pixel under t], every output pixel o, in lanes.</summary>
     public void Correlate(float* lanes, float* w, float* output)
     {
-        for (int o = 0; o < Pixels; o++)
+        for (int o = 0; o < OutPixels; o++)
         {
             int start = validStart[o], end = validStart[o + 1];
             for (int i = 0; i < Batch; i += 16)
@@ -303,7 +336,7 @@ internal sealed unsafe class SmallPlanePatches
     /// </summary>
     public void Cross(float* g, float* x, double* sumG, double* cross)
     {
-        *sumG = PatchPasses.Sum(g, Total);
+        *sumG = PatchPasses.Sum(g, OutTotal);
         new Span<double>(cross, 9).Clear();
 
         // Tap by tap, 64 images at a time in four independent vector sums over the tap's outputs (a float sum of at
@@ -350,7 +383,7 @@ internal sealed unsafe class SmallPlanePatches
     /// <see cref="PatchPasses.InputGradient"/> of a padded stack, read back at the plane's pixels. Per channel the x
     /// terms are first summed into one coefficient per pair of pixels that share a window, then every pixel takes its
     /// g terms, x terms and constant over all images; pixel pairs that share no window cost nothing.
-    /// <paramref name="maps"/> holds 2 x Pixels x Pixels + Pixels floats.
+    /// <paramref name="maps"/> holds <see cref="MapsLength"/> floats.
     /// </summary>
     public void InputGradient(float* g, float* x, float* w, float* q, float* k, float* maps, float* dx)
     {
