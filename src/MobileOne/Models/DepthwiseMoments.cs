@@ -93,12 +93,16 @@ internal sealed class DepthwiseMoments
         stride == 2 ? (double)(((height - 1) / 2) + 1) * (((width - 1) / 2) + 1) : (height + 2.0) * (width + 2);
 
     /// <summary>
-    /// Whether the passes run on <see cref="SmallPlanePatches"/> for an input of this geometry: images in lanes where
-    /// the layout moves them (at stride 1), and at stride 2 always where it applies (2x2 and 4x4 inputs, whose
-    /// nine patch rows <see cref="StridedPatches"/> would gather for one or four outputs per image).
+    /// Whether the passes run on <see cref="SmallPlanePatches"/> for an input of this geometry: at stride 1 images in
+    /// lanes where the layout moves them; at stride 2 inputs of up to 16 pixels, and larger ones from 64 images up.
+    /// One block, forward + backward, k = 4, one thread, against <see cref="StridedPatches"/> (both builds at once,
+    /// docs/benchmarks.md): 2x2 and 4x4 inputs 0.3-0.5x at batch 64 and 0.7x (4x4) at batch 16; 8x8 0.6-0.7x and
+    /// 16x16 0.85-0.9x at batch 64, 14x14 0.75x; but 8x8 1.1x and 14x14 1.5x at batch 16, where one vector of
+    /// images per pixel leaves too little work per list entry.
     /// </summary>
     private static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
-        (stride == 2 || (LayoutOverride ?? ImagesInLanes(height, width))) && SmallPlanePatches.Supports(batch, height, width, stride);
+        (stride == 2 ? (long)height * width <= 16 || batch >= 64 : LayoutOverride ?? ImagesInLanes(height, width))
+        && SmallPlanePatches.Supports(batch, height, width, stride);
 
     /// <summary>
     /// pre = sum_b BN_b(conv_b(x)) + BN_scale(s x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every

@@ -66,6 +66,10 @@ public sealed class MomentPassesTests
     [InlineData(16, 1, 0, 32, 2, 2)]
     [InlineData(8, 3, 4, 80, 4, 4)]
     [InlineData(8, 2, 0, 80, 2, 2)]
+    // Larger inputs from 64 images up (at 16 images they keep StridedPatches).
+    [InlineData(6, 4, 0, 64, 8, 8)]
+    [InlineData(4, 2, 0, 80, 16, 16)]
+    [InlineData(5, 3, 4, 64, 7, 9)]
     public void Strided_depthwise_moment_passes_equal_the_branch_passes(int channels, int k, int se, int batch, int h, int w) =>
         CheckAgainstBranches(new BlockSpec(channels, channels, 3, 2, 1, channels, k, se), batch, h, w);
 

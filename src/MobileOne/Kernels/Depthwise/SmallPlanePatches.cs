@@ -4,13 +4,15 @@ using System.Runtime.Intrinsics.X86;
 namespace MobileOne.Kernels.Depthwise;
 
 /// <summary>
-/// One channel of a 3x3, padding-1 depthwise layer at stride 1 or 2 over a batch of 2x2 or 4x4 input planes, held as
-/// the plane's pixels over the images (pixel-major, 16 images per vector, no padding); at stride 2 the outputs are
-/// 1x1 or 2x2. On such a plane every entry of a 3x3 patch is one of the plane's pixels or a padding zero, so the patch
-/// moments follow from the plane's own sums and second moments (16 x 16 at most), and the convolution, the cross sums
-/// and the input gradient are small maps between pixels applied to all images at once: nothing is stored or computed
-/// for the padding, which is three quarters of a padded 2x2 plane and more than half of a 4x4 one. The same sums as
-/// <see cref="PatchStack"/> (stride 1) and <see cref="StridedPatches"/> (stride 2), in a different order.
+/// One channel of a 3x3, padding-1 depthwise layer over a batch of small input planes (2x2 or 4x4 at stride 1, up to
+/// 256 pixels at stride 2), held as the plane's pixels over the images (pixel-major, 16 images per vector, no
+/// padding). Every entry of a 3x3 patch is one of the plane's pixels or a padding zero, so the patch moments follow
+/// from the plane's own sums and second moments (16 x 16 at most; on larger planes each pair of taps multiplies the
+/// pixels under it directly), and the convolution, the cross sums and the input gradient are maps between pixels
+/// applied to all images at once, read from lists built once per geometry: nothing is stored or computed for the
+/// padding (three quarters of a padded 2x2 plane, more than half of a 4x4 one), and at stride 2 no patch rows are
+/// gathered or scattered. The same sums as <see cref="PatchStack"/> (stride 1) and <see cref="StridedPatches"/>
+/// (stride 2), in a different order.
 /// </summary>
 internal sealed unsafe class SmallPlanePatches
 {
@@ -31,12 +33,15 @@ internal sealed unsafe class SmallPlanePatches
     /// </summary>
     private readonly int[] gradStart, gradOutput, gradTap, mapStart, mapPixel, qStart, qIndex;
 
+    /// <summary>The counts behind <see cref="ForwardFlops"/> and <see cref="BackwardFlops"/> per geometry (the profile asks on every pass).</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int Height, int Width, int Stride), (double Taps, double Pairs, double Maps)> CountsByGeometry = new();
+
     /// <summary>The layout of <paramref name="batch"/> input planes of <paramref name="height"/> x <paramref name="width"/> at <paramref name="stride"/> (<see cref="Supports"/> must hold).</summary>
     public SmallPlanePatches(int batch, int height, int width, int stride = 1)
     {
         if (!Supports(batch, height, width, stride))
         {
-            throw new ArgumentException($"SmallPlanePatches needs 2x2 or 4x4 input planes, stride 1 or 2, whole groups of 16 images and AVX-512; got {batch} images of {height}x{width} at stride {stride}.");
+            throw new ArgumentException($"SmallPlanePatches needs 2x2 or 4x4 input planes at stride 1 or planes of 2 to {MaxStridedPixels} pixels at stride 2, whole groups of 16 images and AVX-512; got {batch} images of {height}x{width} at stride {stride}.");
         }
 
         (Batch, Height, Width, Pixels, Stride) = (batch, height, width, height * width, stride);
@@ -155,20 +160,39 @@ internal sealed unsafe class SmallPlanePatches
         (pairA, pairB) = (underA.ToArray(), underB.ToArray());
     }
 
-    /// <summary>Whether these passes run for <paramref name="batch"/> input planes of <paramref name="height"/> x <paramref name="width"/> at <paramref name="stride"/>: AVX-512 (the images-in-lanes layout and its transposes), 2x2 or 4x4, stride 1 or 2, whole groups of 16 images.</summary>
+    /// <summary>Planes of up to this many pixels take their patch moments from the pixels' second moments (Pixels^2 products per image); larger ones from the tap pairs' products.</summary>
+    private const int MaxPixelMoments = 16;
+
+    /// <summary>Largest input plane at stride 2 (the lists grow with the plane; 16x16 is S0's largest stride-2 depthwise input at 32x32).</summary>
+    private const int MaxStridedPixels = 256;
+
+    /// <summary>
+    /// Whether these passes run for <paramref name="batch"/> input planes of <paramref name="height"/> x
+    /// <paramref name="width"/> at <paramref name="stride"/>: AVX-512 (the images-in-lanes layout and its transposes),
+    /// whole groups of 16 images, and 2x2 or 4x4 planes at stride 1 or planes of 2 to 256 pixels at stride 2.
+    /// </summary>
     public static bool Supports(int batch, int height, int width, int stride = 1) =>
-        Lanes.Use512 && Avx512F.IsSupported && batch % 16 == 0 && (stride == 1 || stride == 2) && ((height == 2 && width == 2) || (height == 4 && width == 4));
+        Lanes.Use512 && Avx512F.IsSupported && batch > 0 && batch % 16 == 0
+        && (stride == 1
+            ? (height == 2 && width == 2) || (height == 4 && width == 4)
+            : stride == 2 && height >= 1 && width >= 1 && (long)height * width is >= 2 and <= MaxStridedPixels);
 
     /// <summary>
     /// Floating-point operations of one channel's forward pass: the input pixels' second moments (Pixels^2 products
     /// per image) and the convolution (one product per tap in the plane).
     /// </summary>
-    public static double ForwardFlops(int batch, int height, int width, int stride = 1) =>
-        2.0 * batch * (((double)height * width * height * width) + TapsInPlane(height, width, stride));
+    public static double ForwardFlops(int batch, int height, int width, int stride = 1)
+    {
+        var (taps, pairs, _) = Counts(height, width, stride);
+        return 2.0 * batch * (((long)height * width <= MaxPixelMoments ? (double)height * width * height * width : pairs) + taps);
+    }
 
-    /// <summary>Floating-point operations of one channel's backward pass: the cross sums (one product per tap in the plane) and the input gradient (its g and x terms), per image.</summary>
-    public static double BackwardFlops(int batch, int height, int width, int stride = 1) =>
-        2.0 * batch * ((2.0 * TapsInPlane(height, width, stride)) + ((double)height * width * height * width));
+    /// <summary>Floating-point operations of one channel's backward pass: the cross sums (one product per tap in the plane) and the input gradient (its g terms, one per tap in the plane, and its x terms, one per pair of pixels sharing a window), per image.</summary>
+    public static double BackwardFlops(int batch, int height, int width, int stride = 1)
+    {
+        var (taps, _, maps) = Counts(height, width, stride);
+        return 2.0 * batch * ((2.0 * taps) + maps);
+    }
 
     public int Batch { get; }
 
@@ -228,7 +252,55 @@ internal sealed unsafe class SmallPlanePatches
         return taps;
     }
 
-    private static int TapsInPlane(int height, int width, int stride) => Taps(height, width, stride).Count(p => p >= 0);
+    /// <summary>
+    /// Per geometry (kept in <see cref="CountsByGeometry"/>): the taps in the plane, the entries of the pair lists
+    /// ((output, a &lt;= b) with taps a and b both in the plane) and the ordered pairs of input pixels sharing a window
+    /// (the x terms of the input gradient).
+    /// </summary>
+    private static (double Taps, double Pairs, double Maps) Counts(int height, int width, int stride) =>
+        CountsByGeometry.GetOrAdd((height, width, stride), key =>
+        {
+            var taps = Taps(key.Height, key.Width, key.Stride);
+            return (taps.Count(p => p >= 0), PairEntries(taps), MapEntries(taps));
+        });
+
+    private static double MapEntries(int[] taps)
+    {
+        var pairs = new HashSet<(int, int)>();
+        for (int o = 0; o < taps.Length / 9; o++)
+        {
+            for (int a = 0; a < 9; a++)
+            {
+                for (int b = 0; b < 9; b++)
+                {
+                    if (taps[(o * 9) + a] >= 0 && taps[(o * 9) + b] >= 0)
+                    {
+                        pairs.Add((taps[(o * 9) + a], taps[(o * 9) + b]));
+                    }
+                }
+            }
+        }
+
+        return pairs.Count;
+    }
+
+    /// <summary>Entries of the pair lists: (output, a &lt;= b) with taps a and b of the output both in the plane.</summary>
+    private static double PairEntries(int[] taps)
+    {
+        double entries = 0;
+        for (int o = 0; o < taps.Length / 9; o++)
+        {
+            int valid = 0;
+            for (int t = 0; t < 9; t++)
+            {
+                valid += taps[(o * 9) + t] >= 0 ? 1 : 0;
+            }
+
+            entries += valid * (valid + 1) / 2;
+        }
+
+        return entries;
+    }
 
     /// <summary>
     /// The mean (9) and covariance (9 x 9) of the channel's 3x3 patches (padding zeros included) over the batch's
@@ -242,12 +314,27 @@ internal sealed unsafe class SmallPlanePatches
         double positionsTotal = (double)OutTotal;
         float mu = (float)(PatchPasses.Sum(lanes, Total) / Total);
 
-        // z = x - mu: the sum of each pixel over the images and the pixels' second moments.
+        // z = x - mu: the sum of each pixel over the images and, on planes of up to 16 pixels, the pixels' second
+        // moments; on larger planes (stride 2) each pair of taps takes its products straight from z (PairProducts).
         var sums = stackalloc double[pixels];
-        var second = stackalloc double[pixels * pixels];
+        bool fromPixels = pixels <= MaxPixelMoments;
+        var second = stackalloc double[fromPixels ? pixels * pixels : 0];
         if (pixels == 16)
         {
             SecondMoments16(nchw + ((long)c * 16), (long)channels * 16, mu, scratch, sums, second);
+        }
+        else if (!fromPixels)
+        {
+            var shift = Vector512.Create(-mu);
+            for (int i = 0; i < Total; i += 16)
+            {
+                (Vector512.Load(lanes + i) + shift).Store(scratch + i);
+            }
+
+            for (int p = 0; p < pixels; p++)
+            {
+                sums[p] = PatchPasses.Sum(scratch + ((long)p * Batch), Batch);
+            }
         }
         else
         {
@@ -296,9 +383,14 @@ internal sealed unsafe class SmallPlanePatches
                 for (int e = start; e < end; e++)
                 {
                     int pa = pairA[e], pb = pairB[e];
-                    zz += second[(pa * pixels) + pb];
+                    zz += fromPixels ? second[(pa * pixels) + pb] : 0;
                     tab += sums[pa];
                     tba += sums[pb];
+                }
+
+                if (!fromPixels)
+                {
+                    zz = PairProducts(scratch, start, end);
                 }
 
                 double zzTerm = (zz * perPosition) - (za[a] * za[b]);
@@ -464,6 +556,44 @@ internal sealed unsafe class SmallPlanePatches
                 (accG + accX).Store(dx + ((long)p * Batch) + i);
             }
         }
+    }
+
+    /// <summary>
+    /// sum over the entries e in [<paramref name="start"/>, <paramref name="end"/>) of the pair lists of the dot
+    /// product over the images of z[pairA[e]] and z[pairB[e]] (<paramref name="z"/> in lanes): 64 images at a time in
+    /// four vector sums over the entries, folded into double per group.
+    /// </summary>
+    private double PairProducts(float* z, int start, int end)
+    {
+        double total = 0;
+        int i = 0;
+        for (; i + 64 <= Batch; i += 64)
+        {
+            Vector512<float> s0 = Vector512<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
+            for (int e = start; e < end; e++)
+            {
+                float* za = z + ((long)pairA[e] * Batch) + i, zb = z + ((long)pairB[e] * Batch) + i;
+                s0 = Vector512.FusedMultiplyAdd(Vector512.Load(za), Vector512.Load(zb), s0);
+                s1 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 16), Vector512.Load(zb + 16), s1);
+                s2 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 32), Vector512.Load(zb + 32), s2);
+                s3 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 48), Vector512.Load(zb + 48), s3);
+            }
+
+            total += Vector512.Sum((s0 + s1) + (s2 + s3));
+        }
+
+        for (; i < Batch; i += 16)
+        {
+            var sum = Vector512<float>.Zero;
+            for (int e = start; e < end; e++)
+            {
+                sum = Vector512.FusedMultiplyAdd(Vector512.Load(z + ((long)pairA[e] * Batch) + i), Vector512.Load(z + ((long)pairB[e] * Batch) + i), sum);
+            }
+
+            total += Vector512.Sum(sum);
+        }
+
+        return total;
     }
 
     /// <summary>
