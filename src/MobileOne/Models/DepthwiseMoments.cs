@@ -20,9 +20,10 @@ namespace MobileOne.Models;
 /// The same function and gradients as the branch passes, in exact arithmetic; every branch keeps its own weights
 /// and BatchNorm (statistics, running averages, gradients), and nothing is fused into what is trained or saved.
 /// Each channel is visited once forward and once backward, its planes held in a <see cref="PatchStack"/> (stride 1),
-/// as pixels over the images in a <see cref="SmallPlanePatches"/> (2x2 and 4x4 inputs at stride 1 or 2: the patch
-/// moments from the plane's own second moments, nothing done for the padding) or its patches in a
-/// <see cref="StridedPatches"/> (other stride-2 inputs), each of which fits the cache, where the branch passes write
+/// as pixels over the images in a <see cref="SmallPlanePatches"/> (2x2 and 4x4 inputs at stride 1; at stride 2 inputs
+/// of up to 16 pixels, and of up to 256 from 64 images up: the patch moments from the plane's own sums and products,
+/// nothing done for the padding) or its patches in a <see cref="StridedPatches"/> (the other stride-2 inputs), each
+/// of which fits the cache, where the branch passes write
 /// k + 1 branch outputs and read them back about six times. On the patch stack and the small planes the moments are
 /// taken of the input minus the channel's mean, and the zero padding's share (which that shift turns into -mean) is
 /// added exactly from pixel counts (and on the stack rectangle sums), so large means do not cancel the variances; on

@@ -357,8 +357,7 @@ public static unsafe class PackedSgemm
 
         // A with k contiguous and evenly spaced rows (weights, an output gradient's rows, channel rows) is read in
         // place: its tile rows are sequential streams that stay in L1 across the B panels, so packing them would
-        // only copy every element once more (on the small products of the training step the copies took about a
-        // fifth of the GEMM time). Other layouts, and a ragged last panel, are packed.
+        // only copy every element once more. Other layouts, and a ragged last panel, are packed.
         bool inPlaceA = a.ColStride == 1 && !a.ColsBatched && !a.RowsBatched && mc % MR == 0;
         float[]? aBuf = inPlaceA ? null : Scratch(ref packA, (long)mPadded * kcBlock);
         float[] bBuf = Scratch(ref packB, (long)kcBlock * NC);
