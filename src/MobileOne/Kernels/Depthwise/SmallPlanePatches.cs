@@ -315,7 +315,7 @@ internal sealed unsafe class SmallPlanePatches
         float mu = (float)(PatchPasses.Sum(lanes, Total) / Total);
 
         // z = x - mu: the sum of each pixel over the images and, on planes of up to 16 pixels, the pixels' second
-        // moments; on larger planes (stride 2) each pair of taps takes its products straight from z (PairProducts).
+        // moments; on larger planes (stride 2) each pair of taps takes its products straight from z (ListDot over the pair lists).
         var sums = stackalloc double[pixels];
         bool fromPixels = pixels <= MaxPixelMoments;
         var second = stackalloc double[fromPixels ? pixels * pixels : 0];
@@ -401,7 +401,7 @@ internal sealed unsafe class SmallPlanePatches
 
                 if (!fromPixels)
                 {
-                    zz = PairProducts(scratch, start, end);
+                    zz = ListDot(scratch, pairA, scratch, pairB, start, end);
                 }
 
                 double zzTerm = (zz * perPosition) - (za[a] * za[b]);
@@ -447,36 +447,7 @@ internal sealed unsafe class SmallPlanePatches
         // dot product, with its reduction, per output and tap.
         for (int t = 0; t < 9; t++)
         {
-            int start = tapStart[t], end = tapStart[t + 1];
-            double total = 0;
-            int i = 0;
-            for (; i + 64 <= Batch; i += 64)
-            {
-                Vector512<float> s0 = Vector512<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
-                for (int e = start; e < end; e++)
-                {
-                    float* go = g + ((long)tapOutput[e] * Batch) + i, xp = x + ((long)tapPixel[e] * Batch) + i;
-                    s0 = Vector512.FusedMultiplyAdd(Vector512.Load(go), Vector512.Load(xp), s0);
-                    s1 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 16), Vector512.Load(xp + 16), s1);
-                    s2 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 32), Vector512.Load(xp + 32), s2);
-                    s3 = Vector512.FusedMultiplyAdd(Vector512.Load(go + 48), Vector512.Load(xp + 48), s3);
-                }
-
-                total += Vector512.Sum((s0 + s1) + (s2 + s3));
-            }
-
-            for (; i < Batch; i += 16)
-            {
-                var sum = Vector512<float>.Zero;
-                for (int e = start; e < end; e++)
-                {
-                    sum = Vector512.FusedMultiplyAdd(Vector512.Load(g + ((long)tapOutput[e] * Batch) + i), Vector512.Load(x + ((long)tapPixel[e] * Batch) + i), sum);
-                }
-
-                total += Vector512.Sum(sum);
-            }
-
-            cross[t] = total;
+            cross[t] = ListDot(g, tapOutput, x, tapPixel, tapStart[t], tapStart[t + 1]);
         }
     }
 
@@ -570,11 +541,11 @@ internal sealed unsafe class SmallPlanePatches
     }
 
     /// <summary>
-    /// sum over the entries e in [<paramref name="start"/>, <paramref name="end"/>) of the pair lists of the dot
-    /// product over the images of z[pairA[e]] and z[pairB[e]] (<paramref name="z"/> in lanes): 64 images at a time in
-    /// four vector sums over the entries, folded into double per group.
+    /// sum over the list entries e in [<paramref name="start"/>, <paramref name="end"/>) of the dot product over the
+    /// images of a[rowsA[e]] and b[rowsB[e]] (pixels in lanes): 64 images at a time in four vector sums over the
+    /// entries, folded into double per group (a float sum of at most a few hundred products per lane).
     /// </summary>
-    private double PairProducts(float* z, int start, int end)
+    private double ListDot(float* a, int[] rowsA, float* b, int[] rowsB, int start, int end)
     {
         double total = 0;
         int i = 0;
@@ -583,11 +554,11 @@ internal sealed unsafe class SmallPlanePatches
             Vector512<float> s0 = Vector512<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
             for (int e = start; e < end; e++)
             {
-                float* za = z + ((long)pairA[e] * Batch) + i, zb = z + ((long)pairB[e] * Batch) + i;
-                s0 = Vector512.FusedMultiplyAdd(Vector512.Load(za), Vector512.Load(zb), s0);
-                s1 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 16), Vector512.Load(zb + 16), s1);
-                s2 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 32), Vector512.Load(zb + 32), s2);
-                s3 = Vector512.FusedMultiplyAdd(Vector512.Load(za + 48), Vector512.Load(zb + 48), s3);
+                float* pa = a + ((long)rowsA[e] * Batch) + i, pb = b + ((long)rowsB[e] * Batch) + i;
+                s0 = Vector512.FusedMultiplyAdd(Vector512.Load(pa), Vector512.Load(pb), s0);
+                s1 = Vector512.FusedMultiplyAdd(Vector512.Load(pa + 16), Vector512.Load(pb + 16), s1);
+                s2 = Vector512.FusedMultiplyAdd(Vector512.Load(pa + 32), Vector512.Load(pb + 32), s2);
+                s3 = Vector512.FusedMultiplyAdd(Vector512.Load(pa + 48), Vector512.Load(pb + 48), s3);
             }
 
             total += Vector512.Sum((s0 + s1) + (s2 + s3));
@@ -598,7 +569,7 @@ internal sealed unsafe class SmallPlanePatches
             var sum = Vector512<float>.Zero;
             for (int e = start; e < end; e++)
             {
-                sum = Vector512.FusedMultiplyAdd(Vector512.Load(z + ((long)pairA[e] * Batch) + i), Vector512.Load(z + ((long)pairB[e] * Batch) + i), sum);
+                sum = Vector512.FusedMultiplyAdd(Vector512.Load(a + ((long)rowsA[e] * Batch) + i), Vector512.Load(b + ((long)rowsB[e] * Batch) + i), sum);
             }
 
             total += Vector512.Sum(sum);
