@@ -253,54 +253,16 @@ internal sealed unsafe class SmallPlanePatches
     }
 
     /// <summary>
-    /// Per geometry (kept in <see cref="CountsByGeometry"/>): the taps in the plane, the entries of the pair lists
-    /// ((output, a &lt;= b) with taps a and b both in the plane) and the ordered pairs of input pixels sharing a window
-    /// (the x terms of the input gradient).
+    /// Per geometry (kept in <see cref="CountsByGeometry"/>), the lengths of the lists the passes walk: the taps in
+    /// the plane, the pair lists' entries and the input gradient's x terms (pairs of pixels sharing a window). Read
+    /// from the lists of one group of 16 images, which the batch's own layout repeats per group.
     /// </summary>
     private static (double Taps, double Pairs, double Maps) Counts(int height, int width, int stride) =>
         CountsByGeometry.GetOrAdd((height, width, stride), key =>
         {
-            var taps = Taps(key.Height, key.Width, key.Stride);
-            return (taps.Count(p => p >= 0), PairEntries(taps), MapEntries(taps));
+            var lists = new SmallPlanePatches(16, key.Height, key.Width, key.Stride);
+            return (lists.tapOutput.Length, lists.pairA.Length, lists.mapPixel.Length);
         });
-
-    private static double MapEntries(int[] taps)
-    {
-        var pairs = new HashSet<(int, int)>();
-        for (int o = 0; o < taps.Length / 9; o++)
-        {
-            for (int a = 0; a < 9; a++)
-            {
-                for (int b = 0; b < 9; b++)
-                {
-                    if (taps[(o * 9) + a] >= 0 && taps[(o * 9) + b] >= 0)
-                    {
-                        pairs.Add((taps[(o * 9) + a], taps[(o * 9) + b]));
-                    }
-                }
-            }
-        }
-
-        return pairs.Count;
-    }
-
-    /// <summary>Entries of the pair lists: (output, a &lt;= b) with taps a and b of the output both in the plane.</summary>
-    private static double PairEntries(int[] taps)
-    {
-        double entries = 0;
-        for (int o = 0; o < taps.Length / 9; o++)
-        {
-            int valid = 0;
-            for (int t = 0; t < 9; t++)
-            {
-                valid += taps[(o * 9) + t] >= 0 ? 1 : 0;
-            }
-
-            entries += valid * (valid + 1) / 2;
-        }
-
-        return entries;
-    }
 
     /// <summary>
     /// The mean (9) and covariance (9 x 9) of the channel's 3x3 patches (padding zeros included) over the batch's
@@ -389,19 +351,18 @@ internal sealed unsafe class SmallPlanePatches
         {
             for (int b = a; b < 9; b++)
             {
-                double zz = 0, tab = 0, tba = 0;
                 int start = pairStart[(a * 9) + b], end = pairStart[(a * 9) + b + 1];
+                double zz = fromPixels ? 0 : ListDot(scratch, pairA, scratch, pairB, start, end), tab = 0, tba = 0;
                 for (int e = start; e < end; e++)
                 {
                     int pa = pairA[e], pb = pairB[e];
-                    zz += fromPixels ? second[(pa * pixels) + pb] : 0;
+                    if (fromPixels)
+                    {
+                        zz += second[(pa * pixels) + pb];
+                    }
+
                     tab += sums[pa];
                     tba += sums[pb];
-                }
-
-                if (!fromPixels)
-                {
-                    zz = ListDot(scratch, pairA, scratch, pairB, start, end);
                 }
 
                 double zzTerm = (zz * perPosition) - (za[a] * za[b]);
