@@ -70,7 +70,7 @@ internal static unsafe class MatrixTranspose
     /// rows stored, every row in a register (a loop over rows in memory stored and reloaded them at every stage).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block16(float* from, long fromStride, float* to, long toStride)
+    internal static void Block16(float* from, long fromStride, float* to, long toStride)
     {
         var r0 = Vector512.Load(from);
         var r1 = Vector512.Load(from + (1 * fromStride));

@@ -45,8 +45,11 @@ internal sealed class DepthwiseMoments
     private double[] centres = [];
     private float[] combined = [];
 
-    /// <summary>On small planes, the forward's input in lanes, which the backward reads again.</summary>
+    /// <summary>On small planes, the forward's input in lanes, which the backward reads again: <see cref="ownLanes"/>, or a CHWN input itself.</summary>
     private float[] inputLanes = [];
+
+    /// <summary>The buffer an NCHW input is transposed into on small planes.</summary>
+    private float[] ownLanes = [];
 
     /// <summary>
     /// Whether a block of this geometry has these passes: 3x3 depthwise, padding 1, stride 1 with output planes of
@@ -101,18 +104,26 @@ internal sealed class DepthwiseMoments
     /// 16x16 0.85-0.9x at batch 64, 14x14 0.75x; but 8x8 1.1x and 14x14 1.5x at batch 16, where one vector of
     /// images per pixel leaves too little work per list entry.
     /// </summary>
-    private static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
+    internal static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
         (stride == 2 ? (long)height * width <= 16 || batch >= 64 : LayoutOverride ?? ImagesInLanes(height, width))
         && SmallPlanePatches.Supports(batch, height, width, stride);
 
     /// <summary>
     /// pre = sum_b BN_b(conv_b(x)) + BN_scale(s x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every
     /// BatchNorm prepares its statistics (training mode) from the moments. Keeps the moments for <see cref="Backward"/>.
+    /// On small planes (<see cref="TakesSmallPlanes"/>) the input and the output may each be CHWN, which is their lanes.
     /// </summary>
-    public unsafe void Forward(Tensor x, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor pre, bool relu, int stride)
+    public unsafe void Forward(Tensor x, ActivationLayout inLayout, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor pre, ActivationLayout outLayout, bool relu, int stride)
     {
-        int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
+        var (n, channels, h, w) = inLayout.Dims(x);
+        int k = branches.Count;
+        bool inChwn = inLayout == ActivationLayout.Chwn, outChwn = outLayout == ActivationLayout.Chwn;
         smallUsed = TakesSmallPlanes(stride, n, h, w);
+        if ((inChwn || outChwn) && !smallUsed)
+        {
+            throw new InvalidOperationException("Only the depthwise passes on small planes take or give CHWN.");
+        }
+
         stridedUsed = stride == 2 && !smallUsed;
         var small = smallUsed ? Small(n, h, w, stride) : null;
         var (layout, patches) = stridedUsed ? (null, Strided(n, h, w)) : (small is null ? Layout(n, h, w) : null, (StridedPatches?)null);
@@ -126,15 +137,19 @@ internal sealed class DepthwiseMoments
         var means = new double[norms.Count * channels];
         var variances = new double[norms.Count * channels];
         var constants = new float[channels];
-        double pixels = (double)pre.Dim(0) * pre.Dim(2) * pre.Dim(3);
+        var (_, _, outHeight, outWidth) = outLayout.Dims(pre);
+        double pixels = (double)n * outHeight * outWidth;
         kernels = BranchKernels(branches, channels);
         centres = CentreWeights(scaleBranch, norms.Count, k, channels);
 
         // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines); the
         // input in lanes stays for the backward.
-        inputLanes = small is null ? [] : Resize(inputLanes, channels * total);
+        // A CHWN input or output is its lanes.
+        ownLanes = small is null || inChwn ? ownLanes : Resize(ownLanes, channels * total);
+        inputLanes = small is null ? [] : inChwn ? x.Data : ownLanes;
         float[] xLanes = inputLanes;
-        float[] yLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * outTotal);
+        bool rentsOutput = small is not null && !outChwn;
+        float[] yLanes = rentsOutput ? ArrayPool<float>.Shared.Rent(channels * outTotal) : outChwn ? pre.Data : [];
         try
         {
             fixed (float* xp = x.Data)
@@ -143,7 +158,11 @@ internal sealed class DepthwiseMoments
             fixed (float* ylp = yLanes)
             {
                 nint xAt = (nint)xp, yAt = (nint)yp, xlAt = (nint)xlp, ylAt = (nint)ylp;
-                small?.ToLanes(xp, channels, small.Pixels, xlp);
+                if (small is not null && !inChwn)
+                {
+                    small.ToLanes(xp, channels, small.Pixels, xlp);
+                }
+
                 ComputeThreads.For(channels, (c0, c1) =>
                 {
                     int buffers = small is not null ? total : (2 * total) + (patches is null ? layout!.PlaneSize : 4 * patches.OutWidth);
@@ -175,7 +194,7 @@ internal sealed class DepthwiseMoments
                                 {
                                     xs = (float*)xlAt + ((long)c * total);
                                     ys = (float*)ylAt + ((long)c * outTotal);
-                                    small.PatchMoments((float*)xAt, channels, c, xs, scratch, m, cov);
+                                    small.PatchMoments(xs, scratch, m, cov);
                                 }
                                 else if (patches is not null)
                                 {
@@ -266,12 +285,15 @@ internal sealed class DepthwiseMoments
                         ArrayPool<float>.Shared.Return(rented);
                     }
                 }, minPerPart: 2);
-                small?.FromLanes(ylp, channels, small.OutPixels, yp);
+                if (rentsOutput)
+                {
+                    small!.FromLanes(ylp, channels, small.OutPixels, yp);
+                }
             }
         }
         finally
         {
-            if (small is not null)
+            if (rentsOutput)
             {
                 ArrayPool<float>.Shared.Return(yLanes);
             }
@@ -357,18 +379,20 @@ internal sealed class DepthwiseMoments
     /// Forward's), accumulates every branch's weight gradient and every BatchNorm's parameter gradients, and writes
     /// the input gradient to <paramref name="gradInput"/> when given.
     /// </summary>
-    public unsafe void Backward(Tensor x, Tensor gradPre, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor? gradInput)
+    public unsafe void Backward(Tensor x, ActivationLayout inLayout, Tensor gradPre, ActivationLayout outLayout, IReadOnlyList<ConvBn> branches, ConvBn? scaleBranch, BatchNorm2d? skip, Tensor? gradInput)
     {
-        int n = x.Dim(0), channels = x.Dim(1), h = x.Dim(2), w = x.Dim(3), k = branches.Count;
+        var (n, channels, h, w) = inLayout.Dims(x);
+        int k = branches.Count;
+        bool inChwn = inLayout == ActivationLayout.Chwn, outChwn = outLayout == ActivationLayout.Chwn;
         var small = smallUsed ? smallPlanes : null;
         var (layout, patches) = stridedUsed ? (null, strided) : (smallUsed ? null : stack, (StridedPatches?)null);
         bool matches = stridedUsed
             ? patches is not null && patches.Batch == n && patches.Height == h && patches.Width == w && gradPre.HasShape(n, channels, patches.OutHeight, patches.OutWidth)
             : smallUsed
-                ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(n, channels, small.OutHeight, small.OutWidth)
+                ? small is not null && small.Batch == n && small.Height == h && small.Width == w && gradPre.HasShape(outLayout.Shape(n, channels, small.OutHeight, small.OutWidth))
                 : layout is not null && layout.Batch == n && layout.Height == h && layout.Width == w && gradPre.HasShape(x.Shape);
         if (!matches || patchMean.Length != channels * 9 || kernels.Length != channels * k * 9
-            || (smallUsed && inputLanes.Length != channels * small!.Total))
+            || (smallUsed && inputLanes.Length != channels * small!.Total) || ((inChwn || outChwn) && !smallUsed))
         {
             throw new InvalidOperationException("DepthwiseMoments.Backward needs the Forward of the same batch first.");
         }
@@ -379,7 +403,8 @@ internal sealed class DepthwiseMoments
         int count = norms.Count;
         var sumDy = new double[channels];
         var sumDyX = new double[count * channels];
-        double pixels = (double)n * gradPre.Dim(2) * gradPre.Dim(3);
+        var (_, _, outHeight, outWidth) = outLayout.Dims(gradPre);
+        double pixels = (double)n * outHeight * outWidth;
         var scaleAndInvStd = new double[2 * count * channels];
         for (int j = 0; j < count; j++)
         {
@@ -395,8 +420,10 @@ internal sealed class DepthwiseMoments
         var kernelGrads = new float[channels * k * 9];
         float[] scaleGrad = scaleBranch?.Conv.Weight.EnsureGrad().Data ?? [];
         float[] xLanes = inputLanes;
-        float[] gLanes = small is null ? [] : ArrayPool<float>.Shared.Rent(channels * outTotal);
-        float[] dxLanes = small is null || gradInput is null ? [] : ArrayPool<float>.Shared.Rent(channels * total);
+        // A CHWN gradient is its lanes.
+        bool rentsGradient = small is not null && !outChwn, rentsInputGradient = small is not null && gradInput is not null && !inChwn;
+        float[] gLanes = rentsGradient ? ArrayPool<float>.Shared.Rent(channels * outTotal) : outChwn ? gradPre.Data : [];
+        float[] dxLanes = rentsInputGradient ? ArrayPool<float>.Shared.Rent(channels * total) : inChwn && gradInput is not null ? gradInput.Data : [];
         try
         {
             fixed (float* xp = x.Data)
@@ -407,9 +434,9 @@ internal sealed class DepthwiseMoments
             fixed (float* dxlp = dxLanes)
             {
                 nint xAt = (nint)xp, gAt = (nint)gp, dxAt = (nint)dxp, xlAt = (nint)xlp, glAt = (nint)glp, dxlAt = (nint)dxlp;
-                if (small is not null)
+                if (rentsGradient)
                 {
-                    small.ToLanes(gp, channels, small.OutPixels, glp);
+                    small!.ToLanes(gp, channels, small.OutPixels, glp);
                 }
 
                 ComputeThreads.For(channels, (c0, c1) =>
@@ -517,21 +544,22 @@ internal sealed class DepthwiseMoments
                         ArrayPool<float>.Shared.Return(rented);
                     }
                 }, minPerPart: 2);
-                if (small is not null && dxp is not null)
+                if (rentsInputGradient)
                 {
-                    small.FromLanes(dxlp, channels, small.Pixels, dxp);
+                    small!.FromLanes(dxlp, channels, small.Pixels, dxp);
                 }
             }
         }
         finally
         {
-            if (small is not null)
+            if (rentsGradient)
             {
                 ArrayPool<float>.Shared.Return(gLanes);
-                if (gradInput is not null)
-                {
-                    ArrayPool<float>.Shared.Return(dxLanes);
-                }
+            }
+
+            if (rentsInputGradient)
+            {
+                ArrayPool<float>.Shared.Return(dxLanes);
             }
         }
 
@@ -635,7 +663,7 @@ internal sealed class DepthwiseMoments
     public void Release()
     {
         (stack, strided, smallPlanes) = (null, null, null);
-        (patchMean, patchCovariance, combined, inputLanes, kernels, centres) = ([], [], [], [], [], []);
+        (patchMean, patchCovariance, combined, inputLanes, ownLanes, kernels, centres) = ([], [], [], [], [], [], []);
     }
 
     /// <summary>The BatchNorms in the order of the moments: the k conv branches, the scale branch, the skip.</summary>

@@ -30,6 +30,8 @@ public sealed class MobileOneBlock : Module
     private Tensor? savedOutput;
     private bool usedMoments;
     private bool usedDepthwiseMoments;
+    private ActivationLayout inputLayout;
+    private ActivationLayout outputLayout;
 
     private MobileOneBlock(BlockSpec spec, bool fused)
     {
@@ -111,10 +113,59 @@ public sealed class MobileOneBlock : Module
     {
         if (GradEnabled)
         {
-            return ReparamConv is not null ? ForwardFusedTraining(input) : ForwardTraining(input);
+            return ReparamConv is not null ? ForwardFusedTraining(input) : ForwardTraining(input, ActivationLayout.Nchw, ActivationLayout.Nchw);
         }
 
         return ReparamConv is not null ? ForwardFusedStateless(input) : ForwardStateless(input);
+    }
+
+    /// <summary>
+    /// <see cref="Forward(Tensor)"/> with gradients enabled, the input in <paramref name="inputLayout"/> and the output written in
+    /// <paramref name="outputLayout"/>; <see cref="Backward"/> then takes the output gradient in the output's layout and
+    /// returns the input gradient in the input's. CHWN only where <see cref="WorksInChwn"/> says so.
+    /// </summary>
+    internal Tensor Forward(Tensor input, ActivationLayout inputLayout, ActivationLayout outputLayout)
+    {
+        if (inputLayout == ActivationLayout.Nchw && outputLayout == ActivationLayout.Nchw)
+        {
+            return Forward(input);
+        }
+
+        var (n, _, h, w) = inputLayout.Dims(input);
+        if (!WorksInChwn(n, h, w))
+        {
+            throw new InvalidOperationException("This block's passes for this batch do not work in the CHWN layout.");
+        }
+
+        return ForwardTraining(input, inputLayout, outputLayout);
+    }
+
+    /// <summary>
+    /// Whether this block's training passes over a batch of <paramref name="n"/> inputs of <paramref name="h"/> x
+    /// <paramref name="w"/> take their input and give their output in CHWN as readily as in NCHW: the pointwise moment
+    /// passes, the stacked 1x1 products on channel rows and the depthwise passes on small planes in lanes all move
+    /// NCHW into that layout (or its channel rows) first and back at the end. Never with squeeze-excite (it reads
+    /// NCHW) or when fused.
+    /// </summary>
+    internal bool WorksInChwn(int n, int h, int w)
+    {
+        if (!GradEnabled || ReparamConv is not null || Attn is not null)
+        {
+            return false;
+        }
+
+        var (ho, wo) = OutputSize(h, w);
+        var (pointwise, depthwise) = MomentPasses(n, ho, wo);
+        return pointwise || (depthwise && DepthwiseMoments.TakesSmallPlanes(Spec.Stride, n, h, w)) || (!depthwise && KeepsRows(ho * wo));
+    }
+
+    /// <summary>Whether the training passes over <paramref name="n"/> outputs of <paramref name="ho"/> x <paramref name="wo"/> are the pointwise or the depthwise moment passes.</summary>
+    private (bool Pointwise, bool Depthwise) MomentPasses(int n, int ho, int wo)
+    {
+        int branchCount = ConvKxk.Count + (ConvScale is not null ? 1 : 0);
+        bool pointwise = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, Spec.OutChannels, branchCount, (long)n * ho * wo));
+        bool depthwise = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(Spec.Stride, n, ho, wo));
+        return (pointwise, depthwise);
     }
 
     /// <summary>
@@ -142,7 +193,8 @@ public sealed class MobileOneBlock : Module
         }
 
         var g = gradPre.Get(y.Shape);
-        using (Profile(y.Dim(2), y.Dim(3), "bwd relu", bytes: 12.0 * y.Length))
+        var (_, _, yHeight, yWidth) = outputLayout.Dims(y);
+        using (Profile(yHeight, yWidth, "bwd relu", bytes: 12.0 * y.Length))
         unsafe
         {
             fixed (float* dy = gradOutput.Data)
@@ -284,30 +336,34 @@ public sealed class MobileOneBlock : Module
     /// </summary>
     private bool KeepsRows(int plane) => StacksPointwise && plane < PackedSgemm.ShortRun;
 
-    private unsafe Tensor ForwardTraining(Tensor x)
+    private unsafe Tensor ForwardTraining(Tensor x, ActivationLayout inLayout, ActivationLayout outLayout)
     {
-        Shapes.RequireNchw(x, Spec.InChannels, "block input");
-        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        if (inLayout == ActivationLayout.Nchw)
+        {
+            Shapes.RequireNchw(x, Spec.InChannels, "block input");
+        }
+
+        var (n, _, h, w) = inLayout.Dims(x);
         var (ho, wo) = OutputSize(h, w);
         int cout = Spec.OutChannels;
         var branches = TrainBranches();
-        var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(n, cout, ho, wo);
-        usedMoments = Training && StacksPointwise && (MomentsOverride ?? PointwiseMoments.Pays(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
-        usedDepthwiseMoments = Training && DepthwiseMoments.Applies(Spec, ho, wo) && (MomentsOverride ?? DepthwiseMoments.Pays(Spec.Stride, n, ho, wo));
+        var pre = Attn is not null ? preActivation.Get(n, cout, ho, wo) : output.Get(outLayout.Shape(n, cout, ho, wo));
+        (usedMoments, usedDepthwiseMoments) = MomentPasses(n, ho, wo);
+        (inputLayout, outputLayout) = (inLayout, outLayout);
         if (usedMoments)
         {
             using var scope = Profile(ho, wo, "fwd moments", PointwiseMoments.ForwardFlops(Spec.InChannels, cout, branches.Count, (long)n * ho * wo));
-            moments.Forward(x, ConvKxk, Identity, pre, relu: Attn is null);
+            moments.Forward(x, inLayout, ConvKxk, Identity, pre, outLayout, relu: Attn is null);
         }
         else if (usedDepthwiseMoments)
         {
             using var scope = Profile(ho, wo, "fwd moments", DepthwiseMoments.ForwardFlops(cout, n, h, w, Spec.Stride));
-            depthwiseMoments.Forward(x, ConvKxk, ConvScale, Identity, pre, relu: Attn is null, Spec.Stride);
+            depthwiseMoments.Forward(x, inLayout, ConvKxk, ConvScale, Identity, pre, outLayout, relu: Attn is null, stride: Spec.Stride);
         }
         else
         {
             var z = branchOutputs.Get(branches.Count, n, cout, ho, wo);
-            SumBranches(x, branches, z.Data, pre, training: true);
+            SumBranches(x, inLayout, branches, z.Data, pre, outLayout, training: true);
         }
 
         var y = pre;
@@ -336,7 +392,7 @@ public sealed class MobileOneBlock : Module
         var branches = TrainBranches();
         float[] z = GC.AllocateUninitializedArray<float>(checked(branches.Count * n * cout * ho * wo));
         var pre = Tensor.Uninitialized(n, cout, ho, wo);
-        SumBranches(x, branches, z, pre, training: false);
+        SumBranches(x, ActivationLayout.Nchw, branches, z, pre, ActivationLayout.Nchw, training: false);
         return Attn is not null ? Attn.ForwardStateless(pre, relu: true) : pre;
     }
 
@@ -347,15 +403,22 @@ public sealed class MobileOneBlock : Module
     /// needs (BatchNorm prepares its statistics, updating the running ones in training mode); without, the BatchNorms
     /// use their running statistics and nothing on the block or its layers changes.
     /// </summary>
-    private unsafe void SumBranches(Tensor x, List<ConvBn> branches, float[] z, Tensor pre, bool training)
+    private unsafe void SumBranches(Tensor x, ActivationLayout inLayout, List<ConvBn> branches, float[] z, Tensor pre, ActivationLayout outLayout, bool training)
     {
-        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (n, _, h, w) = inLayout.Dims(x);
         var (ho, wo) = OutputSize(h, w);
         int cout = Spec.OutChannels, plane = ho * wo;
         int count = branches.Count;
         long branchSize = (long)n * cout * plane;
         bool rows = training && KeepsRows(plane);
-        float[] xRows = rows ? inputRows.GetFlat(x.Length) : [];
+        bool inChwn = inLayout == ActivationLayout.Chwn, outChwn = outLayout == ActivationLayout.Chwn;
+        if ((inChwn || outChwn) && !rows)
+        {
+            throw new InvalidOperationException("Only the stacked 1x1 products on channel rows take or give CHWN.");
+        }
+
+        // In CHWN the input is its channel rows already.
+        float[] xRows = !rows ? [] : inChwn ? x.Data : inputRows.GetFlat(x.Length);
         var convScope = Profile(ho, wo, "fwd conv", ConvFlops(n, plane));
         fixed (float* xp = x.Data)
         fixed (float* xrp = xRows)
@@ -376,7 +439,11 @@ public sealed class MobileOneBlock : Module
                     var weights = MatrixView.RowMajor(wp, count * cout, Spec.InChannels, Spec.InChannels);
                     if (rows)
                     {
-                        MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
+                        if (!inChwn)
+                        {
+                            MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
+                        }
+
                         PackedSgemm.Multiply(weights, RowsView(xrp, Spec.InChannels, n, plane), RowsView(zp, count * cout, n, plane), accumulate: false);
                     }
                     else
@@ -446,7 +513,7 @@ public sealed class MobileOneBlock : Module
 
         statsScope.Dispose();
         using var sumScope = Profile(ho, wo, "fwd branch-sum", bytes: 4.0 * (total + 1) * branchSize);
-        float[] preRows = rows ? rowScratch.GetFlat(pre.Length) : [];
+        float[] preRows = rows && !outChwn ? rowScratch.GetFlat(pre.Length) : [];
         fixed (float* xp = x.Data)
         fixed (float* xrp = xRows)
         fixed (float* zp = z)
@@ -465,7 +532,11 @@ public sealed class MobileOneBlock : Module
                 inputs[count] = (nint)(rows ? xrp : xp);
             }
 
-            if (rows)
+            if (rows && outChwn)
+            {
+                BatchNormTraining.BranchSum(inputs, sp, bp, yp, 1, cout, n * plane, relu: Attn is null);
+            }
+            else if (rows)
             {
                 BatchNormTraining.BranchSum(inputs, sp, bp, prp, 1, cout, n * plane, relu: Attn is null);
                 MatrixTranspose.Transpose(prp, cout * plane, n, yp);
@@ -481,21 +552,24 @@ public sealed class MobileOneBlock : Module
     {
         if (usedMoments)
         {
-            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", PointwiseMoments.BackwardFlops(Spec.InChannels, Spec.OutChannels, ConvKxk.Count, (long)ds.Dim(0) * ds.Dim(2) * ds.Dim(3)));
+            var (batch, _, outHeight, outWidth) = outputLayout.Dims(ds);
+            using var scope = Profile(outHeight, outWidth, "bwd moments", PointwiseMoments.BackwardFlops(Spec.InChannels, Spec.OutChannels, ConvKxk.Count, (long)batch * outHeight * outWidth));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
-            moments.Backward(ds, ConvKxk, Identity, gradX);
+            moments.Backward(ds, outputLayout, ConvKxk, Identity, gradX, inputLayout);
             return gradX;
         }
 
         if (usedDepthwiseMoments)
         {
-            using var scope = Profile(ds.Dim(2), ds.Dim(3), "bwd moments", DepthwiseMoments.BackwardFlops(ds.Dim(1), ds.Dim(0), x.Dim(2), x.Dim(3), Spec.Stride));
+            var (_, _, outHeight, outWidth) = outputLayout.Dims(ds);
+            var (batch, channels, height, width) = inputLayout.Dims(x);
+            using var scope = Profile(outHeight, outWidth, "bwd moments", DepthwiseMoments.BackwardFlops(channels, batch, height, width, Spec.Stride));
             var gradX = inputGradient ? gradInput.Get(x.Shape) : null;
-            depthwiseMoments.Backward(x, ds, ConvKxk, ConvScale, Identity, gradX);
+            depthwiseMoments.Backward(x, inputLayout, ds, outputLayout, ConvKxk, ConvScale, Identity, gradX);
             return gradX;
         }
 
-        int n = x.Dim(0), h = x.Dim(2), w = x.Dim(3);
+        var (n, _, h, w) = inputLayout.Dims(x);
         var (ho, wo) = OutputSize(h, w);
         int cout = Spec.OutChannels, cin = Spec.InChannels, plane = ho * wo;
         var branches = TrainBranches();
@@ -521,10 +595,12 @@ public sealed class MobileOneBlock : Module
         var dx = inputGradient ? gradInput.Get(x.Shape) : null;
 
         // In rows (KeepsRows) x is the forward's rows, ds moves in and dx out, and every pass sees one image of n x plane.
+        // A tensor in CHWN is its channel rows already.
         bool rows = KeepsRows(plane);
-        float[] xRows = rows ? inputRows.GetFlat(x.Length) : [];
-        float[] dsRows = rows ? rowScratch.GetFlat(ds.Length) : [];
-        float[] dxRows = rows && dx is not null ? gradRows.GetFlat(x.Length) : [];
+        bool inChwn = inputLayout == ActivationLayout.Chwn, outChwn = outputLayout == ActivationLayout.Chwn;
+        float[] xRows = !rows ? [] : inChwn ? x.Data : inputRows.GetFlat(x.Length);
+        float[] dsRows = !rows ? [] : outChwn ? ds.Data : rowScratch.GetFlat(ds.Length);
+        float[] dxRows = !rows || dx is null ? [] : inChwn ? dx.Data : gradRows.GetFlat(x.Length);
         int images = rows ? 1 : n, pixels = rows ? n * plane : plane;
         fixed (float* xIn = x.Data)
         fixed (float* xrp = xRows)
@@ -537,7 +613,7 @@ public sealed class MobileOneBlock : Module
         fixed (float* dxOut = dx is null ? null : dx.Data)
         fixed (float* dxrp = dxRows)
         {
-            if (rows)
+            if (rows && !outChwn)
             {
                 MatrixTranspose.Transpose(dsIn, n, cout * plane, dsrp);
             }
@@ -601,7 +677,7 @@ public sealed class MobileOneBlock : Module
                         PackedSgemm.Multiply(
                             MatrixView.RowMajor(wp, count * cout, cin, cin).Transposed(), zView,
                             rows ? RowsView(dxp, cin, n, plane) : MatrixView.ChannelsByPixels(dxp, cin, n, h * w, (long)cin * h * w), accumulate: started);
-                        if (rows)
+                        if (rows && !inChwn)
                         {
                             MatrixTranspose.Transpose(dxp, cin * plane, n, dxOut);
                         }

@@ -17,6 +17,7 @@ public sealed class MobileOneNetwork : ClassifierNetwork
     private readonly ActivationBuffer pooled = new();
     private readonly ActivationBuffer gradFeatures = new();
     private Tensor? savedFeatures;
+    private readonly List<ActivationLayout> handOffs = [];
 
     private MobileOneNetwork(MobileOneConfig config, bool fused)
     {
@@ -107,11 +108,18 @@ public sealed class MobileOneNetwork : ClassifierNetwork
             features.Add(("stem", x));
         }
 
+        var layout = ActivationLayout.Nchw;
+        handOffs.Clear();
         for (int s = 0; s < Stages.Count; s++)
         {
-            foreach (var block in Stages[s])
+            for (int b = 0; b < Stages[s].Count; b++)
             {
-                x = block.Forward(x);
+                var block = Stages[s][b];
+                var next = b + 1 < Stages[s].Count ? Stages[s][b + 1] : s + 1 < Stages.Count && !withFeatures ? Stages[s + 1][0] : null;
+                var handedOn = HandOffLayout(block, next, layout.Dims(x));
+                x = block.Forward(x, layout, handedOn);
+                layout = handedOn;
+                handOffs.Add(handedOn);
             }
 
             if (withFeatures)
@@ -126,6 +134,30 @@ public sealed class MobileOneNetwork : ClassifierNetwork
         Pooling.GlobalAverage(x.Data, pool.Data, n, c, x.Dim(2) * x.Dim(3));
         savedFeatures = GradEnabled ? x : null;
         return new NetworkOutput(Head.Forward(pool), features);
+    }
+
+    /// <summary>
+    /// Tests: false keeps every tensor between blocks NCHW (<see cref="HandOffLayout"/>), so the two ways can be compared.
+    /// </summary>
+    internal static bool HandsOffChwn { get; set; } = true;
+
+    /// <summary>The layout each block of the last Forward wrote its output in (tests, diagnostics).</summary>
+    internal IReadOnlyList<ActivationLayout> LastHandOffs => handOffs;
+
+    /// <summary>
+    /// The layout <paramref name="block"/> writes its output in for <paramref name="next"/> (null: the head or a
+    /// feature map, which read NCHW): CHWN when, with gradients enabled, both blocks' training passes work in it
+    /// (<see cref="MobileOneBlock.WorksInChwn"/>), so neither transposes the tensor between them (nor its gradient).
+    /// </summary>
+    private ActivationLayout HandOffLayout(MobileOneBlock block, MobileOneBlock? next, (int Images, int Channels, int Height, int Width) input)
+    {
+        if (!GradEnabled || !HandsOffChwn || next is null || !block.WorksInChwn(input.Images, input.Height, input.Width))
+        {
+            return ActivationLayout.Nchw;
+        }
+
+        var (ho, wo) = block.OutputSize(input.Height, input.Width);
+        return next.WorksInChwn(input.Images, ho, wo) ? ActivationLayout.Chwn : ActivationLayout.Nchw;
     }
 
     /// <summary>

@@ -50,17 +50,22 @@ internal sealed class PointwiseMoments
 
     /// <summary>
     /// pre = sum_b BN_b(W_b x) + BN_skip(x), the ReLU applied when <paramref name="relu"/>; every BatchNorm prepares
-    /// its statistics (training mode) from the moments. Keeps Xc, S and W_eff for <see cref="Backward"/>.
+    /// its statistics (training mode) from the moments. Keeps Xc, S and W_eff for <see cref="Backward"/>. The input
+    /// and the output may each be NCHW or CHWN (<see cref="ActivationLayout"/>).
     /// </summary>
-    public unsafe void Forward(Tensor x, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor pre, bool relu)
+    public unsafe void Forward(Tensor x, ActivationLayout inLayout, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor pre, ActivationLayout outLayout, bool relu)
     {
-        int n = x.Dim(0), cin = x.Dim(1), plane = x.Dim(2) * x.Dim(3), cout = pre.Dim(1), k = branches.Count;
+        var (n, cin, height, width) = inLayout.Dims(x);
+        int plane = height * width, cout = outLayout.Dims(pre).Channels, k = branches.Count;
         pixels = (long)n * plane;
         inputMean = inputMean.Length == cin ? inputMean : new double[cin];
         inputVariance = inputVariance.Length == cin ? inputVariance : new double[cin];
-        // Xc is kept as a dense [channels x pixels] matrix (not NCHW), so small planes never fragment the products.
+        // Xc is kept as dense channel rows in CHWN order (each row a channel's pixels, images innermost), so small
+        // planes never fragment the products and a CHWN input or output needs no transpose; the products do not
+        // depend on the order of the pixels within a row.
         float[] xc = centred.GetFlat((long)cin * pixels);
-        float[] rows = outputRows.GetFlat((long)cout * pixels);
+        bool outChwn = outLayout == ActivationLayout.Chwn;
+        float[] rows = outChwn ? [] : outputRows.GetFlat((long)cout * pixels);
         (savedBatch, savedPlane, savedInChannels) = (n, plane, cin);
         float[] buffers = scratch.GetFlat(BufferSize(cin, cout, k));
         var negMean = new float[cin];
@@ -77,13 +82,20 @@ internal sealed class PointwiseMoments
         fixed (float* biasp = bias)
         fixed (float* prep = pre.Data)
         {
-            BatchNormTraining.Statistics(xp, n, cin, plane, (long)cin * plane, mp, vp);
+            bool inChwn = inLayout == ActivationLayout.Chwn;
+            float* xRows = inChwn ? xp : xcp;
+            if (!inChwn)
+            {
+                MatrixTranspose.Transpose(xp, n, cin * plane, xcp);
+            }
+
+            BatchNormTraining.Statistics(xRows, 1, cin, (int)pixels, (long)cin * pixels, mp, vp);
             for (int i = 0; i < cin; i++)
             {
                 negMean[i] = (float)-inputMean[i];
             }
 
-            ToRows(xp, xcp, n, cin, plane, nmp);
+            ShiftRows(xRows, xcp, cin, pixels, nmp, relu: false);
             var xcView = MatrixView.RowMajor(xcp, cin, (int)pixels, pixels);
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout);
             PackedSgemm.Multiply(xcView, xcView.Transposed(), MatrixView.RowMajor(s, cin, cin, cin), accumulate: false);
@@ -138,19 +150,26 @@ internal sealed class PointwiseMoments
                 }
             }
 
-            PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin), xcView, MatrixView.RowMajor(rp, cout, (int)pixels, pixels), accumulate: false);
-            FromRows(rp, prep, n, cout, plane, biasp, relu);
+            float* outRows = outChwn ? prep : rp;
+            PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin), xcView, MatrixView.RowMajor(outRows, cout, (int)pixels, pixels), accumulate: false);
+            ShiftRows(outRows, outRows, cout, pixels, biasp, relu);
+            if (!outChwn)
+            {
+                MatrixTranspose.Transpose(rp, cout * plane, n, prep);
+            }
         }
     }
 
     /// <summary>
-    /// From <paramref name="gradPre"/> (dL/dpre; read, not changed) accumulates every branch's weight gradient and every
-    /// BatchNorm's parameter gradients, and writes the input gradient to <paramref name="gradInput"/> when given.
+    /// From <paramref name="gradPre"/> (dL/dpre in <paramref name="outLayout"/>; read, not changed) accumulates every
+    /// branch's weight gradient and every BatchNorm's parameter gradients, and writes the input gradient to
+    /// <paramref name="gradInput"/> (in <paramref name="inLayout"/>) when given.
     /// </summary>
-    public unsafe void Backward(Tensor gradPre, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor? gradInput)
+    public unsafe void Backward(Tensor gradPre, ActivationLayout outLayout, IReadOnlyList<ConvBn> branches, BatchNorm2d? skip, Tensor? gradInput, ActivationLayout inLayout)
     {
-        int n = savedBatch, plane = savedPlane, cout = gradPre.Dim(1), k = branches.Count;
-        if (n == 0 || gradPre.Dim(0) != n || gradPre.Dim(2) * gradPre.Dim(3) != plane)
+        var (gradImages, cout, gradHeight, gradWidth) = outLayout.Dims(gradPre);
+        int n = savedBatch, plane = savedPlane, k = branches.Count;
+        if (n == 0 || gradImages != n || gradHeight * gradWidth != plane)
         {
             throw new InvalidOperationException("PointwiseMoments.Backward needs the Forward of the same batch first.");
         }
@@ -158,7 +177,8 @@ internal sealed class PointwiseMoments
         int cin = savedInChannels;
         float[] xc = centred.GetFlat((long)cin * pixels);
         float[] rows = outputRows.GetFlat((long)cout * pixels);
-        float[] dxRows = inputRows.GetFlat((long)cin * pixels);
+        bool inChwn = inLayout == ActivationLayout.Chwn;
+        float[] dxRows = inChwn ? [] : inputRows.GetFlat((long)cin * pixels);
         float[] buffers = scratch.GetFlat(BufferSize(cin, cout, k));
         var gradMean = new double[cout];
         var gradVariance = new double[cout];
@@ -174,14 +194,21 @@ internal sealed class PointwiseMoments
         fixed (double* gmp = gradMean)
         fixed (double* gvp = gradVariance)
         {
-            BatchNormTraining.Statistics(gp, n, cout, plane, (long)cout * plane, gmp, gvp);
+            bool outChwn = outLayout == ActivationLayout.Chwn;
+            float* gRows = outChwn ? gp : grp;
+            if (!outChwn)
+            {
+                MatrixTranspose.Transpose(gp, n, cout * plane, grp);
+            }
+
+            BatchNormTraining.Statistics(gRows, 1, cout, (int)pixels, (long)cout * pixels, gmp, gvp);
             for (int c = 0; c < cout; c++)
             {
                 sumDy[c] = gradMean[c] * pixels;
                 negGradMean[c] = (float)-gradMean[c];
             }
 
-            ToRows(gp, grp, n, cout, plane, ngp);
+            ShiftRows(gRows, grp, cout, pixels, ngp, relu: false);
             var gView = MatrixView.RowMajor(grp, cout, (int)pixels, pixels);
             var xcView = MatrixView.RowMajor(xcp, cin, (int)pixels, pixels);
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout), a = Cross(bp, cin, cout, k), m = Correction(bp, cin, cout, k);
@@ -247,7 +274,7 @@ internal sealed class PointwiseMoments
             {
                 fixed (float* dxp = gradInput.Data)
                 {
-                    var dxView = MatrixView.RowMajor(dxrp, cin, (int)pixels, pixels);
+                    var dxView = MatrixView.RowMajor(inChwn ? dxp : dxrp, cin, (int)pixels, pixels);
                     for (long i = 0; i < (long)cin * cin; i++)
                     {
                         m[i] = -m[i];
@@ -255,7 +282,10 @@ internal sealed class PointwiseMoments
 
                     PackedSgemm.Multiply(MatrixView.RowMajor(weff, cout, cin, cin).Transposed(), gView, dxView, accumulate: false);
                     PackedSgemm.Multiply(MatrixView.RowMajor(m, cin, cin, cin), xcView, dxView, accumulate: true);
-                    FromRows(dxrp, dxp, n, cin, plane, null, relu: false);
+                    if (!inChwn)
+                    {
+                        MatrixTranspose.Transpose(dxrp, cin * plane, n, dxp);
+                    }
                 }
             }
         }
@@ -271,32 +301,15 @@ internal sealed class PointwiseMoments
         (savedBatch, savedPlane, savedInChannels) = (0, 0, 0);
     }
 
-    /// <summary>rows[c][i * plane + p] = nchw[i][c][p] + add[c]: an NCHW tensor as a dense [channels x pixels] matrix, shifted per channel.</summary>
-    private static unsafe void ToRows(float* nchw, float* rows, int n, int channels, int plane, float* add)
+    /// <summary>to[c][j] = from[c][j] + add[c] over <paramref name="channels"/> dense rows of <paramref name="length"/> floats (in place when to is from), with the ReLU when asked.</summary>
+    private static unsafe void ShiftRows(float* from, float* to, int channels, long length, float* add, bool relu)
     {
-        nint src = (nint)nchw, dst = (nint)rows, shift = (nint)add;
-        long pixels = (long)n * plane;
+        nint src = (nint)from, dst = (nint)to, shift = (nint)add;
         ComputeThreads.For(channels, (c0, c1) =>
         {
             for (int c = c0; c < c1; c++)
             {
-                float a = ((float*)shift)[c];
-                Elementwise.ShiftRuns((float*)src + ((long)c * plane), (long)channels * plane, (float*)dst + (c * pixels), plane, n, plane, a, relu: false);
-            }
-        });
-    }
-
-    /// <summary>nchw[i][c][p] = rows[c][i * plane + p] + add[c] (add may be null), with the ReLU when asked: the inverse of <see cref="ToRows"/>.</summary>
-    private static unsafe void FromRows(float* rows, float* nchw, int n, int channels, int plane, float* add, bool relu)
-    {
-        nint src = (nint)rows, dst = (nint)nchw, shift = (nint)add;
-        long pixels = (long)n * plane;
-        ComputeThreads.For(channels, (c0, c1) =>
-        {
-            for (int c = c0; c < c1; c++)
-            {
-                float a = shift == 0 ? 0f : ((float*)shift)[c];
-                Elementwise.ShiftRuns((float*)src + (c * pixels), plane, (float*)dst + ((long)c * plane), (long)channels * plane, n, plane, a, relu);
+                Elementwise.ShiftRuns((float*)src + (c * length), 0, (float*)dst + (c * length), 0, 1, (int)length, ((float*)shift)[c], relu);
             }
         });
     }

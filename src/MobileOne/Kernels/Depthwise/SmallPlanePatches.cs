@@ -270,7 +270,7 @@ internal sealed unsafe class SmallPlanePatches
     /// channel mean first and the mean's share of every moment is added exactly, as <c>DepthwiseMoments</c> does on a
     /// <see cref="PatchStack"/>, so large means do not cancel the variances.
     /// </summary>
-    public void PatchMoments(float* nchw, int channels, int c, float* lanes, float* scratch, double* mean, double* covariance)
+    public void PatchMoments(float* lanes, float* scratch, double* mean, double* covariance)
     {
         int pixels = Pixels;
         double positionsTotal = (double)OutTotal;
@@ -283,7 +283,7 @@ internal sealed unsafe class SmallPlanePatches
         var second = stackalloc double[fromPixels ? pixels * pixels : 0];
         if (pixels == 16)
         {
-            SecondMoments16(nchw + ((long)c * 16), (long)channels * 16, mu, scratch, sums, second);
+            SecondMoments16(lanes, mu, scratch, sums, second);
         }
         else if (!fromPixels)
         {
@@ -540,14 +540,14 @@ internal sealed unsafe class SmallPlanePatches
     }
 
     /// <summary>
-    /// The pixel sums and 16 x 16 second moments of z = x - <paramref name="mu"/> over the batch's 4x4 planes, read
-    /// from NCHW where a plane is one vector: per image, each pixel times the whole plane (outer products, no sums
-    /// across lanes), in float blocks of up to 256 images added in double. <paramref name="scratch"/> holds
-    /// 16 x min(Batch, 256) floats: a block's centred planes are written there first, so that the broadcasts of
-    /// their pixels read settled memory (read back from a store just made, each waited on the store) and the 16
-    /// sums stay in registers.
+    /// The pixel sums and 16 x 16 second moments of z = x - <paramref name="mu"/> over the batch's 4x4 planes, each
+    /// plane one vector: per image, each pixel times the whole plane (outer products, no sums across lanes), in float
+    /// blocks of up to 256 images added in double. <paramref name="scratch"/> holds 16 x min(Batch, 256) floats: a
+    /// block's planes are turned out of the lanes there (16 x 16 transposes), then centred in place, so that the
+    /// broadcasts of their pixels read settled memory (read back from a store just made, each waited on the store)
+    /// and the 16 sums stay in registers.
     /// </summary>
-    private void SecondMoments16(float* planes, long imageStride, float mu, float* scratch, double* sums, double* second)
+    private void SecondMoments16(float* lanes, float mu, float* scratch, double* sums, double* second)
     {
         new Span<double>(sums, 16).Clear();
         new Span<double>(second, 256).Clear();
@@ -556,10 +556,15 @@ internal sealed unsafe class SmallPlanePatches
         for (int start = 0; start < Batch; start += 256)
         {
             int count = Math.Min(256, Batch - start);
+            for (int i = 0; i < count; i += 16)
+            {
+                MatrixTranspose.Block16(lanes + start + i, Batch, scratch + (16 * i), 16);
+            }
+
             var total = Vector512<float>.Zero;
             for (int i = 0; i < count; i++)
             {
-                var z = Vector512.Load(planes + ((start + i) * imageStride)) + shift;
+                var z = Vector512.Load(scratch + (16 * i)) + shift;
                 z.Store(scratch + (16 * i));
                 total += z;
             }
