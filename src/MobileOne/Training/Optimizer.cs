@@ -74,13 +74,17 @@ public abstract class Optimizer
         }
     }
 
-    /// <summary>Clears the gradient of every parameter (before a step's backward, which accumulates).</summary>
+    /// <summary>Clears the gradient of every parameter (before a step's backward, which accumulates), on the compute threads as <see cref="Step"/> updates them: on one thread it took as long at two threads as at one (about 1 ms of an S0 step).</summary>
     public void ZeroGrad()
     {
-        foreach (var (_, p) in Entries)
+        var entries = Entries;
+        ComputeThreads.For(entries.Count, (i0, i1) =>
         {
-            p.Parameter.ZeroGrad();
-        }
+            for (int i = i0; i < i1; i++)
+            {
+                entries[i].Param.Parameter.ZeroGrad();
+            }
+        });
     }
 
     /// <summary>One update of every parameter that has a gradient.</summary>
