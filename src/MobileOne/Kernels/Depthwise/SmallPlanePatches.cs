@@ -285,7 +285,7 @@ internal sealed unsafe class SmallPlanePatches
         {
             SecondMoments16(lanes, mu, scratch, sums, second);
         }
-        else if (!fromPixels)
+        else
         {
             // The shift and each pixel's sum in one pass (a call per pixel cost more than the sum on 256 pixels).
             var shift = Vector512.Create(-mu);
@@ -308,19 +308,10 @@ internal sealed unsafe class SmallPlanePatches
 
                 sums[p] = total;
             }
-        }
-        else
-        {
-            var shift = Vector512.Create(-mu);
-            for (int i = 0; i < Total; i += 16)
-            {
-                (Vector512.Load(lanes + i) + shift).Store(scratch + i);
-            }
 
-            for (int p = 0; p < pixels; p++)
+            for (int p = 0; p < pixels && fromPixels; p++)
             {
                 float* zp = scratch + ((long)p * Batch);
-                sums[p] = PatchPasses.Sum(zp, Batch);
                 for (int q = p; q < pixels; q++)
                 {
                     second[(p * pixels) + q] = second[(q * pixels) + p] = Dot(zp, scratch + ((long)q * Batch), Batch);
