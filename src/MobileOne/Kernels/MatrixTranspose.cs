@@ -8,7 +8,9 @@ namespace MobileOne.Kernels;
 /// The transpose of a dense row-major matrix in 16 x 16 blocks, each moved by in-register permutes: how a batch moves
 /// between NCHW (a batch x (channels x pixels) matrix) and the layouts that hold a channel's pixels of all images
 /// together, pixel by pixel ((channels x pixels) x batch): images in lanes for the small-plane depthwise passes
-/// (<see cref="Depthwise.SmallPlanePatches"/>), one row per channel for the stacked pointwise products on small planes.
+/// (<see cref="Depthwise.SmallPlanePatches"/>), one row per channel for the stacked pointwise products on small planes
+/// and the pointwise moment passes. Between two blocks that both work in that layout (CHWN) training hands the batch on
+/// as it is instead.
 /// A block reads and writes 16 whole cache lines; moving one 2x2 channel at a time read a quarter of each line (the
 /// other three channels' pixels) and wrote partial lines 4 KB apart, which cost more than the channel's moments.
 /// </summary>

@@ -142,9 +142,8 @@ internal sealed class DepthwiseMoments
         kernels = BranchKernels(branches, channels);
         centres = CentreWeights(scaleBranch, norms.Count, k, channels);
 
-        // On small planes the whole batch moves into lanes and back in one transpose each way (whole cache lines); the
-        // input in lanes stays for the backward.
-        // A CHWN input or output is its lanes.
+        // On small planes an NCHW batch moves into lanes and back in one transpose each way (whole cache lines); a CHWN
+        // input or output is its lanes already. The input in lanes stays for the backward.
         ownLanes = small is null || inChwn ? ownLanes : Resize(ownLanes, channels * total);
         inputLanes = small is null ? [] : inChwn ? x.Data : ownLanes;
         float[] xLanes = inputLanes;

@@ -330,8 +330,8 @@ public sealed class MobileOneBlock : Module
     /// (channels x pixels) x images (<see cref="MatrixTranspose"/>), so that channel c's values of every image and
     /// pixel are one row. On planes whose per-image runs are too short for the GEMM to read in place it copies every
     /// fragmented operand dense and back at every product (the input twice, the k branch outputs three times, the
-    /// input gradient once per step); in rows the input and the output gradient move once each way and the branch
-    /// outputs never. A 2x2 block (256 channels, k = 4, batch 64, one thread, Zen 5) takes 2.34-2.48 ms per forward +
+    /// input gradient once per step); in rows the input and the output gradient move once each way (not at all when
+    /// they arrive in CHWN, which is these rows) and the branch outputs never. A 2x2 block (256 channels, k = 4, batch 64, one thread, Zen 5) takes 2.34-2.48 ms per forward +
     /// backward in rows against 2.69-2.91 ms with the copies (<c>tools/training/block_time.fsx pw 256 2 4 64</c>).
     /// </summary>
     private bool KeepsRows(int plane) => StacksPointwise && plane < PackedSgemm.ShortRun;
