@@ -336,6 +336,14 @@ public sealed class MobileOneBlock : Module
     /// </summary>
     private bool KeepsRows(int plane) => StacksPointwise && plane < PackedSgemm.ShortRun;
 
+    /// <summary>
+    /// Whether the training passes on channel rows (<see cref="KeepsRows"/>) stack the k weights into one GEMM: when a
+    /// branch has no more output channels than the batch has pixels. Wider, as the 1x1 planes of the last stage (1,024
+    /// channels, 64 images), every pass copied megabytes of weights into the stack and of gradients out of it, and a
+    /// GEMM per branch reads them in place instead (its other operand, the batch's rows, is the smaller one to pack k times).
+    /// </summary>
+    private bool StacksWeights(int n, int plane) => Spec.OutChannels <= (long)n * plane;
+
     private unsafe Tensor ForwardTraining(Tensor x, ActivationLayout inLayout, ActivationLayout outLayout)
     {
         if (inLayout == ActivationLayout.Nchw)
@@ -424,7 +432,23 @@ public sealed class MobileOneBlock : Module
         fixed (float* xrp = xRows)
         fixed (float* zp = z)
         {
-            if (StacksPointwise && training)
+            if (StacksPointwise && training && rows && !StacksWeights(n, plane))
+            {
+                // Weights larger than the batch's rows: a GEMM per branch reading its weights in place.
+                if (!inChwn)
+                {
+                    MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
+                }
+
+                for (int b = 0; b < count; b++)
+                {
+                    fixed (float* wp = branches[b].Conv.Weight.Value.Data)
+                    {
+                        PackedSgemm.Multiply(MatrixView.RowMajor(wp, cout, Spec.InChannels, Spec.InChannels), RowsView(xrp, Spec.InChannels, n, plane), RowsView(zp + (b * branchSize), cout, n, plane), accumulate: false);
+                    }
+                }
+            }
+            else if (StacksPointwise && training)
             {
                 // One GEMM for the k branches. Without gradients each branch runs its own GEMM below instead: stacking
                 // would copy every weight on every call (megabytes for wide layers) into a buffer of that call.
@@ -657,7 +681,39 @@ public sealed class MobileOneBlock : Module
             bnGradScope.Dispose();
             double convFlops = ConvFlops(n, plane);
 
-            if (StacksPointwise)
+            if (StacksPointwise && rows && !StacksWeights(n, plane))
+            {
+                // The forward's GEMM per branch: each branch's weight gradient accumulates in place, and the input
+                // gradient takes the branches in order, as the stacked product's depth would.
+                using (Profile(ho, wo, "bwd weight-grad", convFlops))
+                {
+                    for (int b = 0; b < count; b++)
+                    {
+                        fixed (float* gwp = branches[b].Conv.Weight.EnsureGrad().Data)
+                        {
+                            PackedSgemm.Multiply(RowsView(zp + (b * branchSize), cout, n, plane), RowsView(xp, cin, n, plane).Transposed(), MatrixView.RowMajor(gwp, cout, cin, cin), accumulate: true);
+                        }
+                    }
+                }
+
+                if (dxp is not null)
+                {
+                    using var inputScope = Profile(ho, wo, "bwd input-grad", convFlops);
+                    for (int b = 0; b < count; b++)
+                    {
+                        fixed (float* wp = branches[b].Conv.Weight.Value.Data)
+                        {
+                            PackedSgemm.Multiply(MatrixView.RowMajor(wp, cout, cin, cin).Transposed(), RowsView(zp + (b * branchSize), cout, n, plane), RowsView(dxp, cin, n, plane), accumulate: started || b > 0);
+                        }
+                    }
+
+                    if (!inChwn)
+                    {
+                        MatrixTranspose.Transpose(dxp, cin * plane, n, dxOut);
+                    }
+                }
+            }
+            else if (StacksPointwise)
             {
                 float[] stacked = concatWeights.GetFlat((long)count * cout * cin);
                 float[] stackedGrad = concatGrad.GetFlat((long)count * cout * cin);
