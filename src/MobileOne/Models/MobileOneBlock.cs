@@ -432,14 +432,14 @@ public sealed class MobileOneBlock : Module
         fixed (float* xrp = xRows)
         fixed (float* zp = z)
         {
-            if (StacksPointwise && training && rows && !StacksWeights(n, plane))
+            if (rows && !inChwn)
+            {
+                MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
+            }
+
+            if (rows && !StacksWeights(n, plane))
             {
                 // Weights larger than the batch's rows: a GEMM per branch reading its weights in place.
-                if (!inChwn)
-                {
-                    MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
-                }
-
                 for (int b = 0; b < count; b++)
                 {
                     fixed (float* wp = branches[b].Conv.Weight.Value.Data)
@@ -463,11 +463,6 @@ public sealed class MobileOneBlock : Module
                     var weights = MatrixView.RowMajor(wp, count * cout, Spec.InChannels, Spec.InChannels);
                     if (rows)
                     {
-                        if (!inChwn)
-                        {
-                            MatrixTranspose.Transpose(xp, n, Spec.InChannels * plane, xrp);
-                        }
-
                         PackedSgemm.Multiply(weights, RowsView(xrp, Spec.InChannels, n, plane), RowsView(zp, count * cout, n, plane), accumulate: false);
                     }
                     else
@@ -681,7 +676,7 @@ public sealed class MobileOneBlock : Module
             bnGradScope.Dispose();
             double convFlops = ConvFlops(n, plane);
 
-            if (StacksPointwise && rows && !StacksWeights(n, plane))
+            if (rows && !StacksWeights(n, plane))
             {
                 // The forward's GEMM per branch: each branch's weight gradient accumulates in place, and the input
                 // gradient takes the branches in order, as the stacked product's depth would.
