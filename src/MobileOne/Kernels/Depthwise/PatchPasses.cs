@@ -85,7 +85,7 @@ internal abstract unsafe class PatchPasses
     /// The patch moments of a stack: <paramref name="sums"/>[t] = sum over output positions o of x[o + off_t], and
     /// <paramref name="products"/>[9a + b] = sum over o of x[o + off_a] * x[o + off_b] (all 81, symmetric).
     /// </summary>
-    public void Moments(float* stack, double* sums, double* products)
+    public virtual void Moments(float* stack, double* sums, double* products)
     {
         new Span<double>(sums, 9).Clear();
         new Span<double>(products, 81).Clear();
@@ -176,7 +176,7 @@ internal abstract unsafe class PatchPasses
     /// h_t[o] = w[t] * g[o] + k[t] - sum over t' of q[9t + t'] * x[o + off_t'] at output positions (0 elsewhere).
     /// <paramref name="dx"/> is a whole stack buffer, overwritten.
     /// </summary>
-    public void InputGradient(float* g, float* x, float* w, float* q, float* k, float* dx)
+    public virtual void InputGradient(float* g, float* x, float* w, float* q, float* k, float* dx)
     {
         new Span<float>(dx, Total).Clear();
         fixed (float* mask = Mask)
