@@ -22,7 +22,7 @@ internal static class EvalCommand
         var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder (DIR/val or DIR). Default: Fashion-MNIST test split from the system or the bundled subset; 'bundled' picks the subset." };
         var fuse = new Option<bool>("--fuse") { Description = "Evaluate the fused (reparameterized) model on the inference engine." };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per batch.", DefaultValueFactory = _ => 256 };
-        var size = new Option<int>("--img-size") { Description = "Image folders: evaluation size (resize by crop_pct, centre crop).", DefaultValueFactory = _ => 224 };
+        var size = new Option<int?>("--img-size") { Description = "Evaluation size: image folders resize by crop_pct and centre crop (default 224); Fashion-MNIST takes the size the model was trained at (default 32: 28 plus a 2-pixel border; other sizes resize to size - 4 first, as train --img-size does)." };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var workers = new Option<int>("--workers") { Description = "Data loading threads.", DefaultValueFactory = _ => 2 };
         var predictions = new Option<string?>("--predictions") { Description = "Write index,label,predicted,probability for every image to this CSV." };
@@ -37,7 +37,7 @@ internal static class EvalCommand
         CommandAction.Set(command, r =>
         {
             int batchSize = Options.Positive(r.GetValue(batch), "--batch-size");
-            int imageSize = Options.Positive(r.GetValue(size), "--img-size");
+            int? sizeGiven = r.GetValue(size) is int s ? Options.Positive(s, "--img-size") : null;
             int threadCount = Options.Positive(r.GetValue(threads), "--threads");
             ComputeThreads.Count = threadCount;
             var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
@@ -55,6 +55,12 @@ internal static class EvalCommand
             }
 
             bool fashion = dataDir is null || TrainingData.IsFashionMnistFolder(dataDir);
+            int imageSize = sizeGiven ?? (fashion ? TrainingOptions.FashionMnistSize : 224);
+            if (fashion && imageSize < 12)
+            {
+                throw new ArgumentException($"--img-size {imageSize}: Fashion-MNIST sizes must be at least 12 (the 28x28 image is resized to size - 4 and given a 2-pixel border).");
+            }
+
             var loader = new DataLoader(dataset, TrainingData.EvalTransform(fashion, imageSize, ModelRegistry.PretrainedFor(network.Architecture)), new DataLoaderOptions
             {
                 BatchSize = batchSize, Shuffle = false, DropLast = false, Workers = Math.Max(0, r.GetValue(workers)), NumClasses = network.NumClasses,
@@ -73,6 +79,7 @@ internal static class EvalCommand
                     ["checkpoint"] = loaded.Path,
                     ["fused"] = network.IsFused,
                     ["data"] = dataset.Source,
+                    ["img_size"] = imageSize,
                     ["top1"] = result.Top1,
                     ["top5"] = result.Top5,
                     ["loss"] = result.Loss,
@@ -82,7 +89,7 @@ internal static class EvalCommand
             }
             else
             {
-                Console.WriteLine($"{loaded.Path} ({(network.IsFused ? "fused" : "unfused")}) on {dataset.Source}: {result.Count} images, loss {result.Loss.ToString("0.0000", CultureInfo.InvariantCulture)}"
+                Console.WriteLine($"{loaded.Path} ({(network.IsFused ? "fused" : "unfused")}) on {dataset.Source} at {imageSize}x{imageSize}: {result.Count} images, loss {result.Loss.ToString("0.0000", CultureInfo.InvariantCulture)}"
                     + (result.SkippedImages > 0 ? $", {result.SkippedImages} unreadable images skipped" : string.Empty));
                 Console.WriteLine(TimmLine(result));
             }

@@ -160,12 +160,14 @@ public sealed class TrainingData
     }
 
     /// <summary>
-    /// The evaluation pipeline: Fashion-MNIST's when <paramref name="fashionMnist"/>, else timm's resize and centre crop to
-    /// <paramref name="size"/> with <paramref name="pretrained"/>'s crop fraction, mean, std and interpolation (timm's pretrained_cfg).
+    /// The evaluation pipeline: Fashion-MNIST's when <paramref name="fashionMnist"/> (at 32, the 28x28 image with its
+    /// 2-pixel border; at other sizes resized to size - 4 first, as the training images of that size are), else timm's
+    /// resize and centre crop to <paramref name="size"/> with <paramref name="pretrained"/>'s crop fraction, mean, std and
+    /// interpolation (timm's pretrained_cfg).
     /// </summary>
     public static SampleTransform EvalTransform(bool fashionMnist, int size, PretrainedConfig pretrained) =>
         fashionMnist
-            ? DataTransforms.FashionMnistEval()
+            ? DataTransforms.FashionMnistAtSize(size, augment: false)
             : DataTransforms.ImageNetEval(
                 size,
                 pretrained.CropPct,

@@ -70,8 +70,34 @@ public class TrainEvalCliTests
         string testTop1 = File.ReadAllLines(Path.Combine(output, "test.csv"))[1].Split(',')[3];
         Assert.Equal(double.Parse(testTop1, System.Globalization.CultureInfo.InvariantCulture), json.RootElement.GetProperty("top1").GetDouble(), 12);
 
+        Assert.Equal(32, json.RootElement.GetProperty("img_size").GetInt32());
+
         var resumed = CliRunner.Run("train", "--model", TinyModel, "--data", data, "--epochs", "2", "--batch-size", "32", "--threads", "1", "--output", output, "--resume", "--ema");
         CliRunner.AssertCleanFailure(resumed, "resume with the same --val-split (got no --val-split)");
+    }
+
+    [Fact]
+    public void A_model_trained_at_40x40_is_evaluated_at_the_size_eval_is_given()
+    {
+        using var dir = new TempDir();
+        string data = TinyFashionData.Write(dir.File("data"));
+        string output = dir.File("run");
+        var train = CliRunner.Run(
+            "train", "--model", TinyModel, "--data", data, "--epochs", "1", "--batch-size", "32", "--threads", "1",
+            "--output", output, "--val-split", "56", "--img-size", "40");
+        Assert.True(train.ExitCode == 0, train.StdErr);
+        string testTop1 = File.ReadAllLines(Path.Combine(output, "test.csv"))[1].Split(',')[3];
+
+        var eval = CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--img-size", "40", "--json");
+        Assert.True(eval.ExitCode == 0, eval.StdErr);
+        using var json = JsonDocument.Parse(eval.StdOut);
+        Assert.Equal(40, json.RootElement.GetProperty("img_size").GetInt32());
+        Assert.Equal(double.Parse(testTop1, System.Globalization.CultureInfo.InvariantCulture), json.RootElement.GetProperty("top1").GetDouble(), 12);
+
+        var text = CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--img-size", "40");
+        Assert.Contains("at 40x40: 100 images", text.StdOut);
+        CliRunner.AssertCleanFailure(
+            CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--img-size", "8"), "--img-size 8: Fashion-MNIST sizes must be at least 12");
     }
 
     [Fact]
@@ -89,7 +115,7 @@ public class TrainEvalCliTests
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--reprob", "2", "--output", output), "--reprob must be a probability in [0, 1]; got 2.");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--remode", "noise", "--output", output), "--remode must be pixel, rand or const; got 'noise'.");
         CliRunner.AssertCleanFailure(CliRunner.Run("train", "--ema-warmup", "--output", output), "--ema-warmup warms up the EMA's decay; it needs --ema.");
-        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--data", "bundled", "--img-size", "24,28", "--output", output), "--img-size 24,28: Fashion-MNIST is evaluated at 32x32");
+        CliRunner.AssertCleanFailure(CliRunner.Run("train", "--data", "bundled", "--img-size", "8,32", "--output", output), "--img-size 8,32: each Fashion-MNIST size must be at least 12");
         var notANumber = CliRunner.Run("train", "--lr", "fast", "--output", output);
         Assert.NotEqual(0, notANumber.ExitCode);
         Assert.Contains("--lr", notANumber.StdErr);

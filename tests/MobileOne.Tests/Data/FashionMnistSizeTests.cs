@@ -34,6 +34,7 @@ public class FashionMnistSizeTests
             float[] eval = Sample(DataTransforms.FashionMnistEval(), image, random);
             Assert.Equal(eval, Sample(DataTransforms.FashionMnistAtSize(32, augment: false), image, random));
             Assert.Equal(eval, Sample(noAug.TrainTransform(32), image, random));
+            Assert.Equal(eval, Sample(data.EvalTransform(32, MobileOne.Models.ModelRegistry.PretrainedFor("mobileone_s0")), image, random));
         }
 
         Assert.Empty(DataTransforms.FashionMnistAtSize(32).ImageTransforms);
@@ -41,14 +42,20 @@ public class FashionMnistSizeTests
         Assert.Equal(new[] { 224 }, new TrainingOptions().ImageSizesFor(fashionMnist: false));
     }
 
+    /// <summary>Also the evaluation transform at that size, which a model trained to a final size other than 32 is evaluated with.</summary>
     [Theory]
-    [InlineData(24)]
-    [InlineData(16)]
-    [InlineData(28)]
-    public void Without_augmentation_a_smaller_size_is_the_image_resized_to_size_minus_4_inside_the_black_border(int size)
+    [InlineData(24, false)]
+    [InlineData(16, false)]
+    [InlineData(28, false)]
+    [InlineData(48, false)]
+    [InlineData(24, true)]
+    [InlineData(64, true)]
+    public void Without_augmentation_another_size_is_the_image_resized_to_size_minus_4_inside_the_black_border(int size, bool evaluation)
     {
         var train = FashionMnist.LoadBundled(FashionMnistSplit.Train);
-        var transform = DataTransforms.FashionMnistAtSize(size, augment: false);
+        var transform = evaluation
+            ? TrainingData.EvalTransform(fashionMnist: true, size, MobileOne.Models.ModelRegistry.PretrainedFor("mobileone_s0"))
+            : DataTransforms.FashionMnistAtSize(size, augment: false);
         Assert.Equal((1, size, size), (transform.Channels, transform.Height, transform.Width));
         int inner = size - 4;
         for (int i = 0; i < 20; i++)

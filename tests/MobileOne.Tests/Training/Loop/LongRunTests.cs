@@ -207,10 +207,14 @@ public class LongRunTests
         // Sizes spread evenly over the epochs, as for image folders: 2 sizes over 5 epochs -> 3 small, 2 final.
         Assert.Equal([24, 24, 24, 32, 32], Enumerable.Range(0, 5).Select(e => TrainingOptions.ImageSizeAt([24, 32], e, 5)));
 
-        var last = Assert.Throws<ArgumentException>(() => Trainer.Run(Options(data, dir.File("x")) with { ImageSizes = [24, 28] }));
-        Assert.StartsWith("--img-size 24,28: Fashion-MNIST is evaluated at 32x32", last.Message, StringComparison.Ordinal);
+        // A final size other than 32 trains and evaluates at it (the evaluation transform resizes as training does).
+        var larger = new RecordingObserver();
+        Trainer.Run(Options(data, dir.File("l"), epochs: 2) with { ImageSizes = [32, 40] }, observer: larger);
+        Assert.Equal(new Dictionary<int, int[]> { [0] = [32], [1] = [40] }, larger.Sizes.ToDictionary(kv => kv.Key, kv => kv.Value.Distinct().ToArray()));
+        Assert.Contains("epoch 2: training images 40x40 (--img-size 32,40), evaluation at 40x40", larger.Messages);
+
         var small = Assert.Throws<ArgumentException>(() => Trainer.Run(Options(data, dir.File("x")) with { ImageSizes = [10, 32] }));
-        Assert.StartsWith("--img-size 10,32:", small.Message, StringComparison.Ordinal);
+        Assert.StartsWith("--img-size 10,32: each Fashion-MNIST size must be at least 12", small.Message, StringComparison.Ordinal);
         Assert.False(Directory.Exists(dir.File("x")));
     }
 
