@@ -105,12 +105,14 @@ internal sealed record ClassifierChoices(int? Size, double? CropPct, ResampleFil
         var p = defaults;
         if (p.Pipeline == InputPipeline.FashionMnist)
         {
-            if (Size is not null || CropPct is not null)
+            if (CropPct is not null)
             {
                 throw new ArgumentException(
-                    $"{(Size is not null ? "--img-size" : "--crop-pct")} does not apply to {modelPath}: it is a grey (in_chans 1) Fashion-MNIST model, "
-                    + "whose inputs are 28x28 grey images padded to 32x32.");
+                    $"--crop-pct does not apply to {modelPath}: it is a grey (in_chans 1) Fashion-MNIST model, whose inputs are the whole image "
+                    + "resized to --img-size - 4 and given a 2-pixel border (28x28 in 32x32 by default).");
             }
+
+            p = p with { Size = Size ?? p.Size };
         }
         else
         {

@@ -32,8 +32,17 @@ public sealed record ImagePreprocessing
     /// <summary>Which pipeline: timm's ImageNet eval transform, or the Fashion-MNIST one for grey 28 x 28 models.</summary>
     public InputPipeline Pipeline { get; init; } = InputPipeline.ImageNet;
 
-    /// <summary>Side of the square crop (ImageNet pipeline).</summary>
-    public int Size { get; init; } = 224;
+    /// <summary>
+    /// Side of the square crop (ImageNet pipeline; 224 unless set), or of the bordered grey input (Fashion-MNIST
+    /// pipeline: 32 unless set, e.g. to the size the model was trained at).
+    /// </summary>
+    public int Size
+    {
+        get => size ?? (Pipeline == InputPipeline.FashionMnist ? DataTransforms.FashionMnistSize : 224);
+        init => size = value;
+    }
+
+    private readonly int? size;
 
     /// <summary>Fraction of the resized shorter side kept by the centre crop (ImageNet pipeline).</summary>
     public double CropPct { get; init; } = 0.875;
@@ -51,10 +60,10 @@ public sealed record ImagePreprocessing
     public int Channels => Pipeline == InputPipeline.FashionMnist ? 1 : 3;
 
     /// <summary>Height and width of the model input.</summary>
-    public int InputSize => Pipeline == InputPipeline.FashionMnist ? DataTransforms.FashionMnistSize : Size;
+    public int InputSize => Size;
 
-    /// <summary>The shorter side after the resize: floor(size / crop_pct), as timm computes it.</summary>
-    public int ResizeTo => Pipeline == InputPipeline.FashionMnist ? Data.FashionMnist.ImageSize : (int)Math.Floor(Size / CropPct);
+    /// <summary>The shorter side after the resize: floor(size / crop_pct), as timm computes it; for grey models the size less the 2-pixel borders (28 at 32).</summary>
+    public int ResizeTo => Pipeline == InputPipeline.FashionMnist ? Size - (2 * DataTransforms.FashionMnistBorder) : (int)Math.Floor(Size / CropPct);
 
     /// <summary>
     /// timm's pretrained configuration of the network's architecture (<see cref="ModelRegistry.PretrainedFor"/>: input
@@ -104,6 +113,11 @@ public sealed record ImagePreprocessing
             throw new ArgumentException($"The image size must be a positive integer; got {Size}.");
         }
 
+        if (Pipeline == InputPipeline.FashionMnist && Size < 12)
+        {
+            throw new ArgumentException($"A grey (Fashion-MNIST) model's image size must be at least 12 (the image resized to size - 4 inside a 2-pixel border); got {Size}.");
+        }
+
         if (!(CropPct > 0 && CropPct <= 1))
         {
             throw new ArgumentException($"The crop fraction must lie in (0, 1]; got {CropPct.ToString(CultureInfo.InvariantCulture)}.");
@@ -122,7 +136,7 @@ public sealed record ImagePreprocessing
     {
         Validate();
         return Pipeline == InputPipeline.FashionMnist
-            ? DataTransforms.FashionMnistAnySize(Interpolation)
+            ? DataTransforms.FashionMnistAnySize(Interpolation, Size)
             : DataTransforms.ImageNetEval(Size, CropPct, Normalization.From(Mean, Std), Interpolation);
     }
 
@@ -131,7 +145,7 @@ public sealed record ImagePreprocessing
     {
         string filter = Interpolation.ToString().ToLowerInvariant();
         return Pipeline == InputPipeline.FashionMnist
-            ? $"grey, resize 28 {filter}, centre crop 28, Fashion-MNIST mean/std, pad to 32"
+            ? $"grey, resize {ResizeTo} {filter}, centre crop {ResizeTo}, Fashion-MNIST mean/std, pad to {Size}"
             : string.Create(CultureInfo.InvariantCulture, $"RGB, resize {ResizeTo} {filter} (crop_pct {CropPct}), centre crop {Size}, {(Mean.SequenceEqual(PretrainedConfig.ImageNetMean) && Std.SequenceEqual(PretrainedConfig.ImageNetStd) ? "ImageNet mean/std" : $"mean ({string.Join(", ", Mean)}) std ({string.Join(", ", Std)})")}");
     }
 }

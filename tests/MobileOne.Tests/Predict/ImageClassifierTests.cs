@@ -72,7 +72,10 @@ public sealed class ImageClassifierTests
         }
 
         var fashion = ImagePreprocessing.ForModel(MobileOneConfig.Parse("s0,classes=10,in_chans=1"));
-        Assert.Equal((InputPipeline.FashionMnist, 1, 32), (fashion.Pipeline, fashion.Channels, fashion.InputSize));
+        Assert.Equal((InputPipeline.FashionMnist, 1, 32, 28), (fashion.Pipeline, fashion.Channels, fashion.InputSize, fashion.ResizeTo));
+        Assert.Equal(32, new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist }.InputSize);
+        Assert.Equal((48, 44), ((fashion with { Size = 48 }).InputSize, (fashion with { Size = 48 }).ResizeTo));
+        Assert.Contains("at least 12", Assert.Throws<ArgumentException>(() => (fashion with { Size = 10 }).Validate()).Message);
         var e = Assert.Throws<ArgumentException>(() => ImagePreprocessing.ForModel(MobileOneConfig.Parse("s0,in_chans=4")));
         Assert.Contains("in_chans 4", e.Message);
         Assert.Contains("crop fraction", Assert.Throws<ArgumentException>(() => (s0 with { CropPct = 1.5 }).Validate()).Message);
@@ -96,6 +99,38 @@ public sealed class ImageClassifierTests
             float worst = ours.Zip(reference, (a, b) => Math.Abs(a - b)).Max();
             Assert.True(worst <= 1e-4f * range, $"{name}: max |logit diff| {worst}, range {range}");
         }
+    }
+
+    /// <summary>
+    /// A grey model trained at another size (train --img-size 48) classifies a 28x28 Fashion-MNIST image exactly as
+    /// training evaluated it: predict's transform at 48 is the evaluation transform at 48, bit for bit; and at 32 the
+    /// one it always was.
+    /// </summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(48)]
+    [InlineData(20)]
+    public void A_grey_models_preprocessing_at_its_size_is_the_evaluation_transform(int size)
+    {
+        var preprocessing = ImagePreprocessing.ForModel(MobileOneConfig.Parse("s0,classes=10,in_chans=1")) with { Size = size };
+        var predict = preprocessing.CreateTransform();
+        var eval = MobileOne.Training.TrainingData.EvalTransform(fashionMnist: true, size, ModelRegistry.PretrainedFor("mobileone_s0"));
+        Assert.Equal((1, size, size), (predict.Channels, predict.Height, predict.Width));
+        var images = FashionMnist.LoadBundled(FashionMnistSplit.Test);
+        for (int i = 0; i < 10; i++)
+        {
+            using var a = images.Load(i);
+            using var b = images.Load(i);
+            var random = SampleRandom.ForSample(0, 0, i);
+            var x = new float[predict.SampleLength];
+            var y = new float[eval.SampleLength];
+            predict.Apply(a, ref random, x);
+            random = SampleRandom.ForSample(0, 0, i);
+            eval.Apply(b, ref random, y);
+            Assert.Equal(y, x);
+        }
+
+        Assert.Equal($"grey, resize {size - 4} bilinear, centre crop {size - 4}, Fashion-MNIST mean/std, pad to {size}", preprocessing.Describe());
     }
 
     [Fact]

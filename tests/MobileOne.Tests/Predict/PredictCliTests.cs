@@ -101,6 +101,13 @@ public sealed class PredictCliTests
         string line = lines[Array.IndexOf(lines, Image("rgb.png")) + 1];
         Assert.EndsWith($"  {best.Index}  {best.Label}", line);
         Assert.Contains(best.Logit.ToString("0.000", CultureInfo.InvariantCulture), line);
+
+        // A grey model trained at another size is given it; a crop fraction means nothing to it.
+        var larger = CliRunner.Run("predict", model, Image("rgb.png"), "--img-size", "40", "--threads", "1");
+        Assert.True(larger.ExitCode == 0, larger.StdErr);
+        Assert.Contains("grey, resize 36 bilinear, centre crop 36, Fashion-MNIST mean/std, pad to 40", larger.StdErr);
+        CliRunner.AssertCleanFailure(CliRunner.Run("predict", model, Image("rgb.png"), "--crop-pct", "0.5"), "--crop-pct does not apply to");
+        CliRunner.AssertCleanFailure(CliRunner.Run("predict", model, Image("rgb.png"), "--img-size", "8"), "must be at least 12");
     }
 
     [Fact]

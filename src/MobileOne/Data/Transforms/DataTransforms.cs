@@ -132,16 +132,22 @@ internal static class DataTransforms
     }
 
     /// <summary>
-    /// Fashion-MNIST's evaluation transform (<see cref="FashionMnistEval"/>) for a grey image of any size:
-    /// the shorter side resized to 28 (PIL bilinear unless <paramref name="filter"/> says otherwise) and the
-    /// centre 28 x 28 kept first, so a 28 x 28 image goes through exactly as in evaluation.
+    /// Fashion-MNIST's evaluation transform at <paramref name="size"/> (<see cref="FashionMnistAtSize"/> without
+    /// augmentation; <see cref="FashionMnistEval"/> at 32) for a grey image of any size: the shorter side resized to
+    /// size - 4 (PIL bilinear unless <paramref name="filter"/> says otherwise) and the centre kept, so a 28 x 28
+    /// image goes through exactly as in evaluation, then the 2-pixel black border.
     /// </summary>
-    public static SampleTransform FashionMnistAnySize(ResampleFilter filter = ResampleFilter.Bilinear)
+    public static SampleTransform FashionMnistAnySize(ResampleFilter filter = ResampleFilter.Bilinear, int size = FashionMnistSize)
     {
         var norm = Normalization.FashionMnist;
-        int size = FashionMnist.ImageSize;
+        int inner = size - (2 * FashionMnistBorder);
+        if (inner < 8)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"Fashion-MNIST sizes must be at least {8 + (2 * FashionMnistBorder)}.");
+        }
+
         return new SampleTransform(
-            1, FashionMnistSize, FashionMnistSize, [new ResizeShorterSide(size, filter), new CenterCrop(size)], norm, [new Pad(2, norm.Background)]);
+            1, size, size, [new ResizeShorterSide(inner, filter), new CenterCrop(inner)], norm, [new Pad(FashionMnistBorder, norm.Background)]);
     }
 
     /// <summary>
