@@ -72,25 +72,34 @@ internal sealed class DepthwiseMoments
     /// the other way round (<c>tools/training/strided_block_bench.fsx</c>, same conditions): 0.59x-0.94x the branch
     /// passes' time for outputs of 1x1 to 8x8 (S0 at 32x32, batch 64) and for 7x7 (batch 16), but 1.12x-1.31x for
     /// 14x14 to 56x56, where the nine patch rows of a channel (nine times its output) no longer stay in the cache; so
-    /// output planes of up to 64 pixels.
+    /// output planes of up to 64 pixels. (The stride-1 ratios predate the planes-in-a-row stack's per-position moments
+    /// and input gradient, which made those blocks 0.55-0.7x as long again.)
     /// </summary>
     public static bool Pays(int stride, int batch, int height, int width) =>
         stride == 2 ? (long)height * width <= 64 : (long)height * width >= 16 || TakesSmallPlanes(stride, batch, height, width);
 
     /// <summary>
     /// Floating-point operations of the forward pass: per stack position (padded output position, or output position
-    /// at stride 2) 54 products and 9 for the convolution; on <see cref="SmallPlanePatches"/>, those it does.
+    /// at stride 2) 54 products and 9 for the convolution, or with planes in a row at stride 1 13 lag products and 9
+    /// (<see cref="PatchStack.Moments"/>); on <see cref="SmallPlanePatches"/>, those it does.
     /// </summary>
     public static double ForwardFlops(int channels, int batch, int height, int width, int stride) =>
         TakesSmallPlanes(stride, batch, height, width)
             ? channels * SmallPlanePatches.ForwardFlops(batch, height, width, stride)
-            : 2.0 * 63 * channels * (double)batch * Positions(height, width, stride);
+            : 2.0 * (PlanesInARow(stride, height, width) ? 22 : 63) * channels * (double)batch * Positions(height, width, stride);
 
-    /// <summary>Floating-point operations of the backward pass: per stack position 9 cross sums and 9 x 11 for the input gradient; on <see cref="SmallPlanePatches"/>, those it does.</summary>
+    /// <summary>Whether the passes run on a <see cref="PatchStack"/> with planes in a row (its per-position moments and input gradient).</summary>
+    private static bool PlanesInARow(int stride, int height, int width) => stride == 1 && !(LayoutOverride ?? ImagesInLanes(height, width));
+
+    /// <summary>
+    /// Floating-point operations of the backward pass: per stack position 9 cross sums and 9 x 11 for the input
+    /// gradient, or with planes in a row at stride 1 9 and 9 + 25 (<see cref="PatchStack.InputGradient"/>); on
+    /// <see cref="SmallPlanePatches"/>, those it does.
+    /// </summary>
     public static double BackwardFlops(int channels, int batch, int height, int width, int stride) =>
         TakesSmallPlanes(stride, batch, height, width)
             ? channels * SmallPlanePatches.BackwardFlops(batch, height, width, stride)
-            : 2.0 * 108 * channels * (double)batch * Positions(height, width, stride);
+            : 2.0 * (PlanesInARow(stride, height, width) ? 43 : 108) * channels * (double)batch * Positions(height, width, stride);
 
     /// <summary>Stack positions per image for an input of <paramref name="height"/> x <paramref name="width"/>: the padded output plane at stride 1, the output plane at stride 2.</summary>
     private static double Positions(int height, int width, int stride) =>
