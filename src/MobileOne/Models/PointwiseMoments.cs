@@ -98,7 +98,7 @@ internal sealed class PointwiseMoments
             ShiftRows(xRows, xcp, cin, pixels, nmp, relu: false);
             var xcView = MatrixView.RowMajor(xcp, cin, (int)pixels, pixels);
             float* s = Sigma(bp), weff = EffectiveWeight(bp, cin), products = Products(bp, cin, cout);
-            PackedSgemm.Multiply(xcView, xcView.Transposed(), MatrixView.RowMajor(s, cin, cin, cin), accumulate: false);
+            PackedSgemm.MultiplyGram(xcView, MatrixView.RowMajor(s, cin, cin, cin));
 
             // Each branch: B_b = W_b S; mean W_b m and variance rowdot(W_b, B_b) / P prepare its BatchNorm.
             new Span<float>(weff, cout * cin).Clear();

@@ -216,6 +216,57 @@ public unsafe class TrainingKernelTests
         }
     }
 
+    /// <summary>
+    /// The Gram product multiplies the lower block triangle and mirrors it: on one thread every element equals the
+    /// full product's bit for bit (so the result is exactly symmetric), and at two threads it stays within rounding of
+    /// a double reference (including sizes below its two-thread threshold, which take the full product).
+    /// </summary>
+    [Theory]
+    [InlineData(33, 70)]
+    [InlineData(100, 300)]
+    [InlineData(160, 1400)]
+    [InlineData(20, 50)]
+    public void Gram_products_equal_the_full_product(int n, int k)
+    {
+        using var settings = new KernelSettingsScope();
+        var rng = new Random(n + k);
+        var a = Reference.RandomArray(rng, n * k);
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            ComputeThreads.Count = threads;
+            var full = new float[n * n];
+            var gram = Enumerable.Repeat(float.NaN, n * n).ToArray();
+            fixed (float* pa = a)
+            fixed (float* pf = full)
+            fixed (float* pg = gram)
+            {
+                var av = MatrixView.RowMajor(pa, n, k, k);
+                PackedSgemm.Multiply(av, av.Transposed(), MatrixView.RowMajor(pf, n, n, n), false);
+                PackedSgemm.MultiplyGram(av, MatrixView.RowMajor(pg, n, n, n));
+            }
+
+            for (int i = 0; i < n; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double want = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        want += (double)a[(i * k) + p] * a[(j * k) + p];
+                    }
+
+                    float got = gram[(i * n) + j];
+                    Assert.True(Math.Abs(got - want) <= 1e-4 * (1 + Math.Sqrt(k)), $"{threads} threads, ({i}, {j}): {got} against {want}");
+                    Assert.Equal(gram[(j * n) + i], got);
+                    if (threads == 1)
+                    {
+                        Assert.Equal(full[(i * n) + j], got);
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Deep_products_split_over_threads_are_reproducible_for_a_thread_count()
     {
