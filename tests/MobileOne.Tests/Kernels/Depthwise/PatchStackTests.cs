@@ -10,17 +10,15 @@ namespace MobileOne.Tests.Kernels.Depthwise;
 /// </summary>
 public sealed unsafe class PatchStackTests
 {
+    /// <summary>(batch, height, width): odd planes, single rows and columns, a single pixel, S0's plane sizes, and a batch longer than one float block of sums.</summary>
+    public static TheoryData<int, int, int> Planes() => new()
+    {
+        { 1, 5, 5 }, { 3, 7, 9 }, { 2, 1, 20 }, { 2, 20, 1 }, { 4, 1, 1 }, { 2, 2, 17 }, { 3, 2, 2 }, { 2, 14, 14 }, { 1, 28, 28 }, { 2, 80, 80 },
+    };
+
     /// <summary>sums[a] = sum over output positions o of x[o + off_a], products[9a + b] = sum of x[o + off_a] x[o + off_b], zero outside the plane.</summary>
     [Theory]
-    [InlineData(1, 5, 5)]
-    [InlineData(3, 7, 9)]
-    [InlineData(2, 1, 20)]
-    [InlineData(2, 20, 1)]
-    [InlineData(4, 1, 1)]
-    [InlineData(2, 2, 17)]
-    [InlineData(3, 2, 2)]
-    [InlineData(1, 28, 28)]
-    [InlineData(2, 80, 80)]
+    [MemberData(nameof(Planes))]
     public void Moments_equal_their_definition(int batch, int height, int width)
     {
         var stack = new PatchStack(batch, height, width, imagesInLanes: false);
@@ -71,14 +69,7 @@ public sealed unsafe class PatchStackTests
     }
 
     [Theory]
-    [InlineData(1, 5, 5)]
-    [InlineData(3, 7, 9)]
-    [InlineData(2, 1, 20)]
-    [InlineData(2, 20, 1)]
-    [InlineData(4, 1, 1)]
-    [InlineData(2, 2, 17)]
-    [InlineData(2, 14, 14)]
-    [InlineData(1, 28, 28)]
+    [MemberData(nameof(Planes))]
     public void Input_gradient_equals_its_definition(int batch, int height, int width)
     {
         var stack = new PatchStack(batch, height, width, imagesInLanes: false);
