@@ -56,9 +56,9 @@ internal static class EvalCommand
 
             bool fashion = dataDir is null || TrainingData.IsFashionMnistFolder(dataDir);
             int imageSize = sizeGiven ?? (fashion ? TrainingOptions.FashionMnistSize : 224);
-            if (fashion && imageSize < 12)
+            if (fashion && imageSize < TrainingOptions.FashionMnistMinSize)
             {
-                throw new ArgumentException($"--img-size {imageSize}: Fashion-MNIST sizes must be at least 12 (the 28x28 image is resized to size - 4 and given a 2-pixel border).");
+                throw new ArgumentException($"--img-size {imageSize}: Fashion-MNIST sizes must be at least {TrainingOptions.FashionMnistMinSize} (the 28x28 image is resized to size - 4 and given a 2-pixel border).");
             }
 
             var loader = new DataLoader(dataset, TrainingData.EvalTransform(fashion, imageSize, ModelRegistry.PretrainedFor(network.Architecture)), new DataLoaderOptions

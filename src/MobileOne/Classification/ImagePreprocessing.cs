@@ -113,9 +113,9 @@ public sealed record ImagePreprocessing
             throw new ArgumentException($"The image size must be a positive integer; got {Size}.");
         }
 
-        if (Pipeline == InputPipeline.FashionMnist && Size < 12)
+        if (Pipeline == InputPipeline.FashionMnist && Size < DataTransforms.FashionMnistMinSize)
         {
-            throw new ArgumentException($"A grey (Fashion-MNIST) model's image size must be at least 12 (the image resized to size - 4 inside a 2-pixel border); got {Size}.");
+            throw new ArgumentException($"A grey (Fashion-MNIST) model's image size must be at least {DataTransforms.FashionMnistMinSize} (the image resized to size - 4 inside a 2-pixel border); got {Size}.");
         }
 
         if (!(CropPct > 0 && CropPct <= 1))

@@ -89,7 +89,10 @@ internal sealed class DepthwiseMoments
             : 2.0 * (PlanesInARow(stride, height, width) ? 22 : 63) * channels * (double)batch * Positions(height, width, stride);
 
     /// <summary>Whether the passes run on a <see cref="PatchStack"/> with planes in a row (its per-position moments and input gradient).</summary>
-    private static bool PlanesInARow(int stride, int height, int width) => stride == 1 && !(LayoutOverride ?? ImagesInLanes(height, width));
+    private static bool PlanesInARow(int stride, int height, int width) => stride == 1 && !StackInLanes(height, width);
+
+    /// <summary>The stride-1 stack's layout for these planes: <see cref="LayoutOverride"/> when set, else <see cref="ImagesInLanes"/>.</summary>
+    private static bool StackInLanes(int height, int width) => LayoutOverride ?? ImagesInLanes(height, width);
 
     /// <summary>
     /// Floating-point operations of the backward pass: per stack position 9 cross sums and 9 x 11 for the input
@@ -114,7 +117,7 @@ internal sealed class DepthwiseMoments
     /// images per pixel leaves too little work per list entry.
     /// </summary>
     internal static bool TakesSmallPlanes(int stride, int batch, int height, int width) =>
-        (stride == 2 ? (long)height * width <= 16 || batch >= 64 : LayoutOverride ?? ImagesInLanes(height, width))
+        (stride == 2 ? (long)height * width <= 16 || batch >= 64 : StackInLanes(height, width))
         && SmallPlanePatches.Supports(batch, height, width, stride);
 
     /// <summary>
@@ -761,7 +764,7 @@ internal sealed class DepthwiseMoments
 
     private PatchStack Layout(int n, int h, int w)
     {
-        bool lanes = LayoutOverride ?? ImagesInLanes(h, w);
+        bool lanes = StackInLanes(h, w);
         if (stack is null || stack.Batch != n || stack.Height != h || stack.Width != w || stack.ImagesInLanes != lanes)
         {
             stack = new PatchStack(n, h, w, lanes);

@@ -54,10 +54,10 @@ public static partial class Trainer
 
         var data = TrainingData.Open(options.Data, decoder, options);
         var sizes = options.ImageSizesFor(data.IsFashionMnist);
-        if (data.IsFashionMnist && sizes.Any(s => s < 12))
+        if (data.IsFashionMnist && sizes.Any(s => s < TrainingOptions.FashionMnistMinSize))
         {
             throw new ArgumentException(
-                $"--img-size {string.Join(",", sizes)}: each Fashion-MNIST size must be at least 12 (the 28x28 image is resized to size - 4 and given a 2-pixel border); e.g. --img-size 24,32.");
+                $"--img-size {string.Join(",", sizes)}: each Fashion-MNIST size must be at least {TrainingOptions.FashionMnistMinSize} (the 28x28 image is resized to size - 4 and given a 2-pixel border); e.g. --img-size 24,32.");
         }
 
         var model = BuildModel(options, data, observer);

@@ -133,6 +133,9 @@ public sealed record TrainingOptions
     /// <summary>Fashion-MNIST's evaluation size: the 28 x 28 images with a 2-pixel border.</summary>
     public const int FashionMnistSize = 32;
 
+    /// <summary>The smallest Fashion-MNIST size (--img-size): the image resized to size - 4 and bordered, at least 8 x 8 inside.</summary>
+    public const int FashionMnistMinSize = MobileOne.Data.Transforms.DataTransforms.FashionMnistMinSize;
+
     /// <summary>none | autoaugment | rand-m9-mstd0.5 (image folders; the paper uses AutoAugment for S2..S4).</summary>
     public string AutoAugment { get; init; } = "none";
 

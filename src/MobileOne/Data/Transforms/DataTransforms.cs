@@ -21,6 +21,9 @@ internal static class DataTransforms
     /// <summary>The black border around the 28 x 28 image that makes it 32 x 32 (and size - 4 resized images size x size).</summary>
     public const int FashionMnistBorder = 2;
 
+    /// <summary>The smallest Fashion-MNIST size: an 8 x 8 image inside the border.</summary>
+    public const int FashionMnistMinSize = 8 + (2 * FashionMnistBorder);
+
     /// <summary>
     /// Fashion-MNIST without augmentation (training without augmentation, and evaluation): x/255,
     /// normalize with mean 0.2860 / std 0.3530, then pad by 2 with the normalized value of black,
@@ -64,11 +67,7 @@ internal static class DataTransforms
     /// </summary>
     public static SampleTransform FashionMnistAtSize(int size, bool augment = true, ITensorTransform? erasing = null)
     {
-        int inner = size - (2 * FashionMnistBorder);
-        if (inner < 8)
-        {
-            throw new ArgumentOutOfRangeException(nameof(size), size, $"Fashion-MNIST training sizes must be at least {8 + (2 * FashionMnistBorder)}.");
-        }
+        int inner = FashionMnistInner(size, "training sizes");
 
         var norm = Normalization.FashionMnist;
         IImageTransform[]? resize = inner == FashionMnist.ImageSize ? null : [new ResizeShorterSide(inner, ResampleFilter.Bilinear)];
@@ -86,6 +85,12 @@ internal static class DataTransforms
 
         return new SampleTransform(1, size, size, resize, norm, tensor);
     }
+
+    /// <summary>The side the 28 x 28 image is resized to for a Fashion-MNIST <paramref name="size"/>: size less the borders; throws below <see cref="FashionMnistMinSize"/>.</summary>
+    private static int FashionMnistInner(int size, string what) =>
+        size >= FashionMnistMinSize
+            ? size - (2 * FashionMnistBorder)
+            : throw new ArgumentOutOfRangeException(nameof(size), size, $"Fashion-MNIST {what} must be at least {FashionMnistMinSize}.");
 
     /// <summary>The random-crop padding of <see cref="FashionMnistAtSize"/>: round(size / 8), 4 at 32.</summary>
     public static int FashionMnistShift(int size) => (int)Math.Round(size / 8.0, MidpointRounding.ToEven);
@@ -140,11 +145,7 @@ internal static class DataTransforms
     public static SampleTransform FashionMnistAnySize(ResampleFilter filter = ResampleFilter.Bilinear, int size = FashionMnistSize)
     {
         var norm = Normalization.FashionMnist;
-        int inner = size - (2 * FashionMnistBorder);
-        if (inner < 8)
-        {
-            throw new ArgumentOutOfRangeException(nameof(size), size, $"Fashion-MNIST sizes must be at least {8 + (2 * FashionMnistBorder)}.");
-        }
+        int inner = FashionMnistInner(size, "sizes");
 
         return new SampleTransform(
             1, size, size, [new ResizeShorterSide(inner, filter), new CenterCrop(inner)], norm, [new Pad(FashionMnistBorder, norm.Background)]);

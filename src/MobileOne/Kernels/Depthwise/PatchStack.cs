@@ -113,6 +113,13 @@ internal sealed unsafe class PatchStack : PatchPasses
     /// </summary>
     public (int Plus, int MinusRow, int MinusCol, int PlusCorner)[] PairCorners { get; } = new (int, int, int, int)[81];
 
+    /// <summary>
+    /// Planes in a row: the buffer range from the first image's first output to just past the last image's last one,
+    /// which holds every nonzero pixel (the other images' borders in between are zero).
+    /// </summary>
+    private (long First, long End) OutputSpan =>
+        (Margin + RowStride + 1, Margin + ((long)(Batch - 1) * PlaneSize) + ((long)Height * RowStride) + Width + 1);
+
     /// <summary>Where padded position <paramref name="q"/> of image <paramref name="i"/> is in a stack buffer.</summary>
     private int Element(int i, int q) => ImagesInLanes ? (q * Batch) + i : Margin + (i * PlaneSize) + q;
 
@@ -204,7 +211,7 @@ internal sealed unsafe class PatchStack : PatchPasses
         var lags = stackalloc double[14];
         var partial = stackalloc float[14];
         new Span<double>(lags, 14).Clear();
-        long first = Margin + rs + 1, end = Margin + ((long)(Batch - 1) * PlaneSize) + ((long)Height * rs) + Width + 1;
+        var (first, end) = OutputSpan;
         for (long start = first; start < end; start += Block)
         {
             new Span<float>(partial, 14).Clear();
@@ -352,7 +359,7 @@ internal sealed unsafe class PatchStack : PatchPasses
         // One pass from the first image's first output to the last image's last output (the other images' borders
         // in between compute garbage that nothing reads): reads reach two rows and two columns out, which stay
         // inside the buffer because the margin is at least a row and a pixel.
-        long first = Margin + rs + 1, end = Margin + ((long)(Batch - 1) * PlaneSize) + ((long)Height * rs) + Width + 1;
+        var (first, end) = OutputSpan;
         var main = new CorrelatedGradientLoop(g + first, x + first, rs, w, kernel, kappa, dx + first);
         Lanes.Run(ref main, checked((int)(end - first)));
 
