@@ -38,6 +38,14 @@ public static class CheckpointFile
             throw new CheckpointException(path, "is empty (0 bytes); expected a checkpoint.");
         }
 
+        // Safetensors first: its first byte is the low byte of the header's length, which is 0x80 (a pickle's PROTO
+        // opcode) for one header length in 256. A torch.save file does not pass the check: its first eight bytes, read
+        // as a little-endian length, exceed the largest header allowed, or its ninth is not the '{' a header opens with.
+        if (SafetensorsReader.LooksLikeSafetensors(head))
+        {
+            return (SafetensorsReader.Read(path), CheckpointFormat.Safetensors);
+        }
+
         bool zip = read >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4;
         bool pickle = head[0] == 0x80;
         bool tar = read >= 262 && head.Slice(257, 5).SequenceEqual("ustar"u8);
@@ -46,7 +54,7 @@ public static class CheckpointFile
             return (PyTorchCheckpointReader.Read(path), CheckpointFormat.PyTorch);
         }
 
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || SafetensorsReader.LooksLikeSafetensors(head))
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
         {
             return (SafetensorsReader.Read(path), CheckpointFormat.Safetensors);
         }

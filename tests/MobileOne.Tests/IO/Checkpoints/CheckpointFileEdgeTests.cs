@@ -92,6 +92,35 @@ public sealed class CheckpointFileEdgeTests
         Assert.Equal(RefusalOf(PyTorchCheckpointReader.Read, path), CheckpointFileRefusal(path));
     }
 
+    /// <summary>
+    /// A safetensors file starts with its header's length, little-endian: for one length in 256 the first byte is 0x80,
+    /// a pickle's PROTO opcode. Such files are safetensors whatever their name (a checkpoint saved with an input_size
+    /// record was the first seen to hit it).
+    /// </summary>
+    [Theory]
+    [InlineData("padded.safetensors")]
+    [InlineData("padded.ckpt")]
+    public void A_safetensors_header_whose_length_starts_with_0x80_is_not_taken_for_a_pickle(string name)
+    {
+        using var dir = new TempDir();
+        string path = dir.File(name);
+        var file = OneTensor();
+        for (int pad = 0; ; pad++)
+        {
+            file.Metadata["pad"] = new string('x', pad);
+            CheckpointFile.Write(path, file, CheckpointFormat.Safetensors);
+            if (File.ReadAllBytes(path)[0] == 0x80)
+            {
+                break;
+            }
+        }
+
+        var (read, format) = CheckpointFile.Read(path);
+        Assert.Equal(CheckpointFormat.Safetensors, format);
+        Assert.Equal([1.5f, -2f], read.Tensors["w"].ToTensor().Data);
+        Assert.Equal(file.Metadata["pad"], read.Metadata["pad"]);
+    }
+
     /// <summary>One byte off the zip signature, or a first byte that is not PROTO, is no signature: such a file with an unknown extension is not recognised.</summary>
     [Theory]
     [InlineData(new byte[] { 0x50, 0x4b, 0x03 })]
