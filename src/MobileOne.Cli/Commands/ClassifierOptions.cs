@@ -24,7 +24,7 @@ internal sealed class ClassifierOptions
     public ClassifierOptions()
     {
         Labels = new Option<string?>("--labels") { Description = "'imagenet' (OpenCV's ImageNet-1k names), 'none', or a text file with one class name per line. Default: ImageNet for 1000 classes, Fashion-MNIST for grey 10-class models, else none." };
-        Size = new Option<int?>("--img-size") { Description = "Crop size (default: the model's timm pretrained configuration, 224)." };
+        Size = new Option<int?>("--img-size") { Description = "Crop size (default: the size the checkpoint records it was trained at, else the model's timm pretrained configuration: 224, or 32 for grey Fashion-MNIST models)." };
         CropPct = new Option<double?>("--crop-pct") { Description = "Centre crop fraction: the shorter side is resized to floor(size / crop_pct) (default: 0.875 for S0, 0.9 for S1..S4)." };
         Interpolation = new Option<string?>("--interpolation") { Description = "Resize filter: bilinear (default) or bicubic (PIL's)." };
         ExifTranspose = new Option<bool>("--exif-transpose") { Description = "Turn photos upright by their EXIF orientation first (timm's pipeline does not)." };

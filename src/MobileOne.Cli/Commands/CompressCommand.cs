@@ -81,7 +81,7 @@ internal static class CompressCommand
             var (compressed, rows) = NetworkCompressor.Compress(mobileOne, options, row => Console.Error.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
                 $"{row.Layer} {row.Shape}: rank {row.Rank}/{row.FullRank}, #S {row.SparseWeights}, error {row.RelativeError:0.####}, {(row.Compressed ? $"rate {row.Rate:0.##}" : "kept dense (factors not smaller)")}")));
-            CompressedCheckpoint.Save(compressed, destination);
+            CompressedCheckpoint.Save(compressed, destination, loaded.InputSize);
 
             var denseGraph = compressed.Base.ToGraph();
             var graph = compressed.ToGraph();

@@ -24,7 +24,7 @@ internal static class ConvertCommand
             var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(input)!);
             var layout = Options.Scheme(r.GetValue(scheme), loaded.Network);
             var network = r.GetValue(fuse) && loaded.Network.Reparameterizable && !loaded.Network.IsFused ? Reparameterizer.Fuse(loaded.Network) : loaded.Network;
-            ModelCheckpoint.Save(network, destination, layout, format);
+            ModelCheckpoint.Save(network, destination, layout, format, loaded.InputSize);
             string written = network is Compression.CompressedNetwork ? "timm-fused-compressed" : new KeyScheme(layout, network.IsFused).Name;
             string variant = loaded.MobileOneInfo?.Variant ?? network.Architecture;
             Console.WriteLine($"wrote {destination} ({CheckpointFormats.Name(format)}, {written}, {variant}, {network.State().Count()} tensors)");

@@ -22,7 +22,7 @@ internal static class EvalCommand
         var data = new Option<string?>("--data") { Description = "Fashion-MNIST IDX folder, or an image folder (DIR/val or DIR). Default: Fashion-MNIST test split from the system or the bundled subset; 'bundled' picks the subset." };
         var fuse = new Option<bool>("--fuse") { Description = "Evaluate the fused (reparameterized) model on the inference engine." };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Images per batch.", DefaultValueFactory = _ => 256 };
-        var size = new Option<int?>("--img-size") { Description = "Evaluation size: image folders resize by crop_pct and centre crop (default 224); Fashion-MNIST takes the size the model was trained at (default 32: 28 plus a 2-pixel border; other sizes resize to size - 4 first, as train --img-size does)." };
+        var size = new Option<int?>("--img-size") { Description = "Evaluation size (default: the size the checkpoint records it was trained at, else 224 for image folders and 32 for Fashion-MNIST). Image folders resize by crop_pct and centre crop; Fashion-MNIST takes 28 plus a 2-pixel border at 32, and other sizes resize to size - 4 first, as train --img-size does." };
         var threads = new Option<int>("--threads", "-j") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var workers = new Option<int>("--workers") { Description = "Data loading threads.", DefaultValueFactory = _ => 2 };
         var predictions = new Option<string?>("--predictions") { Description = "Write index,label,predicted,probability for every image to this CSV." };
@@ -55,7 +55,7 @@ internal static class EvalCommand
             }
 
             bool fashion = dataDir is null || TrainingData.IsFashionMnistFolder(dataDir);
-            int imageSize = sizeGiven ?? (fashion ? TrainingOptions.FashionMnistSize : 224);
+            int imageSize = sizeGiven ?? loaded.InputSize ?? (fashion ? TrainingOptions.FashionMnistSize : 224);
             if (fashion && imageSize < TrainingOptions.FashionMnistMinSize)
             {
                 throw new ArgumentException($"--img-size {imageSize}: Fashion-MNIST sizes must be at least {TrainingOptions.FashionMnistMinSize} (the 28x28 image is resized to size - 4 and given a 2-pixel border).");

@@ -13,7 +13,7 @@ internal static class InfoCommand
     public static Command Create()
     {
         var checkpoint = new Argument<string>("checkpoint") { Description = "A .safetensors, .safetensors.index.json, .pth, .pth.tar or .pt file." };
-        var size = new Option<int>("--size") { Description = "Input resolution for the MAC count.", DefaultValueFactory = _ => 224 };
+        var size = new Option<int?>("--size") { Description = "Input resolution for the MAC count (default: the size the checkpoint records it was trained at, else 224)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table." };
         var command = new Command("info", "Describe a checkpoint: format, key scheme, variant, classes, parameters and MACs (unfused and fused).");
         command.Arguments.Add(checkpoint);
@@ -21,51 +21,42 @@ internal static class InfoCommand
         command.Options.Add(json);
         CommandAction.Set(command, r =>
         {
-            int imageSize = Options.Positive(r.GetValue(size), "--size");
+            int? sizeGiven = r.GetValue(size) is int s ? Options.Positive(s, "--size") : null;
             var loaded = ModelCheckpoint.LoadClassifier(r.GetValue(checkpoint)!);
-            if (loaded.Network is CompressedNetwork compressed)
-            {
-                var (compressedJson, compressedReport) = CompressedSummary(loaded, compressed, imageSize);
-                if (r.GetValue(json))
-                {
-                    Report.WriteJson(compressedJson);
-                }
-                else
-                {
-                    compressedReport.Write();
-                }
+            int imageSize = sizeGiven ?? loaded.InputSize ?? 224;
+            var (document, report) = Summary(loaded, imageSize);
 
-                return 0;
-            }
-
-            if (loaded.MobileOneInfo is null)
-            {
-                var zoo = ZooSummary(loaded, imageSize);
-                if (r.GetValue(json))
-                {
-                    Report.WriteJson(zoo.Json);
-                }
-                else
-                {
-                    zoo.Report.Write();
-                }
-
-                return 0;
-            }
-
-            var summary = CheckpointSummary.Describe(loaded.MobileOneInfo, imageSize);
+            // The size train recorded (ModelCheckpoint.InputSizeKey): what eval, predict and serve default to.
+            document["trained_input_size"] = loaded.InputSize;
             if (r.GetValue(json))
             {
-                Report.WriteJson(summary.ToJson());
+                Report.WriteJson(document);
             }
             else
             {
-                summary.ToReport().Write();
+                report.Add("trained at", loaded.InputSize is int trained ? $"{trained}x{trained} (recorded in the file)" : "not recorded").Write();
             }
 
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The JSON object and the table of a checkpoint of any kind: compressed, zoo or MobileOne.</summary>
+    private static (JsonObject Json, Report Report) Summary(LoadedClassifier loaded, int imageSize)
+    {
+        if (loaded.Network is CompressedNetwork compressed)
+        {
+            return CompressedSummary(loaded, compressed, imageSize);
+        }
+
+        if (loaded.MobileOneInfo is null)
+        {
+            return ZooSummary(loaded, imageSize);
+        }
+
+        var summary = CheckpointSummary.Describe(loaded.MobileOneInfo, imageSize);
+        return (summary.ToJson(), summary.ToReport());
     }
 
     /// <summary>

@@ -12,7 +12,7 @@ internal static class Options
 {
     /// <summary>
     /// Loads what predict and serve classify with: a checkpoint of any family (fused where it has a fused form, its
-    /// architecture's pretrained preprocessing) or an ONNX classifier (run as it is, up to the logits when it ends in a
+    /// architecture's pretrained preprocessing at the input size the file records, if any) or an ONNX classifier (run as it is, up to the logits when it ends in a
     /// softmax; timm's default preprocessing, 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST
     /// transform for 1 channel).
     /// </summary>
@@ -37,8 +37,11 @@ internal static class Options
         var network = loaded.Network;
         bool fuse = network.Reparameterizable && !network.IsFused;
         var deployed = fuse ? Reparam.Reparameterizer.Fuse(network) : network;
+        // A checkpoint that records the size it was trained at (train writes it) is classified at that size by default.
+        var pretrained = ImagePreprocessing.ForModel(network);
         return new ClassifierModel(
-            path, loaded.MobileOne?.Config.Name ?? network.Architecture, IsOnnx: false, FusedOnLoad: fuse, deployed.ToGraph(), ImagePreprocessing.ForModel(network));
+            path, loaded.MobileOne?.Config.Name ?? network.Architecture, IsOnnx: false, FusedOnLoad: fuse, deployed.ToGraph(),
+            loaded.InputSize is int size ? pretrained with { Size = size } : pretrained);
     }
 
     public static int Positive(int value, string option) =>

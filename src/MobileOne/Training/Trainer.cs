@@ -238,22 +238,22 @@ public static partial class Trainer
 
             // Summary first, state last: a kill in between makes --resume redo this epoch and rewrite its row.
             SummaryCsv.Write(Path.Combine(options.Output, SummaryCsv.FileName), summaries);
-            ModelCheckpoint.Save(model, Path.Combine(options.Output, LastCheckpoint));
+            ModelCheckpoint.Save(model, Path.Combine(options.Output, LastCheckpoint), inputSize: finalSize);
             // With a validation split only whole epochs compete for best: a part-done epoch's evaluation (a session
             // stopped by --max-steps) must not choose a checkpoint that an uninterrupted run never had.
             bool mayBeBest = data.Test is null || finished;
             if (mayBeBest && eval.Top1 > bestTop1)
             {
                 (bestTop1, bestEpoch) = (eval.Top1, epoch + 1);
-                ModelCheckpoint.Save(model, Path.Combine(options.Output, BestCheckpoint));
+                ModelCheckpoint.Save(model, Path.Combine(options.Output, BestCheckpoint), inputSize: finalSize);
             }
 
-            ema?.Save(Path.Combine(options.Output, EmaCheckpoint));
+            ema?.Save(Path.Combine(options.Output, EmaCheckpoint), inputSize: finalSize);
             if (data.Test is not null && finished && emaEval is not null && emaEval.Top1 > bestEmaTop1)
             {
                 // The EMA is often the better model late in a long run; the test set then sees the EMA chosen by validation too.
                 (bestEmaTop1, bestEmaEpoch) = (emaEval.Top1, epoch + 1);
-                ema!.Save(Path.Combine(options.Output, BestEmaCheckpoint));
+                ema!.Save(Path.Combine(options.Output, BestEmaCheckpoint), inputSize: finalSize);
             }
 
             new TrainingState(

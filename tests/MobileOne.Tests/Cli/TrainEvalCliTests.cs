@@ -84,7 +84,7 @@ public class TrainEvalCliTests
         string output = dir.File("run");
         var train = CliRunner.Run(
             "train", "--model", TinyModel, "--data", data, "--epochs", "1", "--batch-size", "32", "--threads", "1",
-            "--output", output, "--val-split", "56", "--img-size", "40");
+            "--output", output, "--val-split", "56", "--img-size", "40", "--ema");
         Assert.True(train.ExitCode == 0, train.StdErr);
         string testTop1 = File.ReadAllLines(Path.Combine(output, "test.csv"))[1].Split(',')[3];
 
@@ -98,6 +98,29 @@ public class TrainEvalCliTests
         Assert.Contains("at 40x40: 100 images", text.StdOut);
         CliRunner.AssertCleanFailure(
             CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--img-size", "8"), "--img-size 8: Fashion-MNIST sizes must be at least 12");
+
+        // The checkpoints record the size (input_size "1,40,40"): eval, info and a fused copy take it without being told.
+        var byRecord = CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--json");
+        Assert.True(byRecord.ExitCode == 0, byRecord.StdErr);
+        using var recorded = JsonDocument.Parse(byRecord.StdOut);
+        Assert.Equal(40, recorded.RootElement.GetProperty("img_size").GetInt32());
+        Assert.Equal(json.RootElement.GetProperty("top1").GetDouble(), recorded.RootElement.GetProperty("top1").GetDouble());
+        Assert.Equal(json.RootElement.GetProperty("loss").GetDouble(), recorded.RootElement.GetProperty("loss").GetDouble());
+        var at32 = CliRunner.Run("eval", Path.Combine(output, "best.safetensors"), "--data", data, "--img-size", "32", "--json");
+        Assert.Equal(32, JsonDocument.Parse(at32.StdOut).RootElement.GetProperty("img_size").GetInt32());
+
+        var info = CliRunner.Run("info", Path.Combine(output, "best_ema.safetensors"), "--json");
+        Assert.True(info.ExitCode == 0, info.StdErr);
+        using var infoJson = JsonDocument.Parse(info.StdOut);
+        Assert.Equal(40, infoJson.RootElement.GetProperty("trained_input_size").GetInt32());
+        Assert.Equal(40, infoJson.RootElement.GetProperty("image_size").GetInt32());
+        Assert.Contains("40x40 (recorded in the file)", CliRunner.Run("info", Path.Combine(output, "last.safetensors")).StdOut);
+
+        string fused = Path.Combine(output, "fused.safetensors");
+        Assert.Equal(0, CliRunner.Run("convert", Path.Combine(output, "best.safetensors"), fused, "--fuse").ExitCode);
+        var fusedEval = CliRunner.Run("eval", fused, "--data", data);
+        Assert.Contains("(fused) on", fusedEval.StdOut);
+        Assert.Contains("at 40x40: 100 images", fusedEval.StdOut);
     }
 
     [Fact]

@@ -106,6 +106,17 @@ public sealed class PredictCliTests
         var larger = CliRunner.Run("predict", model, Image("rgb.png"), "--img-size", "40", "--threads", "1");
         Assert.True(larger.ExitCode == 0, larger.StdErr);
         Assert.Contains("grey, resize 36 bilinear, centre crop 36, Fashion-MNIST mean/std, pad to 40", larger.StdErr);
+
+        // A checkpoint that records its training size (train writes it) is classified at that size unless told otherwise.
+        string recorded = dir.File("fashion-40.safetensors");
+        ModelCheckpoint.Save(network, recorded, inputSize: 40);
+        var byRecord = CliRunner.Run("predict", recorded, Image("rgb.png"), "--threads", "1");
+        Assert.True(byRecord.ExitCode == 0, byRecord.StdErr);
+        Assert.Contains("grey, resize 36 bilinear, centre crop 36, Fashion-MNIST mean/std, pad to 40", byRecord.StdErr);
+        Assert.Equal(larger.StdOut.Replace(model, recorded, StringComparison.Ordinal), byRecord.StdOut);
+        var overridden = CliRunner.Run("predict", recorded, Image("rgb.png"), "--img-size", "32", "--threads", "1");
+        Assert.Contains("pad to 32", overridden.StdErr);
+        Assert.Equal(result.StdOut.Split('\n').SkipWhile(l => l != Image("rgb.png")).Skip(1).First(), overridden.StdOut.Split('\n')[1]);
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", model, Image("rgb.png"), "--crop-pct", "0.5"), "--crop-pct does not apply to");
         CliRunner.AssertCleanFailure(CliRunner.Run("predict", model, Image("rgb.png"), "--img-size", "8"), "must be at least 12");
     }

@@ -66,8 +66,8 @@ public static class CompressedCheckpoint
         return file;
     }
 
-    /// <summary>Writes <paramref name="network"/> to a .safetensors file (atomically); other formats cannot carry the marker.</summary>
-    public static void Save(CompressedNetwork network, string path)
+    /// <summary>Writes <paramref name="network"/> to a .safetensors file (atomically; with the input size it was trained at, when given); other formats cannot carry the marker.</summary>
+    public static void Save(CompressedNetwork network, string path, int? inputSize = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
@@ -75,7 +75,13 @@ public static class CompressedCheckpoint
             throw new CheckpointException(path, "a compressed network is saved as .safetensors (its metadata marks the file as compressed; torch.save files carry no metadata).");
         }
 
-        CheckpointFile.Write(path, ToTensorFile(network), CheckpointFormat.Safetensors);
+        var file = ToTensorFile(network);
+        if (inputSize is int size)
+        {
+            ModelCheckpoint.WriteInputSize(file, network.InChans, size);
+        }
+
+        CheckpointFile.Write(path, file, CheckpointFormat.Safetensors);
     }
 
     /// <summary>

@@ -30,6 +30,16 @@ public static class ModelCheckpoint
 {
     private const int MaxListedKeys = 12;
 
+    /// <summary>
+    /// Metadata key of the input a model was trained and evaluated at, written "C,H,W" as timm's pretrained_cfg
+    /// input_size (e.g. "1,48,48"): eval, predict and serve take it as their default size. Safetensors files carry it;
+    /// torch.save files have no place for it, and a file without it gets its architecture's default.
+    /// </summary>
+    public const string InputSizeKey = "input_size";
+
+    /// <summary>Largest side <see cref="InputSizeKey"/> may record (the CLI's --img-size limit).</summary>
+    public const int MaxInputSize = 4096;
+
     /// <summary>Loads a MobileOne checkpoint: Apple or timm names, fused or not, safetensors (also sharded) or torch.save; the architecture is inferred from the shapes. Throws <see cref="CheckpointException"/> naming the file and key for anything it cannot load.</summary>
     public static LoadedModel Load(string path)
     {
@@ -47,8 +57,14 @@ public static class ModelCheckpoint
         return ClassifierFromTensorFile(file, path, format);
     }
 
-    /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>).</summary>
+    /// <summary>The classifier of any family a tensor file holds (see <see cref="LoadClassifier"/>), with the input size it records.</summary>
     public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
+    {
+        var loaded = Classifier(file, path, format);
+        return loaded with { InputSize = ReadInputSize(file, path, loaded.Network.InChans) };
+    }
+
+    private static LoadedClassifier Classifier(TensorFile file, string path, CheckpointFormat format)
     {
         if (CompressedCheckpoint.IsCompressed(file))
         {
@@ -64,6 +80,41 @@ public static class ModelCheckpoint
 
         var loaded = FromTensorFile(file, path, format);
         return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused, loaded.Info);
+    }
+
+    /// <summary>
+    /// The side of the square input <paramref name="file"/> records under <see cref="InputSizeKey"/>, or null when it
+    /// records none. Anything but "C,H,W" with C = <paramref name="inChans"/> and H = W in 1..<see cref="MaxInputSize"/>
+    /// is refused with the file and the key.
+    /// </summary>
+    public static int? ReadInputSize(TensorFile file, string path, int inChans)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (!file.Metadata.TryGetValue(InputSizeKey, out string? text))
+        {
+            return null;
+        }
+
+        string[] parts = text.Split(',');
+        var dims = parts.Select(part => int.TryParse(part.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v : 0).ToArray();
+        if (dims.Length != 3 || dims[0] != inChans || dims[1] != dims[2] || dims[1] < 1 || dims[1] > MaxInputSize)
+        {
+            throw new CheckpointException(
+                path,
+                $"has metadata {InputSizeKey} '{text}'; expected 'C,H,W' for a square input, C = {inChans} (the model's in_chans) and H = W from 1 to {MaxInputSize}, e.g. '{inChans},224,224'.",
+                InputSizeKey);
+        }
+
+        return dims[1];
+    }
+
+    /// <summary>Records a square input of side <paramref name="size"/> for a model of <paramref name="inChans"/> channels (see <see cref="InputSizeKey"/>).</summary>
+    public static void WriteInputSize(TensorFile file, int inChans, int size)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(size, MaxInputSize);
+        file.Metadata[InputSizeKey] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{inChans},{size},{size}");
     }
 
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
@@ -137,8 +188,23 @@ public static class ModelCheckpoint
         return new LoadedModel(network, new CheckpointInfo(path, format, scheme, config));
     }
 
-    /// <summary>The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as I64.</summary>
-    public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32)
+    /// <summary>
+    /// The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as
+    /// I64; <paramref name="inputSize"/>, when given, recorded under <see cref="InputSizeKey"/>.
+    /// </summary>
+    public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32, int? inputSize = null)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        var file = StateFile(network, layout, floatType);
+        if (inputSize is int size)
+        {
+            WriteInputSize(file, network.InChans, size);
+        }
+
+        return file;
+    }
+
+    private static TensorFile StateFile(ClassifierNetwork network, KeyLayout layout, DType floatType)
     {
         if (network is Compression.CompressedNetwork compressed)
         {
@@ -171,8 +237,13 @@ public static class ModelCheckpoint
         return file;
     }
 
-    /// <summary>Saves <paramref name="network"/> (train-time or fused) to <paramref name="path"/> in <paramref name="layout"/>'s names; the format follows the extension (.safetensors, or .pth/.pth.tar/.pt for torch.save) unless <paramref name="format"/> is given.</summary>
-    public static void Save(ClassifierNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null)
+    /// <summary>
+    /// Saves <paramref name="network"/> (train-time or fused) to <paramref name="path"/> in <paramref name="layout"/>'s
+    /// names; the format follows the extension (.safetensors, or .pth/.pth.tar/.pt for torch.save) unless
+    /// <paramref name="format"/> is given. <paramref name="inputSize"/>, the side of the input it was trained at, goes
+    /// into a safetensors file's metadata (<see cref="InputSizeKey"/>); a torch.save file cannot hold it.
+    /// </summary>
+    public static void Save(ClassifierNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null, int? inputSize = null)
     {
         var chosen = format ?? CheckpointFormats.ForOutputPath(path);
         if (network is Compression.CompressedNetwork && chosen != CheckpointFormat.Safetensors)
@@ -180,7 +251,7 @@ public static class ModelCheckpoint
             throw new CheckpointException(path, "a compressed network is saved as .safetensors (its metadata marks the file as compressed; torch.save files carry no metadata).");
         }
 
-        CheckpointFile.Write(path, ToTensorFile(network, layout), chosen);
+        CheckpointFile.Write(path, ToTensorFile(network, layout, inputSize: inputSize), chosen);
     }
 
     /// <summary>

@@ -307,4 +307,61 @@ public sealed class ModelCheckpointEdgeTests
         Assert.Contains("stage0.rbr_reparam.weight", official.Tensors.Keys);
         Assert.Contains("linear.weight", official.Tensors.Keys);
     }
+
+    [Fact]
+    public void The_input_size_a_model_was_trained_at_goes_into_safetensors_metadata_and_back()
+    {
+        using var dir = new TempDir();
+        var net = Tiny();
+        string recorded = dir.File("recorded.safetensors"), plain = dir.File("plain.safetensors"), torch = dir.File("torch.pth");
+        ModelCheckpoint.Save(net, recorded, inputSize: 48);
+        ModelCheckpoint.Save(net, plain);
+        ModelCheckpoint.Save(net, torch, inputSize: 48);
+
+        Assert.Equal("1,48,48", CheckpointFile.Read(recorded).File.Metadata[ModelCheckpoint.InputSizeKey]);
+        Assert.Equal(48, ModelCheckpoint.LoadClassifier(recorded).InputSize);
+        Assert.Null(ModelCheckpoint.LoadClassifier(plain).InputSize);
+
+        // torch.save has no metadata: the size is dropped, not refused.
+        Assert.Null(ModelCheckpoint.LoadClassifier(torch).InputSize);
+
+        // The weights are the same with or without the record.
+        var a = ModelCheckpoint.LoadClassifier(recorded).Network.State().Select(e => e.Value.Data).ToList();
+        var b = ModelCheckpoint.LoadClassifier(plain).Network.State().Select(e => e.Value.Data).ToList();
+        Assert.Equal(b, a);
+    }
+
+    [Theory]
+    [InlineData("48")]
+    [InlineData("1,48")]
+    [InlineData("3,48,48")]
+    [InlineData("1,48,40")]
+    [InlineData("1,0,0")]
+    [InlineData("1,5000,5000")]
+    [InlineData("1,-48,-48")]
+    [InlineData("1,4 8,48")]
+    [InlineData("")]
+    public void A_malformed_input_size_is_refused_with_the_file_and_key(string value)
+    {
+        var file = TinyFile();
+        file.Metadata[ModelCheckpoint.InputSizeKey] = value;
+        var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors));
+        Assert.Equal(Path, ex.FilePath);
+        Assert.Equal(ModelCheckpoint.InputSizeKey, ex.Key);
+        Assert.Equal(
+            $"has metadata input_size '{value}'; expected 'C,H,W' for a square input, C = 1 (the model's in_chans) and H = W from 1 to 4096, e.g. '1,224,224'.",
+            ex.Problem);
+    }
+
+    [Fact]
+    public void A_well_formed_input_size_reads_back_with_spaces_around_its_numbers()
+    {
+        var file = TinyFile();
+        file.Metadata[ModelCheckpoint.InputSizeKey] = "1, 64, 64";
+        Assert.Equal(64, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
+        file.Metadata[ModelCheckpoint.InputSizeKey] = "1,4096,4096";
+        Assert.Equal(4096, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 0));
+        Assert.Equal("1,12,12", ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 12).Metadata[ModelCheckpoint.InputSizeKey]);
+    }
 }
