@@ -121,6 +121,11 @@ public class TrainEvalCliTests
         var fusedEval = CliRunner.Run("eval", fused, "--data", data);
         Assert.Contains("(fused) on", fusedEval.StdOut);
         Assert.Contains("at 40x40: 100 images", fusedEval.StdOut);
+
+        string compressed = Path.Combine(output, "compressed.safetensors");
+        var compress = CliRunner.Run("compress", Path.Combine(output, "best.safetensors"), compressed, "--json");
+        Assert.True(compress.ExitCode == 0, compress.StdErr);
+        Assert.Contains("\"trained_input_size\": 40", CliRunner.Run("info", compressed, "--json").StdOut);
     }
 
     [Fact]
