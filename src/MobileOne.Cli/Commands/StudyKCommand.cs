@@ -40,9 +40,10 @@ internal static class StudyKCommand
         var output = new Option<string>("--out") { Description = "Folder with one folder per (model, k, seed); finished ones are not trained again.", DefaultValueFactory = _ => Path.Combine("output", "study-k") };
         var json = new Option<bool>("--json") { Description = "Print a JSON array, one object per run (progress goes to stderr)." };
         var plotDir = new Option<string?>("--plot-dir") { Description = $"Write {PlotFile} (top-1 against k, one point per seed) into this folder." };
+        var reportOnly = new Option<bool>("--report-only") { Description = "Train nothing: report the cells of --out that have finished (a study stopped early, or with more seeds for one model than another) and say which are missing." };
         var writeDocs = new Option<string?>("--write-docs") { Description = $"Replace the <!-- {Section}:begin/end --> section of this Markdown file (default {StudyReport.DefaultDocsPath}).", Arity = ArgumentArity.ZeroOrOne };
         var command = new Command(Name, "The paper's over-parameterization study: train each model with k = 1..5 parallel conv-BN branches over several seeds, evaluate unfused and fused, report top-1 per k.");
-        foreach (var o in new Option[] { model, ks, seeds, epochs, batch, lr, maxSteps, data, threads, workers, output, json, plotDir, writeDocs })
+        foreach (var o in new Option[] { model, ks, seeds, epochs, batch, lr, maxSteps, data, threads, workers, output, json, plotDir, writeDocs, reportOnly })
         {
             command.Options.Add(o);
         }
@@ -76,7 +77,14 @@ internal static class StudyKCommand
             var started = DateTimeOffset.UtcNow;
             string load = Machine.ReadLoadAverage();
 
+            bool onlyFinished = r.GetValue(reportOnly);
+            if (onlyFinished && cells.All(c => BranchCountStudy.TryLoad(outDir, c, recipe) is null))
+            {
+                throw new ArgumentException($"--report-only: {outDir} holds no finished cell of these models, k and seeds (recipe '{recipe}').");
+            }
+
             var results = new List<BranchStudyResult>();
+            var missing = new List<BranchStudyCell>();
             for (int i = 0; i < cells.Count; i++)
             {
                 var cell = cells[i];
@@ -85,6 +93,12 @@ internal static class StudyKCommand
                 if (result is not null)
                 {
                     Console.Error.WriteLine($"{label}: finished before, reused ({Path.Combine(outDir, cell.Folder, BranchCountStudy.ResultFile)})");
+                }
+                else if (onlyFinished)
+                {
+                    Console.Error.WriteLine($"{label}: not finished in {outDir}, left out (--report-only)");
+                    missing.Add(cell);
+                    continue;
                 }
                 else
                 {
@@ -115,7 +129,7 @@ internal static class StudyKCommand
 
             if (docsPath is not null)
             {
-                BenchReport.WriteDocs(docsPath, Markdown(results, summaries, commandLine, started, load), Section, StudyReport.DocsTitle);
+                BenchReport.WriteDocs(docsPath, Markdown(results, summaries, commandLine, started, load, missing), Section, StudyReport.DocsTitle);
                 Console.Error.WriteLine($"wrote the {Section} section of {docsPath}");
             }
 
@@ -206,7 +220,8 @@ internal static class StudyKCommand
         PointsChart.Save(path, title, "k (parallel conv-BN branches per block)", "top-1 %", series);
     }
 
-    internal static string Markdown(IReadOnlyList<BranchStudyResult> results, IReadOnlyList<BranchStudySummary> summaries, string command, DateTimeOffset started, string load)
+    internal static string Markdown(
+        IReadOnlyList<BranchStudyResult> results, IReadOnlyList<BranchStudySummary> summaries, string command, DateTimeOffset started, string load, IReadOnlyList<BranchStudyCell>? missing = null)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"<!-- {Section}:begin -->");
@@ -217,6 +232,13 @@ internal static class StudyKCommand
         var first = results[0];
         int threads = first.Threads;
         sb.AppendLine(C, $"Machine: {Machine.CpuModel()}, {Environment.ProcessorCount} logical cores, {RuntimeInformation.FrameworkDescription}; {threads} compute thread{(threads == 1 ? "" : "s")} per run; load average at start (1, 5, 15 min): {load}.");
+        if (missing is { Count: > 0 })
+        {
+            // A report of finished cells only: the machine line is the report's, the runs' own times are in the table.
+            sb.AppendLine();
+            sb.AppendLine(C, $"Finished cells only (`--report-only`): {results.Count} of {results.Count + missing.Count}; not run: {string.Join(", ", missing.Select(m => $"{m.Model} k={m.K} seed {m.Seed}"))}.");
+        }
+
         sb.AppendLine();
         sb.AppendLine(C, $"Recipe: `{first.Recipe}`. Data: {first.TrainSource} for training, {first.EvalSource} ({first.EvalImages} images, {first.ImageSize}x{first.ImageSize}) for evaluation.");
         sb.AppendLine();

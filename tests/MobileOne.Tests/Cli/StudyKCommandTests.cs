@@ -66,6 +66,20 @@ public class StudyKCommandTests
         Assert.True(png.Length > 1000);
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
 
+        // --report-only trains nothing: seed 1 is not run, so the report holds seed 0's cells and names the missing ones.
+        string[] twoSeeds = [.. Smoke];
+        twoSeeds[Array.IndexOf(twoSeeds, "--seeds") + 1] = "2";
+        var report = CliRunner.Run([.. twoSeeds, "--out", outDir, "--json", "--report-only", "--write-docs", docs]);
+        Assert.True(report.ExitCode == 0, report.StdErr);
+        Assert.Equal(first.StdOut, report.StdOut);
+        Assert.DoesNotContain("training in", report.StdErr);
+        Assert.Equal(2, report.StdErr.Split('\n').Count(l => l.Contains("not finished in", StringComparison.Ordinal) && l.Contains("left out (--report-only)", StringComparison.Ordinal)));
+        Assert.False(Directory.Exists(Path.Combine(outDir, "s0-k1-seed1")));
+        Assert.Contains("Finished cells only (`--report-only`): 2 of 4; not run: s0 k=1 seed 1, s0 k=2 seed 1.", File.ReadAllText(docs));
+        CliRunner.AssertCleanFailure(
+            CliRunner.Run([.. Smoke, "--out", Path.Combine(dir.Path, "empty"), "--report-only"]),
+            "--report-only: ", "holds no finished cell of these models, k and seeds");
+
         // A finished cell of another recipe is not silently mixed in.
         var other = CliRunner.Run([.. Smoke, "--out", outDir, "--lr", "0.05"]);
         CliRunner.AssertCleanFailure(other, "this cell was trained with 'data=bundled epochs=1 batch=32 lr=0.1 max_steps=3", "use another --out or delete the folder");
