@@ -17,8 +17,8 @@ namespace MobileOne.Cli.Commands;
 /// </summary>
 internal sealed class ClassifierOptions
 {
-    /// <summary>Largest --img-size: a 4096 x 4096 RGB input is 200 MB of floats per image before the engine's buffers.</summary>
-    public const int MaxImageSize = 4096;
+    /// <summary>Largest --img-size, the largest size a checkpoint may record (<see cref="MobileOne.IO.Checkpoints.ModelCheckpoint.MaxInputSize"/>).</summary>
+    public const int MaxImageSize = MobileOne.IO.Checkpoints.ModelCheckpoint.MaxInputSize;
 
     /// <summary>Creates the options (each command needs its own instances: an option belongs to one command).</summary>
     public ClassifierOptions()

@@ -37,7 +37,7 @@ public static class ModelCheckpoint
     /// </summary>
     public const string InputSizeKey = "input_size";
 
-    /// <summary>Largest side <see cref="InputSizeKey"/> may record (the CLI's --img-size limit).</summary>
+    /// <summary>Largest side <see cref="InputSizeKey"/> may record: a 4096 x 4096 RGB input is 200 MB of floats per image before the engine's buffers (also the CLI's --img-size limit).</summary>
     public const int MaxInputSize = 4096;
 
     /// <summary>Loads a MobileOne checkpoint: Apple or timm names, fused or not, safetensors (also sharded) or torch.save; the architecture is inferred from the shapes. Throws <see cref="CheckpointException"/> naming the file and key for anything it cannot load.</summary>
@@ -99,9 +99,11 @@ public static class ModelCheckpoint
         var dims = parts.Select(part => int.TryParse(part.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v : 0).ToArray();
         if (dims.Length != 3 || dims[0] != inChans || dims[1] != dims[2] || dims[1] < 1 || dims[1] > MaxInputSize)
         {
+            // A hostile file may hold megabytes here: the message quotes its start.
+            string shown = text.Length <= 40 ? text : text[..40] + "...";
             throw new CheckpointException(
                 path,
-                $"has metadata {InputSizeKey} '{text}'; expected 'C,H,W' for a square input, C = {inChans} (the model's in_chans) and H = W from 1 to {MaxInputSize}, e.g. '{inChans},224,224'.",
+                $"has metadata {InputSizeKey} '{shown}'; expected 'C,H,W' for a square input, C = {inChans} (the model's in_chans) and H = W from 1 to {MaxInputSize}, e.g. '{inChans},224,224'.",
                 InputSizeKey);
         }
 

@@ -361,6 +361,11 @@ public sealed class ModelCheckpointEdgeTests
         Assert.Equal(64, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
         file.Metadata[ModelCheckpoint.InputSizeKey] = "1,4096,4096";
         Assert.Equal(4096, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
+
+        // A long value is quoted by its first 40 characters.
+        file.Metadata[ModelCheckpoint.InputSizeKey] = new string('9', 100_000);
+        var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors));
+        Assert.StartsWith($"has metadata input_size '{new string('9', 40)}...'; expected", ex.Problem);
         Assert.Throws<ArgumentOutOfRangeException>(() => ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 0));
         Assert.Equal("1,12,12", ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 12).Metadata[ModelCheckpoint.InputSizeKey]);
     }
