@@ -17,8 +17,8 @@ namespace MobileOne.Cli.Commands;
 /// </summary>
 internal sealed class ClassifierOptions
 {
-    /// <summary>Largest --img-size, the largest size a checkpoint may record (<see cref="MobileOne.IO.Checkpoints.ModelCheckpoint.MaxInputSize"/>).</summary>
-    public const int MaxImageSize = MobileOne.IO.Checkpoints.ModelCheckpoint.MaxInputSize;
+    /// <summary>Largest --img-size, the largest size a file may record (<see cref="MobileOne.IO.InputSizeRecord.MaxSize"/>).</summary>
+    public const int MaxImageSize = MobileOne.IO.InputSizeRecord.MaxSize;
 
     /// <summary>Creates the options (each command needs its own instances: an option belongs to one command).</summary>
     public ClassifierOptions()

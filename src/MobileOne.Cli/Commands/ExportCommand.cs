@@ -35,7 +35,7 @@ internal static class ExportCommand
                 throw new ArgumentException($"--unfused exports a train-time checkpoint's branches; {loaded.Path} is already fused ({loaded.MobileOneInfo?.Scheme.Name ?? "timm"}). Export it without --unfused.");
             }
 
-            OnnxExporter.Export(network, destination, version, fuse: !asIs);
+            OnnxExporter.Export(network, destination, version, fuse: !asIs, loaded.InputSize);
             string form = network is Compression.CompressedNetwork ? "compressed (low-rank factors as two Convs; the sparse part as a dense Conv + Add, ONNX has no sparse convolution)"
                 : !network.Reparameterizable ? "(no fused form)"
                 : asIs ? "unfused (train-time branches)" : network.IsFused ? "fused" : "fused from a train-time checkpoint";

@@ -26,7 +26,7 @@ internal static class InfoCommand
             int imageSize = sizeGiven ?? loaded.InputSize ?? 224;
             var (document, report) = Summary(loaded, imageSize);
 
-            // The size train recorded (ModelCheckpoint.InputSizeKey): what eval, predict and serve default to.
+            // The size train recorded (InputSizeRecord): what eval, predict and serve default to.
             document["trained_input_size"] = loaded.InputSize;
             if (r.GetValue(json))
             {

@@ -14,13 +14,13 @@ internal static class Options
     /// Loads what predict and serve classify with: a checkpoint of any family (fused where it has a fused form, its
     /// architecture's pretrained preprocessing at the input size the file records, if any) or an ONNX classifier (run as it is, up to the logits when it ends in a
     /// softmax; timm's default preprocessing, 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST
-    /// transform for 1 channel).
+    /// transform for 1 channel), at the input size the file records, if any (<see cref="MobileOne.IO.InputSizeRecord"/>).
     /// </summary>
     public static ClassifierModel LoadClassifierModel(string path)
     {
         if (string.Equals(Path.GetExtension(path), ".onnx", StringComparison.OrdinalIgnoreCase))
         {
-            var graph = MobileOne.IO.Onnx.OnnxImporter.Load(path);
+            var (graph, recordedSize) = MobileOne.IO.Onnx.OnnxImporter.Read(path);
 
             // A classifier exported with its softmax returns probabilities, and predict and serve apply their own
             // softmax to logits: they read the logits before it (a second softmax would flatten the probabilities).
@@ -30,7 +30,7 @@ internal static class Options
             }
 
             var defaults = graph.InputChannels == 1 ? new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist } : new ImagePreprocessing();
-            return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, defaults);
+            return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, recordedSize is int side ? defaults with { Size = side } : defaults);
         }
 
         var loaded = ModelCheckpoint.LoadClassifier(path);

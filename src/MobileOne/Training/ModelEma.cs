@@ -154,7 +154,7 @@ public sealed class ModelEma
         Updates = 0;
     }
 
-    /// <summary>Saves the averaged model as a checkpoint (format from the extension, timm's names by default), recording <paramref name="inputSize"/> when given (<see cref="ModelCheckpoint.InputSizeKey"/>).</summary>
+    /// <summary>Saves the averaged model as a checkpoint (format from the extension, timm's names by default), recording <paramref name="inputSize"/> when given (<see cref="IO.InputSizeRecord"/>).</summary>
     public void Save(string path, KeyLayout layout = KeyLayout.Timm, int? inputSize = null) => ModelCheckpoint.Save(Network, path, layout, inputSize: inputSize);
 
     private List<(StateEntry Ema, StateEntry Model)> Pairs(ClassifierNetwork model)

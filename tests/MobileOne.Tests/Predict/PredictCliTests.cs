@@ -114,6 +114,11 @@ public sealed class PredictCliTests
         Assert.True(byRecord.ExitCode == 0, byRecord.StdErr);
         Assert.Contains("grey, resize 36 bilinear, centre crop 36, Fashion-MNIST mean/std, pad to 40", byRecord.StdErr);
         Assert.Equal(larger.StdOut.Replace(model, recorded, StringComparison.Ordinal), byRecord.StdOut);
+        string onnx = dir.File("fashion-40.onnx");
+        Assert.Equal(0, CliRunner.Run("export", recorded, onnx).ExitCode);
+        var onnxRun = CliRunner.Run("predict", onnx, Image("rgb.png"), "--threads", "1");
+        Assert.True(onnxRun.ExitCode == 0, onnxRun.StdErr);
+        Assert.Contains("pad to 40", onnxRun.StdErr);
         var overridden = CliRunner.Run("predict", recorded, Image("rgb.png"), "--img-size", "32", "--threads", "1");
         Assert.Contains("pad to 32", overridden.StdErr);
         Assert.Equal(result.StdOut.Split('\n').SkipWhile(l => l != Image("rgb.png")).Skip(1).First(), overridden.StdOut.Split('\n')[1]);

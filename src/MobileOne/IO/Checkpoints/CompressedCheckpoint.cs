@@ -78,7 +78,7 @@ public static class CompressedCheckpoint
         var file = ToTensorFile(network);
         if (inputSize is int size)
         {
-            ModelCheckpoint.WriteInputSize(file, network.InChans, size);
+            file.Metadata[InputSizeRecord.Key] = InputSizeRecord.Format(network.InChans, size);
         }
 
         CheckpointFile.Write(path, file, CheckpointFormat.Safetensors);

@@ -30,16 +30,6 @@ public static class ModelCheckpoint
 {
     private const int MaxListedKeys = 12;
 
-    /// <summary>
-    /// Metadata key of the input a model was trained and evaluated at, written "C,H,W" as timm's pretrained_cfg
-    /// input_size (e.g. "1,48,48"): eval, predict and serve take it as their default size. Safetensors files carry it;
-    /// torch.save files have no place for it, and a file without it gets its architecture's default.
-    /// </summary>
-    public const string InputSizeKey = "input_size";
-
-    /// <summary>Largest side <see cref="InputSizeKey"/> may record: a 4096 x 4096 RGB input is 200 MB of floats per image before the engine's buffers (also the CLI's --img-size limit).</summary>
-    public const int MaxInputSize = 4096;
-
     /// <summary>Loads a MobileOne checkpoint: Apple or timm names, fused or not, safetensors (also sharded) or torch.save; the architecture is inferred from the shapes. Throws <see cref="CheckpointException"/> naming the file and key for anything it cannot load.</summary>
     public static LoadedModel Load(string path)
     {
@@ -82,41 +72,11 @@ public static class ModelCheckpoint
         return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused, loaded.Info);
     }
 
-    /// <summary>
-    /// The side of the square input <paramref name="file"/> records under <see cref="InputSizeKey"/>, or null when it
-    /// records none. Anything but "C,H,W" with C = <paramref name="inChans"/> and H = W in 1..<see cref="MaxInputSize"/>
-    /// is refused with the file and the key.
-    /// </summary>
+    /// <summary>The side of the square input <paramref name="file"/> records (<see cref="InputSizeRecord"/>), or null when it records none.</summary>
     public static int? ReadInputSize(TensorFile file, string path, int inChans)
     {
         ArgumentNullException.ThrowIfNull(file);
-        if (!file.Metadata.TryGetValue(InputSizeKey, out string? text))
-        {
-            return null;
-        }
-
-        string[] parts = text.Split(',');
-        var dims = parts.Select(part => int.TryParse(part.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int v) ? v : 0).ToArray();
-        if (dims.Length != 3 || dims[0] != inChans || dims[1] != dims[2] || dims[1] < 1 || dims[1] > MaxInputSize)
-        {
-            // A hostile file may hold megabytes here: the message quotes its start.
-            string shown = text.Length <= 40 ? text : text[..40] + "...";
-            throw new CheckpointException(
-                path,
-                $"has metadata {InputSizeKey} '{shown}'; expected 'C,H,W' for a square input, C = {inChans} (the model's in_chans) and H = W from 1 to {MaxInputSize}, e.g. '{inChans},224,224'.",
-                InputSizeKey);
-        }
-
-        return dims[1];
-    }
-
-    /// <summary>Records a square input of side <paramref name="size"/> for a model of <paramref name="inChans"/> channels (see <see cref="InputSizeKey"/>).</summary>
-    public static void WriteInputSize(TensorFile file, int inChans, int size)
-    {
-        ArgumentNullException.ThrowIfNull(file);
-        ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(size, MaxInputSize);
-        file.Metadata[InputSizeKey] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{inChans},{size},{size}");
+        return file.Metadata.TryGetValue(InputSizeRecord.Key, out string? text) ? InputSizeRecord.Parse(text, path, inChans) : null;
     }
 
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
@@ -192,7 +152,7 @@ public static class ModelCheckpoint
 
     /// <summary>
     /// The network's state as a checkpoint in the chosen names: float tensors as F32 (or the given dtype), counters as
-    /// I64; <paramref name="inputSize"/>, when given, recorded under <see cref="InputSizeKey"/>.
+    /// I64; <paramref name="inputSize"/>, when given, recorded (<see cref="InputSizeRecord"/>).
     /// </summary>
     public static TensorFile ToTensorFile(ClassifierNetwork network, KeyLayout layout, DType floatType = DType.F32, int? inputSize = null)
     {
@@ -200,7 +160,7 @@ public static class ModelCheckpoint
         var file = StateFile(network, layout, floatType);
         if (inputSize is int size)
         {
-            WriteInputSize(file, network.InChans, size);
+            file.Metadata[InputSizeRecord.Key] = InputSizeRecord.Format(network.InChans, size);
         }
 
         return file;
@@ -243,7 +203,7 @@ public static class ModelCheckpoint
     /// Saves <paramref name="network"/> (train-time or fused) to <paramref name="path"/> in <paramref name="layout"/>'s
     /// names; the format follows the extension (.safetensors, or .pth/.pth.tar/.pt for torch.save) unless
     /// <paramref name="format"/> is given. <paramref name="inputSize"/>, the side of the input it was trained at, goes
-    /// into a safetensors file's metadata (<see cref="InputSizeKey"/>); a torch.save file cannot hold it.
+    /// into a safetensors file's metadata (<see cref="InputSizeRecord"/>); a torch.save file cannot hold it.
     /// </summary>
     public static void Save(ClassifierNetwork network, string path, KeyLayout layout = KeyLayout.Timm, CheckpointFormat? format = null, int? inputSize = null)
     {

@@ -180,6 +180,6 @@ public sealed record LoadedClassifier(ClassifierNetwork Network, string Path, Ch
     /// <summary>Whose names the file used.</summary>
     public KeyLayout Layout { get; init; } = MobileOneInfo?.Scheme.Layout ?? KeyLayout.Timm;
 
-    /// <summary>The side of the square input the file records it was trained at (<see cref="ModelCheckpoint.InputSizeKey"/>), or null.</summary>
+    /// <summary>The side of the square input the file records it was trained at (<see cref="InputSizeRecord"/>), or null.</summary>
     public int? InputSize { get; init; }
 }

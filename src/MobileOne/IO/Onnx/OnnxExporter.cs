@@ -63,18 +63,19 @@ public static class OnnxExporter
     /// <summary>
     /// Writes the network atomically to <paramref name="path"/>: fused (a train-time network is fused first) unless
     /// <paramref name="fuse"/> is false, which exports the network in the form it is in (a train-time network as its
-    /// multi-branch graph, BatchNorm with the running statistics).
+    /// multi-branch graph, BatchNorm with the running statistics). <paramref name="inputSize"/>, the side the network
+    /// was trained at, goes into metadata_props (<see cref="InputSizeRecord"/>) when given.
     /// </summary>
-    public static void Export(ClassifierNetwork network, string path, int opset = DefaultOpset, bool fuse = true)
+    public static void Export(ClassifierNetwork network, string path, int opset = DefaultOpset, bool fuse = true, int? inputSize = null)
     {
         ArgumentNullException.ThrowIfNull(path);
 
         // Build everything before the file is opened: a bad opset or network never leaves a temp file behind.
-        var model = Build(network, opset, fuse);
+        var model = Build(network, opset, fuse, inputSize);
         AtomicFile.Write(path, model.WriteTo);
     }
 
-    /// <summary>As <see cref="Export(ClassifierNetwork, string, int, bool)"/>, writing the serialized model to <paramref name="stream"/>.</summary>
+    /// <summary>As <see cref="Export(ClassifierNetwork, string, int, bool, int?)"/>, writing the serialized model to <paramref name="stream"/>.</summary>
     public static void Export(ClassifierNetwork network, Stream stream, int opset = DefaultOpset, bool fuse = true)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -87,10 +88,22 @@ public static class OnnxExporter
     /// <summary>
     /// The ONNX model in memory: the network's graph, fused first (where its family has a fused form) unless
     /// <paramref name="fuse"/> is false. A zoo network's nodes and initializers keep timm's module names.
+    /// <paramref name="inputSize"/>, when given, is recorded in metadata_props (<see cref="InputSizeRecord"/>).
     /// </summary>
-    public static ModelProto Build(ClassifierNetwork network, int opset = DefaultOpset, bool fuse = true)
+    public static ModelProto Build(ClassifierNetwork network, int opset = DefaultOpset, bool fuse = true, int? inputSize = null)
     {
         ArgumentNullException.ThrowIfNull(network);
+        var model = BuildNetwork(network, opset, fuse);
+        if (inputSize is int size)
+        {
+            model.MetadataProps.Add(new StringStringEntryProto { Key = InputSizeRecord.Key, Value = InputSizeRecord.Format(network.InChans, size) });
+        }
+
+        return model;
+    }
+
+    private static ModelProto BuildNetwork(ClassifierNetwork network, int opset, bool fuse)
+    {
         RequireOpset(opset);
         var chosen = fuse && network.Reparameterizable && !network.IsFused ? Reparameterizer.Fuse(network) : network;
         if (chosen is not MobileOneNetwork exported)

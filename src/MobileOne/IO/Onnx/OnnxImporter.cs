@@ -32,7 +32,13 @@ public static class OnnxImporter
         + "Pad (constant zero, on H and W), Identity, Constant, and Shape/Gather/Unsqueeze/Concat feeding Reshape";
 
     /// <summary>Reads <paramref name="path"/> (external data files are looked up beside it).</summary>
-    public static LayerGraph Load(string path)
+    public static LayerGraph Load(string path) => Read(path).Graph;
+
+    /// <summary>
+    /// Reads <paramref name="path"/> as <see cref="Load"/> does, with the input size its metadata_props record
+    /// (<see cref="InputSizeRecord"/>: this project's exporter writes it for a checkpoint that has it), or null.
+    /// </summary>
+    public static ImportedOnnxModel Read(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path))
@@ -52,7 +58,9 @@ public static class OnnxImporter
             throw new CheckpointException(path, $"is not an ONNX model ({e.Message.TrimEnd('.')}).");
         }
 
-        return Translate(model, path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        var graph = Translate(model, path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        var record = model.MetadataProps.LastOrDefault(p => p.Key == InputSizeRecord.Key);
+        return new ImportedOnnxModel(graph, record is null ? null : InputSizeRecord.Parse(record.Value, path, graph.InputChannels));
     }
 
     /// <summary>Reads a model from its bytes (<paramref name="source"/> names it in errors; external data is not available).</summary>
@@ -1044,3 +1052,8 @@ internal sealed partial class OnnxTranslation(GraphProto graph, string path, str
         public bool IsSqueezeExcite => Convs.Count == 2 && Activations.Count == 2;
     }
 }
+
+/// <summary>An ONNX model read by <see cref="OnnxImporter.Read"/>.</summary>
+/// <param name="Graph">The layer graph.</param>
+/// <param name="InputSize">The side of the square input the file records it was trained at, or null.</param>
+public sealed record ImportedOnnxModel(LayerGraph Graph, int? InputSize);

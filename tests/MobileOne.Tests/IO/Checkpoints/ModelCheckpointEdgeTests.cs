@@ -318,7 +318,7 @@ public sealed class ModelCheckpointEdgeTests
         ModelCheckpoint.Save(net, plain);
         ModelCheckpoint.Save(net, torch, inputSize: 48);
 
-        Assert.Equal("1,48,48", CheckpointFile.Read(recorded).File.Metadata[ModelCheckpoint.InputSizeKey]);
+        Assert.Equal("1,48,48", CheckpointFile.Read(recorded).File.Metadata[InputSizeRecord.Key]);
         Assert.Equal(48, ModelCheckpoint.LoadClassifier(recorded).InputSize);
         Assert.Null(ModelCheckpoint.LoadClassifier(plain).InputSize);
 
@@ -344,10 +344,10 @@ public sealed class ModelCheckpointEdgeTests
     public void A_malformed_input_size_is_refused_with_the_file_and_key(string value)
     {
         var file = TinyFile();
-        file.Metadata[ModelCheckpoint.InputSizeKey] = value;
+        file.Metadata[InputSizeRecord.Key] = value;
         var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors));
         Assert.Equal(Path, ex.FilePath);
-        Assert.Equal(ModelCheckpoint.InputSizeKey, ex.Key);
+        Assert.Equal(InputSizeRecord.Key, ex.Key);
         Assert.Equal(
             $"has metadata input_size '{value}'; expected 'C,H,W' for a square input, C = 1 (the model's in_chans) and H = W from 1 to 4096, e.g. '1,224,224'.",
             ex.Problem);
@@ -357,16 +357,37 @@ public sealed class ModelCheckpointEdgeTests
     public void A_well_formed_input_size_reads_back_with_spaces_around_its_numbers()
     {
         var file = TinyFile();
-        file.Metadata[ModelCheckpoint.InputSizeKey] = "1, 64, 64";
+        file.Metadata[InputSizeRecord.Key] = "1, 64, 64";
         Assert.Equal(64, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
-        file.Metadata[ModelCheckpoint.InputSizeKey] = "1,4096,4096";
+        file.Metadata[InputSizeRecord.Key] = "1,4096,4096";
         Assert.Equal(4096, ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors).InputSize);
 
         // A long value is quoted by its first 40 characters.
-        file.Metadata[ModelCheckpoint.InputSizeKey] = new string('9', 100_000);
+        file.Metadata[InputSizeRecord.Key] = new string('9', 100_000);
         var ex = Assert.Throws<CheckpointException>(() => ModelCheckpoint.ClassifierFromTensorFile(file, Path, CheckpointFormat.Safetensors));
         Assert.StartsWith($"has metadata input_size '{new string('9', 40)}...'; expected", ex.Problem);
         Assert.Throws<ArgumentOutOfRangeException>(() => ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 0));
-        Assert.Equal("1,12,12", ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 12).Metadata[ModelCheckpoint.InputSizeKey]);
+        Assert.Equal("1,12,12", ModelCheckpoint.ToTensorFile(Tiny(), KeyLayout.Timm, inputSize: 12).Metadata[InputSizeRecord.Key]);
+    }
+
+    [Fact]
+    public void An_onnx_export_records_the_input_size_in_metadata_props_and_the_importer_reads_it_back()
+    {
+        using var dir = new TempDir();
+        var net = Tiny();
+        string recorded = dir.File("recorded.onnx"), plain = dir.File("plain.onnx"), wrong = dir.File("wrong.onnx");
+        MobileOne.IO.Onnx.OnnxExporter.Export(net, recorded, inputSize: 40);
+        MobileOne.IO.Onnx.OnnxExporter.Export(net, plain);
+        Assert.Equal(40, MobileOne.IO.Onnx.OnnxImporter.Read(recorded).InputSize);
+        Assert.Null(MobileOne.IO.Onnx.OnnxImporter.Read(plain).InputSize);
+
+        var model = MobileOne.IO.Onnx.OnnxExporter.Build(net);
+        model.MetadataProps.Add(new global::Onnx.StringStringEntryProto { Key = InputSizeRecord.Key, Value = "3,40,40" });
+        File.WriteAllBytes(wrong, Google.Protobuf.MessageExtensions.ToByteArray(model));
+        var ex = Assert.Throws<CheckpointException>(() => MobileOne.IO.Onnx.OnnxImporter.Read(wrong));
+        Assert.Equal((wrong, InputSizeRecord.Key), (ex.FilePath, ex.Key));
+        Assert.Equal(
+            "has metadata input_size '3,40,40'; expected 'C,H,W' for a square input, C = 1 (the model's in_chans) and H = W from 1 to 4096, e.g. '1,224,224'.",
+            ex.Problem);
     }
 }
