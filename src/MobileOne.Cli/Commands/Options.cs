@@ -12,9 +12,10 @@ internal static class Options
 {
     /// <summary>
     /// Loads what predict and serve classify with: a checkpoint of any family (fused where it has a fused form, its
-    /// architecture's pretrained preprocessing at the input size the file records, if any) or an ONNX classifier (run as it is, up to the logits when it ends in a
+    /// architecture's pretrained preprocessing) or an ONNX classifier (run as it is, up to the logits when it ends in a
     /// softmax; timm's default preprocessing, 224, crop_pct 0.875, bilinear, ImageNet mean/std, or the Fashion-MNIST
-    /// transform for 1 channel), at the input size the file records, if any (<see cref="MobileOne.IO.InputSizeRecord"/>).
+    /// transform for 1 channel). Either is classified at the input size the file records, if any
+    /// (<see cref="MobileOne.IO.InputSizeRecord"/>: train writes it).
     /// </summary>
     public static ClassifierModel LoadClassifierModel(string path)
     {
@@ -30,18 +31,18 @@ internal static class Options
             }
 
             var defaults = graph.InputChannels == 1 ? new ImagePreprocessing { Pipeline = InputPipeline.FashionMnist } : new ImagePreprocessing();
-            return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, recordedSize is int side ? defaults with { Size = side } : defaults);
+            return new ClassifierModel(path, Path.GetFileName(path), IsOnnx: true, FusedOnLoad: false, graph, AtSize(defaults, recordedSize));
         }
 
         var loaded = ModelCheckpoint.LoadClassifier(path);
         var network = loaded.Network;
         bool fuse = network.Reparameterizable && !network.IsFused;
         var deployed = fuse ? Reparam.Reparameterizer.Fuse(network) : network;
-        // A checkpoint that records the size it was trained at (train writes it) is classified at that size by default.
-        var pretrained = ImagePreprocessing.ForModel(network);
         return new ClassifierModel(
             path, loaded.MobileOne?.Config.Name ?? network.Architecture, IsOnnx: false, FusedOnLoad: fuse, deployed.ToGraph(),
-            loaded.InputSize is int size ? pretrained with { Size = size } : pretrained);
+            AtSize(ImagePreprocessing.ForModel(network), loaded.InputSize));
+
+        static ImagePreprocessing AtSize(ImagePreprocessing defaults, int? recorded) => recorded is int size ? defaults with { Size = size } : defaults;
     }
 
     public static int Positive(int value, string option) =>

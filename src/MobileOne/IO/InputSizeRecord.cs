@@ -24,6 +24,23 @@ public static class InputSizeRecord
         return string.Create(CultureInfo.InvariantCulture, $"{inChans},{size},{size}");
     }
 
+    /// <summary>The side of the square input a checkpoint's metadata records, or null when it records none (see <see cref="Parse"/>).</summary>
+    public static int? Read(TensorFile file, string path, int inChans)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        return file.Metadata.TryGetValue(Key, out string? text) ? Parse(text, path, inChans) : null;
+    }
+
+    /// <summary>Records a square input of side <paramref name="size"/> in a checkpoint's metadata, when given.</summary>
+    public static void Write(TensorFile file, int inChans, int? size)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (size is int side)
+        {
+            file.Metadata[Key] = Format(inChans, side);
+        }
+    }
+
     /// <summary>
     /// The side of the square input <paramref name="text"/> records. Anything but "C,H,W" with C =
     /// <paramref name="inChans"/> and H = W in 1..<see cref="MaxSize"/> is refused with <paramref name="path"/> and the key.

@@ -76,11 +76,7 @@ public static class CompressedCheckpoint
         }
 
         var file = ToTensorFile(network);
-        if (inputSize is int size)
-        {
-            file.Metadata[InputSizeRecord.Key] = InputSizeRecord.Format(network.InChans, size);
-        }
-
+        InputSizeRecord.Write(file, network.InChans, inputSize);
         CheckpointFile.Write(path, file, CheckpointFormat.Safetensors);
     }
 

@@ -51,7 +51,7 @@ public static class ModelCheckpoint
     public static LoadedClassifier ClassifierFromTensorFile(TensorFile file, string path, CheckpointFormat format)
     {
         var loaded = Classifier(file, path, format);
-        return loaded with { InputSize = ReadInputSize(file, path, loaded.Network.InChans) };
+        return loaded with { InputSize = InputSizeRecord.Read(file, path, loaded.Network.InChans) };
     }
 
     private static LoadedClassifier Classifier(TensorFile file, string path, CheckpointFormat format)
@@ -70,13 +70,6 @@ public static class ModelCheckpoint
 
         var loaded = FromTensorFile(file, path, format);
         return new LoadedClassifier(loaded.Network, path, format, loaded.Info.Fused, loaded.Info);
-    }
-
-    /// <summary>The side of the square input <paramref name="file"/> records (<see cref="InputSizeRecord"/>), or null when it records none.</summary>
-    public static int? ReadInputSize(TensorFile file, string path, int inChans)
-    {
-        ArgumentNullException.ThrowIfNull(file);
-        return file.Metadata.TryGetValue(InputSizeRecord.Key, out string? text) ? InputSizeRecord.Parse(text, path, inChans) : null;
     }
 
     /// <summary>Builds the network a tensor file holds (<paramref name="path"/> and <paramref name="format"/> are reported in <see cref="CheckpointInfo"/> and messages).</summary>
@@ -158,11 +151,7 @@ public static class ModelCheckpoint
     {
         ArgumentNullException.ThrowIfNull(network);
         var file = StateFile(network, layout, floatType);
-        if (inputSize is int size)
-        {
-            file.Metadata[InputSizeRecord.Key] = InputSizeRecord.Format(network.InChans, size);
-        }
-
+        InputSizeRecord.Write(file, network.InChans, inputSize);
         return file;
     }
 
